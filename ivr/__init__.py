@@ -1,0 +1,51 @@
+"""The Hebrew AI phone line: `create_app` wires config, store, engines, scheduler and routes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+
+from .config import Settings
+from .eventlog import EventLog
+from .runtime import Runtime
+from .store import Store
+
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+def configure_logging() -> None:
+    """One plain line per event on stderr, once per process."""
+    root = logging.getLogger("ivr")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+def create_app(config: Settings | None = None) -> Flask:
+    """Build the Flask app; `config=None` reads and validates the environment."""
+    settings = config or Settings.from_env()
+    configure_logging()
+    for warning in settings.warnings:
+        logging.getLogger("ivr").warning("%s", warning)
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    store = Store(settings.database_url)
+    scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
+    scheduler.start()
+    runtime = Runtime(settings=settings, store=store,
+                      events=EventLog(store, settings.secrets()), scheduler=scheduler)
+    app.extensions["ivr"] = runtime
+
+    from . import public, webhooks
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(public.bp)
+    runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
+                        asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
+                        base=settings.public_base_url, local=settings.local_mode)
+    return app

@@ -1,0 +1,205 @@
+"""SQLAlchemy Core store of calls, turns, events and leads: the truth about each call."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+calls = Table(
+    "calls", metadata,
+    Column("call_sid", String(64), primary_key=True),
+    Column("account_sid", String(64), default=""),
+    Column("from_number", String(64), default=""),
+    Column("to_number", String(64), default=""),
+    Column("status", String(32), default="in-progress"),
+    Column("turn_mode", String(16), default=""),
+    Column("reply_mode", String(16), default=""),
+    Column("turn", Integer, default=0),
+    Column("stream_started_turn", Integer, default=0),
+    Column("last_media_at", Float),
+    Column("silent_turns", Integer, default=0),
+    Column("history", Text, default="[]"),
+    Column("pending_twiml", Text),
+    Column("fallback_reason", String(200)),
+    Column("outcome", String(64), default=""),
+    Column("errors", Integer, default=0),
+    Column("duration_sec", Integer),
+    Column("started_at", Float),
+    Column("updated_at", Float),
+    Column("ended_at", Float),
+    Column("ended", Boolean, default=False),
+)
+
+turns = Table(
+    "turns", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("turn", Integer),
+    Column("source", String(16)),
+    Column("user_text", Text, default=""),
+    Column("reply_text", Text, default=""),
+    Column("audio_url", Text, default=""),
+    Column("utterance_ms", Integer),
+    Column("asr_ms", Integer),
+    Column("llm_ms", Integer),
+    Column("tts_ms", Integer),
+    Column("total_ms", Integer),
+    Column("fallback", String(64), default=""),
+    Column("created_at", Float),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("ts", Float),
+    Column("kind", String(64)),
+    Column("detail", Text, default="{}"),
+)
+
+leads = Table(
+    "leads", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("caller", String(64), default=""),
+    Column("name", Text, default=""),
+    Column("phone", Text, default=""),
+    Column("reason", Text, default=""),
+    Column("created_at", Float),
+)
+
+CALL_FIELDS = frozenset(c.name for c in calls.columns)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Store:
+    """Thread-safe access to the call database; every method is one short transaction."""
+
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - health check reports, never raises
+            return False
+
+    def ensure_call(self, call_sid: str, **fields: Any) -> dict:
+        """Create the call if it is unknown (any webhook may be the first we see); return it."""
+        now = time.time()
+        row = self.get_call(call_sid)
+        if row is None:
+            values = {k: v for k, v in fields.items() if k in CALL_FIELDS and v is not None}
+            values.update(call_sid=call_sid, started_at=now, updated_at=now)
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(calls).values(**values))
+            except Exception:  # noqa: BLE001 - a concurrent webhook created it first
+                if self.get_call(call_sid) is None:
+                    raise
+            row = self.get_call(call_sid)
+        return row
+
+    def get_call(self, call_sid: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(calls).where(calls.c.call_sid == call_sid)).mappings().first()
+        return dict(row) if row else None
+
+    def update_call(self, call_sid: str, **fields: Any) -> None:
+        values = {k: v for k, v in fields.items() if k in CALL_FIELDS}
+        values["updated_at"] = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(update(calls).where(calls.c.call_sid == call_sid).values(**values))
+
+    def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
+        """Apply changes only if the call still matches `where`; True if this caller won."""
+        stmt = update(calls).where(calls.c.call_sid == call_sid)
+        for key, value in where.items():
+            stmt = stmt.where(calls.c[key] == value)
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt.values(updated_at=time.time(), **changes))
+        return result.rowcount == 1
+
+    def history(self, call_sid: str) -> list[dict]:
+        call = self.get_call(call_sid)
+        return json.loads(call["history"] or "[]") if call else []
+
+    def list_calls(self, limit: int = 100) -> list[dict]:
+        stmt = select(calls).order_by(calls.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def add_event(self, call_sid: str | None, kind: str, detail: dict) -> None:
+        row = {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
+               "detail": json.dumps(detail, ensure_ascii=False, default=str)}
+        with self.engine.begin() as conn:
+            conn.execute(insert(events).values(**row))
+
+    def events(self, call_sid: str) -> list[dict]:
+        stmt = select(events).where(events.c.call_sid == call_sid).order_by(events.c.id)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        for row in rows:
+            row["detail"] = json.loads(row["detail"] or "{}")
+        return rows
+
+    def add_turn(self, call_sid: str, **fields: Any) -> int:
+        values = {k: v for k, v in fields.items() if k in turns.c}
+        values.update(call_sid=call_sid, created_at=time.time())
+        with self.engine.begin() as conn:
+            return conn.execute(insert(turns).values(**values)).inserted_primary_key[0]
+
+    def turns(self, call_sid: str) -> list[dict]:
+        stmt = select(turns).where(turns.c.call_sid == call_sid).order_by(turns.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def add_lead(self, call_sid: str, **fields: Any) -> int:
+        values = {k: v for k, v in fields.items() if k in leads.c}
+        values.update(call_sid=call_sid, created_at=time.time())
+        with self.engine.begin() as conn:
+            return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
+
+    def leads(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(leads).order_by(leads.c.id)).mappings()]
+
+    def close(self) -> None:
+        self.engine.dispose()

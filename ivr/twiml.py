@@ -1,0 +1,99 @@
+"""Pure TwiML builders for every turn of a call, plus URL helpers; no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from urllib.parse import urlsplit
+
+from twilio.twiml.voice_response import Connect, Gather, VoiceResponse
+
+STREAM_PATH = "/ws/twilio-media"
+RECORD_MAX_SEC = 20
+RECORD_SILENCE_SEC = 2
+GATHER_TIMEOUT_SEC = 5
+
+
+def abs_url(base: str, path: str) -> str:
+    """Join the public base URL and a path with exactly one slash between them."""
+    return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def stream_url(base: str) -> str:
+    """The wss:// URL of the media stream (Twilio accepts only wss and drops query strings)."""
+    host = urlsplit(base).netloc
+    return f"wss://{host}{STREAM_PATH}"
+
+
+def stream_token(key: str, call_sid: str, turn: int) -> str:
+    """HMAC of call_sid and turn, sent as a Stream Parameter and checked by the WebSocket."""
+    message = f"{call_sid}:{turn}".encode()
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
+def check_stream_token(key: str, call_sid: str, turn: int, token: str) -> bool:
+    """Constant-time check of a Stream `token` Parameter."""
+    return hmac.compare_digest(stream_token(key, call_sid, turn), token or "")
+
+
+def _to_xml(response: VoiceResponse) -> str:
+    return str(response)
+
+
+def _connect(base: str, key: str, call_sid: str, turn: int) -> Connect:
+    connect = Connect(action=abs_url(base, "/webhook/stream_ended"), method="POST")
+    stream = connect.stream(url=stream_url(base),
+                            status_callback=abs_url(base, "/webhook/stream_status"),
+                            status_callback_method="POST")
+    stream.parameter(name="call_sid", value=call_sid)
+    stream.parameter(name="turn", value=str(turn))
+    stream.parameter(name="token", value=stream_token(key, call_sid, turn))
+    return connect
+
+
+def stream_turn(base: str, key: str, call_sid: str, turn: int, play_url: str = "") -> str:
+    """Optional `<Play>` then `<Connect><Stream>`: the first turn and every ping-pong turn."""
+    response = VoiceResponse()
+    if play_url:
+        response.play(play_url)
+    response.append(_connect(base, key, call_sid, turn))
+    return _to_xml(response)
+
+
+def record_turn(base: str, play_url: str = "") -> str:
+    """Optional `<Play>`, `<Record>` to handle_recording, a `<Redirect>` for empty recordings."""
+    response = VoiceResponse()
+    if play_url:
+        response.play(play_url)
+    target = abs_url(base, "/webhook/handle_recording")
+    response.record(action=target, method="POST", max_length=RECORD_MAX_SEC,
+                    timeout=RECORD_SILENCE_SEC, play_beep=False, trim="trim-silence")
+    response.redirect(target, method="POST")
+    return _to_xml(response)
+
+
+def gather_turn(base: str, language: str, play_url: str = "") -> str:
+    """`<Gather input="speech dtmf">` (Twilio recognises) around the prompt, then a Redirect."""
+    response = VoiceResponse()
+    target = abs_url(base, "/webhook/handle_gather")
+    gather = Gather(input="speech dtmf", language=language, action=target, method="POST",
+                    speech_timeout="auto", timeout=GATHER_TIMEOUT_SEC, finish_on_key="#")
+    if play_url:
+        gather.play(play_url)
+    response.append(gather)
+    response.redirect(target, method="POST")
+    return _to_xml(response)
+
+
+def goodbye(play_url: str = "") -> str:
+    """Optional goodbye `<Play>` and `<Hangup/>`."""
+    response = VoiceResponse()
+    if play_url:
+        response.play(play_url)
+    response.hangup()
+    return _to_xml(response)
+
+
+def empty() -> str:
+    """`<Response/>`: nothing more to do (the call is ending)."""
+    return _to_xml(VoiceResponse())

@@ -1,0 +1,222 @@
+"""Blueprint of the /webhook/* routes Twilio calls, with the X-Twilio-Signature check."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Callable
+
+from flask import Blueprint, Response, request
+from twilio.request_validator import RequestValidator
+
+from . import twiml
+from .runtime import FALLBACK_FILE, GOODBYE_FILE, GREETING_FILE, Runtime, current_runtime
+
+bp = Blueprint("webhooks", __name__)
+CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+FORM_TYPE = "application/x-www-form-urlencoded"
+ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def xml(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="text/xml")
+
+
+def reject(status: int, reason: str) -> Response:
+    return Response(reason + "\n", status=status, mimetype="text/plain")
+
+
+def public_request_url(rt: Runtime) -> str:
+    """The URL Twilio signed: the public base (not the proxy's inner URL) + path + query."""
+    query = request.query_string.decode("latin-1")
+    return rt.url(request.path) + (f"?{query}" if query else "")
+
+
+def signature_problem(rt: Runtime) -> str | None:
+    """Why this request's X-Twilio-Signature is unacceptable, or None when it is good."""
+    if not rt.settings.validate_twilio_signature:
+        return None
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature:
+        return "missing X-Twilio-Signature"
+    params = request.form.to_dict() if request.method == "POST" else {}
+    validator = RequestValidator(rt.settings.twilio_auth_token)
+    if not validator.validate(public_request_url(rt), params, signature):
+        return "X-Twilio-Signature does not match (check PUBLIC_BASE_URL and TWILIO_AUTH_TOKEN)"
+    return None
+
+
+def form_problem() -> str | None:
+    """Why this body is not a Twilio webhook form, or None."""
+    if request.method == "POST" and request.mimetype != FORM_TYPE:
+        return f"expected {FORM_TYPE}, got {request.mimetype or 'no content type'}"
+    call_sid = request.values.get("CallSid", "")
+    if not CALL_SID.match(call_sid):
+        return "CallSid missing or malformed (expected CA + 32 hex digits)"
+    return None
+
+
+def twilio_webhook(fallback: Callable[[Runtime], Response]):
+    """Check signature (403) and form (400), record what Twilio said, never answer 500."""
+    def decorate(handler: Callable[[Runtime, dict, str], Response]):
+        @functools.wraps(handler)
+        def wrapper() -> Response:
+            rt = current_runtime()
+            problem = signature_problem(rt)
+            if problem:
+                rt.events.emit("SIGNATURE_REJECTED", level=logging.WARNING,
+                               route=request.path, reason=problem)
+                return reject(403, problem)
+            problem = form_problem()
+            if problem:
+                rt.events.emit("WEBHOOK_REJECTED", level=logging.WARNING,
+                               route=request.path, reason=problem)
+                return reject(400, problem)
+            params = request.values.to_dict()
+            call_sid = params["CallSid"]
+            rt.events.emit("WEBHOOK", call_sid, route=request.path, params=params)
+            try:
+                rt.store.ensure_call(call_sid, account_sid=params.get("AccountSid", ""),
+                                     from_number=params.get("From", ""),
+                                     to_number=params.get("To", ""))
+                response = handler(rt, params, call_sid)
+            except Exception as exc:  # noqa: BLE001 - the caller must still hear something
+                logging.getLogger("ivr").exception("webhook handler failed")
+                rt.events.emit("WEBHOOK_ERR", call_sid, level=logging.ERROR,
+                               route=request.path, err=repr(exc))
+                response = fallback(rt)
+            if response.mimetype == "text/xml":
+                rt.events.emit("TWIML", call_sid, route=request.path,
+                               twiml=response.get_data(as_text=True))
+            return response
+        return wrapper
+    return decorate
+
+
+def _no_content(_rt: Runtime) -> Response:
+    return Response(status=204)
+
+
+def _safe_twiml(rt: Runtime) -> Response:
+    """What a failing TwiML route answers: a prompt and Twilio's own speech recognition."""
+    return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.language,
+                                 rt.tts_url(FALLBACK_FILE)))
+
+
+def first_turn_twiml(rt: Runtime, call_sid: str) -> str:
+    """The TwiML of a call's first turn in the configured TURN_MODE."""
+    s = rt.settings
+    greeting = rt.tts_url(GREETING_FILE) if s.twiml_play_greeting else ""
+    if s.turn_mode == "stream":
+        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, 1, greeting)
+    if s.ai_greeting_he:
+        greeting = rt.tts_url(GREETING_FILE)
+    if s.turn_mode == "record":
+        return twiml.record_turn(s.public_base_url, greeting)
+    return twiml.gather_turn(s.public_base_url, s.language, greeting)
+
+
+def listen_twiml(rt: Runtime, mode: str, play_url: str = "") -> str:
+    """Play something, then listen again in the call's mode (record or gather)."""
+    if mode == "gather":
+        return twiml.gather_turn(rt.settings.public_base_url, rt.settings.language, play_url)
+    return twiml.record_turn(rt.settings.public_base_url, play_url)
+
+
+def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
+    """Nothing heard: re-prompt, or after MAX_SILENT_TURNS say goodbye and hang up."""
+    call = rt.store.get_call(call_sid) or {}
+    silent = (call.get("silent_turns") or 0) + 1
+    rt.store.update_call(call_sid, silent_turns=silent)
+    rt.events.emit("SILENT_TURN", call_sid, count=silent, limit=rt.settings.max_silent_turns)
+    if silent >= rt.settings.max_silent_turns:
+        rt.store.update_call(call_sid, outcome="silent-hangup")
+        return twiml.goodbye(rt.tts_url(GOODBYE_FILE))
+    return listen_twiml(rt, mode, rt.tts_url(FALLBACK_FILE))
+
+
+@bp.route("/webhook/incoming_call", methods=["GET", "POST"])
+def incoming_call() -> Response:
+    if request.method == "GET" and not request.args:
+        return preview()
+    return _incoming_call()
+
+
+def preview() -> Response:
+    """An unsigned GET shows the first-turn TwiML of a made-up call (curl checks of seed 001)."""
+    rt = current_runtime()
+    body = first_turn_twiml(rt, "CA" + "0" * 32)
+    return xml(re.sub(r'(name="token" value=")[0-9a-f]+', r"\1preview", body))
+
+
+@twilio_webhook(_safe_twiml)
+def _incoming_call(rt: Runtime, params: dict, call_sid: str) -> Response:
+    s = rt.settings
+    rt.store.update_call(call_sid, turn_mode=s.turn_mode, reply_mode=s.reply_mode, turn=1,
+                         status=params.get("CallStatus", "in-progress"))
+    return xml(first_turn_twiml(rt, call_sid))
+
+
+@bp.route("/webhook/stream_status", methods=["POST"])
+@twilio_webhook(_no_content)
+def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
+    rt.events.emit("STREAM_STATUS", call_sid, event=params.get("StreamEvent", ""),
+                   stream=params.get("StreamSid", ""), error=params.get("StreamError", ""))
+    return Response(status=204)
+
+
+@bp.route("/webhook/stream_ended", methods=["POST"])
+@twilio_webhook(_safe_twiml)
+def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
+    call = rt.store.get_call(call_sid)
+    pending = call.get("pending_twiml")
+    if pending and rt.store.claim(call_sid, {"pending_twiml": pending}, pending_twiml=None):
+        return xml(pending)
+    if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
+        return xml(twiml.empty())
+    reason = ("stream never started" if (call.get("stream_started_turn") or 0) < call["turn"]
+              else "stream ended with no reply pending")
+    rt.store.update_call(call_sid, turn_mode="record", fallback_reason=reason)
+    rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason)
+    return xml(twiml.record_turn(rt.settings.public_base_url, rt.tts_url(FALLBACK_FILE)))
+
+
+@bp.route("/webhook/call_status", methods=["POST"])
+@twilio_webhook(_no_content)
+def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
+    status = params.get("CallStatus", "")
+    changes: dict = {"status": status}
+    if status in ENDED_STATUSES:
+        duration = params.get("CallDuration", "")
+        changes.update(ended=True, duration_sec=int(duration) if duration.isdigit() else None)
+        call = rt.store.get_call(call_sid) or {}
+        changes["outcome"] = call.get("outcome") or status
+    rt.store.update_call(call_sid, **changes)
+    rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
+    for hook in rt.extras.get("on_call_ended", []) if status in ENDED_STATUSES else []:
+        hook(call_sid)
+    return Response(status=204)
+
+
+@bp.route("/webhook/handle_recording", methods=["POST"])
+@twilio_webhook(_safe_twiml)
+def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
+    rt.events.emit("RECORDING", call_sid, url=params.get("RecordingUrl", ""),
+                   duration=params.get("RecordingDuration", ""))
+    answer = rt.extras.get("answer_recording")
+    if answer and params.get("RecordingUrl"):
+        return xml(answer(call_sid, params))
+    return xml(silent_turn_twiml(rt, call_sid, "record"))
+
+
+@bp.route("/webhook/handle_gather", methods=["POST"])
+@twilio_webhook(_safe_twiml)
+def handle_gather(rt: Runtime, params: dict, call_sid: str) -> Response:
+    heard = params.get("SpeechResult", "").strip() or params.get("Digits", "").strip()
+    rt.events.emit("GATHER", call_sid, speech=params.get("SpeechResult", ""),
+                   digits=params.get("Digits", ""), confidence=params.get("Confidence", ""))
+    answer = rt.extras.get("answer_gather")
+    if answer and heard:
+        return xml(answer(call_sid, params))
+    return xml(silent_turn_twiml(rt, call_sid, "gather"))

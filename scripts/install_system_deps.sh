@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install espeak-ng and ffmpeg with apt when they are missing and we may (root or sudo -n).
+set -u
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else
+    echo "WARNING: missing ${missing[*]}; install them: sudo apt-get install -y ${missing[*]}" >&2
+    exit 0
+  fi
+fi
+echo "installing ${missing[*]} with apt…" >&2
+$sudo apt-get update -qq >/dev/null && \
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  "${missing[@]}" >/dev/null || { echo "apt-get install ${missing[*]} failed" >&2; exit 1; }
