@@ -1,0 +1,61 @@
+"""Shared fixtures: settings on a temporary SQLite file and TTS dir, the app, signed requests."""
+
+from __future__ import annotations
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from ivr import create_app
+from ivr.config import Settings
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+ACCOUNT_SID = "AC" + "1" * 32
+BASE = "https://line.example.com"
+CALL_SID = "CA" + "a" * 32
+
+
+def make_settings(tmp_path, **changes) -> Settings:
+    """Settings for one test: its own database file and TTS directory."""
+    env = {"PUBLIC_BASE_URL": BASE, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path}/ivr.sqlite3",
+           "TTS_DIR": str(tmp_path / "tts"), "VAR_DIR": str(tmp_path / "var")}
+    (tmp_path / "tts").mkdir(exist_ok=True)
+    return Settings.from_env(env).replace(**changes)
+
+
+def sign(url: str, params: dict, token: str = AUTH_TOKEN) -> str:
+    """X-Twilio-Signature as Twilio computes it."""
+    return RequestValidator(token).compute_signature(url, params)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    yield application
+    application.extensions["ivr"].close()
+
+
+@pytest.fixture
+def runtime(app):
+    return app.extensions["ivr"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def twilio_post(client):
+    """POST a form signed like Twilio; `CallSid` defaults to the test call."""
+    def post(path: str, signed: bool = True, **params):
+        params.setdefault("CallSid", CALL_SID)
+        params.setdefault("AccountSid", ACCOUNT_SID)
+        headers = {"X-Twilio-Signature": sign(BASE + path, params)} if signed else {}
+        return client.post(path, data=params, headers=headers)
+    return post

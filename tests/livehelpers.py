@@ -1,0 +1,43 @@
+"""Helpers for tests that run the real server in a subprocess: free ports, waiting, signing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, proc: subprocess.Popen, seconds: float = 20.0) -> requests.Response:
+    """Poll a URL until it answers; fail with the server's output if it dies or never answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError("server exited:\n" + proc.stdout.read())
+        try:
+            return requests.get(url, timeout=1)
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer in {seconds}s")
+
+
+def start_script_env(tmp_path: Path, port: int, **extra: str) -> dict:
+    """Environment of a clean start: the machine's, minus any ivr settings, plus ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_"))}
+    env.update(PORT=str(port), BIND_HOST="127.0.0.1", VAR_DIR=str(tmp_path / "var"),
+               DATABASE_URL=f"sqlite:///{tmp_path}/ivr.sqlite3", TTS_DIR=str(tmp_path / "tts"),
+               PYTHONUNBUFFERED="1", PATH=str(Path(sys.executable).parent) + ":" + env["PATH"])
+    env.update(extra)
+    return env

@@ -1,0 +1,101 @@
+"""Configuration: defaults, every bad variable reported at once, credentials files, local mode."""
+
+import os
+import stat
+
+import pytest
+
+from ivr.config import LOCAL_ACCOUNT_SID, ConfigError, Settings
+
+
+def env(tmp_path, **values):
+    base = {"VAR_DIR": str(tmp_path / "var")}
+    base.update(values)
+    return base
+
+
+def test_embedded_defaults_are_local_gather_scripted_espeak(tmp_path):
+    s = Settings.from_env(env(tmp_path))
+    assert s.public_base_url == "http://127.0.0.1:5000"
+    assert s.local_mode and s.twilio_account_sid == LOCAL_ACCOUNT_SID
+    assert s.validate_twilio_signature and len(s.twilio_auth_token) == 32
+    assert (s.asr_engine, s.llm_engine, s.tts_engine) == ("none", "scripted", "espeak")
+    assert s.turn_mode == "gather" and s.reply_mode == "play"
+    assert (s.min_utt_sec, s.vad_hangover_ms, s.vad_rms, s.max_utt_sec) == (0.48, 140, 210, 7.0)
+    assert (s.barge_in, s.barge_in_voice_frames, s.dedup_window_sec) == (True, 3, 14.0)
+    assert s.database_url.endswith("/var/ivr.sqlite3") and s.database_url.startswith("sqlite:////")
+
+
+def test_local_token_is_kept_in_a_private_file_and_reused(tmp_path):
+    first = Settings.from_env(env(tmp_path))
+    second = Settings.from_env(env(tmp_path))
+    assert first.twilio_auth_token == second.twilio_auth_token
+    mode = os.stat(tmp_path / "var" / "emulator_auth_token").st_mode
+    assert stat.S_IMODE(mode) == 0o600
+
+
+def test_several_bad_variables_are_reported_together(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(tmp_path, VAD_RMS="loud", PORT="99999", BARGE_IN="maybe",
+                              REPLY_MODE="fax", PUBLIC_BASE_URL="http://line.example.com",
+                              RESP_MIN_DELAY_MS="500", RESP_MAX_DELAY_MS="100"))
+    text = str(info.value)
+    for name in ("VAD_RMS", "PORT", "BARGE_IN", "REPLY_MODE", "PUBLIC_BASE_URL",
+                 "RESP_MIN_DELAY_MS"):
+        assert name in text
+    assert len(info.value.problems) == 6
+    assert "expected one of play|action|stream" in text
+
+
+def test_secret_values_never_appear_in_errors(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(tmp_path, PUBLIC_BASE_URL="https://h.example",
+                              TWILIO_ACCOUNT_SID="bogus", TWILIO_AUTH_TOKEN="supersecret-123"))
+    assert "supersecret-123" not in str(info.value)
+    assert "TWILIO_ACCOUNT_SID" in str(info.value)
+
+
+def test_base_url_trailing_slash_is_removed(tmp_path):
+    s = Settings.from_env(env(tmp_path, PUBLIC_BASE_URL="https://h.example/",
+                              TWILIO_AUTH_TOKEN="t" * 32, TWILIO_ACCOUNT_SID="AC" + "2" * 32))
+    assert s.public_base_url == "https://h.example"
+    assert s.validate_twilio_signature and not s.local_mode
+
+
+def test_unsigned_mode_needs_an_explicit_choice_and_warns(tmp_path):
+    with pytest.raises(ConfigError, match="VALIDATE_TWILIO_SIGNATURE=true needs"):
+        Settings.from_env(env(tmp_path, PUBLIC_BASE_URL="https://h.example",
+                              VALIDATE_TWILIO_SIGNATURE="true"))
+    s = Settings.from_env(env(tmp_path, PUBLIC_BASE_URL="https://h.example",
+                              VALIDATE_TWILIO_SIGNATURE="false"))
+    assert not s.validate_twilio_signature
+    assert any("VALIDATE_TWILIO_SIGNATURE=false" in w for w in s.warnings)
+
+
+def test_gcp_credentials_json_is_written_to_a_private_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    s = Settings.from_env(env(tmp_path, GCP_CREDENTIALS_JSON='{"type": "service_account"}'))
+    path = s.google_application_credentials
+    assert open(path).read() == '{"type": "service_account"}'
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert os.environ["GOOGLE_APPLICATION_CREDENTIALS"] == path
+    assert (s.asr_engine, s.tts_engine, s.turn_mode) == ("google", "google", "stream")
+    os.unlink(path)
+
+
+def test_gcp_credentials_json_must_be_json(tmp_path):
+    with pytest.raises(ConfigError, match="GCP_CREDENTIALS_JSON"):
+        Settings.from_env(env(tmp_path, GCP_CREDENTIALS_JSON="not json"))
+
+
+def test_openai_key_selects_openai_engines(tmp_path):
+    s = Settings.from_env(env(tmp_path, OPENAI_API_KEY="sk-test"))
+    assert (s.asr_engine, s.llm_engine, s.tts_engine, s.turn_mode) == (
+        "openai", "openai", "openai", "stream")
+
+
+def test_engine_without_its_key_is_an_error_that_says_what_to_set(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(tmp_path, TTS_ENGINE="openai", TURN_MODE="stream"))
+    assert "TTS_ENGINE=openai: set OPENAI_API_KEY" in str(info.value)
+    assert "TURN_MODE=stream: needs an ASR engine" in str(info.value)

@@ -1,0 +1,55 @@
+"""The public MP3 files Twilio fetches, and /healthz."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture
+def mp3(settings):
+    path = os.path.join(settings.tts_dir, "greeting_he.mp3")
+    with open(path, "wb") as handle:
+        handle.write(b"ID3" + b"\0" * 200)
+    return path
+
+
+def test_cache_file_is_served_as_cacheable_audio_mpeg(client, mp3):
+    response = client.get("/static/tts/greeting_he.mp3")
+    assert response.status_code == 200 and response.mimetype == "audio/mpeg"
+    assert response.data.startswith(b"ID3")
+    assert "max-age=86400" in response.headers["Cache-Control"]
+    assert response.headers["Content-Length"] == "203"
+
+
+def test_head_answers_without_a_body(client, mp3):
+    response = client.head("/static/tts/greeting_he.mp3")
+    assert response.status_code == 200 and response.data == b""
+    assert response.headers["Content-Type"] == "audio/mpeg"
+
+
+@pytest.mark.parametrize("name", [
+    "missing.mp3", "../ivr.sqlite3", "..%2Fivr.sqlite3", "%2e%2e/var/x.mp3", "sub/x.mp3",
+    ".hidden.mp3", "greeting_he.wav", "a" * 200 + ".mp3", "link.mp3",
+])
+def test_anything_but_a_plain_cache_file_is_404(client, mp3, settings, tmp_path, name):
+    secret = tmp_path / "secret.mp3"
+    secret.write_bytes(b"secret")
+    os.symlink(secret, os.path.join(settings.tts_dir, "link.mp3"))
+    os.makedirs(os.path.join(settings.tts_dir, "sub"))
+    open(os.path.join(settings.tts_dir, "sub", "x.mp3"), "wb").close()
+    response = client.get("/static/tts/" + name)
+    assert response.status_code == 404
+
+
+def test_healthz_reports_engines_scheduler_and_database(client):
+    response = client.get("/healthz")
+    body = response.get_json()
+    assert response.status_code == 200 and body["status"] == "ok"
+    assert body["engines"] == {"asr": "none", "llm": "scripted", "tts": "espeak"}
+    assert body["scheduler"]["running"] is True and body["db"]["ok"] is True
+
+
+def test_healthz_is_503_when_the_scheduler_is_down(client, runtime):
+    runtime.scheduler.shutdown(wait=False)
+    response = client.get("/healthz")
+    assert response.status_code == 503 and response.get_json()["status"] == "degraded"

@@ -1,0 +1,73 @@
+"""Store round trips on a real SQLite file: calls, turns, events, leads, claims, WAL."""
+
+import threading
+
+from ivr.eventlog import EventLog, format_value
+from ivr.store import Store
+
+SID = "CA" + "c" * 32
+
+
+def test_call_round_trip_and_ensure_is_idempotent(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store.ensure_call(SID, from_number="+972501111111")
+    store.ensure_call(SID, from_number="+972502222222")
+    store.update_call(SID, turn=3, history='[{"role": "user", "text": "שלום"}]')
+    reopened = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    call = reopened.get_call(SID)
+    assert call["from_number"] == "+972501111111" and call["turn"] == 3
+    assert reopened.history(SID) == [{"role": "user", "text": "שלום"}]
+    assert [c["call_sid"] for c in reopened.list_calls()] == [SID]
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_turns_events_and_leads_round_trip(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store.add_turn(SID, turn=1, source="gather", user_text="כמה זה עולה?", reply_text="מאה שקל",
+                   audio_url="https://h/static/tts/x.mp3", llm_ms=12, tts_ms=340)
+    store.add_event(SID, "ASR_TEXT", {"text": "כמה זה עולה?"})
+    store.add_lead(SID, name="דנה", phone="0501234567", reason="הצעת מחיר")
+    turn = store.turns(SID)[0]
+    assert (turn["user_text"], turn["tts_ms"], turn["source"]) == ("כמה זה עולה?", 340, "gather")
+    assert store.events(SID)[0]["detail"] == {"text": "כמה זה עולה?"}
+    assert store.leads()[0]["name"] == "דנה"
+
+
+def test_claim_lets_exactly_one_of_many_threads_win(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store.ensure_call(SID, turn=1)
+    wins = []
+
+    def try_claim():
+        if store.claim(SID, {"turn_mode": ""}, turn_mode="record"):
+            wins.append(1)
+    threads = [threading.Thread(target=try_claim) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and store.get_call(SID)["turn_mode"] == "record"
+
+
+def test_event_log_redacts_secrets_in_log_and_row(tmp_path, caplog):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    events = EventLog(store, ["tok-123456789"])
+    with caplog.at_level("INFO", logger="ivr"):
+        events.emit("WEBHOOK", SID, url="https://x/?t=tok-123456789", auth_token="whatever",
+                    text="שלום עולם")
+    line = caplog.records[-1].getMessage()
+    assert "tok-123456789" not in line and "whatever" not in line
+    assert line.startswith(f"WEBHOOK call={SID} ") and 'text="שלום עולם"' in line
+    detail = store.events(SID)[0]["detail"]
+    assert detail["auth_token"] == "***" and "tok-123456789" not in detail["url"]
+
+
+def test_format_value_quotes_only_when_needed():
+    assert format_value("abc") == "abc"
+    assert format_value("a b") == '"a b"'
+    assert format_value(12) == "12"

@@ -1,0 +1,67 @@
+"""Exact TwiML strings of every builder, and the URL rules of DESIGN §4."""
+
+from ivr import twiml
+
+BASE = "https://line.example.com"
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>'
+SID = "CA" + "b" * 32
+
+
+def test_abs_url_never_doubles_the_slash():
+    assert twiml.abs_url("https://h/", "/webhook/x") == "https://h/webhook/x"
+    assert twiml.abs_url("https://h", "webhook/x") == "https://h/webhook/x"
+
+
+def test_stream_url_is_wss_with_no_query_even_for_a_plain_http_base():
+    assert twiml.stream_url("https://h.example:8443") == "wss://h.example:8443/ws/twilio-media"
+    assert twiml.stream_url("http://127.0.0.1:5000") == "wss://127.0.0.1:5000/ws/twilio-media"
+
+
+def test_stream_turn_exact():
+    token = twiml.stream_token("key", SID, 1)
+    assert twiml.stream_turn(BASE, "key", SID, 1) == (
+        HEAD + '<Response><Connect action="https://line.example.com/webhook/stream_ended" '
+        'method="POST"><Stream statusCallback="https://line.example.com/webhook/stream_status" '
+        'statusCallbackMethod="POST" url="wss://line.example.com/ws/twilio-media">'
+        f'<Parameter name="call_sid" value="{SID}" /><Parameter name="turn" value="1" />'
+        f'<Parameter name="token" value="{token}" /></Stream></Connect></Response>')
+
+
+def test_ping_pong_plays_then_reconnects_with_the_next_turn():
+    body = twiml.stream_turn(BASE, "key", SID, 4, "https://line.example.com/static/tts/a.mp3")
+    assert body.startswith(HEAD + "<Response><Play>https://line.example.com/static/tts/a.mp3"
+                           "</Play><Connect ")
+    assert '<Parameter name="turn" value="4" />' in body
+    assert "//static" not in body.replace("https://", "")
+
+
+def test_record_turn_exact():
+    assert twiml.record_turn(BASE, "https://line.example.com/static/tts/f.mp3") == (
+        HEAD + "<Response><Play>https://line.example.com/static/tts/f.mp3</Play>"
+        '<Record action="https://line.example.com/webhook/handle_recording" maxLength="20" '
+        'method="POST" playBeep="false" timeout="2" trim="trim-silence" />'
+        '<Redirect method="POST">https://line.example.com/webhook/handle_recording</Redirect>'
+        "</Response>")
+
+
+def test_gather_turn_exact():
+    assert twiml.gather_turn(BASE, "he-IL") == (
+        HEAD + '<Response><Gather action="https://line.example.com/webhook/handle_gather" '
+        'finishOnKey="#" input="speech dtmf" language="he-IL" method="POST" '
+        'speechTimeout="auto" timeout="5" />'
+        '<Redirect method="POST">https://line.example.com/webhook/handle_gather</Redirect>'
+        "</Response>")
+
+
+def test_goodbye_and_empty_exact():
+    assert twiml.goodbye("https://h/static/tts/bye.mp3") == (
+        HEAD + "<Response><Play>https://h/static/tts/bye.mp3</Play><Hangup /></Response>")
+    assert twiml.empty() == HEAD + "<Response />"
+
+
+def test_stream_token_binds_call_and_turn():
+    token = twiml.stream_token("key", SID, 2)
+    assert twiml.check_stream_token("key", SID, 2, token)
+    assert not twiml.check_stream_token("key", SID, 3, token)
+    assert not twiml.check_stream_token("other", SID, 2, token)
+    assert not twiml.check_stream_token("key", SID, 2, "")

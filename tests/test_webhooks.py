@@ -1,0 +1,206 @@
+"""Every /webhook route: status codes, content types, signatures, malformed input, records kept."""
+
+import xml.etree.ElementTree as ET
+from urllib.parse import urlsplit
+
+import pytest
+
+from ivr import twiml
+
+from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign
+
+
+def kinds(runtime, call_sid=CALL_SID):
+    return [e["kind"] for e in runtime.store.events(call_sid)]
+
+
+def test_incoming_call_answers_a_stream_with_wss_url_and_three_parameters(
+        twilio_post, runtime, settings):
+    runtime.settings = settings.replace(turn_mode="stream")
+    response = twilio_post("/webhook/incoming_call", From="+972501234567", To="+97231234567")
+    assert response.status_code == 200 and response.mimetype == "text/xml"
+    root = ET.fromstring(response.data)
+    stream = root.find("Connect/Stream")
+    url = urlsplit(stream.get("url"))
+    assert (url.scheme, url.path, url.query) == ("wss", "/ws/twilio-media", "")
+    params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+    assert params["call_sid"] == CALL_SID and params["turn"] == "1"
+    assert twiml.check_stream_token(AUTH_TOKEN, CALL_SID, 1, params["token"])
+    assert root.find("Play") is None
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["from_number"], call["turn"], call["turn_mode"]) == ("+972501234567", 1, "stream")
+    assert kinds(runtime)[:2] == ["WEBHOOK", "TWIML"]
+
+
+def test_greeting_play_only_when_asked(twilio_post, runtime, settings):
+    runtime.settings = settings.replace(turn_mode="stream", twiml_play_greeting=True)
+    root = ET.fromstring(twilio_post("/webhook/incoming_call").data)
+    assert root[0].tag == "Play" and root[0].text == BASE + "/static/tts/greeting_he.mp3"
+
+
+def test_gather_mode_first_turn(twilio_post, runtime, settings):
+    runtime.settings = settings.replace(turn_mode="gather")
+    root = ET.fromstring(twilio_post("/webhook/incoming_call").data)
+    gather = root.find("Gather")
+    assert gather.get("input") == "speech dtmf" and gather.get("language") == "he-IL"
+    assert root.find("Redirect").text == BASE + "/webhook/handle_gather"
+
+
+def test_unsigned_get_shows_a_preview_that_creates_nothing(client, runtime, settings):
+    runtime.settings = settings.replace(turn_mode="stream")
+    response = client.get("/webhook/incoming_call")
+    assert response.status_code == 200 and b'name="token" value="preview"' in response.data
+    assert runtime.store.list_calls() == []
+
+
+@pytest.mark.parametrize("path,status,mimetype", [
+    ("/webhook/incoming_call", 200, "text/xml"),
+    ("/webhook/stream_status", 204, None),
+    ("/webhook/stream_ended", 200, "text/xml"),
+    ("/webhook/call_status", 204, None),
+    ("/webhook/handle_recording", 200, "text/xml"),
+    ("/webhook/handle_gather", 200, "text/xml"),
+])
+def test_route_status_and_content_type(twilio_post, path, status, mimetype):
+    response = twilio_post(path, CallStatus="in-progress")
+    assert response.status_code == status
+    if mimetype:
+        assert response.mimetype == mimetype
+        ET.fromstring(response.data)
+    else:
+        assert response.data == b""
+
+
+@pytest.mark.parametrize("path", ["/webhook/incoming_call", "/webhook/stream_status",
+                                  "/webhook/stream_ended", "/webhook/call_status",
+                                  "/webhook/handle_recording", "/webhook/handle_gather"])
+def test_forged_and_missing_signatures_are_403(client, runtime, path):
+    params = {"CallSid": CALL_SID}
+    forged = sign(BASE + path, params, token="not-the-token")
+    response = client.post(path, data=params, headers={"X-Twilio-Signature": forged})
+    assert response.status_code == 403 and b"does not match" in response.data
+    response = client.post(path, data=params)
+    assert response.status_code == 403 and response.data == b"missing X-Twilio-Signature\n"
+    assert runtime.store.get_call(CALL_SID) is None
+    assert kinds(runtime, "") == ["APP_START", "SIGNATURE_REJECTED", "SIGNATURE_REJECTED"]
+
+
+def test_signature_over_tampered_params_is_403(client):
+    params = {"CallSid": CALL_SID, "From": "+972500000000"}
+    good = sign(BASE + "/webhook/incoming_call", params)
+    params["From"] = "+972599999999"
+    response = client.post("/webhook/incoming_call", data=params,
+                           headers={"X-Twilio-Signature": good})
+    assert response.status_code == 403
+
+
+def test_signature_uses_public_url_behind_a_proxy(client):
+    """The app sees http://localhost; Twilio signed https://line.example.com: still accepted."""
+    params = {"CallSid": CALL_SID}
+    response = client.post("/webhook/stream_status", data=params,
+                           base_url="http://localhost:8080",
+                           headers={"X-Twilio-Signature": sign(BASE + "/webhook/stream_status",
+                                                               params)})
+    assert response.status_code == 204
+
+
+def test_signature_includes_the_query_string(client):
+    path = "/webhook/handle_recording?retry=1"
+    params = {"CallSid": CALL_SID}
+    ok = client.post(path, data=params, headers={"X-Twilio-Signature": sign(BASE + path, params)})
+    assert ok.status_code == 200
+    bad = client.post(path, data=params, headers={
+        "X-Twilio-Signature": sign(BASE + "/webhook/handle_recording", params)})
+    assert bad.status_code == 403
+
+
+@pytest.mark.parametrize("body,content_type,reason", [
+    ('{"CallSid": "x"}', "application/json", b"expected application/x-www-form-urlencoded"),
+    ("From=%2B972", "application/x-www-form-urlencoded", b"CallSid missing or malformed"),
+    ("CallSid=CA123&From=x", "application/x-www-form-urlencoded", b"CallSid missing"),
+    ("\xff\xfe garbage", "application/x-www-form-urlencoded", b"CallSid missing"),
+])
+def test_malformed_body_is_400_not_500(client, runtime, body, content_type, reason):
+    from urllib.parse import parse_qsl
+    params = dict(parse_qsl(body)) if content_type.endswith("urlencoded") else {}
+    url = BASE + "/webhook/incoming_call"
+    response = client.post("/webhook/incoming_call", data=body.encode("latin-1"),
+                           content_type=content_type,
+                           headers={"X-Twilio-Signature": sign(url, params)})
+    assert response.status_code == 400 and reason in response.data
+    assert "WEBHOOK_REJECTED" in kinds(runtime, "")
+
+
+def test_oversized_body_is_rejected(client):
+    response = client.post("/webhook/incoming_call", data={"CallSid": CALL_SID, "x": "a" * 300_000},
+                           headers={"X-Twilio-Signature": "x"})
+    assert response.status_code == 413
+
+
+def test_unknown_call_sid_on_any_webhook_creates_the_call(twilio_post, runtime):
+    assert twilio_post("/webhook/stream_status", StreamEvent="stream-started",
+                       StreamSid="MZ1").status_code == 204
+    call = runtime.store.get_call(CALL_SID)
+    assert call is not None
+    status = [e for e in runtime.store.events(CALL_SID) if e["kind"] == "STREAM_STATUS"][0]
+    assert status["detail"]["event"] == "stream-started"
+
+
+def test_call_status_closes_the_call_and_runs_end_hooks(twilio_post, runtime):
+    ended = []
+    runtime.extras["on_call_ended"] = [ended.append]
+    twilio_post("/webhook/incoming_call")
+    assert twilio_post("/webhook/call_status", CallStatus="completed",
+                       CallDuration="42").status_code == 204
+    call = runtime.store.get_call(CALL_SID)
+    assert call["ended"] and call["duration_sec"] == 42 and call["outcome"] == "completed"
+    assert ended == [CALL_SID]
+
+
+def test_stream_ended_returns_pending_action_twiml_once(twilio_post, runtime):
+    twilio_post("/webhook/incoming_call")
+    pending = twiml.stream_turn(BASE, "k", CALL_SID, 2, BASE + "/static/tts/r.mp3")
+    runtime.store.update_call(CALL_SID, pending_twiml=pending)
+    assert twilio_post("/webhook/stream_ended").data.decode() == pending
+    assert runtime.store.get_call(CALL_SID)["pending_twiml"] is None
+
+
+def test_stream_ended_before_the_stream_started_falls_back_to_record(twilio_post, runtime):
+    twilio_post("/webhook/incoming_call")
+    response = twilio_post("/webhook/stream_ended")
+    root = ET.fromstring(response.data)
+    assert response.status_code == 200 and root.find("Record") is not None
+    assert root.find("Play").text == BASE + "/static/tts/fallback_he.mp3"
+    call = runtime.store.get_call(CALL_SID)
+    assert call["turn_mode"] == "record" and call["fallback_reason"] == "stream never started"
+
+
+def test_stream_ended_after_hangup_is_an_empty_response(twilio_post):
+    twilio_post("/webhook/incoming_call")
+    twilio_post("/webhook/call_status", CallStatus="completed")
+    response = twilio_post("/webhook/stream_ended")
+    assert response.status_code == 200 and response.data.decode() == twiml.empty()
+
+
+def test_silent_recordings_reprompt_then_say_goodbye(twilio_post, runtime):
+    twilio_post("/webhook/incoming_call")
+    for _ in range(runtime.settings.max_silent_turns - 1):
+        root = ET.fromstring(twilio_post("/webhook/handle_recording").data)
+        assert root.find("Record") is not None
+    root = ET.fromstring(twilio_post("/webhook/handle_recording").data)
+    assert root.find("Hangup") is not None and root.find("Record") is None
+    assert runtime.store.get_call(CALL_SID)["outcome"] == "silent-hangup"
+
+
+def test_a_failing_handler_still_answers_sound_and_keeps_the_record(twilio_post, runtime):
+    def broken(call_sid, params):
+        raise RuntimeError("engine exploded")
+    runtime.extras["answer_gather"] = broken
+    response = twilio_post("/webhook/handle_gather", SpeechResult="מה שעות הפתיחה?")
+    assert response.status_code == 200
+    root = ET.fromstring(response.data)
+    assert root.find("Gather/Play").text.endswith("/static/tts/fallback_he.mp3")
+    events = runtime.store.events(CALL_SID)
+    assert [e["kind"] for e in events][:3] == ["WEBHOOK", "GATHER", "WEBHOOK_ERR"]
+    assert events[0]["detail"]["params"]["SpeechResult"] == "מה שעות הפתיחה?"
+    assert "engine exploded" in events[2]["detail"]["err"]
