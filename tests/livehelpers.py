@@ -35,7 +35,7 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 20.0) -> request
 
 def start_script_env(tmp_path: Path, port: int, **extra: str) -> dict:
     """Environment of a clean start: the machine's, minus any ivr settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_", "GOOGLE_", "GCP_"))}
     env.update(PORT=str(port), BIND_HOST="127.0.0.1", VAR_DIR=str(tmp_path / "var"),
                DATABASE_URL=f"sqlite:///{tmp_path}/ivr.sqlite3", TTS_DIR=str(tmp_path / "tts"),
                PYTHONUNBUFFERED="1", PATH=str(Path(sys.executable).parent) + ":" + env["PATH"])

@@ -73,7 +73,8 @@ def test_unsigned_mode_needs_an_explicit_choice_and_warns(tmp_path):
 
 
 def test_gcp_credentials_json_is_written_to_a_private_file(tmp_path, monkeypatch):
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "")  # restored after the test
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
     s = Settings.from_env(env(tmp_path, GCP_CREDENTIALS_JSON='{"type": "service_account"}'))
     path = s.google_application_credentials
     assert open(path).read() == '{"type": "service_account"}'
