@@ -35,9 +35,33 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 20.0) -> request
 
 def start_script_env(tmp_path: Path, port: int, **extra: str) -> dict:
     """Environment of a clean start: the machine's, minus any ivr settings, plus ours."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_", "GOOGLE_", "GCP_"))}
+    private = ("TWILIO_", "OPENAI_", "GOOGLE_", "GCP_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(private)}
     env.update(PORT=str(port), BIND_HOST="127.0.0.1", VAR_DIR=str(tmp_path / "var"),
                DATABASE_URL=f"sqlite:///{tmp_path}/ivr.sqlite3", TTS_DIR=str(tmp_path / "tts"),
                PYTHONUNBUFFERED="1", PATH=str(Path(sys.executable).parent) + ":" + env["PATH"])
     env.update(extra)
     return env
+
+
+class LiveServer:
+    """A WSGI app on a threaded loopback server (real WebSockets); the port is known first."""
+
+    def __init__(self):
+        from werkzeug.serving import make_server
+        self.app = None
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        import threading
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+    def serve(self, app) -> LiveServer:
+        self.app = app
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()

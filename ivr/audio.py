@@ -1,0 +1,119 @@
+"""Telephone audio: μ-law⇄PCM16 and RMS with audioop, resampling, beep, WAV/MP3 via pydub."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import subprocess
+import warnings
+import wave
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop  # C speed; the audioop-lts package provides it on Python >= 3.13
+
+RATE = 8000
+FRAME_BYTES = 160  # 20 ms of 8 kHz μ-law
+FRAME_SEC = 0.02
+ULAW_SILENCE = b"\xff"
+
+
+def ulaw_to_pcm16(ulaw: bytes) -> bytes:
+    return audioop.ulaw2lin(ulaw, 2)
+
+
+def pcm16_to_ulaw(pcm: bytes) -> bytes:
+    return audioop.lin2ulaw(pcm, 2)
+
+
+def rms(pcm: bytes) -> int:
+    """Root mean square level of 16-bit mono PCM."""
+    return audioop.rms(pcm, 2)
+
+
+def resample(pcm: bytes, src_rate: int, dst_rate: int = RATE) -> bytes:
+    """Resample 16-bit mono PCM."""
+    if src_rate == dst_rate:
+        return pcm
+    return audioop.ratecv(pcm, 2, 1, src_rate, dst_rate, None)[0]
+
+
+def silence_ulaw(frames: int) -> bytes:
+    return ULAW_SILENCE * (FRAME_BYTES * frames)
+
+
+def beep_pcm16(ms: int = 300, hz: float = 880.0, level: int = 8000) -> bytes:
+    """A generated sine beep (8 kHz PCM16): the sound of last resort, no file needed."""
+    count = RATE * ms // 1000
+    samples = (int(level * math.sin(2 * math.pi * hz * i / RATE)) for i in range(count))
+    return struct.pack(f"<{count}h", *samples)
+
+
+def frames_of(ulaw: bytes) -> list[bytes]:
+    """Split μ-law audio into 160-byte frames, padding the last one with silence."""
+    frames = [ulaw[i:i + FRAME_BYTES] for i in range(0, len(ulaw), FRAME_BYTES)]
+    if frames and len(frames[-1]) < FRAME_BYTES:
+        frames[-1] = frames[-1].ljust(FRAME_BYTES, ULAW_SILENCE)
+    return frames
+
+
+def wav_bytes(pcm: bytes, rate: int = RATE, channels: int = 1) -> bytes:
+    """16-bit PCM as a WAV file."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def decode_to_pcm16(data: bytes, rate: int = RATE) -> bytes:
+    """Any audio file (WAV natively, MP3 and others through ffmpeg) → mono PCM16 at `rate`."""
+    if data[:4] == b"RIFF":
+        try:
+            with wave.open(io.BytesIO(data)) as src:
+                pcm = src.readframes(src.getnframes())
+                width, channels = src.getsampwidth(), src.getnchannels()
+                src_rate = src.getframerate()
+            if width != 2:
+                pcm = audioop.lin2lin(pcm, width, 2)
+            if channels == 2:
+                pcm = audioop.tomono(pcm, 2, 0.5, 0.5)
+            return resample(pcm, src_rate, rate)
+        except (wave.Error, EOFError):
+            pass
+    from pydub import AudioSegment
+    segment = AudioSegment.from_file(io.BytesIO(data))
+    return segment.set_channels(1).set_sample_width(2).set_frame_rate(rate).raw_data
+
+
+def pcm16_to_mp3(pcm: bytes, rate: int = RATE, bitrate: str = "32k") -> bytes:
+    """Encode mono PCM16 as MP3 (ffmpeg through pydub)."""
+    from pydub import AudioSegment
+    segment = AudioSegment(data=pcm, sample_width=2, frame_rate=rate, channels=1)
+    buffer = io.BytesIO()
+    segment.export(buffer, format="mp3", bitrate=bitrate)
+    return buffer.getvalue()
+
+
+def duration_sec(pcm: bytes, rate: int = RATE) -> float:
+    return len(pcm) / (2 * rate)
+
+
+def stereo(left: bytes, right: bytes) -> bytes:
+    """Two mono PCM16 tracks (padded to the same length) → interleaved stereo PCM16."""
+    size = max(len(left), len(right))
+    left, right = left.ljust(size, b"\0"), right.ljust(size, b"\0")
+    return audioop.add(audioop.tostereo(left, 2, 1, 0), audioop.tostereo(right, 2, 0, 1), 2)
+
+
+def espeak_pcm16(text: str, voice: str = "he", speed: int = 150, rate: int = RATE) -> bytes:
+    """Speak text with espeak-ng (Hebrew voice by default) → mono PCM16 at `rate`."""
+    try:
+        result = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
+                                capture_output=True, timeout=30, check=True)
+    except FileNotFoundError:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from None
+    return decode_to_pcm16(result.stdout, rate)

@@ -1,0 +1,163 @@
+"""The emulated carrier: Twilio's REST API on loopback, and place_call() to ring the line."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+from .. import audio
+from ..config import LOCAL_ACCOUNT_SID, local_auth_token
+from .interpreter import CallRun
+from .result import ERROR_TEXT, CallResult
+from .script import CallerScript
+
+FAULTS = {"ws_refuse", "ws_no_media", "slow_rest", "play_fail", "recording_404s"}
+MAX_INLINE_TWIML = 4000
+API = "/2010-04-01/Accounts/<account>"
+
+
+def twilio_error(status: int, code: int, message: str = "") -> Response:
+    body = {"code": code, "message": message or ERROR_TEXT.get(code, ""), "status": status,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}"}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+class Carrier:
+    """A local Twilio: rings the app, interprets its TwiML, serves the REST calls it makes."""
+
+    def __init__(self, server_url: str, account_sid: str = LOCAL_ACCOUNT_SID,
+                 auth_token: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 status_callback: str = "/webhook/call_status", offer_subprotocol: bool = False,
+                 speed: float = 1.0):
+        self.server_url = server_url.rstrip("/")
+        self.account_sid = account_sid
+        self.auth_token = auth_token or local_auth_token(Path("var"))
+        self.status_callback = (self.server_url + status_callback
+                                if status_callback.startswith("/") else status_callback)
+        self.offer_subprotocol, self.speed = offer_subprotocol, speed
+        self.calls: dict[str, CallRun] = {}
+        self.recordings: dict[str, bytes] = {}
+        self.recording_owner: dict[str, CallRun] = {}
+        self.app = self.build_app()
+        self.server = make_server(host, port, self.app, threaded=True)
+        self.url = f"http://{host}:{self.server.server_port}"
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> Carrier:
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       name="carrier-rest")
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        for run in list(self.calls.values()):
+            run.hangup("carrier (shutdown)")
+        self.server.shutdown()
+
+    def __enter__(self) -> Carrier:
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def place_call(self, script: str | dict | CallerScript = "three_turns",
+                   speed: float | None = None, **faults) -> CallResult:
+        """Ring the app with a caller script; return when the call has ended."""
+        unknown = set(faults) - FAULTS
+        if unknown:
+            raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
+        if not isinstance(script, CallerScript):
+            script = CallerScript.load(script)
+        run = CallRun(self, script, speed or self.speed, faults)
+        self.calls[run.call_sid] = run
+        return run.run()
+
+    # ---- the REST API ----------------------------------------------------------------------
+    def authorized(self, account: str) -> bool:
+        auth = request.authorization
+        return bool(auth and account == self.account_sid and auth.username == self.account_sid
+                    and auth.password == self.auth_token)
+
+    def log_rest(self, run: CallRun | None, status: int, **detail) -> None:
+        if run is not None:
+            run.result.requests.append({"t": round(run.clock.now(), 3), "direction": "in",
+                                        "what": "rest", "method": request.method,
+                                        "url": request.path, "params": request.form.to_dict(),
+                                        "status": status, **detail})
+
+    def update_call(self, account: str, call: str) -> Response:
+        run = self.calls.get(call)
+        if run is not None and run.faults.get("slow_rest"):
+            time.sleep(float(run.faults["slow_rest"]))
+        if not self.authorized(account):
+            self.log_rest(run, 401)
+            return twilio_error(401, 20003)
+        if run is None:
+            return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        twiml, url = request.form.get("Twiml"), request.form.get("Url")
+        if run.ended.is_set() or run.status != "in-progress":
+            self.log_rest(run, 400, code=21220)
+            run.error(21220, "REST update of a call that is not in progress")
+            return twilio_error(400, 21220)
+        if request.form.get("Status") == "completed":
+            self.log_rest(run, 200)
+            run.hangup("carrier (REST Status=completed)")
+        elif twiml and len(twiml) > MAX_INLINE_TWIML:
+            self.log_rest(run, 400, code=32018)
+            run.error(32018, f"inline TwiML of {len(twiml)} characters")
+            return twilio_error(400, 32018)
+        elif twiml or url:
+            self.log_rest(run, 200)
+            run.update(twiml=twiml, url=url, method=request.form.get("Method", "POST"))
+        else:
+            self.log_rest(run, 400, code=20001)
+            return twilio_error(400, 20001, "Twiml, Url or Status is required")
+        return jsonify({"sid": call, "account_sid": account, "status": run.status,
+                        "direction": "inbound", "from": run.script.from_number,
+                        "to": run.script.to_number, "api_version": "2010-04-01",
+                        "uri": f"/2010-04-01/Accounts/{account}/Calls/{call}.json"})
+
+    def recording_media(self, account: str, name: str) -> Response:
+        sid, _, ext = name.partition(".")
+        if not self.authorized(account):
+            return twilio_error(401, 20003)
+        pcm = self.recordings.get(sid)
+        if pcm is None:
+            return twilio_error(404, 20404, "recording not found")
+        run = self.recording_owner.get(sid)
+        if run is not None and run.faults.get("recording_404s", 0) > 0:
+            run.faults["recording_404s"] -= 1
+            self.log_rest(run, 404, note="recording not ready yet (injected fault)")
+            return twilio_error(404, 20404, "recording not ready yet")
+        self.log_rest(run, 200)
+        if ext == "mp3":
+            return Response(audio.pcm16_to_mp3(pcm), mimetype="audio/mpeg")
+        if ext in ("", "wav"):
+            return Response(audio.wav_bytes(pcm), mimetype="audio/x-wav")
+        return twilio_error(404, 20404, f"unknown media type .{ext}")
+
+    def place_call_api(self) -> Response:
+        """Control API (not Twilio's): `python -m ivr call` asks this carrier to ring the line."""
+        body = request.get_json(silent=True) or {}
+        if body.get("token") != self.auth_token:
+            return twilio_error(401, 20003)
+        try:
+            result = self.place_call(body.get("script", "three_turns"), body.get("speed"),
+                                     **body.get("faults", {}))
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+        return jsonify(result.to_dict())
+
+    def build_app(self) -> Flask:
+        app = Flask("ivr-carrier")
+        app.add_url_rule(f"{API}/Calls/<call>.json", "update", self.update_call, methods=["POST"])
+        app.add_url_rule(f"{API}/Recordings/<name>", "recording", self.recording_media)
+        app.add_url_rule("/sim/calls", "calls", self.place_call_api, methods=["POST"])
+        app.add_url_rule("/sim/health", "health", lambda: jsonify({"ok": True}))
+        return app

@@ -1,0 +1,57 @@
+"""Call time (scaled by the emulator's speed) and the two-track tape of everything said."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import audio
+
+SAMPLE_BYTES = 2
+
+
+class CallClock:
+    """Call seconds since the call started; `speed` > 1 runs the call faster than real time."""
+
+    def __init__(self, speed: float = 1.0):
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self.speed = speed
+        self.t0 = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self.t0) * self.speed
+
+    def real(self, call_seconds: float) -> float:
+        return call_seconds / self.speed
+
+    def sleep_until(self, call_time: float, stop: threading.Event | None = None) -> bool:
+        """Sleep until a call time; True if `stop` was set first."""
+        delay = self.real(call_time - self.now())
+        if delay <= 0:
+            return bool(stop and stop.is_set())
+        if stop is None:
+            time.sleep(delay)
+            return False
+        return stop.wait(delay)
+
+
+class Tape:
+    """Caller (left) and line (right) PCM16 at 8 kHz, placed by call time."""
+
+    def __init__(self):
+        self.tracks = {"caller": bytearray(), "line": bytearray()}
+        self.lock = threading.Lock()
+
+    def put(self, track: str, call_time: float, pcm: bytes) -> None:
+        offset = int(call_time * audio.RATE) * SAMPLE_BYTES
+        with self.lock:
+            data = self.tracks[track]
+            if len(data) < offset + len(pcm):
+                data.extend(b"\0" * (offset + len(pcm) - len(data)))
+            data[offset:offset + len(pcm)] = pcm
+
+    def stereo_wav(self) -> bytes:
+        with self.lock:
+            left, right = bytes(self.tracks["caller"]), bytes(self.tracks["line"])
+        return audio.wav_bytes(audio.stereo(left, right), channels=2)

@@ -1,0 +1,204 @@
+"""One emulated call: fetch TwiML, run its verbs in call time, obey REST updates and hang-ups."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import audio
+from .clock import CallClock, Tape
+from .result import ERROR_TEXT, CallResult
+from .script import CallerScript, Mic
+from .webclient import WebClient
+
+if TYPE_CHECKING:
+    from .carrier import Carrier
+
+TICK = audio.FRAME_SEC
+
+
+class Replace(Exception):
+    """Run this TwiML document instead of the rest of the current one."""
+
+    def __init__(self, doc: str, url: str):
+        super().__init__(url)
+        self.doc, self.url = doc, url
+
+
+class Ended(Exception):
+    """The call is over."""
+
+
+@dataclass
+class LineState:
+    """What the caller can tell about the line: is it listening, is it talking, replies so far."""
+
+    listening: bool = False
+    speaking: bool = False
+    replies: int = 0
+
+
+class CallRun:
+    """Runs one call to its end; other threads talk to it only through update() and hangup()."""
+
+    def __init__(self, carrier: Carrier, script: CallerScript, speed: float, faults: dict):
+        self.carrier, self.script, self.faults = carrier, script, faults
+        self.call_sid = "CA" + secrets.token_hex(16)
+        self.clock, self.tape, self.mic, self.line = CallClock(speed), Tape(), Mic(), LineState()
+        self.result = CallResult(self.call_sid)
+        self.ended, self.interrupt = threading.Event(), threading.Event()
+        self.lock = threading.Lock()
+        self.pending: tuple[str, str, str] | None = None
+        self.status = "ringing"
+        self.next_tick = 0.0
+        self.doc_url = ""
+        self.forks: list[Any] = []
+        self.web = WebClient(self)
+
+    # ---- records -------------------------------------------------------------------------
+    def log(self, who: str, text: str) -> None:
+        self.result.timeline.append({"t": round(self.clock.now(), 3), "who": who, "text": text})
+
+    def error(self, code: int, message: str) -> None:
+        self.result.errors.append({"t": round(self.clock.now(), 3), "code": code,
+                                   "message": message})
+        self.log("carrier", f"ERROR {code} {ERROR_TEXT.get(code, '')}: {message}")
+
+    def params(self, **extra: str) -> dict[str, str]:
+        """The standard parameters of every webhook Twilio sends about this call."""
+        params = {"AccountSid": self.carrier.account_sid, "ApiVersion": "2010-04-01",
+                  "CallSid": self.call_sid, "CallStatus": self.status, "Direction": "inbound",
+                  "From": self.script.from_number, "To": self.script.to_number,
+                  "Caller": self.script.from_number, "Called": self.script.to_number}
+        params.update(extra)
+        return params
+
+    # ---- control from other threads ------------------------------------------------------
+    def update(self, twiml: str | None = None, url: str | None = None,
+               method: str = "POST") -> None:
+        """A REST update: replace the running TwiML at once."""
+        with self.lock:
+            self.pending = ("twiml", twiml, "") if twiml else ("url", url or "", method)
+        self.interrupt.set()
+
+    def hangup(self, by: str) -> None:
+        if not self.ended.is_set():
+            self.log(by, "hangs up")
+            self.mic.clear()
+            self.ended.set()
+            self.interrupt.set()
+
+    def check(self) -> None:
+        """Raise Ended or Replace when the call was hung up or updated."""
+        if self.ended.is_set():
+            raise Ended()
+        with self.lock:
+            pending, self.pending = self.pending, None
+            self.interrupt.clear()
+        if pending:
+            kind, value, method = pending
+            if kind == "twiml":
+                self.log("carrier", "REST update: new TwiML replaces the call's TwiML")
+                raise Replace(value, self.doc_url)
+            self.log("carrier", f"REST update: fetch {value}")
+            raise Replace(self.web.twiml(value, method), value)
+
+    # ---- time ----------------------------------------------------------------------------
+    def tick_for(self, seconds: float | None,
+                 on_tick: Callable[[bytes, str | None, str | None], bool] | None = None) -> None:
+        """Let call time pass in 20 ms ticks, feeding the caller's audio to whoever listens."""
+        if self.next_tick < self.clock.now() - 0.1:
+            self.next_tick = self.clock.now()
+        ticks = None if seconds is None else max(1, round(seconds / TICK))
+        done = 0
+        while ticks is None or done < ticks:
+            self.check()
+            self.clock.sleep_until(self.next_tick, self.interrupt)
+            self.check()
+            frame, text, key = self.mic.read()
+            self.tape.put("caller", self.next_tick, audio.ulaw_to_pcm16(frame))
+            for fork in self.forks:
+                fork.send_media(frame)
+            self.next_tick += TICK
+            done += 1
+            if on_tick and on_tick(frame, text, key):
+                return
+
+    def play_to_caller(self, pcm: bytes, reply: bool = True, **info: Any) -> None:
+        """The line speaks (Play, Say, beep): the caller hears it for its whole duration."""
+        duration = audio.duration_sec(pcm)
+        self.result.heard.append({"t": round(self.clock.now(), 3),
+                                  "duration": round(duration, 3), **info})
+        self.tape.put("line", self.clock.now(), pcm)
+        self.line.speaking = True
+        if reply:
+            self.line.replies += 1
+        try:
+            self.tick_for(duration)
+        finally:
+            self.line.speaking = False
+
+    # ---- the call ------------------------------------------------------------------------
+    def run(self) -> CallResult:
+        from .script import Caller
+        self.log("carrier", f"call from {self.script.from_number} ({self.script.name})")
+        url = self.carrier.server_url + "/webhook/incoming_call"
+        caller = Caller(self.script, self)
+        limit = threading.Timer(self.clock.real(self.script.max_duration),
+                                lambda: self.hangup("carrier (max duration)"))
+        limit.daemon = True
+        limit.start()
+        try:
+            doc = self.web.twiml(url, "POST")
+            self.status = "in-progress"
+            caller.start()
+            while doc is not None:
+                try:
+                    self.execute(doc)
+                    self.log("line", "TwiML ended: call hangs up")
+                    doc = None
+                except Replace as replace:
+                    doc, self.doc_url = replace.doc, replace.url or self.doc_url
+        except Ended:
+            pass
+        finally:
+            limit.cancel()
+            self.finish(caller)
+        return self.result
+
+    def finish(self, caller: threading.Thread) -> None:
+        self.ended.set()
+        self.line.listening = False
+        for fork in self.forks:
+            fork.close()
+        self.status = self.result.status = "completed"
+        self.result.duration = round(self.clock.now(), 3)
+        if self.carrier.status_callback:
+            self.web.post(self.carrier.status_callback,
+                          self.params(CallDuration=str(int(self.result.duration))))
+        if caller.is_alive():
+            caller.join(5)
+        self.result.wav = self.tape.stereo_wav()
+
+    def execute(self, doc: str) -> None:
+        """Run a TwiML document's verbs in order; Replace or Ended leave it early."""
+        try:
+            root = ET.fromstring(doc)
+        except ET.ParseError as exc:
+            self.error(12100, f"TwiML does not parse: {exc}")
+            raise Ended() from None
+        if root.tag != "Response":
+            self.error(12100, f"root element is <{root.tag}>, not <Response>")
+            raise Ended()
+        from .verbs import VERBS
+        for element in root:
+            handler = VERBS.get(element.tag)
+            if handler is None:
+                self.log("carrier", f"warning 12200: unknown verb <{element.tag}> skipped")
+                continue
+            handler(self, element)
+            self.check()

@@ -1,0 +1,230 @@
+"""Media Streams as Twilio speaks it: <Connect><Stream> (two-way) and <Start><Stream> (fork)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import deque
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+import websocket
+from twilio.request_validator import RequestValidator
+
+from .. import audio
+from ..config import is_loopback_host
+from .interpreter import Ended, Replace
+
+if TYPE_CHECKING:
+    from .interpreter import CallRun
+
+SUBPROTOCOL = "audio.twilio.com"
+QUIET_TICKS_END_REPLY = 10  # 200 ms without streamed audio ends what the caller hears as a reply
+
+
+def dial_url(url: str) -> str:
+    """wss:// to a loopback host is dialled as plain ws:// (no TLS terminator locally)."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss" and is_loopback_host(parts.hostname):
+        return urlunsplit(("ws",) + tuple(parts[1:]))
+    return url
+
+
+class MediaSession:
+    """One Media Streams WebSocket from the carrier to the app."""
+
+    def __init__(self, run: CallRun, stream: ET.Element, two_way: bool):
+        self.run, self.two_way = run, two_way
+        self.url = stream.get("url", "")
+        self.status_url = stream.get("statusCallback", "")
+        self.status_method = stream.get("statusCallbackMethod", "POST")
+        self.custom = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+        self.sid = "MZ" + secrets.token_hex(16)
+        self.ws: websocket.WebSocket | None = None
+        self.send_lock = threading.Lock()
+        self.playback: deque = deque()
+        self.sequence = 0
+        self.started_at = 0.0
+        self.heard: dict | None = None
+        self.quiet_ticks = 0
+        self.server_closed = threading.Event()
+        self.info = {"sid": self.sid, "url": self.url, "params": {k: v for k, v in
+                     self.custom.items() if k != "token"}, "sent": 0, "received": 0,
+                     "marks": [], "clears": 0, "opened": None, "closed_by": None}
+        run.result.streams.append(self.info)
+
+    def status(self, event: str, error: str = "") -> None:
+        if not self.status_url:
+            return
+        params = self.run.params(StreamSid=self.sid, StreamEvent=event,
+                                 Timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if error:
+            params["StreamError"] = error
+        self.run.web.request(self.status_method, self.status_url, params, what="stream-status")
+
+    def fail(self, message: str) -> None:
+        self.run.error(31920, f"{self.url}: {message}")
+        self.info["closed_by"] = "handshake-error"
+        self.status("stream-error", f"31920 Stream - WebSocket - Handshake Error: {message}")
+
+    def open(self) -> bool:
+        if self.run.faults.get("ws_refuse"):
+            self.fail("handshake refused (injected fault)")
+            return False
+        signature = RequestValidator(self.run.carrier.auth_token).compute_signature(self.url, {})
+        options = {"header": [f"X-Twilio-Signature: {signature}"], "timeout": 10}
+        if self.run.carrier.offer_subprotocol:
+            options["subprotocols"] = [SUBPROTOCOL]
+        self.run.result.requests.append({"t": round(self.run.clock.now(), 3), "what": "websocket",
+                                         "direction": "out", "method": "GET", "url": self.url})
+        try:
+            self.ws = websocket.create_connection(dial_url(self.url), **options)
+        except Exception as exc:  # noqa: BLE001 - every handshake failure is Twilio's 31920
+            self.run.result.requests[-1]["status"] = getattr(exc, "status_code", None)
+            self.fail(f"{exc.__class__.__name__}: {exc}")
+            return False
+        self.run.result.requests[-1]["status"] = 101
+        self.ws.settimeout(None)
+        self.started_at = self.run.clock.now()
+        self.info["opened"] = round(self.started_at, 3)
+        self.run.log("carrier", f"WebSocket open {self.url} ({self.custom.get('turn', '-')})")
+        self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        self.send({"event": "start", "start": {
+            "accountSid": self.run.carrier.account_sid, "streamSid": self.sid,
+            "callSid": self.run.call_sid, "tracks": ["inbound"], "customParameters": self.custom,
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        self.status("stream-started")
+        threading.Thread(target=self.receive, daemon=True, name=f"ws-{self.sid[-6:]}").start()
+        return True
+
+    def send(self, message: dict) -> None:
+        self.sequence += 1
+        message = {**message, "sequenceNumber": str(self.sequence), "streamSid": self.sid}
+        if message["event"] == "connected":
+            message.pop("streamSid")
+        try:
+            with self.send_lock:
+                self.ws.send(json.dumps(message))
+        except Exception:  # noqa: BLE001 - the server closed; the tick loop notices
+            self.server_closed.set()
+
+    def send_media(self, frame: bytes) -> None:
+        if self.server_closed.is_set() or self.run.faults.get("ws_no_media"):
+            return
+        self.info["sent"] += 1
+        stamp = int((self.run.clock.now() - self.started_at) * 1000)
+        self.send({"event": "media", "media": {"track": "inbound", "chunk": str(self.info["sent"]),
+                                               "timestamp": str(stamp),
+                                               "payload": base64.b64encode(frame).decode()}})
+
+    def receive(self) -> None:
+        while True:
+            try:
+                raw = self.ws.recv()
+            except Exception:  # noqa: BLE001 - closed by either side
+                break
+            if not raw:
+                break
+            self.on_message(raw)
+        self.server_closed.set()
+
+    def on_message(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+            event = message["event"]
+        except (ValueError, KeyError, TypeError):
+            self.run.error(31924, f"invalid message from the app: {str(raw)[:80]!r}")
+            return
+        if not self.two_way:
+            return
+        if event == "media":
+            payload = base64.b64decode(message["media"]["payload"])
+            self.info["received"] += 1
+            self.playback.append(audio.ulaw_to_pcm16(payload))
+        elif event == "mark":
+            self.playback.append(("mark", message.get("mark", {}).get("name", "")))
+        elif event == "clear":
+            self.info["clears"] += 1
+            marks = [item for item in list(self.playback) if isinstance(item, tuple)]
+            self.playback.clear()
+            self.run.line.speaking = False
+            self.run.log("carrier", "clear: streamed audio flushed")
+            for _, name in marks:
+                self.echo_mark(name)
+
+    def echo_mark(self, name: str) -> None:
+        self.info["marks"].append(name)
+        self.send({"event": "mark", "mark": {"name": name}})
+
+    def play_tick(self) -> None:
+        """One 20 ms of the app's streamed audio reaches the caller; marks are echoed in order."""
+        while self.playback and isinstance(self.playback[0], tuple):
+            self.echo_mark(self.playback.popleft()[1])
+        if not self.playback:
+            self.quiet_ticks += 1
+            if self.run.line.speaking and self.quiet_ticks >= QUIET_TICKS_END_REPLY:
+                self.run.line.speaking = False
+            return
+        self.quiet_ticks = 0
+        pcm = self.playback.popleft()
+        if not self.run.line.speaking:
+            self.run.line.speaking = True
+            self.run.line.replies += 1
+            self.heard = {"t": round(self.run.clock.now(), 3), "kind": "stream",
+                          "stream": self.sid, "duration": 0.0}
+            self.run.result.heard.append(self.heard)
+            self.run.log("line", "speaks on the stream")
+        self.heard["duration"] = round(self.heard["duration"] + audio.duration_sec(pcm), 3)
+        self.run.tape.put("line", self.run.clock.now(), pcm)
+
+    def close(self, by: str = "carrier") -> None:
+        if self.ws is None or self.info["closed_by"]:
+            return
+        self.info["closed_by"] = by
+        if not self.server_closed.is_set():
+            self.send({"event": "stop", "stop": {"accountSid": self.run.carrier.account_sid,
+                                                 "callSid": self.run.call_sid}})
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.status("stream-stopped")
+
+
+def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> None:
+    """<Connect><Stream>: stream until the app closes (then the action), an update or hang-up."""
+    session = MediaSession(run, stream, two_way=True)
+    action, method = connect.get("action"), connect.get("method", "POST")
+    if session.open():
+        def on_tick(frame: bytes, _text: str | None, key: str | None) -> bool:
+            if key:
+                session.send({"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": key}})
+            else:
+                session.send_media(frame)
+            session.play_tick()
+            return session.server_closed.is_set()
+
+        run.line.listening = True
+        try:
+            run.tick_for(None, on_tick)
+        except (Replace, Ended):
+            session.close("update" if not run.ended.is_set() else "hangup")
+            raise
+        finally:
+            run.line.listening = run.line.speaking = False
+        run.log("carrier", "the app closed the WebSocket")
+        session.info["closed_by"] = "app"
+        session.status("stream-stopped")
+    if action:
+        raise Replace(run.web.twiml(action, method, {"StreamSid": session.sid}), action)
+
+
+def start_stream(run: CallRun, stream: ET.Element) -> None:
+    """<Start><Stream>: fork the caller's audio to the app while the TwiML goes on."""
+    session = MediaSession(run, stream, two_way=False)
+    if session.open():
+        run.forks.append(session)

@@ -1,0 +1,69 @@
+"""What happened on an emulated call: timeline, requests, audio heard, recordings, error codes."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+ERROR_TEXT = {
+    11200: "HTTP retrieval failure",
+    12100: "Document parse failure",
+    12300: "Invalid Content-Type",
+    20003: "Authentication error",
+    21220: "Call is not in-progress; cannot redirect",
+    31920: "Stream - WebSocket - Handshake Error",
+    31921: "Stream - WebSocket - Close Error",
+    31924: "Stream - WebSocket - Protocol Error",
+    32018: "TwiML is longer than 4000 characters",
+}
+
+
+@dataclass
+class CallResult:
+    """Everything an owner would read in Twilio's console about one call, plus its audio."""
+
+    call_sid: str
+    status: str = "queued"
+    duration: float = 0.0
+    timeline: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)
+    heard: list[dict] = field(default_factory=list)
+    said: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+    recordings: list[dict] = field(default_factory=list)
+    streams: list[dict] = field(default_factory=list)
+    wav: bytes = b""
+
+    @property
+    def error_codes(self) -> list[int]:
+        return [e["code"] for e in self.errors]
+
+    def requests_to(self, path: str) -> list[dict]:
+        return [r for r in self.requests if path in r["url"]]
+
+    def to_dict(self, with_audio: bool = True) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "wav"}
+        if with_audio:
+            data["wav_base64"] = base64.b64encode(self.wav).decode()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CallResult:
+        data = dict(data)
+        wav = base64.b64decode(data.pop("wav_base64", ""))
+        return cls(wav=wav, **data)
+
+    def jsonl(self) -> str:
+        """The request log, one JSON object a line, like Twilio's Request Inspector."""
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.requests)
+
+    def timeline_text(self) -> str:
+        lines = [f"call {self.call_sid}: {self.status}, {self.duration:.1f} s"]
+        for entry in self.timeline:
+            lines.append(f"{entry['t']:7.2f}s  {entry['who']:<7} {entry['text']}")
+        for error in self.errors:
+            lines.append(f"  error {error['code']} ({ERROR_TEXT.get(error['code'], '')}): "
+                         f"{error['message']}")
+        return "\n".join(lines)

@@ -1,0 +1,207 @@
+"""Caller scripts (YAML): what the caller says, keys and does; the caller's mouth and its thread."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .. import audio
+
+if TYPE_CHECKING:
+    from .interpreter import CallRun
+
+SCRIPTS_DIR = Path(__file__).parent / "scripts"
+ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
+DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True}
+
+
+class ScriptError(ValueError):
+    """A caller script that cannot be run, with the step that is wrong."""
+
+
+@dataclass
+class Step:
+    action: str
+    value: Any = None
+    options: dict = field(default_factory=dict)
+
+    def opt(self, name: str) -> Any:
+        return self.options.get(name, DEFAULTS.get(name))
+
+
+@dataclass
+class CallerScript:
+    """A parsed caller script."""
+
+    name: str = "call"
+    from_number: str = "+972501234567"
+    to_number: str = "+97231234567"
+    steps: list[Step] = field(default_factory=list)
+    end: str = "hangup"
+    reply_timeout: float = 20.0
+    max_duration: float = 180.0
+
+    @classmethod
+    def load(cls, source: str | Path | dict) -> CallerScript:
+        """From a dict, a YAML text, a file path, or the name of a shipped script."""
+        if isinstance(source, dict):
+            return cls.from_dict(source)
+        text = str(source)
+        shipped = SCRIPTS_DIR / f"{text}.yaml"
+        if "\n" not in text and (shipped.is_file() or Path(text).is_file()):
+            text = (shipped if shipped.is_file() else Path(text)).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise ScriptError("a caller script is a YAML mapping with a 'steps' list")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CallerScript:
+        steps = [parse_step(i + 1, raw) for i, raw in enumerate(data.get("steps") or [])]
+        end = data.get("end", "hangup")
+        if end not in ("hangup", "wait"):
+            raise ScriptError(f"end: {end!r}: expected hangup or wait")
+        return cls(name=str(data.get("name", "call")), steps=steps, end=end,
+                   from_number=str(data.get("from", cls.from_number)),
+                   to_number=str(data.get("to", cls.to_number)),
+                   reply_timeout=float(data.get("reply_timeout", cls.reply_timeout)),
+                   max_duration=float(data.get("max_duration", cls.max_duration)))
+
+
+def parse_step(number: int, raw: Any) -> Step:
+    if raw == "hangup":
+        return Step("hangup")
+    if not isinstance(raw, dict):
+        raise ScriptError(f"step {number}: expected a mapping like {{say: text}}, got {raw!r}")
+    actions = [k for k in raw if k in ACTIONS]
+    if len(actions) != 1:
+        raise ScriptError(f"step {number}: expected exactly one of {', '.join(ACTIONS)}")
+    action = actions[0]
+    options = {k: v for k, v in raw.items() if k != action}
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise ScriptError(f"step {number}: unknown option(s) {', '.join(sorted(unknown))}")
+    value = raw[action]
+    if action in ("say", "barge_in") and not (isinstance(value, str) and value.strip()):
+        raise ScriptError(f"step {number}: {action} needs the sentence to speak")
+    if action == "silence" and not isinstance(value, (int, float)):
+        raise ScriptError(f"step {number}: silence needs a number of seconds")
+    if action == "dtmf" and not str(value).strip("0123456789*#") == "":
+        raise ScriptError(f"step {number}: dtmf keys are 0-9, * and #")
+    return Step(action, str(value) if action == "dtmf" else value, options)
+
+
+@functools.lru_cache(maxsize=256)
+def voice_ulaw(text: str) -> bytes:
+    """The caller's sentence spoken by espeak-ng in Hebrew, as 8 kHz μ-law."""
+    return audio.pcm16_to_ulaw(audio.espeak_pcm16(text))
+
+
+class Mic:
+    """The caller's mouth: queued speech frames and keys, read one 20 ms frame per tick."""
+
+    SILENCE = audio.silence_ulaw(1)
+
+    def __init__(self):
+        self.queue: deque[tuple[bytes, str | None, str | None]] = deque()
+        self.lock = threading.Lock()
+
+    def speak(self, ulaw: bytes, text: str) -> None:
+        with self.lock:
+            self.queue.extend((frame, text, None) for frame in audio.frames_of(ulaw))
+
+    def press(self, keys: str) -> None:
+        with self.lock:
+            self.queue.extend((self.SILENCE, None, key) for key in keys)
+
+    def read(self) -> tuple[bytes, str | None, str | None]:
+        """(frame, text being said or None, key pressed or None)."""
+        with self.lock:
+            return self.queue.popleft() if self.queue else (self.SILENCE, None, None)
+
+    def idle(self) -> bool:
+        with self.lock:
+            return not self.queue
+
+    def clear(self) -> None:
+        with self.lock:
+            self.queue.clear()
+
+
+class Caller(threading.Thread):
+    """Runs a script against a call: waits for the line to listen, speaks, keys, hangs up."""
+
+    POLL_SEC = 0.005
+
+    def __init__(self, script: CallerScript, run: CallRun):
+        super().__init__(name=f"caller-{run.call_sid[-6:]}", daemon=True)
+        self.script, self.run_, self.line = script, run, run.line
+        self.replies_seen: int | None = None
+
+    def wait_until(self, condition, call_seconds: float) -> bool:
+        deadline = self.run_.clock.now() + call_seconds
+        while not condition():
+            if self.run_.ended.is_set() or self.run_.clock.now() > deadline:
+                return False
+            time.sleep(self.POLL_SEC)
+        return True
+
+    def pause(self, call_seconds: float) -> None:
+        self.run_.clock.sleep_until(self.run_.clock.now() + call_seconds, self.run_.ended)
+
+    def wait_for_turn(self, step: Step) -> None:
+        """Wait for the reply to what we said last, then for the line to listen in silence."""
+        if step.opt("wait_reply") and self.replies_seen is not None:
+            seen = self.replies_seen
+            if not self.wait_until(lambda: self.line.replies > seen, self.script.reply_timeout):
+                self.run_.log("caller", f"no reply within {self.script.reply_timeout:.0f} s")
+        self.wait_until(lambda: self.line.listening and not self.line.speaking,
+                        self.script.reply_timeout)
+
+    def speak(self, text: str) -> None:
+        self.run_.log("caller", f'says "{text}"')
+        self.run_.result.said.append({"t": round(self.run_.clock.now(), 3), "text": text})
+        self.run_.mic.speak(voice_ulaw(text), text)
+        self.wait_until(self.run_.mic.idle, 60)
+        self.replies_seen = self.line.replies
+
+    def do(self, step: Step) -> None:
+        if step.action == "say":
+            self.wait_for_turn(step)
+            self.pause(step.opt("think"))
+            self.speak(step.value)
+        elif step.action == "barge_in":
+            self.wait_until(lambda: self.line.speaking, self.script.reply_timeout)
+            self.pause(step.opt("after"))
+            self.speak(step.value)
+        elif step.action == "dtmf":
+            self.wait_for_turn(step)
+            self.run_.log("caller", f"presses {step.value}")
+            self.run_.mic.press(step.value)
+            self.wait_until(self.run_.mic.idle, 10)
+            self.replies_seen = self.line.replies
+        elif step.action == "silence":
+            self.pause(float(step.value))
+        elif step.action == "hangup":
+            self.run_.hangup("caller")
+
+    def run(self) -> None:
+        try:
+            for step in self.script.steps:
+                if self.run_.ended.is_set():
+                    return
+                self.do(step)
+            if self.script.end == "hangup" and not self.run_.ended.is_set():
+                self.wait_for_turn(Step("say"))
+                self.pause(0.5)
+                self.run_.hangup("caller")
+        except Exception as exc:  # noqa: BLE001 - a broken script must not leave the call open
+            self.run_.log("caller", f"script failed: {exc!r}")
+            self.run_.hangup("caller")

@@ -1,0 +1,166 @@
+"""The TwiML verbs the emulator understands, each as Twilio runs it on a live call."""
+
+from __future__ import annotations
+
+import secrets
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
+
+from .. import audio
+from .interpreter import TICK, Ended, Replace
+from .mediaclient import connect_stream, start_stream
+
+if TYPE_CHECKING:
+    from .interpreter import CallRun
+
+ALL_KEYS = "0123456789*#"
+
+
+def _float(element: ET.Element, name: str, default: float) -> float:
+    try:
+        return float(element.get(name, default))
+    except ValueError:
+        return default
+
+
+def play(run: CallRun, element: ET.Element) -> None:
+    url = (element.text or "").strip()
+    pcm = run.web.audio(url)
+    if pcm is None:
+        return
+    loops = int(element.get("loop", "1") or 1) or 1
+    run.log("line", f"plays {url.rsplit('/', 1)[-1]} ({audio.duration_sec(pcm):.1f} s)")
+    for _ in range(min(loops, 10)):
+        run.play_to_caller(pcm, kind="play", url=url)
+
+
+def say(run: CallRun, element: ET.Element) -> None:
+    text = (element.text or "").strip()
+    voice = "he" if element.get("language", "he-IL").startswith("he") else "en"
+    pcm = audio.espeak_pcm16(text, voice)
+    run.log("line", f'says "{text}"')
+    run.play_to_caller(pcm, kind="say", text=text)
+
+
+def pause(run: CallRun, element: ET.Element) -> None:
+    run.tick_for(_float(element, "length", 1.0))
+
+
+def hangup(run: CallRun, _element: ET.Element) -> None:
+    run.hangup("line")
+    raise Ended()
+
+
+def redirect(run: CallRun, element: ET.Element) -> None:
+    url = (element.text or "").strip()
+    run.log("line", "redirect")
+    raise Replace(run.web.twiml(url, element.get("method", "POST")), url)
+
+
+def record(run: CallRun, element: ET.Element) -> None:
+    """Record until `timeout` s of silence, maxLength or finishOnKey; empty → next verb."""
+    timeout = _float(element, "timeout", 5.0)
+    max_length = _float(element, "maxLength", 3600.0)
+    finish = element.get("finishOnKey", "1234567890*#")
+    if element.get("playBeep", "true") == "true":
+        run.play_to_caller(audio.beep_pcm16(200), reply=False, kind="beep")
+    frames: list[tuple[bytes, bool]] = []
+    state = {"silent": 0, "key": ""}
+
+    def on_tick(frame: bytes, text: str | None, key: str | None) -> bool:
+        if key and key in finish:
+            state["key"] = key
+            return True
+        frames.append((frame, text is not None))
+        state["silent"] = 0 if text is not None else state["silent"] + 1
+        return state["silent"] * TICK >= timeout or len(frames) * TICK >= max_length
+
+    run.line.listening = True
+    run.log("line", "records")
+    try:
+        run.tick_for(None, on_tick)
+    finally:
+        run.line.listening = False
+    voiced = [i for i, (_, v) in enumerate(frames) if v]
+    if not voiced:
+        run.log("carrier", "empty recording: action not requested, next verb")
+        return
+    if element.get("trim", "trim-silence") == "trim-silence":
+        frames = frames[voiced[0]:voiced[-1] + 1]
+    pcm = audio.ulaw_to_pcm16(b"".join(f for f, _ in frames))
+    sid = "RE" + secrets.token_hex(16)
+    run.carrier.recordings[sid] = pcm
+    run.carrier.recording_owner[sid] = run
+    url = f"{run.carrier.url}/2010-04-01/Accounts/{run.carrier.account_sid}/Recordings/{sid}"
+    duration = audio.duration_sec(pcm)
+    run.result.recordings.append({"sid": sid, "url": url, "duration": round(duration, 2)})
+    run.log("carrier", f"recording {sid} ({duration:.1f} s)")
+    action = element.get("action") or run.doc_url
+    extra = {"RecordingUrl": url, "RecordingSid": sid,
+             "RecordingDuration": str(max(1, round(duration))), "Digits": state["key"] or ""}
+    raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
+
+
+def gather(run: CallRun, element: ET.Element) -> None:
+    """Play the nested prompt, then listen for speech (the script's text) or keys."""
+    for child in element:
+        if child.tag in ("Say", "Play", "Pause"):
+            VERBS[child.tag](run, child)
+    inputs = element.get("input", "dtmf").split()
+    timeout = _float(element, "timeout", 5.0)
+    speech_timeout = element.get("speechTimeout", str(timeout))
+    end_of_speech = 1.0 if speech_timeout == "auto" else _float(element, "speechTimeout", timeout)
+    finish = element.get("finishOnKey", "#")
+    num_digits = int(element.get("numDigits", "0") or 0)
+    got = {"digits": "", "speech": [], "quiet": 0}
+
+    def on_tick(_frame: bytes, text: str | None, key: str | None) -> bool:
+        got["quiet"] += 1
+        if key and "dtmf" in inputs:
+            if key == finish:
+                return True
+            got["digits"] += key
+            got["quiet"] = 0
+            return bool(num_digits and len(got["digits"]) >= num_digits)
+        if text and "speech" in inputs:
+            if not got["speech"] or got["speech"][-1] != text:
+                got["speech"].append(text)
+            got["quiet"] = 0
+        limit = end_of_speech if got["speech"] else timeout
+        return got["quiet"] * TICK >= limit
+
+    run.line.listening = True
+    try:
+        run.tick_for(None, on_tick)
+    finally:
+        run.line.listening = False
+    if got["digits"]:
+        extra = {"Digits": got["digits"]}
+    elif got["speech"]:
+        extra = {"SpeechResult": " ".join(got["speech"]), "Confidence": "0.92"}
+    elif element.get("actionOnEmptyResult") == "true":
+        extra = {}
+    else:
+        run.log("carrier", "gather heard nothing: next verb")
+        return
+    action = element.get("action") or run.doc_url
+    run.log("carrier", f"gather result {extra}")
+    raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
+
+
+def connect(run: CallRun, element: ET.Element) -> None:
+    stream = element.find("Stream")
+    if stream is None:
+        run.log("carrier", "warning: <Connect> without <Stream> skipped")
+        return
+    connect_stream(run, element, stream)
+
+
+def start(run: CallRun, element: ET.Element) -> None:
+    stream = element.find("Stream")
+    if stream is not None:
+        start_stream(run, stream)
+
+
+VERBS = {"Play": play, "Say": say, "Pause": pause, "Hangup": hangup, "Redirect": redirect,
+         "Record": record, "Gather": gather, "Connect": connect, "Start": start}

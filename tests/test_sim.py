@@ -1,0 +1,401 @@
+"""The local Twilio emulator against a fixture app: every verb, updates, faults, signatures."""
+
+import base64
+import io
+import json
+import time
+import wave
+
+import pytest
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from ivr import audio
+from ivr.sim import CallerScript, Carrier
+from ivr.sim.script import ScriptError
+
+from .simapp import ACCOUNT, TOKEN, FixtureLine, events, read_until_stop, receive
+
+SPEED = 10
+
+
+def doc(*verbs: str) -> str:
+    return "<?xml version='1.0' encoding='UTF-8'?><Response>" + "".join(verbs) + "</Response>"
+
+
+@pytest.fixture
+def line():
+    fixture = FixtureLine()
+    yield fixture
+    fixture.stop()
+
+
+@pytest.fixture
+def carrier(line):
+    with Carrier(line.url, account_sid=ACCOUNT, auth_token=TOKEN, status_callback="/call_status",
+                 speed=SPEED) as running:
+        yield running
+
+
+def rest_client(carrier) -> Client:
+    client = Client(ACCOUNT, TOKEN)
+    client.api.base_url = carrier.url
+    return client
+
+
+SILENT = {"steps": [{"silence": 30}], "end": "wait", "max_duration": 60}
+
+
+def test_play_say_pause_hangup_and_the_status_callback(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f"<Play>{line.url}/media/tone.mp3</Play>", '<Say language="he-IL">שלום</Say>',
+        '<Pause length="2"/>', "<Hangup/>", "<Say>never</Say>")
+    result = carrier.place_call(SILENT)
+    assert [h["kind"] for h in result.heard] == ["play", "say"]
+    assert result.heard[0]["url"] == f"{line.url}/media/tone.mp3"
+    assert result.heard[0]["duration"] == pytest.approx(1.0, abs=0.05)
+    assert result.heard[1]["text"] == "שלום" and result.error_codes == []
+    assert result.status == "completed" and result.duration >= 3.0
+    status = [r for r in line.requests if r["path"] == "/call_status"]
+    assert status[0]["form"]["CallStatus"] == "completed"
+    assert int(status[0]["form"]["CallDuration"]) >= 3
+
+
+def test_webhooks_are_signed_with_twilio_parameters(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc("<Hangup/>")
+    result = carrier.place_call({"from": "+972541112222", "steps": []})
+    first = line.requests[0]
+    assert first["signed"] is True and first["path"] == "/webhook/incoming_call"
+    form = first["form"]
+    assert form["CallSid"] == result.call_sid and form["CallSid"].startswith("CA")
+    assert (form["AccountSid"], form["From"], form["Direction"], form["ApiVersion"]) == (
+        ACCOUNT, "+972541112222", "inbound", "2010-04-01")
+    assert form["CallStatus"] == "ringing"
+    assert all(r["signed"] for r in line.requests)
+
+
+def test_play_failures_are_11200_and_12300_and_the_call_goes_on(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f"<Play>{line.url}/media-missing/x.mp3</Play>", f"<Play>{line.url}/media/a.txt</Play>",
+        f"<Play>{line.url}/media/ok.wav</Play>", "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    assert result.error_codes == [11200, 12300]
+    assert [h["kind"] for h in result.heard] == ["play"]
+
+
+def test_play_fail_fault(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(f"<Play>{line.url}/media/ok.wav</Play>",
+                                              "<Hangup/>")
+    result = carrier.place_call(SILENT, play_fail=True)
+    assert result.error_codes == [11200] and result.heard == []
+
+
+def test_broken_twiml_is_12100_and_ends_the_call(line, carrier):
+    line.docs["/webhook/incoming_call"] = "<Response><Play>oops</Response>"
+    result = carrier.place_call(SILENT)
+    assert result.error_codes == [12100] and result.status == "completed"
+
+
+def test_incoming_call_answering_500_is_11200(line, carrier):
+    result = carrier.place_call(SILENT)  # no doc: the fixture answers 404
+    assert result.error_codes == [11200]
+
+
+def test_redirect_fetches_the_next_document(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(f'<Redirect>{line.url}/next</Redirect>')
+    line.docs["/next"] = doc('<Say>הבא</Say>', "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    assert "/next" in line.paths() and result.heard[0]["text"] == "הבא"
+
+
+def test_gather_speech_result_is_the_callers_sentence(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Gather input="speech dtmf" language="he-IL" action="{line.url}/gathered" '
+        f'speechTimeout="auto"><Say>מה תרצה?</Say></Gather>')
+    line.docs["/gathered"] = doc("<Hangup/>")
+    result = carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"}], "end": "wait"})
+    gathered = [r for r in line.requests if r["path"] == "/gathered"][0]["form"]
+    assert gathered["SpeechResult"] == "מה שעות הפתיחה?" and "Confidence" in gathered
+    assert result.said[0]["t"] > result.heard[0]["t"] + result.heard[0]["duration"] - 0.1
+
+
+def test_gather_digits(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Gather input="dtmf" numDigits="2" action="{line.url}/gathered"/>')
+    line.docs["/gathered"] = doc("<Hangup/>")
+    carrier.place_call({"steps": [{"dtmf": "42"}], "end": "wait"})
+    assert [r for r in line.requests if r["path"] == "/gathered"][0]["form"]["Digits"] == "42"
+
+
+def test_gather_with_no_input_goes_to_the_next_verb_without_the_action(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Gather input="speech" timeout="1" action="{line.url}/gathered"/>',
+        f"<Redirect>{line.url}/again</Redirect>")
+    line.docs["/again"] = doc("<Hangup/>")
+    carrier.place_call(SILENT)
+    assert "/gathered" not in line.paths() and "/again" in line.paths()
+
+
+def test_record_posts_the_recording_which_needs_basic_auth(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Record action="{line.url}/recorded" timeout="1" maxLength="20" playBeep="false"/>')
+    line.docs["/recorded"] = doc("<Hangup/>")
+    result = carrier.place_call({"steps": [{"say": "שלום, אני רוצה לקבוע תור"}], "end": "wait"})
+    form = [r for r in line.requests if r["path"] == "/recorded"][0]["form"]
+    url = form["RecordingUrl"]
+    assert url.startswith(carrier.url) and form["RecordingSid"].startswith("RE")
+    spoken = audio.duration_sec(audio.espeak_pcm16("שלום, אני רוצה לקבוע תור"))
+    assert result.recordings[0]["duration"] == pytest.approx(spoken, abs=0.1)
+    assert requests.get(url, timeout=5).status_code == 401
+    wav = requests.get(url, auth=(ACCOUNT, TOKEN), timeout=5)
+    assert wav.status_code == 200 and wav.headers["Content-Type"] == "audio/x-wav"
+    with wave.open(io.BytesIO(wav.content)) as parsed:
+        assert parsed.getframerate() == 8000 and parsed.getnframes() > 8000
+    mp3 = requests.get(url + ".mp3", auth=(ACCOUNT, TOKEN), timeout=5)
+    assert mp3.status_code == 200 and mp3.headers["Content-Type"] == "audio/mpeg"
+
+
+def test_recording_not_ready_fault(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Record action="{line.url}/recorded" timeout="1" playBeep="false"/>')
+    line.docs["/recorded"] = doc("<Hangup/>")
+    carrier.place_call({"steps": [{"say": "שלום"}], "end": "wait"}, recording_404s=2)
+    url = [r for r in line.requests if r["path"] == "/recorded"][0]["form"]["RecordingUrl"]
+    codes = [requests.get(url, auth=(ACCOUNT, TOKEN), timeout=5).status_code for _ in range(3)]
+    assert codes == [404, 404, 200]
+
+
+def test_empty_recording_skips_the_action_and_runs_the_next_verb(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Record action="{line.url}/recorded" timeout="2"/>', "<Say>עוד פעם</Say>",
+        "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    assert "/recorded" not in line.paths()
+    assert [h["kind"] for h in result.heard] == ["beep", "say"]
+
+
+def stream_doc(line, action=True, extra=""):
+    act = f' action="{line.url}/stream_ended"' if action else ""
+    return doc(f'<Connect{act}><Stream url="{line.wss}" statusCallback="{line.url}/stream_status">'
+               '<Parameter name="call_sid" value="CAx"/><Parameter name="turn" value="1"/>'
+               f"</Stream></Connect>{extra}")
+
+
+def test_connect_stream_protocol_and_server_close_requests_the_action(line, carrier):
+    def close_after_a_second(ws, session):
+        while receive(ws, session) is not None:
+            if sum(m["event"] == "media" for m in session["messages"]) >= 50:
+                return  # the app closes the socket
+    line.on_socket = close_after_a_second
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    line.docs["/stream_ended"] = doc("<Say>אחרי</Say>", "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    session = line.sockets[0]
+    assert session["signed"] is True and session["protocol"] is None
+    connected, start, media = session["messages"][:3]
+    assert connected == {"event": "connected", "protocol": "Call", "version": "1.0.0",
+                         "sequenceNumber": "1"}
+    assert start["start"]["customParameters"] == {"call_sid": "CAx", "turn": "1"}
+    assert start["start"]["callSid"] == result.call_sid
+    assert start["start"]["mediaFormat"] == {"encoding": "audio/x-mulaw", "sampleRate": 8000,
+                                             "channels": 1}
+    assert set(media["media"]) == {"track", "chunk", "timestamp", "payload"}
+    assert all(isinstance(v, str) for v in media["media"].values())
+    assert len(base64.b64decode(media["media"]["payload"])) == 160
+    assert "/stream_ended" in line.paths() and result.heard[-1]["text"] == "אחרי"
+    status = [r["form"]["StreamEvent"] for r in line.requests if r["path"] == "/stream_status"]
+    assert status == ["stream-started", "stream-stopped"]
+
+
+def test_media_is_paced_at_50_frames_a_second(line, carrier):
+    line.docs["/webhook/incoming_call"] = stream_doc(line, extra="")
+    carrier.speed = 1
+    client = rest_client(carrier)
+
+    def hang_up_later():
+        time.sleep(1.0)
+        client.calls(next(iter(carrier.calls))).update(status="completed")
+    import threading
+    threading.Thread(target=hang_up_later, daemon=True).start()
+    carrier.place_call(SILENT)
+    media = [m for m in line.sockets[0]["messages"] if m["event"] == "media"]
+    assert 40 <= len(media) <= 55
+    stamps = [int(m["media"]["timestamp"]) for m in media]
+    assert stamps == sorted(stamps) and stamps[-1] - stamps[0] == pytest.approx(
+        20 * (len(stamps) - 1), abs=60)
+
+
+def media_message(frame: bytes) -> str:
+    return json.dumps({"event": "media", "streamSid": "x",
+                       "media": {"payload": base64.b64encode(frame).decode()}})
+
+
+def test_two_way_audio_marks_and_clear(line, carrier):
+    tone = audio.pcm16_to_ulaw(audio.beep_pcm16(400))
+
+    def talk_back(ws, session):
+        receive(ws, session)
+        receive(ws, session)
+        for frame in audio.frames_of(tone):
+            ws.send(media_message(frame))
+        ws.send('{"event": "mark", "streamSid": "x", "mark": {"name": "reply-1"}}')
+        while (message := receive(ws, session)) is not None:
+            if message["event"] == "mark" and message["mark"]["name"] == "reply-1":
+                for frame in audio.frames_of(tone * 5):
+                    ws.send(media_message(frame))
+                ws.send('{"event": "mark", "mark": {"name": "reply-2"}}')
+                ws.send('{"event": "clear", "streamSid": "x"}')
+            if message["event"] == "stop":
+                return
+    line.on_socket = talk_back
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    result = carrier.place_call({"steps": [{"silence": 2}], "end": "hangup"})
+    marks = [m["mark"]["name"] for m in line.sockets[0]["messages"] if m["event"] == "mark"]
+    assert marks == ["reply-1", "reply-2"]
+    streamed = [h for h in result.heard if h["kind"] == "stream"]
+    assert streamed[0]["duration"] == pytest.approx(0.4, abs=0.03)
+    assert result.streams[0]["clears"] == 1 and result.streams[0]["received"] >= 20
+
+
+def test_rest_update_interrupts_the_stream_with_stop(line, carrier):
+    client = rest_client(carrier)
+
+    def update_when_streaming(ws, session):
+        receive(ws, session)
+        start = receive(ws, session)
+        call_sid = start["start"]["callSid"]
+        client.calls(call_sid).update(
+            twiml=doc(f"<Play>{line.url}/media/r.wav</Play>", "<Hangup/>"))
+        read_until_stop(ws, session)
+    line.on_socket = update_when_streaming
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    result = carrier.place_call(SILENT)
+    assert events(line.sockets[0])[-1] == "stop"
+    assert [h["kind"] for h in result.heard] == ["play"]
+    assert "/stream_ended" not in line.paths()
+    rest = [r for r in result.requests if r["direction"] == "in"]
+    assert rest[0]["status"] == 200 and "Twiml" in rest[0]["params"]
+
+
+def test_rest_errors_21220_32018_and_401(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc("<Hangup/>")
+    result = carrier.place_call(SILENT)
+    client = rest_client(carrier)
+    with pytest.raises(TwilioRestException) as ended:
+        client.calls(result.call_sid).update(twiml=doc("<Hangup/>"))
+    assert ended.value.code == 21220 and ended.value.status == 400
+    bad = Client(ACCOUNT, "wrong-token")
+    bad.api.base_url = carrier.url
+    with pytest.raises(TwilioRestException) as auth:
+        bad.calls(result.call_sid).update(twiml=doc("<Hangup/>"))
+    assert auth.value.status == 401 and auth.value.code == 20003
+
+    def update_long(ws, session):
+        receive(ws, session)
+        start = receive(ws, session)
+        with pytest.raises(TwilioRestException) as long:
+            client.calls(start["start"]["callSid"]).update(
+                twiml=doc("<Say>" + "א" * 4100 + "</Say>"))
+        session["long"] = long.value.code
+        client.calls(start["start"]["callSid"]).update(status="completed")
+        read_until_stop(ws, session)
+    line.on_socket = update_long
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    carrier.place_call(SILENT)
+    assert line.sockets[0]["long"] == 32018
+
+
+def test_slow_rest_fault_delays_the_update(line, carrier):
+    client = rest_client(carrier)
+
+    def timed_update(ws, session):
+        receive(ws, session)
+        start = receive(ws, session)
+        began = time.monotonic()
+        client.calls(start["start"]["callSid"]).update(status="completed")
+        session["took"] = time.monotonic() - began
+        read_until_stop(ws, session)
+    line.on_socket = timed_update
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    carrier.place_call(SILENT, slow_rest=0.5)
+    assert line.sockets[0]["took"] >= 0.5
+
+
+def test_refused_handshake_is_31920_then_stream_error_then_the_action(line, carrier):
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    line.docs["/stream_ended"] = doc("<Say>גיבוי</Say>", "<Hangup/>")
+    result = carrier.place_call(SILENT, ws_refuse=True)
+    assert result.error_codes == [31920] and line.sockets == []
+    status = [r["form"] for r in line.requests if r["path"] == "/stream_status"]
+    assert status[0]["StreamEvent"] == "stream-error" and "31920" in status[0]["StreamError"]
+    assert result.heard[-1]["text"] == "גיבוי"
+
+
+def test_a_websocket_url_that_404s_is_31920_too(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Connect action="{line.url}/stream_ended"><Stream url="{line.wss}-nope"/></Connect>')
+    line.docs["/stream_ended"] = doc("<Hangup/>")
+    result = carrier.place_call(SILENT)
+    assert result.error_codes == [31920] and "/stream_ended" in line.paths()
+
+
+def test_no_media_fault_sends_connected_and_start_only(line, carrier):
+    client = rest_client(carrier)
+
+    def wait_then_hang_up(ws, session):
+        receive(ws, session)
+        start = receive(ws, session)
+        time.sleep(0.3)
+        client.calls(start["start"]["callSid"]).update(status="completed")
+        read_until_stop(ws, session)
+    line.on_socket = wait_then_hang_up
+    line.docs["/webhook/incoming_call"] = stream_doc(line)
+    carrier.place_call(SILENT, ws_no_media=True)
+    assert events(line.sockets[0]) == ["connected", "start", "stop"]
+
+
+def test_subprotocol_is_offered_only_when_asked(line, carrier):
+    line.docs["/webhook/incoming_call"] = stream_doc(line, action=False, extra="<Hangup/>")
+    line.on_socket = lambda ws, session: None
+    carrier.offer_subprotocol = True
+    carrier.place_call(SILENT)
+    assert line.sockets[0]["protocol"] == "audio.twilio.com"
+
+
+def test_start_stream_forks_audio_while_the_twiml_goes_on(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Start><Stream url="{line.wss}"/></Start>', '<Pause length="1"/>', "<Hangup/>")
+    carrier.place_call(SILENT)
+    line.sockets[0]["done"].wait(5)
+    media = [m for m in line.sockets[0]["messages"] if m["event"] == "media"]
+    assert 45 <= len(media) <= 52 and events(line.sockets[0])[-1] == "stop"
+
+
+def test_stereo_wav_has_the_caller_left_and_the_line_right(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f"<Play>{line.url}/media/tone.wav</Play>",
+        f'<Record action="{line.url}/recorded" timeout="1" playBeep="false"/>')
+    line.docs["/recorded"] = doc("<Hangup/>")
+    result = carrier.place_call({"steps": [{"say": "שלום"}], "end": "wait"})
+    with wave.open(io.BytesIO(result.wav)) as parsed:
+        assert parsed.getnchannels() == 2 and parsed.getframerate() == 8000
+        frames = parsed.readframes(parsed.getnframes())
+    import audioop
+    left, right = audioop.tomono(frames, 2, 1, 0), audioop.tomono(frames, 2, 0, 1)
+    first_second = 8000 * 2
+    assert audioop.rms(right[:first_second], 2) > 1000 and audioop.rms(left[:first_second], 2) < 50
+    assert audioop.rms(left[first_second:], 2) > 200
+
+
+def test_caller_script_errors_name_the_step():
+    with pytest.raises(ScriptError, match="step 2: expected exactly one of"):
+        CallerScript.load({"steps": [{"say": "שלום"}, {"sing": "la"}]})
+    with pytest.raises(ScriptError, match="step 1: dtmf keys"):
+        CallerScript.load({"steps": [{"dtmf": "12a"}]})
+    assert [s.action for s in CallerScript.load("three_turns").steps] == ["say"] * 3
+
+
+def test_unknown_fault_is_refused(carrier):
+    with pytest.raises(ValueError, match="unknown fault"):
+        carrier.place_call(SILENT, explode=True)
