@@ -254,7 +254,8 @@ def test_two_way_audio_marks_and_clear(line, carrier):
     marks = [m["mark"]["name"] for m in line.sockets[0]["messages"] if m["event"] == "mark"]
     assert marks == ["reply-1", "reply-2"]
     streamed = [h for h in result.heard if h["kind"] == "stream"]
-    assert streamed[0]["duration"] == pytest.approx(0.4, abs=0.03)
+    total = sum(h["duration"] for h in streamed)
+    assert 0.4 <= total < 0.7  # reply-1 whole, then at most a few frames of reply-2 before clear
     assert result.streams[0]["clears"] == 1 and result.streams[0]["received"] >= 20
 
 
