@@ -1,11 +1,11 @@
-# make run: start the line on its embedded defaults; make test: the test suite; make lint: ruff.
+# make run: the line on its embedded defaults; make call: ring it; make test; make lint: ruff.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run test lint clean
+.PHONY: setup sysdeps run call test lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -18,7 +18,10 @@ sysdeps:
 setup: $(STAMP) sysdeps
 
 run: setup
-	BIND_HOST=$${BIND_HOST:-127.0.0.1} bash scripts/start.sh
+	bash scripts/run_local.sh
+
+call: setup
+	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""python -m ivr check | serve (and later call, prewarm, doctor): thin commands over the package."""
+"""python -m ivr check | serve | carrier | call: thin commands over the package."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the environment").set_defaults(func=cmd_check)
     sub.add_parser("serve", help="run gunicorn (one worker)").set_defaults(func=cmd_serve)
+    from .sim.cli import add_commands
+    add_commands(sub)
     return parser
 
 

@@ -328,12 +328,14 @@ def _check_ranges(values: dict, problems: list[str]) -> None:
 
 
 def _resolve_twilio(values: dict, problems: list[str]) -> None:
-    """Local mode (no account, loopback URL) uses the emulator's account; else real credentials."""
+    """Local mode (no account, loopback URL): the emulator's account, its carrier on PORT+1."""
     host = urlsplit(values["public_base_url"]).hostname
     sid, token = values["twilio_account_sid"], values["twilio_auth_token"]
     if not sid and not token and is_loopback_host(host):
         values["local_mode"] = True
         values["twilio_account_sid"] = LOCAL_ACCOUNT_SID
+        if values["twilio_api_base_url"] == "https://api.twilio.com":
+            values["twilio_api_base_url"] = f"http://127.0.0.1:{values['port'] + 1}"
         values["twilio_auth_token"] = local_auth_token(Path(values["var_dir"]))
     elif sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID: expected AC followed by 32 characters")

@@ -59,3 +59,38 @@ def twilio_post(client):
         headers = {"X-Twilio-Signature": sign(BASE + path, params)} if signed else {}
         return client.post(path, data=params, headers=headers)
     return post
+
+
+@pytest.fixture
+def phone_line(tmp_path):
+    """The real app on a live loopback server and a carrier wired to it: `phone_line(**changes)`."""
+    from types import SimpleNamespace
+
+    from ivr.sim import Carrier
+
+    from .livehelpers import LiveServer
+    built = []
+
+    def build(speed: float = 10.0, local: bool = False, **changes):
+        live = LiveServer()
+        if local:
+            settings = Settings.from_env({"PUBLIC_BASE_URL": live.url,
+                                          "VAR_DIR": str(tmp_path / "var"),
+                                          "DATABASE_URL": f"sqlite:///{tmp_path}/line.sqlite3",
+                                          "TTS_DIR": str(tmp_path / "tts")})
+        else:
+            settings = make_settings(tmp_path).replace(public_base_url=live.url)
+        carrier = Carrier(live.url, account_sid=settings.twilio_account_sid,
+                          auth_token=settings.twilio_auth_token, speed=speed).start()
+        settings = settings.replace(twilio_api_base_url=carrier.url, **changes)
+        app = create_app(settings)
+        live.serve(app)
+        line = SimpleNamespace(app=app, runtime=app.extensions["ivr"], carrier=carrier,
+                               url=live.url, store=app.extensions["ivr"].store)
+        built.append((line, live))
+        return line
+    yield build
+    for line, live in built:
+        line.carrier.stop()
+        live.stop()
+        line.runtime.close()

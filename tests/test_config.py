@@ -21,6 +21,7 @@ def test_embedded_defaults_are_local_gather_scripted_espeak(tmp_path):
     assert s.validate_twilio_signature and len(s.twilio_auth_token) == 32
     assert (s.asr_engine, s.llm_engine, s.tts_engine) == ("none", "scripted", "espeak")
     assert s.turn_mode == "gather" and s.reply_mode == "play"
+    assert s.twilio_api_base_url == "http://127.0.0.1:5001"  # the local carrier, PORT+1
     assert (s.min_utt_sec, s.vad_hangover_ms, s.vad_rms, s.max_utt_sec) == (0.48, 140, 210, 7.0)
     assert (s.barge_in, s.barge_in_voice_frames, s.dedup_window_sec) == (True, 3, 14.0)
     assert s.database_url.endswith("/var/ivr.sqlite3") and s.database_url.startswith("sqlite:////")

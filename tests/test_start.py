@@ -1,6 +1,10 @@
 """scripts/start.sh as an owner runs it: config checks first, then one live gunicorn."""
 
+import os
+import signal
+import socket
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -77,3 +81,29 @@ def test_a_second_server_on_a_busy_port_is_refused(tmp_path, serve):
                             env=start_script_env(tmp_path, port), capture_output=True,
                             timeout=30)
     assert result.returncode == 1 and "already in use" in result.stderr
+
+
+def test_run_local_starts_the_carrier_and_call_rings_through_it(tmp_path):
+    port = free_port()
+    while True:  # the carrier takes PORT+1
+        try:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = free_port()
+    env = start_script_env(tmp_path, port)
+    proc = subprocess.Popen(["bash", "scripts/run_local.sh"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/healthz", proc)
+        wait_for(f"http://127.0.0.1:{port + 1}/sim/health", proc)
+        call = subprocess.run([sys.executable, "-m", "ivr", "call", "--script", "dtmf",
+                               "--speed", "10"], cwd=ROOT, env=env, text=True,
+                              capture_output=True, timeout=120)
+        assert "private one" not in call.stderr
+        assert "caller  presses 1" in call.stdout and "completed" in call.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
 from .. import audio
-from ..config import LOCAL_ACCOUNT_SID, local_auth_token
+from ..config import LOCAL_ACCOUNT_SID, ROOT, local_auth_token
 from .interpreter import CallRun
 from .result import ERROR_TEXT, CallResult
 from .script import CallerScript
@@ -37,7 +36,7 @@ class Carrier:
                  speed: float = 1.0):
         self.server_url = server_url.rstrip("/")
         self.account_sid = account_sid
-        self.auth_token = auth_token or local_auth_token(Path("var"))
+        self.auth_token = auth_token or local_auth_token(ROOT / "var")
         self.status_callback = (self.server_url + status_callback
                                 if status_callback.startswith("/") else status_callback)
         self.offer_subprotocol, self.speed = offer_subprotocol, speed

@@ -166,6 +166,8 @@ class Caller(threading.Thread):
                         self.script.reply_timeout)
 
     def speak(self, text: str) -> None:
+        if self.run_.ended.is_set():
+            return
         self.run_.log("caller", f'says "{text}"')
         self.run_.result.said.append({"t": round(self.run_.clock.now(), 3), "text": text})
         self.run_.mic.speak(voice_ulaw(text), text)
@@ -183,6 +185,8 @@ class Caller(threading.Thread):
             self.speak(step.value)
         elif step.action == "dtmf":
             self.wait_for_turn(step)
+            if self.run_.ended.is_set():
+                return
             self.run_.log("caller", f"presses {step.value}")
             self.run_.mic.press(step.value)
             self.wait_until(self.run_.mic.idle, 10)
