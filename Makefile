@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call test lint clean
+.PHONY: setup sysdeps run call test lint clean bench-frame
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,9 @@ call: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+bench-frame: setup
+	$(PY) -m bench.frame_cost
 
 lint: setup
 	$(PY) -m ruff check .

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
 from .config import Settings
+from .delivery import Delivery
+from .dialog import Dialog
+from .engines import build_engines
 from .eventlog import EventLog
 from .runtime import Runtime
 from .store import Store
+from .stream import SERVER_OPTIONS, StreamRegistry, sock
+from .tts_cache import TTSCache
 
 MAX_WEBHOOK_BYTES = 256 * 1024
+TURN_WORKERS = 16
 
 
 def configure_logging() -> None:
@@ -38,13 +45,24 @@ def create_app(config: Settings | None = None) -> Flask:
     store = Store(settings.database_url)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
     scheduler.start()
-    runtime = Runtime(settings=settings, store=store,
-                      events=EventLog(store, settings.secrets()), scheduler=scheduler)
+    events = EventLog(store, settings.secrets())
+    engines = build_engines(settings)
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
+    cache.ensure_beep()
+    runtime = Runtime(settings=settings, store=store, events=events, scheduler=scheduler,
+                      engines=engines, cache=cache,
+                      dialog=Dialog(settings, store, events, engines, cache),
+                      delivery=Delivery(settings, events),
+                      turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS,
+                                                   thread_name_prefix="turn"))
+    runtime.registry = StreamRegistry(runtime)
     app.extensions["ivr"] = runtime
 
     from . import public, webhooks
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
+    app.config["SOCK_SERVER_OPTIONS"] = SERVER_OPTIONS
+    sock.init_app(app)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
                         base=settings.public_base_url, local=settings.local_mode)

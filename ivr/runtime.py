@@ -25,6 +25,12 @@ class Runtime:
     store: Store
     events: EventLog
     scheduler: Any
+    engines: Any = None
+    cache: Any = None
+    dialog: Any = None
+    delivery: Any = None
+    registry: Any = None
+    turn_pool: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
@@ -39,6 +45,9 @@ class Runtime:
         """Stop the scheduler and release the database (tests build many apps)."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for pool in (self.turn_pool, getattr(self.dialog, "pool", None)):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
 

@@ -157,6 +157,14 @@ class Store:
             result = conn.execute(stmt.values(updated_at=time.time(), **changes))
         return result.rowcount == 1
 
+    def claim_stream_start(self, call_sid: str, turn: int) -> bool:
+        """Record that the stream of `turn` started (only ever moves forward)."""
+        stmt = (update(calls).where(calls.c.call_sid == call_sid)
+                .where((calls.c.stream_started_turn < turn) | calls.c.stream_started_turn.is_(None))
+                .values(stream_started_turn=turn, updated_at=time.time()))
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount == 1
+
     def history(self, call_sid: str) -> list[dict]:
         call = self.get_call(call_sid)
         return json.loads(call["history"] or "[]") if call else []

@@ -149,6 +149,7 @@ class MediaSession:
             self.playback.append(("mark", message.get("mark", {}).get("name", "")))
         elif event == "clear":
             self.info["clears"] += 1
+            self.info.setdefault("clears_at", []).append(round(self.run.clock.now(), 3))
             marks = [item for item in list(self.playback) if isinstance(item, tuple)]
             self.playback.clear()
             self.run.line.speaking = False

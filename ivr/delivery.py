@@ -1,0 +1,63 @@
+"""Twilio REST wrapper: ping-pong and fallback updates of a live call, and hang-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from .config import Settings
+from .eventlog import EventLog
+
+REST_TIMEOUT_SEC = 5
+
+
+class Delivery:
+    """Moves a live call to new TwiML with `calls.update` on `TWILIO_API_BASE_URL`."""
+
+    def __init__(self, settings: Settings, events: EventLog):
+        self.s, self.events = settings, events
+        self._client: Client | None = None
+        self.lock = threading.Lock()
+
+    def client(self) -> Client:
+        if not (self.s.twilio_account_sid and self.s.twilio_auth_token):
+            raise RuntimeError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
+        with self.lock:
+            if self._client is None:
+                client = Client(self.s.twilio_account_sid, self.s.twilio_auth_token,
+                                http_client=TwilioHttpClient(timeout=REST_TIMEOUT_SEC))
+                client.api.base_url = self.s.twilio_api_base_url
+                self._client = client
+            return self._client
+
+    def update(self, call_sid: str, twiml: str, kind: str, **detail) -> bool:
+        """Replace the call's TwiML; log `<KIND>_TX`/`<KIND>_FAIL`; False on any failure."""
+        try:
+            self.client().calls(call_sid).update(twiml=twiml)
+        except Exception as exc:  # noqa: BLE001 - the caller of update has a fallback
+            code = getattr(exc, "code", None)
+            self.events.emit(f"{kind}_FAIL", call_sid, logging.WARNING, err=_short(exc),
+                             code=code, **detail)
+            return False
+        self.events.emit(f"{kind}_TX", call_sid, **detail)
+        return True
+
+    def ping_pong(self, call_sid: str, twiml: str, url: str) -> bool:
+        """`<Play>` the reply then a fresh `<Connect><Stream>`: logs PING_PONG_TX call= url=."""
+        return self.update(call_sid, twiml, "PING_PONG", url=url)
+
+    def hangup(self, call_sid: str) -> bool:
+        try:
+            self.client().calls(call_sid).update(status="completed")
+            return True
+        except Exception as exc:  # noqa: BLE001
+            self.events.emit("HANGUP_FAIL", call_sid, logging.WARNING, err=_short(exc))
+            return False
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[-1] if text else ''}"[:200]

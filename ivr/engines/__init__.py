@@ -1,0 +1,45 @@
+"""Engine registry: builds the ASR, LLM and TTS chosen in Settings (cloud SDKs imported lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..config import Settings
+from .base import ASR, LLM, TTS, EngineError
+
+__all__ = ["ASR", "LLM", "TTS", "EngineError", "Engines", "build_engines", "REGISTRY"]
+
+# kind → engine name → "module:Class" (relative to ivr.engines)
+REGISTRY: dict[str, dict[str, str]] = {
+    "asr": {"fake": "fake:FakeASR"},
+    "llm": {"fake": "fake:FakeLLM"},
+    "tts": {"fake": "fake:FakeTTS"},
+}
+
+
+@dataclass
+class Engines:
+    """The engines of one app; `asr` is None when the line relies on Twilio's Gather."""
+
+    asr: ASR | None
+    llm: LLM | None
+    tts: TTS | None
+
+
+def _build(kind: str, name: str, settings: Settings):
+    target = REGISTRY[kind].get(name)
+    if target is None:
+        return None
+    module_name, class_name = target.split(":")
+    module = importlib.import_module(f".{module_name}", __name__)
+    cls = getattr(module, class_name)
+    factory = getattr(cls, "from_settings", None)
+    return factory(settings) if factory else cls()
+
+
+def build_engines(settings: Settings) -> Engines:
+    """Instantiate the configured engines; a missing package raises EngineError naming it."""
+    return Engines(asr=_build("asr", settings.asr_engine, settings),
+                   llm=_build("llm", settings.llm_engine, settings),
+                   tts=_build("tts", settings.tts_engine, settings))

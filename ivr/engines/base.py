@@ -1,0 +1,48 @@
+"""The three engine interfaces: ASR (speech → text), LLM (text → reply), TTS (text → MP3)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class EngineError(RuntimeError):
+    """An engine failed; the dialog logs it and falls back to a sound."""
+
+
+class ASRStream(Protocol):
+    """A streaming recognizer: feed 20 ms μ-law frames, read interim and final texts."""
+
+    def feed(self, ulaw: bytes) -> None: ...
+    def results(self) -> list[tuple[str, str]]: ...  # (kind interim|final, text)
+    def close(self) -> str: ...
+
+
+class ASR:
+    """Speech recognition of one utterance of 8 kHz 16-bit PCM."""
+
+    name = "asr"
+
+    def transcribe(self, pcm16_8k: bytes) -> str:
+        raise NotImplementedError
+
+    def stream(self) -> ASRStream | None:
+        return None
+
+
+class LLM:
+    """Writes the line's reply to the caller's text, given the conversation so far."""
+
+    name = "llm"
+
+    def reply(self, history: list[dict], text: str) -> str:
+        raise NotImplementedError
+
+
+class TTS:
+    """Synthesises a reply as MP3 bytes; `voice` is part of the cache key."""
+
+    name = "tts"
+    voice = ""
+
+    def synthesize(self, text: str) -> bytes:
+        raise NotImplementedError

@@ -1,0 +1,63 @@
+"""Fake engines for tests and benchmarks: instant or slow or failing, on demand."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from .. import audio
+from .base import ASR, LLM, TTS, EngineError
+
+
+class FakeASR(ASR):
+    """Returns the next of `texts` (or describes the audio), after `delay` seconds."""
+
+    name = "fake"
+
+    def __init__(self, texts: list[str] | None = None, delay: float = 0.0, fail: bool = False):
+        self.texts = itertools.cycle(texts) if texts else None
+        self.delay, self.fail = delay, fail
+        self.heard: list[float] = []
+
+    def transcribe(self, pcm16_8k: bytes) -> str:
+        time.sleep(self.delay)
+        if self.fail:
+            raise EngineError("fake ASR failure")
+        seconds = audio.duration_sec(pcm16_8k)
+        self.heard.append(seconds)
+        return next(self.texts) if self.texts else f"משפט של {seconds:.1f} שניות"
+
+
+class FakeLLM(LLM):
+    """Echoes the caller's text with the turn number, so tests can see history carry over."""
+
+    name = "fake"
+
+    def __init__(self, delay: float = 0.0, fail: bool = False):
+        self.delay, self.fail = delay, fail
+
+    def reply(self, history: list[dict], text: str) -> str:
+        time.sleep(self.delay)
+        if self.fail:
+            raise EngineError("fake LLM failure")
+        turn = sum(1 for m in history if m["role"] == "user") + 1
+        return f"תשובה {turn}: שמעתי {text}"
+
+
+class FakeTTS(TTS):
+    """A tone MP3 whose length follows the text (0.3 s + 20 ms a character, at most 3 s)."""
+
+    name = "fake"
+    voice = "tone"
+
+    def __init__(self, delay: float = 0.0, fail: bool = False):
+        self.delay, self.fail = delay, fail
+        self.calls = 0
+
+    def synthesize(self, text: str) -> bytes:
+        time.sleep(self.delay)
+        self.calls += 1
+        if self.fail:
+            raise EngineError("fake TTS failure")
+        ms = min(3000, 300 + 20 * len(text))
+        return audio.pcm16_to_mp3(audio.beep_pcm16(ms, 330 + 10 * (len(text) % 40), 4000))

@@ -1,0 +1,245 @@
+"""/ws/twilio-media: the Media Streams protocol ⇄ a call's turns; rx/tx counters and markers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+
+from flask import request
+from flask_sock import Sock
+from twilio.request_validator import RequestValidator
+
+from . import audio, twiml
+from .runtime import Runtime, current_runtime
+from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+
+sock = Sock()
+SUBPROTOCOL = "audio.twilio.com"
+MAX_MESSAGE_BYTES = 64 * 1024  # Twilio's media messages are < 1 KB; bigger ones are skipped
+SERVER_OPTIONS = {"subprotocols": [SUBPROTOCOL], "max_message_size": 8 * 1024 * 1024,
+                  "ping_interval": None}
+MEDIA_LOG_EVERY = 50
+BAD_LOG_EVERY = 100
+MEDIA_STORE_EVERY_SEC = 1.0
+
+
+class StopStream(Exception):
+    """End this WebSocket (bad token, or the stream is over)."""
+
+
+class StreamRegistry:
+    """The open streams of this process, by CallSid: a cache of what the store says."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.lock = threading.Lock()
+        self.sessions: dict[str, MediaStreamSession] = {}
+        self.media_stored_at: dict[str, float] = {}
+
+    def mark_start(self, session: MediaStreamSession) -> None:
+        with self.lock:
+            self.sessions[session.call_sid] = session
+        self.rt.store.claim_stream_start(session.call_sid, session.turn)
+
+    def touch_media(self, call_sid: str) -> None:
+        """Note media arriving; written to the store at most once a second per call."""
+        now = time.time()
+        if now - self.media_stored_at.get(call_sid, 0) >= MEDIA_STORE_EVERY_SEC:
+            self.media_stored_at[call_sid] = now
+            self.rt.store.update_call(call_sid, last_media_at=now)
+
+    def get(self, call_sid: str) -> MediaStreamSession | None:
+        with self.lock:
+            return self.sessions.get(call_sid)
+
+    def remove(self, session: MediaStreamSession) -> None:
+        with self.lock:
+            if self.sessions.get(session.call_sid) is session:
+                del self.sessions[session.call_sid]
+                self.media_stored_at.pop(session.call_sid, None)
+
+
+def upgrade_signature_ok(rt: Runtime) -> bool:
+    """X-Twilio-Signature of the upgrade request, computed by Twilio over the wss:// URL."""
+    if not rt.settings.validate_twilio_signature:
+        return True
+    url = twiml.stream_url(rt.settings.public_base_url)
+    query = request.query_string.decode("latin-1")
+    url += f"?{query}" if query else ""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    return RequestValidator(rt.settings.twilio_auth_token).validate(url, {}, signature)
+
+
+@sock.route("/ws/twilio-media")
+def media_stream(ws) -> None:
+    rt = current_runtime()
+    MediaStreamSession(rt, ws, upgrade_signature_ok(rt)).run()
+
+
+class MediaStreamSession:
+    """One WebSocket of a call: decodes frames, finds utterances, hands them to the turns."""
+
+    def __init__(self, rt: Runtime, ws, upgrade_ok: bool):
+        self.rt, self.ws, self.upgrade_ok = rt, ws, upgrade_ok
+        self.stream_sid = self.call_sid = ""
+        self.turn = 0
+        self.rx = self.tx = self.bad = 0
+        self.bad_kinds: set[str] = set()
+        self.started = False
+        self.closed = threading.Event()
+        self.send_lock = threading.Lock()
+        self.detector_lock = threading.Lock()
+        self.detector: TurnDetector | None = None
+        self.turns = None
+
+    # ---- the receive loop ---------------------------------------------------------------------
+    def run(self) -> None:
+        self.rt.events.emit("WS_CONNECTED", protocol=getattr(self.ws, "subprotocol", None))
+        try:
+            while not self.closed.is_set():
+                raw = self.ws.receive(timeout=1.0)
+                if raw is not None:
+                    self.handle(raw)
+        except StopStream:
+            pass
+        except Exception as exc:  # noqa: BLE001 - ConnectionClosed and anything unexpected
+            if exc.__class__.__name__ != "ConnectionClosed":
+                logging.getLogger("ivr").exception("media stream failed")
+        finally:
+            self.finish()
+
+    def handle(self, raw: str | bytes) -> None:
+        if isinstance(raw, (bytes, bytearray)):
+            return self.skip("binary message")
+        if len(raw) > MAX_MESSAGE_BYTES:
+            return self.skip(f"oversize message of {len(raw)} bytes", "oversize")
+        try:
+            message = json.loads(raw)
+            event = message["event"]
+        except (ValueError, KeyError, TypeError):
+            return self.skip("not a JSON Media Streams message")
+        handler = getattr(self, f"on_{event}", None) if isinstance(event, str) else None
+        if handler is None:
+            return self.skip(f"unknown event {str(event)[:40]!r}", "unknown event")
+        try:
+            handler(message)
+        except StopStream:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.skip(f"malformed {event}: {exc.__class__.__name__}")
+
+    def skip(self, reason: str, kind: str = "") -> None:
+        """Log and drop a bad message (each kind once, then every 100th); never end the call."""
+        self.bad += 1
+        kind = kind or reason
+        if kind not in self.bad_kinds or self.bad % BAD_LOG_EVERY == 0:
+            self.bad_kinds.add(kind)
+            self.rt.events.emit("WS_BAD", self.call_sid or None, logging.WARNING,
+                                sid=self.stream_sid, reason=reason, count=self.bad)
+
+    def send(self, message: dict) -> bool:
+        message.setdefault("streamSid", self.stream_sid)
+        try:
+            with self.send_lock:
+                self.ws.send(json.dumps(message))
+            return True
+        except Exception:  # noqa: BLE001 - the socket is gone; the receive loop ends
+            self.closed.set()
+            return False
+
+    # ---- Twilio's events ----------------------------------------------------------------------
+    def on_connected(self, _message: dict) -> None:
+        pass
+
+    def on_start(self, message: dict) -> None:
+        start = message["start"]
+        custom = start.get("customParameters") or {}
+        call_sid = start.get("callSid") or custom.get("call_sid") or ""
+        turn = int(custom.get("turn") or 0)
+        if self.rt.settings.validate_twilio_signature and not (
+                self.upgrade_ok and twiml.check_stream_token(self.rt.settings.signing_key,
+                                                             call_sid, turn, custom.get("token"))):
+            self.rt.events.emit("WS_REJECTED", call_sid or None, logging.WARNING,
+                                reason="bad signature or token", upgrade_signed=self.upgrade_ok)
+            self.ws.close(1008, "bad Twilio signature or stream token")
+            raise StopStream()
+        self.stream_sid, self.call_sid, self.turn = start.get("streamSid", ""), call_sid, turn
+        self.started = True
+        call = self.rt.store.ensure_call(call_sid)
+        from .turnloop import StreamTurns
+        self.turns = StreamTurns(self, call)
+        greeting = bool(self.rt.settings.ai_greeting_he) and turn == 1
+        self.detector = TurnDetector(TurnParams.from_settings(self.rt.settings, greeting))
+        self.rt.registry.mark_start(self)
+        self.rt.events.emit("WS_START", call_sid, sid=self.stream_sid, turn=turn,
+                            mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
+
+    def on_media(self, message: dict) -> None:
+        if not self.started:
+            return self.skip("media before start")
+        try:
+            payload = base64.b64decode(message["media"]["payload"], validate=True)
+        except (binascii.Error, ValueError):
+            return self.skip("bad base64 payload")
+        self.rx += 1
+        if self.rx % MEDIA_LOG_EVERY == 0:
+            self.rt.events.emit("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
+        self.rt.registry.touch_media(self.call_sid)
+        if self.rt.settings.ws_mode == "ECHO":
+            return self.send_media_frames([payload])
+        pcm = audio.ulaw_to_pcm16(payload)
+        with self.detector_lock:
+            events = self.detector.feed(pcm, audio.rms(pcm))
+        for event in events:
+            if isinstance(event, Utterance):
+                self.turns.dispatch(event)
+            elif isinstance(event, BargeIn):
+                self.turns.barge_in(event)
+            elif isinstance(event, Greet):
+                self.turns.greet()
+
+    def on_mark(self, message: dict) -> None:
+        self.turns and self.turns.mark_played(message["mark"]["name"])
+
+    def on_dtmf(self, message: dict) -> None:
+        digit = str(message["dtmf"]["digit"])
+        self.rt.events.emit("DTMF", self.call_sid or None, digit=digit)
+        if self.turns:
+            self.turns.dispatch_text(digit)
+
+    def on_stop(self, _message: dict) -> None:
+        raise StopStream()
+
+    # ---- outbound -----------------------------------------------------------------------------
+    def send_media_frames(self, frames: list[bytes], stop: threading.Event | None = None) -> int:
+        sent = 0
+        for frame in frames:
+            if (stop and stop.is_set()) or self.closed.is_set():
+                break
+            if not self.send({"event": "media",
+                              "media": {"payload": base64.b64encode(frame).decode()}}):
+                break
+            sent += 1
+            self.tx += 1
+            if self.tx % MEDIA_LOG_EVERY == 0:
+                self.rt.events.emit("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
+        return sent
+
+    def close(self) -> None:
+        """Close the socket from our side (action delivery): Twilio then requests the action."""
+        self.closed.set()
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001 - already closed
+            pass
+
+    def finish(self) -> None:
+        self.closed.set()
+        if self.started:
+            self.rt.registry.remove(self)
+        self.rt.events.emit("WS_DONE", self.call_sid or None, sid=self.stream_sid, rx=self.rx,
+                            tx=self.tx, bad=self.bad)

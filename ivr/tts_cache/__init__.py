@@ -1,0 +1,108 @@
+"""Content-addressed MP3 cache: sha256(engine|voice|text) → static/tts/<key>.mp3, atomic, LRU."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from .. import audio
+from ..engines.base import TTS, EngineError
+
+GREETING, FALLBACK, GOODBYE, BEEP, THINKING = (
+    "greeting_he.mp3", "fallback_he.mp3", "goodbye_he.mp3", "beep.mp3", "thinking_he.mp3")
+ALIASES = frozenset({GREETING, FALLBACK, GOODBYE, BEEP, THINKING})
+MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3")
+
+
+def cache_key(engine: str, voice: str, text: str) -> str:
+    return hashlib.sha256(f"{engine}|{voice}|{text}".encode()).hexdigest()
+
+
+class TTSCache:
+    """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency."""
+
+    def __init__(self, directory: str | Path, max_mb: int = 500):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_mb * 1024 * 1024
+        self.lock = threading.Lock()
+        self.key_locks: dict[str, threading.Lock] = {}
+        self.synthesized = 0
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def lookup(self, tts: TTS, text: str) -> Path | None:
+        """The cached file for this text, touched as recently used, or None."""
+        path = self.dir / f"{cache_key(tts.name, tts.voice, text)}.mp3"
+        if path.is_file():
+            os.utime(path)
+            return path
+        return None
+
+    def synthesize(self, tts: TTS, text: str) -> Path:
+        """Cached file for this text, synthesising it once if missing; EngineError on failure."""
+        key = cache_key(tts.name, tts.voice, text)
+        path = self.dir / f"{key}.mp3"
+        with self.lock:
+            key_lock = self.key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            if path.is_file():
+                os.utime(path)
+                return path
+            data = tts.synthesize(text)
+            if not data or not data.startswith(MP3_MAGIC):
+                raise EngineError(f"{tts.name} TTS returned {len(data or b'')} bytes, not an MP3")
+            self.write(path.name, data)
+            self.synthesized += 1
+        with self.lock:
+            self.key_locks.pop(key, None)
+        self.evict()
+        return path
+
+    def write(self, name: str, data: bytes) -> Path:
+        """Write a file whole: a temp file in the same directory renamed over the name."""
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".mp3")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.dir / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.dir / name
+
+    def alias(self, name: str, source: Path) -> Path:
+        """Publish a cached file under a fixed name (greeting_he.mp3, fallback_he.mp3…)."""
+        return self.write(name, source.read_bytes())
+
+    def ensure_beep(self) -> Path:
+        """The beep of last resort, generated (never a shipped file) when missing."""
+        path = self.dir / BEEP
+        if not path.is_file():
+            self.write(BEEP, audio.pcm16_to_mp3(audio.beep_pcm16(400)))
+        return path
+
+    def last_resort(self) -> Path:
+        """fallback_he.mp3 when it exists, else the beep."""
+        fallback = self.dir / FALLBACK
+        return fallback if fallback.is_file() else self.ensure_beep()
+
+    def evict(self) -> int:
+        """Delete least recently used files over the budget; aliases are never evicted."""
+        files = [p for p in self.dir.glob("*.mp3") if p.name not in ALIASES]
+        stats = {p: p.stat() for p in files if p.is_file()}
+        total = sum(s.st_size for s in stats.values()) + sum(
+            (self.dir / a).stat().st_size for a in ALIASES if (self.dir / a).is_file())
+        removed = 0
+        for path in sorted(stats, key=lambda p: stats[p].st_mtime):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= stats[path].st_size
+            removed += 1
+        return removed

@@ -1,0 +1,142 @@
+"""A stream's turns: one in flight, stale results dropped, replies delivered by REPLY_MODE."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from . import audio, twiml
+from .dialog import LLM_FALLBACK, TurnOutcome
+from .turns import BargeIn, Utterance
+
+if TYPE_CHECKING:
+    from .stream import MediaStreamSession
+
+log = logging.getLogger("ivr")
+
+
+class StreamTurns:
+    """Owns the turns of one WebSocket; the conversation itself lives in the store."""
+
+    def __init__(self, session: MediaStreamSession, call: dict):
+        self.session, self.rt = session, session.rt
+        self.call_sid = session.call_sid
+        self.lock = threading.Lock()
+        self.turn_id = 0
+        self.in_flight = False
+        self.speaking_mark: str | None = None
+        self.stop_speaking = threading.Event()
+
+    # ---- from the receive loop ----------------------------------------------------------------
+    def dispatch(self, utterance: Utterance) -> None:
+        self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.session.stream_sid,
+                            sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
+        self._submit(pcm=utterance.pcm)
+
+    def dispatch_text(self, text: str) -> None:
+        """A key press is a turn of its own (no ASR), unless a turn is already in flight."""
+        with self.session.detector_lock:
+            if self.in_flight or self.session.detector.state != "listening":
+                return
+            self.session.detector.state = "thinking"
+        self._submit(text=text)
+
+    def greet(self) -> None:
+        with self.session.detector_lock:
+            self.session.detector.state = "thinking"
+        self._submit(greeting=self.rt.settings.ai_greeting_he)
+
+    def barge_in(self, event: BargeIn) -> None:
+        self.stop_speaking.set()
+        self.speaking_mark = None
+        self.session.send({"event": "clear"})
+        self.rt.events.emit("BARGE_IN", self.call_sid, sid=self.session.stream_sid,
+                            voiced=event.voiced_frames)
+
+    def mark_played(self, name: str) -> None:
+        if name and name == self.speaking_mark:
+            self.speaking_mark = None
+            with self.session.detector_lock:
+                self.session.detector.bot_done()
+            self.rt.events.emit("MARK", self.call_sid, sid=self.session.stream_sid, name=name)
+
+    # ---- on the turn pool ---------------------------------------------------------------------
+    def _submit(self, pcm: bytes | None = None, text: str | None = None,
+                greeting: str | None = None) -> None:
+        with self.lock:
+            self.turn_id += 1
+            self.in_flight = True
+            my_id = self.turn_id
+        self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting)
+
+    def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None) -> None:
+        turn = (self.rt.store.get_call(self.call_sid) or {}).get("turn") or self.session.turn
+        try:
+            if greeting:
+                outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting)
+            else:
+                outcome = self.rt.dialog.run_turn(self.call_sid, turn, pcm=pcm, text=text,
+                                                  source="stream")
+        except Exception as exc:  # noqa: BLE001 - the dialog never raises; if it does, beep
+            log.exception("turn crashed")
+            self.rt.events.emit("TURN_ERR", self.call_sid, logging.ERROR, err=repr(exc))
+            outcome = TurnOutcome(turn=turn, reply_text=LLM_FALLBACK, fallback="turn-crash",
+                                  audio=self.rt.cache.last_resort())
+        finally:
+            with self.lock:
+                self.in_flight = False
+        if my_id != self.turn_id or self.session.closed.is_set():
+            self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
+            return
+        if outcome.skipped:
+            with self.session.detector_lock:
+                self.session.detector.listen()
+            return
+        try:
+            self.deliver(outcome)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("delivery crashed")
+            self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
+
+    def deliver(self, outcome: TurnOutcome) -> None:
+        """REPLY_MODE play (calls.update), action (close; stream_ended answers), stream."""
+        s = self.rt.settings
+        if s.reply_mode == "stream":
+            return self.speak_on_stream(outcome)
+        url = self.rt.tts_url(outcome.audio_name)
+        next_turn = self.session.turn + 1
+        doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, next_turn, url)
+        self.rt.store.update_call(self.call_sid, turn=next_turn)
+        if s.reply_mode == "play":
+            if self.rt.delivery.ping_pong(self.call_sid, doc, url):
+                for hook in self.rt.extras.get("after_ping_pong", []):
+                    hook(self.call_sid, next_turn, outcome)
+                return
+            reason = "calls.update failed"
+        else:
+            reason = "REPLY_MODE=action"
+        self.rt.store.update_call(self.call_sid, pending_twiml=doc)
+        self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
+                            reason=reason)
+        self.session.close()
+
+    def speak_on_stream(self, outcome: TurnOutcome) -> None:
+        """Bidirectional: a short human pause, the reply as media frames, then a mark."""
+        s = self.rt.settings
+        ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(outcome.audio.read_bytes()))
+        time.sleep(random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000)
+        number = self.rt.store.get_call(self.call_sid)["turn"] + 1
+        mark = f"reply-{number}"
+        with self.session.detector_lock:
+            self.session.detector.bot_speaking()
+        self.stop_speaking.clear()
+        self.speaking_mark = mark
+        sent = self.session.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
+        if not self.stop_speaking.is_set():
+            self.session.send({"event": "mark", "mark": {"name": mark}})
+        self.rt.store.update_call(self.call_sid, turn=number)
+        self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.session.stream_sid,
+                            frames=sent, mark=mark, interrupted=self.stop_speaking.is_set())

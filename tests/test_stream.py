@@ -1,0 +1,211 @@
+"""The live stream path end to end with the emulator: three reply modes, barge-in, bad input."""
+
+import base64
+import json
+import time
+
+import pytest
+import websocket
+
+from ivr import audio, twiml
+from ivr.sim.script import voice_ulaw
+
+from .conftest import AUTH_TOKEN, sign
+
+FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
+
+
+def kinds(line, call_sid):
+    return [e["kind"] for e in line.store.events(call_sid)]
+
+
+def line_for(phone_line, **changes):
+    line = phone_line(**{**FAKES, **changes})
+    return line
+
+
+def test_play_mode_every_turn_is_a_new_websocket_and_history_carries_over(phone_line):
+    line = line_for(phone_line, reply_mode="play")
+    result = line.carrier.place_call("three_turns")
+    assert result.error_codes == []
+    turns = [s["params"]["turn"] for s in result.streams]
+    assert turns == ["1", "2", "3", "4"]
+    assert {s["params"]["call_sid"] for s in result.streams} == {result.call_sid}
+    assert [h["kind"] for h in result.heard] == ["play"] * 3
+    assert kinds(line, result.call_sid).count("PING_PONG_TX") == 3
+    history = line.store.history(result.call_sid)
+    replies = [m["text"] for m in history if m["role"] == "assistant"]
+    assert [r.split(":")[0] for r in replies] == ["תשובה 1", "תשובה 2", "תשובה 3"]
+    rows = line.store.turns(result.call_sid)
+    assert [r["turn"] for r in rows] == [1, 2, 3] and all(r["tts_ms"] is not None for r in rows)
+    updates = [r for r in result.requests if r["direction"] == "in"]
+    assert len(updates) == 3 and all(r["status"] == 200 for r in updates)
+
+
+def test_action_mode_closes_the_socket_and_stream_ended_answers(phone_line):
+    line = line_for(phone_line, reply_mode="action")
+    result = line.carrier.place_call("three_turns")
+    assert result.error_codes == []
+    assert [h["kind"] for h in result.heard] == ["play"] * 3
+    assert len(result.requests_to("/webhook/stream_ended")) == 3
+    assert [r for r in result.requests if r["direction"] == "in"] == []  # no REST at all
+    assert [s["closed_by"] for s in result.streams[:3]] == ["app"] * 3
+
+
+def test_play_mode_falls_back_to_action_when_calls_update_fails(phone_line):
+    line = line_for(phone_line, reply_mode="play")
+    line.runtime.settings = line.runtime.settings.replace(
+        twilio_api_base_url="http://127.0.0.1:9")  # nothing listens there
+    line.runtime.delivery.s = line.runtime.settings
+    result = line.carrier.place_call({"steps": [{"say": "שלום"}], "end": "hangup"})
+    events = kinds(line, result.call_sid)
+    assert "PING_PONG_FAIL" in events and "ACTION_DELIVERY" in events
+    assert [h["kind"] for h in result.heard] == ["play"]
+    fail = [e for e in line.store.events(result.call_sid) if e["kind"] == "PING_PONG_FAIL"][0]
+    assert "Connection" in fail["detail"]["err"] or "connect" in fail["detail"]["err"].lower()
+
+
+def test_stream_mode_three_turns_on_one_socket_with_marks(phone_line):
+    line = line_for(phone_line, reply_mode="stream")
+    result = line.carrier.place_call("three_turns")
+    assert result.error_codes == [] and len(result.streams) == 1
+    assert [h["kind"] for h in result.heard] == ["stream"] * 3
+    assert result.streams[0]["marks"] == ["reply-2", "reply-3", "reply-4"]
+    replies = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "assistant"]
+    assert len(replies) == 3
+    assert kinds(line, result.call_sid).count("STREAM_REPLY") == 3
+
+
+def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
+    """Index of the frame at which `needed` voiced frames in a row have been heard."""
+    run = 0
+    for index, frame in enumerate(audio.frames_of(voice_ulaw(text))):
+        run = run + 1 if audio.rms(audio.ulaw_to_pcm16(frame)) > vad_rms else 0
+        if run == needed:
+            return index
+    raise AssertionError("no voiced run")
+
+
+def test_barge_in_gets_clear_within_100_ms_and_the_caller_is_heard(phone_line):
+    line = line_for(phone_line, reply_mode="stream", speed=1.0, resp_min_delay_ms=0,
+                    resp_max_delay_ms=0)
+    line.runtime.engines.llm.delay = 0
+    sentence = "רגע, בעצם רציתי לשאול על מחירים"
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"},
+                        {"barge_in": sentence, "after": 0.3}], "end": "hangup"}
+    result = line.carrier.place_call(script, speed=1.0)
+    stream = result.streams[0]
+    assert stream["clears"] == 1
+    spoke_at = result.said[1]["t"]
+    third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * 0.02
+    latency = stream["clears_at"][0] - third_voiced_at
+    assert latency < 0.1, f"clear came {latency * 1000:.0f} ms after the third voiced frame"
+    assert "BARGE_IN" in kinds(line, result.call_sid)
+    heard = line.runtime.engines.asr.heard
+    spoken = audio.duration_sec(audio.ulaw_to_pcm16(voice_ulaw(sentence)))
+    assert any(abs(seconds - spoken) < 0.5 for seconds in heard), (heard, spoken)
+
+
+def test_echo_mode_sends_the_callers_audio_back(phone_line):
+    line = line_for(phone_line, ws_mode="ECHO")
+    result = line.carrier.place_call({"steps": [{"say": "בדיקה אחת שתיים"}], "end": "hangup",
+                                      "reply_timeout": 2})
+    assert result.streams[0]["received"] >= result.streams[0]["sent"] - 5
+    done = [e for e in line.store.events(result.call_sid) if e["kind"] == "WS_DONE"][0]
+    assert done["detail"]["rx"] > 50 and done["detail"]["tx"] > 50
+
+
+def test_markers_of_a_stream(phone_line):
+    line = line_for(phone_line, reply_mode="play")
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    events = line.store.events(result.call_sid)
+    first = [e["detail"] for e in events if e["kind"] == "WS_START"][0]
+    assert first["turn"] == 1 and first["mode"] == "AI" and first["sid"].startswith("MZ")
+    assert any(e["kind"] == "WS_MEDIA" and e["detail"]["rx"] == 50 for e in events)
+    assert any(e["kind"] == "ASR_TEXT" for e in events)
+    done = [e["detail"] for e in events if e["kind"] == "WS_DONE"][0]
+    assert done["rx"] > 50 and done["tx"] == 0
+
+
+# ---- raw WebSocket clients ---------------------------------------------------------------
+
+
+def open_ws(line, signed=True, subprotocol=None):
+    wss = twiml.stream_url(line.url)
+    headers = [f"X-Twilio-Signature: {sign(wss, {})}"] if signed else []
+    options = {"header": headers, "timeout": 5}
+    if subprotocol:
+        options["subprotocols"] = [subprotocol]
+    return websocket.create_connection(line.url.replace("http", "ws") + "/ws/twilio-media",
+                                       **options)
+
+
+def start_message(call_sid, turn=1, token=None):
+    token = token or twiml.stream_token(AUTH_TOKEN, call_sid, turn)
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZtest",
+                       "start": {"streamSid": "MZtest", "callSid": call_sid,
+                                 "customParameters": {"call_sid": call_sid, "turn": str(turn),
+                                                      "token": token}}})
+
+
+def media_message(frame=b"\xff" * 160):
+    return json.dumps({"event": "media", "streamSid": "MZtest",
+                       "media": {"track": "inbound", "chunk": "1", "timestamp": "0",
+                                 "payload": base64.b64encode(frame).decode()}})
+
+
+CALL = "CA" + "e" * 32
+
+
+def test_subprotocol_is_echoed_only_when_offered(phone_line):
+    line = line_for(phone_line)
+    offered = open_ws(line, subprotocol="audio.twilio.com")
+    assert offered.getsubprotocol() == "audio.twilio.com"
+    offered.close()
+    plain = open_ws(line)
+    assert plain.getsubprotocol() is None
+    plain.close()
+
+
+@pytest.mark.parametrize("signed,token", [(False, None), (True, "0" * 32)])
+def test_bad_signature_or_token_closes_with_1008(phone_line, signed, token):
+    line = line_for(phone_line)
+    ws = open_ws(line, signed=signed)
+    ws.send(start_message(CALL, token=token))
+    opcode, data = ws.recv_data(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    assert int.from_bytes(data[:2], "big") == 1008
+    rejected = [e for e in line.store.events(CALL) if e["kind"] == "WS_REJECTED"]
+    assert rejected and rejected[0]["detail"]["upgrade_signed"] is signed
+
+
+def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
+    line = line_for(phone_line)
+    line.store.ensure_call(CALL, turn=1)
+    ws = open_ws(line)
+    ws.send(media_message())  # before start
+    ws.send(start_message(CALL))
+    ws.send("this is not json")
+    ws.send_binary(b"\x00\x01binary")
+    ws.send(json.dumps({"event": "teleport"}))
+    ws.send(json.dumps({"event": "media", "media": {"payload": "@@not base64@@"}}))
+    ws.send(json.dumps({"event": "media"}))
+    ws.send(json.dumps([1, 2, 3]))
+    ws.send("x" * (2 * 1024 * 1024))  # a 2 MB message
+    for _ in range(60):
+        ws.send(media_message())
+    ws.send(json.dumps({"event": "stop", "streamSid": "MZtest"}))
+    deadline = time.time() + 5
+    while time.time() < deadline and "WS_DONE" not in kinds(line, CALL):
+        time.sleep(0.05)
+    events = line.store.events(CALL)
+    reasons = [e["detail"]["reason"] for e in line.store.events("") + events
+               if e["kind"] == "WS_BAD"]
+    assert "media before start" in reasons
+    assert any("oversize message of 2097152 bytes" in r for r in reasons), reasons
+    assert sum(r.startswith(("not a JSON", "binary", "unknown event", "bad base64",
+                             "malformed", "oversize")) for r in reasons) >= 5
+    done = [e["detail"] for e in events if e["kind"] == "WS_DONE"][0]
+    assert done["rx"] == 60 and done["bad"] == 8
+    result = line.carrier.place_call("three_turns")  # and the next call is served
+    assert result.error_codes == [] and len(result.heard) == 3
