@@ -99,6 +99,7 @@ def test_barge_in_gets_clear_within_100_ms_and_the_caller_is_heard(phone_line):
     spoke_at = result.said[1]["t"]
     third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * 0.02
     latency = stream["clears_at"][0] - third_voiced_at
+    print(f"BARGE_IN_LATENCY_MS={latency * 1000:.1f}")
     assert latency < 0.1, f"clear came {latency * 1000:.0f} ms after the third voiced frame"
     assert "BARGE_IN" in kinds(line, result.call_sid)
     heard = line.runtime.engines.asr.heard
