@@ -127,6 +127,17 @@ VARIABLES: list[tuple[str, Callable[[str], Any], Any]] = [
     ("TTS_TIMEOUT_SEC", _float(0.1, 120), 6.0),
     ("RECOVER_TO_STREAM", _bool, False),
     ("WHISPER_MODEL", _text, "tiny"),
+    ("OPENAI_MODEL", _text, "gpt-4o-mini"),
+    ("OPENAI_ASR_MODEL", _text, "gpt-4o-mini-transcribe"),
+    ("OPENAI_TTS_MODEL", _text, "gpt-4o-mini-tts"),
+    ("OPENAI_TTS_VOICE", _text, "alloy"),
+    ("GOOGLE_TTS_VOICE", _text, "he-IL-Standard-A"),
+    ("GOOGLE_SPEECH_ENDPOINT", _text, ""),
+    ("GOOGLE_TTS_ENDPOINT", _text, ""),
+    ("ESPEAK_VOICE", _text, "he"),
+    ("ESPEAK_SPEED", _int(80, 450), 160),
+    ("FLOW_FILE", _text, ""),
+    ("SYSTEM_PROMPT_FILE", _text, ""),
     ("TTS_DIR", _text, str(ROOT / "static" / "tts")),
     ("VAR_DIR", _text, str(ROOT / "var")),
 ]
@@ -181,6 +192,17 @@ class Settings:
     tts_timeout_sec: float = 6.0
     recover_to_stream: bool = False
     whisper_model: str = "tiny"
+    openai_model: str = "gpt-4o-mini"
+    openai_asr_model: str = "gpt-4o-mini-transcribe"
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "alloy"
+    google_tts_voice: str = "he-IL-Standard-A"
+    google_speech_endpoint: str = ""
+    google_tts_endpoint: str = ""
+    espeak_voice: str = "he"
+    espeak_speed: int = 160
+    flow_file: str = ""
+    system_prompt_file: str = ""
     tts_dir: str = str(ROOT / "static" / "tts")
     var_dir: str = str(ROOT / "var")
     local_mode: bool = False
@@ -286,6 +308,9 @@ def _check_urls(values: dict, problems: list[str]) -> None:
         values[name] = url
         if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
             problems.append(f"{name.upper()}={url!r}: expected an http(s) URL")
+    for name in ("flow_file", "system_prompt_file"):
+        if values[name] and not Path(values[name]).is_file():
+            problems.append(f"{name.upper()}={values[name]!r}: expected a readable file")
     if values["database_url"].startswith("sqlite:///"):
         path = values["database_url"][len("sqlite:///"):]
         if path and path != ":memory:" and not Path(path).is_absolute():

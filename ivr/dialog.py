@@ -64,7 +64,7 @@ class Dialog:
         started = time.perf_counter()
         outcome = TurnOutcome(turn=turn)
         if text is None:
-            text = self._transcribe(call_sid, pcm or b"", outcome)
+            text = self._transcribe(call_sid, pcm or b"", outcome, source)
         outcome.user_text = text.strip()
         history = self.store.history(call_sid)
         if not outcome.user_text:
@@ -86,18 +86,24 @@ class Dialog:
         outcome.audio = self._speak(call_sid, text, outcome)
         return outcome
 
-    def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome) -> str:
+    def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str) -> str:
         asr = self.engines.asr
         if asr is None:
             outcome.fallback = "no-asr-engine"
             return ""
+        recognize = asr.recognize if source == "record" else asr.transcribe_detailed
         try:
-            text = self._timed("asr", lambda: asr.transcribe(pcm), self.s.asr_timeout_sec,
-                               outcome.ms) or ""
+            results = self._timed("asr", lambda: recognize(pcm), self.s.asr_timeout_sec,
+                                  outcome.ms)
         except Exception as exc:  # noqa: BLE001 - an engine failure must never silence the call
             self.events.emit("ASR_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "asr-error"
             return ""
+        if isinstance(results, str):
+            results = [("final", results)]
+        for kind, heard in results:
+            self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=heard)
+        text = " ".join(t for kind, t in results if kind == "final" and t).strip()
         self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms["asr"])
         return text
 
@@ -117,6 +123,7 @@ class Dialog:
             reply = reply.strip()
             if not reply:
                 raise RuntimeError("empty reply")
+            self._keep_lead(call_sid, llm, context, outcome.user_text)
         except Exception as exc:  # noqa: BLE001
             self.events.emit("LLM_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "llm-error"
@@ -126,6 +133,13 @@ class Dialog:
             self.events.emit("DEDUP", call_sid, kind="reply", text=reply)
             reply = DEDUP_REPLY if reply != DEDUP_REPLY else LLM_FALLBACK
         return reply
+
+    def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
+        lead = llm.lead(context, text)
+        if lead:
+            call = self.store.get_call(call_sid) or {}
+            self.store.add_lead(call_sid, caller=call.get("from_number", ""), **lead)
+            self.events.emit("LEAD", call_sid, **lead)
 
     def _speak(self, call_sid: str, text: str, outcome: TurnOutcome) -> Path:
         tts = self.engines.tts

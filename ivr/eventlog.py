@@ -44,7 +44,7 @@ class EventLog:
                 value = value.replace(secret, "***")
         return value
 
-    def emit(self, kind: str, call_sid: str | None = None, level: int = logging.INFO,
+    def emit(self, kind: str, call_sid: str | None = None, level: int = logging.INFO, /,
              **detail: Any) -> None:
         """Log `KIND call=… key=value…` and store the event; storage failure never raises."""
         detail = self.redact(detail)

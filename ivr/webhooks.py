@@ -65,12 +65,12 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             rt = current_runtime()
             problem = signature_problem(rt)
             if problem:
-                rt.events.emit("SIGNATURE_REJECTED", level=logging.WARNING,
+                rt.events.emit("SIGNATURE_REJECTED", None, logging.WARNING,
                                route=request.path, reason=problem)
                 return reject(403, problem)
             problem = form_problem()
             if problem:
-                rt.events.emit("WEBHOOK_REJECTED", level=logging.WARNING,
+                rt.events.emit("WEBHOOK_REJECTED", None, logging.WARNING,
                                route=request.path, reason=problem)
                 return reject(400, problem)
             params = request.values.to_dict()
@@ -83,7 +83,7 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
                 response = handler(rt, params, call_sid)
             except Exception as exc:  # noqa: BLE001 - the caller must still hear something
                 logging.getLogger("ivr").exception("webhook handler failed")
-                rt.events.emit("WEBHOOK_ERR", call_sid, level=logging.ERROR,
+                rt.events.emit("WEBHOOK_ERR", call_sid, logging.ERROR,
                                route=request.path, err=repr(exc))
                 response = fallback(rt)
             if response.mimetype == "text/xml":

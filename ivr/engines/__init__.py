@@ -12,9 +12,12 @@ __all__ = ["ASR", "LLM", "TTS", "EngineError", "Engines", "build_engines", "REGI
 
 # kind → engine name → "module:Class" (relative to ivr.engines)
 REGISTRY: dict[str, dict[str, str]] = {
-    "asr": {"fake": "fake:FakeASR"},
-    "llm": {"fake": "fake:FakeLLM"},
-    "tts": {"fake": "fake:FakeTTS"},
+    "asr": {"fake": "fake:FakeASR", "google": "google_engines:GoogleASR",
+            "openai": "openai_engines:OpenAIASR", "whisper": "local:WhisperASR"},
+    "llm": {"fake": "fake:FakeLLM", "scripted": "scripted:ScriptedLLM",
+            "openai": "openai_engines:OpenAILLM"},
+    "tts": {"fake": "fake:FakeTTS", "google": "google_engines:GoogleTTS",
+            "openai": "openai_engines:OpenAITTS", "espeak": "local:EspeakTTS"},
 }
 
 

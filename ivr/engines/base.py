@@ -25,6 +25,14 @@ class ASR:
     def transcribe(self, pcm16_8k: bytes) -> str:
         raise NotImplementedError
 
+    def transcribe_detailed(self, pcm16_8k: bytes) -> list[tuple[str, str]]:
+        """(kind, text) results, interim ones first; engines without interim give one final."""
+        return [("final", self.transcribe(pcm16_8k))]
+
+    def recognize(self, pcm16_8k: bytes) -> str:
+        """One-shot recognition of a recording (defaults to transcribe)."""
+        return self.transcribe(pcm16_8k)
+
     def stream(self) -> ASRStream | None:
         return None
 
@@ -36,6 +44,14 @@ class LLM:
 
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
+
+    def lead(self, history: list[dict], text: str) -> dict | None:
+        """A message to keep for the owner (name, phone, reason) once the caller left one."""
+        return None
+
+    def texts(self) -> list[str]:
+        """Fixed sentences this engine says (worth prewarming in the TTS cache)."""
+        return []
 
 
 class TTS:

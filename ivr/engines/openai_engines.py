@@ -1,0 +1,90 @@
+"""OpenAI engines: transcription (WAV, language=he), chat with history, TTS; OPENAI_BASE_URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import audio
+from .base import ASR, LLM, TTS, EngineError
+
+PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.txt"
+
+
+def openai_client(settings):
+    """One client per engine; retries off (the dialog has its own timeout and fallback)."""
+    try:
+        from openai import OpenAI
+    except ImportError:
+        raise EngineError("openai is missing: pip install -r requirements.txt") from None
+    return OpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url or None,
+                  max_retries=0, timeout=max(settings.asr_timeout_sec, settings.llm_timeout_sec,
+                                             settings.tts_timeout_sec))
+
+
+class OpenAIASR(ASR):
+    name = "openai"
+
+    def __init__(self, client, model: str = "gpt-4o-mini-transcribe", language: str = "he"):
+        self.client, self.model, self.language = client, model, language
+
+    @classmethod
+    def from_settings(cls, settings) -> OpenAIASR:
+        return cls(openai_client(settings), settings.openai_asr_model,
+                   settings.language.split("-")[0])
+
+    def transcribe(self, pcm16_8k: bytes) -> str:
+        result = self.client.audio.transcriptions.create(
+            model=self.model, language=self.language,
+            file=("utterance.wav", audio.wav_bytes(pcm16_8k), "audio/wav"))
+        return (result.text or "").strip()
+
+
+class OpenAILLM(LLM):
+    name = "openai"
+
+    def __init__(self, client, model: str = "gpt-4o-mini", system_prompt: str = "",
+                 max_chars: int = 420):
+        self.client, self.model, self.system_prompt = client, model, system_prompt
+        self.max_chars = max_chars
+
+    @classmethod
+    def from_settings(cls, settings) -> OpenAILLM:
+        path = Path(settings.system_prompt_file or PROMPT_FILE)
+        prompt = path.read_text(encoding="utf-8").format(min_chars=settings.llm_min_chars,
+                                                         max_chars=settings.llm_max_chars)
+        return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars)
+
+    def reply(self, history: list[dict], text: str) -> str:
+        messages = [{"role": "system", "content": self.system_prompt}]
+        messages += [{"role": m["role"], "content": m["text"]} for m in history]
+        messages.append({"role": "user", "content": text})
+        result = self.client.chat.completions.create(
+            model=self.model, messages=messages, temperature=0.5,
+            max_tokens=max(64, self.max_chars // 2))
+        reply = (result.choices[0].message.content or "").strip()
+        return clip(reply, self.max_chars)
+
+
+def clip(text: str, max_chars: int) -> str:
+    """Cut an over-long reply at the last sentence end within the limit (phone-length)."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    end = max(cut.rfind(mark) for mark in ".?!")
+    return cut[:end + 1] if end > max_chars // 3 else cut.rsplit(" ", 1)[0] + "…"
+
+
+class OpenAITTS(TTS):
+    name = "openai"
+
+    def __init__(self, client, model: str = "gpt-4o-mini-tts", voice: str = "alloy"):
+        self.client, self.model, self.voice = client, model, voice
+
+    @classmethod
+    def from_settings(cls, settings) -> OpenAITTS:
+        return cls(openai_client(settings), settings.openai_tts_model, settings.openai_tts_voice)
+
+    def synthesize(self, text: str) -> bytes:
+        result = self.client.audio.speech.create(model=self.model, voice=self.voice, input=text,
+                                                 response_format="mp3")
+        return result.content

@@ -1,0 +1,116 @@
+"""The scripted LLM: a YAML flow of intents, keywords, DTMF keys, answers and lead taking."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from .base import LLM
+
+DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
+HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2", "שתים": "2", "שניים": "2",
+                 "שלוש": "3", "שלושה": "3", "ארבע": "4", "ארבעה": "4", "חמש": "5", "חמישה": "5",
+                 "שש": "6", "שישה": "6", "שבע": "7", "שבעה": "7", "שמונה": "8", "תשע": "9",
+                 "תשעה": "9"}
+NIQQUD = re.compile(r"[\u0591-\u05c7]")
+
+
+def normalize(text: str) -> str:
+    """Lower-case, no niqqud, no punctuation, single spaces."""
+    text = NIQQUD.sub("", text.lower())
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def phone_digits(text: str) -> str:
+    """Digits from spoken Hebrew ("אפס חמש…") or keyed/typed numbers."""
+    digits = []
+    for word in normalize(text).split():
+        if word.isdigit():
+            digits.append(word)
+        else:
+            word = word[1:] if word[:1] == "ו" and word[1:] in HEBREW_DIGITS else word
+            digits.append(HEBREW_DIGITS.get(word, ""))
+    return "".join(digits)
+
+
+class FlowError(ValueError):
+    """The flow YAML is missing something the line needs."""
+
+
+class ScriptedLLM(LLM):
+    """Answers from the owner's YAML flow; takes a message (name, phone, reason) as a lead."""
+
+    name = "scripted"
+
+    def __init__(self, flow_path: str | Path = DEFAULT_FLOW):
+        self.path = Path(flow_path)
+        flow = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        needed = ("greeting", "goodbye", "clarify", "intents", "lead")
+        missing = [k for k in needed if k not in flow]
+        if missing:
+            raise FlowError(f"{self.path}: missing {', '.join(missing)}")
+        self.flow = flow
+        self.lead_texts = flow["lead"]
+        self.intents = flow["intents"]
+
+    @classmethod
+    def from_settings(cls, settings) -> ScriptedLLM:
+        return cls(getattr(settings, "flow_file", "") or DEFAULT_FLOW)
+
+    def texts(self) -> list[str]:
+        """Every fixed sentence of the flow (the prewarm script synthesises them)."""
+        out = [self.flow["greeting"], self.flow["goodbye"], self.flow["clarify"]]
+        out += [self.flow["menu"]] if self.flow.get("menu") else []
+        out += [i["answer"] for i in self.intents if i.get("answer")]
+        out += [v for k, v in self.lead_texts.items() if k != "done"]
+        return out
+
+    def match(self, text: str) -> dict | None:
+        words = normalize(text)
+        if words.isdigit() and len(words) == 1:
+            return next((i for i in self.intents if str(i.get("dtmf")) == words), None)
+        scored = [(sum(1 for k in i.get("keywords", []) if normalize(k) in words), n, i)
+                  for n, i in enumerate(self.intents)]
+        best = max(scored, key=lambda s: (s[0], -s[1]))
+        return best[2] if best[0] > 0 else None
+
+    def _lead_step(self, history: list[dict]) -> str | None:
+        """Which lead question the line asked last, if the last thing it said was one."""
+        last = next((m["text"] for m in reversed(history) if m["role"] == "assistant"), "")
+        for step in ("ask_name", "ask_phone", "ask_reason"):
+            if last == self.lead_texts[step]:
+                return step
+        return None
+
+    def reply(self, history: list[dict], text: str) -> str:
+        step = self._lead_step(history)
+        if step == "ask_name":
+            return self.lead_texts["ask_phone"]
+        if step == "ask_phone":
+            return self.lead_texts["ask_reason"]
+        if step == "ask_reason":
+            return self.lead_texts["done"].format(**self.lead(history, text))
+        intent = self.match(text)
+        if intent is None:
+            last = next((m["text"] for m in reversed(history) if m["role"] == "assistant"), "")
+            return self.flow.get("menu") or self.lead_texts["ask_name"] \
+                if last == self.flow["clarify"] else self.flow["clarify"]
+        if intent.get("lead"):
+            return self.lead_texts["ask_name"]
+        return intent["answer"]
+
+    def lead(self, history: list[dict], text: str) -> dict | None:
+        """The message taken when the caller has answered the last lead question, else None."""
+        if self._lead_step(history) != "ask_reason":
+            return None
+        answers: dict[str, str] = {}
+        for question, answer in zip(history, history[1:], strict=False):
+            if question["role"] == "assistant" and answer["role"] == "user":
+                for step, key in (("ask_name", "name"), ("ask_phone", "phone")):
+                    if question["text"] == self.lead_texts[step]:
+                        answers[key] = answer["text"]
+        phone = phone_digits(answers.get("phone", ""))
+        return {"name": answers.get("name", ""),
+                "phone": phone if len(phone) >= 7 else answers.get("phone", ""), "reason": text}
