@@ -18,6 +18,7 @@ sysdeps:
 setup: $(STAMP) sysdeps
 
 run: setup
+	$(PY) scripts/prewarm_tts.py
 	bash scripts/run_local.sh
 
 call: setup

@@ -18,6 +18,7 @@ from .runtime import Runtime
 from .store import Store
 from .stream import SERVER_OPTIONS, StreamRegistry, sock
 from .tts_cache import TTSCache
+from .tts_cache.prompts import Prompts, prompt_texts
 
 MAX_WEBHOOK_BYTES = 256 * 1024
 TURN_WORKERS = 16
@@ -56,6 +57,7 @@ def create_app(config: Settings | None = None) -> Flask:
                       turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS,
                                                    thread_name_prefix="turn"))
     runtime.registry = StreamRegistry(runtime)
+    runtime.prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
     app.extensions["ivr"] = runtime
 
     from . import public, webhooks

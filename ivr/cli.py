@@ -1,4 +1,4 @@
-"""python -m ivr check | serve | carrier | call: thin commands over the package."""
+"""python -m ivr check | serve | prewarm | carrier | call: thin commands over the package."""
 
 from __future__ import annotations
 
@@ -32,6 +32,12 @@ def cmd_check(_args: argparse.Namespace) -> int:
         return 1
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
+    from .engines import EngineError, build_engines
+    try:
+        build_engines(settings)
+    except (EngineError, OSError, ValueError) as exc:
+        print(f"bad configuration: {exc}", file=sys.stderr)
+        return 1
     bind = os.environ.get("BIND_HOST", "0.0.0.0")
     if port_in_use(bind, settings.port):
         print(f"port {settings.port} is already in use: an old server is still running; "
@@ -52,11 +58,35 @@ def cmd_serve(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prewarm(args: argparse.Namespace) -> int:
+    """Synthesise the prompts, the flow's sentences and a phrases file into the TTS cache."""
+    from .engines import EngineError, build_engines
+    from .tts_cache import TTSCache
+    from .tts_cache.prompts import prewarm, read_phrases
+    try:
+        settings = Settings.from_env()
+        engines = build_engines(settings)
+    except (ConfigError, EngineError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if engines.tts is None:
+        print(f"TTS_ENGINE={settings.tts_engine}: nothing to prewarm", file=sys.stderr)
+        return 1
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
+    stats = prewarm(cache, engines.tts, engines.llm, settings, read_phrases(args.phrases))
+    print(f"prewarm: {stats['total']} sentences, {stats['cached']} already cached, "
+          f"{stats['synthesized']} synthesised, {stats['failed']} failed ({settings.tts_dir})")
+    return 1 if stats["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ivr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the environment").set_defaults(func=cmd_check)
     sub.add_parser("serve", help="run gunicorn (one worker)").set_defaults(func=cmd_serve)
+    prewarm = sub.add_parser("prewarm", help="fill the TTS MP3 cache (greeting, fallbacks, flow)")
+    prewarm.add_argument("--phrases", help="a text file with one more phrase a line")
+    prewarm.set_defaults(func=cmd_prewarm)
     from .sim.cli import add_commands
     add_commands(sub)
     return parser

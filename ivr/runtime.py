@@ -12,10 +12,6 @@ from .config import Settings
 from .eventlog import EventLog
 from .store import Store
 
-GREETING_FILE = "greeting_he.mp3"
-FALLBACK_FILE = "fallback_he.mp3"
-GOODBYE_FILE = "goodbye_he.mp3"
-
 
 @dataclass
 class Runtime:
@@ -31,6 +27,7 @@ class Runtime:
     delivery: Any = None
     registry: Any = None
     turn_pool: Any = None
+    prompts: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
@@ -40,6 +37,10 @@ class Runtime:
     def tts_url(self, name: str) -> str:
         """Public URL of a file in the TTS cache directory."""
         return self.url(f"/static/tts/{name}")
+
+    def prompt_url(self, alias: str) -> str:
+        """URL of a fixed prompt that is sure to exist (the alias, or the beep)."""
+        return self.tts_url(self.prompts.name(alias))
 
     def close(self) -> None:
         """Stop the scheduler and release the database (tests build many apps)."""

@@ -11,7 +11,8 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from . import twiml
-from .runtime import FALLBACK_FILE, GOODBYE_FILE, GREETING_FILE, Runtime, current_runtime
+from .runtime import Runtime, current_runtime
+from .tts_cache import FALLBACK, GOODBYE, GREETING
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
@@ -101,17 +102,17 @@ def _no_content(_rt: Runtime) -> Response:
 def _safe_twiml(rt: Runtime) -> Response:
     """What a failing TwiML route answers: a prompt and Twilio's own speech recognition."""
     return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.language,
-                                 rt.tts_url(FALLBACK_FILE)))
+                                 rt.prompt_url(FALLBACK)))
 
 
 def first_turn_twiml(rt: Runtime, call_sid: str) -> str:
     """The TwiML of a call's first turn in the configured TURN_MODE."""
     s = rt.settings
-    greeting = rt.tts_url(GREETING_FILE) if s.twiml_play_greeting else ""
+    greeting = rt.prompt_url(GREETING) if s.twiml_play_greeting else ""
     if s.turn_mode == "stream":
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, 1, greeting)
-    if s.ai_greeting_he:
-        greeting = rt.tts_url(GREETING_FILE)
+    if rt.prompts.has(GREETING):
+        greeting = rt.prompt_url(GREETING)
     if s.turn_mode == "record":
         return twiml.record_turn(s.public_base_url, greeting)
     return twiml.gather_turn(s.public_base_url, s.language, greeting)
@@ -132,8 +133,8 @@ def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
     rt.events.emit("SILENT_TURN", call_sid, count=silent, limit=rt.settings.max_silent_turns)
     if silent >= rt.settings.max_silent_turns:
         rt.store.update_call(call_sid, outcome="silent-hangup")
-        return twiml.goodbye(rt.tts_url(GOODBYE_FILE))
-    return listen_twiml(rt, mode, rt.tts_url(FALLBACK_FILE))
+        return twiml.goodbye(rt.prompt_url(GOODBYE))
+    return listen_twiml(rt, mode, rt.prompt_url(FALLBACK))
 
 
 @bp.route("/webhook/incoming_call", methods=["GET", "POST"])
@@ -179,7 +180,7 @@ def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
               else "stream ended with no reply pending")
     rt.store.update_call(call_sid, turn_mode="record", fallback_reason=reason)
     rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason)
-    return xml(twiml.record_turn(rt.settings.public_base_url, rt.tts_url(FALLBACK_FILE)))
+    return xml(twiml.record_turn(rt.settings.public_base_url, rt.prompt_url(FALLBACK)))
 
 
 @bp.route("/webhook/call_status", methods=["POST"])
@@ -216,7 +217,17 @@ def handle_gather(rt: Runtime, params: dict, call_sid: str) -> Response:
     heard = params.get("SpeechResult", "").strip() or params.get("Digits", "").strip()
     rt.events.emit("GATHER", call_sid, speech=params.get("SpeechResult", ""),
                    digits=params.get("Digits", ""), confidence=params.get("Confidence", ""))
-    answer = rt.extras.get("answer_gather")
-    if answer and heard:
-        return xml(answer(call_sid, params))
-    return xml(silent_turn_twiml(rt, call_sid, "gather"))
+    if not heard:
+        return xml(silent_turn_twiml(rt, call_sid, "gather"))
+    return xml(answer_text(rt, call_sid, heard, "gather"))
+
+
+def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
+    """A turn from text Twilio recognised (or keys): the reply, then listen again."""
+    call = rt.store.get_call(call_sid) or {}
+    turn = (call.get("turn") or 0) + 1
+    rt.store.update_call(call_sid, turn=turn, silent_turns=0)
+    outcome = rt.dialog.run_turn(call_sid, turn, text=text, source=mode)
+    if outcome.skipped:
+        return listen_twiml(rt, mode)
+    return listen_twiml(rt, mode, rt.tts_url(outcome.audio_name))

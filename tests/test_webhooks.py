@@ -193,9 +193,9 @@ def test_silent_recordings_reprompt_then_say_goodbye(twilio_post, runtime):
 
 
 def test_a_failing_handler_still_answers_sound_and_keeps_the_record(twilio_post, runtime):
-    def broken(call_sid, params):
+    def broken(*args, **kwargs):
         raise RuntimeError("engine exploded")
-    runtime.extras["answer_gather"] = broken
+    runtime.dialog.run_turn = broken
     response = twilio_post("/webhook/handle_gather", SpeechResult="מה שעות הפתיחה?")
     assert response.status_code == 200
     root = ET.fromstring(response.data)

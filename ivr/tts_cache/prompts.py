@@ -1,0 +1,98 @@
+"""The line's fixed prompts (greeting, fallback, goodbye, thinking) as always-there MP3 aliases."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from ..dialog import REPEAT_PROMPT
+from . import BEEP, FALLBACK, GOODBYE, GREETING, THINKING, TTSCache
+
+DEFAULT_GOODBYE = "תודה שהתקשרתם, להתראות."
+THINKING_TEXT = "רגע, אני בודק."
+log = logging.getLogger("ivr")
+
+
+def prompt_texts(settings, llm) -> dict[str, str]:
+    """Alias file → the sentence it holds; the greeting comes from AI_GREETING_HE or the flow."""
+    flow = getattr(llm, "flow", {}) or {}
+    return {GREETING: settings.ai_greeting_he or flow.get("greeting", ""),
+            FALLBACK: REPEAT_PROMPT, GOODBYE: flow.get("goodbye") or DEFAULT_GOODBYE,
+            THINKING: THINKING_TEXT}
+
+
+class Prompts:
+    """Resolves a prompt to a file that exists: the alias, synthesised once if missing, or beep."""
+
+    def __init__(self, cache: TTSCache, tts, texts: dict[str, str]):
+        self.cache, self.tts, self.texts = cache, tts, texts
+        self.lock = threading.Lock()
+
+    def has(self, alias: str) -> bool:
+        return bool(self.texts.get(alias))
+
+    def ensure(self, alias: str) -> bool:
+        """Make the alias file from its text if it is missing; False if that failed."""
+        path = self.cache.path(alias)
+        if path.is_file():
+            return True
+        text = self.texts.get(alias, "")
+        if not text or self.tts is None:
+            return False
+        with self.lock:
+            if path.is_file():
+                return True
+            try:
+                self.cache.alias(alias, self.cache.synthesize(self.tts, text))
+                return True
+            except Exception as exc:  # noqa: BLE001 - the beep stands in
+                log.error("TTS_ERR alias=%s err=%r", alias, exc)
+                return False
+
+    def name(self, alias: str) -> str:
+        """The file to <Play> for this prompt: the alias, or the beep when it cannot be made."""
+        if self.ensure(alias):
+            return alias
+        if alias == FALLBACK:
+            self.cache.ensure_beep()
+            return BEEP
+        return self.name(FALLBACK)
+
+
+def prewarm(cache: TTSCache, tts, llm, settings, phrases: list[str] = (),
+            out=sys.stderr) -> dict[str, int]:
+    """Synthesise prompts, the flow's sentences and extra phrases; skip what is cached."""
+    texts = prompt_texts(settings, llm)
+    sentences = [t for t in texts.values() if t] + list(llm.texts() if llm else []) + list(phrases)
+    unique = list(dict.fromkeys(s.strip() for s in sentences if s.strip()))
+    stats = {"total": len(unique), "cached": 0, "synthesized": 0, "failed": 0}
+    for done, text in enumerate(unique, 1):
+        if cache.lookup(tts, text):
+            stats["cached"] += 1
+        else:
+            try:
+                cache.synthesize(tts, text)
+                stats["synthesized"] += 1
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                stats["failed"] += 1
+                print(f"\nfailed: {text[:40]}…: {exc}", file=out)
+        bar = "#" * (24 * done // len(unique))
+        print(f"\rprewarm [{bar:<24}] {done}/{len(unique)}", end="", file=out, flush=True)
+    print("", file=out)
+    for alias, text in texts.items():
+        if text:
+            source = cache.lookup(tts, text)
+            if source is not None:
+                cache.alias(alias, source)
+    cache.ensure_beep()
+    return stats
+
+
+def read_phrases(path: str | Path | None) -> list[str]:
+    """One phrase a line; blank lines and # comments ignored."""
+    if not path:
+        return []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
