@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call test lint clean bench-frame
+.PHONY: setup sysdeps run call test lint clean bench-frame bench-turn
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -29,6 +29,9 @@ test: setup
 
 bench-frame: setup
 	$(PY) -m bench.frame_cost
+
+bench-turn: setup
+	$(PY) -m bench.turn_time
 
 lint: setup
 	$(PY) -m ruff check .

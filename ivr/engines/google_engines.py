@@ -1,4 +1,7 @@
-"""Google engines: Speech-to-Text (he-IL, MULAW 8 kHz, streaming interim results) and TTS (MP3)."""
+"""Google engines: Speech-to-Text (he-IL, MULAW 8 kHz, streaming interim results) and TTS (MP3).
+
+Every call carries our stage timeout and no library retries: the dialog falls back instead.
+"""
 
 from __future__ import annotations
 
@@ -20,16 +23,17 @@ class GoogleASR(ASR):
 
     name = "google"
 
-    def __init__(self, client, language: str = "he-IL"):
+    def __init__(self, client, language: str = "he-IL", timeout: float = 8.0):
         self.speech = _import("google.cloud.speech_v1")
-        self.client, self.language = client, language
+        self.client, self.language, self.timeout = client, language, timeout
 
     @classmethod
     def from_settings(cls, settings) -> GoogleASR:
         speech = _import("google.cloud.speech_v1")
         options = {"api_endpoint": settings.google_speech_endpoint} \
             if settings.google_speech_endpoint else None
-        return cls(speech.SpeechClient(client_options=options), settings.language)
+        return cls(speech.SpeechClient(client_options=options), settings.language,
+                   settings.asr_timeout_sec)
 
     def config(self):
         return self.speech.RecognitionConfig(
@@ -44,7 +48,9 @@ class GoogleASR(ASR):
         requests = (self.speech.StreamingRecognizeRequest(audio_content=ulaw[i:i + chunk])
                     for i in range(0, len(ulaw), chunk))
         results: list[tuple[str, str]] = []
-        for response in self.client.streaming_recognize(config=streaming, requests=requests):
+        responses = self.client.streaming_recognize(config=streaming, requests=requests,
+                                                    retry=None, timeout=self.timeout)
+        for response in responses:
             for result in response.results:
                 if result.alternatives:
                     kind = "final" if result.is_final else "interim"
@@ -58,7 +64,8 @@ class GoogleASR(ASR):
         """One-shot recognition (recordings)."""
         response = self.client.recognize(
             config=self.config(),
-            audio=self.speech.RecognitionAudio(content=audio.pcm16_to_ulaw(pcm16_8k)))
+            audio=self.speech.RecognitionAudio(content=audio.pcm16_to_ulaw(pcm16_8k)),
+            retry=None, timeout=self.timeout)
         return " ".join(r.alternatives[0].transcript.strip() for r in response.results
                         if r.alternatives)
 
@@ -66,9 +73,10 @@ class GoogleASR(ASR):
 class GoogleTTS(TTS):
     name = "google"
 
-    def __init__(self, client, voice: str = "he-IL-Standard-A", language: str = "he-IL"):
+    def __init__(self, client, voice: str = "he-IL-Standard-A", language: str = "he-IL",
+                 timeout: float = 6.0):
         self.tts = _import("google.cloud.texttospeech_v1")
-        self.client, self.voice, self.language = client, voice, language
+        self.client, self.voice, self.language, self.timeout = client, voice, language, timeout
 
     @classmethod
     def from_settings(cls, settings) -> GoogleTTS:
@@ -76,11 +84,12 @@ class GoogleTTS(TTS):
         options = {"api_endpoint": settings.google_tts_endpoint} \
             if settings.google_tts_endpoint else None
         return cls(tts.TextToSpeechClient(transport="rest", client_options=options),
-                   settings.google_tts_voice, settings.language)
+                   settings.google_tts_voice, settings.language, settings.tts_timeout_sec)
 
     def synthesize(self, text: str) -> bytes:
         response = self.client.synthesize_speech(
             input=self.tts.SynthesisInput(text=text),
             voice=self.tts.VoiceSelectionParams(language_code=self.language, name=self.voice),
-            audio_config=self.tts.AudioConfig(audio_encoding=self.tts.AudioEncoding.MP3))
+            audio_config=self.tts.AudioConfig(audio_encoding=self.tts.AudioEncoding.MP3),
+            retry=None, timeout=self.timeout)
         return response.audio_content

@@ -1,0 +1,148 @@
+"""Local servers speaking the OpenAI and Google protocols, for the real client libraries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from concurrent import futures
+
+import grpc
+from flask import Flask, Response, jsonify, request
+
+from ivr import audio
+
+from .livehelpers import LiveServer
+
+
+class ProviderServer:
+    """One loopback HTTP server; `mode` makes the next answers ok, 429, 500 or slow."""
+
+    def __init__(self):
+        self.app = Flask("fake-provider")
+        self.mode = "ok"
+        self.slow_sec = 2.0
+        self.requests: list[dict] = []
+        self.reply_text = "אנחנו פתוחים עד שש בערב."
+        self.transcript = "מה שעות הפתיחה?"
+        self.app.before_request(self.fault)
+        self.add_routes()
+        self.live = LiveServer().serve(self.app)
+        self.url = self.live.url
+
+    def fault(self):
+        if request.path.startswith("/v1") or ":" in request.path:
+            if self.mode == "slow":
+                time.sleep(self.slow_sec)
+            elif self.mode in ("429", "500"):
+                status = int(self.mode)
+                return jsonify({"error": {"code": status, "message": f"injected {status}",
+                                          "status": "RESOURCE_EXHAUSTED" if status == 429
+                                          else "INTERNAL", "type": "server_error"}}), status
+        return None
+
+    def add_routes(self):
+        app = self.app
+
+        @app.post("/v1/chat/completions")
+        def chat():
+            body = request.get_json()
+            self.requests.append({"path": request.path, "json": body,
+                                  "auth": request.headers.get("Authorization")})
+            return jsonify({"id": "chatcmpl-1", "object": "chat.completion", "created": 0,
+                            "model": body["model"], "choices": [{
+                                "index": 0, "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": self.reply_text}}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1,
+                                      "total_tokens": 2}})
+
+        @app.post("/v1/audio/transcriptions")
+        def transcriptions():
+            upload = request.files["file"]
+            self.requests.append({"path": request.path, "form": request.form.to_dict(),
+                                  "file": upload.read(), "filename": upload.filename})
+            return jsonify({"text": self.transcript})
+
+        @app.post("/v1/audio/speech")
+        def speech():
+            self.requests.append({"path": request.path, "json": request.get_json()})
+            return Response(audio.pcm16_to_mp3(audio.beep_pcm16(500)), mimetype="audio/mpeg")
+
+        @app.post("/v1/text:synthesize")
+        def google_tts():
+            self.requests.append({"path": request.path, "json": request.get_json()})
+            mp3 = audio.pcm16_to_mp3(audio.beep_pcm16(500))
+            return jsonify({"audioContent": base64.b64encode(mp3).decode()})
+
+    def stop(self):
+        self.live.stop()
+
+
+class FakeGoogleSpeech:
+    """google.cloud.speech.v1.Speech over an insecure loopback gRPC server."""
+
+    SERVICE = "google.cloud.speech.v1.Speech"
+
+    def __init__(self):
+        from google.cloud.speech_v1.types import cloud_speech as cs
+        self.cs = cs
+        self.mode = "ok"
+        self.configs: list = []
+        self.audio_bytes: list[int] = []
+        self.interim, self.final = "מה שעות", "מה שעות הפתיחה?"
+        handler = grpc.method_handlers_generic_handler(self.SERVICE, {
+            "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
+                self.streaming, request_deserializer=cs.StreamingRecognizeRequest.deserialize,
+                response_serializer=cs.StreamingRecognizeResponse.serialize),
+            "Recognize": grpc.unary_unary_rpc_method_handler(
+                self.recognize, request_deserializer=cs.RecognizeRequest.deserialize,
+                response_serializer=cs.RecognizeResponse.serialize)})
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def client(self):
+        from google.cloud.speech_v1 import SpeechClient
+        from google.cloud.speech_v1.services.speech.transports import SpeechGrpcTransport
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        return SpeechClient(transport=SpeechGrpcTransport(channel=channel))
+
+    def _fault(self, context):
+        if self.mode == "slow":
+            time.sleep(2.0)
+        elif self.mode == "unavailable":
+            context.abort(grpc.StatusCode.UNAVAILABLE, "injected outage")
+        elif self.mode == "exhausted":
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "injected quota")
+
+    def _alt(self, text):
+        return [self.cs.SpeechRecognitionAlternative(transcript=text, confidence=0.9)]
+
+    def streaming(self, requests, context):
+        received = 0
+        for item in requests:
+            if item.streaming_config.config.language_code:
+                self.configs.append(item.streaming_config)
+            received += len(item.audio_content)
+        self.audio_bytes.append(received)
+        self._fault(context)
+        cs = self.cs
+        yield cs.StreamingRecognizeResponse(results=[cs.StreamingRecognitionResult(
+            alternatives=self._alt(self.interim), is_final=False)])
+        yield cs.StreamingRecognizeResponse(results=[cs.StreamingRecognitionResult(
+            alternatives=self._alt(self.final), is_final=True)])
+
+    def recognize(self, req, context):
+        self.configs.append(req.config)
+        self.audio_bytes.append(len(req.audio.content))
+        self._fault(context)
+        return self.cs.RecognizeResponse(results=[self.cs.SpeechRecognitionResult(
+            alternatives=self._alt(self.final))])
+
+    def stop(self):
+        self.server.stop(0)
+
+
+def json_of(raw: bytes) -> dict:
+    return json.loads(raw)

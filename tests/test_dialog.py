@@ -1,0 +1,116 @@
+"""One turn: fallbacks for every failing stage, dedup of caller and reply, timings, leads."""
+
+import time
+
+import pytest
+
+from ivr.dialog import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT, Dialog
+from ivr.engines import Engines
+from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
+from ivr.engines.scripted import ScriptedLLM
+from ivr.eventlog import EventLog
+from ivr.store import Store
+from ivr.tts_cache import TTSCache
+
+from .conftest import make_settings
+
+SID = "CA" + "7" * 32
+PCM = b"\x00\x10" * 4000
+
+
+@pytest.fixture
+def make_dialog(tmp_path):
+    def build(**engines):
+        settings = make_settings(tmp_path).replace(asr_timeout_sec=0.3, llm_timeout_sec=0.3,
+                                                   tts_timeout_sec=0.3, dedup_window_sec=14)
+        store = Store(settings.database_url)
+        store.ensure_call(SID, from_number="+972501112233")
+        parts = {"asr": FakeASR(["מה שעות הפתיחה?"]), "llm": FakeLLM(), "tts": FakeTTS(),
+                 **engines}
+        cache = TTSCache(settings.tts_dir)
+        return Dialog(settings, store, EventLog(store), Engines(**parts), cache), store
+    return build
+
+
+def kinds(store):
+    return [e["kind"] for e in store.events(SID)]
+
+
+def test_a_turn_records_texts_audio_and_stage_milliseconds(make_dialog):
+    dialog, store = make_dialog()
+    outcome = dialog.run_turn(SID, 1, pcm=PCM)
+    assert outcome.user_text == "מה שעות הפתיחה?" and outcome.reply_text.startswith("תשובה 1")
+    assert outcome.audio.is_file() and outcome.fallback == ""
+    row = store.turns(SID)[0]
+    assert row["user_text"] == "מה שעות הפתיחה?" and row["audio_url"] == outcome.audio_name
+    assert row["utterance_ms"] == 500 and row["total_ms"] >= row["tts_ms"] >= 0
+    assert {"ASR_TEXT", "HEBREW_SPEECH", "TURN"} <= set(kinds(store))
+
+
+@pytest.mark.parametrize("engine,expected,event", [
+    ("asr", REPEAT_PROMPT, "ASR_ERR"), ("llm", LLM_FALLBACK, "LLM_ERR")])
+@pytest.mark.parametrize("how", ["fail", "timeout"])
+def test_a_failing_or_slow_stage_gives_the_fallback_phrase(make_dialog, engine, expected,
+                                                           event, how):
+    options = {"fail": True} if how == "fail" else {"delay": 1.0}
+    broken = {"asr": FakeASR(**options), "llm": FakeLLM(**options)}[engine]
+    dialog, store = make_dialog(**{engine: broken})
+    started = time.monotonic()
+    outcome = dialog.run_turn(SID, 1, pcm=PCM)
+    assert time.monotonic() - started < 0.9
+    assert outcome.reply_text == expected and outcome.audio.is_file()
+    assert event in kinds(store)
+
+
+def test_tts_timeout_plays_the_beep(make_dialog):
+    dialog, store = make_dialog(tts=FakeTTS(delay=1.0))
+    outcome = dialog.run_turn(SID, 1, pcm=PCM)
+    assert outcome.audio.name == "beep.mp3" and "TTS_ERR" in kinds(store)
+
+
+def test_empty_transcript_asks_to_repeat(make_dialog):
+    dialog, _ = make_dialog(asr=FakeASR([""]))
+    assert dialog.run_turn(SID, 1, pcm=PCM).reply_text == REPEAT_PROMPT
+
+
+def test_no_asr_engine_asks_to_repeat(make_dialog):
+    dialog, _ = make_dialog(asr=None)
+    outcome = dialog.run_turn(SID, 1, pcm=PCM)
+    assert outcome.reply_text == REPEAT_PROMPT and outcome.fallback == "no-asr-engine"
+
+
+def test_the_same_caller_text_within_the_window_is_ignored(make_dialog):
+    dialog, store = make_dialog(asr=FakeASR(["אותו דבר"]))
+    assert not dialog.run_turn(SID, 1, pcm=PCM).skipped
+    assert dialog.run_turn(SID, 2, pcm=PCM).skipped
+    assert [e["detail"]["kind"] for e in store.events(SID) if e["kind"] == "DEDUP"] == ["user"]
+    dialog.s = dialog.s.replace(dedup_window_sec=0)
+    assert not dialog.run_turn(SID, 3, pcm=PCM).skipped
+
+
+def test_a_repeated_reply_is_replaced(make_dialog):
+    class SameReply(FakeLLM):
+        def reply(self, history, text):
+            return "אותה תשובה"
+    dialog, store = make_dialog(asr=FakeASR(["א", "ב", "ג"]), llm=SameReply())
+    replies = [dialog.run_turn(SID, n, pcm=PCM).reply_text for n in (1, 2, 3)]
+    assert replies == ["אותה תשובה", DEDUP_REPLY, "אותה תשובה"]
+    assert "DEDUP" in kinds(store)
+
+
+def test_history_carries_over_between_turns(make_dialog):
+    dialog, store = make_dialog(asr=FakeASR(["א", "ב"]))
+    dialog.run_turn(SID, 1, pcm=PCM)
+    second = dialog.run_turn(SID, 2, pcm=PCM)
+    assert second.reply_text.startswith("תשובה 2")
+    assert [m["role"] for m in store.history(SID)] == ["user", "assistant"] * 2
+
+
+def test_a_message_for_a_person_is_saved_as_a_lead(make_dialog):
+    dialog, store = make_dialog(llm=ScriptedLLM())
+    for text in ("אני רוצה לדבר עם נציג", "יוסי לוי", "0541234567", "בעיה בהזמנה"):
+        dialog.run_turn(SID, 1, text=text, source="gather")
+    (lead,) = store.leads()
+    assert (lead["name"], lead["phone"], lead["reason"], lead["caller"]) == (
+        "יוסי לוי", "0541234567", "בעיה בהזמנה", "+972501112233")
+    assert "LEAD" in kinds(store)

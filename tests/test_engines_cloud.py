@@ -1,0 +1,211 @@
+"""Cloud engines through their real client libraries against local protocol servers."""
+
+import io
+import time
+import wave
+
+import pytest
+
+from ivr.dialog import LLM_FALLBACK, REPEAT_PROMPT, Dialog
+from ivr.engines import Engines, build_engines
+from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
+from ivr.engines.google_engines import GoogleASR, GoogleTTS
+from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
+from ivr.eventlog import EventLog
+from ivr.store import Store
+from ivr.tts_cache import FALLBACK, TTSCache
+
+from .conftest import make_settings
+from .providers import FakeGoogleSpeech, ProviderServer
+
+SPEECH = b"\x10\x20" * 8000  # one second of PCM16
+
+
+@pytest.fixture
+def provider():
+    server = ProviderServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def google_speech():
+    server = FakeGoogleSpeech()
+    yield server
+    server.stop()
+
+
+def openai_settings(tmp_path, provider, **changes):
+    return make_settings(tmp_path).replace(openai_api_key="sk-test-key-123456",
+                                           openai_base_url=provider.url + "/v1", **changes)
+
+
+def dialog_with(tmp_path, settings, **engines):
+    store = Store(settings.database_url)
+    parts = {"asr": FakeASR(["שלום"]), "llm": FakeLLM(), "tts": FakeTTS(), **engines}
+    cache = TTSCache(settings.tts_dir)
+    cache.ensure_beep()
+    return Dialog(settings, store, EventLog(store), Engines(**parts), cache), store
+
+
+# ---- OpenAI ----------------------------------------------------------------------------------
+
+
+def test_openai_engines_speak_the_protocol(tmp_path, provider):
+    settings = openai_settings(tmp_path, provider, asr_engine="openai", llm_engine="openai",
+                               tts_engine="openai")
+    engines = build_engines(settings)
+    assert engines.asr.transcribe(SPEECH) == "מה שעות הפתיחה?"
+    upload = provider.requests[-1]
+    assert upload["form"]["language"] == "he"
+    assert upload["form"]["model"] == "gpt-4o-mini-transcribe"
+    with wave.open(io.BytesIO(upload["file"])) as parsed:
+        assert parsed.getframerate() == 8000 and parsed.getnframes() == 8000
+    history = [{"role": "user", "text": "שלום"}, {"role": "assistant", "text": "שלום, במה לעזור?"}]
+    assert engines.llm.reply(history, "מה שעות הפתיחה?") == "אנחנו פתוחים עד שש בערב."
+    chat = provider.requests[-1]
+    assert chat["auth"] == "Bearer sk-test-key-123456"
+    messages = chat["json"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert "160" in messages[0]["content"] and "420" in messages[0]["content"]
+    assert "max_completion_tokens" not in chat["json"]
+    mp3 = engines.tts.synthesize("שלום")
+    assert mp3[:3] == b"ID3" or mp3[:2] == b"\xff\xfb"
+    assert provider.requests[-1]["json"]["response_format"] == "mp3"
+
+
+def test_system_prompt_keeps_a_neutral_persona():
+    from ivr.engines.openai_engines import PROMPT_FILE
+    text = PROMPT_FILE.read_text(encoding="utf-8")
+    assert "אל תציג את עצמך" in text and "{min_chars}" in text and "{max_chars}" in text
+
+
+def test_long_llm_replies_are_clipped_to_phone_length():
+    long = "משפט ראשון קצר. " * 60
+    assert len(clip(long, 420)) <= 420 and clip(long, 420).endswith(".")
+
+
+@pytest.mark.parametrize("mode", ["429", "500", "slow"])
+def test_openai_failures_still_give_the_caller_a_sound(tmp_path, provider, mode):
+    provider.mode = mode
+    settings = openai_settings(tmp_path, provider, asr_timeout_sec=0.5, llm_timeout_sec=0.5,
+                               tts_timeout_sec=0.5)
+    engines = {"asr": OpenAIASR.from_settings(settings), "llm": OpenAILLM.from_settings(settings),
+               "tts": OpenAITTS.from_settings(settings)}
+    dialog, store = dialog_with(tmp_path, settings, **engines)
+    outcome = dialog.run_turn("CA" + "1" * 32, 1, pcm=SPEECH)
+    assert outcome.reply_text == REPEAT_PROMPT and outcome.fallback == "tts-error"
+    assert outcome.audio.is_file() and outcome.audio.name == "beep.mp3"
+    kinds = [e["kind"] for e in store.events("CA" + "1" * 32)]
+    assert "ASR_ERR" in kinds and "TTS_ERR" in kinds
+    dialog.engines.asr = FakeASR(["שלום"])
+    outcome = dialog.run_turn("CA" + "2" * 32, 1, pcm=SPEECH)
+    assert outcome.reply_text == LLM_FALLBACK
+    assert "LLM_ERR" in [e["kind"] for e in store.events("CA" + "2" * 32)]
+    err = [e for e in store.events("CA" + "2" * 32) if e["kind"] == "LLM_ERR"][0]
+    expected = "took longer" if mode == "slow" else mode
+    assert expected in err["detail"]["err"]
+
+
+def test_tts_failure_plays_the_cached_fallback_mp3(tmp_path, provider):
+    provider.mode = "500"
+    settings = openai_settings(tmp_path, provider)
+    dialog, _ = dialog_with(tmp_path, settings, tts=OpenAITTS.from_settings(settings))
+    dialog.cache.write(FALLBACK, b"ID3fallback")
+    outcome = dialog.run_turn("CA" + "3" * 32, 1, text="שלום")
+    assert outcome.audio.name == FALLBACK and outcome.fallback == "tts-error"
+
+
+# ---- Google ----------------------------------------------------------------------------------
+
+
+def test_google_speech_streams_mulaw_8k_hebrew_with_interim_results(tmp_path, google_speech):
+    asr = GoogleASR(google_speech.client(), "he-IL")
+    results = asr.transcribe_detailed(SPEECH)
+    assert results == [("interim", "מה שעות"), ("final", "מה שעות הפתיחה?")]
+    config = google_speech.configs[-1]
+    assert config.interim_results is True
+    assert config.config.language_code == "he-IL" and config.config.sample_rate_hertz == 8000
+    assert config.config.encoding.name == "MULAW"
+    assert google_speech.audio_bytes[-1] == 8000  # one μ-law byte a sample
+    assert asr.recognize(SPEECH) == "מה שעות הפתיחה?"
+
+
+def test_google_speech_results_are_logged_as_hebrew_speech(tmp_path, google_speech):
+    settings = make_settings(tmp_path)
+    dialog, store = dialog_with(tmp_path, settings, asr=GoogleASR(google_speech.client()))
+    outcome = dialog.run_turn("CA" + "4" * 32, 1, pcm=SPEECH)
+    assert outcome.user_text == "מה שעות הפתיחה?"
+    speech = [e["detail"] for e in store.events("CA" + "4" * 32) if e["kind"] == "HEBREW_SPEECH"]
+    assert [s["kind"] for s in speech] == ["interim", "final"]
+
+
+@pytest.mark.parametrize("mode", ["unavailable", "exhausted", "slow"])
+def test_google_speech_failures_fall_back_to_a_sound(tmp_path, google_speech, mode):
+    google_speech.mode = mode
+    settings = make_settings(tmp_path).replace(asr_timeout_sec=0.5)
+    dialog, store = dialog_with(tmp_path, settings,
+                                asr=GoogleASR(google_speech.client(), timeout=1.0))
+    started = time.monotonic()
+    outcome = dialog.run_turn("CA" + "5" * 32, 1, pcm=SPEECH)
+    assert time.monotonic() - started < 1.0
+    assert outcome.reply_text == REPEAT_PROMPT and outcome.audio.is_file()
+    assert "ASR_ERR" in [e["kind"] for e in store.events("CA" + "5" * 32)]
+
+
+def google_tts(provider):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud.texttospeech_v1 import TextToSpeechClient
+    client = TextToSpeechClient(credentials=AnonymousCredentials(), transport="rest",
+                                client_options=ClientOptions(api_endpoint=provider.url))
+    return GoogleTTS(client, "he-IL-Standard-A")
+
+
+def test_google_tts_rest_returns_mp3_for_a_hebrew_voice(provider):
+    mp3 = google_tts(provider).synthesize("שלום")
+    assert mp3[:3] == b"ID3" or mp3[:2] == b"\xff\xfb"
+    body = provider.requests[-1]["json"]
+    assert body["voice"] == {"languageCode": "he-IL", "name": "he-IL-Standard-A"}
+    assert body["audioConfig"]["audioEncoding"] == "MP3" and body["input"]["text"] == "שלום"
+
+
+@pytest.mark.parametrize("mode", ["429", "500", "slow"])
+def test_google_tts_failures_fall_back_to_a_sound(tmp_path, provider, mode):
+    provider.mode = mode
+    settings = make_settings(tmp_path).replace(tts_timeout_sec=0.5)
+    dialog, store = dialog_with(tmp_path, settings, tts=google_tts(provider))
+    dialog.engines.tts.timeout = 1.0
+    outcome = dialog.run_turn("CA" + "6" * 32, 1, text="שלום")
+    assert outcome.audio.name == "beep.mp3" and outcome.fallback == "tts-error"
+    assert "TTS_ERR" in [e["kind"] for e in store.events("CA" + "6" * 32)]
+
+
+def test_a_missing_key_names_what_to_set(tmp_path):
+    from ivr.config import ConfigError, Settings
+    with pytest.raises(ConfigError, match="ASR_ENGINE=google: set GOOGLE_APPLICATION_CREDENTIALS"):
+        Settings.from_env({"ASR_ENGINE": "google", "VAR_DIR": str(tmp_path)})
+
+
+def test_whisper_without_its_package_says_what_to_install():
+    import importlib.util
+
+    from ivr.engines import EngineError
+    from ivr.engines.local import WhisperASR
+    if importlib.util.find_spec("faster_whisper"):
+        pytest.skip("faster-whisper is installed here")
+    with pytest.raises(EngineError, match="requirements-local.txt"):
+        WhisperASR()
+
+
+def test_a_call_whose_provider_answers_500_still_hears_a_sound(phone_line, provider):
+    provider.mode = "500"
+    line = phone_line(asr_engine="openai", llm_engine="openai", tts_engine="openai",
+                      turn_mode="stream", openai_api_key="sk-test-key-123456",
+                      openai_base_url=provider.url + "/v1")
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    assert result.error_codes == []
+    assert [h["kind"] for h in result.heard] == ["play"]
+    assert result.heard[0]["url"].endswith("/static/tts/beep.mp3")
+    kinds = [e["kind"] for e in line.store.events(result.call_sid)]
+    assert {"ASR_ERR", "TTS_ERR", "PING_PONG_TX"} <= set(kinds)

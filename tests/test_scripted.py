@@ -1,0 +1,75 @@
+"""The scripted flow: intents by keyword and key, one clarifying question, taking a message."""
+
+import pytest
+
+from ivr.engines.scripted import FlowError, ScriptedLLM, phone_digits
+
+
+@pytest.fixture
+def flow():
+    return ScriptedLLM()
+
+
+def said(history, user, assistant):
+    return history + [{"role": "user", "text": user}, {"role": "assistant", "text": assistant}]
+
+
+def test_keywords_pick_the_answer(flow):
+    assert flow.reply([], "שלום, מה שעות הפתיחה שלכם?").startswith("אנחנו פתוחים")
+    assert flow.reply([], "איפה אתם נמצאים?").startswith("אנחנו ברחוב הרצל")
+    assert flow.reply([], "כמה זה עולה?").startswith("שירות בסיסי")
+    assert flow.reply([], "שָׁלוֹם") == "שלום! במה אפשר לעזור?"  # niqqud ignored
+
+
+def test_dtmf_keys_pick_the_answer(flow):
+    assert flow.reply([], "1").startswith("אנחנו פתוחים")
+    assert flow.reply([], "0") == flow.lead_texts["ask_name"]
+
+
+def test_unknown_request_gets_one_clarifying_question_then_the_menu(flow):
+    first = flow.reply([], "האם אתם מוכרים חדי קרן?")
+    assert first == flow.flow["clarify"]
+    second = flow.reply(said([], "האם אתם מוכרים חדי קרן?", first), "ומה עם דרקונים?")
+    assert second == flow.flow["menu"]
+
+
+def test_talk_to_a_person_takes_name_phone_and_reason(flow):
+    history = said([], "אני רוצה לדבר עם נציג", flow.reply([], "אני רוצה לדבר עם נציג"))
+    assert history[-1]["text"] == flow.lead_texts["ask_name"]
+    history = said(history, "דנה כהן", flow.reply(history, "דנה כהן"))
+    assert history[-1]["text"] == flow.lead_texts["ask_phone"]
+    phone = "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש"
+    history = said(history, phone, flow.reply(history, phone))
+    assert history[-1]["text"] == flow.lead_texts["ask_reason"]
+    assert flow.lead(history, "פגישה") == {"name": "דנה כהן", "phone": "0529876543",
+                                           "reason": "פגישה"}
+    assert flow.reply(history, "פגישה") == "תודה דנה כהן, רשמתי את הפרטים ונחזור אליך בהקדם."
+    assert flow.lead(history[:-2], "x") is None
+
+
+def test_phone_digits_from_speech_and_keys():
+    assert phone_digits("אפס חמש ארבע, שבע שבע שמונה") == "054778"
+    assert phone_digits("054-1234567") == "0541234567"
+    assert phone_digits("ושש") == "6"
+
+
+def test_the_owner_edits_yaml_not_code(tmp_path):
+    custom = tmp_path / "flow.yaml"
+    custom.write_text("""greeting: "שלום מהמספרה"
+goodbye: "ביי"
+clarify: "סליחה?"
+intents:
+  - name: haircut
+    keywords: ["תספורת"]
+    dtmf: "5"
+    answer: "תספורת עולה שמונים שקל"
+lead: {ask_name: "שם?", ask_phone: "טלפון?", ask_reason: "סיבה?", done: "תודה {name}"}
+""", encoding="utf-8")
+    flow = ScriptedLLM(custom)
+    assert flow.reply([], "כמה עולה תספורת?") == "תספורת עולה שמונים שקל"
+    assert flow.reply([], "5") == "תספורת עולה שמונים שקל"
+    assert "תספורת עולה שמונים שקל" in flow.texts()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("greeting: x\n", encoding="utf-8")
+    with pytest.raises(FlowError, match="missing goodbye, clarify, intents, lead"):
+        ScriptedLLM(bad)

@@ -1,0 +1,126 @@
+"""The MP3 cache: content keys, whole files only, one synthesis per key, LRU, aliases, prewarm."""
+
+import io
+import os
+import threading
+import time
+
+import pytest
+
+from ivr.engines.base import TTS, EngineError
+from ivr.engines.scripted import ScriptedLLM
+from ivr.tts_cache import BEEP, FALLBACK, GREETING, TTSCache, cache_key
+from ivr.tts_cache.prompts import Prompts, prewarm, prompt_texts, read_phrases
+
+from .conftest import make_settings
+
+
+class CountingTTS(TTS):
+    name, voice = "counting", "v1"
+
+    def __init__(self, delay=0.0, size=1000, data=None):
+        self.calls, self.delay, self.size, self.data = 0, delay, size, data
+        self.lock = threading.Lock()
+
+    def synthesize(self, text):
+        with self.lock:
+            self.calls += 1
+        time.sleep(self.delay)
+        return self.data if self.data is not None else b"ID3" + b"\0" * self.size
+
+
+def test_key_is_sha256_of_engine_voice_and_text(tmp_path):
+    cache = TTSCache(tmp_path)
+    path = cache.synthesize(CountingTTS(), "שלום")
+    assert path.name == cache_key("counting", "v1", "שלום") + ".mp3"
+    assert cache_key("counting", "v2", "שלום") != cache_key("counting", "v1", "שלום")
+
+
+def test_one_synthesis_per_key_under_concurrency(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS(delay=0.2)
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(cache.synthesize(tts, "אותו משפט")))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert tts.calls == 1 and len(set(paths)) == 1
+
+
+def test_files_appear_whole_or_not_at_all(tmp_path):
+    cache = TTSCache(tmp_path)
+
+    class Broken(CountingTTS):
+        def synthesize(self, text):
+            raise EngineError("network down")
+    with pytest.raises(EngineError):
+        cache.synthesize(Broken(), "x")
+    with pytest.raises(EngineError, match="not an MP3"):
+        cache.synthesize(CountingTTS(data=b"<html>error</html>"), "y")
+    assert list(tmp_path.iterdir()) == []  # no partial or temporary files left
+
+
+def test_lru_eviction_keeps_recent_files_and_never_the_aliases(tmp_path):
+    cache = TTSCache(tmp_path, max_mb=1)
+    tts = CountingTTS(size=300 * 1024)
+    cache.alias(GREETING, cache.synthesize(tts, "greeting"))
+    old = cache.synthesize(tts, "old")
+    recent = cache.synthesize(tts, "recent")
+    past = time.time() - 100
+    os.utime(old, (past, past))
+    os.utime(recent, (past + 50, past + 50))
+    cache.lookup(tts, "old")  # a hit makes it recent again
+    newest = cache.synthesize(tts, "newest")
+    assert not recent.exists() and old.exists() and newest.exists()
+    assert (tmp_path / GREETING).exists()
+    total = sum(p.stat().st_size for p in tmp_path.glob("*.mp3"))
+    assert total <= 1024 * 1024
+
+
+def test_beep_is_generated_when_missing(tmp_path):
+    cache = TTSCache(tmp_path)
+    assert cache.last_resort().name == BEEP and (tmp_path / BEEP).stat().st_size > 500
+    cache.write(FALLBACK, b"ID3x")
+    assert cache.last_resort().name == FALLBACK
+
+
+def test_prompts_fall_back_to_the_beep_when_tts_fails(tmp_path):
+    class Failing(CountingTTS):
+        def synthesize(self, text):
+            raise EngineError("down")
+    prompts = Prompts(TTSCache(tmp_path), Failing(), {GREETING: "שלום", FALLBACK: "שוב?"})
+    assert prompts.name(GREETING) == BEEP and prompts.name(FALLBACK) == BEEP
+
+
+def test_prewarm_synthesises_prompts_flow_and_phrases_and_skips_cached(tmp_path):
+    settings = make_settings(tmp_path)
+    phrases = tmp_path / "phrases.txt"
+    phrases.write_text("# extra\nמבצע מיוחד החודש\n\n", encoding="utf-8")
+    cache, tts, flow = TTSCache(tmp_path / "cache"), CountingTTS(), ScriptedLLM()
+    out = io.StringIO()
+    first = prewarm(cache, tts, flow, settings, read_phrases(phrases), out=out)
+    assert first["synthesized"] == first["total"] and first["failed"] == 0
+    assert "prewarm [" in out.getvalue()
+    texts = prompt_texts(settings, flow)
+    assert texts[GREETING] == flow.flow["greeting"]
+    for alias in (GREETING, FALLBACK, BEEP):
+        assert (tmp_path / "cache" / alias).is_file()
+    assert cache.lookup(tts, "מבצע מיוחד החודש") is not None
+    second = prewarm(cache, tts, flow, settings, read_phrases(phrases), out=io.StringIO())
+    assert second["cached"] == second["total"] and second["synthesized"] == 0
+
+
+def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    from .livehelpers import ROOT
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "TTS_DIR": str(tmp_path / "tts")}
+    proc = subprocess.run([sys.executable, "scripts/prewarm_tts.py"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "0 failed" in proc.stdout
+    for alias in ("greeting_he.mp3", "fallback_he.mp3", "goodbye_he.mp3"):
+        data = (tmp_path / "tts" / alias).read_bytes()
+        assert (data[:3] == b"ID3" or data[0] == 0xFF) and len(data) > 1000
