@@ -19,6 +19,7 @@ from .store import Store
 from .stream import SERVER_OPTIONS, StreamRegistry, sock
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts, prompt_texts
+from .watchdog import Watchdog
 
 MAX_WEBHOOK_BYTES = 256 * 1024
 TURN_WORKERS = 16
@@ -45,7 +46,6 @@ def create_app(config: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     store = Store(settings.database_url)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
-    scheduler.start()
     events = EventLog(store, settings.secrets())
     engines = build_engines(settings)
     cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
@@ -58,6 +58,8 @@ def create_app(config: Settings | None = None) -> Flask:
                                                    thread_name_prefix="turn"))
     runtime.registry = StreamRegistry(runtime)
     runtime.prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
+    runtime.watchdog = Watchdog(runtime)
+    runtime.watchdog.start()
     app.extensions["ivr"] = runtime
 
     from . import public, webhooks

@@ -33,8 +33,8 @@ class Delivery:
                 self._client = client
             return self._client
 
-    def update(self, call_sid: str, twiml: str, kind: str, **detail) -> bool:
-        """Replace the call's TwiML; log `<KIND>_TX`/`<KIND>_FAIL`; False on any failure."""
+    def update(self, call_sid: str, twiml: str, kind: str, ok: str = "TX", **detail) -> bool:
+        """Replace the call's TwiML; log `<KIND>_<ok>`/`<KIND>_FAIL`; False on any failure."""
         try:
             self.client().calls(call_sid).update(twiml=twiml)
         except Exception as exc:  # noqa: BLE001 - the caller of update has a fallback
@@ -42,7 +42,7 @@ class Delivery:
             self.events.emit(f"{kind}_FAIL", call_sid, logging.WARNING, err=_short(exc),
                              code=code, **detail)
             return False
-        self.events.emit(f"{kind}_TX", call_sid, **detail)
+        self.events.emit(f"{kind}_{ok}", call_sid, **detail)
         return True
 
     def ping_pong(self, call_sid: str, twiml: str, url: str) -> bool:

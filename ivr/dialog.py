@@ -34,6 +34,7 @@ class TurnOutcome:
     fallback: str = ""
     skipped: bool = False
     ms: dict[str, int] = field(default_factory=dict)
+    deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
 
     @property
     def audio_name(self) -> str:
@@ -49,20 +50,29 @@ class Dialog:
             settings, store, events, engines, cache)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
 
-    def _timed(self, stage: str, fn: Callable[[], Any], timeout: float, ms: dict) -> Any:
+    def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
+               outcome: TurnOutcome) -> Any:
+        if outcome.deadline is not None:
+            timeout = max(0.1, min(timeout, outcome.deadline - time.monotonic()))
         started = time.perf_counter()
         try:
             return self.pool.submit(fn).result(timeout=timeout)
         except FutureTimeout:
-            raise TimeoutError(f"{stage} took longer than {timeout:g} s") from None
+            raise TimeoutError(f"{stage} took longer than {timeout:.3g} s") from None
         finally:
-            ms[stage] = round((time.perf_counter() - started) * 1000)
+            outcome.ms[stage] = round((time.perf_counter() - started) * 1000)
 
     def run_turn(self, call_sid: str, turn: int, *, pcm: bytes | None = None,
-                 text: str | None = None, source: str = "stream") -> TurnOutcome:
-        """One turn from the caller's audio (or text from Gather/DTMF) to the reply's MP3."""
+                 text: str | None = None, source: str = "stream",
+                 budget_sec: float | None = None) -> TurnOutcome:
+        """One turn from the caller's audio (or text from Gather/DTMF) to the reply's MP3.
+
+        `budget_sec` caps the stages together (a webhook must answer Twilio within 15 s).
+        """
         started = time.perf_counter()
         outcome = TurnOutcome(turn=turn)
+        if budget_sec is not None:
+            outcome.deadline = time.monotonic() + budget_sec
         if text is None:
             text = self._transcribe(call_sid, pcm or b"", outcome, source)
         outcome.user_text = text.strip()
@@ -94,7 +104,7 @@ class Dialog:
         recognize = asr.recognize if source == "record" else asr.transcribe_detailed
         try:
             results = self._timed("asr", lambda: recognize(pcm), self.s.asr_timeout_sec,
-                                  outcome.ms)
+                                  outcome)
         except Exception as exc:  # noqa: BLE001 - an engine failure must never silence the call
             self.events.emit("ASR_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "asr-error"
@@ -119,7 +129,7 @@ class Dialog:
                 raise RuntimeError("no LLM engine configured")
             context = [{"role": m["role"], "text": m["text"]} for m in history]
             reply = self._timed("llm", lambda: llm.reply(context, outcome.user_text),
-                                self.s.llm_timeout_sec, outcome.ms) or ""
+                                self.s.llm_timeout_sec, outcome) or ""
             reply = reply.strip()
             if not reply:
                 raise RuntimeError("empty reply")
@@ -147,7 +157,7 @@ class Dialog:
             if tts is None:
                 raise RuntimeError("no TTS engine configured")
             return self._timed("tts", lambda: self.cache.synthesize(tts, text),
-                               self.s.tts_timeout_sec, outcome.ms)
+                               self.s.tts_timeout_sec, outcome)
         except Exception as exc:  # noqa: BLE001
             self.events.emit("TTS_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "tts-error"

@@ -28,6 +28,7 @@ class Runtime:
     registry: Any = None
     turn_pool: Any = None
     prompts: Any = None
+    watchdog: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def url(self, path: str) -> str:

@@ -175,6 +175,7 @@ class MediaStreamSession:
         greeting = bool(self.rt.settings.ai_greeting_he) and turn == 1
         self.detector = TurnDetector(TurnParams.from_settings(self.rt.settings, greeting))
         self.rt.registry.mark_start(self)
+        self.rt.watchdog.watch_media(call_sid, turn)
         self.rt.events.emit("WS_START", call_sid, sid=self.stream_sid, turn=turn,
                             mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
 

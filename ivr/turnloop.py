@@ -70,6 +70,7 @@ class StreamTurns:
             self.turn_id += 1
             self.in_flight = True
             my_id = self.turn_id
+        self.rt.watchdog.watch_turn(self.call_sid, self.session.turn)
         self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting)
 
     def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None) -> None:
@@ -107,13 +108,16 @@ class StreamTurns:
         if s.reply_mode == "stream":
             return self.speak_on_stream(outcome)
         url = self.rt.tts_url(outcome.audio_name)
-        next_turn = self.session.turn + 1
+        turn, next_turn = self.session.turn, self.session.turn + 1
+        if not self.rt.store.claim(self.call_sid, {"turn": turn, "turn_mode": "stream",
+                                                   "ended": False}, turn=next_turn):
+            self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
+            return
         doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, next_turn, url)
-        self.rt.store.update_call(self.call_sid, turn=next_turn)
+        playing = self.rt.cache.duration(outcome.audio_name)
         if s.reply_mode == "play":
             if self.rt.delivery.ping_pong(self.call_sid, doc, url):
-                for hook in self.rt.extras.get("after_ping_pong", []):
-                    hook(self.call_sid, next_turn, outcome)
+                self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
                 return
             reason = "calls.update failed"
         else:
@@ -121,6 +125,7 @@ class StreamTurns:
         self.rt.store.update_call(self.call_sid, pending_twiml=doc)
         self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
                             reason=reason)
+        self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
         self.session.close()
 
     def speak_on_stream(self, outcome: TurnOutcome) -> None:

@@ -10,14 +10,17 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
-from . import twiml
+from . import recordings, twiml
 from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
+from .watchdog import claim_record_fallback
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
+STREAM_ERROR_GRACE_SEC = 1.0  # let Twilio's own <Connect action> request win the race
 
 
 def xml(body: str, status: int = 200) -> Response:
@@ -156,14 +159,23 @@ def _incoming_call(rt: Runtime, params: dict, call_sid: str) -> Response:
     s = rt.settings
     rt.store.update_call(call_sid, turn_mode=s.turn_mode, reply_mode=s.reply_mode, turn=1,
                          status=params.get("CallStatus", "in-progress"))
-    return xml(first_turn_twiml(rt, call_sid))
+    body = first_turn_twiml(rt, call_sid)
+    if s.turn_mode == "stream":
+        greeting = rt.cache.duration(GREETING) if s.twiml_play_greeting else 0.0
+        rt.watchdog.expect_stream(call_sid, 1, greeting)
+    return xml(body)
 
 
 @bp.route("/webhook/stream_status", methods=["POST"])
 @twilio_webhook(_no_content)
 def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
-    rt.events.emit("STREAM_STATUS", call_sid, event=params.get("StreamEvent", ""),
-                   stream=params.get("StreamSid", ""), error=params.get("StreamError", ""))
+    event = params.get("StreamEvent", "")
+    rt.events.emit("STREAM_STATUS", call_sid, event=event, stream=params.get("StreamSid", ""),
+                   error=params.get("StreamError", ""))
+    call = rt.store.get_call(call_sid)
+    if event == "stream-error" and call["turn_mode"] == "stream" and not call["ended"]:
+        rt.watchdog.stream_failed(call_sid, call["turn"], params.get("StreamError", ""),
+                                  STREAM_ERROR_GRACE_SEC)
     return Response(status=204)
 
 
@@ -178,8 +190,10 @@ def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
         return xml(twiml.empty())
     reason = ("stream never started" if (call.get("stream_started_turn") or 0) < call["turn"]
               else "stream ended with no reply pending")
-    rt.store.update_call(call_sid, turn_mode="record", fallback_reason=reason)
-    rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason)
+    if not claim_record_fallback(rt.store, call_sid, call["turn"], reason):
+        rt.store.update_call(call_sid, turn_mode="record",
+                             fallback_reason=call.get("fallback_reason") or reason)
+    rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason, turn=call["turn"])
     return xml(twiml.record_turn(rt.settings.public_base_url, rt.prompt_url(FALLBACK)))
 
 
@@ -195,20 +209,60 @@ def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
         changes["outcome"] = call.get("outcome") or status
     rt.store.update_call(call_sid, **changes)
     rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
-    for hook in rt.extras.get("on_call_ended", []) if status in ENDED_STATUSES else []:
-        hook(call_sid)
+    if status in ENDED_STATUSES:
+        rt.watchdog.cancel(call_sid)
     return Response(status=204)
 
 
 @bp.route("/webhook/handle_recording", methods=["POST"])
 @twilio_webhook(_safe_twiml)
 def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
-    rt.events.emit("RECORDING", call_sid, url=params.get("RecordingUrl", ""),
+    url = params.get("RecordingUrl", "")
+    rt.events.emit("RECORDING", call_sid, url=url, sid=params.get("RecordingSid", ""),
                    duration=params.get("RecordingDuration", ""))
-    answer = rt.extras.get("answer_recording")
-    if answer and params.get("RecordingUrl"):
-        return xml(answer(call_sid, params))
-    return xml(silent_turn_twiml(rt, call_sid, "record"))
+    if not url:
+        return xml(silent_turn_twiml(rt, call_sid, "record"))
+    pcm = fetch_recording(rt, call_sid, params)
+    if pcm is None or len(pcm) < MIN_RECORDING_BYTES:
+        return xml(silent_turn_twiml(rt, call_sid, "record"))
+    call = rt.store.get_call(call_sid) or {}
+    turn = (call.get("turn") or 0) + 1
+    rt.store.update_call(call_sid, turn=turn, silent_turns=0)
+    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record",
+                                 budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
+    play = "" if outcome.skipped else rt.tts_url(outcome.audio_name)
+    s = rt.settings
+    if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback:
+        rt.store.update_call(call_sid, turn_mode="stream")
+        rt.events.emit("RECOVER_TO_STREAM", call_sid, turn=turn)
+        rt.watchdog.expect_stream(call_sid, turn, rt.cache.duration(outcome.audio_name))
+        return xml(twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, play))
+    return xml(twiml.record_turn(s.public_base_url, play))
+
+
+MIN_RECORDING_BYTES = 2 * 8000 * 3 // 10  # 0.3 s of 8 kHz PCM16
+
+
+def fetch_recording(rt: Runtime, call_sid: str, params: dict) -> bytes | None:
+    """Download (only from Twilio), keep the file for the owner, return 8 kHz PCM; None if not."""
+    url, sid = params["RecordingUrl"], params.get("RecordingSid", "")
+    try:
+        data = recordings.download(rt.settings, url)
+    except recordings.RecordingRefused as exc:
+        rt.events.emit("RECORDING_REFUSED", call_sid, logging.WARNING, url=url, reason=str(exc))
+        return None
+    except Exception as exc:  # noqa: BLE001 - a failed download is a re-prompt, not a 500
+        rt.events.emit("RECORDING_ERR", call_sid, logging.WARNING, url=url, err=repr(exc)[:200])
+        return None
+    path = recordings.keep(rt.settings.var_dir, sid or call_sid, data,
+                           {"call_sid": call_sid, "recording_sid": sid, "url": url,
+                            "duration": params.get("RecordingDuration", ""), "bytes": len(data)})
+    rt.events.emit("RECORDING_SAVED", call_sid, path=str(path), bytes=len(data))
+    try:
+        return recordings.to_pcm16(data)
+    except Exception as exc:  # noqa: BLE001
+        rt.events.emit("RECORDING_ERR", call_sid, logging.WARNING, err=f"undecodable: {exc!r}")
+        return None
 
 
 @bp.route("/webhook/handle_gather", methods=["POST"])
@@ -227,7 +281,8 @@ def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
     call = rt.store.get_call(call_sid) or {}
     turn = (call.get("turn") or 0) + 1
     rt.store.update_call(call_sid, turn=turn, silent_turns=0)
-    outcome = rt.dialog.run_turn(call_sid, turn, text=text, source=mode)
+    outcome = rt.dialog.run_turn(call_sid, turn, text=text, source=mode,
+                                 budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
     if outcome.skipped:
         return listen_twiml(rt, mode)
     return listen_twiml(rt, mode, rt.tts_url(outcome.audio_name))

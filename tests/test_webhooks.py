@@ -146,15 +146,16 @@ def test_unknown_call_sid_on_any_webhook_creates_the_call(twilio_post, runtime):
     assert status["detail"]["event"] == "stream-started"
 
 
-def test_call_status_closes_the_call_and_runs_end_hooks(twilio_post, runtime):
-    ended = []
-    runtime.extras["on_call_ended"] = [ended.append]
+def test_call_status_closes_the_call_and_cancels_its_jobs(twilio_post, runtime, settings):
+    runtime.settings = settings.replace(turn_mode="stream")
     twilio_post("/webhook/incoming_call")
+    runtime.watchdog.watch_media(CALL_SID, 1)
+    assert len([j for j in runtime.scheduler.get_jobs() if j.id.startswith(CALL_SID)]) == 2
     assert twilio_post("/webhook/call_status", CallStatus="completed",
                        CallDuration="42").status_code == 204
     call = runtime.store.get_call(CALL_SID)
     assert call["ended"] and call["duration_sec"] == 42 and call["outcome"] == "completed"
-    assert ended == [CALL_SID]
+    assert [j for j in runtime.scheduler.get_jobs() if j.id.startswith(CALL_SID)] == []
 
 
 def test_stream_ended_returns_pending_action_twiml_once(twilio_post, runtime):

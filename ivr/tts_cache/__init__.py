@@ -31,6 +31,7 @@ class TTSCache:
         self.lock = threading.Lock()
         self.key_locks: dict[str, threading.Lock] = {}
         self.synthesized = 0
+        self.durations: dict[str, tuple[float, float]] = {}
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -79,6 +80,23 @@ class TTSCache:
     def alias(self, name: str, source: Path) -> Path:
         """Publish a cached file under a fixed name (greeting_he.mp3, fallback_he.mp3…)."""
         return self.write(name, source.read_bytes())
+
+    def duration(self, name: str) -> float:
+        """Seconds of audio in a cache file (0.0 when it is missing or undecodable)."""
+        path = self.dir / name
+        try:
+            stamp = path.stat().st_mtime
+        except OSError:
+            return 0.0
+        known = self.durations.get(name)
+        if known and known[0] == stamp:
+            return known[1]
+        try:
+            seconds = audio.duration_sec(audio.decode_to_pcm16(path.read_bytes()))
+        except Exception:  # noqa: BLE001 - a watchdog delay, not worth failing for
+            return 0.0
+        self.durations[name] = (stamp, seconds)
+        return seconds
 
     def ensure_beep(self) -> Path:
         """The beep of last resort, generated (never a shipped file) when missing."""

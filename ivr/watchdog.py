@@ -1,0 +1,115 @@
+"""APScheduler jobs keyed by CallSid that move a stuck call to <Record>; each acts at most once.
+
+Every job decides from the store (not from memory), and acts only if it wins a claim on the
+call's row, so two jobs, two workers or a job racing a webhook can never act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from . import twiml
+from .tts_cache import FALLBACK
+
+log = logging.getLogger("ivr")
+STALL_MARGIN_SEC = 2.0
+
+
+class Watchdog:
+    """Schedules and runs the stream-start, no-media and stalled-turn checks of each call."""
+
+    def __init__(self, runtime):
+        self.rt = runtime
+        self.scheduler = runtime.scheduler
+
+    def start(self) -> None:
+        """Start the scheduler once per process (a second start is a no-op, not a second one)."""
+        if not self.scheduler.running:
+            self.scheduler.start()
+
+    def _at(self, job_id: str, delay: float, func, *args) -> None:
+        run_date = datetime.now() + timedelta(seconds=max(0.0, delay))
+        self.scheduler.add_job(func, "date", run_date=run_date, args=args, id=job_id,
+                               replace_existing=True, misfire_grace_time=60)
+
+    def cancel(self, call_sid: str) -> int:
+        """Remove every job of a call (it ended)."""
+        removed = 0
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(call_sid + ":"):
+                job.remove()
+                removed += 1
+        return removed
+
+    # ---- scheduling ----------------------------------------------------------------------
+    def expect_stream(self, call_sid: str, turn: int, after_sec: float = 0.0) -> None:
+        """The stream of `turn` must start within after_sec + STREAM_START_TIMEOUT_SEC."""
+        delay = after_sec + self.rt.settings.stream_start_timeout_sec
+        self._at(f"{call_sid}:start:{turn}", delay, self.check_stream_started, call_sid, turn)
+
+    def watch_media(self, call_sid: str, turn: int) -> None:
+        self._at(f"{call_sid}:media", self.rt.settings.no_media_timeout_sec,
+                 self.check_media, call_sid, turn)
+
+    def stream_failed(self, call_sid: str, turn: int, error: str, grace_sec: float) -> None:
+        """A stream-error for the current turn: Record fallback unless Twilio's action beat us."""
+        self._at(f"{call_sid}:error:{turn}", grace_sec, self.redirect_to_record, call_sid, turn,
+                 f"stream error: {error[:80]}")
+
+    def watch_turn(self, call_sid: str, turn: int) -> None:
+        s = self.rt.settings
+        delay = s.asr_timeout_sec + s.llm_timeout_sec + s.tts_timeout_sec + STALL_MARGIN_SEC
+        self._at(f"{call_sid}:stall:{turn}", delay, self.check_turn, call_sid, turn)
+
+    # ---- the checks ----------------------------------------------------------------------
+    def check_stream_started(self, call_sid: str, turn: int) -> None:
+        call = self.rt.store.get_call(call_sid)
+        if not call or call["ended"] or (call["stream_started_turn"] or 0) >= turn:
+            return
+        self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}")
+
+    def check_media(self, call_sid: str, turn: int) -> None:
+        call = self.rt.store.get_call(call_sid)
+        if not call or call["ended"] or call["turn"] != turn or call["turn_mode"] != "stream":
+            return
+        timeout = self.rt.settings.no_media_timeout_sec
+        last = call["last_media_at"] or 0
+        quiet = time.time() - last
+        if last and quiet < timeout:
+            self._at(f"{call_sid}:media", timeout - quiet, self.check_media, call_sid, turn)
+            return
+        self.redirect_to_record(call_sid, turn, f"no media for {timeout:g} s")
+
+    def check_turn(self, call_sid: str, turn: int) -> None:
+        """A turn still thinking after all its stage timeouts: play the fallback phrase."""
+        call = self.rt.store.get_call(call_sid)
+        if not call or call["ended"] or call["turn"] != turn or call["turn_mode"] != "stream":
+            return
+        if self.rt.settings.reply_mode == "stream":
+            return  # the socket itself speaks; the dialog's stage timeouts bound the turn
+        if not self.rt.store.claim(call_sid, {"turn": turn, "turn_mode": "stream"},
+                                   turn=turn + 1):
+            return
+        s = self.rt.settings
+        url = self.rt.prompt_url(FALLBACK)
+        doc = twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn + 1, url)
+        self.rt.events.emit("WATCHDOG_STALLED_TURN", call_sid, logging.WARNING, turn=turn)
+        if self.rt.delivery.update(call_sid, doc, "WATCHDOG_FALLBACK", url=url):
+            self.expect_stream(call_sid, turn + 1, after_sec=3.0)
+
+    def redirect_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
+        """Claim the call for the Record fallback and move it there with calls.update."""
+        if not claim_record_fallback(self.rt.store, call_sid, turn, reason):
+            return False
+        doc = twiml.record_turn(self.rt.settings.public_base_url, self.rt.prompt_url(FALLBACK))
+        self.rt.store.update_call(call_sid, pending_twiml=None)
+        return self.rt.delivery.update(call_sid, doc, "WATCHDOG_REDIRECT", "OK", reason=reason,
+                                       turn=turn)
+
+
+def claim_record_fallback(store, call_sid: str, turn: int, reason: str) -> bool:
+    """Move a streaming call's `turn` to record mode; True only for the one caller that did."""
+    return store.claim(call_sid, {"turn": turn, "turn_mode": "stream", "ended": False},
+                       turn_mode="record", fallback_reason=reason)
