@@ -193,6 +193,13 @@ def test_silent_recordings_reprompt_then_say_goodbye(twilio_post, runtime):
     assert runtime.store.get_call(CALL_SID)["outcome"] == "silent-hangup"
 
 
+def test_silent_gathers_reprompt_then_say_goodbye(twilio_post, runtime):
+    twilio_post("/webhook/incoming_call")
+    answers = [ET.fromstring(twilio_post("/webhook/handle_gather").data) for _ in range(3)]
+    assert [a.find("Gather") is not None for a in answers] == [True, True, False]
+    assert answers[-1].find("Hangup") is not None
+
+
 def test_a_failing_handler_still_answers_sound_and_keeps_the_record(twilio_post, runtime):
     def broken(*args, **kwargs):
         raise RuntimeError("engine exploded")
