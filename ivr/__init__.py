@@ -62,9 +62,10 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.watchdog.start()
     app.extensions["ivr"] = runtime
 
-    from . import public, webhooks
+    from . import inspector, public, webhooks
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(inspector.bp)
     app.config["SOCK_SERVER_OPTIONS"] = SERVER_OPTIONS
     sock.init_app(app)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,

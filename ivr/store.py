@@ -18,7 +18,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -171,6 +173,21 @@ class Store:
 
     def list_calls(self, limit: int = 100) -> list[dict]:
         stmt = select(calls).order_by(calls.c.started_at.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
+    def call_summaries(self, limit: int = 200) -> list[dict]:
+        """Newest calls with their number of turns and of error events (the inspector's list)."""
+        turn_count = (select(func.count()).where(turns.c.call_sid == calls.c.call_sid)
+                      .scalar_subquery())
+        error_count = (select(func.count()).where(events.c.call_sid == calls.c.call_sid)
+                       .where(or_(events.c.kind.like("%\\_ERR", escape="\\"),
+                                  events.c.kind.like("%\\_FAIL", escape="\\"),
+                                  events.c.kind.like("%REJECTED", escape="\\"),
+                                  events.c.kind.like("%REFUSED", escape="\\")))
+                       .scalar_subquery())
+        stmt = (select(calls, turn_count.label("turn_count"), error_count.label("error_count"))
+                .order_by(calls.c.started_at.desc()).limit(limit))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 

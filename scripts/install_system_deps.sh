@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Install espeak-ng and ffmpeg with apt when they are missing and we may (root or sudo -n).
+# Install espeak-ng, ffmpeg and chromium with apt when missing and we may (root or sudo -n).
 set -u
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the inspector's browser test
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,106 @@
+"""/inspector: every call and each call's timeline, server-rendered, locked by INSPECTOR_TOKEN."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from xml.dom import minidom
+
+from flask import Blueprint, Response, abort, redirect, render_template, request
+
+from .config import is_loopback_host
+from .runtime import Runtime, current_runtime
+
+bp = Blueprint("inspector", __name__)
+COOKIE = "inspector_token"
+ERROR_CODE = re.compile(r"\b(1[0-9]{4}|2[0-9]{4}|3[0-9]{4})\b")
+PROBLEM = re.compile(r"(_ERR|_FAIL|REJECTED|REFUSED|_BAD)$")
+QUIET_KINDS = frozenset({"WS_MEDIA", "WS_TX"})
+
+
+def locked_reason(rt: Runtime) -> str | None:
+    """Why this request may not see the inspector, or None when it may."""
+    expected = rt.settings.inspector_token
+    if not expected:
+        if is_loopback_host(rt.settings.bind_host):
+            return None
+        return "the inspector is locked: set INSPECTOR_TOKEN (or bind to 127.0.0.1 only)"
+    auth = request.headers.get("Authorization", "")
+    given = (request.args.get("token") or request.cookies.get(COOKIE)
+             or (auth[7:] if auth.startswith("Bearer ") else ""))
+    if given and hmac.compare_digest(given.encode(), expected.encode()):
+        return None
+    return "401: the inspector needs INSPECTOR_TOKEN (?token=… once, or Authorization: Bearer)"
+
+
+@bp.before_request
+def guard():
+    rt = current_runtime()
+    reason = locked_reason(rt)
+    if reason:
+        return Response(reason + "\n", status=401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": 'Bearer realm="inspector"'})
+    if "token" in request.args:  # keep the token out of URLs, history and logs
+        response = redirect(request.path)
+        response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict",
+                            secure=request.is_secure, path="/inspector")
+        return response
+    return None
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
+
+
+@bp.route("/inspector")
+def calls() -> str:
+    rt = current_runtime()
+    rows = rt.store.call_summaries()
+    now = time.time()
+    for row in rows:
+        end = row["ended_at"] or (row["updated_at"] if row["ended"] else now)
+        row["seconds"] = row["duration_sec"] or round((end or now) - (row["started_at"] or now))
+    return render_template("inspector_calls.html", calls=rows, leads=rt.store.leads()[-20:],
+                           when=_when)
+
+
+@bp.route("/inspector/calls/<call_sid>")
+def call(call_sid: str) -> str:
+    rt = current_runtime()
+    record = rt.store.get_call(call_sid)
+    if record is None:
+        abort(404)
+    start = record["started_at"] or 0
+    events = [_view(e, start) for e in rt.store.events(call_sid) if e["kind"] not in QUIET_KINDS]
+    codes = sorted({code for e in events for code in e["codes"]})
+    return render_template("inspector_call.html", call=record, events=events, codes=codes,
+                           turns=rt.store.turns(call_sid), when=_when,
+                           tts=lambda name: rt.tts_url(name) if name else "")
+
+
+def _view(event: dict, start: float) -> dict:
+    detail = dict(event["detail"])
+    text = " ".join(str(v) for v in detail.values() if isinstance(v, (str, int)))
+    twiml = detail.pop("twiml", None)
+    params = detail.pop("params", None)
+    return {"t": round(event["ts"] - start, 2), "kind": event["kind"], "detail": detail,
+            "params": params, "twiml": _pretty(twiml) if twiml else None,
+            "problem": bool(PROBLEM.search(event["kind"])),
+            "codes": [int(c) for c in ERROR_CODE.findall(text)]
+            if event["kind"] in ("STREAM_STATUS", "CALL_STATUS") or PROBLEM.search(event["kind"])
+            else []}
+
+
+def _pretty(xml_text: str) -> str:
+    try:
+        return minidom.parseString(xml_text.encode()).toprettyxml(indent="  ")[23:].strip()
+    except Exception:  # noqa: BLE001 - show what Twilio got, even if it does not parse
+        return xml_text
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""

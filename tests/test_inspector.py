@@ -1,0 +1,88 @@
+"""The request inspector: locked by default, and a whole emulated call readable in Chromium."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import AUTH_TOKEN
+from .livehelpers import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
+
+
+def test_locked_without_a_token_when_listening_beyond_loopback(client):
+    response = client.get("/inspector")
+    assert response.status_code == 401 and b"INSPECTOR_TOKEN" in response.data
+
+
+def test_open_on_a_loopback_only_server(client, runtime, settings):
+    runtime.settings = settings.replace(bind_host="127.0.0.1")
+    assert client.get("/inspector").status_code == 200
+
+
+def test_token_in_query_becomes_a_cookie_and_bearer_works(client, runtime, settings):
+    runtime.settings = settings.replace(inspector_token="s3cret-inspector")
+    assert client.get("/inspector?token=wrong").status_code == 401
+    first = client.get("/inspector?token=s3cret-inspector")
+    assert first.status_code == 302 and first.headers["Location"].endswith("/inspector")
+    assert "HttpOnly" in first.headers["Set-Cookie"]
+    assert client.get("/inspector").status_code == 200  # the cookie now
+    other = client.application.test_client()  # a new client has no cookie
+    assert other.get("/inspector").status_code == 401
+    ok = other.get("/inspector", headers={"Authorization": "Bearer s3cret-inspector"})
+    assert ok.status_code == 200 and ok.headers["Cache-Control"] == "no-store"
+
+
+def test_unknown_call_is_404(client, runtime, settings):
+    runtime.settings = settings.replace(bind_host="127.0.0.1")
+    assert client.get("/inspector/calls/CA" + "0" * 32).status_code == 404
+
+
+@pytest.fixture
+def fallback_call(phone_line):
+    line = phone_line(bind_host="127.0.0.1", **FAKES)
+    line.runtime.engines.asr.texts = iter(["מה שעות הפתיחה שלכם?"] * 5)
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]},
+                                     ws_refuse=True)
+    return line, result
+
+
+def test_a_call_with_a_fallback_reads_as_a_timeline(fallback_call):
+    line, result = fallback_call
+    client = line.app.test_client()
+    listing = client.get("/inspector").get_data(as_text=True)
+    assert f"/inspector/calls/{result.call_sid}" in listing and "+972501234567" in listing
+    page = client.get(f"/inspector/calls/{result.call_sid}").get_data(as_text=True)
+    for expected in ("STREAM_STATUS", "stream-error", "31920", "STREAM_FALLBACK", "RECORDING_SAVED",
+                     "TURN", "TwiML answered", "&lt;Record", "מה שעות הפתיחה שלכם?", "<audio",
+                     "CALL_STATUS", "stream never started", 'class="he"'):
+        assert expected in page, expected
+    assert AUTH_TOKEN not in page
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("Debian's chromium is needed for this test: apt-get install chromium")
+    return path
+
+
+def test_inspector_in_headless_chromium_with_a_screenshot(fallback_call, tmp_path):
+    line, result = fallback_call
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "inspector_call.png"
+    shot.unlink(missing_ok=True)
+    url = f"{line.url}/inspector/calls/{result.call_sid}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1300,1800"]
+    dom = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True,
+                         text=True, timeout=120)
+    assert "STREAM_FALLBACK" in dom.stdout and "מה שעות הפתיחה שלכם?" in dom.stdout
+    subprocess.run([chromium(), *flags, f"--screenshot={shot}", url], capture_output=True,
+                   timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000
+    assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
