@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call test lint clean bench-frame bench-turn
+.PHONY: setup sysdeps run call doctor test lint clean bench-frame bench-turn
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ setup: $(STAMP) sysdeps
 run: setup
 	$(PY) scripts/prewarm_tts.py
 	bash scripts/run_local.sh
+
+doctor: setup
+	$(PY) -m ivr doctor --url http://127.0.0.1:$(PORT)
 
 call: setup
 	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl

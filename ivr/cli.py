@@ -1,4 +1,4 @@
-"""python -m ivr check | serve | prewarm | carrier | call: thin commands over the package."""
+"""python -m ivr check | serve | prewarm | doctor | carrier | call: thin commands."""
 
 from __future__ import annotations
 
@@ -79,6 +79,23 @@ def cmd_prewarm(args: argparse.Namespace) -> int:
     return 1 if stats["failed"] else 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """GO/NO-GO checks against a deployment; exit status 1 on any FAIL."""
+    from urllib.parse import urlsplit
+
+    from .config import LOCAL_ACCOUNT_SID, ROOT, is_loopback_host, local_auth_token
+    from .doctor import Doctor, report
+    token = args.token or os.environ.get("TWILIO_AUTH_TOKEN", "")
+    account = args.account or os.environ.get("TWILIO_ACCOUNT_SID", "")
+    if not token and is_loopback_host(urlsplit(args.url).hostname):
+        from pathlib import Path
+        token = local_auth_token(Path(os.environ.get("VAR_DIR") or ROOT / "var"))
+        account = account or LOCAL_ACCOUNT_SID
+    results = Doctor(args.url, token, account).run()
+    print(report(results))
+    return 0 if all(check.ok for check in results) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ivr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     prewarm = sub.add_parser("prewarm", help="fill the TTS MP3 cache (greeting, fallbacks, flow)")
     prewarm.add_argument("--phrases", help="a text file with one more phrase a line")
     prewarm.set_defaults(func=cmd_prewarm)
+    doctor = sub.add_parser("doctor", help="GO/NO-GO checks against a deployment")
+    doctor.add_argument("--url", required=True, help="the deployment, e.g. https://host")
+    doctor.add_argument("--token", help="TWILIO_AUTH_TOKEN (default: the environment's)")
+    doctor.add_argument("--account", help="TWILIO_ACCOUNT_SID (default: the environment's)")
+    doctor.set_defaults(func=cmd_doctor)
     from .sim.cli import add_commands
     add_commands(sub)
     return parser

@@ -1,0 +1,191 @@
+"""`python -m ivr doctor --url https://host`: the runbooks' GO/NO-GO checks, each with its fix."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+import websocket
+from twilio.request_validator import RequestValidator
+
+from .config import is_loopback_host
+from .sim.mediaclient import SUBPROTOCOL, dial_url
+from .twiml import stream_url
+
+TIMEOUT = 10
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class Doctor:
+    """Runs every check against one deployment; signs requests when it has the auth token."""
+
+    def __init__(self, url: str, auth_token: str = "", account_sid: str = ""):
+        self.raw_url = url
+        self.base = url.rstrip("/")
+        self.token = auth_token
+        self.account = account_sid or "AC" + "0" * 32
+        self.call_sid = "CA" + secrets.token_hex(16)
+        self.http = requests.Session()
+        self.results: list[Check] = []
+
+    def add(self, name: str, ok: bool, detail: str, fix: str = "") -> Check:
+        check = Check(name, ok, detail, "" if ok else fix)
+        self.results.append(check)
+        return check
+
+    def post(self, path: str, **params: str) -> requests.Response:
+        params = {"CallSid": self.call_sid, "AccountSid": self.account, "From": "doctor",
+                  "To": "doctor", "CallStatus": "in-progress", **params}
+        headers = {}
+        if self.token:
+            signature = RequestValidator(self.token).compute_signature(self.base + path, params)
+            headers["X-Twilio-Signature"] = signature
+        return self.http.post(self.base + path, data=params, headers=headers, timeout=TIMEOUT)
+
+    # ---- the checks ------------------------------------------------------------------------
+    def check_config(self) -> None:
+        parts = urlsplit(self.raw_url)
+        secure = parts.scheme == "https" or (parts.scheme == "http"
+                                             and is_loopback_host(parts.hostname))
+        self.add("base URL is https (http only on loopback)", secure, self.raw_url,
+                 "set PUBLIC_BASE_URL to the https:// address Twilio reaches")
+        self.add("base URL has no trailing slash", not self.raw_url.endswith("/"), self.raw_url,
+                 "remove the trailing / from PUBLIC_BASE_URL (it makes // in TwiML URLs)")
+        self.add("credentials to sign requests", bool(self.token),
+                 "TWILIO_AUTH_TOKEN present" if self.token else "no auth token",
+                 "export TWILIO_AUTH_TOKEN (the doctor signs like Twilio)")
+
+    def check_health(self) -> None:
+        try:
+            response = self.http.get(self.base + "/healthz", timeout=TIMEOUT)
+            body = response.json()
+            ok = response.status_code == 200 and body.get("status") == "ok"
+            detail = f"{response.status_code} engines={body.get('engines')}"
+        except (requests.RequestException, ValueError) as exc:
+            ok, detail = False, f"{exc.__class__.__name__}"
+        self.add("/healthz", ok, detail, "start the server: bash scripts/start.sh (make run)")
+
+    def check_incoming_call(self) -> None:
+        response = self.post("/webhook/incoming_call")
+        fix = ("the server rejected the signature: its PUBLIC_BASE_URL must be exactly "
+               f"{self.base} and its TWILIO_AUTH_TOKEN must match" if response.status_code == 403
+               else "the route must answer 200 text/xml")
+        if response.status_code != 200 or "xml" not in response.headers.get("Content-Type", ""):
+            self.add("incoming_call TwiML", False, f"{response.status_code} "
+                     f"{response.headers.get('Content-Type', '')}: {response.text[:80]!r}", fix)
+            return
+        try:
+            root = ET.fromstring(response.content)
+        except ET.ParseError as exc:
+            self.add("incoming_call TwiML", False, f"does not parse: {exc}",
+                     "the TwiML must be valid XML (Twilio error 12100)")
+            return
+        problems = twiml_problems(root, response.text, self.base)
+        verbs = "+".join(child.tag for child in root)
+        self.add("incoming_call TwiML", not problems, "; ".join(problems) or f"200 {verbs}",
+                 "set PUBLIC_BASE_URL on the server to " + self.base
+                 if any("not on" in p for p in problems) else "fix the first-turn TwiML")
+
+    def check_mp3(self, name: str) -> None:
+        response = self.http.get(f"{self.base}/static/tts/{name}", timeout=TIMEOUT)
+        ctype = response.headers.get("Content-Type", "")
+        self.add(f"{name} answers 200 audio/mpeg",
+                 response.status_code == 200 and ctype.startswith("audio/mpeg"),
+                 f"{response.status_code} {ctype}",
+                 "run `python -m ivr prewarm` on the server (make run does it)")
+
+    def check_websocket(self, offer: bool) -> None:
+        name = f"WebSocket 101 {'with' if offer else 'without'} subprotocol"
+        wss = stream_url(self.base)
+        options: dict = {"timeout": TIMEOUT}
+        if self.token:
+            signature = RequestValidator(self.token).compute_signature(wss, {})
+            options["header"] = [f"X-Twilio-Signature: {signature}"]
+        if offer:
+            options["subprotocols"] = [SUBPROTOCOL]
+        try:
+            ws = websocket.create_connection(dial_url(wss), **options)
+        except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
+            self.add(name, False, f"{exc.__class__.__name__}: {str(exc)[:80]}",
+                     "run under gunicorn gthread (scripts/start.sh) and let the proxy pass "
+                     "WebSocket upgrades to /ws/twilio-media")
+            return
+        chosen = ws.getsubprotocol()
+        ws.close()
+        echoed = chosen == SUBPROTOCOL if offer else chosen is None
+        self.add(name, echoed, f"101, subprotocol {chosen!r}",
+                 "echo audio.twilio.com only when Twilio offers it")
+
+    def check_status_route(self, path: str, expected: int, **params: str) -> None:
+        response = self.post(path, **params)
+        ctype = response.headers.get("Content-Type", "")
+        ok = response.status_code == expected and (expected != 200 or "xml" in ctype)
+        want = "200 text/xml" if expected == 200 else str(expected)
+        fix = f"{path} must answer {want}"
+        if path.endswith("stream_ended"):
+            fix += " (a 204 there makes Twilio fail the call with 12100)"
+        self.add(f"{path.rsplit('/', 1)[-1]} answers {want}", ok,
+                 f"{response.status_code} {ctype}".strip(), fix)
+
+    def run(self) -> list[Check]:
+        self.check_config()
+        self.check_health()
+        self.check_incoming_call()
+        self.check_mp3("greeting_he.mp3")
+        self.check_mp3("fallback_he.mp3")
+        self.check_websocket(offer=False)
+        self.check_websocket(offer=True)
+        self.check_status_route("/webhook/stream_status", 204, StreamEvent="stream-started",
+                                StreamSid="MZ" + "0" * 32)
+        self.check_status_route("/webhook/stream_ended", 200)
+        self.check_status_route("/webhook/call_status", 204, CallStatus="completed",
+                                CallDuration="0")
+        return self.results
+
+
+def twiml_problems(root: ET.Element, text: str, base: str) -> list[str]:
+    """DESIGN §4's TwiML rules for the first turn."""
+    problems = []
+    urls = re.findall(r"(?:https?|wss?)://[^\s\"<]+", text)
+    if any("//" in u.split("://", 1)[1] for u in urls):
+        problems.append("a URL has // in its path")
+    host = urlsplit(base).netloc
+    if any(urlsplit(u).netloc != host for u in urls):
+        problems.append(f"URLs not on {host} (PUBLIC_BASE_URL differs)")
+    stream = root.find("Connect/Stream")
+    if stream is not None:
+        url = urlsplit(stream.get("url", ""))
+        if url.scheme != "wss" or url.query or url.path != "/ws/twilio-media":
+            problems.append("Stream url must be wss://host/ws/twilio-media with no query")
+        names = {p.get("name") for p in stream.findall("Parameter")}
+        if not {"call_sid", "turn", "token"} <= names:
+            problems.append("Stream lacks the call_sid/turn/token Parameters")
+        if not root.find("Connect").get("action", "").endswith("/webhook/stream_ended"):
+            problems.append("Connect action is not /webhook/stream_ended")
+    elif root.find("Gather") is None and root.find("Record") is None:
+        problems.append("neither Connect/Stream, Gather nor Record")
+    return problems
+
+
+def report(results: list[Check]) -> str:
+    width = max(len(c.name) for c in results)
+    lines = []
+    for check in results:
+        lines.append(f"{'PASS' if check.ok else 'FAIL'}  {check.name:<{width}}  {check.detail}")
+        if check.fix:
+            lines.append(f"{'':6}{'':<{width}}  fix: {check.fix}")
+    failed = sum(not c.ok for c in results)
+    lines.append(f"{'GO' if not failed else 'NO-GO'}: {len(results) - failed} passed, "
+                 f"{failed} failed")
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""The doctor passes a healthy line; each check fails, with its fix, when its cause is injected."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ivr.doctor import Doctor, report
+from ivr.tts_cache.prompts import prewarm
+
+from .livehelpers import ROOT
+
+
+@pytest.fixture
+def healthy(phone_line):
+    line = phone_line(local=True, turn_mode="stream", asr_engine="fake")
+    rt = line.runtime
+    prewarm(rt.cache, rt.engines.tts, rt.engines.llm, rt.settings, out=io.StringIO())
+    return line
+
+
+def run(line, **kwargs):
+    s = line.runtime.settings
+    results = Doctor(line.url, s.twilio_auth_token, s.twilio_account_sid, **kwargs).run()
+    return {c.name: c for c in results}, results
+
+
+def test_a_healthy_line_is_go(healthy):
+    checks, results = run(healthy)
+    assert all(c.ok for c in results), report(results)
+    assert "Connect" in checks["incoming_call TwiML"].detail
+    assert all(c["ended"] for c in healthy.store.list_calls())  # the doctor closed its call
+    assert report(results).endswith(f"GO: {len(results)} passed, 0 failed")
+
+
+def test_a_wrong_public_base_url_fails_with_its_fix(healthy):
+    rt = healthy.runtime
+    rt.settings = rt.settings.replace(public_base_url="https://old-deployment.example.com")
+    checks, _ = run(healthy)
+    failed = checks["incoming_call TwiML"]
+    assert not failed.ok and failed.detail.startswith("403")
+    assert f"PUBLIC_BASE_URL must be exactly {healthy.url}" in failed.fix
+    rt.settings = rt.settings.replace(validate_twilio_signature=False)
+    checks, _ = run(healthy)
+    failed = checks["incoming_call TwiML"]
+    assert "not on" in failed.detail
+    assert failed.fix == f"set PUBLIC_BASE_URL on the server to {healthy.url}"
+
+
+def test_a_missing_mp3_fails_with_its_fix(healthy):
+    os.unlink(os.path.join(healthy.runtime.settings.tts_dir, "fallback_he.mp3"))
+    checks, _ = run(healthy)
+    failed = checks["fallback_he.mp3 answers 200 audio/mpeg"]
+    assert not failed.ok and failed.detail.startswith("404") and "prewarm" in failed.fix
+    assert checks["greeting_he.mp3 answers 200 audio/mpeg"].ok
+
+
+def test_a_route_answering_204_instead_of_200_fails_with_its_fix(healthy):
+    inner = healthy.app.wsgi_app
+
+    def broken(environ, start_response):
+        if environ["PATH_INFO"] == "/webhook/stream_ended":
+            start_response("204 No Content", [])
+            return [b""]
+        return inner(environ, start_response)
+    healthy.app.wsgi_app = broken
+    checks, _ = run(healthy)
+    failed = checks["stream_ended answers 200 text/xml"]
+    assert not failed.ok and failed.detail.startswith("204") and "12100" in failed.fix
+
+
+def test_config_checks_fail_on_http_and_trailing_slash():
+    doctor = Doctor("http://line.example.com/", "")
+    doctor.check_config()
+    assert [c.ok for c in doctor.results] == [False, False, False]
+    assert "https://" in doctor.results[0].fix and "trailing /" in doctor.results[1].fix
+
+
+def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var")}
+    good = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and "GO:" in good.stdout, good.stdout
+    bad = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url + "/"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "NO-GO" in bad.stdout
+    assert "fix: remove the trailing /" in bad.stdout
