@@ -47,11 +47,19 @@ class EventLog:
     def emit(self, kind: str, call_sid: str | None = None, level: int = logging.INFO, /,
              **detail: Any) -> None:
         """Log `KIND call=… key=value…` and store the event; storage failure never raises."""
+        self._emit(kind, call_sid, level, detail, later=False)
+
+    def emit_later(self, kind: str, call_sid: str | None = None, /, **detail: Any) -> None:
+        """The same from the media hot path: the row is written by the store's writer thread."""
+        self._emit(kind, call_sid, logging.INFO, detail, later=True)
+
+    def _emit(self, kind: str, call_sid: str | None, level: int, detail: dict,
+              later: bool) -> None:
         detail = self.redact(detail)
         fields = ([f"call={call_sid}"] if call_sid else []) + [
             f"{k}={format_value(v)}" for k, v in detail.items() if not isinstance(v, dict)]
         log.log(level, "%s %s", kind, " ".join(fields))
         try:
-            self.store.add_event(call_sid, kind, detail)
+            self.store.add_event(call_sid, kind, detail, later=later)
         except Exception as exc:  # noqa: BLE001 - the log line above already has it
             log.error("EVENT_STORE_ERR kind=%s err=%s", kind, format_value(str(exc)))

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
+import queue
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,22 +101,69 @@ CALL_FIELDS = frozenset(c.name for c in calls.columns)
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
 class Store:
-    """Thread-safe access to the call database; every method is one short transaction."""
+    """Thread-safe access to the call database; every method is one short transaction.
+
+    Writes from the media hot path (`later=True`) go to one background writer so that a frame
+    never waits for the database; every read first waits for those writes to land.
+    """
 
     def __init__(self, url: str):
+        sqlite = url.startswith("sqlite")
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        options = {"pool_size": 20, "max_overflow": 40} if sqlite else {"pool_pre_ping": True}
+        self.engine: Engine = create_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept by the file itself
         metadata.create_all(self.engine)
+        self.write_lock = threading.Lock()
+        self.writes: queue.Queue = queue.Queue()
+        self.writer = threading.Thread(target=self._write_forever, daemon=True,
+                                       name="store-writer")
+        self.writer.start()
+
+    def _write_forever(self) -> None:
+        while True:
+            first = self.writes.get()
+            if first is None:
+                self.writes.task_done()
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    batch.append(self.writes.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                with self.writing() as conn:
+                    for statement in batch:
+                        if statement is not None:
+                            conn.execute(statement)
+            except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
+                logging.getLogger("ivr").error("STORE_WRITE_ERR rows=%d err=%r", len(batch), exc)
+            finally:
+                for _ in batch:
+                    self.writes.task_done()
+
+    @contextmanager
+    def writing(self):
+        """One write transaction at a time in this process: SQLite's busy handler polls with
+        10-100 ms sleeps under contention, which would stall whoever waits (a media frame)."""
+        with self.write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def flush(self) -> None:
+        """Wait until every deferred write has landed."""
+        if self.writes.unfinished_tasks:
+            self.writes.join()
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -131,7 +182,7 @@ class Store:
             values = {k: v for k, v in fields.items() if k in CALL_FIELDS and v is not None}
             values.update(call_sid=call_sid, started_at=now, updated_at=now)
             try:
-                with self.engine.begin() as conn:
+                with self.writing() as conn:
                     conn.execute(insert(calls).values(**values))
             except Exception:  # noqa: BLE001 - a concurrent webhook created it first
                 if self.get_call(call_sid) is None:
@@ -140,22 +191,28 @@ class Store:
         return row
 
     def get_call(self, call_sid: str) -> dict | None:
+        self.flush()
         with self.engine.connect() as conn:
             row = conn.execute(select(calls).where(calls.c.call_sid == call_sid)).mappings().first()
         return dict(row) if row else None
 
-    def update_call(self, call_sid: str, **fields: Any) -> None:
+    def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
         values = {k: v for k, v in fields.items() if k in CALL_FIELDS}
         values["updated_at"] = time.time()
-        with self.engine.begin() as conn:
-            conn.execute(update(calls).where(calls.c.call_sid == call_sid).values(**values))
+        statement = update(calls).where(calls.c.call_sid == call_sid).values(**values)
+        if later:
+            self.writes.put(statement)
+            return
+        with self.writing() as conn:
+            conn.execute(statement)
 
     def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
         """Apply changes only if the call still matches `where`; True if this caller won."""
+        self.flush()
         stmt = update(calls).where(calls.c.call_sid == call_sid)
         for key, value in where.items():
             stmt = stmt.where(calls.c[key] == value)
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             result = conn.execute(stmt.values(updated_at=time.time(), **changes))
         return result.rowcount == 1
 
@@ -164,7 +221,7 @@ class Store:
         stmt = (update(calls).where(calls.c.call_sid == call_sid)
                 .where((calls.c.stream_started_turn < turn) | calls.c.stream_started_turn.is_(None))
                 .values(stream_started_turn=turn, updated_at=time.time()))
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             return conn.execute(stmt).rowcount == 1
 
     def history(self, call_sid: str) -> list[dict]:
@@ -172,12 +229,14 @@ class Store:
         return json.loads(call["history"] or "[]") if call else []
 
     def list_calls(self, limit: int = 100) -> list[dict]:
+        self.flush()
         stmt = select(calls).order_by(calls.c.started_at.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def call_summaries(self, limit: int = 200) -> list[dict]:
         """Newest calls with their number of turns and of error events (the inspector's list)."""
+        self.flush()
         turn_count = (select(func.count()).where(turns.c.call_sid == calls.c.call_sid)
                       .scalar_subquery())
         error_count = (select(func.count()).where(events.c.call_sid == calls.c.call_sid)
@@ -191,13 +250,18 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
-    def add_event(self, call_sid: str | None, kind: str, detail: dict) -> None:
+    def add_event(self, call_sid: str | None, kind: str, detail: dict,
+                  later: bool = False) -> None:
         row = {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
                "detail": json.dumps(detail, ensure_ascii=False, default=str)}
-        with self.engine.begin() as conn:
+        if later:
+            self.writes.put(insert(events).values(**row))
+            return
+        with self.writing() as conn:
             conn.execute(insert(events).values(**row))
 
     def events(self, call_sid: str) -> list[dict]:
+        self.flush()
         stmt = select(events).where(events.c.call_sid == call_sid).order_by(events.c.id)
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
@@ -208,10 +272,11 @@ class Store:
     def add_turn(self, call_sid: str, **fields: Any) -> int:
         values = {k: v for k, v in fields.items() if k in turns.c}
         values.update(call_sid=call_sid, created_at=time.time())
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             return conn.execute(insert(turns).values(**values)).inserted_primary_key[0]
 
     def turns(self, call_sid: str) -> list[dict]:
+        self.flush()
         stmt = select(turns).where(turns.c.call_sid == call_sid).order_by(turns.c.id)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
@@ -219,7 +284,7 @@ class Store:
     def add_lead(self, call_sid: str, **fields: Any) -> int:
         values = {k: v for k, v in fields.items() if k in leads.c}
         values.update(call_sid=call_sid, created_at=time.time())
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
 
     def leads(self) -> list[dict]:
@@ -227,4 +292,7 @@ class Store:
             return [dict(r) for r in conn.execute(select(leads).order_by(leads.c.id)).mappings()]
 
     def close(self) -> None:
+        self.flush()
+        self.writes.put(None)
+        self.writer.join(5)
         self.engine.dispose()

@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 
 from flask import request
 from flask_sock import Sock
@@ -20,11 +21,65 @@ from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 sock = Sock()
 SUBPROTOCOL = "audio.twilio.com"
 MAX_MESSAGE_BYTES = 64 * 1024  # Twilio's media messages are < 1 KB; bigger ones are skipped
-SERVER_OPTIONS = {"subprotocols": [SUBPROTOCOL], "max_message_size": 8 * 1024 * 1024,
-                  "ping_interval": None}
 MEDIA_LOG_EVERY = 50
 BAD_LOG_EVERY = 100
 MEDIA_STORE_EVERY_SEC = 1.0
+
+
+class TimedInbox(list):
+    """simple-websocket's input buffer, noting when the socket reader received each message."""
+
+    def __init__(self):
+        super().__init__()
+        self.arrivals: deque[float] = deque()
+        self.last_arrival = 0.0
+
+    def append(self, message) -> None:
+        self.arrivals.append(time.monotonic())
+        super().append(message)
+
+    def pop(self, index: int = -1):
+        message = super().pop(index)
+        self.last_arrival = self.arrivals.popleft() if index == 0 else time.monotonic()
+        return message
+
+
+class TimedReaderThread(threading.Thread):
+    """simple-websocket's socket reader, given a TimedInbox before it reads its first byte."""
+
+    def __init__(self, *args, target=None, **kwargs):
+        ws = getattr(target, "__self__", None)
+        if ws is not None and isinstance(ws.input_buffer, list) and not ws.input_buffer:
+            ws.input_buffer = TimedInbox()
+        super().__init__(*args, target=target, **kwargs)
+
+
+class LagStats:
+    """Frame-handling lag (received by the socket → handled), as a 1 ms histogram."""
+
+    BINS = 1000
+
+    def __init__(self):
+        self.bins = [0] * (self.BINS + 1)
+        self.max_ms = 0.0
+
+    def add(self, arrived: float) -> None:
+        lag = (time.monotonic() - arrived) * 1000
+        self.max_ms = max(self.max_ms, lag)
+        self.bins[min(self.BINS, int(lag))] += 1
+
+    def sparse(self) -> dict[int, int]:
+        """The non-empty bins, {ms: frames}, small enough for the WS_DONE event."""
+        return {ms: count for ms, count in enumerate(self.bins) if count}
+
+    def percentile(self, pct: float) -> int:
+        total = sum(self.bins)
+        seen = 0
+        for ms, count in enumerate(self.bins):
+            seen += count
+            if total and seen >= total * pct / 100:
+                return ms
+        return 0
 
 
 class StopStream(Exception):
@@ -50,7 +105,7 @@ class StreamRegistry:
         now = time.time()
         if now - self.media_stored_at.get(call_sid, 0) >= MEDIA_STORE_EVERY_SEC:
             self.media_stored_at[call_sid] = now
-            self.rt.store.update_call(call_sid, last_media_at=now)
+            self.rt.store.update_call(call_sid, later=True, last_media_at=now)
 
     def get(self, call_sid: str) -> MediaStreamSession | None:
         with self.lock:
@@ -74,6 +129,10 @@ def upgrade_signature_ok(rt: Runtime) -> bool:
     return RequestValidator(rt.settings.twilio_auth_token).validate(url, {}, signature)
 
 
+SERVER_OPTIONS = {"subprotocols": [SUBPROTOCOL], "max_message_size": 8 * 1024 * 1024,
+                  "ping_interval": None, "thread_class": TimedReaderThread}
+
+
 @sock.route("/ws/twilio-media")
 def media_stream(ws) -> None:
     rt = current_runtime()
@@ -89,6 +148,9 @@ class MediaStreamSession:
         self.turn = 0
         self.rx = self.tx = self.bad = 0
         self.bad_kinds: set[str] = set()
+        self.lag = LagStats()
+        inbox = getattr(ws, "input_buffer", None)
+        self.inbox = inbox if isinstance(inbox, TimedInbox) else None
         self.started = False
         self.closed = threading.Event()
         self.send_lock = threading.Lock()
@@ -169,14 +231,18 @@ class MediaStreamSession:
             raise StopStream()
         self.stream_sid, self.call_sid, self.turn = start.get("streamSid", ""), call_sid, turn
         self.started = True
-        call = self.rt.store.ensure_call(call_sid)
         from .turnloop import StreamTurns
-        self.turns = StreamTurns(self, call)
+        self.turns = StreamTurns(self)
         greeting = bool(self.rt.settings.ai_greeting_he) and turn == 1
         self.detector = TurnDetector(TurnParams.from_settings(self.rt.settings, greeting))
+        self.rt.turn_pool.submit(self.record_start)  # frames keep flowing meanwhile
+
+    def record_start(self) -> None:
+        """The stream's start in the store, the registry and the watchdog (off the media loop)."""
+        self.rt.store.ensure_call(self.call_sid)
         self.rt.registry.mark_start(self)
-        self.rt.watchdog.watch_media(call_sid, turn)
-        self.rt.events.emit("WS_START", call_sid, sid=self.stream_sid, turn=turn,
+        self.rt.watchdog.watch_media(self.call_sid, self.turn)
+        self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
                             mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
 
     def on_media(self, message: dict) -> None:
@@ -188,7 +254,7 @@ class MediaStreamSession:
             return self.skip("bad base64 payload")
         self.rx += 1
         if self.rx % MEDIA_LOG_EVERY == 0:
-            self.rt.events.emit("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
+            self.rt.events.emit_later("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
         self.rt.registry.touch_media(self.call_sid)
         if self.rt.settings.ws_mode == "ECHO":
             return self.send_media_frames([payload])
@@ -202,6 +268,8 @@ class MediaStreamSession:
                 self.turns.barge_in(event)
             elif isinstance(event, Greet):
                 self.turns.greet()
+        if self.inbox is not None:
+            self.lag.add(self.inbox.last_arrival)
 
     def on_mark(self, message: dict) -> None:
         self.turns and self.turns.mark_played(message["mark"]["name"])
@@ -227,7 +295,7 @@ class MediaStreamSession:
             sent += 1
             self.tx += 1
             if self.tx % MEDIA_LOG_EVERY == 0:
-                self.rt.events.emit("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
+                self.rt.events.emit_later("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
         return sent
 
     def close(self) -> None:
@@ -243,4 +311,5 @@ class MediaStreamSession:
         if self.started:
             self.rt.registry.remove(self)
         self.rt.events.emit("WS_DONE", self.call_sid or None, sid=self.stream_sid, rx=self.rx,
-                            tx=self.tx, bad=self.bad)
+                            tx=self.tx, bad=self.bad, lag_p99_ms=self.lag.percentile(99),
+                            lag_max_ms=round(self.lag.max_ms, 1), lag_hist=self.lag.sparse())

@@ -21,7 +21,7 @@ log = logging.getLogger("ivr")
 class StreamTurns:
     """Owns the turns of one WebSocket; the conversation itself lives in the store."""
 
-    def __init__(self, session: MediaStreamSession, call: dict):
+    def __init__(self, session: MediaStreamSession):
         self.session, self.rt = session, session.rt
         self.call_sid = session.call_sid
         self.lock = threading.Lock()
@@ -114,19 +114,16 @@ class StreamTurns:
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
             return
         doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, next_turn, url)
-        playing = self.rt.cache.duration(outcome.audio_name)
-        if s.reply_mode == "play":
-            if self.rt.delivery.ping_pong(self.call_sid, doc, url):
-                self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
-                return
-            reason = "calls.update failed"
+        if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, doc, url):
+            pass  # the reply is on its way; sizing the watchdog can wait until now
         else:
-            reason = "REPLY_MODE=action"
-        self.rt.store.update_call(self.call_sid, pending_twiml=doc)
-        self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
-                            reason=reason)
+            reason = "calls.update failed" if s.reply_mode == "play" else "REPLY_MODE=action"
+            self.rt.store.update_call(self.call_sid, pending_twiml=doc)
+            self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
+                                reason=reason)
+            self.session.close()
+        playing = self.rt.cache.duration(outcome.audio_name)
         self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
-        self.session.close()
 
     def speak_on_stream(self, outcome: TurnOutcome) -> None:
         """Bidirectional: a short human pause, the reply as media frames, then a mark."""

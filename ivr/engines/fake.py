@@ -53,11 +53,14 @@ class FakeTTS(TTS):
     def __init__(self, delay: float = 0.0, fail: bool = False):
         self.delay, self.fail = delay, fail
         self.calls = 0
+        self.encoded: dict[int, bytes] = {}
 
     def synthesize(self, text: str) -> bytes:
         time.sleep(self.delay)
         self.calls += 1
         if self.fail:
             raise EngineError("fake TTS failure")
-        ms = min(3000, 300 + 20 * len(text))
-        return audio.pcm16_to_mp3(audio.beep_pcm16(ms, 330 + 10 * (len(text) % 40), 4000))
+        ms = min(3000, 300 + 20 * len(text)) // 100 * 100  # a tenth of a second per bucket
+        if ms not in self.encoded:  # encode each length once: instant after the first
+            self.encoded[ms] = audio.pcm16_to_mp3(audio.beep_pcm16(ms, 330 + ms // 20, 4000))
+        return self.encoded[ms]

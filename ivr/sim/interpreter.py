@@ -119,6 +119,8 @@ class CallRun:
             self.check()
             self.clock.sleep_until(self.next_tick, self.interrupt)
             self.check()
+            late_ms = (self.clock.now() - self.next_tick) * 1000 / self.clock.speed
+            self.result.max_tick_late_ms = max(self.result.max_tick_late_ms, round(late_ms, 1))
             frame, text, key = self.mic.read()
             self.tape.put("caller", self.next_tick, audio.ulaw_to_pcm16(frame))
             for fork in self.forks:

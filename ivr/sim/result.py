@@ -35,6 +35,7 @@ class CallResult:
     recordings: list[dict] = field(default_factory=list)
     streams: list[dict] = field(default_factory=list)
     wav: bytes = b""
+    max_tick_late_ms: float = 0.0  # how late (real ms) the emulator itself sent a frame
 
     @property
     def error_codes(self) -> list[int]:
