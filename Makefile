@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor test lint clean bench-frame bench-turn
+.PHONY: setup sysdeps run call doctor test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,17 @@ bench-frame: setup
 
 bench-turn: setup
 	$(PY) -m bench.turn_time
+
+bench-overhead: setup
+	$(PY) -m bench.turn_overhead
+
+bench-fallback: setup
+	$(PY) -m bench.fallback
+
+bench-concurrency: setup
+	$(PY) -m bench.concurrency
+
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
 
 lint: setup
 	$(PY) -m ruff check .

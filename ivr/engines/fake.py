@@ -25,7 +25,9 @@ class FakeASR(ASR):
             raise EngineError("fake ASR failure")
         seconds = audio.duration_sec(pcm16_8k)
         self.heard.append(seconds)
-        return next(self.texts) if self.texts else f"משפט של {seconds:.1f} שניות"
+        if self.texts:
+            return next(self.texts)
+        return f"משפט {len(self.heard)} של {seconds:.1f} שניות"  # never two alike
 
 
 class FakeLLM(LLM):

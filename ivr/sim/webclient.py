@@ -39,9 +39,7 @@ class WebClient:
                  "method": method, "url": url, "params": params if method == "POST" else {}}
         self.run.result.requests.append(entry)
         try:
-            response = self.session.request(method, url, headers=headers,
-                                            timeout=WEBHOOK_TIMEOUT_SEC,
-                                            data=params if method == "POST" else None)
+            response = self._send(method, url, headers, params)
         except requests.RequestException as exc:
             entry.update(status=None, error=str(exc))
             self.run.error(11200, f"{method} {url}: {exc.__class__.__name__}")
@@ -52,6 +50,16 @@ class WebClient:
         if not response.headers.get("Content-Type", "").startswith("audio/"):
             entry["body"] = response.text[:BODY_LOG_CHARS]
         return response
+
+    def _send(self, method: str, url: str, headers: dict, params: dict) -> requests.Response:
+        """Like Twilio, retry once when the connection fails (a keep-alive the server closed)."""
+        data = params if method == "POST" else None
+        try:
+            return self.session.request(method, url, headers=headers, data=data,
+                                        timeout=WEBHOOK_TIMEOUT_SEC)
+        except requests.ConnectionError:
+            return self.session.request(method, url, headers=headers, data=data,
+                                        timeout=WEBHOOK_TIMEOUT_SEC)
 
     def twiml(self, url: str, method: str = "POST", extra: dict | None = None) -> str:
         """Fetch a TwiML document; on any failure the call ends as Twilio ends it."""
