@@ -51,7 +51,7 @@ def decode_and_rms(items):
 
 
 def whole_path(items):
-    detector = TurnDetector(TurnParams())
+    detector = TurnDetector(TurnParams.defaults())
     for raw in items:
         message = json.loads(raw)
         pcm = audio.ulaw_to_pcm16(base64.b64decode(message["media"]["payload"], validate=True))

@@ -7,7 +7,7 @@ silence, so "time since the last frame" is always ~20 ms and cannot end an utter
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 FRAME_SEC = 0.02
 FLOOR_SEC = 0.28  # an utterance must be longer than this (seed 000 §5)
@@ -23,16 +23,21 @@ def frames(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class TurnParams:
-    """The seed's listening parameters (DESIGN §5)."""
+    """The seed's listening parameters (DESIGN §5); `defaults()` gives the configured defaults."""
 
-    vad_rms: int = 210
-    hangover_ms: int = 140
-    min_utt_sec: float = 0.48
-    max_utt_sec: float = 7.0
-    refractory_ms: int = 750
-    barge_in: bool = True
-    barge_in_voice_frames: int = 3
+    vad_rms: int
+    hangover_ms: int
+    min_utt_sec: float
+    max_utt_sec: float
+    refractory_ms: int
+    barge_in: bool
+    barge_in_voice_frames: int
     greeting: bool = False
+
+    @classmethod
+    def defaults(cls, **changes) -> TurnParams:
+        from .config import Settings
+        return replace(cls.from_settings(Settings()), **changes)
 
     @classmethod
     def from_settings(cls, settings, greeting: bool = False) -> TurnParams:

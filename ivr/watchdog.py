@@ -70,9 +70,16 @@ class Watchdog:
             return
         self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}")
 
-    def check_media(self, call_sid: str, turn: int) -> None:
+    def _still_streaming(self, call_sid: str, turn: int) -> dict | None:
+        """The call, if it is live, streaming, and still on `turn`; else None."""
         call = self.rt.store.get_call(call_sid)
         if not call or call["ended"] or call["turn"] != turn or call["turn_mode"] != "stream":
+            return None
+        return call
+
+    def check_media(self, call_sid: str, turn: int) -> None:
+        call = self._still_streaming(call_sid, turn)
+        if call is None:
             return
         timeout = self.rt.settings.no_media_timeout_sec
         last = call["last_media_at"] or 0
@@ -84,8 +91,7 @@ class Watchdog:
 
     def check_turn(self, call_sid: str, turn: int) -> None:
         """A turn still thinking after all its stage timeouts: play the fallback phrase."""
-        call = self.rt.store.get_call(call_sid)
-        if not call or call["ended"] or call["turn"] != turn or call["turn_mode"] != "stream":
+        if self._still_streaming(call_sid, turn) is None:
             return
         if self.rt.settings.reply_mode == "stream":
             return  # the socket itself speaks; the dialog's stage timeouts bound the turn

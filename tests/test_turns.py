@@ -9,6 +9,11 @@ LOUD, QUIET = 2000, 20
 FRAME = b"\x00\x00" * 160
 
 
+def new_detector(**changes) -> TurnDetector:
+    """A detector on the configured defaults, with some parameters changed."""
+    return TurnDetector(TurnParams.defaults(**changes))
+
+
 def feed(detector, pattern, listen_after=True):
     """pattern: a list of (level, count); returns every event with the frame index it came at."""
     out, index = [], 0
@@ -27,7 +32,7 @@ def utterances(events):
 
 
 def test_an_utterance_ends_after_the_silence_even_though_frames_keep_coming():
-    events = feed(TurnDetector(TurnParams()), [(QUIET, 50), (LOUD, 100), (QUIET, 100)])
+    events = feed(new_detector(), [(QUIET, 50), (LOUD, 100), (QUIET, 100)])
     (index, utt), = [(i, e) for i, e in events if isinstance(e, Utterance)]
     assert index == 150 + 23  # 2 s of speech then 0.48 s (24 frames) of silence
     assert utt.frames == 100 + 7  # leading silence out, 140 ms of hangover kept
@@ -35,34 +40,34 @@ def test_an_utterance_ends_after_the_silence_even_though_frames_keep_coming():
 
 
 def test_a_short_utterance_ends_after_a_shorter_silence():
-    events = feed(TurnDetector(TurnParams()), [(LOUD, 40), (QUIET, 40)])
+    events = feed(new_detector(), [(LOUD, 40), (QUIET, 40)])
     assert [i for i, e in events if isinstance(e, Utterance)] == [40 + 17]  # 0.36 s
 
 
 def test_noise_shorter_than_the_floor_is_not_an_utterance():
-    assert utterances(feed(TurnDetector(TurnParams()), [(LOUD, 14), (QUIET, 60)])) == []
-    assert len(utterances(feed(TurnDetector(TurnParams()), [(LOUD, 15), (QUIET, 60)]))) == 1
+    assert utterances(feed(new_detector(), [(LOUD, 14), (QUIET, 60)])) == []
+    assert len(utterances(feed(new_detector(), [(LOUD, 15), (QUIET, 60)]))) == 1
 
 
 def test_max_utterance_length_cuts_a_monologue():
-    events = feed(TurnDetector(TurnParams()), [(LOUD, 400), (QUIET, 40)])
+    events = feed(new_detector(), [(LOUD, 400), (QUIET, 40)])
     lengths = [u.frames for u in utterances(events)]
     assert lengths[0] == 350 and max(lengths) <= 350
 
 
 def test_pauses_within_a_sentence_do_not_split_it():
     pattern = [(LOUD, 30), (QUIET, 10), (LOUD, 30), (QUIET, 15), (LOUD, 30), (QUIET, 40)]
-    assert len(utterances(feed(TurnDetector(TurnParams()), pattern))) == 1
+    assert len(utterances(feed(new_detector(), pattern))) == 1
 
 
 def test_thinking_ignores_the_caller_until_told_to_listen():
-    detector = TurnDetector(TurnParams())
+    detector = new_detector()
     events = feed(detector, [(LOUD, 40), (QUIET, 30), (LOUD, 40), (QUIET, 30)], listen_after=False)
     assert len(utterances(events)) == 1 and detector.state == "thinking"
 
 
 def test_barge_in_after_three_voiced_frames_and_the_caller_is_heard():
-    detector = TurnDetector(TurnParams())
+    detector = new_detector()
     detector.bot_speaking()
     events = feed(detector, [(QUIET, 20), (LOUD, 2), (QUIET, 1), (LOUD, 3), (LOUD, 40),
                              (QUIET, 30)])
@@ -73,22 +78,22 @@ def test_barge_in_after_three_voiced_frames_and_the_caller_is_heard():
 
 
 def test_no_barge_in_when_disabled():
-    detector = TurnDetector(TurnParams(barge_in=False))
+    detector = new_detector(barge_in=False)
     detector.bot_speaking()
     assert feed(detector, [(LOUD, 50)]) == [] and detector.state == "speaking"
 
 
 def test_refractory_after_the_bot_spoke_ignores_breaths():
-    detector = TurnDetector(TurnParams())
+    detector = new_detector()
     detector.bot_done()
     assert feed(detector, [(LOUD, 30), (QUIET, 30)]) == []  # within 750 ms (37 frames)
     assert len(utterances(feed(detector, [(QUIET, 10), (LOUD, 30), (QUIET, 30)]))) == 1
 
 
 def test_greeting_only_for_a_caller_silent_for_0_8_s():
-    silent = TurnDetector(TurnParams(greeting=True))
+    silent = new_detector(greeting=True)
     assert [i for i, e in feed(silent, [(QUIET, 100)]) if isinstance(e, Greet)] == [39]
-    talker = TurnDetector(TurnParams(greeting=True))
+    talker = new_detector(greeting=True)
     events = feed(talker, [(QUIET, 10), (LOUD, 40), (QUIET, 100)])
     assert not any(isinstance(e, Greet) for _, e in events)
 
@@ -105,7 +110,7 @@ def test_every_voiced_run_ends_in_exactly_one_utterance_within_floor_and_max(run
     pattern = [(QUIET, lead)]
     for voiced, silence in runs:
         pattern += [(LOUD, voiced), (QUIET, silence)]
-    found = utterances(feed(TurnDetector(TurnParams()), pattern))
+    found = utterances(feed(new_detector(), pattern))
     assert len(found) == sum(1 for voiced, _ in runs if voiced >= 15)
     assert all(0.28 < u.seconds <= 7.0 for u in found)
 
@@ -113,6 +118,6 @@ def test_every_voiced_run_ends_in_exactly_one_utterance_within_floor_and_max(run
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(1, 60)), min_size=1, max_size=40))
 def test_no_utterance_is_ever_shorter_than_the_floor_or_longer_than_the_maximum(pattern):
-    found = utterances(feed(TurnDetector(TurnParams()),
+    found = utterances(feed(new_detector(),
                             [(LOUD if loud else QUIET, n) for loud, n in pattern]))
     assert all(0.28 < u.seconds <= 7.0 for u in found)
