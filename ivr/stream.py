@@ -101,9 +101,11 @@ class StreamRegistry:
         self.rt.store.claim_stream_start(session.call_sid, session.turn)
 
     def touch_media(self, call_sid: str) -> None:
-        """Note media arriving; written to the store at most once a second per call."""
+        """Note media arriving; written to the store at most every quarter of the no-media
+        timeout (and once a second at most), so the watchdog never mistakes a live stream."""
         now = time.time()
-        if now - self.media_stored_at.get(call_sid, 0) >= MEDIA_STORE_EVERY_SEC:
+        every = min(MEDIA_STORE_EVERY_SEC, self.rt.settings.no_media_timeout_sec / 4)
+        if now - self.media_stored_at.get(call_sid, 0) >= every:
             self.media_stored_at[call_sid] = now
             self.rt.store.update_call(call_sid, later=True, last_media_at=now)
 

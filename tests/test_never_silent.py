@@ -155,3 +155,24 @@ def test_stream_start_watchdog_acts_once_and_moves_a_live_call_to_record(phone_l
     assert kinds(line, call_sid).count("WATCHDOG_REDIRECT_OK") == 1
     assert any("records" == e["text"] for e in result.timeline)
     assert len(fallback_turns(line, call_sid)) == 1
+
+
+def test_a_stalled_turn_gets_the_fallback_phrase_and_its_late_reply_is_dropped(phone_line):
+    line = phone_line(speed=1.0, **FAKES)
+    line.runtime.engines.llm.delay = 2.0  # within LLM_TIMEOUT_SEC: the turn is just slow
+    outcome = {}
+    caller = threading.Thread(target=lambda: outcome.update(result=line.carrier.place_call(
+        {"steps": [{"say": "שלום"}, {"silence": 4}], "end": "hangup"}, speed=1.0)))
+    caller.start()
+    deadline = time.time() + 20
+    while time.time() < deadline and not any(
+            "UTTERANCE" in kinds(line, c["call_sid"]) for c in line.store.list_calls()):
+        time.sleep(0.02)
+    call_sid = line.store.list_calls()[0]["call_sid"]
+    line.runtime.watchdog.check_turn(call_sid, 1)  # as if the turn had outlived its timeouts
+    caller.join(60)
+    result = outcome["result"]
+    events = kinds(line, call_sid)
+    assert {"WATCHDOG_STALLED_TURN", "WATCHDOG_FALLBACK_TX", "TURN_STALE"} <= set(events)
+    assert result.heard[0]["url"].endswith("/fallback_he.mp3")
+    assert [h["kind"] for h in result.heard] == ["play"]  # the late reply was not played
