@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from . import audio, twiml
 from .dialog import LLM_FALLBACK, TurnOutcome
+from .tts_cache import THINKING
 from .turns import BargeIn, Utterance
 
 if TYPE_CHECKING:
@@ -71,7 +72,29 @@ class StreamTurns:
             self.in_flight = True
             my_id = self.turn_id
         self.rt.watchdog.watch_turn(self.call_sid, self.session.turn)
+        hint_ms = self.rt.settings.thinking_hint_ms
+        if hint_ms and not greeting and self.rt.settings.reply_mode != "action":
+            timer = threading.Timer(hint_ms / 1000, self._thinking_hint, args=(my_id,))
+            timer.daemon = True
+            timer.start()
         self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting)
+
+    def _thinking_hint(self, my_id: int) -> None:
+        """THINKING_HINT_MS: the reply is late, so say "רגע…" and keep the caller on the line."""
+        with self.lock:
+            if not self.in_flight or my_id != self.turn_id:
+                return
+        s = self.rt.settings
+        url = self.rt.prompt_url(THINKING)
+        if s.reply_mode == "stream":
+            ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(self.rt.cache.path(
+                self.rt.prompts.name(THINKING)).read_bytes()))
+            self.session.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
+            self.rt.events.emit("THINKING_HINT_TX", self.call_sid, url=url, via="stream")
+            return
+        hold_sec = round(s.asr_timeout_sec + s.llm_timeout_sec + s.tts_timeout_sec) + 5
+        self.rt.delivery.update(self.call_sid, twiml.hold(url, hold_sec), "THINKING_HINT",
+                                url=url)
 
     def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None) -> None:
         turn = (self.rt.store.get_call(self.call_sid) or {}).get("turn") or self.session.turn
@@ -89,7 +112,8 @@ class StreamTurns:
         finally:
             with self.lock:
                 self.in_flight = False
-        if my_id != self.turn_id or self.session.closed.is_set():
+        socket_needed = self.rt.settings.reply_mode != "play"  # play delivers by REST alone
+        if my_id != self.turn_id or (socket_needed and self.session.closed.is_set()):
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
             return
         if outcome.skipped:

@@ -85,6 +85,14 @@ def gather_turn(base: str, language: str, play_url: str = "") -> str:
     return _to_xml(response)
 
 
+def hold(play_url: str, seconds: int) -> str:
+    """`<Play>` a filler, then `<Pause>` until a calls.update brings the reply."""
+    response = VoiceResponse()
+    response.play(play_url)
+    response.pause(length=seconds)
+    return _to_xml(response)
+
+
 def goodbye(play_url: str = "") -> str:
     """Optional goodbye `<Play>` and `<Hangup/>`."""
     response = VoiceResponse()

@@ -210,3 +210,21 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     assert done["rx"] == 60 and done["bad"] == 8
     result = line.carrier.place_call("three_turns")  # and the next call is served
     assert result.error_codes == [] and len(result.heard) == 3
+
+
+def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300)
+    line.runtime.engines.llm.delay = 1.0
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard]
+    assert plays[0] == "thinking_he.mp3" and len(plays) == 2  # the filler, then the reply
+    events = kinds(line, result.call_sid)
+    assert "THINKING_HINT_TX" in events and "TURN_STALE" not in events
+    assert events.count("PING_PONG_TX") == 1
+
+
+def test_no_thinking_hint_by_default_or_when_the_reply_is_quick(phone_line):
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=2000)
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    assert [h["url"].rsplit("/", 1)[-1] for h in result.heard if "thinking" in h["url"]] == []
+    assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)

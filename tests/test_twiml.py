@@ -65,3 +65,9 @@ def test_stream_token_binds_call_and_turn():
     assert not twiml.check_stream_token("key", SID, 3, token)
     assert not twiml.check_stream_token("other", SID, 2, token)
     assert not twiml.check_stream_token("key", SID, 2, "")
+
+
+def test_hold_plays_a_filler_then_pauses_for_the_reply():
+    assert twiml.hold("https://h/static/tts/thinking_he.mp3", 27) == (
+        HEAD + "<Response><Play>https://h/static/tts/thinking_he.mp3</Play>"
+        '<Pause length="27" /></Response>')
