@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
@@ -29,7 +29,6 @@ class Runtime:
     turn_pool: Any = None
     prompts: Any = None
     watchdog: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

@@ -109,10 +109,6 @@ class StreamRegistry:
             self.media_stored_at[call_sid] = now
             self.rt.store.update_call(call_sid, later=True, last_media_at=now)
 
-    def get(self, call_sid: str) -> MediaStreamSession | None:
-        with self.lock:
-            return self.sessions.get(call_sid)
-
     def remove(self, session: MediaStreamSession) -> None:
         with self.lock:
             if self.sessions.get(session.call_sid) is session:
