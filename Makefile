@@ -28,6 +28,7 @@ call: setup
 	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl
 
 test: setup
+	@bash scripts/install_system_deps.sh --with-browser
 	$(PY) -m pytest -q
 
 bench-frame: setup

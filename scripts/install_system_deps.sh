@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install espeak-ng, ffmpeg and chromium with apt when missing and we may (root or sudo -n).
+# Install espeak-ng and ffmpeg (and chromium with --with-browser) with apt when missing and allowed.
 set -u
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the inspector's browser test
+if [ "${1:-}" = "--with-browser" ]; then  # the inspector's browser test needs it, the line not
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
