@@ -35,8 +35,8 @@ class EventLog:
     def redact(self, value: Any) -> Any:
         """Replace secret values and the values of secret-named keys, recursively."""
         if isinstance(value, dict):
-            return {k: ("***" if SECRET_KEYS.search(str(k)) and k != "token_ok" else
-                        self.redact(v)) for k, v in value.items()}
+            return {k: "***" if SECRET_KEYS.search(str(k)) else self.redact(v)
+                    for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.redact(v) for v in value]
         if isinstance(value, str):

@@ -87,17 +87,13 @@ class StopStream(Exception):
 
 
 class StreamRegistry:
-    """The open streams of this process, by CallSid: a cache of what the store says."""
+    """Writes what the watchdog reads about each call's stream (start, media) to the store."""
 
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self.lock = threading.Lock()
-        self.sessions: dict[str, MediaStreamSession] = {}
         self.media_stored_at: dict[str, float] = {}
 
     def mark_start(self, session: MediaStreamSession) -> None:
-        with self.lock:
-            self.sessions[session.call_sid] = session
         self.rt.store.claim_stream_start(session.call_sid, session.turn)
 
     def touch_media(self, call_sid: str) -> None:
@@ -110,10 +106,7 @@ class StreamRegistry:
             self.rt.store.update_call(call_sid, later=True, last_media_at=now)
 
     def remove(self, session: MediaStreamSession) -> None:
-        with self.lock:
-            if self.sessions.get(session.call_sid) is session:
-                del self.sessions[session.call_sid]
-                self.media_stored_at.pop(session.call_sid, None)
+        self.media_stored_at.pop(session.call_sid, None)
 
 
 def upgrade_signature_ok(rt: Runtime) -> bool:
