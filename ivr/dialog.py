@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .engines import Engines
+from .engines.base import last_said
 from .eventlog import EventLog
 from .store import Store
 from .tts_cache import TTSCache
@@ -138,8 +139,7 @@ class Dialog:
             self.events.emit("LLM_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "llm-error"
             reply = LLM_FALLBACK
-        last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
-        if last and last["text"] == reply:
+        if last_said(history, "assistant") == reply:
             self.events.emit("DEDUP", call_sid, kind="reply", text=reply)
             reply = DEDUP_REPLY if reply != DEDUP_REPLY else LLM_FALLBACK
         return reply

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Protocol
 
 
+def last_said(history: list[dict], role: str) -> str:
+    """The text of the latest message of `role` ("user" or "assistant"), or ""."""
+    return next((m["text"] for m in reversed(history) if m["role"] == role), "")
+
+
 class EngineError(RuntimeError):
     """An engine failed; the dialog logs it and falls back to a sound."""
 

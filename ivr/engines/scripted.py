@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .base import LLM
+from .base import LLM, last_said
 
 DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
 HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2", "שתים": "2", "שניים": "2",
@@ -78,7 +78,7 @@ class ScriptedLLM(LLM):
 
     def _lead_step(self, history: list[dict]) -> str | None:
         """Which lead question the line asked last, if the last thing it said was one."""
-        last = next((m["text"] for m in reversed(history) if m["role"] == "assistant"), "")
+        last = last_said(history, "assistant")
         for step in ("ask_name", "ask_phone", "ask_reason"):
             if last == self.lead_texts[step]:
                 return step
@@ -94,7 +94,7 @@ class ScriptedLLM(LLM):
             return self.lead_texts["done"].format(**self.lead(history, text))
         intent = self.match(text)
         if intent is None:
-            last = next((m["text"] for m in reversed(history) if m["role"] == "assistant"), "")
+            last = last_said(history, "assistant")
             return self.flow.get("menu") or self.lead_texts["ask_name"] \
                 if last == self.flow["clarify"] else self.flow["clarify"]
         if intent.get("lead"):

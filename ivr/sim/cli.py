@@ -13,7 +13,7 @@ import requests
 from ..config import ConfigError, Settings, is_loopback_host
 from .carrier import FAULTS, Carrier
 from .result import CallResult
-from .script import SCRIPTS_DIR, CallerScript
+from .script import SCRIPTS_DIR, CallerScript, read_script
 
 
 def _settings() -> Settings:
@@ -54,11 +54,11 @@ def running_carrier(url: str) -> bool:
         return False
 
 
-def place(args: argparse.Namespace, settings: Settings, script: CallerScript) -> CallResult:
+def place(args: argparse.Namespace, settings: Settings, raw: dict) -> CallResult:
     faults = parse_faults(args.fault)
     carrier_url = args.carrier or settings.twilio_api_base_url
     if is_loopback_host(urlsplit(carrier_url).hostname) and running_carrier(carrier_url):
-        body = {"token": settings.twilio_auth_token, "script": script_dict(args.script),
+        body = {"token": settings.twilio_auth_token, "script": raw,
                 "speed": args.speed, "faults": faults}
         response = requests.post(carrier_url + "/sim/calls", json=body, timeout=600)
         if response.status_code != 200:
@@ -68,22 +68,16 @@ def place(args: argparse.Namespace, settings: Settings, script: CallerScript) ->
           f"cannot reach it; the line falls back to action delivery)", file=sys.stderr)
     with Carrier(args.server, account_sid=settings.twilio_account_sid,
                  auth_token=settings.twilio_auth_token) as carrier:
-        return carrier.place_call(script, args.speed, **faults)
-
-
-def script_dict(source: str) -> dict:
-    path = SCRIPTS_DIR / f"{source}.yaml" if (SCRIPTS_DIR / f"{source}.yaml").is_file() \
-        else Path(source)
-    import yaml
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return carrier.place_call(raw, args.speed, **faults)
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     """Ring the line with a caller script; print the timeline; write the WAV and request log."""
     settings = _settings()
     args.server = (args.server or f"http://127.0.0.1:{settings.port}").rstrip("/")
-    script = CallerScript.load(args.script)
-    result = place(args, settings, script)
+    raw = read_script(args.script)
+    CallerScript.from_dict(raw)  # a bad script stops here, with the step that is wrong
+    result = place(args, settings, raw)
     print(result.timeline_text())
     print(f"heard {len(result.heard)} time(s), said {len(result.said)} sentence(s), "
           f"{len(result.requests)} request(s), Twilio errors: {result.error_codes or 'none'}")

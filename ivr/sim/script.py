@@ -51,16 +51,7 @@ class CallerScript:
     @classmethod
     def load(cls, source: str | Path | dict) -> CallerScript:
         """From a dict, a YAML text, a file path, or the name of a shipped script."""
-        if isinstance(source, dict):
-            return cls.from_dict(source)
-        text = str(source)
-        shipped = SCRIPTS_DIR / f"{text}.yaml"
-        if "\n" not in text and (shipped.is_file() or Path(text).is_file()):
-            text = (shipped if shipped.is_file() else Path(text)).read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ScriptError("a caller script is a YAML mapping with a 'steps' list")
-        return cls.from_dict(data)
+        return cls.from_dict(read_script(source))
 
     @classmethod
     def from_dict(cls, data: dict) -> CallerScript:
@@ -73,6 +64,20 @@ class CallerScript:
                    to_number=str(data.get("to", cls.to_number)),
                    reply_timeout=float(data.get("reply_timeout", cls.reply_timeout)),
                    max_duration=float(data.get("max_duration", cls.max_duration)))
+
+
+def read_script(source: str | Path | dict) -> dict:
+    """A script's raw mapping from a dict, a YAML text, a file path or a shipped script's name."""
+    if isinstance(source, dict):
+        return source
+    text = str(source)
+    shipped = SCRIPTS_DIR / f"{text}.yaml"
+    if "\n" not in text and (shipped.is_file() or Path(text).is_file()):
+        text = (shipped if shipped.is_file() else Path(text)).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ScriptError("a caller script is a YAML mapping with a 'steps' list")
+    return data
 
 
 def parse_step(number: int, raw: Any) -> Step:
