@@ -1,5 +1,7 @@
-"""gunicorn entry point: `gunicorn -w 1 --threads 64 app:app`."""
+"""gunicorn entry point: `gunicorn -w 1 -k ivr.asgi.Worker app:app` (see scripts/start.sh)."""
 
 from ivr import create_app
+from ivr.asgi import LineApp
 
-app = create_app()
+flask_app = create_app()
+app = LineApp(flask_app)

@@ -13,10 +13,10 @@ from .config import Settings
 from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
-from .eventlog import EventLog
+from .eventlog import EventLog, RejectionTally
 from .runtime import Runtime
 from .store import Store
-from .stream import SERVER_OPTIONS, StreamRegistry, sock
+from .stream import StreamRegistry
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts, prompt_texts
 from .watchdog import Watchdog
@@ -51,6 +51,7 @@ def create_app(config: Settings | None = None) -> Flask:
     cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
     cache.ensure_beep()
     runtime = Runtime(settings=settings, store=store, events=events, scheduler=scheduler,
+                      rejections=RejectionTally(events),
                       engines=engines, cache=cache,
                       dialog=Dialog(settings, store, events, engines, cache),
                       delivery=Delivery(settings, events),
@@ -60,14 +61,13 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
     runtime.watchdog = Watchdog(runtime)
     runtime.watchdog.start()
+    runtime.watchdog.recover()
     app.extensions["ivr"] = runtime
 
     from . import inspector, public, webhooks
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(inspector.bp)
-    app.config["SOCK_SERVER_OPTIONS"] = SERVER_OPTIONS
-    sock.init_app(app)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
                         base=settings.public_base_url, local=settings.local_mode)

@@ -9,7 +9,8 @@ import sys
 
 from .config import ConfigError, Settings
 
-GUNICORN = ["-m", "gunicorn", "-w", "1", "--threads", "64", "--graceful-timeout", "5", "app:app"]
+GUNICORN = ["-m", "gunicorn", "-w", "1", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5",
+            "app:app"]
 
 
 def port_in_use(host: str, port: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,17 +13,35 @@ from .store import Store
 
 log = logging.getLogger("ivr")
 SECRET_KEYS = re.compile(r"(token|secret|password|authorization|signature|api_key)", re.I)
-MAX_VALUE_CHARS = 300
+MAX_VALUE_CHARS = 300  # in a log line
+MAX_STORED_CHARS = 4000  # in an event row, per string (a TwiML document fits)
+MAX_STORED_ITEMS = 60  # keys of a dict or items of a list in an event row
+NEEDS_QUOTES = re.compile(r'[\s"=\\]|[\x00-\x1f\x7f-\x9f\u2028\u2029]')
+RAW_IN_JSON = re.compile(r"[\x7f-\x9f\u2028\u2029]")  # json.dumps leaves these unescaped
 
 
 def format_value(value: Any) -> str:
-    """A log value: bare when it has no spaces or quotes, else JSON-quoted (Hebrew kept)."""
+    """A log value: bare when it is plain, else JSON-quoted with every control character escaped,
+    so no value can break a line or forge another one (Hebrew is kept readable)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     if len(text) > MAX_VALUE_CHARS:
         text = text[:MAX_VALUE_CHARS] + "…"
-    if text == "" or re.search(r'[\s"=]', text):
-        return json.dumps(text, ensure_ascii=False)
+    if text == "" or NEEDS_QUOTES.search(text):
+        quoted = json.dumps(text, ensure_ascii=False)
+        return RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
     return text
+
+
+def clip(value: Any, limit: int = MAX_STORED_CHARS) -> Any:
+    """The value with every string cut to `limit` characters and containers cut in size."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + "…"
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_STORED_ITEMS]
+        return {str(k)[:80]: clip(v, limit) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return [clip(v, limit) for v in value[:MAX_STORED_ITEMS]]
+    return value
 
 
 class EventLog:
@@ -49,17 +68,71 @@ class EventLog:
         """Log `KIND call=… key=value…` and store the event; storage failure never raises."""
         self._emit(kind, call_sid, level, detail, later=False)
 
-    def emit_later(self, kind: str, call_sid: str | None = None, /, **detail: Any) -> None:
-        """The same from the media hot path: the row is written by the store's writer thread."""
-        self._emit(kind, call_sid, logging.INFO, detail, later=True)
+    def emit_later(self, kind: str, call_sid: str | None = None, level: int = logging.INFO, /,
+                   **detail: Any) -> None:
+        """The same, never waiting for the database: the row is written by the store's writer
+        thread (the media loop, and requests that must answer whatever the database does)."""
+        self._emit(kind, call_sid, level, detail, later=True)
 
     def _emit(self, kind: str, call_sid: str | None, level: int, detail: dict,
               later: bool) -> None:
-        detail = self.redact(detail)
-        fields = ([f"call={call_sid}"] if call_sid else []) + [
+        detail = clip(self.redact(detail))
+        fields = ([f"call={format_value(call_sid)}"] if call_sid else []) + [
             f"{k}={format_value(v)}" for k, v in detail.items() if not isinstance(v, dict)]
         log.log(level, "%s %s", kind, " ".join(fields))
         try:
             self.store.add_event(call_sid, kind, detail, later=later)
         except Exception as exc:  # noqa: BLE001 - the log line above already has it
             log.error("EVENT_STORE_ERR kind=%s err=%s", kind, format_value(str(exc)))
+
+
+class RejectionTally:
+    """Rejected requests (forged webhooks, refused sockets) are counted, not stored one by one:
+    a log line for the first from each source in a minute, an event row for the first of each
+    kind in a minute, and one summary row when more followed. Never waits for the database."""
+
+    WINDOW_SEC = 60.0
+    MAX_SOURCES = 50
+
+    def __init__(self, events: EventLog):
+        self.events = events
+        self.lock = threading.Lock()
+        self.windows: dict[str, dict] = {}
+        self.timers: list[threading.Timer] = []
+
+    def add(self, kind: str, source: str, **detail: Any) -> None:
+        with self.lock:
+            window = self.windows.get(kind)
+            first = window is None
+            if first:
+                window = self.windows[kind] = {"count": 0, "sources": {}, "detail": detail}
+                timer = threading.Timer(self.WINDOW_SEC, self.flush, args=(kind,))
+                timer.daemon = True
+                self.timers = [t for t in self.timers if t.is_alive()] + [timer]
+                timer.start()
+            window["count"] += 1
+            sources = window["sources"]
+            new_source = source not in sources
+            if new_source and len(sources) >= self.MAX_SOURCES:
+                source, new_source = "other", "other" not in sources
+            sources[source] = sources.get(source, 0) + 1
+        if first:
+            self.events.emit_later(kind, None, logging.WARNING, source=source, **detail)
+        elif new_source:
+            log.warning("%s source=%s %s", kind, format_value(source), " ".join(
+                f"{k}={format_value(v)}" for k, v in detail.items()))
+
+    def flush(self, kind: str) -> None:
+        """End a kind's window: one summary row if more than the first request was rejected."""
+        with self.lock:
+            window = self.windows.pop(kind, None)
+        if window and window["count"] > 1:
+            self.events.emit_later(kind, None, logging.WARNING, count=window["count"],
+                                   window_sec=self.WINDOW_SEC, sources=window["sources"],
+                                   summary=True, **window["detail"])
+
+    def close(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        for kind in list(self.windows):
+            self.flush(kind)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, send_file
@@ -29,19 +30,39 @@ def tts_file(name: str) -> Response:
 
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
-    """Engines chosen, scheduler running, database reachable; 503 when something is down."""
+    """Engines chosen, scheduler running, database writable, disk not full; 503 with the
+    reasons when something is wrong."""
     rt = current_runtime()
     s = rt.settings
+    problems = []
     db_ok = rt.store.ping()
+    write_problem = rt.store.write_problem() if db_ok else "database does not answer"
+    problems += [write_problem] if write_problem else []
     scheduler_ok = bool(rt.scheduler.running)
+    problems += [] if scheduler_ok else ["scheduler not running"]
+    problems += disk_problems([s.var_dir, s.tts_dir], s.min_free_disk_mb)
     body = {
-        "status": "ok" if db_ok and scheduler_ok else "degraded",
+        "status": "degraded" if problems else "ok", "problems": problems,
         "engines": {"asr": s.asr_engine, "llm": s.llm_engine, "tts": s.tts_engine},
         "turn_mode": s.turn_mode, "reply_mode": s.reply_mode, "ws_mode": s.ws_mode,
         "scheduler": {"running": scheduler_ok, "jobs": len(rt.scheduler.get_jobs())},
-        "db": {"ok": db_ok, "dialect": rt.store.engine.dialect.name},
+        "db": {"ok": db_ok and not write_problem, "dialect": rt.store.engine.dialect.name},
         "signatures": s.validate_twilio_signature, "local_mode": s.local_mode,
     }
     response = jsonify(body)
-    response.status_code = 200 if body["status"] == "ok" else 503
+    response.status_code = 503 if problems else 200
     return response
+
+
+def disk_problems(folders: list[str], min_free_mb: int) -> list[str]:
+    """A problem for each folder on a disk with less than `min_free_mb` free."""
+    problems = []
+    for folder in folders:
+        path = Path(folder)
+        while not path.exists() and path != path.parent:
+            path = path.parent
+        free_mb = shutil.disk_usage(path).free // (1024 * 1024)
+        if free_mb < min_free_mb:
+            problems.append(f"disk almost full: {free_mb} MB free at {folder} "
+                            f"(MIN_FREE_DISK_MB={min_free_mb})")
+    return problems

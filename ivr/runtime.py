@@ -21,6 +21,7 @@ class Runtime:
     store: Store
     events: EventLog
     scheduler: Any
+    rejections: Any = None
     engines: Any = None
     cache: Any = None
     dialog: Any = None
@@ -44,6 +45,8 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the scheduler and release the database (tests build many apps)."""
+        if self.rejections is not None:
+            self.rejections.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for pool in (self.turn_pool, getattr(self.dialog, "pool", None)):

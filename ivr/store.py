@@ -29,6 +29,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -85,6 +87,12 @@ events = Table(
     Column("detail", Text, default="{}"),
 )
 
+health = Table(
+    "health", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("checked_at", Float),
+)
+
 leads = Table(
     "leads", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
@@ -97,6 +105,31 @@ leads = Table(
 )
 
 CALL_FIELDS = frozenset(c.name for c in calls.columns)
+MAX_TEXT_CHARS = 64 * 1024  # any Text column; String(n) columns are cut to n
+WRITE_RETRY_SEC = 120.0  # a deferred write waits this long for a locked database, then is lost
+FLUSH_WAIT_SEC = 10.0  # a read waits this long for deferred writes, then reads what is there
+
+
+class UnknownField(ValueError):
+    """A call field that the calls table does not have (a typo would otherwise be dropped)."""
+
+
+def capped(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """The values with every text cut to its column's size: no field grows without bound."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            length = getattr(table.c[key].type, "length", None) or MAX_TEXT_CHARS
+            value = value[:length]
+        out[key] = value
+    return out
+
+
+def _call_values(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - CALL_FIELDS
+    if unknown:
+        raise UnknownField(f"calls has no field {', '.join(sorted(unknown))}")
+    return capped(calls, fields)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -124,7 +157,11 @@ class Store:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept by the file itself
         metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(select(func.count()).select_from(health)).scalar() == 0:
+                conn.execute(insert(health).values(id=1, checked_at=time.time()))
         self.write_lock = threading.Lock()
+        self.write_error: tuple[float, str] | None = None
         self.writes: queue.Queue = queue.Queue()
         self.writer = threading.Thread(target=self._write_forever, daemon=True,
                                        name="store-writer")
@@ -143,15 +180,30 @@ class Store:
                 except queue.Empty:
                     break
             try:
-                with self.writing() as conn:
-                    for statement in batch:
-                        if statement is not None:
-                            conn.execute(statement)
-            except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
-                logging.getLogger("ivr").error("STORE_WRITE_ERR rows=%d err=%r", len(batch), exc)
+                self._write_batch([s for s in batch if s is not None])
             finally:
                 for _ in batch:
                     self.writes.task_done()
+
+    def _write_batch(self, batch: list) -> None:
+        """Write deferred rows; while the database is locked or failing, keep trying (the rows
+        land once it is back), for WRITE_RETRY_SEC at most."""
+        deadline, pause = time.monotonic() + WRITE_RETRY_SEC, 0.05
+        while True:
+            try:
+                with self.writing() as conn:
+                    for statement in batch:
+                        conn.execute(statement)
+                self.write_error = None
+                return
+            except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
+                self.write_error = (time.time(), repr(exc)[:200])
+                if time.monotonic() > deadline:
+                    logging.getLogger("ivr").error("STORE_WRITE_ERR rows=%d err=%r",
+                                                   len(batch), exc)
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     @contextmanager
     def writing(self):
@@ -160,10 +212,37 @@ class Store:
         with self.write_lock, self.engine.begin() as conn:
             yield conn
 
-    def flush(self) -> None:
-        """Wait until every deferred write has landed."""
-        if self.writes.unfinished_tasks:
-            self.writes.join()
+    def flush(self, wait_sec: float = FLUSH_WAIT_SEC) -> bool:
+        """Wait until every deferred write has landed (True), or `wait_sec` has passed."""
+        done = self.writes.all_tasks_done
+        with done:
+            return done.wait_for(lambda: not self.writes.unfinished_tasks, wait_sec)
+
+    def write_problem(self, wait_sec: float = 1.0) -> str | None:
+        """Why a write would fail or wait now (a locked or broken database), or None."""
+        if self.write_error and time.time() - self.write_error[0] < 30:
+            return f"deferred writes failing: {self.write_error[1]}"
+        if not self.write_lock.acquire(timeout=wait_sec):
+            return f"a write has held the database for over {wait_sec:g} s"
+        try:
+            with self.engine.connect() as conn:
+                if self.engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_sec * 1000)}")
+                else:
+                    conn.exec_driver_sql(f"SET statement_timeout = {int(wait_sec * 1000)}")
+                try:
+                    with conn.begin():
+                        conn.execute(update(health).values(checked_at=time.time()))
+                finally:
+                    if self.engine.dialect.name == "sqlite":
+                        conn.exec_driver_sql("PRAGMA busy_timeout=5000")
+                    else:
+                        conn.exec_driver_sql("SET statement_timeout = 0")
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            return f"database write failed: {str(exc).splitlines()[0][:160]}"
+        finally:
+            self.write_lock.release()
+        return None
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -179,11 +258,11 @@ class Store:
         now = time.time()
         row = self.get_call(call_sid)
         if row is None:
-            values = {k: v for k, v in fields.items() if k in CALL_FIELDS and v is not None}
+            values = {k: v for k, v in fields.items() if v is not None}
             values.update(call_sid=call_sid, started_at=now, updated_at=now)
             try:
                 with self.writing() as conn:
-                    conn.execute(insert(calls).values(**values))
+                    conn.execute(insert(calls).values(**_call_values(values)))
             except Exception:  # noqa: BLE001 - a concurrent webhook created it first
                 if self.get_call(call_sid) is None:
                     raise
@@ -196,9 +275,20 @@ class Store:
             row = conn.execute(select(calls).where(calls.c.call_sid == call_sid)).mappings().first()
         return dict(row) if row else None
 
+    def upsert_call(self, call_sid: str, **fields: Any) -> None:
+        """Create or update the call without waiting: the row lands when the database can take
+        it (a webhook that must answer Twilio in time, whatever the database does)."""
+        now = time.time()
+        values = _call_values({**fields, "call_sid": call_sid, "updated_at": now})
+        dialect = self.engine.dialect.name
+        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
+        changes = {k: v for k, v in values.items() if k != "call_sid"}
+        statement = build(calls).values(started_at=now, **values).on_conflict_do_update(
+            index_elements=[calls.c.call_sid], set_=changes)
+        self.writes.put(statement)
+
     def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
-        values = {k: v for k, v in fields.items() if k in CALL_FIELDS}
-        values["updated_at"] = time.time()
+        values = _call_values({**fields, "updated_at": time.time()})
         statement = update(calls).where(calls.c.call_sid == call_sid).values(**values)
         if later:
             self.writes.put(statement)
@@ -213,7 +303,8 @@ class Store:
         for key, value in where.items():
             stmt = stmt.where(calls.c[key] == value)
         with self.writing() as conn:
-            result = conn.execute(stmt.values(updated_at=time.time(), **changes))
+            result = conn.execute(stmt.values(**_call_values({**changes,
+                                                               "updated_at": time.time()})))
         return result.rowcount == 1
 
     def claim_stream_start(self, call_sid: str, turn: int) -> bool:
@@ -227,6 +318,14 @@ class Store:
     def history(self, call_sid: str) -> list[dict]:
         call = self.get_call(call_sid)
         return json.loads(call["history"] or "[]") if call else []
+
+    def live_calls(self, since: float) -> list[dict]:
+        """Calls not ended and updated since `since` (what a restarted process must watch)."""
+        self.flush()
+        stmt = (select(calls).where(calls.c.ended.is_(False) | calls.c.ended.is_(None))
+                .where(calls.c.updated_at >= since))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def list_calls(self, limit: int = 100) -> list[dict]:
         self.flush()
@@ -252,8 +351,8 @@ class Store:
 
     def add_event(self, call_sid: str | None, kind: str, detail: dict,
                   later: bool = False) -> None:
-        row = {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
-               "detail": json.dumps(detail, ensure_ascii=False, default=str)}
+        row = capped(events, {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
+                              "detail": json.dumps(detail, ensure_ascii=False, default=str)})
         if later:
             self.writes.put(insert(events).values(**row))
             return
@@ -270,7 +369,7 @@ class Store:
         return rows
 
     def add_turn(self, call_sid: str, **fields: Any) -> int:
-        values = {k: v for k, v in fields.items() if k in turns.c}
+        values = capped(turns, {k: v for k, v in fields.items() if k in turns.c})
         values.update(call_sid=call_sid, created_at=time.time())
         with self.writing() as conn:
             return conn.execute(insert(turns).values(**values)).inserted_primary_key[0]
@@ -282,7 +381,7 @@ class Store:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def add_lead(self, call_sid: str, **fields: Any) -> int:
-        values = {k: v for k, v in fields.items() if k in leads.c}
+        values = capped(leads, {k: v for k, v in fields.items() if k in leads.c})
         values.update(call_sid=call_sid, created_at=time.time())
         with self.writing() as conn:
             return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
@@ -292,6 +391,10 @@ class Store:
             return [dict(r) for r in conn.execute(select(leads).order_by(leads.c.id)).mappings()]
 
     def close(self) -> None:
+        """Write what is pending, stop the writer, release the database; a second call is a
+        no-op."""
+        if not self.writer.is_alive():
+            return
         self.flush()
         self.writes.put(None)
         self.writer.join(5)

@@ -2,88 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
+import re
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 
-from flask import request
-from flask_sock import Sock
 from twilio.request_validator import RequestValidator
 
 from . import audio, twiml
-from .runtime import Runtime, current_runtime
+from .media_socket import Deadline, LagProbe, LoopSocket, percentile
+from .runtime import Runtime
 from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 
-sock = Sock()
+MEDIA_PATH = "/ws/twilio-media"
 SUBPROTOCOL = "audio.twilio.com"
-MAX_MESSAGE_BYTES = 64 * 1024  # Twilio's media messages are < 1 KB; bigger ones are skipped
+MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuses bigger (1009)
+MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake answers 503
+START_DEADLINE_SEC = 5.0  # a socket must send a valid `start` this soon
+IDLE_GRACE_SEC = 5.0  # a started socket silent for NO_MEDIA_TIMEOUT_SEC + this is closed
 MEDIA_LOG_EVERY = 50
 BAD_LOG_EVERY = 100
 MEDIA_STORE_EVERY_SEC = 1.0
-
-
-class TimedInbox(list):
-    """simple-websocket's input buffer, noting when the socket reader received each message."""
-
-    def __init__(self):
-        super().__init__()
-        self.arrivals: deque[float] = deque()
-        self.last_arrival = 0.0
-
-    def append(self, message) -> None:
-        self.arrivals.append(time.monotonic())
-        super().append(message)
-
-    def pop(self, index: int = -1):
-        message = super().pop(index)
-        self.last_arrival = self.arrivals.popleft() if index == 0 else time.monotonic()
-        return message
-
-
-class TimedReaderThread(threading.Thread):
-    """simple-websocket's socket reader, given a TimedInbox before it reads its first byte."""
-
-    def __init__(self, *args, target=None, **kwargs):
-        ws = getattr(target, "__self__", None)
-        if ws is not None and isinstance(ws.input_buffer, list) and not ws.input_buffer:
-            ws.input_buffer = TimedInbox()
-        super().__init__(*args, target=target, **kwargs)
-
-
-class LagStats:
-    """Frame-handling lag (received by the socket → handled), as a 1 ms histogram."""
-
-    BINS = 1000
-
-    def __init__(self):
-        self.bins = [0] * (self.BINS + 1)
-        self.max_ms = 0.0
-
-    def add(self, arrived: float) -> None:
-        lag = (time.monotonic() - arrived) * 1000
-        self.max_ms = max(self.max_ms, lag)
-        self.bins[min(self.BINS, int(lag))] += 1
-
-    def sparse(self) -> dict[int, int]:
-        """The non-empty bins, {ms: frames}, small enough for the WS_DONE event."""
-        return {ms: count for ms, count in enumerate(self.bins) if count}
-
-    def percentile(self, pct: float) -> int:
-        total = sum(self.bins)
-        seen = 0
-        for ms, count in enumerate(self.bins):
-            seen += count
-            if total and seen >= total * pct / 100:
-                return ms
-        return 0
+SID_SHAPES = {"callSid": re.compile(r"^CA[0-9a-fA-F]{32}$"),
+              "streamSid": re.compile(r"^MZ[0-9a-fA-F]{32}$"),
+              "accountSid": re.compile(r"^AC[0-9a-fA-F]{32}$")}
 
 
 class StopStream(Exception):
     """End this WebSocket (bad token, or the stream is over)."""
+
+    def __init__(self, code: int = 1000, reason: str = ""):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 class StreamRegistry:
@@ -109,67 +64,125 @@ class StreamRegistry:
         self.media_stored_at.pop(session.call_sid, None)
 
 
-def upgrade_signature_ok(rt: Runtime) -> bool:
+def scope_headers(scope: dict) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def upgrade_signature_ok(rt: Runtime, scope: dict) -> bool:
     """X-Twilio-Signature of the upgrade request, computed by Twilio over the wss:// URL."""
     if not rt.settings.validate_twilio_signature:
         return True
     url = twiml.stream_url(rt.settings.public_base_url)
-    query = request.query_string.decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
     url += f"?{query}" if query else ""
-    signature = request.headers.get("X-Twilio-Signature", "")
-    return RequestValidator(rt.settings.twilio_auth_token).validate(url, {}, signature)
+    signature = scope_headers(scope).get("x-twilio-signature", "")
+    return bool(signature) and RequestValidator(rt.settings.twilio_auth_token).validate(
+        url, {}, signature)
 
 
-SERVER_OPTIONS = {"subprotocols": [SUBPROTOCOL], "max_message_size": 8 * 1024 * 1024,
-                  "ping_interval": None, "thread_class": TimedReaderThread}
+def peer(scope: dict) -> str:
+    return (scope.get("client") or ("?",))[0]
 
 
-@sock.route("/ws/twilio-media")
-def media_stream(ws) -> None:
-    rt = current_runtime()
-    MediaStreamSession(rt, ws, upgrade_signature_ok(rt)).run()
+class MediaServer:
+    """Accepts media WebSockets on the event loop: refuses a bad handshake before `101`, caps
+    the open sockets, and runs each socket's receive loop with its deadlines."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.open = 0
+        self.probe = LagProbe()
+
+    def handshake_problem(self, scope: dict) -> str | None:
+        """Why this upgrade is refused (with HTTP 403, before `101`), or None."""
+        if scope["path"] != MEDIA_PATH:
+            return "no WebSocket at this path"
+        if self.open >= MAX_MEDIA_SOCKETS:
+            return f"{MAX_MEDIA_SOCKETS} media sockets open already"
+        if not upgrade_signature_ok(self.rt, scope):
+            return "X-Twilio-Signature missing or wrong on the WebSocket upgrade"
+        return None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        problem = self.handshake_problem(scope)
+        if problem:
+            self.rt.rejections.add("WS_REJECTED", peer(scope), stage="handshake",
+                                   reason=problem)
+            return await send({"type": "websocket.close", "code": 1008})  # HTTP 403, no 101
+        loop = asyncio.get_running_loop()
+        self.probe.start(loop)
+        offered = scope.get("subprotocols") or []
+        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        await send({"type": "websocket.accept", "subprotocol": subprotocol})
+        socket = LoopSocket(loop, send, subprotocol)
+        session = MediaStreamSession(self.rt, socket, self.probe, peer(scope))
+        deadline = Deadline(loop, session.due, session.expire)
+        self.open += 1
+        try:
+            await session.receive_all(receive)
+        finally:
+            self.open -= 1
+            deadline.cancel()
+            session.finish()
+            await socket.finish()
 
 
 class MediaStreamSession:
-    """One WebSocket of a call: decodes frames, finds utterances, hands them to the turns."""
+    """One WebSocket of a call: decodes frames, finds utterances, hands them to the turns.
+    Its handlers run on the event loop: they never wait for the database or another thread."""
 
-    def __init__(self, rt: Runtime, ws, upgrade_ok: bool):
-        self.rt, self.ws, self.upgrade_ok = rt, ws, upgrade_ok
+    def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe, source: str = ""):
+        self.rt, self.socket, self.probe, self.source = rt, socket, probe, source
         self.stream_sid = self.call_sid = ""
         self.turn = 0
         self.rx = self.tx = self.bad = 0
         self.bad_kinds: set[str] = set()
-        self.lag = LagStats()
-        inbox = getattr(ws, "input_buffer", None)
-        self.inbox = inbox if isinstance(inbox, TimedInbox) else None
+        self.unknown_mark_logged = False
+        self.lag_before = probe.snapshot()
+        self.connected_at = self.last_rx = time.monotonic()
         self.started = False
         self.closed = threading.Event()
-        self.send_lock = threading.Lock()
         self.detector_lock = threading.Lock()
         self.detector: TurnDetector | None = None
         self.turns = None
 
     # ---- the receive loop ---------------------------------------------------------------------
-    def run(self) -> None:
-        self.rt.events.emit("WS_CONNECTED", protocol=getattr(self.ws, "subprotocol", None))
-        try:
-            while not self.closed.is_set():
-                raw = self.ws.receive(timeout=1.0)
-                if raw is not None:
-                    self.handle(raw)
-        except StopStream:
-            pass
-        except Exception as exc:  # noqa: BLE001 - ConnectionClosed and anything unexpected
-            if exc.__class__.__name__ != "ConnectionClosed":
-                logging.getLogger("ivr").exception("media stream failed")
-        finally:
-            self.finish()
+    async def receive_all(self, receive: Callable) -> None:
+        self.rt.events.emit_later("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
+        while not self.closed.is_set():
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                return
+            text = message.get("text")
+            try:
+                self.handle(text if text is not None else message.get("bytes") or b"")
+            except StopStream as stop:
+                self.close(stop.code, stop.reason)
+            except Exception:  # noqa: BLE001 - one bad message never ends the call
+                logging.getLogger("ivr").exception("media message failed")
+                self.skip("handler error")
+
+    def due(self) -> tuple[float, str]:
+        """When this socket is closed for silence, and why (read by its Deadline)."""
+        if not self.started:
+            return self.connected_at + START_DEADLINE_SEC, "no start in time"
+        idle = self.rt.settings.no_media_timeout_sec + IDLE_GRACE_SEC
+        return self.last_rx + idle, f"no message for {idle:g} s"
+
+    def expire(self, why: str) -> None:
+        if not self.started:
+            self.rt.rejections.add("WS_REJECTED", self.source, stage="start", reason=why)
+        else:
+            self.rt.events.emit_later("WS_IDLE_CLOSED", self.call_sid, logging.WARNING,
+                                      sid=self.stream_sid, reason=why)
+        self.close(1008, why)
 
     def handle(self, raw: str | bytes) -> None:
+        self.last_rx = time.monotonic()
         if isinstance(raw, (bytes, bytearray)):
             return self.skip("binary message")
-        if len(raw) > MAX_MESSAGE_BYTES:
-            return self.skip(f"oversize message of {len(raw)} bytes", "oversize")
         try:
             message = json.loads(raw)
             event = message["event"]
@@ -191,36 +204,36 @@ class MediaStreamSession:
         kind = kind or reason
         if kind not in self.bad_kinds or self.bad % BAD_LOG_EVERY == 0:
             self.bad_kinds.add(kind)
-            self.rt.events.emit("WS_BAD", self.call_sid or None, logging.WARNING,
-                                sid=self.stream_sid, reason=reason, count=self.bad)
+            self.rt.events.emit_later("WS_BAD", self.call_sid or None, logging.WARNING,
+                                      sid=self.stream_sid, reason=reason, count=self.bad)
 
     def send(self, message: dict) -> bool:
         message.setdefault("streamSid", self.stream_sid)
-        try:
-            with self.send_lock:
-                self.ws.send(json.dumps(message))
-            return True
-        except Exception:  # noqa: BLE001 - the socket is gone; the receive loop ends
+        if not self.socket.send_text(json.dumps(message)):
             self.closed.set()
             return False
+        return True
 
     # ---- Twilio's events ----------------------------------------------------------------------
     def on_connected(self, _message: dict) -> None:
         pass
 
     def on_start(self, message: dict) -> None:
+        if self.started:
+            return self.skip("second start")
         start = message["start"]
         custom = start.get("customParameters") or {}
         call_sid = start.get("callSid") or custom.get("call_sid") or ""
         turn = int(custom.get("turn") or 0)
-        if self.rt.settings.validate_twilio_signature and not (
-                self.upgrade_ok and twiml.check_stream_token(self.rt.settings.signing_key,
-                                                             call_sid, turn, custom.get("token"))):
-            self.rt.events.emit("WS_REJECTED", call_sid or None, logging.WARNING,
-                                reason="bad signature or token", upgrade_signed=self.upgrade_ok)
-            self.ws.close(1008, "bad Twilio signature or stream token")
-            raise StopStream()
-        self.stream_sid, self.call_sid, self.turn = start.get("streamSid", ""), call_sid, turn
+        problem = start_problem(start, call_sid, turn)
+        if problem is None and self.rt.settings.validate_twilio_signature and not (
+                twiml.check_stream_token(self.rt.settings.signing_key, call_sid, turn,
+                                         str(custom.get("token") or ""))):
+            problem = "bad stream token"
+        if problem:
+            self.rt.rejections.add("WS_REJECTED", self.source, stage="start", reason=problem)
+            raise StopStream(1008, problem)
+        self.stream_sid, self.call_sid, self.turn = start["streamSid"], call_sid, turn
         self.started = True
         from .turnloop import StreamTurns
         self.turns = StreamTurns(self)
@@ -229,8 +242,14 @@ class MediaStreamSession:
         self.rt.turn_pool.submit(self.record_start)  # frames keep flowing meanwhile
 
     def record_start(self) -> None:
-        """The stream's start in the store, the registry and the watchdog (off the media loop)."""
-        self.rt.store.ensure_call(self.call_sid)
+        """Off the event loop: the token is good only while its call is live and on that turn;
+        then the stream's start goes to the store, the registry and the watchdog."""
+        call = self.rt.store.ensure_call(self.call_sid)
+        if call["ended"] or (call["turn"] or self.turn) != self.turn:
+            self.rt.events.emit("WS_REJECTED", self.call_sid, logging.WARNING, stage="start",
+                                reason="stream token of a call that ended or moved on",
+                                turn=self.turn, call_turn=call["turn"], ended=call["ended"])
+            return self.close(1008, "call ended or moved on")
         self.rt.registry.mark_start(self)
         self.rt.watchdog.watch_media(self.call_sid, self.turn)
         self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
@@ -259,15 +278,21 @@ class MediaStreamSession:
                 self.turns.barge_in(event)
             elif isinstance(event, Greet):
                 self.turns.greet()
-        if self.inbox is not None:
-            self.lag.add(self.inbox.last_arrival)
 
     def on_mark(self, message: dict) -> None:
-        self.turns and self.turns.mark_played(message["mark"]["name"])
+        name = str(message["mark"]["name"])[:64]
+        if self.turns and self.turns.mark_played(name):
+            return
+        if not self.unknown_mark_logged:
+            self.unknown_mark_logged = True
+            self.rt.events.emit_later("MARK_UNKNOWN", self.call_sid or None, logging.WARNING,
+                                      sid=self.stream_sid, name=name)
 
     def on_dtmf(self, message: dict) -> None:
         digit = str(message["dtmf"]["digit"])
-        self.rt.events.emit("DTMF", self.call_sid or None, digit=digit)
+        if not re.fullmatch(r"[0-9*#A-Da-d]", digit):
+            return self.skip("bad dtmf digit")
+        self.rt.events.emit_later("DTMF", self.call_sid or None, sid=self.stream_sid, digit=digit)
         if self.turns:
             self.turns.dispatch_text(digit)
 
@@ -289,18 +314,30 @@ class MediaStreamSession:
                 self.rt.events.emit_later("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
         return sent
 
-    def close(self) -> None:
-        """Close the socket from our side (action delivery): Twilio then requests the action."""
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket from our side (action delivery: Twilio then requests the action)."""
         self.closed.set()
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001 - already closed
-            pass
+        self.socket.close(code, reason)
 
     def finish(self) -> None:
         self.closed.set()
         if self.started:
             self.rt.registry.remove(self)
-        self.rt.events.emit("WS_DONE", self.call_sid or None, sid=self.stream_sid, rx=self.rx,
-                            tx=self.tx, bad=self.bad, lag_p99_ms=self.lag.percentile(99),
-                            lag_max_ms=round(self.lag.max_ms, 1), lag_hist=self.lag.sparse())
+        lag = self.probe.since(self.lag_before)
+        self.rt.events.emit_later("WS_DONE", self.call_sid or None, sid=self.stream_sid,
+                                  rx=self.rx, tx=self.tx, bad=self.bad,
+                                  lag_p99_ms=percentile(lag, 99),
+                                  lag_max_ms=max(lag, default=0), lag_hist=lag)
+
+
+def start_problem(start: dict, call_sid: str, turn: int) -> str | None:
+    """Why a `start` message is not Twilio's (SIDs of Twilio's shape, a sane turn), or None."""
+    for key, value in (("callSid", call_sid), ("streamSid", start.get("streamSid")),
+                       ("accountSid", start.get("accountSid"))):
+        if key == "accountSid" and value is None:
+            continue
+        if not isinstance(value, str) or not SID_SHAPES[key].match(value):
+            return f"{key} missing or not of Twilio's shape"
+    if not 0 < turn < 10000:
+        return "turn parameter out of range"
+    return None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from . import audio, twiml
 from .dialog import LLM_FALLBACK, TurnOutcome
 from .tts_cache import THINKING
-from .turns import BargeIn, Utterance
+from .turns import BargeIn, TurnDetector, Utterance
 
 if TYPE_CHECKING:
     from .stream import MediaStreamSession
@@ -29,40 +29,47 @@ class StreamTurns:
         self.turn_id = 0
         self.in_flight = False
         self.speaking_mark: str | None = None
+        self.sent_marks: set[str] = set()
         self.stop_speaking = threading.Event()
 
     # ---- from the receive loop ----------------------------------------------------------------
     def dispatch(self, utterance: Utterance) -> None:
-        self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.session.stream_sid,
-                            sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
+        self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.session.stream_sid,
+                                  sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         self._submit(pcm=utterance.pcm)
 
     def dispatch_text(self, text: str) -> None:
-        """A key press is a turn of its own (no ASR), unless a turn is already in flight."""
+        """A key press is a turn of its own (no ASR): it interrupts the line like a barge-in,
+        and supersedes a turn still in flight (whose late result is dropped as stale)."""
         with self.session.detector_lock:
-            if self.in_flight or self.session.detector.state != "listening":
-                return
-            self.session.detector.state = "thinking"
+            before = self.session.detector.take_turn()
+        if before == TurnDetector.SPEAKING:
+            self.barge_in(BargeIn(0), by="key")
         self._submit(text=text)
 
     def greet(self) -> None:
         with self.session.detector_lock:
-            self.session.detector.state = "thinking"
+            self.session.detector.take_turn()
         self._submit(greeting=self.rt.settings.ai_greeting_he)
 
-    def barge_in(self, event: BargeIn) -> None:
+    def barge_in(self, event: BargeIn, by: str = "voice") -> None:
         self.stop_speaking.set()
         self.speaking_mark = None
         self.session.send({"event": "clear"})
-        self.rt.events.emit("BARGE_IN", self.call_sid, sid=self.session.stream_sid,
-                            voiced=event.voiced_frames)
+        self.rt.events.emit_later("BARGE_IN", self.call_sid, sid=self.session.stream_sid,
+                                  voiced=event.voiced_frames, by=by)
 
-    def mark_played(self, name: str) -> None:
-        if name and name == self.speaking_mark:
+    def mark_played(self, name: str) -> bool:
+        """Twilio played up to a mark; False for a name this stream never sent."""
+        if name not in self.sent_marks:
+            return False
+        if name == self.speaking_mark:
             self.speaking_mark = None
             with self.session.detector_lock:
                 self.session.detector.bot_done()
-            self.rt.events.emit("MARK", self.call_sid, sid=self.session.stream_sid, name=name)
+            self.rt.events.emit_later("MARK", self.call_sid, sid=self.session.stream_sid,
+                                      name=name)
+        return True
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
@@ -160,9 +167,12 @@ class StreamTurns:
             self.session.detector.bot_speaking()
         self.stop_speaking.clear()
         self.speaking_mark = mark
+        self.sent_marks.add(mark)
         sent = self.session.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
         if not self.stop_speaking.is_set():
             self.session.send({"event": "mark", "mark": {"name": mark}})
-        self.rt.store.update_call(self.call_sid, turn=number)
+        # the same stream carries the next turn: it has started, and its media is watched
+        self.rt.store.update_call(self.call_sid, turn=number, stream_started_turn=number)
+        self.rt.watchdog.watch_media(self.call_sid, number)
         self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.session.stream_sid,
                             frames=sent, mark=mark, interrupted=self.stop_speaking.is_set())

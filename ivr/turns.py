@@ -99,6 +99,14 @@ class TurnDetector:
         self.state = self.LISTENING
         self._reset()
 
+    def take_turn(self) -> str:
+        """A turn that needs no utterance (a key press, the greeting): stop listening and think.
+        Returns the state before, so a key pressed while the line speaks acts as a barge-in."""
+        before = self.state
+        self.state = self.THINKING
+        self._reset()
+        return before
+
     def bot_speaking(self) -> None:
         self.state = self.SPEAKING
         self.voice_in_row = 0

@@ -15,6 +15,7 @@ from .tts_cache import FALLBACK
 
 log = logging.getLogger("ivr")
 STALL_MARGIN_SEC = 2.0
+RECOVER_WITHIN_SEC = 3600.0  # a call untouched for an hour is not live, whatever its row says
 
 
 class Watchdog:
@@ -28,6 +29,22 @@ class Watchdog:
         """Start the scheduler once per process (a second start is a no-op, not a second one)."""
         if not self.scheduler.running:
             self.scheduler.start()
+
+    def recover(self) -> int:
+        """After a start or a restart (a crash, a redeploy): every live streaming call gets its
+        checks back, decided from the store, so no call is left without a watchdog."""
+        recovered = 0
+        for call in self.rt.store.live_calls(time.time() - RECOVER_WITHIN_SEC):
+            if call["turn_mode"] != "stream" or not call["turn"]:
+                continue
+            if (call["stream_started_turn"] or 0) < call["turn"]:
+                self.expect_stream(call["call_sid"], call["turn"])
+            else:
+                self.watch_media(call["call_sid"], call["turn"])
+            recovered += 1
+        if recovered:
+            self.rt.events.emit("WATCHDOG_RECOVERED", None, logging.WARNING, calls=recovered)
+        return recovered
 
     def _at(self, job_id: str, delay: float, func, *args) -> None:
         run_date = datetime.now() + timedelta(seconds=max(0.0, delay))

@@ -17,6 +17,8 @@ from .watchdog import claim_record_fallback
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
+ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other field, at most
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
@@ -58,41 +60,47 @@ def form_problem() -> str | None:
     call_sid = request.values.get("CallSid", "")
     if not CALL_SID.match(call_sid):
         return "CallSid missing or malformed (expected CA + 32 hex digits)"
+    account = request.values.get("AccountSid")
+    if account is not None and not ACCOUNT_SID.match(account):
+        return "AccountSid malformed (expected AC + 32 hex digits)"
     return None
 
 
+def webhook_params() -> dict[str, str]:
+    """The form, each value cut to MAX_PARAM_CHARS before it goes anywhere."""
+    return {k[:80]: v[:MAX_PARAM_CHARS] for k, v in request.values.to_dict().items()}
+
+
 def twilio_webhook(fallback: Callable[[Runtime], Response]):
-    """Check signature (403) and form (400), record what Twilio said, never answer 500."""
+    """Check signature (403) and form (400), record what Twilio said, never answer 500.
+    A rejected request is counted, never written row by row, and never waits for the database;
+    an accepted one is recorded by the store's writer, so the handler alone decides the wait."""
     def decorate(handler: Callable[[Runtime, dict, str], Response]):
         @functools.wraps(handler)
         def wrapper() -> Response:
             rt = current_runtime()
-            problem = signature_problem(rt)
-            if problem:
-                rt.events.emit("SIGNATURE_REJECTED", None, logging.WARNING,
-                               route=request.path, reason=problem)
-                return reject(403, problem)
-            problem = form_problem()
-            if problem:
-                rt.events.emit("WEBHOOK_REJECTED", None, logging.WARNING,
-                               route=request.path, reason=problem)
-                return reject(400, problem)
-            params = request.values.to_dict()
+            for kind, status, problem in (("SIGNATURE_REJECTED", 403, signature_problem(rt)),
+                                          ("WEBHOOK_REJECTED", 400, form_problem())):
+                if problem:
+                    rt.rejections.add(kind, request.remote_addr or "?", route=request.path,
+                                      reason=problem)
+                    return reject(status, problem)
+            params = webhook_params()
             call_sid = params["CallSid"]
-            rt.events.emit("WEBHOOK", call_sid, route=request.path, params=params)
+            rt.events.emit_later("WEBHOOK", call_sid, route=request.path, params=params)
             try:
-                rt.store.ensure_call(call_sid, account_sid=params.get("AccountSid", ""),
-                                     from_number=params.get("From", ""),
-                                     to_number=params.get("To", ""))
+                identity = {"account_sid": params.get("AccountSid"),
+                            "from_number": params.get("From"), "to_number": params.get("To")}
+                rt.store.upsert_call(call_sid, **{k: v for k, v in identity.items() if v})
                 response = handler(rt, params, call_sid)
             except Exception as exc:  # noqa: BLE001 - the caller must still hear something
                 logging.getLogger("ivr").exception("webhook handler failed")
-                rt.events.emit("WEBHOOK_ERR", call_sid, logging.ERROR,
-                               route=request.path, err=repr(exc))
+                rt.events.emit_later("WEBHOOK_ERR", call_sid, logging.ERROR,
+                                     route=request.path, err=repr(exc))
                 response = fallback(rt)
             if response.mimetype == "text/xml":
-                rt.events.emit("TWIML", call_sid, route=request.path,
-                               twiml=response.get_data(as_text=True))
+                rt.events.emit_later("TWIML", call_sid, route=request.path,
+                                     twiml=response.get_data(as_text=True))
             return response
         return wrapper
     return decorate
@@ -156,9 +164,10 @@ def preview() -> Response:
 
 @twilio_webhook(_safe_twiml)
 def _incoming_call(rt: Runtime, params: dict, call_sid: str) -> Response:
+    """Answers without waiting for the database (Twilio allows 15 s): the row lands later."""
     s = rt.settings
-    rt.store.update_call(call_sid, turn_mode=s.turn_mode, reply_mode=s.reply_mode, turn=1,
-                         status=params.get("CallStatus", "in-progress"))
+    rt.store.upsert_call(call_sid, turn_mode=s.turn_mode, reply_mode=s.reply_mode, turn=1,
+                         status=params.get("CallStatus", "in-progress")[:32])
     body = first_turn_twiml(rt, call_sid)
     if s.turn_mode == "stream":
         greeting = rt.cache.duration(GREETING) if s.twiml_play_greeting else 0.0

@@ -8,4 +8,4 @@ PY=python3
 export PORT="${PORT:-5000}"
 export BIND_HOST="${BIND_HOST:-0.0.0.0}"
 "$PY" -m ivr check
-exec "$PY" -m gunicorn -w 1 --threads 64 --graceful-timeout 5 -b "$BIND_HOST:$PORT" app:app
+exec "$PY" -m gunicorn -w 1 -k ivr.asgi.Worker --graceful-timeout 5 -b "$BIND_HOST:$PORT" app:app

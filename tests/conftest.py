@@ -68,11 +68,11 @@ def phone_line(tmp_path):
 
     from ivr.sim import Carrier
 
-    from .livehelpers import LiveServer
+    from .livehelpers import LiveLine
     built = []
 
     def build(speed: float = 10.0, local: bool = False, **changes):
-        live = LiveServer()
+        live = LiveLine()
         if local:
             settings = Settings.from_env({"PUBLIC_BASE_URL": live.url,
                                           "VAR_DIR": str(tmp_path / "var"),

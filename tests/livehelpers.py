@@ -65,3 +65,42 @@ class LiveServer:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class LiveLine:
+    """The line as production serves it (uvicorn, media sockets on the loop, Flask in threads),
+    on a loopback port known before the app is built."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = None
+        self.thread = None
+
+    def serve(self, flask_app) -> LiveLine:
+        import threading
+
+        import uvicorn
+
+        from ivr.asgi import SERVER_OPTIONS, LineApp
+        self.asgi = LineApp(flask_app)
+        config = uvicorn.Config(self.asgi, log_level="warning", timeout_graceful_shutdown=2,
+                                **SERVER_OPTIONS)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True, name="live-line")
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the live line did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            self.thread.join(15)
+        self.sock.close()

@@ -141,16 +141,19 @@ def open_ws(line, signed=True, subprotocol=None):
                                        **options)
 
 
+STREAM = "MZ" + "5" * 32
+
+
 def start_message(call_sid, turn=1, token=None):
     token = token or twiml.stream_token(AUTH_TOKEN, call_sid, turn)
-    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZtest",
-                       "start": {"streamSid": "MZtest", "callSid": call_sid,
+    return json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": STREAM,
+                       "start": {"streamSid": STREAM, "callSid": call_sid,
                                  "customParameters": {"call_sid": call_sid, "turn": str(turn),
                                                       "token": token}}})
 
 
 def media_message(frame=b"\xff" * 160):
-    return json.dumps({"event": "media", "streamSid": "MZtest",
+    return json.dumps({"event": "media", "streamSid": STREAM,
                        "media": {"track": "inbound", "chunk": "1", "timestamp": "0",
                                  "payload": base64.b64encode(frame).decode()}})
 
@@ -168,16 +171,86 @@ def test_subprotocol_is_echoed_only_when_offered(phone_line):
     plain.close()
 
 
-@pytest.mark.parametrize("signed,token", [(False, None), (True, "0" * 32)])
-def test_bad_signature_or_token_closes_with_1008(phone_line, signed, token):
+def closed_with(ws) -> tuple[int, str]:
+    """Read until the server's close frame: (code, reason)."""
+    while True:
+        opcode, data = ws.recv_data(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
+def test_an_unsigned_upgrade_is_refused_with_403_before_101_and_counted_not_stored(phone_line):
     line = line_for(phone_line)
-    ws = open_ws(line, signed=signed)
-    ws.send(start_message(CALL, token=token))
-    opcode, data = ws.recv_data(control_frame=True)
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert int.from_bytes(data[:2], "big") == 1008
-    rejected = [e for e in line.store.events(CALL) if e["kind"] == "WS_REJECTED"]
-    assert rejected and rejected[0]["detail"]["upgrade_signed"] is signed
+    for _ in range(30):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            open_ws(line, signed=False)
+        assert refused.value.status_code == 403
+    rows = [e for e in line.store.events("") if e["kind"] == "WS_REJECTED"]
+    assert len(rows) == 1 and rows[0]["detail"]["stage"] == "handshake"
+    line.runtime.rejections.close()  # the minute is over: one summary row
+    rows = [e["detail"] for e in line.store.events("") if e["kind"] == "WS_REJECTED"]
+    assert len(rows) == 2 and rows[1]["count"] == 30 and rows[1]["sources"] == {"127.0.0.1": 30}
+
+
+def test_a_bad_stream_token_closes_with_1008(phone_line):
+    line = line_for(phone_line)
+    ws = open_ws(line)
+    ws.send(start_message(CALL, token="0" * 32))
+    assert closed_with(ws)[0] == 1008
+
+
+@pytest.mark.parametrize("ended,call_turn", [(True, 1), (False, 3)])
+def test_a_token_is_good_only_while_its_call_is_live_and_on_its_turn(phone_line, ended,
+                                                                       call_turn):
+    line = line_for(phone_line)
+    line.store.ensure_call(CALL, turn=call_turn, ended=ended)
+    ws = open_ws(line)
+    ws.send(start_message(CALL, turn=1))  # a genuine token of turn 1
+    assert closed_with(ws) == (1008, "call ended or moved on")
+    assert "WS_START" not in kinds(line, CALL)
+
+
+def test_a_socket_that_never_starts_is_closed(phone_line):
+    line = line_for(phone_line)
+    ws = open_ws(line)
+    opened = time.monotonic()
+    ws.settimeout(60)
+    assert closed_with(ws) == (1008, "no start in time")
+    assert time.monotonic() - opened >= 4.5  # START_DEADLINE_SEC, not sooner
+
+
+def test_a_started_socket_that_goes_quiet_is_closed(phone_line):
+    line = line_for(phone_line, no_media_timeout_sec=0.5)
+    line.store.ensure_call(CALL, turn=1, turn_mode="stream")
+    ws = open_ws(line)
+    ws.send(start_message(CALL))
+    ws.settimeout(60)
+    assert closed_with(ws) == (1008, "no message for 5.5 s")
+    assert "WS_IDLE_CLOSED" in kinds(line, CALL)
+
+
+@pytest.mark.parametrize("call_sid", [
+    "CA" + "e" * 32 + "\n2026-01-01 00:00:00 INFO WATCHDOG_REDIRECT_OK call=CA" + "f" * 32,
+    "CA" + "e" * 5_000, "not-a-call"])
+def test_a_forged_call_sid_is_refused_and_forges_no_log_line(phone_line, caplog, call_sid):
+    line = line_for(phone_line)
+    ws = open_ws(line)
+    ws.send(start_message(call_sid))
+    assert closed_with(ws)[0] == 1008
+    assert not any(r.getMessage().count("\n") for r in caplog.records)
+    assert not any("WATCHDOG_REDIRECT_OK" in r.getMessage().split(" ", 1)[0]
+                   for r in caplog.records)
+    rows = line.store.events("")
+    assert all(len(json.dumps(e["detail"])) < 5000 for e in rows)
+
+
+def test_a_message_bigger_than_twilio_sends_closes_the_socket_with_1009(phone_line):
+    line = line_for(phone_line)
+    ws = open_ws(line)
+    ws.send("x" * (2 * 1024 * 1024))  # a 2 MB message
+    assert closed_with(ws)[0] == 1009
+    result = line.carrier.place_call("three_turns")  # and the next call is served
+    assert result.error_codes == [] and len(result.heard) == 3
 
 
 def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
@@ -192,24 +265,30 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     ws.send(json.dumps({"event": "media", "media": {"payload": "@@not base64@@"}}))
     ws.send(json.dumps({"event": "media"}))
     ws.send(json.dumps([1, 2, 3]))
-    ws.send("x" * (2 * 1024 * 1024))  # a 2 MB message
+    ws.send(json.dumps({"event": "mark", "mark": {"name": "never-sent"}}))
+    ws.send(json.dumps({"event": "mark", "mark": {"name": "never-sent-either"}}))
     for _ in range(60):
         ws.send(media_message())
-    ws.send(json.dumps({"event": "stop", "streamSid": "MZtest"}))
-    deadline = time.time() + 5
-    while time.time() < deadline and "WS_DONE" not in kinds(line, CALL):
-        time.sleep(0.05)
+    ws.send(json.dumps({"event": "stop", "streamSid": STREAM}))
+    wait_for(lambda: "WS_DONE" in kinds(line, CALL))
     events = line.store.events(CALL)
     reasons = [e["detail"]["reason"] for e in line.store.events("") + events
                if e["kind"] == "WS_BAD"]
     assert "media before start" in reasons
-    assert any("oversize message of 2097152 bytes" in r for r in reasons), reasons
     assert sum(r.startswith(("not a JSON", "binary", "unknown event", "bad base64",
-                             "malformed", "oversize")) for r in reasons) >= 5
+                             "malformed")) for r in reasons) >= 5
+    assert [e["detail"]["name"] for e in events if e["kind"] == "MARK_UNKNOWN"] == ["never-sent"]
     done = [e["detail"] for e in events if e["kind"] == "WS_DONE"][0]
-    assert done["rx"] == 60 and done["bad"] == 8
+    assert done["rx"] == 60 and done["bad"] == 7
     result = line.carrier.place_call("three_turns")  # and the next call is served
     assert result.error_codes == [] and len(result.heard) == 3
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
-DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True}
+DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False}
 
 
 class ScriptError(ValueError):
@@ -189,7 +189,11 @@ class Caller(threading.Thread):
             self.pause(step.opt("after"))
             self.speak(step.value)
         elif step.action == "dtmf":
-            self.wait_for_turn(step)
+            if step.opt("during_reply"):  # a key pressed while the line speaks
+                self.wait_until(lambda: self.line.speaking, self.script.reply_timeout)
+                self.pause(step.opt("after"))
+            else:
+                self.wait_for_turn(step)
             if self.run_.ended.is_set():
                 return
             self.run_.log("caller", f"presses {step.value}")

@@ -1,0 +1,153 @@
+"""The line's server: media WebSockets on the event loop, Flask's routes on a thread pool.
+
+No socket holds a thread: an idle or half-open connection costs the loop a few kilobytes, so
+no number of them can starve the webhooks (see the README's deployment section).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Flask
+from uvicorn_worker import UvicornWorker
+
+from .stream import MAX_MESSAGE_BYTES, MediaServer
+
+HTTP_THREADS = 32  # concurrent Flask requests; sockets never use one
+BODY_DEADLINE_SEC = 10.0  # a request body must arrive this soon (no slow-drip holds a thread)
+MAX_BODY_BYTES = 256 * 1024
+SERVER_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio", "ws_max_size": MAX_MESSAGE_BYTES, "ws_ping_interval": None,
+    "lifespan": "on", "timeout_keep_alive": 5,
+}
+
+
+class LineApp:
+    """ASGI: `/ws/twilio-media` is served by the MediaServer on the loop, everything else by
+    the Flask app in a thread, once its whole body has arrived."""
+
+    def __init__(self, flask_app: Flask):
+        self.flask = flask_app
+        self.runtime = flask_app.extensions["ivr"]
+        self.media = MediaServer(self.runtime)
+        self.pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http")
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.media(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.runtime.close()
+
+    async def http(self, scope: dict, receive, send) -> None:
+        try:
+            body = await asyncio.wait_for(read_body(receive), BODY_DEADLINE_SEC)
+        except TimeoutError:
+            return await send_plain(send, 408, "request body too slow")
+        except BodyTooLarge:
+            return await send_plain(send, 413, "request body too large")
+        if body is None:
+            return  # the client went away
+        environ = wsgi_environ(scope, body)
+        loop = asyncio.get_running_loop()
+        status, headers, chunks = await loop.run_in_executor(self.pool, run_wsgi, self.flask,
+                                                             environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": chunks})
+
+
+class BodyTooLarge(Exception):
+    """The request body is over MAX_BODY_BYTES."""
+
+
+async def read_body(receive) -> bytes | None:
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def send_plain(send, status: int, text: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"text/plain"), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": (text + "\n").encode()})
+
+
+def wsgi_environ(scope: dict, body: bytes) -> dict:
+    """The WSGI environ of an ASGI HTTP request whose body has been read."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode().decode("latin-1"),
+        "PATH_INFO": scope["path"].encode().decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": str(server[0]), "SERVER_PORT": str(server[1] or 80),
+        "REMOTE_ADDR": client[0], "REMOTE_PORT": str(client[1]),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
+    }
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1").upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        if name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[name] = value if name == "CONTENT_TYPE" else environ[name]
+            continue
+        key = "HTTP_" + name
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+def run_wsgi(app: Flask, environ: dict) -> tuple[int, list, bytes]:
+    """Call the WSGI app; its status, headers and whole body (webhook answers are small)."""
+    response: dict = {}
+
+    def start_response(status: str, headers: list, exc_info=None) -> None:
+        response["status"] = int(status.split(" ", 1)[0])
+        response["headers"] = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                               for k, v in headers]
+    try:
+        result = app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            getattr(result, "close", lambda: None)()
+    except Exception:  # noqa: BLE001 - Flask answers errors itself; this is a last resort
+        logging.getLogger("ivr").exception("request failed")
+        return 500, [(b"content-type", b"text/plain")], b"internal error\n"
+    return response["status"], response["headers"], body
+
+
+class Worker(UvicornWorker):
+    """gunicorn worker class of the deploy command (`-k ivr.asgi.Worker`)."""
+
+    CONFIG_KWARGS = {"loop": "auto", "http": "auto", **SERVER_OPTIONS}

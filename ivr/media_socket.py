@@ -1,0 +1,129 @@
+"""The media WebSocket's life on the event loop: a thread-safe outbox, deadlines, the lag probe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("ivr")
+CHECK_EVERY_SEC = 0.5
+
+
+class LoopSocket:
+    """An accepted ASGI WebSocket that any thread may write to; writes keep their order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Callable, subprotocol: str | None):
+        self.loop, self._send, self.subprotocol = loop, send, subprotocol
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.closed = False
+        self.sender = loop.create_task(self._drain())
+
+    def send_text(self, text: str) -> bool:
+        """Queue a text message; False once the socket is closed."""
+        if self.closed:
+            return False
+        self.loop.call_soon_threadsafe(self.outbox.put_nowait, text)
+        return True
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close from our side (after what is already queued); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        message = {"type": "websocket.close", "code": code, "reason": reason[:120]}
+        try:
+            self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
+        except RuntimeError:  # the loop is gone: so is the socket
+            pass
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self.outbox.get()
+            message = {"type": "websocket.send", "text": item} if isinstance(item, str) else item
+            try:
+                await self._send(message)
+            except Exception:  # noqa: BLE001 - the peer went away; nothing more to send
+                self.closed = True
+                return
+            if message["type"] == "websocket.close":
+                return
+
+    async def finish(self) -> None:
+        """After the receive loop: let queued writes go, then stop the sender."""
+        self.closed = True
+        if not self.sender.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self.sender), 1.0)
+            except TimeoutError:
+                self.sender.cancel()
+
+
+class Deadline:
+    """Closes a socket whose peer is silent too long: `due()` says when and why, re-read every
+    half second, so the per-message path only stores a timestamp."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, due: Callable[[], tuple[float, str]],
+                 expire: Callable[[str], None]):
+        self.loop, self.due, self.expire = loop, due, expire
+        self.handle = loop.call_later(CHECK_EVERY_SEC, self._check)
+
+    def _check(self) -> None:
+        at, why = self.due()
+        if time.monotonic() >= at:
+            self.expire(why)
+            return
+        self.handle = self.loop.call_later(CHECK_EVERY_SEC, self._check)
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+class LagProbe:
+    """How late the event loop runs: every media frame waits at most that long to be handled.
+    A 1 ms histogram of the lateness of a 20 ms tick, read as before/after snapshots."""
+
+    BINS = 1000
+    TICK_SEC = 0.02
+
+    def __init__(self):
+        self.bins = [0] * (self.BINS + 1)
+        self.max_ms = 0.0
+        self.handle: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.loop is None:
+            self.loop = loop
+            self._schedule(loop.time())
+
+    def _schedule(self, now: float) -> None:
+        expected = now + self.TICK_SEC
+        self.handle = self.loop.call_at(expected, self._tick, expected)
+
+    def _tick(self, expected: float) -> None:
+        now = self.loop.time()
+        late = (now - expected) * 1000
+        self.max_ms = max(self.max_ms, late)
+        self.bins[min(self.BINS, int(late))] += 1
+        self._schedule(now)
+
+    def snapshot(self) -> list[int]:
+        return list(self.bins)
+
+    def since(self, before: list[int]) -> dict[int, int]:
+        """The non-empty bins since a snapshot, {ms: ticks}."""
+        return {ms: now - then for ms, (now, then) in enumerate(zip(self.bins, before, strict=True))
+                if now > then}
+
+
+def percentile(histogram: dict[int, int], pct: float) -> int:
+    """The bin at which `pct` percent of a {ms: count} histogram is reached."""
+    total, seen = sum(histogram.values()), 0
+    for ms in sorted(histogram):
+        seen += histogram[ms]
+        if seen >= total * pct / 100:
+            return ms
+    return 0
