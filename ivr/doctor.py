@@ -72,6 +72,7 @@ class Doctor:
             body = response.json()
             ok = response.status_code == 200 and body.get("status") == "ok"
             detail = f"{response.status_code} engines={body.get('engines')}"
+            detail += f" problems={body['problems']}" if body.get("problems") else ""
         except (requests.RequestException, ValueError) as exc:
             ok, detail = False, f"{exc.__class__.__name__}"
         self.add("/healthz", ok, detail, "start the server: bash scripts/start.sh (make run)")

@@ -224,20 +224,17 @@ class Store:
             return f"deferred writes failing: {self.write_error[1]}"
         if not self.write_lock.acquire(timeout=wait_sec):
             return f"a write has held the database for over {wait_sec:g} s"
+        sqlite = self.engine.dialect.name == "sqlite"
+        wait_ms = int(wait_sec * 1000)
         try:
-            with self.engine.connect() as conn:
-                if self.engine.dialect.name == "sqlite":
-                    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_sec * 1000)}")
-                else:
-                    conn.exec_driver_sql(f"SET statement_timeout = {int(wait_sec * 1000)}")
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}" if sqlite
+                                     else f"SET LOCAL statement_timeout = {wait_ms}")
                 try:
-                    with conn.begin():
-                        conn.execute(update(health).values(checked_at=time.time()))
+                    conn.execute(update(health).values(checked_at=time.time()))
                 finally:
-                    if self.engine.dialect.name == "sqlite":
+                    if sqlite:
                         conn.exec_driver_sql("PRAGMA busy_timeout=5000")
-                    else:
-                        conn.exec_driver_sql("SET statement_timeout = 0")
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             return f"database write failed: {str(exc).splitlines()[0][:160]}"
         finally:
@@ -361,7 +358,8 @@ class Store:
 
     def events(self, call_sid: str) -> list[dict]:
         self.flush()
-        stmt = select(events).where(events.c.call_sid == call_sid).order_by(events.c.id)
+        stmt = (select(events).where(events.c.call_sid == call_sid)
+                .order_by(events.c.ts, events.c.id))  # deferred rows land later
         with self.engine.connect() as conn:
             rows = [dict(r) for r in conn.execute(stmt).mappings()]
         for row in rows:

@@ -107,3 +107,64 @@ def test_run_local_starts_the_carrier_and_call_rings_through_it(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
+
+
+def children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    return [int(p) for p in open(path).read().split()] if os.path.exists(path) else []
+
+
+def test_a_worker_killed_mid_call_comes_back_and_its_watchdog_still_moves_the_call(tmp_path):
+    """kill -9 of the worker (a crash, an OOM kill) while a call's stream has not started: the
+    respawned worker re-arms the call's checks from the store and moves it to <Record>."""
+    import sqlite3
+    import threading
+    import time
+
+    from ivr.config import LOCAL_ACCOUNT_SID, local_auth_token
+    from ivr.sim import Carrier
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    token = local_auth_token(tmp_path / "var")
+    carrier = Carrier(base, account_sid=LOCAL_ACCOUNT_SID, auth_token=token).start()
+    env = start_script_env(tmp_path, port, TWILIO_API_BASE_URL=carrier.url, ASR_ENGINE="fake",
+                           LLM_ENGINE="fake", TTS_ENGINE="fake", TURN_MODE="stream",
+                           STREAM_START_TIMEOUT_SEC="2")
+    proc = subprocess.Popen(["bash", "scripts/start.sh"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    db = tmp_path / "ivr.sqlite3"
+
+    def events(kind: str) -> list:
+        with sqlite3.connect(db) as conn:
+            return conn.execute("SELECT call_sid, ts FROM events WHERE kind = ?",
+                                (kind,)).fetchall()
+    try:
+        wait_for(base + "/healthz", proc)
+        results = []
+        caller = threading.Thread(target=lambda: results.append(carrier.place_call(
+            {"steps": [{"silence": 8}], "end": "hangup"}, speed=1.0, stream_hangs=True)))
+        caller.start()
+        deadline = time.monotonic() + 30
+        while not events("TWIML"):
+            assert time.monotonic() < deadline, "the call never reached the line"
+            time.sleep(0.05)
+        [worker] = children(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        killed_at = time.time()
+        while children(proc.pid) in ([], [worker]):
+            assert time.monotonic() < deadline + 30, "gunicorn did not respawn its worker"
+            time.sleep(0.05)
+        wait_for(base + "/healthz", proc)
+        caller.join(90)
+        [result] = results
+        assert events("WATCHDOG_RECOVERED")
+        [(call_sid, redirected_at)] = events("WATCHDOG_REDIRECT_OK")
+        assert call_sid == result.call_sid
+        updates = [r for r in result.requests if r["direction"] == "in"]
+        assert updates and all(r["status"] == 200 for r in updates)
+        assert any(h["url"].endswith("/fallback_he.mp3") for h in result.heard)
+        print(f"RESTART_RECOVERY_SEC={redirected_at - killed_at:.1f}")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        carrier.stop()

@@ -200,6 +200,9 @@ def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> Non
     """<Connect><Stream>: stream until the app closes (then the action), an update or hang-up."""
     session = MediaSession(run, stream, two_way=True)
     action, method = connect.get("action"), connect.get("method", "POST")
+    if run.faults.get("stream_hangs"):  # Twilio's media side never dials: no socket, no status
+        run.log("carrier", "the stream never opens (injected fault)")
+        run.tick_for(None)  # silence until an update or a hang-up
     if session.open():
         def on_tick(frame: bytes, _text: str | None, key: str | None) -> bool:
             if key:
