@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -16,10 +17,11 @@ MAX_RECORDING_BYTES = 8 * 1024 * 1024  # ~8 minutes of 8 kHz 16-bit WAV
 NOT_READY_RETRIES = 6
 NOT_READY_WAIT_SEC = 0.5
 TWILIO_API_HOST = "api.twilio.com"
+RECORDING_NAME = re.compile(r"RE[0-9a-fA-F]{32}(\.wav|\.mp3)?")
 
 
 class RecordingRefused(ValueError):
-    """The RecordingUrl is not one we fetch (wrong host, scheme, port or account)."""
+    """The RecordingUrl is not one we fetch (wrong host, scheme, port, account or path)."""
 
 
 def check_recording_url(settings: Settings, url: str) -> str:
@@ -34,11 +36,19 @@ def check_recording_url(settings: Settings, url: str) -> str:
         raise RecordingRefused(f"host {parts.scheme}://{parts.netloc} is not the Twilio API")
     if parts.scheme != "https" and not configured:
         raise RecordingRefused("recordings are fetched over https only")
-    prefix = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/RE"
-    if not parts.path.startswith(prefix) or parts.query or ".." in parts.path:
+    if "@" in parts.netloc or parts.query or parts.fragment or not is_recording_path(
+            settings.twilio_account_sid, parts.path):
         raise RecordingRefused("not a recording of this account")
     path = parts.path if parts.path.endswith((".wav", ".mp3")) else parts.path + ".wav"
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def is_recording_path(account_sid: str, path: str) -> bool:
+    """Exactly /2010-04-01/Accounts/<sid>/Recordings/RE<32 hex>[.wav|.mp3]: no escapes, no dots."""
+    prefix = f"/2010-04-01/Accounts/{account_sid}/Recordings/"
+    if unquote(path) != path or not path.startswith(prefix):
+        return False
+    return RECORDING_NAME.fullmatch(path[len(prefix):]) is not None
 
 
 def download(settings: Settings, url: str, session: requests.Session | None = None) -> bytes:
