@@ -20,6 +20,7 @@ CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
+RECORDING_FETCH_BUDGET_SEC = recordings.FETCH_BUDGET_SEC  # part of the webhook's budget
 STREAM_ERROR_GRACE_SEC = 1.0  # let Twilio's own <Connect action> request win the race
 
 
@@ -247,7 +248,7 @@ def fetch_recording(rt: Runtime, call_sid: str, params: dict) -> bytes | None:
     """Download (only from Twilio), keep the file for the owner, return 8 kHz PCM; None if not."""
     url, sid = params["RecordingUrl"], params.get("RecordingSid", "")
     try:
-        data = recordings.download(rt.settings, url)
+        data = recordings.download(rt.settings, url, budget_sec=RECORDING_FETCH_BUDGET_SEC)
     except recordings.RecordingRefused as exc:
         rt.events.emit("RECORDING_REFUSED", call_sid, logging.WARNING, url=url, reason=str(exc))
         return None
