@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
@@ -223,14 +224,15 @@ def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
                    duration=params.get("RecordingDuration", ""))
     if not url:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
+    started = time.monotonic()
     pcm = fetch_recording(rt, call_sid, params)
     if pcm is None or len(pcm) < MIN_RECORDING_BYTES:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
     call = rt.store.get_call(call_sid) or {}
     turn = (call.get("turn") or 0) + 1
     rt.store.update_call(call_sid, turn=turn, silent_turns=0)
-    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record",
-                                 budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
+    budget = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)  # the fetch spent some
+    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record", budget_sec=budget)
     play = "" if outcome.skipped else rt.tts_url(outcome.audio_name)
     s = rt.settings
     if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback:

@@ -9,11 +9,11 @@ import time
 import pytest
 from flask import Flask, Response, redirect, request
 
-from ivr import audio, recordings, webhooks
+from ivr import audio, create_app, recordings, webhooks
 from ivr.recordings import RecordingRefused, RecordingTimeout, check_recording_url, download
 from ivr.sim import Carrier
 
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, CALL_SID, make_settings
+from .conftest import ACCOUNT_SID, AUTH_TOKEN, BASE, CALL_SID, make_settings, sign
 from .livehelpers import LiveServer
 
 RE_SID = "RE" + "3" * 32
@@ -23,6 +23,7 @@ BUDGET = 1.0  # the fetch deadline in these tests (production: recordings.FETCH_
 MARGIN = 4.0  # generous: a loaded CI machine; the attacks below take 10 s or more unchecked
 DRIP_SEC = 0.2  # the server sends one byte this often: every read returns well within a timeout
 DRIP_BYTES = 50  # 10 s in all: a fetch without one deadline sits through the whole drip
+LATE_SEC = 1.0  # a recording that arrives in time, but late
 
 
 class HostileTwilio:
@@ -45,6 +46,8 @@ class HostileTwilio:
         if self.behaviour == "drip":
             return Response(self.drip(), mimetype="audio/x-wav",
                             headers={"Content-Length": str(DRIP_BYTES)})
+        if self.behaviour == "late":
+            self.stopping.wait(LATE_SEC)
         if self.behaviour == "slow-404":
             self.stopping.wait(DRIP_SEC * 4)
             return Response("not yet", status=404)
@@ -227,3 +230,25 @@ def test_webhook_reprompts_when_the_recording_drips(twilio_post, runtime, hostil
     assert response.status_code == 200 and b"<Record " in response.data
     (event,) = recording_events(runtime)
     assert event["kind"] == "RECORDING_ERR" and "RecordingTimeout" in event["detail"]["err"]
+
+
+def test_time_spent_fetching_comes_out_of_the_turns_budget(settings, hostile, monkeypatch):
+    monkeypatch.setattr(webhooks, "TWILIO_WEBHOOK_BUDGET_SEC", LATE_SEC * 2.5)
+    monkeypatch.setattr(webhooks, "RECORDING_FETCH_BUDGET_SEC", LATE_SEC * 5)
+    hostile.behaviour = "late"
+    app = create_app(settings.replace(asr_engine="fake", llm_engine="fake", tts_engine="fake",
+                                      turn_mode="record", llm_timeout_sec=30.0))
+    rt = app.extensions["ivr"]
+    rt.engines.llm.delay = LATE_SEC * 3
+    params = {"CallSid": CALL_SID, "AccountSid": ACCOUNT_SID, "RecordingSid": RE_SID,
+              "RecordingUrl": hostile.url + PATH, "RecordingDuration": "1"}
+    try:
+        response = app.test_client().post("/webhook/handle_recording", data=params, headers={
+            "X-Twilio-Signature": sign(BASE + "/webhook/handle_recording", params)})
+        errors = [e["detail"]["err"] for e in rt.store.events(CALL_SID) if e["kind"] == "LLM_ERR"]
+    finally:
+        rt.close()
+    assert response.status_code == 200 and b"<Play>" in response.data
+    (err,) = errors  # the LLM had only what the late fetch left of the webhook's budget
+    allowed = float(err.split("took longer than ")[1].split(" s")[0])
+    assert allowed <= LATE_SEC * 2.5 - LATE_SEC
