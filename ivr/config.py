@@ -231,6 +231,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def public_on_loopback(self) -> bool:
+        """PUBLIC_BASE_URL names this machine: a local line, not one published through a proxy."""
+        return is_loopback_host(urlsplit(self.public_base_url).hostname)
+
+    @property
     def signing_key(self) -> str:
         """Key of the Stream `token` Parameter HMAC: the auth token, else a per-process secret."""
         return self.twilio_auth_token or self.stream_secret
