@@ -110,10 +110,15 @@ def stereo(left: bytes, right: bytes) -> bytes:
 
 
 def espeak_pcm16(text: str, voice: str = "he", speed: int = 150, rate: int = RATE) -> bytes:
-    """Speak text with espeak-ng (Hebrew voice by default) → mono PCM16 at `rate`."""
+    """Speak text with espeak-ng (Hebrew voice by default) → mono PCM16 at `rate`.
+
+    The text goes in on standard input (`--stdin`, read whole, UTF-8), never as an argument,
+    so a reply such as `-f/etc/passwd` or `-w file` is spoken, not parsed as an option.
+    """
+    command = ["espeak-ng", "-b", "1", "-v", voice, "-s", str(speed), "--stdout", "--stdin"]
     try:
-        result = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-                                capture_output=True, timeout=30, check=True)
+        result = subprocess.run(command, input=text.encode("utf-8"), capture_output=True,
+                                timeout=30, check=True)
     except FileNotFoundError:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from None
     return decode_to_pcm16(result.stdout, rate)

@@ -48,6 +48,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
     print(f"config OK: base={settings.public_base_url} turn_mode={settings.turn_mode} "
           f"reply_mode={settings.reply_mode} asr={settings.asr_engine} llm={settings.llm_engine} "
           f"tts={settings.tts_engine} twilio={mode}")
+    if not settings.inspector_token and not settings.public_on_loopback:
+        print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
 
 

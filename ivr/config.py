@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import ipaddress
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ACCOUNT_SID = "AC" + "0" * 32
+GCP_CREDENTIALS_FILE = "gcp-credentials.json"  # in VAR_DIR: one private copy per deployment
 ASR_CHOICES = ("auto", "google", "openai", "whisper", "fake", "none")
 LLM_CHOICES = ("auto", "google", "openai", "scripted", "fake")
 TTS_CHOICES = ("auto", "google", "openai", "espeak", "fake")
@@ -231,6 +233,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @property
+    def public_on_loopback(self) -> bool:
+        """PUBLIC_BASE_URL names this machine: a local line, not one published through a proxy."""
+        return is_loopback_host(urlsplit(self.public_base_url).hostname)
+
+    @property
     def signing_key(self) -> str:
         """Key of the Stream `token` Parameter HMAC: the auth token, else a per-process secret."""
         return self.twilio_auth_token or self.stream_secret
@@ -259,23 +266,52 @@ def _parse_all(env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
 
 
 def _write_gcp_credentials(env: dict[str, str], values: dict, problems: list[str]) -> None:
-    """GCP_CREDENTIALS_JSON → a 0600 file, named by GOOGLE_APPLICATION_CREDENTIALS."""
+    """GCP_CREDENTIALS_JSON → <VAR_DIR>/gcp-credentials.json (0600, one per deployment), named
+    by GOOGLE_APPLICATION_CREDENTIALS; rewritten only when the JSON changes."""
     raw = env.get("GCP_CREDENTIALS_JSON", "").strip()
-    if raw and not values["google_application_credentials"]:
+    target = Path(values["var_dir"]).absolute() / GCP_CREDENTIALS_FILE
+    if raw and values["google_application_credentials"] in ("", str(target)):
         try:
             json.loads(raw)
         except ValueError:
             problems.append("GCP_CREDENTIALS_JSON=(set): expected a service-account JSON")
             return
-        fd, path = tempfile.mkstemp(prefix="gcp-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(raw)
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-        values["google_application_credentials"] = path
-        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = path
+        try:
+            write_private_file(target, raw)
+        except OSError as exc:
+            reason = exc.strerror or exc
+            problems.append(f"GCP_CREDENTIALS_JSON=(set): cannot write {target}: {reason}")
+            return
+        values["google_application_credentials"] = str(target)
+        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(target)
     creds = values["google_application_credentials"]
     if creds and not Path(creds).is_file():
         problems.append(f"GOOGLE_APPLICATION_CREDENTIALS={creds!r}: expected a readable JSON file")
+
+
+def write_private_file(path: Path, text: str) -> bool:
+    """Make `path` a 0600 regular file holding `text`: left alone when it already is, else
+    replaced atomically (a temporary file in the same folder, then os.replace). True if written."""
+    try:
+        info = os.lstat(path)
+        if (stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
+                and path.read_text(encoding="utf-8") == text):
+            return False
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    return True
 
 
 def is_loopback_host(host: str | None) -> bool:

@@ -20,12 +20,18 @@ QUIET_KINDS = frozenset({"WS_MEDIA", "WS_TX"})
 
 
 def locked_reason(rt: Runtime) -> str | None:
-    """Why this request may not see the inspector, or None when it may."""
+    """Why this request may not see the inspector, or None when it may.
+
+    Without INSPECTOR_TOKEN it is open only on a local line: PUBLIC_BASE_URL on loopback and
+    the request from loopback. Binding to 127.0.0.1 is not enough: a reverse proxy on the same
+    machine forwards the world's requests from loopback.
+    """
     expected = rt.settings.inspector_token
     if not expected:
-        if is_loopback_host(rt.settings.bind_host):
+        if rt.settings.public_on_loopback and is_loopback_host(request.remote_addr):
             return None
-        return "the inspector is locked: set INSPECTOR_TOKEN (or bind to 127.0.0.1 only)"
+        return ("401: the inspector is locked until INSPECTOR_TOKEN is set (without one it "
+                "opens only on a local line: PUBLIC_BASE_URL and the browser on loopback)")
     auth = request.headers.get("Authorization", "")
     given = (request.args.get("token") or request.cookies.get(COOKIE)
              or (auth[7:] if auth.startswith("Bearer ") else ""))
@@ -43,8 +49,9 @@ def guard():
                         headers={"WWW-Authenticate": 'Bearer realm="inspector"'})
     if "token" in request.args:  # keep the token out of URLs, history and logs
         response = redirect(request.path)
+        secure = request.is_secure or rt.settings.public_base_url.startswith("https://")
         response.set_cookie(COOKIE, request.args["token"], httponly=True, samesite="Strict",
-                            secure=request.is_secure, path="/inspector")
+                            secure=secure, path="/inspector")
         return response
     return None
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 import time
+from contextlib import suppress
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -15,11 +18,18 @@ from .config import Settings
 MAX_RECORDING_BYTES = 8 * 1024 * 1024  # ~8 minutes of 8 kHz 16-bit WAV
 NOT_READY_RETRIES = 6
 NOT_READY_WAIT_SEC = 0.5
+FETCH_BUDGET_SEC = 5.0  # every try and the body together; the webhook must answer within 15 s
+READ_CHUNK = 64 * 1024
 TWILIO_API_HOST = "api.twilio.com"
+RECORDING_NAME = re.compile(r"RE[0-9a-fA-F]{32}(\.wav|\.mp3)?")
 
 
 class RecordingRefused(ValueError):
-    """The RecordingUrl is not one we fetch (wrong host, scheme, port or account)."""
+    """The RecordingUrl is not one we fetch (wrong host, scheme, port, account or path)."""
+
+
+class RecordingTimeout(TimeoutError):
+    """The recording did not arrive, body included, within the fetch's deadline."""
 
 
 def check_recording_url(settings: Settings, url: str) -> str:
@@ -34,32 +44,103 @@ def check_recording_url(settings: Settings, url: str) -> str:
         raise RecordingRefused(f"host {parts.scheme}://{parts.netloc} is not the Twilio API")
     if parts.scheme != "https" and not configured:
         raise RecordingRefused("recordings are fetched over https only")
-    prefix = f"/2010-04-01/Accounts/{settings.twilio_account_sid}/Recordings/RE"
-    if not parts.path.startswith(prefix) or parts.query or ".." in parts.path:
+    if "@" in parts.netloc or parts.query or parts.fragment or not is_recording_path(
+            settings.twilio_account_sid, parts.path):
         raise RecordingRefused("not a recording of this account")
     path = parts.path if parts.path.endswith((".wav", ".mp3")) else parts.path + ".wav"
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def download(settings: Settings, url: str, session: requests.Session | None = None) -> bytes:
-    """The recording's audio, retrying while Twilio says 404 (not ready yet); capped in size."""
+def is_recording_path(account_sid: str, path: str) -> bool:
+    """Exactly /2010-04-01/Accounts/<sid>/Recordings/RE<32 hex>[.wav|.mp3]: no escapes, no dots."""
+    prefix = f"/2010-04-01/Accounts/{account_sid}/Recordings/"
+    if unquote(path) != path or not path.startswith(prefix):
+        return False
+    return RECORDING_NAME.fullmatch(path[len(prefix):]) is not None
+
+
+def download(settings: Settings, url: str, session: requests.Session | None = None,
+             budget_sec: float = FETCH_BUDGET_SEC) -> bytes:
+    """The recording's audio: retries while Twilio says 404 (not ready), a size cap, and one
+    deadline `budget_sec` from now for every try and the body, however slowly the server sends."""
     target = check_recording_url(settings, url)
-    session = session or requests.Session()
     auth = (settings.twilio_account_sid, settings.twilio_auth_token)
-    for attempt in range(NOT_READY_RETRIES + 1):
-        with session.get(target, auth=auth, timeout=10, stream=True,
-                         allow_redirects=False) as response:
-            if response.status_code == 404 and attempt < NOT_READY_RETRIES:
-                time.sleep(NOT_READY_WAIT_SEC)
-                continue
-            response.raise_for_status()
-            data = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                data += chunk
-                if len(data) > MAX_RECORDING_BYTES:
-                    raise RecordingRefused(f"recording larger than {MAX_RECORDING_BYTES} bytes")
-            return bytes(data)
-    raise RecordingRefused("recording never became ready")
+    fetch = _Fetch(session or requests.Session(), target, auth, time.monotonic() + budget_sec)
+    return fetch.within_deadline(budget_sec)
+
+
+class _Fetch:
+    """One download on a worker thread, so that the caller is back by the deadline whatever
+    the server does. At the deadline an open response's socket is shut, which ends the worker;
+    a server that drips its headers holds only this worker thread, never the caller."""
+
+    def __init__(self, session: requests.Session, url: str, auth: tuple, deadline: float):
+        self.session, self.url, self.auth, self.deadline = session, url, auth, deadline
+        self.response: requests.Response | None = None
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self.result: bytes | None = None
+        self.error: BaseException | None = None
+
+    def within_deadline(self, budget_sec: float) -> bytes:
+        threading.Thread(target=self._work, name="recording-fetch", daemon=True).start()
+        if not self.done.wait(max(0.0, self.deadline - time.monotonic())):
+            self.cancel()
+            raise RecordingTimeout(f"recording not fetched within {budget_sec:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.result or b""
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.response is not None:
+            with suppress(Exception):  # already closed or released: nothing left to cut
+                self.response.raw.shutdown()
+
+    def _work(self) -> None:
+        try:
+            self.result = self._tries()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def _remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0 or self.cancelled.is_set():
+            raise RecordingTimeout("recording fetch deadline passed")
+        return left
+
+    def _tries(self) -> bytes:
+        for attempt in range(NOT_READY_RETRIES + 1):
+            with self.session.get(self.url, auth=self.auth, timeout=self._remaining(),
+                                  stream=True, allow_redirects=False) as response:
+                self.response = response
+                if response.status_code == 404 and attempt < NOT_READY_RETRIES:
+                    self.cancelled.wait(min(NOT_READY_WAIT_SEC, self._remaining()))
+                    continue
+                if response.is_redirect or not 200 <= response.status_code < 300:
+                    raise _status_error(response)
+                return self._body(response)
+        raise RecordingRefused("recording never became ready")
+
+    def _body(self, response: requests.Response) -> bytes:
+        data = bytearray()
+        while chunk := response.raw.read1(READ_CHUNK, decode_content=True):
+            data += chunk
+            if len(data) > MAX_RECORDING_BYTES:
+                raise RecordingRefused(f"recording larger than {MAX_RECORDING_BYTES} bytes")
+            self._remaining()
+        return bytes(data)
+
+
+def _status_error(response: requests.Response) -> Exception:
+    """A redirect is refused (never followed, never taken as the audio); other codes are errors."""
+    status = response.status_code
+    if 300 <= status < 400:
+        where = response.headers.get("Location", "")
+        return RecordingRefused(f"HTTP {status} redirect to {where[:120]!r} not followed")
+    return requests.HTTPError(f"HTTP {status} fetching the recording", response=response)
 
 
 def keep(var_dir: str, sid: str, data: bytes, meta: dict) -> Path:

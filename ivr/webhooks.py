@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
@@ -22,6 +23,7 @@ MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other fiel
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
+RECORDING_FETCH_BUDGET_SEC = recordings.FETCH_BUDGET_SEC  # part of the webhook's budget
 STREAM_ERROR_GRACE_SEC = 1.0  # let Twilio's own <Connect action> request win the race
 
 
@@ -231,14 +233,15 @@ def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
                    duration=params.get("RecordingDuration", ""))
     if not url:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
+    started = time.monotonic()
     pcm = fetch_recording(rt, call_sid, params)
     if pcm is None or len(pcm) < MIN_RECORDING_BYTES:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
     call = rt.store.get_call(call_sid) or {}
     turn = (call.get("turn") or 0) + 1
     rt.store.update_call(call_sid, turn=turn, silent_turns=0)
-    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record",
-                                 budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
+    budget = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)  # the fetch spent some
+    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record", budget_sec=budget)
     play = "" if outcome.skipped else rt.tts_url(outcome.audio_name)
     s = rt.settings
     if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback:
@@ -256,7 +259,7 @@ def fetch_recording(rt: Runtime, call_sid: str, params: dict) -> bytes | None:
     """Download (only from Twilio), keep the file for the owner, return 8 kHz PCM; None if not."""
     url, sid = params["RecordingUrl"], params.get("RecordingSid", "")
     try:
-        data = recordings.download(rt.settings, url)
+        data = recordings.download(rt.settings, url, budget_sec=RECORDING_FETCH_BUDGET_SEC)
     except recordings.RecordingRefused as exc:
         rt.events.emit("RECORDING_REFUSED", call_sid, logging.WARNING, url=url, reason=str(exc))
         return None

@@ -73,16 +73,60 @@ def test_unsigned_mode_needs_an_explicit_choice_and_warns(tmp_path):
     assert any("VALIDATE_TWILIO_SIGNATURE=false" in w for w in s.warnings)
 
 
-def test_gcp_credentials_json_is_written_to_a_private_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "")  # restored after the test
+GCP_JSON = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----"}'
+
+
+@pytest.fixture
+def gcp_env(tmp_path, monkeypatch):
+    """Settings.from_env sets GOOGLE_APPLICATION_CREDENTIALS; monkeypatch restores it after."""
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
-    s = Settings.from_env(env(tmp_path, GCP_CREDENTIALS_JSON='{"type": "service_account"}'))
+    return lambda text=GCP_JSON, **more: env(tmp_path, GCP_CREDENTIALS_JSON=text, **more)
+
+
+def credential_files(tmp_path) -> list[str]:
+    """Credential copies and leftover temporary files in VAR_DIR."""
+    return sorted(n for n in os.listdir(tmp_path / "var") if "gcp" in n)
+
+
+def test_gcp_credentials_json_is_written_to_a_private_file(tmp_path, gcp_env):
+    s = Settings.from_env(gcp_env())
     path = s.google_application_credentials
-    assert open(path).read() == '{"type": "service_account"}'
+    assert path == str(tmp_path / "var" / "gcp-credentials.json")
+    assert open(path).read() == GCP_JSON
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert os.environ["GOOGLE_APPLICATION_CREDENTIALS"] == path
     assert (s.asr_engine, s.tts_engine, s.turn_mode) == ("google", "google", "stream")
-    os.unlink(path)
+
+
+def test_every_boot_shares_one_credentials_file_never_rewritten(tmp_path, gcp_env):
+    paths = {Settings.from_env(gcp_env()).google_application_credentials for _ in range(5)}
+    assert paths == {str(tmp_path / "var" / "gcp-credentials.json")}
+    (path,) = paths
+    assert credential_files(tmp_path) == ["gcp-credentials.json"]
+    inode = os.stat(path).st_ino
+    Settings.from_env(gcp_env())
+    assert os.stat(path).st_ino == inode  # identical content: the file was left alone
+    assert open(path).read() == GCP_JSON and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_changed_credentials_json_replaces_the_one_file(tmp_path, gcp_env):
+    path = Settings.from_env(gcp_env()).google_application_credentials
+    rotated = GCP_JSON.replace("BEGIN", "NEW")
+    # a later boot in this process still has the old file named in its environment
+    s = Settings.from_env(gcp_env(rotated, GOOGLE_APPLICATION_CREDENTIALS=path))
+    assert s.google_application_credentials == path
+    assert open(path).read() == rotated and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert credential_files(tmp_path) == ["gcp-credentials.json"]
+
+
+def test_a_loose_credentials_file_is_made_private(tmp_path, gcp_env):
+    path = tmp_path / "var" / "gcp-credentials.json"
+    path.parent.mkdir()
+    path.write_text(GCP_JSON)
+    path.chmod(0o644)
+    Settings.from_env(gcp_env())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text() == GCP_JSON
 
 
 def test_gcp_credentials_json_must_be_json(tmp_path):

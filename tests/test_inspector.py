@@ -6,20 +6,41 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import AUTH_TOKEN
+from .conftest import AUTH_TOKEN, BASE
 from .livehelpers import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 
 
-def test_locked_without_a_token_when_listening_beyond_loopback(client):
-    response = client.get("/inspector")
-    assert response.status_code == 401 and b"INSPECTOR_TOKEN" in response.data
+LOCAL = "http://127.0.0.1:5000"
 
 
-def test_open_on_a_loopback_only_server(client, runtime, settings):
-    runtime.settings = settings.replace(bind_host="127.0.0.1")
+@pytest.mark.parametrize("base,peer,status", [
+    (BASE, "127.0.0.1", 401),  # bound to loopback behind a reverse proxy: the world's requests
+    (BASE, "203.0.113.7", 401),
+    (LOCAL, "203.0.113.7", 401),
+    (LOCAL, "127.0.0.1", 200),
+    ("http://localhost:5000", "::1", 200),
+])
+def test_without_a_token_only_a_local_line_is_open(client, runtime, settings, base, peer, status):
+    runtime.settings = settings.replace(bind_host="127.0.0.1", public_base_url=base)
+    response = client.get("/inspector", environ_base={"REMOTE_ADDR": peer})
+    assert response.status_code == status
+    if status == 401:
+        assert b"INSPECTOR_TOKEN" in response.data
+
+
+def test_the_token_cookie_is_secure_behind_an_https_proxy(client, runtime, settings):
+    runtime.settings = settings.replace(inspector_token="s3cret-inspector")
+    response = client.get("/inspector?token=s3cret-inspector")  # plain http from the proxy
+    assert "; Secure" in response.headers["Set-Cookie"]
+
+
+def test_the_token_cookie_works_over_http_on_a_local_line(client, runtime, settings):
+    runtime.settings = settings.replace(inspector_token="s3cret-inspector", public_base_url=LOCAL)
+    response = client.get("/inspector?token=s3cret-inspector")
+    assert "Secure" not in response.headers["Set-Cookie"]
     assert client.get("/inspector").status_code == 200
 
 
@@ -37,7 +58,7 @@ def test_token_in_query_becomes_a_cookie_and_bearer_works(client, runtime, setti
 
 
 def test_unknown_call_is_404(client, runtime, settings):
-    runtime.settings = settings.replace(bind_host="127.0.0.1")
+    runtime.settings = settings.replace(public_base_url=LOCAL)
     assert client.get("/inspector/calls/CA" + "0" * 32).status_code == 404
 
 
