@@ -140,6 +140,7 @@ VARIABLES: list[tuple[str, Callable[[str], Any], Any]] = [
     ("SYSTEM_PROMPT_FILE", _text, ""),
     ("TTS_DIR", _text, str(ROOT / "static" / "tts")),
     ("VAR_DIR", _text, str(ROOT / "var")),
+    ("RETENTION_DAYS", _int(1, 3650), 90),
 ]
 
 SECRET_NAMES = frozenset({"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "INSPECTOR_TOKEN"})
@@ -205,6 +206,7 @@ class Settings:
     system_prompt_file: str = ""
     tts_dir: str = str(ROOT / "static" / "tts")
     var_dir: str = str(ROOT / "var")
+    retention_days: int = 90
     local_mode: bool = False
     warnings: tuple[str, ...] = ()
     stream_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
