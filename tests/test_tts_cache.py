@@ -1,4 +1,4 @@
-"""The MP3 cache: content keys, whole files only, one synthesis per key, LRU, aliases, prewarm."""
+"""The MP3 cache: content keys, whole files, one synthesis per key, LRU, aliases, prewarm."""
 
 import io
 import os
@@ -76,6 +76,39 @@ def test_lru_eviction_keeps_recent_files_and_never_the_aliases(tmp_path):
     assert (tmp_path / GREETING).exists()
     total = sum(p.stat().st_size for p in tmp_path.glob("*.mp3"))
     assert total <= 1024 * 1024
+
+
+def test_key_locks_are_forgotten_when_unused_even_after_failures(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS(size=10)
+
+    class Broken(CountingTTS):
+        def synthesize(self, text):
+            raise EngineError("down")
+    for n in range(300):
+        cache.synthesize(tts, f"משפט {n}")
+        with pytest.raises(EngineError):
+            cache.synthesize(Broken(), f"שבור {n}")
+    threads = [threading.Thread(target=cache.synthesize, args=(tts, f"יחד {n % 4}"))
+               for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.key_locks == {} and tts.calls == 304
+
+
+def test_remembered_durations_stay_bounded_and_keep_the_recently_asked(tmp_path):
+    from ivr import audio
+    from ivr.tts_cache import DURATIONS_KEPT
+    assert 1000 <= DURATIONS_KEPT <= 10000
+    cache = TTSCache(tmp_path, durations_kept=8)
+    wav = audio.wav_bytes(audio.beep_pcm16(500))  # decoded natively: no ffmpeg per file
+    for n in range(200):
+        (tmp_path / f"{n}.mp3").write_bytes(wav)
+        assert cache.duration(f"{n}.mp3") == pytest.approx(0.5, abs=0.01)
+        cache.duration("0.mp3")  # asked again and again: never the one dropped
+        assert len(cache.durations) <= 8
+    assert "0.mp3" in cache.durations and "199.mp3" in cache.durations
 
 
 def test_beep_is_generated_when_missing(tmp_path):
