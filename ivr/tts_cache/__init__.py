@@ -157,3 +157,20 @@ class TTSCache:
             removed += 1
         return removed
 
+    def purge_unused(self, before: float) -> int:
+        """Delete files not used since `before` (a hit touches a file, as the LRU uses it) and
+        leftover temporary files; the aliases are kept. Returns how many were deleted."""
+        removed = 0
+        for path in self.dir.glob("*.mp3"):  # also matches .tmp-*.mp3
+            if path.name in ALIASES:
+                continue
+            try:
+                if path.stat().st_mtime >= before:
+                    continue
+                path.unlink()
+            except OSError:  # gone meanwhile (evicted, or another purge)
+                continue
+            removed += 1
+            with self.lock:
+                self.durations.pop(path.name, None)
+        return removed
