@@ -14,6 +14,7 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
 from .eventlog import EventLog
+from .retention import schedule_daily
 from .runtime import Runtime
 from .store import Store
 from .stream import SERVER_OPTIONS, StreamRegistry, sock
@@ -60,6 +61,7 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
     runtime.watchdog = Watchdog(runtime)
     runtime.watchdog.start()
+    schedule_daily(runtime)
     app.extensions["ivr"] = runtime
 
     from . import inspector, public, webhooks
