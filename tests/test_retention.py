@@ -1,6 +1,8 @@
 """Retention on a real SQLite file and real folders: what a purge deletes, keeps and counts."""
 
 import os
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -12,6 +14,7 @@ from ivr.store import Store
 from ivr.tts_cache import ALIASES, TTSCache
 
 from .conftest import backdate, make_settings
+from .livehelpers import ROOT, free_port, start_script_env
 
 OLD, NEW = "CA" + "0" * 32, "CA" + "1" * 32
 LONG_AGO = time.time() - 100 * 86400
@@ -59,6 +62,21 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     line = [(e["kind"], e["detail"]) for e in store.events("")]
     assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
     assert purge(settings, store, EventLog(store))["calls"] == 0
+
+
+def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_path):
+    env = start_script_env(tmp_path, free_port(), RETENTION_DAYS="365")
+    store = Store(env["DATABASE_URL"])
+    files = fill(store, env["VAR_DIR"], env["TTS_DIR"])
+    store.close()
+    proc = subprocess.run([sys.executable, "-m", "ivr", "purge", "--days", "30"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
+                                   "recordings=1 tts_files=1 (leads kept)")
+    store = Store(env["DATABASE_URL"])
+    assert_only_the_recent_is_left(store, files)
+    assert store.events("")[-1]["detail"]["days"] == 30
 
 
 def test_create_app_schedules_one_daily_purge_soon_after_start(runtime):
