@@ -1,11 +1,12 @@
-# make run: the line on its embedded defaults; make call: ring it; make test; make lint: ruff.
+# make run: the line on its embedded defaults; make call: ring it; make test; make lint: ruff;
+# make purge: delete what is older than RETENTION_DAYS now.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
+.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +27,9 @@ doctor: setup
 
 call: setup
 	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl
+
+purge: $(STAMP)
+	$(PY) -m ivr purge
 
 test: setup
 	@bash scripts/install_system_deps.sh --with-browser

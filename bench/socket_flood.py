@@ -46,7 +46,7 @@ async def idle_socket(host: str, port: int, request: bytes, stop_at: float, stat
                 finally:
                     stats["open"] -= 1
             writer.close()
-        except (OSError, TimeoutError, asyncio.TimeoutError, IndexError):
+        except (OSError, TimeoutError, IndexError):
             stats["errors"] = stats.get("errors", 0) + 1
             await asyncio.sleep(0.2)
 
@@ -59,12 +59,12 @@ async def partial_request(host: str, port: int, stop_at: float, stats: dict) -> 
         stats["partial_open"] = stats.get("partial_open", 0) + 1
         await asyncio.wait_for(reader.read(), max(0.1, stop_at - time.monotonic()))
         stats["partial_closed_by_line"] = stats.get("partial_closed_by_line", 0) + 1
-    except (OSError, TimeoutError, asyncio.TimeoutError):
+    except (OSError, TimeoutError):
         pass
 
 
 def upgrade_request(host: str, port: int, signature: str | None) -> bytes:
-    lines = [f"GET /ws/twilio-media HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
+    lines = ["GET /ws/twilio-media HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket",
              "Connection: Upgrade", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
              "Sec-WebSocket-Version: 13"]
     if signature:

@@ -14,6 +14,7 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
 from .eventlog import EventLog, RejectionTally
+from .retention import schedule_daily
 from .runtime import Runtime
 from .store import Store
 from .stream import StreamRegistry
@@ -62,6 +63,7 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.watchdog = Watchdog(runtime)
     runtime.watchdog.start()
     runtime.watchdog.recover()
+    schedule_daily(runtime)
     app.extensions["ivr"] = runtime
 
     from . import inspector, public, webhooks

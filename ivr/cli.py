@@ -1,4 +1,4 @@
-"""python -m ivr check | serve | prewarm | doctor | carrier | call: thin commands."""
+"""python -m ivr check | serve | prewarm | purge | doctor | carrier | call: thin commands."""
 
 from __future__ import annotations
 
@@ -82,6 +82,36 @@ def cmd_prewarm(args: argparse.Namespace) -> int:
     return 1 if stats["failed"] else 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete calls, events, recordings and unused TTS files older than the retention horizon."""
+    from .eventlog import EventLog
+    from .retention import purge
+    from .store import Store
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    days = settings.retention_days if args.days is None else args.days
+    store = Store(settings.database_url)
+    try:
+        counts = purge(settings, store, EventLog(store, settings.secrets()), days=days)
+    finally:
+        store.close()
+    summary = " ".join(f"{name}={count}" for name, count in counts.items())
+    print(f"purge: older than {days} days: {summary} (leads kept)")
+    return 0
+
+
+def retention_days(raw: str) -> int:
+    """--days: the RETENTION_DAYS range, reported the way argparse reports bad values."""
+    from .config import _int
+    try:
+        return _int(1, 3650)(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """GO/NO-GO checks against a deployment; exit status 1 on any FAIL."""
     from urllib.parse import urlsplit
@@ -107,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     prewarm = sub.add_parser("prewarm", help="fill the TTS MP3 cache (greeting, fallbacks, flow)")
     prewarm.add_argument("--phrases", help="a text file with one more phrase a line")
     prewarm.set_defaults(func=cmd_prewarm)
+    purge = sub.add_parser("purge", help="delete calls, events, recordings and unused TTS "
+                           "files older than RETENTION_DAYS (leads are kept)")
+    purge.add_argument("--days", type=retention_days, help="override RETENTION_DAYS once")
+    purge.set_defaults(func=cmd_purge)
     doctor = sub.add_parser("doctor", help="GO/NO-GO checks against a deployment")
     doctor.add_argument("--url", required=True, help="the deployment, e.g. https://host")
     doctor.add_argument("--token", help="TWILIO_AUTH_TOKEN (default: the environment's)")

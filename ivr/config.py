@@ -143,6 +143,7 @@ VARIABLES: list[tuple[str, Callable[[str], Any], Any]] = [
     ("TTS_DIR", _text, str(ROOT / "static" / "tts")),
     ("VAR_DIR", _text, str(ROOT / "var")),
     ("MIN_FREE_DISK_MB", _int(0, 10**7), 200),
+    ("RETENTION_DAYS", _int(1, 3650), 90),
 ]
 
 SECRET_NAMES = frozenset({"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "INSPECTOR_TOKEN"})
@@ -209,6 +210,7 @@ class Settings:
     tts_dir: str = str(ROOT / "static" / "tts")
     var_dir: str = str(ROOT / "var")
     min_free_disk_mb: int = 200
+    retention_days: int = 90
     local_mode: bool = False
     warnings: tuple[str, ...] = ()
     stream_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)

@@ -156,3 +156,21 @@ def keep(var_dir: str, sid: str, data: bytes, meta: dict) -> Path:
 
 def to_pcm16(data: bytes) -> bytes:
     return audio.decode_to_pcm16(data)
+
+
+def purge_before(var_dir: str, ts: float) -> int:
+    """Delete kept recordings (the .wav and its .json) last written before `ts`; how many."""
+    folder = Path(var_dir) / "recordings"
+    stems = {p.stem for pattern in ("*.wav", "*.json") for p in folder.glob(pattern)}
+    removed = 0
+    for stem in sorted(stems):
+        files = [p for p in (folder / f"{stem}.wav", folder / f"{stem}.json") if p.is_file()]
+        try:
+            if not files or max(p.stat().st_mtime for p in files) >= ts:
+                continue
+            for path in files:
+                path.unlink(missing_ok=True)
+        except OSError:  # gone meanwhile
+            continue
+        removed += 1
+    return removed

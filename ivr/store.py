@@ -20,7 +20,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -130,6 +132,7 @@ def _call_values(fields: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UnknownField(f"calls has no field {', '.join(sorted(unknown))}")
     return capped(calls, fields)
+PURGE_BATCH = 200  # rows (calls, with their turns and events) per purge transaction
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -387,6 +390,44 @@ class Store:
     def leads(self) -> list[dict]:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(select(leads).order_by(leads.c.id)).mappings()]
+
+    def purge_before(self, ts: float, batch: int = PURGE_BATCH) -> dict[str, int]:
+        """Delete calls ended, or last updated, before `ts` with their turns and events, and
+        older turns and events of no known call; leads are never deleted. Each batch is its own
+        short transaction, so a big purge keeps other writers waiting for one batch at most."""
+        self.flush()
+        stale = or_(and_(calls.c.ended.is_(True), calls.c.ended_at < ts),
+                    func.coalesce(calls.c.updated_at, calls.c.started_at, 0) < ts)
+        counts = {"calls": 0, "turns": 0, "events": 0}
+        after = ""
+        while sids := self._read_column(select(calls.c.call_sid).where(
+                stale, calls.c.call_sid > after).order_by(calls.c.call_sid).limit(batch)):
+            after = sids[-1]
+            with self.writing() as conn:  # re-checked inside: a call may have woken up since
+                sids = list(conn.execute(select(calls.c.call_sid).where(
+                    stale, calls.c.call_sid.in_(sids))).scalars())
+                for table in (turns, events, calls):
+                    deleted = conn.execute(delete(table).where(table.c.call_sid.in_(sids)))
+                    counts[table.name] += deleted.rowcount
+        counts["turns"] += self._purge_orphans(turns, turns.c.created_at < ts, batch)
+        counts["events"] += self._purge_orphans(events, events.c.ts < ts, batch)
+        return counts
+
+    def _purge_orphans(self, table: Table, old: Any, batch: int) -> int:
+        """Delete `old` rows whose call_sid names no call ("" for line-wide events)."""
+        orphan = ~select(calls.c.call_sid).where(calls.c.call_sid == table.c.call_sid).exists()
+        removed, after = 0, 0
+        while ids := self._read_column(select(table.c.id).where(
+                old, orphan, table.c.id > after).order_by(table.c.id).limit(batch)):
+            after = ids[-1]
+            with self.writing() as conn:
+                removed += conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+        return removed
+
+    def _read_column(self, query: Any) -> list:
+        """The first column of a query's rows, read outside the write lock."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def close(self) -> None:
         """Write what is pending, stop the writer, release the database; a second call is a

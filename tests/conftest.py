@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from twilio.request_validator import RequestValidator
 
@@ -21,6 +23,19 @@ def make_settings(tmp_path, **changes) -> Settings:
            "TTS_DIR": str(tmp_path / "tts"), "VAR_DIR": str(tmp_path / "var")}
     (tmp_path / "tts").mkdir(exist_ok=True)
     return Settings.from_env(env).replace(**changes)
+
+
+def backdate(store, call_sid: str, days: float) -> None:
+    """Make a call's rows (or, for call_sid "", the line-wide events) `days` old."""
+    from sqlalchemy import update
+
+    from ivr.store import calls, events, turns
+    then = time.time() - days * 86400
+    with store.writing() as conn:
+        conn.execute(update(calls).where(calls.c.call_sid == call_sid)
+                     .values(started_at=then, updated_at=then))
+        conn.execute(update(turns).where(turns.c.call_sid == call_sid).values(created_at=then))
+        conn.execute(update(events).where(events.c.call_sid == call_sid).values(ts=then))
 
 
 def sign(url: str, params: dict, token: str = AUTH_TOKEN) -> str:

@@ -145,3 +145,11 @@ def test_engine_without_its_key_is_an_error_that_says_what_to_set(tmp_path):
         Settings.from_env(env(tmp_path, TTS_ENGINE="openai", TURN_MODE="stream"))
     assert "TTS_ENGINE=openai: set OPENAI_API_KEY" in str(info.value)
     assert "TURN_MODE=stream: needs an ASR engine" in str(info.value)
+
+
+def test_retention_days_defaults_to_90_and_is_bounded(tmp_path):
+    assert Settings.from_env(env(tmp_path)).retention_days == Settings().retention_days == 90
+    assert Settings.from_env(env(tmp_path, RETENTION_DAYS="7")).retention_days == 7
+    for bad in ("0", "3651", "soon"):
+        with pytest.raises(ConfigError, match="RETENTION_DAYS"):
+            Settings.from_env(env(tmp_path, RETENTION_DAYS=bad))

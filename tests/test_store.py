@@ -1,9 +1,12 @@
-"""Store round trips on a real SQLite file: calls, turns, events, leads, claims, WAL."""
+"""Store round trips on a real SQLite file: calls, turns, events, leads, claims, WAL, purge."""
 
 import threading
+import time
 
 from ivr.eventlog import EventLog, format_value
 from ivr.store import Store
+
+from .conftest import backdate
 
 SID = "CA" + "c" * 32
 
@@ -71,3 +74,39 @@ def test_format_value_quotes_only_when_needed():
     assert format_value("abc") == "abc"
     assert format_value("a b") == '"a b"'
     assert format_value(12) == "12"
+
+
+def test_purge_before_deletes_old_calls_with_their_rows_in_batches(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    old = [f"CA{n:032d}" for n in range(5)]
+    for sid in old + [SID]:
+        store.ensure_call(sid)
+        store.add_turn(sid, turn=1, source="gather")
+        store.add_event(sid, "ASR_TEXT", {"text": "שלום"})
+        store.add_event(sid, "TWIML", {})
+        store.add_lead(sid, name="דנה")
+    store.add_event(None, "APP_START", {})
+    store.add_event("CA" + "9" * 32, "SIGNATURE_REJECTED", {})  # a call never recorded
+    for sid in old + ["", "CA" + "9" * 32]:
+        backdate(store, sid, days=100)
+    store.add_event(None, "APP_START", {})  # today's: kept
+    counts = store.purge_before(time.time() - 90 * 86400, batch=2)
+    assert counts == {"calls": 5, "turns": 5, "events": 12}
+    assert [c["call_sid"] for c in store.list_calls()] == [SID]
+    assert len(store.turns(SID)) == 1 and len(store.events(SID)) == 2
+    assert [e["kind"] for e in store.events("")] == ["APP_START"]
+    assert len(store.leads()) == 6  # leads stay until the owner deletes them
+    assert store.purge_before(time.time() - 90 * 86400) == {"calls": 0, "turns": 0, "events": 0}
+
+
+def test_purge_before_takes_an_ended_call_by_its_end_and_a_live_one_by_its_last_update(
+        tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    ended, live = "CA" + "e" * 32, "CA" + "f" * 32
+    for sid in (ended, live):
+        store.ensure_call(sid)
+    then = time.time() - 100 * 86400
+    store.update_call(ended, ended=True, ended_at=then)  # updated today, ended long ago
+    store.update_call(live, ended_at=then)  # not ended: its recent update keeps it
+    counts = store.purge_before(time.time() - 90 * 86400)
+    assert counts["calls"] == 1 and store.get_call(ended) is None and store.get_call(live)

@@ -1,4 +1,4 @@
-"""The MP3 cache: content keys, whole files only, one synthesis per key, LRU, aliases, prewarm."""
+"""The MP3 cache: content keys, whole files, one synthesis per key, LRU, aliases, prewarm, purge."""
 
 import io
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from ivr.engines.base import TTS, EngineError
 from ivr.engines.scripted import ScriptedLLM
-from ivr.tts_cache import BEEP, FALLBACK, GREETING, TTSCache, cache_key
+from ivr.tts_cache import ALIASES, BEEP, FALLBACK, GREETING, TTSCache, cache_key
 from ivr.tts_cache.prompts import Prompts, prewarm, prompt_texts, read_phrases
 
 from .conftest import make_settings
@@ -76,6 +76,58 @@ def test_lru_eviction_keeps_recent_files_and_never_the_aliases(tmp_path):
     assert (tmp_path / GREETING).exists()
     total = sum(p.stat().st_size for p in tmp_path.glob("*.mp3"))
     assert total <= 1024 * 1024
+
+
+def test_key_locks_are_forgotten_when_unused_even_after_failures(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS(size=10)
+
+    class Broken(CountingTTS):
+        def synthesize(self, text):
+            raise EngineError("down")
+    for n in range(300):
+        cache.synthesize(tts, f"משפט {n}")
+        with pytest.raises(EngineError):
+            cache.synthesize(Broken(), f"שבור {n}")
+    threads = [threading.Thread(target=cache.synthesize, args=(tts, f"יחד {n % 4}"))
+               for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.key_locks == {} and tts.calls == 304
+
+
+def test_remembered_durations_stay_bounded_and_keep_the_recently_asked(tmp_path):
+    from ivr import audio
+    from ivr.tts_cache import DURATIONS_KEPT
+    assert 1000 <= DURATIONS_KEPT <= 10000
+    cache = TTSCache(tmp_path, durations_kept=8)
+    wav = audio.wav_bytes(audio.beep_pcm16(500))  # decoded natively: no ffmpeg per file
+    for n in range(200):
+        (tmp_path / f"{n}.mp3").write_bytes(wav)
+        assert cache.duration(f"{n}.mp3") == pytest.approx(0.5, abs=0.01)
+        cache.duration("0.mp3")  # asked again and again: never the one dropped
+        assert len(cache.durations) <= 8
+    assert "0.mp3" in cache.durations and "199.mp3" in cache.durations
+
+
+def test_purge_unused_deletes_files_not_used_since_but_never_the_aliases(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS(size=10)
+    old, used, recent = (cache.synthesize(tts, t) for t in ("ישן", "ישן אך בשימוש", "חדש"))
+    for alias in ALIASES:
+        cache.write(alias, b"ID3alias")
+    leftover = tmp_path / ".tmp-crashed.mp3"
+    leftover.write_bytes(b"ID3half")
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("not the cache's")
+    then = time.time() - 100 * 86400
+    for path in [old, used, leftover, foreign] + [tmp_path / a for a in ALIASES]:
+        os.utime(path, (then, then))
+    cache.lookup(tts, "ישן אך בשימוש")  # a hit: used today
+    assert cache.purge_unused(time.time() - 90 * 86400) == 2
+    assert not old.exists() and not leftover.exists()
+    assert used.exists() and recent.exists() and foreign.exists()
+    assert all((tmp_path / a).exists() for a in ALIASES)
 
 
 def test_beep_is_generated_when_missing(tmp_path):

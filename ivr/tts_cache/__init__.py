@@ -6,6 +6,10 @@ import hashlib
 import os
 import tempfile
 import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import audio
@@ -15,23 +19,49 @@ GREETING, FALLBACK, GOODBYE, BEEP, THINKING = (
     "greeting_he.mp3", "fallback_he.mp3", "goodbye_he.mp3", "beep.mp3", "thinking_he.mp3")
 ALIASES = frozenset({GREETING, FALLBACK, GOODBYE, BEEP, THINKING})
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3")
+DURATIONS_KEPT = 4096  # remembered file durations (least recently asked dropped first)
 
 
 def cache_key(engine: str, voice: str, text: str) -> str:
     return hashlib.sha256(f"{engine}|{voice}|{text}".encode()).hexdigest()
 
 
+@dataclass
+class _KeyLock:
+    """The lock of one key being synthesised and how many threads hold or wait for it."""
+
+    lock: threading.Lock
+    users: int = 0
+
+
 class TTSCache:
     """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency."""
 
-    def __init__(self, directory: str | Path, max_mb: int = 500):
+    def __init__(self, directory: str | Path, max_mb: int = 500,
+                 durations_kept: int = DURATIONS_KEPT):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_mb * 1024 * 1024
         self.lock = threading.Lock()
-        self.key_locks: dict[str, threading.Lock] = {}
+        self.key_locks: dict[str, _KeyLock] = {}  # only keys being synthesised right now
         self.synthesized = 0
-        self.durations: dict[str, tuple[float, float]] = {}
+        self.durations: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.durations_kept = durations_kept
+
+    @contextmanager
+    def _key_lock(self, key: str) -> Iterator[None]:
+        """Hold the key's lock; the lock is forgotten when its last user leaves, even on error."""
+        with self.lock:
+            entry = self.key_locks.setdefault(key, _KeyLock(threading.Lock()))
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self.lock:
+                entry.users -= 1
+                if not entry.users:
+                    del self.key_locks[key]
 
     def path(self, name: str) -> Path:
         return self.dir / name
@@ -48,9 +78,7 @@ class TTSCache:
         """Cached file for this text, synthesising it once if missing; EngineError on failure."""
         key = cache_key(tts.name, tts.voice, text)
         path = self.dir / f"{key}.mp3"
-        with self.lock:
-            key_lock = self.key_locks.setdefault(key, threading.Lock())
-        with key_lock:
+        with self._key_lock(key):
             if path.is_file():
                 os.utime(path)
                 return path
@@ -59,8 +87,6 @@ class TTSCache:
                 raise EngineError(f"{tts.name} TTS returned {len(data or b'')} bytes, not an MP3")
             self.write(path.name, data)
             self.synthesized += 1
-        with self.lock:
-            self.key_locks.pop(key, None)
         self.evict()
         return path
 
@@ -88,14 +114,20 @@ class TTSCache:
             stamp = path.stat().st_mtime
         except OSError:
             return 0.0
-        known = self.durations.get(name)
-        if known and known[0] == stamp:
-            return known[1]
+        with self.lock:
+            known = self.durations.get(name)
+            if known and known[0] == stamp:
+                self.durations.move_to_end(name)
+                return known[1]
         try:
             seconds = audio.duration_sec(audio.decode_to_pcm16(path.read_bytes()))
         except Exception:  # noqa: BLE001 - a watchdog delay, not worth failing for
             return 0.0
-        self.durations[name] = (stamp, seconds)
+        with self.lock:
+            self.durations[name] = (stamp, seconds)
+            self.durations.move_to_end(name)
+            while len(self.durations) > self.durations_kept:
+                self.durations.popitem(last=False)
         return seconds
 
     def ensure_beep(self) -> Path:
@@ -123,4 +155,22 @@ class TTSCache:
             path.unlink(missing_ok=True)
             total -= stats[path].st_size
             removed += 1
+        return removed
+
+    def purge_unused(self, before: float) -> int:
+        """Delete files not used since `before` (a hit touches a file, as the LRU uses it) and
+        leftover temporary files; the aliases are kept. Returns how many were deleted."""
+        removed = 0
+        for path in self.dir.glob("*.mp3"):  # also matches .tmp-*.mp3
+            if path.name in ALIASES:
+                continue
+            try:
+                if path.stat().st_mtime >= before:
+                    continue
+                path.unlink()
+            except OSError:  # gone meanwhile (evicted, or another purge)
+                continue
+            removed += 1
+            with self.lock:
+                self.durations.pop(path.name, None)
         return removed

@@ -1,0 +1,97 @@
+"""Retention on a real SQLite file and real folders: what a purge deletes, keeps and counts."""
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+from ivr import recordings
+from ivr.eventlog import EventLog
+from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
+from ivr.store import Store
+from ivr.tts_cache import ALIASES, TTSCache
+
+from .conftest import backdate, make_settings
+from .livehelpers import ROOT, free_port, start_script_env
+
+OLD, NEW = "CA" + "0" * 32, "CA" + "1" * 32
+LONG_AGO = time.time() - 100 * 86400
+
+
+def fill(store: Store, var_dir: str, tts_dir: str) -> dict:
+    """An old and a recent call, line events, recordings and cache files, old ones backdated."""
+    for sid in (OLD, NEW):
+        store.ensure_call(sid)
+        store.add_turn(sid, turn=1, source="gather", user_text="שלום")
+        store.add_event(sid, "ASR_TEXT", {"text": "שלום"})
+        store.add_lead(sid, name="דנה", phone="0501234567")
+    store.add_event(None, "APP_START", {})
+    backdate(store, OLD, days=100)
+    backdate(store, "", days=100)
+    store.add_event(None, "APP_START", {})
+    old_rec = recordings.keep(var_dir, "REold", b"RIFF", {"call_sid": OLD})
+    recordings.keep(var_dir, "REnew", b"RIFF", {"call_sid": NEW})
+    cache = TTSCache(tts_dir)
+    old_mp3, new_mp3 = (cache.write(f"{c * 64}.mp3", b"ID3") for c in "ab")
+    aliases = [cache.write(alias, b"ID3") for alias in ALIASES]
+    for path in [old_rec, old_rec.with_suffix(".json"), old_mp3] + aliases:
+        os.utime(path, (LONG_AGO, LONG_AGO))
+    return {"old_rec": old_rec, "old_mp3": old_mp3, "new_mp3": new_mp3, "aliases": aliases}
+
+
+def assert_only_the_recent_is_left(store: Store, files: dict) -> None:
+    assert [c["call_sid"] for c in store.list_calls()] == [NEW]
+    assert store.get_call(OLD) is None and store.turns(OLD) == [] and store.events(OLD) == []
+    assert len(store.turns(NEW)) == 1 and len(store.events(NEW)) == 1
+    assert len(store.leads()) == 2  # leads stay until the owner deletes them
+    assert not files["old_rec"].exists() and not files["old_rec"].with_suffix(".json").exists()
+    assert (files["old_rec"].parent / "REnew.wav").exists()
+    assert not files["old_mp3"].exists() and files["new_mp3"].exists()
+    assert all(alias.exists() for alias in files["aliases"])  # prompts, fallback, beep
+
+
+def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_path):
+    settings = make_settings(tmp_path)
+    store = Store(settings.database_url)
+    files = fill(store, settings.var_dir, settings.tts_dir)
+    counts = purge(settings, store, EventLog(store))
+    assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1}
+    assert_only_the_recent_is_left(store, files)
+    line = [(e["kind"], e["detail"]) for e in store.events("")]
+    assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
+    assert purge(settings, store, EventLog(store))["calls"] == 0
+
+
+def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_path):
+    env = start_script_env(tmp_path, free_port(), RETENTION_DAYS="365")
+    store = Store(env["DATABASE_URL"])
+    files = fill(store, env["VAR_DIR"], env["TTS_DIR"])
+    store.close()
+    proc = subprocess.run([sys.executable, "-m", "ivr", "purge", "--days", "30"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
+                                   "recordings=1 tts_files=1 (leads kept)")
+    store = Store(env["DATABASE_URL"])
+    assert_only_the_recent_is_left(store, files)
+    assert store.events("")[-1]["detail"]["days"] == 30
+
+
+def test_create_app_schedules_one_daily_purge_soon_after_start(runtime):
+    job = runtime.scheduler.get_job(JOB_ID)
+    assert job.trigger.interval == timedelta(days=1) and job.coalesce
+    assert job.next_run_time > datetime.now(job.next_run_time.tzinfo)  # not at once
+    schedule_daily(runtime)
+    assert [j.id for j in runtime.scheduler.get_jobs()].count(JOB_ID) == 1
+
+
+def test_a_failing_scheduled_purge_is_an_event_not_an_exception(tmp_path):
+    settings = make_settings(tmp_path)
+    (tmp_path / "a-file").write_text("")
+    store = Store(settings.database_url)
+    runtime = SimpleNamespace(settings=settings.replace(tts_dir=str(tmp_path / "a-file" / "tts")),
+                              store=store, events=EventLog(store), cache=None)
+    run_scheduled(runtime)
+    assert [e["kind"] for e in store.events("")] == ["PURGE_ERR"]
