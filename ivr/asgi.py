@@ -14,16 +14,38 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from .stream import MAX_MESSAGE_BYTES, MediaServer
 
 HTTP_THREADS = 32  # concurrent Flask requests; sockets never use one
+HEAD_DEADLINE_SEC = 10.0  # a connection must send a whole request head this soon
 BODY_DEADLINE_SEC = 10.0  # a request body must arrive this soon (no slow-drip holds a thread)
 MAX_BODY_BYTES = 256 * 1024
+
+
+class DeadlineHttp(HttpToolsProtocol):
+    """uvicorn's HTTP protocol that closes a connection which has not sent a whole request head
+    within HEAD_DEADLINE_SEC, so half-sent requests cannot pile up until file handles run out."""
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.head_timer = self.loop.call_later(HEAD_DEADLINE_SEC, self.head_overdue)
+
+    def head_overdue(self) -> None:
+        upgraded = self.transport.get_protocol() is not self  # now a WebSocket: its own deadlines
+        if self.cycle is None and not upgraded and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.head_timer.cancel()
+        super().connection_lost(exc)
+
+
 SERVER_OPTIONS: dict[str, Any] = {
-    "ws": "websockets-sansio", "ws_max_size": MAX_MESSAGE_BYTES, "ws_ping_interval": None,
-    "lifespan": "on", "timeout_keep_alive": 5,
+    "http": DeadlineHttp, "ws": "websockets-sansio", "ws_max_size": MAX_MESSAGE_BYTES,
+    "ws_ping_interval": None, "lifespan": "on", "timeout_keep_alive": 5,
 }
 
 
@@ -150,4 +172,4 @@ def run_wsgi(app: Flask, environ: dict) -> tuple[int, list, bytes]:
 class Worker(UvicornWorker):
     """gunicorn worker class of the deploy command (`-k ivr.asgi.Worker`)."""
 
-    CONFIG_KWARGS = {"loop": "auto", "http": "auto", **SERVER_OPTIONS}
+    CONFIG_KWARGS = {"loop": "auto", **SERVER_OPTIONS}

@@ -18,7 +18,8 @@ from .watchdog import claim_record_fallback
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
-ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
+OTHER_SIDS = {name: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$") for name, prefix in (
+    ("AccountSid", "AC"), ("StreamSid", "MZ"), ("RecordingSid", "RE"))}
 MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other field, at most
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
@@ -62,9 +63,10 @@ def form_problem() -> str | None:
     call_sid = request.values.get("CallSid", "")
     if not CALL_SID.match(call_sid):
         return "CallSid missing or malformed (expected CA + 32 hex digits)"
-    account = request.values.get("AccountSid")
-    if account is not None and not ACCOUNT_SID.match(account):
-        return "AccountSid malformed (expected AC + 32 hex digits)"
+    for name, shape in OTHER_SIDS.items():
+        value = request.values.get(name)
+        if value is not None and not shape.match(value):
+            return f"{name} malformed (expected {shape.pattern[1:3]} + 32 hex digits)"
     return None
 
 

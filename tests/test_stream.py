@@ -307,3 +307,27 @@ def test_no_thinking_hint_by_default_or_when_the_reply_is_quick(phone_line):
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
     assert [h["url"].rsplit("/", 1)[-1] for h in result.heard if "thinking" in h["url"]] == []
     assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)
+
+
+def test_a_key_pressed_while_the_line_speaks_interrupts_it_and_is_the_next_turn(phone_line):
+    line = line_for(phone_line, reply_mode="stream", speed=1.0)
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"},
+                        {"dtmf": "1", "during_reply": True, "after": 0.3}], "end": "hangup"}
+    result = line.carrier.place_call(script, speed=1.0)
+    assert result.streams[0]["clears"] >= 1  # the reply was cut off
+    barge = [e["detail"] for e in line.store.events(result.call_sid) if e["kind"] == "BARGE_IN"]
+    assert barge and barge[0]["by"] == "key"
+    said = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "user"]
+    assert said[-1] == "1"  # the key became the next turn's input
+    assert len([h for h in result.heard if h["kind"] == "stream"]) >= 2
+
+
+def test_when_twilio_stops_a_stream_that_ran_the_fallback_reason_is_true(phone_line):
+    line = line_for(phone_line, reply_mode="stream")
+    result = line.carrier.place_call({"steps": [{"say": "שלום"}, {"say": "מה המחירים?"},
+                                                {"silence": 30}], "end": "hangup"},
+                                     stream_stop_after=12)
+    fallback = [e["detail"] for e in line.store.events(result.call_sid)
+                if e["kind"] == "STREAM_FALLBACK"]
+    assert fallback and fallback[0]["reason"] == "stream ended with no reply pending"
+    assert result.streams[0]["closed_by"] == "twilio"

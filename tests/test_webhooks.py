@@ -139,7 +139,7 @@ def test_oversized_body_is_rejected(client):
 
 def test_unknown_call_sid_on_any_webhook_creates_the_call(twilio_post, runtime):
     assert twilio_post("/webhook/stream_status", StreamEvent="stream-started",
-                       StreamSid="MZ1").status_code == 204
+                       StreamSid="MZ" + "1" * 32).status_code == 204
     call = runtime.store.get_call(CALL_SID)
     assert call is not None
     status = [e for e in runtime.store.events(CALL_SID) if e["kind"] == "STREAM_STATUS"][0]

@@ -14,8 +14,8 @@ from .interpreter import CallRun
 from .result import ERROR_TEXT, CallResult
 from .script import CallerScript
 
-FAULTS = {"ws_refuse", "ws_no_media", "stream_hangs", "slow_rest", "play_fail",
-          "recording_404s"}
+FAULTS = {"ws_refuse", "ws_no_media", "stream_hangs", "stream_stop_after", "slow_rest",
+          "play_fail", "recording_404s"}
 MAX_INLINE_TWIML = 4000
 API = "/2010-04-01/Accounts/<account>"
 

@@ -203,6 +203,7 @@ def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> Non
     if run.faults.get("stream_hangs"):  # Twilio's media side never dials: no socket, no status
         run.log("carrier", "the stream never opens (injected fault)")
         run.tick_for(None)  # silence until an update or a hang-up
+    stop_after = float(run.faults.get("stream_stop_after") or 0)
     if session.open():
         def on_tick(frame: bytes, _text: str | None, key: str | None) -> bool:
             if key:
@@ -210,6 +211,10 @@ def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> Non
             else:
                 session.send_media(frame)
             session.play_tick()
+            if stop_after and run.clock.now() - session.started_at >= stop_after:
+                run.log("carrier", "Twilio stops the stream (injected fault)")
+                session.close("twilio")  # `stop`, then the <Connect action> as on a real stop
+                return True
             return session.server_closed.is_set()
 
         run.line.listening = True
@@ -220,9 +225,10 @@ def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> Non
             raise
         finally:
             run.line.listening = run.line.speaking = False
-        run.log("carrier", "the app closed the WebSocket")
-        session.info["closed_by"] = "app"
-        session.status("stream-stopped")
+        if not session.info["closed_by"]:
+            run.log("carrier", "the app closed the WebSocket")
+            session.info["closed_by"] = "app"
+            session.status("stream-stopped")
     if action:
         raise Replace(run.web.twiml(action, method, {"StreamSid": session.sid}), action)
 
