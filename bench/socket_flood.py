@@ -3,11 +3,13 @@
 Run: `python -m bench.socket_flood [--idle 500 --partial 100 --calls 20 --seconds 40]`
 (or `make bench-flood`). Against the real deploy (scripts/start.sh, one worker):
 - `--idle` WebSockets, half signed and half unsigned, that upgrade and then send nothing, each
-  reopened as soon as the line closes or refuses it;
+  reopened a second after the line closes or refuses it (500 sockets kept open as far as the
+  line allows: the unsigned ones make a steady 250 refused upgrades a second);
 - `--partial` raw connections that send half an HTTP request and stop;
 - `--calls` live calls streaming in real time through the emulator (three turns each);
 - a prober sending a signed webhook and a /healthz request every 50 ms, timing each answer.
-The flood runs in its own process (asyncio), so it does not share a GIL with the prober.
+The flood and the prober each run in their own process, so neither shares a GIL with the
+emulated callers: a late answer is the line's, not the load generator's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import random
 import threading
 import time
 
@@ -27,10 +30,12 @@ from .common import percentile, write_result
 from .harness import BenchLine, log
 
 PROBE_EVERY_SEC = 0.05
+REOPEN_AFTER_SEC = 1.0
 
 
 async def idle_socket(host: str, port: int, request: bytes, stop_at: float, stats: dict) -> None:
-    """Upgrade, then say nothing; when the line closes or refuses, come straight back."""
+    """Upgrade, then say nothing; when the line closes or refuses, come back a second later."""
+    await asyncio.sleep(random.random() * REOPEN_AFTER_SEC)  # not all in the same instant
     while time.monotonic() < stop_at:
         try:
             reader, writer = await asyncio.open_connection(host, port)
@@ -41,14 +46,16 @@ async def idle_socket(host: str, port: int, request: bytes, stop_at: float, stat
             stats[key] = stats.get(key, 0) + 1
             if key == "accepted":
                 stats["open"] = stats.get("open", 0) + 1
+                stats["max_open"] = max(stats.get("max_open", 0), stats["open"])
                 try:
                     await asyncio.wait_for(reader.read(), max(0.1, stop_at - time.monotonic()))
                 finally:
                     stats["open"] -= 1
             writer.close()
-        except (OSError, TimeoutError, IndexError):
-            stats["errors"] = stats.get("errors", 0) + 1
-            await asyncio.sleep(0.2)
+        except (OSError, TimeoutError, IndexError) as exc:
+            name = f"error_{exc.__class__.__name__}"
+            stats[name] = stats.get(name, 0) + 1
+        await asyncio.sleep(REOPEN_AFTER_SEC)
 
 
 async def partial_request(host: str, port: int, stop_at: float, stats: dict) -> None:
@@ -88,16 +95,19 @@ def flood(url: str, token: str, idle: int, partial: int, seconds: float, out) ->
     out.put(stats)
 
 
-def probe(line: BenchLine, stop: threading.Event, times: dict) -> None:
-    """A signed webhook and /healthz every 50 ms; each answer's time in ms (or a failure)."""
-    validator = RequestValidator(line.token)
-    url = line.url + "/webhook/stream_status"
+def probe(url: str, token: str, seconds: float, out) -> None:
+    """The prober's process: a signed webhook and /healthz every 50 ms for `seconds`; each
+    answer's time in ms (inf for a failure) to `out`."""
+    webhook = url + "/webhook/stream_status"
     params = {"CallSid": "CA" + "7" * 32, "StreamEvent": "stream-started"}
-    headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
-    while not stop.is_set():
-        for name, call in (("webhook", lambda: requests.post(url, data=params, headers=headers,
-                                                             timeout=15)),
-                           ("healthz", lambda: requests.get(line.url + "/healthz", timeout=15))):
+    headers = {"X-Twilio-Signature": RequestValidator(token).compute_signature(webhook, params)}
+    times: dict = {"webhook": [], "healthz": []}
+    session = requests.Session()
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        for name, call in (("webhook", lambda: session.post(webhook, data=params,
+                                                            headers=headers, timeout=15)),
+                           ("healthz", lambda: session.get(url + "/healthz", timeout=15))):
             started = time.monotonic()
             try:
                 ok = call().status_code in (200, 204)
@@ -105,6 +115,7 @@ def probe(line: BenchLine, stop: threading.Event, times: dict) -> None:
                 ok = False
             times[name].append((time.monotonic() - started) * 1000 if ok else float("inf"))
         time.sleep(PROBE_EVERY_SEC)
+    out.put(times)
 
 
 def summary(values: list[float]) -> dict:
@@ -123,14 +134,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40)
     args = parser.parse_args()
     with BenchLine() as line:
-        out = multiprocessing.Queue()
+        flood_out, probe_out = multiprocessing.Queue(), multiprocessing.Queue()
         attacker = multiprocessing.Process(target=flood, args=(
-            line.url, line.token, args.idle, args.partial, args.seconds, out))
+            line.url, line.token, args.idle, args.partial, args.seconds, flood_out))
         attacker.start()
         time.sleep(3)  # let the flood build up before measuring
-        times: dict = {"webhook": [], "healthz": []}
-        stop = threading.Event()
-        prober = threading.Thread(target=probe, args=(line, stop, times))
+        prober = multiprocessing.Process(target=probe, args=(
+            line.url, line.token, args.seconds - 6, probe_out))
         prober.start()
         calls: list = []
         callers = [threading.Thread(target=lambda: calls.append(
@@ -140,9 +150,9 @@ def main() -> None:
             time.sleep(0.05)
         for caller in callers:
             caller.join()
-        stop.set()
+        times = probe_out.get(timeout=args.seconds + 60)
+        stats = flood_out.get(timeout=args.seconds + 60)
         prober.join()
-        stats = out.get(timeout=args.seconds + 60)
         attacker.join()
     answered = sum(1 for r in calls if len([h for h in r.heard if h["kind"] == "play"]) == 3
                    and not r.error_codes)

@@ -173,3 +173,9 @@ class Worker(UvicornWorker):
     """gunicorn worker class of the deploy command (`-k ivr.asgi.Worker`)."""
 
     CONFIG_KWARGS = {"loop": "auto", **SERVER_OPTIONS}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        # one INFO line per connection ("WebSocket … 403") would undo the once-a-minute count
+        # of rejected sockets; the line's own events say what happened to each call
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)

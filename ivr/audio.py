@@ -102,6 +102,41 @@ def duration_sec(pcm: bytes, rate: int = RATE) -> float:
     return len(pcm) / (2 * rate)
 
 
+MPEG_BITRATES_KBPS = {  # (MPEG-1?, bitrate index) of Layer III
+    True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mp3_duration_sec(data: bytes) -> float:
+    """Seconds of an MP3 (Layer III) counted from its frame headers: no decoder, no process.
+    Within a few frames of the decoded length (the encoder's delay and padding are counted)."""
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # skip an ID3v2 tag (its size is syncsafe)
+        pos = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7
+                    | data[9] & 0x7F)
+    seconds, frames = 0.0, 0
+    while pos + 4 <= len(data):
+        b1, b2 = data[pos + 1], data[pos + 2]
+        version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+        bitrate_index, rate_index = b2 >> 4, (b2 >> 2) & 3
+        if (data[pos] != 0xFF or (b1 & 0xE0) != 0xE0 or version == 1 or layer != 1
+                or bitrate_index in (0, 15) or rate_index == 3):
+            pos += 1  # not a frame header here: resynchronise
+            continue
+        mpeg1 = version == 3
+        rate = MPEG_RATES[version][rate_index]
+        bitrate = MPEG_BITRATES_KBPS[mpeg1][bitrate_index] * 1000
+        samples = 1152 if mpeg1 else 576
+        size = samples // 8 * bitrate // rate + ((b2 >> 1) & 1)
+        frame = data[pos + 4:pos + size]
+        if frames or not (b"Xing" in frame or b"Info" in frame):  # not the encoder's tag frame
+            seconds += samples / rate
+        frames += 1
+        pos += size
+    return seconds
+
+
 def stereo(left: bytes, right: bytes) -> bytes:
     """Two mono PCM16 tracks (padded to the same length) → interleaved stereo PCM16."""
     size = max(len(left), len(right))

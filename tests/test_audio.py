@@ -65,3 +65,17 @@ def test_frames_of_pads_the_last_frame_with_silence():
     assert frames[1] == b"\x01" * 10 + audio.ULAW_SILENCE * (audio.FRAME_BYTES - 10)
     assert audio.frames_of(b"") == []
     assert audio.frames_of(audio.silence_ulaw(2)) == [audio.silence_ulaw(1)] * 2
+
+
+@pytest.mark.parametrize("ms", [300, 1500, 7000])
+def test_mp3_length_from_frame_headers_is_never_short_and_close(ms):
+    mp3 = audio.pcm16_to_mp3(audio.beep_pcm16(ms))
+    decoded = audio.duration_sec(audio.decode_to_pcm16(mp3))
+    counted = audio.mp3_duration_sec(mp3)
+    assert decoded <= counted <= decoded + 0.25  # the encoder's delay and padding at most
+
+
+def test_mp3_length_of_junk_is_zero():
+    assert audio.mp3_duration_sec(b"") == 0.0
+    assert audio.mp3_duration_sec(b"\xff" * 500) == 0.0
+    assert audio.mp3_duration_sec(b"ID3\x03\x00\x00\x00\x00\x00\x10" + b"x" * 40) == 0.0

@@ -120,8 +120,8 @@ class TTSCache:
                 self.durations.move_to_end(name)
                 return known[1]
         try:
-            seconds = audio.duration_sec(audio.decode_to_pcm16(path.read_bytes()))
-        except Exception:  # noqa: BLE001 - a watchdog delay, not worth failing for
+            seconds = audio.mp3_duration_sec(path.read_bytes())  # frame headers: no ffmpeg
+        except OSError:
             return 0.0
         with self.lock:
             self.durations[name] = (stamp, seconds)
