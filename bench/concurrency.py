@@ -12,20 +12,13 @@ import argparse
 import threading
 import time
 
+from ivr.media_socket import percentile
+
 from .common import write_result
 from .harness import BenchLine, log
 
 LAG_LIMIT_MS = 20
 TURNS = 3
-
-
-def histogram_percentile(histogram: dict[int, int], pct: float) -> int:
-    total, seen = sum(histogram.values()), 0
-    for ms in sorted(histogram):
-        seen += histogram[ms]
-        if seen >= total * pct / 100:
-            return ms
-    return 0
 
 
 def run_level(line: BenchLine, calls: int) -> dict:
@@ -51,11 +44,11 @@ def run_level(line: BenchLine, calls: int) -> dict:
     for done in lags:
         for ms, count in done.get("lag_hist", {}).items():
             histogram[int(ms)] = histogram.get(int(ms), 0) + count
-    p99 = histogram_percentile(histogram, 99)
+    p99 = percentile(histogram, 99)
     worst = max((d.get("lag_max_ms", 0) for d in lags), default=0)
     return {"calls": calls, "answered": answered, "all_answered": answered == calls,
             "frames": sum(histogram.values()), "lag_p99_ms": p99,
-            "lag_p999_ms": histogram_percentile(histogram, 99.9), "lag_max_ms": worst,
+            "lag_p999_ms": percentile(histogram, 99.9), "lag_max_ms": worst,
             "emulator_max_tick_late_ms": max(r.max_tick_late_ms for r in results),
             "cpu_seconds": round(cpu, 2), "call_minutes": round(call_minutes, 2),
             "cpu_seconds_per_call_minute": round(cpu / call_minutes, 2) if call_minutes else None,
