@@ -22,7 +22,7 @@ from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 MEDIA_PATH = "/ws/twilio-media"
 SUBPROTOCOL = "audio.twilio.com"
 MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuses bigger (1009)
-MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake answers 503
+MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake is refused
 START_DEADLINE_SEC = 5.0  # a socket must send a valid `start` this soon
 IDLE_GRACE_SEC = 5.0  # a started socket silent for NO_MEDIA_TIMEOUT_SEC + this is closed
 MEDIA_LOG_EVERY = 50
