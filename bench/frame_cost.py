@@ -10,6 +10,7 @@ import json
 import time
 
 from ivr import audio
+from ivr.config import Settings
 from ivr.sim.script import voice_ulaw
 from ivr.turns import TurnDetector, TurnParams
 
@@ -51,7 +52,7 @@ def decode_and_rms(items):
 
 
 def whole_path(items):
-    detector = TurnDetector(TurnParams.defaults())
+    detector = TurnDetector(TurnParams.from_settings(Settings()))
     for raw in items:
         message = json.loads(raw)
         pcm = audio.ulaw_to_pcm16(base64.b64decode(message["media"]["payload"], validate=True))

@@ -1,4 +1,4 @@
-"""Telephone audio: μ-law⇄PCM16 and RMS with audioop, resampling, beep, WAV/MP3 via pydub."""
+"""Telephone audio: μ-law⇄PCM16, RMS, resampling, beep (pure); MP3 and espeak-ng run programs."""
 
 from __future__ import annotations
 

@@ -15,12 +15,10 @@ from typing import Any
 from .engines import Engines
 from .engines.base import last_said
 from .eventlog import EventLog
+from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from .store import Store
 from .tts_cache import TTSCache
 
-REPEAT_PROMPT = "אפשר לחזור על זה במשפט קצר?"
-LLM_FALLBACK = "בסדר, איך אוכל לסייע?"
-DEDUP_REPLY = "הבנתי. תרצה שאפרט או להתקדם?"
 HISTORY_KEEP = 40
 
 

@@ -13,8 +13,7 @@ import websocket
 from twilio.request_validator import RequestValidator
 
 from .config import is_loopback_host
-from .sim.mediaclient import SUBPROTOCOL, dial_url
-from .twiml import stream_url
+from .twiml import SUBPROTOCOL, dial_url, stream_url
 
 TIMEOUT = 10
 

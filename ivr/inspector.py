@@ -103,8 +103,10 @@ def _view(event: dict, start: float) -> dict:
 
 
 def _pretty(xml_text: str) -> str:
+    """The TwiML indented, without the XML declaration minidom puts first."""
     try:
-        return minidom.parseString(xml_text.encode()).toprettyxml(indent="  ")[23:].strip()
+        document = minidom.parseString(xml_text.encode())
+        return "\n".join(node.toprettyxml(indent="  ") for node in document.childNodes).strip()
     except Exception:  # noqa: BLE001 - show what Twilio got, even if it does not parse
         return xml_text
 

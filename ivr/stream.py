@@ -19,8 +19,6 @@ from .media_socket import Deadline, LagProbe, LoopSocket, percentile
 from .runtime import Runtime
 from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 
-MEDIA_PATH = "/ws/twilio-media"
-SUBPROTOCOL = "audio.twilio.com"
 MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuses bigger (1009)
 MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake is refused
 START_DEADLINE_SEC = 5.0  # a socket must send a valid `start` this soon
@@ -95,7 +93,7 @@ class MediaServer:
 
     def handshake_problem(self, scope: dict) -> str | None:
         """Why this upgrade is refused (with HTTP 403, before `101`), or None."""
-        if scope["path"] != MEDIA_PATH:
+        if scope["path"] != twiml.STREAM_PATH:
             return "no WebSocket at this path"
         if self.open >= MAX_MEDIA_SOCKETS:
             return f"{MAX_MEDIA_SOCKETS} media sockets open already"
@@ -114,7 +112,7 @@ class MediaServer:
         loop = asyncio.get_running_loop()
         self.probe.start(loop)
         offered = scope.get("subprotocols") or []
-        subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        subprotocol = twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in offered else None
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         socket = LoopSocket(loop, send, subprotocol)
         session = MediaStreamSession(self.rt, socket, self.probe, peer(scope))

@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING
 
 from . import audio, twiml
-from .dialog import LLM_FALLBACK, TurnOutcome
+from .dialog import TurnOutcome
+from .phrases import LLM_FALLBACK
 from .tts_cache import THINKING
 from .turns import BargeIn, TurnDetector, Utterance
 

@@ -7,9 +7,10 @@ silence, so "time since the last frame" is always ~20 ms and cannot end an utter
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-FRAME_SEC = 0.02
+from .audio import FRAME_SEC
+
 FLOOR_SEC = 0.28  # an utterance must be longer than this (seed 000 §5)
 SHORT_UTTERANCE_SEC = 1.2  # up to this long, a shorter silence ends it
 SHORT_SILENCE_FLOOR_SEC = 0.35
@@ -23,7 +24,7 @@ def frames(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class TurnParams:
-    """The seed's listening parameters (DESIGN §5); `defaults()` gives the configured defaults."""
+    """The seed's listening parameters (DESIGN §5), read from any settings-like object."""
 
     vad_rms: int
     hangover_ms: int
@@ -33,11 +34,6 @@ class TurnParams:
     barge_in: bool
     barge_in_voice_frames: int
     greeting: bool = False
-
-    @classmethod
-    def defaults(cls, **changes) -> TurnParams:
-        from .config import Settings
-        return replace(cls.from_settings(Settings()), **changes)
 
     @classmethod
     def from_settings(cls, settings, greeting: bool = False) -> TurnParams:

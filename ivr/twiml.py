@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from twilio.twiml.voice_response import Connect, Gather, VoiceResponse
 
+from .config import is_loopback_host
+
 STREAM_PATH = "/ws/twilio-media"
+SUBPROTOCOL = "audio.twilio.com"  # Media Streams' WebSocket subprotocol
 RECORD_MAX_SEC = 20
 RECORD_SILENCE_SEC = 2
 GATHER_TIMEOUT_SEC = 5
@@ -17,6 +20,15 @@ GATHER_TIMEOUT_SEC = 5
 def abs_url(base: str, path: str) -> str:
     """Join the public base URL and a path with exactly one slash between them."""
     return base.rstrip("/") + "/" + path.lstrip("/")
+
+
+def dial_url(url: str) -> str:
+    """The URL to open for a stream URL: wss:// to a loopback host is dialled as plain ws://
+    (there is no TLS terminator locally; the emulator and the doctor do this)."""
+    parts = urlsplit(url)
+    if parts.scheme == "wss" and is_loopback_host(parts.hostname):
+        return urlunsplit(("ws",) + tuple(parts[1:]))
+    return url
 
 
 def stream_url(base: str) -> str:

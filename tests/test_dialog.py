@@ -4,11 +4,12 @@ import time
 
 import pytest
 
-from ivr.dialog import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT, Dialog
+from ivr.dialog import Dialog
 from ivr.engines import Engines
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
 from ivr.engines.scripted import ScriptedLLM
 from ivr.eventlog import EventLog
+from ivr.phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import TTSCache
 

@@ -6,12 +6,13 @@ import wave
 
 import pytest
 
-from ivr.dialog import LLM_FALLBACK, REPEAT_PROMPT, Dialog
+from ivr.dialog import Dialog
 from ivr.engines import Engines, build_engines
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
 from ivr.engines.google_engines import GoogleASR, GoogleTTS
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
 from ivr.eventlog import EventLog
+from ivr.phrases import LLM_FALLBACK, REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import FALLBACK, TTSCache
 

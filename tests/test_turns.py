@@ -1,8 +1,11 @@
 """Endpointing and barge-in on synthetic frames, plus property tests of the seed's rules."""
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ivr.config import Settings
 from ivr.turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 
 LOUD, QUIET = 2000, 20
@@ -11,7 +14,7 @@ FRAME = b"\x00\x00" * 160
 
 def new_detector(**changes) -> TurnDetector:
     """A detector on the configured defaults, with some parameters changed."""
-    return TurnDetector(TurnParams.defaults(**changes))
+    return TurnDetector(replace(TurnParams.from_settings(Settings()), **changes))
 
 
 def feed(detector, pattern, listen_after=True):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 
 def last_said(history: list[dict], role: str) -> str:
     """The text of the latest message of `role` ("user" or "assistant"), or ""."""
@@ -12,14 +10,6 @@ def last_said(history: list[dict], role: str) -> str:
 
 class EngineError(RuntimeError):
     """An engine failed; the dialog logs it and falls back to a sound."""
-
-
-class ASRStream(Protocol):
-    """A streaming recognizer: feed 20 ms μ-law frames, read interim and final texts."""
-
-    def feed(self, ulaw: bytes) -> None: ...
-    def results(self) -> list[tuple[str, str]]: ...  # (kind interim|final, text)
-    def close(self) -> str: ...
 
 
 class ASR:
@@ -37,9 +27,6 @@ class ASR:
     def recognize(self, pcm16_8k: bytes) -> str:
         """One-shot recognition of a recording (defaults to transcribe)."""
         return self.transcribe(pcm16_8k)
-
-    def stream(self) -> ASRStream | None:
-        return None
 
 
 class LLM:

@@ -10,28 +10,18 @@ import time
 import xml.etree.ElementTree as ET
 from collections import deque
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import websocket
 from twilio.request_validator import RequestValidator
 
 from .. import audio
-from ..config import is_loopback_host
+from ..twiml import SUBPROTOCOL, dial_url
 from .interpreter import Ended, Replace
 
 if TYPE_CHECKING:
     from .interpreter import CallRun
 
-SUBPROTOCOL = "audio.twilio.com"
 QUIET_TICKS_END_REPLY = 10  # 200 ms without streamed audio ends what the caller hears as a reply
-
-
-def dial_url(url: str) -> str:
-    """wss:// to a loopback host is dialled as plain ws:// (no TLS terminator locally)."""
-    parts = urlsplit(url)
-    if parts.scheme == "wss" and is_loopback_host(parts.hostname):
-        return urlunsplit(("ws",) + tuple(parts[1:]))
-    return url
 
 
 class MediaSession:

@@ -44,7 +44,6 @@ class TTSCache:
         self.max_bytes = max_mb * 1024 * 1024
         self.lock = threading.Lock()
         self.key_locks: dict[str, _KeyLock] = {}  # only keys being synthesised right now
-        self.synthesized = 0
         self.durations: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.durations_kept = durations_kept
 
@@ -86,7 +85,6 @@ class TTSCache:
             if not data or not data.startswith(MP3_MAGIC):
                 raise EngineError(f"{tts.name} TTS returned {len(data or b'')} bytes, not an MP3")
             self.write(path.name, data)
-            self.synthesized += 1
         self.evict()
         return path
 

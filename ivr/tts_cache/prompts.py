@@ -7,11 +7,9 @@ import sys
 import threading
 from pathlib import Path
 
-from ..dialog import REPEAT_PROMPT
+from ..phrases import DEFAULT_GOODBYE, REPEAT_PROMPT, THINKING_TEXT
 from . import BEEP, FALLBACK, GOODBYE, GREETING, THINKING, TTSCache
 
-DEFAULT_GOODBYE = "תודה שהתקשרתם, להתראות."
-THINKING_TEXT = "רגע, אני בודק."
 log = logging.getLogger("ivr")
 
 
