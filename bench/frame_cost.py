@@ -12,7 +12,7 @@ import time
 from ivr import audio
 from ivr.config import Settings
 from ivr.sim.script import voice_ulaw
-from ivr.turns import TurnDetector, TurnParams
+from ivr.endpointing import TurnDetector, TurnParams
 
 from .common import write_result
 

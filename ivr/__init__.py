@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
+from . import twiml
+from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
 from .dialog import Dialog
@@ -17,7 +19,6 @@ from .eventlog import EventLog, RejectionTally
 from .retention import schedule_daily
 from .runtime import Runtime
 from .store import Store
-from .stream import StreamRegistry
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts, prompt_texts
 from .watchdog import Watchdog
@@ -46,21 +47,24 @@ def create_app(config: Settings | None = None) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
     store = Store(settings.database_url)
+    calls = Calls(store)
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
     events = EventLog(store, settings.secrets())
     engines = build_engines(settings)
     cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
     cache.ensure_beep()
-    runtime = Runtime(settings=settings, store=store, events=events, scheduler=scheduler,
-                      rejections=RejectionTally(events),
-                      engines=engines, cache=cache,
-                      dialog=Dialog(settings, store, events, engines, cache),
-                      delivery=Delivery(settings, events),
-                      turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS,
-                                                   thread_name_prefix="turn"))
-    runtime.registry = StreamRegistry(runtime)
-    runtime.prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
-    runtime.watchdog = Watchdog(runtime)
+    prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
+    delivery = Delivery(settings, events)
+
+    def prompt_url(alias: str) -> str:
+        return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
+    runtime = Runtime(
+        settings=settings, store=store, calls=calls, events=events,
+        rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
+        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache),
+        delivery=delivery,
+        watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
+        turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"))
     runtime.watchdog.start()
     runtime.watchdog.recover()
     schedule_daily(runtime)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -12,14 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .calls import Calls
 from .engines import Engines
 from .engines.base import last_said
 from .eventlog import EventLog
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from .store import Store
 from .tts_cache import TTSCache
-
-HISTORY_KEEP = 40
 
 
 @dataclass
@@ -47,6 +45,7 @@ class Dialog:
                  cache: TTSCache):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
+        self.calls = Calls(store)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
@@ -75,7 +74,7 @@ class Dialog:
         if text is None:
             text = self._transcribe(call_sid, pcm or b"", outcome, source)
         outcome.user_text = text.strip()
-        history = self.store.history(call_sid)
+        history = self.calls.history(call_sid)
         if not outcome.user_text:
             outcome.reply_text, outcome.fallback = REPEAT_PROMPT, outcome.fallback or "no-text"
         elif self._repeated_user_text(history, outcome.user_text):
@@ -145,7 +144,7 @@ class Dialog:
     def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
         lead = llm.lead(context, text)
         if lead:
-            call = self.store.get_call(call_sid) or {}
+            call = self.calls.get(call_sid) or {}
             self.store.add_lead(call_sid, caller=call.get("from_number", ""), **lead)
             self.events.emit("LEAD", call_sid, **lead)
 
@@ -167,8 +166,7 @@ class Dialog:
         if outcome.user_text:
             history.append({"role": "user", "text": outcome.user_text, "at": now})
         history.append({"role": "assistant", "text": outcome.reply_text, "at": now})
-        self.store.update_call(call_sid, history=json.dumps(history[-HISTORY_KEEP:],
-                                                            ensure_ascii=False))
+        self.calls.save_history(call_sid, history)
         self.store.add_turn(call_sid, turn=outcome.turn, source=source,
                             user_text=outcome.user_text, reply_text=outcome.reply_text,
                             audio_url=outcome.audio_name, fallback=outcome.fallback,

@@ -2,34 +2,42 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
+from apscheduler.schedulers.base import BaseScheduler
 from flask import current_app
 
 from . import twiml
+from .calls import Calls
 from .config import Settings
-from .eventlog import EventLog
+from .delivery import Delivery
+from .dialog import Dialog
+from .engines import Engines
+from .eventlog import EventLog, RejectionTally
 from .store import Store
+from .tts_cache import TTSCache
+from .tts_cache.prompts import Prompts
+from .watchdog import Watchdog
 
 
 @dataclass
 class Runtime:
-    """Settings, store, event log and scheduler of one app instance."""
+    """Everything one app instance runs on, built once by `create_app`."""
 
     settings: Settings
     store: Store
+    calls: Calls
     events: EventLog
-    scheduler: Any
-    rejections: Any = None
-    engines: Any = None
-    cache: Any = None
-    dialog: Any = None
-    delivery: Any = None
-    registry: Any = None
-    turn_pool: Any = None
-    prompts: Any = None
-    watchdog: Any = None
+    rejections: RejectionTally
+    scheduler: BaseScheduler
+    engines: Engines
+    cache: TTSCache
+    prompts: Prompts
+    dialog: Dialog
+    delivery: Delivery
+    watchdog: Watchdog
+    turn_pool: ThreadPoolExecutor
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""
@@ -45,13 +53,11 @@ class Runtime:
 
     def close(self) -> None:
         """Stop the scheduler and release the database (tests build many apps)."""
-        if self.rejections is not None:
-            self.rejections.close()
+        self.rejections.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for pool in (self.turn_pool, getattr(self.dialog, "pool", None)):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.turn_pool, self.dialog.pool):
+            pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
 

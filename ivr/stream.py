@@ -15,9 +15,10 @@ from collections.abc import Callable
 from twilio.request_validator import RequestValidator
 
 from . import audio, twiml
+from .calls import Calls
 from .media_socket import Deadline, LagProbe, LoopSocket, percentile
 from .runtime import Runtime
-from .turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from .stream_turns import StreamTurns
 
 MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuses bigger (1009)
 MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake is refused
@@ -39,27 +40,27 @@ class StopStream(Exception):
         self.code, self.reason = code, reason
 
 
-class StreamRegistry:
-    """Writes what the watchdog reads about each call's stream (start, media) to the store."""
+class MediaHeartbeat:
+    """Tells the watchdog (through the store) that a call's stream started and media flows;
+    media time is written at most every quarter of the no-media timeout (once a second at most),
+    so the watchdog never mistakes a live stream for a silent one."""
 
-    def __init__(self, rt: Runtime):
-        self.rt = rt
-        self.media_stored_at: dict[str, float] = {}
+    def __init__(self, calls: Calls, no_media_timeout_sec: float):
+        self.calls = calls
+        self.every = min(MEDIA_STORE_EVERY_SEC, no_media_timeout_sec / 4)
+        self.written_at: dict[str, float] = {}  # open streams only: removed when they end
 
-    def mark_start(self, session: MediaStreamSession) -> None:
-        self.rt.store.claim_stream_start(session.call_sid, session.turn)
+    def started(self, call_sid: str, turn: int) -> None:
+        self.calls.stream_started(call_sid, turn)
 
-    def touch_media(self, call_sid: str) -> None:
-        """Note media arriving; written to the store at most every quarter of the no-media
-        timeout (and once a second at most), so the watchdog never mistakes a live stream."""
+    def media(self, call_sid: str) -> None:
         now = time.time()
-        every = min(MEDIA_STORE_EVERY_SEC, self.rt.settings.no_media_timeout_sec / 4)
-        if now - self.media_stored_at.get(call_sid, 0) >= every:
-            self.media_stored_at[call_sid] = now
-            self.rt.store.update_call(call_sid, later=True, last_media_at=now)
+        if now - self.written_at.get(call_sid, 0) >= self.every:
+            self.written_at[call_sid] = now
+            self.calls.touch_media(call_sid, now)
 
-    def remove(self, session: MediaStreamSession) -> None:
-        self.media_stored_at.pop(session.call_sid, None)
+    def ended(self, call_sid: str) -> None:
+        self.written_at.pop(call_sid, None)
 
 
 def scope_headers(scope: dict) -> dict[str, str]:
@@ -90,6 +91,7 @@ class MediaServer:
         self.rt = rt
         self.open = 0
         self.probe = LagProbe()
+        self.heartbeat = MediaHeartbeat(rt.calls, rt.settings.no_media_timeout_sec)
 
     def handshake_problem(self, scope: dict) -> str | None:
         """Why this upgrade is refused (with HTTP 403, before `101`), or None."""
@@ -115,7 +117,7 @@ class MediaServer:
         subprotocol = twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in offered else None
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         socket = LoopSocket(loop, send, subprotocol)
-        session = MediaStreamSession(self.rt, socket, self.probe, peer(scope))
+        session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, peer(scope))
         deadline = Deadline(loop, session.due, session.expire)
         self.open += 1
         try:
@@ -131,8 +133,10 @@ class MediaStreamSession:
     """One WebSocket of a call: decodes frames, finds utterances, hands them to the turns.
     Its handlers run on the event loop: they never wait for the database or another thread."""
 
-    def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe, source: str = ""):
+    def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe,
+                 heartbeat: MediaHeartbeat, source: str = ""):
         self.rt, self.socket, self.probe, self.source = rt, socket, probe, source
+        self.heartbeat = heartbeat
         self.stream_sid = self.call_sid = ""
         self.turn = 0
         self.rx = self.tx = self.bad = 0
@@ -142,9 +146,7 @@ class MediaStreamSession:
         self.connected_at = self.last_rx = time.monotonic()
         self.started = False
         self.closed = threading.Event()
-        self.detector_lock = threading.Lock()
-        self.detector: TurnDetector | None = None
-        self.turns = None
+        self.turns: StreamTurns | None = None
 
     # ---- the receive loop ---------------------------------------------------------------------
     async def receive_all(self, receive: Callable) -> None:
@@ -233,22 +235,19 @@ class MediaStreamSession:
             raise StopStream(1008, problem)
         self.stream_sid, self.call_sid, self.turn = start["streamSid"], call_sid, turn
         self.started = True
-        from .turnloop import StreamTurns
-        self.turns = StreamTurns(self)
-        greeting = bool(self.rt.settings.ai_greeting_he) and turn == 1
-        self.detector = TurnDetector(TurnParams.from_settings(self.rt.settings, greeting))
+        self.turns = StreamTurns(self.rt, self, call_sid, turn)
         self.rt.turn_pool.submit(self.record_start)  # frames keep flowing meanwhile
 
     def record_start(self) -> None:
         """Off the event loop: the token is good only while its call is live and on that turn;
-        then the stream's start goes to the store, the registry and the watchdog."""
-        call = self.rt.store.ensure_call(self.call_sid)
+        then the stream's start goes to the store and the watchdog."""
+        call = self.rt.calls.ensure(self.call_sid)
         if call["ended"] or (call["turn"] or self.turn) != self.turn:
             self.rt.events.emit("WS_REJECTED", self.call_sid, logging.WARNING, stage="start",
                                 reason="stream token of a call that ended or moved on",
                                 turn=self.turn, call_turn=call["turn"], ended=call["ended"])
             return self.close(1008, "call ended or moved on")
-        self.rt.registry.mark_start(self)
+        self.heartbeat.started(self.call_sid, self.turn)
         self.rt.watchdog.watch_media(self.call_sid, self.turn)
         self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
                             mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
@@ -263,19 +262,11 @@ class MediaStreamSession:
         self.rx += 1
         if self.rx % MEDIA_LOG_EVERY == 0:
             self.rt.events.emit_later("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
-        self.rt.registry.touch_media(self.call_sid)
+        self.heartbeat.media(self.call_sid)
         if self.rt.settings.ws_mode == "ECHO":
             return self.send_media_frames([payload])
         pcm = audio.ulaw_to_pcm16(payload)
-        with self.detector_lock:
-            events = self.detector.feed(pcm, audio.rms(pcm))
-        for event in events:
-            if isinstance(event, Utterance):
-                self.turns.dispatch(event)
-            elif isinstance(event, BargeIn):
-                self.turns.barge_in(event)
-            elif isinstance(event, Greet):
-                self.turns.greet()
+        self.turns.feed(pcm)
 
     def on_mark(self, message: dict) -> None:
         name = str(message["mark"]["name"])[:64]
@@ -320,7 +311,7 @@ class MediaStreamSession:
     def finish(self) -> None:
         self.closed.set()
         if self.started:
-            self.rt.registry.remove(self)
+            self.heartbeat.ended(self.call_sid)
         lag = self.probe.since(self.lag_before)
         self.rt.events.emit_later("WS_DONE", self.call_sid or None, sid=self.stream_sid,
                                   rx=self.rx, tx=self.tx, bad=self.bad,

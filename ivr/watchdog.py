@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from apscheduler.schedulers.base import BaseScheduler
+
 from . import twiml
+from .calls import Calls
+from .config import Settings
+from .delivery import Delivery
+from .eventlog import EventLog
 from .tts_cache import FALLBACK
 
 log = logging.getLogger("ivr")
@@ -21,9 +28,10 @@ RECOVER_WITHIN_SEC = 3600.0  # a call untouched for an hour is not live, whateve
 class Watchdog:
     """Schedules and runs the stream-start, no-media and stalled-turn checks of each call."""
 
-    def __init__(self, runtime):
-        self.rt = runtime
-        self.scheduler = runtime.scheduler
+    def __init__(self, settings: Settings, scheduler: BaseScheduler, calls: Calls,
+                 events: EventLog, delivery: Delivery, prompt_url: Callable[[str], str]):
+        self.settings, self.scheduler, self.calls = settings, scheduler, calls
+        self.events, self.delivery, self.prompt_url = events, delivery, prompt_url
 
     def start(self) -> None:
         """Start the scheduler once per process (a second start is a no-op, not a second one)."""
@@ -34,7 +42,7 @@ class Watchdog:
         """After a start or a restart (a crash, a redeploy): every live streaming call gets its
         checks back, decided from the store, so no call is left without a watchdog."""
         recovered = 0
-        for call in self.rt.store.live_calls(time.time() - RECOVER_WITHIN_SEC):
+        for call in self.calls.live(time.time() - RECOVER_WITHIN_SEC):
             if call["turn_mode"] != "stream" or not call["turn"]:
                 continue
             if (call["stream_started_turn"] or 0) < call["turn"]:
@@ -43,7 +51,7 @@ class Watchdog:
                 self.watch_media(call["call_sid"], call["turn"])
             recovered += 1
         if recovered:
-            self.rt.events.emit("WATCHDOG_RECOVERED", None, logging.WARNING, calls=recovered)
+            self.events.emit("WATCHDOG_RECOVERED", None, logging.WARNING, calls=recovered)
         return recovered
 
     def _at(self, job_id: str, delay: float, func, *args) -> None:
@@ -63,11 +71,11 @@ class Watchdog:
     # ---- scheduling ----------------------------------------------------------------------
     def expect_stream(self, call_sid: str, turn: int, after_sec: float = 0.0) -> None:
         """The stream of `turn` must start within after_sec + STREAM_START_TIMEOUT_SEC."""
-        delay = after_sec + self.rt.settings.stream_start_timeout_sec
+        delay = after_sec + self.settings.stream_start_timeout_sec
         self._at(f"{call_sid}:start:{turn}", delay, self.check_stream_started, call_sid, turn)
 
     def watch_media(self, call_sid: str, turn: int) -> None:
-        self._at(f"{call_sid}:media", self.rt.settings.no_media_timeout_sec,
+        self._at(f"{call_sid}:media", self.settings.no_media_timeout_sec,
                  self.check_media, call_sid, turn)
 
     def stream_failed(self, call_sid: str, turn: int, error: str, grace_sec: float) -> None:
@@ -76,20 +84,20 @@ class Watchdog:
                  f"stream error: {error[:80]}")
 
     def watch_turn(self, call_sid: str, turn: int) -> None:
-        s = self.rt.settings
+        s = self.settings
         delay = s.asr_timeout_sec + s.llm_timeout_sec + s.tts_timeout_sec + STALL_MARGIN_SEC
         self._at(f"{call_sid}:stall:{turn}", delay, self.check_turn, call_sid, turn)
 
     # ---- the checks ----------------------------------------------------------------------
     def check_stream_started(self, call_sid: str, turn: int) -> None:
-        call = self.rt.store.get_call(call_sid)
+        call = self.calls.get(call_sid)
         if not call or call["ended"] or (call["stream_started_turn"] or 0) >= turn:
             return
         self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}")
 
     def _still_streaming(self, call_sid: str, turn: int) -> dict | None:
         """The call, if it is live, streaming, and still on `turn`; else None."""
-        call = self.rt.store.get_call(call_sid)
+        call = self.calls.get(call_sid)
         if not call or call["ended"] or call["turn"] != turn or call["turn_mode"] != "stream":
             return None
         return call
@@ -98,7 +106,7 @@ class Watchdog:
         call = self._still_streaming(call_sid, turn)
         if call is None:
             return
-        timeout = self.rt.settings.no_media_timeout_sec
+        timeout = self.settings.no_media_timeout_sec
         last = call["last_media_at"] or 0
         quiet = time.time() - last
         if last and quiet < timeout:
@@ -110,29 +118,21 @@ class Watchdog:
         """A turn still thinking after all its stage timeouts: play the fallback phrase."""
         if self._still_streaming(call_sid, turn) is None:
             return
-        if self.rt.settings.reply_mode == "stream":
+        if self.settings.reply_mode == "stream":
             return  # the socket itself speaks; the dialog's stage timeouts bound the turn
-        if not self.rt.store.claim(call_sid, {"turn": turn, "turn_mode": "stream"},
-                                   turn=turn + 1):
+        if not self.calls.advance_turn(call_sid, turn):
             return
-        s = self.rt.settings
-        url = self.rt.prompt_url(FALLBACK)
+        s = self.settings
+        url = self.prompt_url(FALLBACK)
         doc = twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn + 1, url)
-        self.rt.events.emit("WATCHDOG_STALLED_TURN", call_sid, logging.WARNING, turn=turn)
-        if self.rt.delivery.update(call_sid, doc, "WATCHDOG_FALLBACK", url=url):
+        self.events.emit("WATCHDOG_STALLED_TURN", call_sid, logging.WARNING, turn=turn)
+        if self.delivery.update(call_sid, doc, "WATCHDOG_FALLBACK", url=url):
             self.expect_stream(call_sid, turn + 1, after_sec=3.0)
 
     def redirect_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
         """Claim the call for the Record fallback and move it there with calls.update."""
-        if not claim_record_fallback(self.rt.store, call_sid, turn, reason):
+        if not self.calls.fall_back_to_record(call_sid, turn, reason):
             return False
-        doc = twiml.record_turn(self.rt.settings.public_base_url, self.rt.prompt_url(FALLBACK))
-        self.rt.store.update_call(call_sid, pending_twiml=None)
-        return self.rt.delivery.update(call_sid, doc, "WATCHDOG_REDIRECT", "OK", reason=reason,
-                                       turn=turn)
-
-
-def claim_record_fallback(store, call_sid: str, turn: int, reason: str) -> bool:
-    """Move a streaming call's `turn` to record mode; True only for the one caller that did."""
-    return store.claim(call_sid, {"turn": turn, "turn_mode": "stream", "ended": False},
-                       turn_mode="record", fallback_reason=reason)
+        doc = twiml.record_turn(self.settings.public_base_url, self.prompt_url(FALLBACK))
+        return self.delivery.update(call_sid, doc, "WATCHDOG_REDIRECT", "OK", reason=reason,
+                                    turn=turn)

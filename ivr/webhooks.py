@@ -14,7 +14,6 @@ from twilio.request_validator import RequestValidator
 from . import recordings, twiml
 from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
-from .watchdog import claim_record_fallback
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
@@ -93,9 +92,8 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             call_sid = params["CallSid"]
             rt.events.emit_later("WEBHOOK", call_sid, route=request.path, params=params)
             try:
-                identity = {"account_sid": params.get("AccountSid"),
-                            "from_number": params.get("From"), "to_number": params.get("To")}
-                rt.store.upsert_call(call_sid, **{k: v for k, v in identity.items() if v})
+                rt.calls.note(call_sid, params.get("AccountSid", ""), params.get("From", ""),
+                              params.get("To", ""))
                 response = handler(rt, params, call_sid)
             except Exception as exc:  # noqa: BLE001 - the caller must still hear something
                 logging.getLogger("ivr").exception("webhook handler failed")
@@ -142,12 +140,10 @@ def listen_twiml(rt: Runtime, mode: str, play_url: str = "") -> str:
 
 def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
     """Nothing heard: re-prompt, or after MAX_SILENT_TURNS say goodbye and hang up."""
-    call = rt.store.get_call(call_sid) or {}
-    silent = (call.get("silent_turns") or 0) + 1
-    rt.store.update_call(call_sid, silent_turns=silent)
+    silent = rt.calls.count_silent_turn(call_sid)
     rt.events.emit("SILENT_TURN", call_sid, count=silent, limit=rt.settings.max_silent_turns)
     if silent >= rt.settings.max_silent_turns:
-        rt.store.update_call(call_sid, outcome="silent-hangup")
+        rt.calls.set_outcome(call_sid, "silent-hangup")
         return twiml.goodbye(rt.prompt_url(GOODBYE))
     return listen_twiml(rt, mode, rt.prompt_url(FALLBACK))
 
@@ -170,8 +166,7 @@ def preview() -> Response:
 def _incoming_call(rt: Runtime, params: dict, call_sid: str) -> Response:
     """Answers without waiting for the database (Twilio allows 15 s): the row lands later."""
     s = rt.settings
-    rt.store.upsert_call(call_sid, turn_mode=s.turn_mode, reply_mode=s.reply_mode, turn=1,
-                         status=params.get("CallStatus", "in-progress")[:32])
+    rt.calls.answer(call_sid, s.turn_mode, s.reply_mode, params.get("CallStatus", "in-progress"))
     body = first_turn_twiml(rt, call_sid)
     if s.turn_mode == "stream":
         greeting = rt.cache.duration(GREETING) if s.twiml_play_greeting else 0.0
@@ -185,7 +180,7 @@ def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     event = params.get("StreamEvent", "")
     rt.events.emit("STREAM_STATUS", call_sid, event=event, stream=params.get("StreamSid", ""),
                    error=params.get("StreamError", ""))
-    call = rt.store.get_call(call_sid)
+    call = rt.calls.get(call_sid)
     if event == "stream-error" and call["turn_mode"] == "stream" and not call["ended"]:
         rt.watchdog.stream_failed(call_sid, call["turn"], params.get("StreamError", ""),
                                   STREAM_ERROR_GRACE_SEC)
@@ -195,17 +190,16 @@ def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
 @bp.route("/webhook/stream_ended", methods=["POST"])
 @twilio_webhook(_safe_twiml)
 def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
-    call = rt.store.get_call(call_sid)
-    pending = call.get("pending_twiml")
-    if pending and rt.store.claim(call_sid, {"pending_twiml": pending}, pending_twiml=None):
+    pending = rt.calls.take_reply(call_sid)
+    if pending:
         return xml(pending)
+    call = rt.calls.get(call_sid)
     if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
         return xml(twiml.empty())
     reason = ("stream never started" if (call.get("stream_started_turn") or 0) < call["turn"]
               else "stream ended with no reply pending")
-    if not claim_record_fallback(rt.store, call_sid, call["turn"], reason):
-        rt.store.update_call(call_sid, turn_mode="record",
-                             fallback_reason=call.get("fallback_reason") or reason)
+    if not rt.calls.fall_back_to_record(call_sid, call["turn"], reason):
+        rt.calls.note_record_mode(call_sid, reason)
     rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason, turn=call["turn"])
     return xml(twiml.record_turn(rt.settings.public_base_url, rt.prompt_url(FALLBACK)))
 
@@ -213,14 +207,11 @@ def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
 @bp.route("/webhook/call_status", methods=["POST"])
 @twilio_webhook(_no_content)
 def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
-    status = params.get("CallStatus", "")
-    changes: dict = {"status": status}
+    status, duration = params.get("CallStatus", ""), params.get("CallDuration", "")
     if status in ENDED_STATUSES:
-        duration = params.get("CallDuration", "")
-        changes.update(ended=True, duration_sec=int(duration) if duration.isdigit() else None)
-        call = rt.store.get_call(call_sid) or {}
-        changes["outcome"] = call.get("outcome") or status
-    rt.store.update_call(call_sid, **changes)
+        rt.calls.end(call_sid, status, int(duration) if duration.isdigit() else None)
+    else:
+        rt.calls.set_status(call_sid, status)
     rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
     if status in ENDED_STATUSES:
         rt.watchdog.cancel(call_sid)
@@ -239,15 +230,13 @@ def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
     pcm = fetch_recording(rt, call_sid, params)
     if pcm is None or len(pcm) < MIN_RECORDING_BYTES:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
-    call = rt.store.get_call(call_sid) or {}
-    turn = (call.get("turn") or 0) + 1
-    rt.store.update_call(call_sid, turn=turn, silent_turns=0)
+    turn = rt.calls.advance_webhook_turn(call_sid)
     budget = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)  # the fetch spent some
     outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record", budget_sec=budget)
     play = "" if outcome.skipped else rt.tts_url(outcome.audio_name)
     s = rt.settings
     if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback:
-        rt.store.update_call(call_sid, turn_mode="stream")
+        rt.calls.recover_to_stream(call_sid)
         rt.events.emit("RECOVER_TO_STREAM", call_sid, turn=turn)
         rt.watchdog.expect_stream(call_sid, turn, rt.cache.duration(outcome.audio_name))
         return xml(twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, play))
@@ -292,9 +281,7 @@ def handle_gather(rt: Runtime, params: dict, call_sid: str) -> Response:
 
 def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
     """A turn from text Twilio recognised (or keys): the reply, then listen again."""
-    call = rt.store.get_call(call_sid) or {}
-    turn = (call.get("turn") or 0) + 1
-    rt.store.update_call(call_sid, turn=turn, silent_turns=0)
+    turn = rt.calls.advance_webhook_turn(call_sid)
     outcome = rt.dialog.run_turn(call_sid, turn, text=text, source=mode,
                                  budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
     if outcome.skipped:

@@ -53,10 +53,8 @@ def test_action_mode_closes_the_socket_and_stream_ended_answers(phone_line):
 
 
 def test_play_mode_falls_back_to_action_when_calls_update_fails(phone_line):
-    line = line_for(phone_line, reply_mode="play")
-    line.runtime.settings = line.runtime.settings.replace(
-        twilio_api_base_url="http://127.0.0.1:9")  # nothing listens there
-    line.runtime.delivery.s = line.runtime.settings
+    line = line_for(phone_line, reply_mode="play",
+                    twilio_api_base_url="http://127.0.0.1:9")  # nothing listens there
     result = line.carrier.place_call({"steps": [{"say": "שלום"}], "end": "hangup"})
     events = kinds(line, result.call_sid)
     assert "PING_PONG_FAIL" in events and "ACTION_DELIVERY" in events

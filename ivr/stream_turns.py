@@ -6,26 +6,39 @@ import logging
 import random
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from . import audio, twiml
 from .dialog import TurnOutcome
+from .endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 from .phrases import LLM_FALLBACK
+from .runtime import Runtime
 from .tts_cache import THINKING
-from .turns import BargeIn, TurnDetector, Utterance
-
-if TYPE_CHECKING:
-    from .stream import MediaStreamSession
 
 log = logging.getLogger("ivr")
 
 
-class StreamTurns:
-    """Owns the turns of one WebSocket; the conversation itself lives in the store."""
+class MediaChannel(Protocol):
+    """What the turns need of their WebSocket (stream.MediaStreamSession provides it)."""
 
-    def __init__(self, session: MediaStreamSession):
-        self.session, self.rt = session, session.rt
-        self.call_sid = session.call_sid
+    stream_sid: str
+    closed: threading.Event
+
+    def send(self, message: dict) -> bool: ...
+    def send_media_frames(self, frames: list[bytes], stop: threading.Event | None = None
+                          ) -> int: ...
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class StreamTurns:
+    """The turns of one stream: endpointing of its frames, one turn in flight, the reply's
+    delivery by REPLY_MODE; the conversation itself lives in the store."""
+
+    def __init__(self, rt: Runtime, channel: MediaChannel, call_sid: str, turn: int):
+        self.rt, self.channel, self.call_sid, self.turn = rt, channel, call_sid, turn
+        greeting = bool(rt.settings.ai_greeting_he) and turn == 1
+        self.detector = TurnDetector(TurnParams.from_settings(rt.settings, greeting))
+        self.detector_lock = threading.Lock()
         self.lock = threading.Lock()
         self.turn_id = 0
         self.in_flight = False
@@ -34,30 +47,42 @@ class StreamTurns:
         self.stop_speaking = threading.Event()
 
     # ---- from the receive loop ----------------------------------------------------------------
+    def feed(self, pcm: bytes) -> None:
+        """One inbound 20 ms frame: endpointing, then a turn, a barge-in or the greeting."""
+        with self.detector_lock:
+            events = self.detector.feed(pcm, audio.rms(pcm))
+        for event in events:
+            if isinstance(event, Utterance):
+                self.dispatch(event)
+            elif isinstance(event, BargeIn):
+                self.barge_in(event)
+            elif isinstance(event, Greet):
+                self.greet()
+
     def dispatch(self, utterance: Utterance) -> None:
-        self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.session.stream_sid,
+        self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
                                   sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         self._submit(pcm=utterance.pcm)
 
     def dispatch_text(self, text: str) -> None:
         """A key press is a turn of its own (no ASR): it interrupts the line like a barge-in,
         and supersedes a turn still in flight (whose late result is dropped as stale)."""
-        with self.session.detector_lock:
-            before = self.session.detector.take_turn()
+        with self.detector_lock:
+            before = self.detector.take_turn()
         if before == TurnDetector.SPEAKING:
             self.barge_in(BargeIn(0), by="key")
         self._submit(text=text)
 
     def greet(self) -> None:
-        with self.session.detector_lock:
-            self.session.detector.take_turn()
+        with self.detector_lock:
+            self.detector.take_turn()
         self._submit(greeting=self.rt.settings.ai_greeting_he)
 
     def barge_in(self, event: BargeIn, by: str = "voice") -> None:
         self.stop_speaking.set()
         self.speaking_mark = None
-        self.session.send({"event": "clear"})
-        self.rt.events.emit_later("BARGE_IN", self.call_sid, sid=self.session.stream_sid,
+        self.channel.send({"event": "clear"})
+        self.rt.events.emit_later("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
                                   voiced=event.voiced_frames, by=by)
 
     def mark_played(self, name: str) -> bool:
@@ -66,9 +91,9 @@ class StreamTurns:
             return False
         if name == self.speaking_mark:
             self.speaking_mark = None
-            with self.session.detector_lock:
-                self.session.detector.bot_done()
-            self.rt.events.emit_later("MARK", self.call_sid, sid=self.session.stream_sid,
+            with self.detector_lock:
+                self.detector.bot_done()
+            self.rt.events.emit_later("MARK", self.call_sid, sid=self.channel.stream_sid,
                                       name=name)
         return True
 
@@ -79,7 +104,7 @@ class StreamTurns:
             self.turn_id += 1
             self.in_flight = True
             my_id = self.turn_id
-        self.rt.watchdog.watch_turn(self.call_sid, self.session.turn)
+        self.rt.watchdog.watch_turn(self.call_sid, self.turn)
         hint_ms = self.rt.settings.thinking_hint_ms
         if hint_ms and not greeting and self.rt.settings.reply_mode != "action":
             timer = threading.Timer(hint_ms / 1000, self._thinking_hint, args=(my_id,))
@@ -97,7 +122,7 @@ class StreamTurns:
         if s.reply_mode == "stream":
             ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(self.rt.cache.path(
                 self.rt.prompts.name(THINKING)).read_bytes()))
-            self.session.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
+            self.channel.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
             self.rt.events.emit("THINKING_HINT_TX", self.call_sid, url=url, via="stream")
             return
         hold_sec = round(s.asr_timeout_sec + s.llm_timeout_sec + s.tts_timeout_sec) + 5
@@ -105,7 +130,7 @@ class StreamTurns:
                                 url=url)
 
     def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None) -> None:
-        turn = (self.rt.store.get_call(self.call_sid) or {}).get("turn") or self.session.turn
+        turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
                 outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting)
@@ -121,12 +146,12 @@ class StreamTurns:
             with self.lock:
                 self.in_flight = False
         socket_needed = self.rt.settings.reply_mode != "play"  # play delivers by REST alone
-        if my_id != self.turn_id or (socket_needed and self.session.closed.is_set()):
+        if my_id != self.turn_id or (socket_needed and self.channel.closed.is_set()):
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
             return
         if outcome.skipped:
-            with self.session.detector_lock:
-                self.session.detector.listen()
+            with self.detector_lock:
+                self.detector.listen()
             return
         try:
             self.deliver(outcome)
@@ -140,9 +165,8 @@ class StreamTurns:
         if s.reply_mode == "stream":
             return self.speak_on_stream(outcome)
         url = self.rt.tts_url(outcome.audio_name)
-        turn, next_turn = self.session.turn, self.session.turn + 1
-        if not self.rt.store.claim(self.call_sid, {"turn": turn, "turn_mode": "stream",
-                                                   "ended": False}, turn=next_turn):
+        turn, next_turn = self.turn, self.turn + 1
+        if not self.rt.calls.advance_turn(self.call_sid, turn):
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
             return
         doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, next_turn, url)
@@ -150,10 +174,10 @@ class StreamTurns:
             pass  # the reply is on its way; sizing the watchdog can wait until now
         else:
             reason = "calls.update failed" if s.reply_mode == "play" else "REPLY_MODE=action"
-            self.rt.store.update_call(self.call_sid, pending_twiml=doc)
+            self.rt.calls.hold_reply(self.call_sid, doc)
             self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
                                 reason=reason)
-            self.session.close()
+            self.channel.close()
         playing = self.rt.cache.duration(outcome.audio_name)
         self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
 
@@ -162,18 +186,18 @@ class StreamTurns:
         s = self.rt.settings
         ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(outcome.audio.read_bytes()))
         time.sleep(random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000)
-        number = self.rt.store.get_call(self.call_sid)["turn"] + 1
+        number = self.rt.calls.turn(self.call_sid) + 1
         mark = f"reply-{number}"
-        with self.session.detector_lock:
-            self.session.detector.bot_speaking()
+        with self.detector_lock:
+            self.detector.bot_speaking()
         self.stop_speaking.clear()
         self.speaking_mark = mark
         self.sent_marks.add(mark)
-        sent = self.session.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
+        sent = self.channel.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
         if not self.stop_speaking.is_set():
-            self.session.send({"event": "mark", "mark": {"name": mark}})
+            self.channel.send({"event": "mark", "mark": {"name": mark}})
         # the same stream carries the next turn: it has started, and its media is watched
-        self.rt.store.update_call(self.call_sid, turn=number, stream_started_turn=number)
+        self.rt.calls.advance_stream_turn(self.call_sid, number)
         self.rt.watchdog.watch_media(self.call_sid, number)
-        self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.session.stream_sid,
+        self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.channel.stream_sid,
                             frames=sent, mark=mark, interrupted=self.stop_speaking.is_set())

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.config import Settings
-from ivr.turns import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from ivr.endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 
 LOUD, QUIET = 2000, 20
 FRAME = b"\x00\x00" * 160

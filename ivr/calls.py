@@ -1,0 +1,127 @@
+"""A call's state changes, each one named: the only code that writes a call's state columns.
+
+The store is the truth about a call (any webhook or socket may land on any worker), so every
+change that two parties could race for is a compare-and-set claim: exactly one of them wins.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .store import Store
+
+HISTORY_KEEP = 40  # messages of the conversation kept with the call
+
+
+class Calls:
+    """Reads a call and changes its state through named steps."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # ---- reading ---------------------------------------------------------------------------
+    def get(self, call_sid: str) -> dict | None:
+        return self.store.get_call(call_sid)
+
+    def turn(self, call_sid: str) -> int:
+        """The call's current turn (0 for an unknown call)."""
+        return (self.get(call_sid) or {}).get("turn") or 0
+
+    def history(self, call_sid: str) -> list[dict]:
+        return self.store.history(call_sid)
+
+    def live(self, since: float) -> list[dict]:
+        """Calls not ended and touched since `since`."""
+        return self.store.live_calls(since)
+
+    # ---- a call arrives and ends -----------------------------------------------------------
+    def note(self, call_sid: str, account_sid: str = "", from_number: str = "",
+             to_number: str = "") -> None:
+        """Any webhook may be the first we hear of a call: create it, without waiting."""
+        identity = {"account_sid": account_sid, "from_number": from_number,
+                    "to_number": to_number}
+        self.store.upsert_call(call_sid, **{k: v for k, v in identity.items() if v})
+
+    def answer(self, call_sid: str, turn_mode: str, reply_mode: str, status: str) -> None:
+        """incoming_call: the first turn begins (written without waiting for the database)."""
+        self.store.upsert_call(call_sid, turn_mode=turn_mode, reply_mode=reply_mode, turn=1,
+                               status=status)
+
+    def ensure(self, call_sid: str) -> dict:
+        """The call's row, created if no webhook has made it yet."""
+        return self.store.ensure_call(call_sid)
+
+    def end(self, call_sid: str, status: str, duration_sec: int | None) -> None:
+        """Twilio says the call is over: close its record, keeping an earlier outcome."""
+        outcome = (self.get(call_sid) or {}).get("outcome") or status
+        self.store.update_call(call_sid, status=status, ended=True, ended_at=time.time(),
+                               duration_sec=duration_sec, outcome=outcome)
+
+    def set_status(self, call_sid: str, status: str) -> None:
+        self.store.update_call(call_sid, status=status)
+
+    # ---- turns -----------------------------------------------------------------------------
+    def advance_turn(self, call_sid: str, turn: int) -> bool:
+        """A live streaming call on `turn` moves to the next turn; True for the one who did."""
+        return self.store.claim(call_sid, {"turn": turn, "turn_mode": "stream",
+                                           "ended": False}, turn=turn + 1)
+
+    def advance_stream_turn(self, call_sid: str, turn: int) -> None:
+        """REPLY_MODE=stream: the same socket carries `turn` now, so its stream has started."""
+        self.store.update_call(call_sid, turn=turn, stream_started_turn=turn)
+
+    def advance_webhook_turn(self, call_sid: str) -> int:
+        """Record or Gather heard something: the next turn, and no silent turns in a row."""
+        turn = self.turn(call_sid) + 1
+        self.store.update_call(call_sid, turn=turn, silent_turns=0)
+        return turn
+
+    def count_silent_turn(self, call_sid: str) -> int:
+        """Nothing was heard this turn; how many turns in a row now."""
+        silent = ((self.get(call_sid) or {}).get("silent_turns") or 0) + 1
+        self.store.update_call(call_sid, silent_turns=silent)
+        return silent
+
+    def set_outcome(self, call_sid: str, outcome: str) -> None:
+        self.store.update_call(call_sid, outcome=outcome)
+
+    def save_history(self, call_sid: str, history: list[dict]) -> None:
+        self.store.update_call(call_sid, history=json.dumps(history[-HISTORY_KEEP:],
+                                                            ensure_ascii=False))
+
+    # ---- the stream ------------------------------------------------------------------------
+    def stream_started(self, call_sid: str, turn: int) -> bool:
+        """The stream of `turn` started (only ever moves forward)."""
+        return self.store.claim_stream_start(call_sid, turn)
+
+    def touch_media(self, call_sid: str, at: float) -> None:
+        """Media arrived (written by the store's writer: the media loop never waits)."""
+        self.store.update_call(call_sid, later=True, last_media_at=at)
+
+    def fall_back_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
+        """Move a streaming call's `turn` to record mode; True only for the one who did."""
+        return self.store.claim(call_sid, {"turn": turn, "turn_mode": "stream", "ended": False},
+                                turn_mode="record", fallback_reason=reason[:200],
+                                pending_twiml=None)
+
+    def note_record_mode(self, call_sid: str, reason: str) -> None:
+        """The call is in record mode whoever moved it; keep the first reason given."""
+        first = (self.get(call_sid) or {}).get("fallback_reason") or reason
+        self.store.update_call(call_sid, turn_mode="record", fallback_reason=first[:200])
+
+    def recover_to_stream(self, call_sid: str) -> None:
+        """RECOVER_TO_STREAM: after a recorded turn, listen on a stream again."""
+        self.store.update_call(call_sid, turn_mode="stream")
+
+    # ---- replies waiting for Twilio's <Connect action> ----------------------------------------
+    def hold_reply(self, call_sid: str, twiml: str) -> None:
+        """The reply's TwiML, for stream_ended to answer when Twilio asks (action delivery)."""
+        self.store.update_call(call_sid, pending_twiml=twiml)
+
+    def take_reply(self, call_sid: str) -> str | None:
+        """The held reply, taken once: a second request for it gets None."""
+        pending = (self.get(call_sid) or {}).get("pending_twiml")
+        if pending and self.store.claim(call_sid, {"pending_twiml": pending}, pending_twiml=None):
+            return pending
+        return None
