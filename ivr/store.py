@@ -293,6 +293,7 @@ class Store:
         if later:
             self.writes.put(statement)
             return
+        self.flush()  # never overtake a deferred write of the same call (its row may be in it)
         with self.writing() as conn:
             conn.execute(statement)
 
@@ -312,6 +313,7 @@ class Store:
         stmt = (update(calls).where(calls.c.call_sid == call_sid)
                 .where((calls.c.stream_started_turn < turn) | calls.c.stream_started_turn.is_(None))
                 .values(stream_started_turn=turn, updated_at=time.time()))
+        self.flush()
         with self.writing() as conn:
             return conn.execute(stmt).rowcount == 1
 

@@ -1,0 +1,94 @@
+"""A call's named state changes on a real SQLite file: claims won once, fields that must hold."""
+
+import threading
+
+import pytest
+
+from ivr.calls import HISTORY_KEEP, Calls
+from ivr.store import Store, UnknownField
+
+SID = "CA" + "b" * 32
+
+
+@pytest.fixture
+def calls(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
+    yield Calls(store)
+    store.close()
+
+
+def test_a_call_answered_then_ended_keeps_its_outcome(calls):
+    calls.note(SID, "AC" + "1" * 32, "+972501234567", "+97231234567")
+    calls.answer(SID, "stream", "play", "ringing")
+    call = calls.get(SID)  # deferred writes land before any read
+    assert (call["turn"], call["turn_mode"], call["from_number"]) == (1, "stream", "+972501234567")
+    calls.set_outcome(SID, "silent-hangup")
+    calls.end(SID, "completed", 42)
+    call = calls.get(SID)
+    assert call["ended"] and call["ended_at"] and call["duration_sec"] == 42
+    assert call["outcome"] == "silent-hangup" and call["status"] == "completed"
+
+
+def test_advancing_a_turn_is_won_by_exactly_one_of_many(calls):
+    calls.answer(SID, "stream", "play", "in-progress")
+    wins = []
+    threads = [threading.Thread(target=lambda: wins.append(calls.advance_turn(SID, 1)))
+               for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wins.count(True) == 1 and calls.turn(SID) == 2
+    assert not calls.advance_turn(SID, 1)  # a stale turn never moves the call
+
+
+def test_record_fallback_is_claimed_once_and_clears_a_held_reply(calls):
+    calls.answer(SID, "stream", "action", "in-progress")
+    calls.hold_reply(SID, "<Response/>")
+    assert calls.fall_back_to_record(SID, 1, "no stream start")
+    assert not calls.fall_back_to_record(SID, 1, "a second watchdog")
+    call = calls.get(SID)
+    assert call["turn_mode"] == "record" and call["fallback_reason"] == "no stream start"
+    assert calls.take_reply(SID) is None
+    calls.note_record_mode(SID, "later reason")
+    assert calls.get(SID)["fallback_reason"] == "no stream start"  # the first reason stays
+
+
+def test_a_held_reply_is_taken_once(calls):
+    calls.answer(SID, "stream", "action", "in-progress")
+    calls.hold_reply(SID, "<Response><Play>x</Play></Response>")
+    assert calls.take_reply(SID) == "<Response><Play>x</Play></Response>"
+    assert calls.take_reply(SID) is None
+
+
+def test_silent_turns_count_up_and_a_heard_turn_resets_them(calls):
+    calls.answer(SID, "gather", "play", "in-progress")
+    assert [calls.count_silent_turn(SID) for _ in range(2)] == [1, 2]
+    assert calls.advance_webhook_turn(SID) == 2
+    assert calls.count_silent_turn(SID) == 1
+
+
+def test_a_stream_turn_marks_its_stream_started(calls):
+    calls.answer(SID, "stream", "stream", "in-progress")
+    assert calls.stream_started(SID, 1) and not calls.stream_started(SID, 1)
+    calls.advance_stream_turn(SID, 2)
+    call = calls.get(SID)
+    assert call["turn"] == 2 and call["stream_started_turn"] == 2
+
+
+def test_history_keeps_the_last_messages_only(calls):
+    calls.answer(SID, "gather", "play", "in-progress")
+    calls.save_history(SID, [{"role": "user", "text": str(i)} for i in range(100)])
+    kept = calls.history(SID)
+    assert len(kept) == HISTORY_KEEP and kept[-1]["text"] == "99"
+
+
+def test_a_field_the_table_does_not_have_is_an_error_not_a_silent_drop(calls):
+    calls.answer(SID, "gather", "play", "in-progress")
+    with pytest.raises(UnknownField):
+        calls.store.update_call(SID, trun=2)
+
+
+def test_text_fields_are_cut_to_their_column(calls):
+    calls.note(SID, from_number="+" + "9" * 60_000)
+    assert len(calls.get(SID)["from_number"]) == 64
