@@ -1,0 +1,86 @@
+"""A stream's turns without a socket: frames in, a reply out on a recording channel."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from ivr import audio, create_app
+from ivr.sim.script import voice_ulaw
+from ivr.stream_turns import StreamTurns
+
+from .conftest import make_settings
+
+SID = "CA" + "4" * 32
+FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream",
+         "resp_min_delay_ms": 0, "resp_max_delay_ms": 0}
+
+
+class RecordingChannel:
+    """The MediaChannel a StreamTurns writes to, keeping what it was sent."""
+
+    def __init__(self):
+        self.stream_sid = "MZ" + "4" * 32
+        self.closed = threading.Event()
+        self.messages: list[dict] = []
+        self.frames = 0
+
+    def send(self, message: dict) -> bool:
+        self.messages.append(json.loads(json.dumps(message)))
+        return True
+
+    def send_media_frames(self, frames, stop=None) -> int:
+        sent = 0
+        for _ in frames:
+            if stop is not None and stop.is_set():
+                break
+            sent += 1
+        self.frames += sent
+        return sent
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed.set()
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    app = create_app(make_settings(tmp_path, **{**FAKES, "reply_mode": "stream"}))
+    yield app.extensions["ivr"]
+    app.extensions["ivr"].close()
+
+
+def speak(turns: StreamTurns, text: str, silence_frames: int = 40) -> None:
+    frames = audio.frames_of(voice_ulaw(text)) + [audio.silence_ulaw(1)] * silence_frames
+    for frame in frames:
+        turns.feed(audio.ulaw_to_pcm16(frame))
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_an_utterance_becomes_a_reply_on_the_channel_with_its_mark(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    speak(turns, "שלום, מה שעות הפתיחה שלכם?")
+    wait_for(lambda: any(m["event"] == "mark" for m in channel.messages))
+    assert channel.frames > 0 and channel.messages[-1]["mark"]["name"] == "reply-2"
+    assert runtime.calls.get(SID)["turn"] == 2
+    assert turns.mark_played("reply-2") and not turns.mark_played("never-sent")
+
+
+def test_a_key_while_the_line_speaks_clears_it_and_is_the_next_turn(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    speak(turns, "שלום")
+    wait_for(lambda: any(m["event"] == "mark" for m in channel.messages))
+    turns.dispatch_text("1")  # the reply's mark has not come back: the line is still speaking
+    assert {"event": "clear"} in channel.messages
+    wait_for(lambda: [m["text"] for m in runtime.calls.history(SID) if m["role"] == "user"][-1:]
+             == ["1"])
