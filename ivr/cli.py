@@ -105,9 +105,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def retention_days(raw: str) -> int:
     """--days: the RETENTION_DAYS range, reported the way argparse reports bad values."""
-    from .config import _int
+    from .config import int_range
     try:
-        return _int(1, 3650)(raw)
+        return int_range(1, 3650)(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -1,11 +1,14 @@
-"""Configuration: defaults, every bad variable reported at once, credentials files, local mode."""
+"""Configuration: one declaration per variable, every bad variable reported at once, credentials
+files, local mode."""
 
+import dataclasses
 import os
+import re
 import stat
 
 import pytest
 
-from ivr.config import LOCAL_ACCOUNT_SID, ConfigError, Settings
+from ivr.config import LOCAL_ACCOUNT_SID, ROOT, ConfigError, Settings, env_fields, env_name
 
 
 def env(tmp_path, **values):
@@ -153,3 +156,39 @@ def test_retention_days_defaults_to_90_and_is_bounded(tmp_path):
     for bad in ("0", "3651", "soon"):
         with pytest.raises(ConfigError, match="RETENTION_DAYS"):
             Settings.from_env(env(tmp_path, RETENTION_DAYS=bad))
+
+
+def test_each_variable_is_one_field_with_a_parser_and_one_line_of_help():
+    names = [env_name(f) for f in env_fields()]
+    assert len(names) == len(set(names))  # no two fields share a variable
+    assert {f.name for f in dataclasses.fields(Settings)} - {n.lower() for n in names} == {
+        "local_mode", "warnings", "stream_secret"}  # resolved, not read
+    for f in env_fields():
+        assert callable(f.metadata["parse"]), f.name
+        help_text = f.metadata["help"]
+        assert help_text.strip() and "\n" not in help_text and len(help_text) <= 80, f.name
+
+
+def test_a_field_default_is_the_variables_default(tmp_path):
+    """Setting every variable to its declared default changes nothing: one place says it."""
+    def raw(value) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    spelled = {env_name(f): raw(f.default) for f in env_fields()
+               if f.default is not None and f.name != "var_dir"}
+    unset, explicit = Settings.from_env(env(tmp_path)), Settings.from_env(env(tmp_path, **spelled))
+    assert unset.replace(stream_secret="") == explicit.replace(stream_secret="")
+    resolved = {"public_base_url", "twilio_account_sid", "twilio_auth_token",
+                "twilio_api_base_url", "database_url", "asr_engine", "llm_engine", "tts_engine",
+                "turn_mode", "validate_twilio_signature", "var_dir"}
+    for f in env_fields():
+        if f.name not in resolved:
+            assert getattr(unset, f.name) == getattr(Settings(), f.name), f.name
+
+
+def test_the_readme_configuration_table_lists_exactly_the_declared_variables():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    listed = [name for cell in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {env_name(f) for f in env_fields()}
