@@ -28,6 +28,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
     """Validate the environment; print every problem at once; exit 1 on any."""
     try:
         settings = Settings.from_env()
+        settings.prepare()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -68,6 +69,7 @@ def cmd_prewarm(args: argparse.Namespace) -> int:
     from .tts_cache.prompts import prewarm, read_phrases
     try:
         settings = Settings.from_env()
+        settings.prepare()
         engines = build_engines(settings)
     except (ConfigError, EngineError) as exc:
         print(exc, file=sys.stderr)

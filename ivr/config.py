@@ -2,7 +2,8 @@
 
 Each variable is declared once, as a `Settings` field made by `setting()`: its default (the value
 used when the variable is unset), its parser (which also checks the value) and one line of help.
-The variable is the field's name upper-cased.
+The variable is the field's name upper-cased. `Settings.from_env` reads and checks; the files
+the line needs are written by `Settings.prepare`, once, at start-up.
 """
 
 from __future__ import annotations
@@ -218,10 +219,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read, default, check and resolve every variable; raise ConfigError naming all bad
-        ones."""
+        ones. It writes nothing, except that local mode creates the emulator's token file when
+        it is missing (see `local_auth_token`); `prepare` writes what the line needs."""
         env = dict(os.environ if env is None else env)
         values, problems = _parse_all(env)
-        _write_gcp_credentials(values, problems)
+        _check_gcp_credentials(values, problems)
         _check_base_url(values, problems)
         _check_urls(values, problems)
         _resolve_engines(values, problems)
@@ -230,6 +232,18 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    def prepare(self) -> None:
+        """The start-up step (create_app, `check`, `prewarm`): write GCP_CREDENTIALS_JSON to its
+        0600 file, which the Google engines are given by path; ConfigError if it cannot be."""
+        if not self.gcp_credentials_json:
+            return
+        target = Path(self.google_application_credentials)
+        try:
+            write_private_file(target, self.gcp_credentials_json)
+        except OSError as exc:
+            problem = f"GCP_CREDENTIALS_JSON=(set): cannot write {target}: {exc.strerror or exc}"
+            raise ConfigError([problem]) from None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""
@@ -270,20 +284,19 @@ def _parse_all(env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     return values, problems
 
 
-def _write_gcp_credentials(values: dict, problems: list[str]) -> None:
-    """GCP_CREDENTIALS_JSON → <VAR_DIR>/gcp-credentials.json (0600, one per deployment), named
-    by GOOGLE_APPLICATION_CREDENTIALS; rewritten only when the JSON changes."""
-    raw = values["gcp_credentials_json"]
-    target = Path(values["var_dir"]).absolute() / GCP_CREDENTIALS_FILE
-    if raw and values["google_application_credentials"] in ("", str(target)):
-        try:
-            write_private_file(target, raw)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            problems.append(f"GCP_CREDENTIALS_JSON=(set): cannot write {target}: {reason}")
-            return
-        values["google_application_credentials"] = str(target)
-        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(target)
+def gcp_credentials_path(var_dir: str) -> Path:
+    """Where `prepare` keeps GCP_CREDENTIALS_JSON: one private file per deployment."""
+    return Path(var_dir).absolute() / GCP_CREDENTIALS_FILE
+
+
+def _check_gcp_credentials(values: dict, problems: list[str]) -> None:
+    """GCP_CREDENTIALS_JSON names its future file in GOOGLE_APPLICATION_CREDENTIALS, unless
+    that variable names another file, which then wins (the JSON is ignored)."""
+    target = str(gcp_credentials_path(values["var_dir"]))
+    if values["gcp_credentials_json"] and values["google_application_credentials"] in ("", target):
+        values["google_application_credentials"] = target
+        return
+    values["gcp_credentials_json"] = ""
     creds = values["google_application_credentials"]
     if creds and not Path(creds).is_file():
         problems.append(f"GOOGLE_APPLICATION_CREDENTIALS={creds!r}: expected a readable JSON file")
