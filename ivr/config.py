@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ACCOUNT_SID = "AC" + "0" * 32
 TWILIO_API = "https://api.twilio.com"
 GCP_CREDENTIALS_FILE = "gcp-credentials.json"  # in VAR_DIR: one private copy per deployment
+EMULATOR_TOKEN_FILE = "emulator_auth_token"  # in VAR_DIR: shared by `make run` and `make call`
 ASR_CHOICES = ("auto", "google", "openai", "whisper", "fake", "none")
 LLM_CHOICES = ("auto", "google", "openai", "scripted", "fake")
 TTS_CHOICES = ("auto", "google", "openai", "espeak", "fake")
@@ -412,7 +413,11 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
         values["twilio_account_sid"] = LOCAL_ACCOUNT_SID
         if values["twilio_api_base_url"] == TWILIO_API:
             values["twilio_api_base_url"] = f"http://127.0.0.1:{values['port'] + 1}"
-        values["twilio_auth_token"] = local_auth_token(Path(values["var_dir"]))
+        try:
+            values["twilio_auth_token"] = local_auth_token(Path(values["var_dir"]))
+        except OSError as exc:
+            problems.append(f"VAR_DIR={values['var_dir']!r}: cannot keep the emulator's token: "
+                            f"{exc.strerror or exc}")
     elif sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID: expected AC followed by 32 characters")
     validate = values["validate_twilio_signature"]
@@ -429,17 +434,32 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
 
 
 def local_auth_token(var_dir: Path) -> str:
-    """The local emulator's auth token, shared by `make run` and `make call` via a 0600 file."""
-    path = var_dir / "emulator_auth_token"
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
+    """The local emulator's auth token, kept in the 0600 file VAR_DIR/emulator_auth_token that
+    `make run` and `make call` share. Read-or-create: the first process that needs it writes it.
+    The file only ever appears whole (a private temporary file hard-linked into place, which
+    fails if it exists), so two processes starting at once end up with the same token."""
+    path = var_dir / EMULATOR_TOKEN_FILE
+    token = _read_token(path)
+    if token:
+        return token
     var_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token)
-    return token
+    fd, temp = tempfile.mkstemp(dir=var_dir, prefix=f".{EMULATOR_TOKEN_FILE}.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(16))
+        try:
+            os.link(temp, path)
+        except FileExistsError:  # another process was first, or the file is empty: replace that
+            if not _read_token(path):
+                os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return _read_token(path)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""

@@ -5,10 +5,20 @@ import dataclasses
 import os
 import re
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ivr.config import LOCAL_ACCOUNT_SID, ROOT, ConfigError, Settings, env_fields, env_name
+from ivr.config import (
+    LOCAL_ACCOUNT_SID,
+    ROOT,
+    ConfigError,
+    Settings,
+    env_fields,
+    env_name,
+    local_auth_token,
+)
 
 
 def env(tmp_path, **values):
@@ -147,6 +157,8 @@ def test_a_var_dir_that_cannot_be_written_stops_start_up(tmp_path, gcp_env):
     with pytest.raises(ConfigError, match="GCP_CREDENTIALS_JSON=\\(set\\): cannot write") as info:
         settings.prepare()
     assert "BEGIN PRIVATE KEY" not in str(info.value)
+    with pytest.raises(ConfigError, match="VAR_DIR=.*: cannot keep the emulator's token"):
+        Settings.from_env(env(tmp_path))  # local mode
 
 
 def test_reading_the_environment_writes_nothing_and_leaves_os_environ_alone(tmp_path, gcp_env):
@@ -223,3 +235,19 @@ def test_the_readme_configuration_table_lists_exactly_the_declared_variables():
     listed = [name for cell in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)]
     assert len(listed) == len(set(listed))
     assert set(listed) == {env_name(f) for f in env_fields()}
+
+
+def test_two_processes_creating_the_emulator_token_at_once_agree(tmp_path):
+    var = tmp_path / "var"
+    gate = threading.Barrier(8)
+
+    def race(_: int) -> str:
+        gate.wait()
+        return local_auth_token(var)
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(race, range(8)))
+    assert len(tokens) == 1 and tokens == {(var / "emulator_auth_token").read_text()}
+    assert os.listdir(var) == ["emulator_auth_token"]  # no temporary file left behind
+    assert stat.S_IMODE(os.stat(var / "emulator_auth_token").st_mode) == 0o600
+    (var / "emulator_auth_token").write_text("")  # an empty file is replaced
+    assert len(local_auth_token(var)) == 32
