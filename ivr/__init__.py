@@ -41,6 +41,7 @@ def configure_logging() -> None:
 def create_app(config: Settings | None = None) -> Flask:
     """Build the Flask app; `config=None` reads and validates the environment."""
     settings = config or Settings.from_env()
+    settings.prepare()
     configure_logging()
     for warning in settings.warnings:
         logging.getLogger("ivr").warning("%s", warning)

@@ -6,6 +6,7 @@ import argparse
 import os
 import socket
 import sys
+from pathlib import Path
 
 from .config import ConfigError, Settings
 
@@ -26,11 +27,8 @@ def port_in_use(host: str, port: int) -> bool:
 
 def cmd_check(_args: argparse.Namespace) -> int:
     """Validate the environment; print every problem at once; exit 1 on any."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = Settings.from_env()
+    settings.prepare()
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
     from .engines import EngineError, build_engines
@@ -39,8 +37,7 @@ def cmd_check(_args: argparse.Namespace) -> int:
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
-    bind = os.environ.get("BIND_HOST", "0.0.0.0")
-    if port_in_use(bind, settings.port):
+    if port_in_use(settings.bind_host, settings.port):
         print(f"port {settings.port} is already in use: an old server is still running; "
               f"stop it first (e.g. pkill -f 'gunicorn.*app:app')", file=sys.stderr)
         return 1
@@ -55,7 +52,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
 
 def cmd_serve(_args: argparse.Namespace) -> int:
     """Replace this process with the one gunicorn of the deploy command."""
-    bind = f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+    settings = Settings.from_env()
+    bind = f"{settings.bind_host}:{settings.port}"
     argv = [sys.executable] + GUNICORN[:-1] + ["-b", bind, GUNICORN[-1]]
     os.execv(sys.executable, argv)
     return 0
@@ -66,10 +64,11 @@ def cmd_prewarm(args: argparse.Namespace) -> int:
     from .engines import EngineError, build_engines
     from .tts_cache import TTSCache
     from .tts_cache.prompts import prewarm, read_phrases
+    settings = Settings.from_env()
+    settings.prepare()
     try:
-        settings = Settings.from_env()
         engines = build_engines(settings)
-    except (ConfigError, EngineError) as exc:
+    except EngineError as exc:
         print(exc, file=sys.stderr)
         return 1
     if engines.tts is None:
@@ -87,11 +86,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from .eventlog import EventLog
     from .retention import purge
     from .store import Store
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    settings = Settings.from_env()
     days = settings.retention_days if args.days is None else args.days
     store = Store(settings.database_url)
     try:
@@ -105,9 +100,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def retention_days(raw: str) -> int:
     """--days: the RETENTION_DAYS range, reported the way argparse reports bad values."""
-    from .config import _int
+    from .config import int_range
     try:
-        return _int(1, 3650)(raw)
+        return int_range(1, 3650)(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -116,14 +111,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """GO/NO-GO checks against a deployment; exit status 1 on any FAIL."""
     from urllib.parse import urlsplit
 
-    from .config import LOCAL_ACCOUNT_SID, ROOT, is_loopback_host, local_auth_token
+    from .config import LOCAL_ACCOUNT_SID, is_loopback_host, local_auth_token
     from .doctor import Doctor, report
-    token = args.token or os.environ.get("TWILIO_AUTH_TOKEN", "")
-    account = args.account or os.environ.get("TWILIO_ACCOUNT_SID", "")
-    if not token and is_loopback_host(urlsplit(args.url).hostname):
-        from pathlib import Path
-        token = local_auth_token(Path(os.environ.get("VAR_DIR") or ROOT / "var"))
-        account = account or LOCAL_ACCOUNT_SID
+    token, account = args.token or "", args.account or ""
+    if not token or not account:
+        settings = Settings.from_env()
+        if not settings.local_mode:  # the emulator's account is for a line on this machine only
+            token = token or settings.twilio_auth_token
+            account = account or settings.twilio_account_sid
+        if not token and is_loopback_host(urlsplit(args.url).hostname):
+            token = local_auth_token(Path(settings.var_dir))
+            account = account or LOCAL_ACCOUNT_SID
     results = Doctor(args.url, token, account).run()
     print(report(results))
     return 0 if all(check.ok for check in results) else 1
@@ -152,5 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a bad environment is one message naming every problem, and status 1."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1

@@ -1,4 +1,10 @@
-"""Settings read from the environment, validated at start-up with every problem listed at once."""
+"""Settings read from the environment, validated at start-up with every problem listed at once.
+
+Each variable is declared once, as a `Settings` field made by `setting()`: its default (the value
+used when the variable is unset), its parser (which also checks the value) and one line of help.
+The variable is the field's name upper-cased. `Settings.from_env` reads and checks; the files
+the line needs are written by `Settings.prepare`, once, at start-up.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +25,9 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ACCOUNT_SID = "AC" + "0" * 32
+TWILIO_API = "https://api.twilio.com"
 GCP_CREDENTIALS_FILE = "gcp-credentials.json"  # in VAR_DIR: one private copy per deployment
+EMULATOR_TOKEN_FILE = "emulator_auth_token"  # in VAR_DIR: shared by `make run` and `make call`
 ASR_CHOICES = ("auto", "google", "openai", "whisper", "fake", "none")
 LLM_CHOICES = ("auto", "google", "openai", "scripted", "fake")
 TTS_CHOICES = ("auto", "google", "openai", "espeak", "fake")
@@ -33,7 +41,7 @@ class ConfigError(ValueError):
         super().__init__("bad configuration:\n  " + "\n  ".join(problems))
 
 
-def _bool(raw: str) -> bool:
+def boolean(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True
@@ -42,7 +50,8 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _int(low: int, high: int) -> Callable[[str], int]:
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """A parser of integers from low to high (also the CLI's --days)."""
     def parse(raw: str) -> int:
         try:
             value = int(raw.strip())
@@ -54,7 +63,7 @@ def _int(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _float(low: float, high: float) -> Callable[[str], float]:
+def float_range(low: float, high: float) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = float(raw.strip())
@@ -66,7 +75,7 @@ def _float(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _choice(*options: str) -> Callable[[str], str]:
+def one_of(*options: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip().lower()
         if value not in options:
@@ -75,152 +84,147 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
-def _upper_choice(*options: str) -> Callable[[str], str]:
-    lower = _choice(*(o.lower() for o in options))
+def upper_one_of(*options: str) -> Callable[[str], str]:
+    lower = one_of(*(o.lower() for o in options))
     return lambda raw: lower(raw).upper()
 
 
-def _text(raw: str) -> str:
+def text(raw: str) -> str:
     return raw.strip()
 
 
-# (environment name, parser, default). The attribute is the lower-cased name.
-VARIABLES: list[tuple[str, Callable[[str], Any], Any]] = [
-    ("PUBLIC_BASE_URL", _text, ""),
-    ("PORT", _int(1, 65535), 5000),
-    ("BIND_HOST", _text, "0.0.0.0"),
-    ("TWILIO_ACCOUNT_SID", _text, ""),
-    ("TWILIO_AUTH_TOKEN", _text, ""),
-    ("TWILIO_API_BASE_URL", _text, "https://api.twilio.com"),
-    ("GOOGLE_APPLICATION_CREDENTIALS", _text, ""),
-    ("OPENAI_API_KEY", _text, ""),
-    ("OPENAI_BASE_URL", _text, ""),
-    ("DATABASE_URL", _text, "sqlite:///var/ivr.sqlite3"),
-    ("ASR_ENGINE", _choice(*ASR_CHOICES), "auto"),
-    ("LLM_ENGINE", _choice(*LLM_CHOICES), "auto"),
-    ("TTS_ENGINE", _choice(*TTS_CHOICES), "auto"),
-    ("LANGUAGE", _text, "he-IL"),
-    ("TURN_MODE", _choice("auto", "stream", "record", "gather"), "auto"),
-    ("REPLY_MODE", _choice("play", "action", "stream"), "play"),
-    ("WS_MODE", _upper_choice("AI", "ECHO"), "AI"),
-    ("TWIML_PLAY_GREETING", _bool, False),
-    ("AI_GREETING_HE", _text, ""),
-    ("MIN_UTT_SEC", _float(0.1, 5.0), 0.48),
-    ("VAD_HANGOVER_MS", _int(0, 5000), 140),
-    ("VAD_RMS", _int(0, 32767), 210),
-    ("MAX_UTT_SEC", _float(0.5, 60.0), 7.0),
-    ("RESP_MIN_DELAY_MS", _int(0, 5000), 220),
-    ("RESP_MAX_DELAY_MS", _int(0, 5000), 360),
-    ("REPLY_REFRACTORY_MS", _int(0, 10000), 750),
-    ("BARGE_IN", _bool, True),
-    ("BARGE_IN_VOICE_FRAMES", _int(1, 100), 3),
-    ("DEDUP_WINDOW_SEC", _float(0, 3600), 14.0),
-    ("THINKING_HINT_MS", _int(0, 60000), 0),
-    ("LLM_MIN_CHARS", _int(0, 4000), 160),
-    ("LLM_MAX_CHARS", _int(20, 4000), 420),
-    ("STREAM_START_TIMEOUT_SEC", _float(0.5, 120), 6.0),
-    ("NO_MEDIA_TIMEOUT_SEC", _float(0.5, 120), 6.0),
-    ("MAX_SILENT_TURNS", _int(1, 20), 3),
-    ("VALIDATE_TWILIO_SIGNATURE", _bool, None),
-    ("INSPECTOR_TOKEN", _text, ""),
-    ("TTS_CACHE_MAX_MB", _int(1, 100000), 500),
-    ("ASR_TIMEOUT_SEC", _float(0.1, 120), 8.0),
-    ("LLM_TIMEOUT_SEC", _float(0.1, 120), 8.0),
-    ("TTS_TIMEOUT_SEC", _float(0.1, 120), 6.0),
-    ("RECOVER_TO_STREAM", _bool, False),
-    ("WHISPER_MODEL", _text, "tiny"),
-    ("OPENAI_MODEL", _text, "gpt-4o-mini"),
-    ("OPENAI_ASR_MODEL", _text, "gpt-4o-mini-transcribe"),
-    ("OPENAI_TTS_MODEL", _text, "gpt-4o-mini-tts"),
-    ("OPENAI_TTS_VOICE", _text, "alloy"),
-    ("GOOGLE_TTS_VOICE", _text, "he-IL-Standard-A"),
-    ("GOOGLE_SPEECH_ENDPOINT", _text, ""),
-    ("GOOGLE_TTS_ENDPOINT", _text, ""),
-    ("ESPEAK_VOICE", _text, "he"),
-    ("ESPEAK_SPEED", _int(80, 450), 160),
-    ("FLOW_FILE", _text, ""),
-    ("SYSTEM_PROMPT_FILE", _text, ""),
-    ("TTS_DIR", _text, str(ROOT / "static" / "tts")),
-    ("VAR_DIR", _text, str(ROOT / "var")),
-    ("MIN_FREE_DISK_MB", _int(0, 10**7), 200),
-    ("RETENTION_DAYS", _int(1, 3650), 90),
-]
+def json_text(raw: str) -> str:
+    value = raw.strip()
+    if value:
+        try:
+            json.loads(value)
+        except ValueError:
+            raise ValueError("expected a service-account JSON") from None
+    return value
 
-SECRET_NAMES = frozenset({"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "INSPECTOR_TOKEN"})
+
+def setting(default: Any, parse: Callable[[str], Any], help: str, secret: bool = False) -> Any:
+    """A field read from the environment variable named like it, upper-cased; `default` is the
+    value when the variable is unset (before from_env resolves `auto` and the like)."""
+    return field(default=default, repr=not secret,
+                 metadata={"parse": parse, "help": help, "secret": secret})
+
+
+def env_fields() -> tuple[dataclasses.Field, ...]:
+    """The fields read from the environment, in declaration order."""
+    return tuple(f for f in dataclasses.fields(Settings) if "parse" in f.metadata)
+
+
+def env_name(f: dataclasses.Field) -> str:
+    """A field's environment variable."""
+    return f.name.upper()
 
 
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration of one process; build it with `Settings.from_env`."""
 
-    public_base_url: str = "http://127.0.0.1:5000"
-    port: int = 5000
-    bind_host: str = "127.0.0.1"
-    twilio_account_sid: str = ""
-    twilio_auth_token: str = ""
-    twilio_api_base_url: str = "https://api.twilio.com"
-    google_application_credentials: str = ""
-    openai_api_key: str = ""
-    openai_base_url: str = ""
-    database_url: str = "sqlite:///var/ivr.sqlite3"
-    asr_engine: str = "none"
-    llm_engine: str = "scripted"
-    tts_engine: str = "espeak"
-    language: str = "he-IL"
-    turn_mode: str = "gather"
-    reply_mode: str = "play"
-    ws_mode: str = "AI"
-    twiml_play_greeting: bool = False
-    ai_greeting_he: str = ""
-    min_utt_sec: float = 0.48
-    vad_hangover_ms: int = 140
-    vad_rms: int = 210
-    max_utt_sec: float = 7.0
-    resp_min_delay_ms: int = 220
-    resp_max_delay_ms: int = 360
-    reply_refractory_ms: int = 750
-    barge_in: bool = True
-    barge_in_voice_frames: int = 3
-    dedup_window_sec: float = 14.0
-    thinking_hint_ms: int = 0
-    llm_min_chars: int = 160
-    llm_max_chars: int = 420
-    stream_start_timeout_sec: float = 6.0
-    no_media_timeout_sec: float = 6.0
-    max_silent_turns: int = 3
-    validate_twilio_signature: bool = True
-    inspector_token: str = ""
-    tts_cache_max_mb: int = 500
-    asr_timeout_sec: float = 8.0
-    llm_timeout_sec: float = 8.0
-    tts_timeout_sec: float = 6.0
-    recover_to_stream: bool = False
-    whisper_model: str = "tiny"
-    openai_model: str = "gpt-4o-mini"
-    openai_asr_model: str = "gpt-4o-mini-transcribe"
-    openai_tts_model: str = "gpt-4o-mini-tts"
-    openai_tts_voice: str = "alloy"
-    google_tts_voice: str = "he-IL-Standard-A"
-    google_speech_endpoint: str = ""
-    google_tts_endpoint: str = ""
-    espeak_voice: str = "he"
-    espeak_speed: int = 160
-    flow_file: str = ""
-    system_prompt_file: str = ""
-    tts_dir: str = str(ROOT / "static" / "tts")
-    var_dir: str = str(ROOT / "var")
-    min_free_disk_mb: int = 200
-    retention_days: int = 90
+    public_base_url: str = setting(
+        "", text, "the https address Twilio reaches (default http://127.0.0.1:PORT)")
+    port: int = setting(5000, int_range(1, 65535), "the port gunicorn listens on")
+    bind_host: str = setting("0.0.0.0", text, "the address gunicorn listens on")
+    twilio_account_sid: str = setting(
+        "", text, "Twilio account (none and a loopback URL: the local emulator's)")
+    twilio_auth_token: str = setting(
+        "", text, "signs Twilio's webhooks and our REST requests", secret=True)
+    twilio_api_base_url: str = setting(
+        TWILIO_API, text, "Twilio's REST API (locally the emulator's)")
+    google_application_credentials: str = setting(
+        "", text, "a Google credentials JSON file for Google ASR/TTS")
+    gcp_credentials_json: str = setting(
+        "", json_text, "the Google service-account JSON itself, kept in VAR_DIR/"
+        + GCP_CREDENTIALS_FILE, secret=True)
+    openai_api_key: str = setting("", text, "OpenAI ASR/LLM/TTS", secret=True)
+    openai_base_url: str = setting("", text, "an OpenAI-compatible API instead of OpenAI's")
+    database_url: str = setting(
+        "sqlite:///var/ivr.sqlite3", text, "SQLite (relative to the project) or PostgreSQL")
+    asr_engine: str = setting(
+        "auto", one_of(*ASR_CHOICES), "speech recognition; auto: google, openai, whisper or none")
+    llm_engine: str = setting(
+        "auto", one_of(*LLM_CHOICES), "replies; auto: openai with a key, else scripted")
+    tts_engine: str = setting(
+        "auto", one_of(*TTS_CHOICES), "speech synthesis; auto: google, openai or espeak")
+    language: str = setting("he-IL", text, "recognition language")
+    turn_mode: str = setting(
+        "auto", one_of("auto", "stream", "record", "gather"),
+        "how a turn is heard; auto: stream with an ASR engine, else gather")
+    reply_mode: str = setting(
+        "play", one_of("play", "action", "stream"), "how a streamed reply reaches the caller")
+    ws_mode: str = setting(
+        "AI", upper_one_of("AI", "ECHO"), "ECHO streams the caller's audio back (a diagnostic)")
+    twiml_play_greeting: bool = setting(
+        False, boolean, "play greeting_he.mp3 before the stream")
+    ai_greeting_he: str = setting("", text, "greeting text")
+    min_utt_sec: float = setting(0.48, float_range(0.1, 5.0), "shortest utterance")
+    vad_hangover_ms: int = setting(140, int_range(0, 5000), "silence that ends an utterance")
+    vad_rms: int = setting(210, int_range(0, 32767), "frame loudness that counts as voice")
+    max_utt_sec: float = setting(7.0, float_range(0.5, 60.0), "longest utterance")
+    resp_min_delay_ms: int = setting(220, int_range(0, 5000), "shortest pause before a reply")
+    resp_max_delay_ms: int = setting(360, int_range(0, 5000), "longest pause before a reply")
+    reply_refractory_ms: int = setting(
+        750, int_range(0, 10000), "audio ignored right after the line spoke")
+    barge_in: bool = setting(True, boolean, "the caller may interrupt the line")
+    barge_in_voice_frames: int = setting(
+        3, int_range(1, 100), "voiced 20 ms frames that interrupt the line")
+    dedup_window_sec: float = setting(
+        14.0, float_range(0, 3600), "the same caller text within this window is ignored")
+    thinking_hint_ms: int = setting(
+        0, int_range(0, 60000), "play the thinking hint when a reply takes this long (0: off)")
+    llm_min_chars: int = setting(160, int_range(0, 4000), "shortest reply")
+    llm_max_chars: int = setting(420, int_range(20, 4000), "longest reply")
+    stream_start_timeout_sec: float = setting(
+        6.0, float_range(0.5, 120), "watchdog: a stream that has not started moves to Record")
+    no_media_timeout_sec: float = setting(
+        6.0, float_range(0.5, 120), "watchdog: a stream without media moves to Record")
+    max_silent_turns: int = setting(
+        3, int_range(1, 20), "silent turns before a goodbye and hang-up")
+    validate_twilio_signature: bool | None = setting(
+        None, boolean, "check X-Twilio-Signature (default: when a token is set)")
+    inspector_token: str = setting(
+        "", text, "unlocks /inspector (not needed on loopback)", secret=True)
+    tts_cache_max_mb: int = setting(500, int_range(1, 100000), "TTS MP3 cache budget")
+    asr_timeout_sec: float = setting(8.0, float_range(0.1, 120), "ASR stage timeout")
+    llm_timeout_sec: float = setting(8.0, float_range(0.1, 120), "LLM stage timeout")
+    tts_timeout_sec: float = setting(6.0, float_range(0.1, 120), "TTS stage timeout")
+    recover_to_stream: bool = setting(
+        False, boolean, "after a Record fallback, try streaming again")
+    whisper_model: str = setting("tiny", text, "faster-whisper model name or path")
+    openai_model: str = setting("gpt-4o-mini", text, "OpenAI chat model")
+    openai_asr_model: str = setting("gpt-4o-mini-transcribe", text, "OpenAI transcription model")
+    openai_tts_model: str = setting("gpt-4o-mini-tts", text, "OpenAI speech model")
+    openai_tts_voice: str = setting("alloy", text, "OpenAI voice")
+    google_tts_voice: str = setting("he-IL-Standard-A", text, "Google TTS voice")
+    google_speech_endpoint: str = setting("", text, "another Speech-to-Text endpoint")
+    google_tts_endpoint: str = setting("", text, "another Text-to-Speech endpoint")
+    espeak_voice: str = setting("he", text, "espeak-ng voice")
+    espeak_speed: int = setting(160, int_range(80, 450), "espeak-ng words per minute")
+    flow_file: str = setting("", text, "the scripted flow (default ivr/flows/default_he.yaml)")
+    system_prompt_file: str = setting(
+        "", text, "the LLM's system prompt (default ivr/prompts/system_he.txt)")
+    tts_dir: str = setting(str(ROOT / "static" / "tts"), text, "TTS MP3 cache")
+    var_dir: str = setting(str(ROOT / "var"), text, "local state (tokens, credentials copy)")
+    min_free_disk_mb: int = setting(
+        200, int_range(0, 10**7), "/healthz answers 503 below this much free space")
+    retention_days: int = setting(
+        90, int_range(1, 3650), "calls, events and recordings older than this are deleted")
+    # resolved by from_env, not read from the environment
     local_mode: bool = False
     warnings: tuple[str, ...] = ()
     stream_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read, default and check every variable; raise ConfigError naming all bad ones."""
+        """Read, default, check and resolve every variable; raise ConfigError naming all bad
+        ones. It writes nothing, except that local mode creates the emulator's token file when
+        it is missing (see `local_auth_token`); `prepare` writes what the line needs."""
         env = dict(os.environ if env is None else env)
         values, problems = _parse_all(env)
-        _write_gcp_credentials(env, values, problems)
+        _check_gcp_credentials(values, problems)
         _check_base_url(values, problems)
         _check_urls(values, problems)
         _resolve_engines(values, problems)
@@ -229,6 +233,18 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return cls(**values)
+
+    def prepare(self) -> None:
+        """The start-up step (create_app, `check`, `prewarm`): write GCP_CREDENTIALS_JSON to its
+        0600 file, which the Google engines are given by path; ConfigError if it cannot be."""
+        if not self.gcp_credentials_json:
+            return
+        target = Path(self.google_application_credentials)
+        try:
+            write_private_file(target, self.gcp_credentials_json)
+        except OSError as exc:
+            problem = f"GCP_CREDENTIALS_JSON=(set): cannot write {target}: {exc.strerror or exc}"
+            raise ConfigError([problem]) from None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests and the CLI use this)."""
@@ -246,58 +262,54 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
-        return [s for s in (self.twilio_auth_token, self.openai_api_key, self.inspector_token) if s]
+        values = (getattr(self, f.name) for f in env_fields() if f.metadata["secret"])
+        return [value for value in values if value]
 
 
 def _parse_all(env: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
     problems: list[str] = []
-    for name, parse, default in VARIABLES:
+    for f in env_fields():
+        name, default = env_name(f), f.default
         raw = env.get(name)
         if raw is None or (raw.strip() == "" and default not in ("", None)):
-            values[name.lower()] = default
+            values[f.name] = default
             continue
         try:
-            values[name.lower()] = parse(raw)
+            values[f.name] = f.metadata["parse"](raw)
         except ValueError as exc:
-            shown = "(set)" if name in SECRET_NAMES else repr(raw)
+            shown = "(set)" if f.metadata["secret"] else repr(raw)
             problems.append(f"{name}={shown}: {exc}")
-            values[name.lower()] = default
+            values[f.name] = default
     values["warnings"] = []
     return values, problems
 
 
-def _write_gcp_credentials(env: dict[str, str], values: dict, problems: list[str]) -> None:
-    """GCP_CREDENTIALS_JSON → <VAR_DIR>/gcp-credentials.json (0600, one per deployment), named
-    by GOOGLE_APPLICATION_CREDENTIALS; rewritten only when the JSON changes."""
-    raw = env.get("GCP_CREDENTIALS_JSON", "").strip()
-    target = Path(values["var_dir"]).absolute() / GCP_CREDENTIALS_FILE
-    if raw and values["google_application_credentials"] in ("", str(target)):
-        try:
-            json.loads(raw)
-        except ValueError:
-            problems.append("GCP_CREDENTIALS_JSON=(set): expected a service-account JSON")
-            return
-        try:
-            write_private_file(target, raw)
-        except OSError as exc:
-            reason = exc.strerror or exc
-            problems.append(f"GCP_CREDENTIALS_JSON=(set): cannot write {target}: {reason}")
-            return
-        values["google_application_credentials"] = str(target)
-        os.environ["GOOGLE_APPLICATION_CREDENTIALS"] = str(target)
+def gcp_credentials_path(var_dir: str) -> Path:
+    """Where `prepare` keeps GCP_CREDENTIALS_JSON: one private file per deployment."""
+    return Path(var_dir).absolute() / GCP_CREDENTIALS_FILE
+
+
+def _check_gcp_credentials(values: dict, problems: list[str]) -> None:
+    """GCP_CREDENTIALS_JSON names its future file in GOOGLE_APPLICATION_CREDENTIALS, unless
+    that variable names another file, which then wins (the JSON is ignored)."""
+    target = str(gcp_credentials_path(values["var_dir"]))
+    if values["gcp_credentials_json"] and values["google_application_credentials"] in ("", target):
+        values["google_application_credentials"] = target
+        return
+    values["gcp_credentials_json"] = ""
     creds = values["google_application_credentials"]
     if creds and not Path(creds).is_file():
         problems.append(f"GOOGLE_APPLICATION_CREDENTIALS={creds!r}: expected a readable JSON file")
 
 
-def write_private_file(path: Path, text: str) -> bool:
-    """Make `path` a 0600 regular file holding `text`: left alone when it already is, else
+def write_private_file(path: Path, content: str) -> bool:
+    """Make `path` a 0600 regular file holding `content`: left alone when it already is, else
     replaced atomically (a temporary file in the same folder, then os.replace). True if written."""
     try:
         info = os.lstat(path)
         if (stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
-                and path.read_text(encoding="utf-8") == text):
+                and path.read_text(encoding="utf-8") == content):
             return False
     except (FileNotFoundError, UnicodeDecodeError):
         pass
@@ -305,7 +317,7 @@ def write_private_file(path: Path, text: str) -> bool:
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp made it 0600
-            handle.write(text)
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -399,9 +411,13 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
     if not sid and not token and is_loopback_host(host):
         values["local_mode"] = True
         values["twilio_account_sid"] = LOCAL_ACCOUNT_SID
-        if values["twilio_api_base_url"] == "https://api.twilio.com":
+        if values["twilio_api_base_url"] == TWILIO_API:
             values["twilio_api_base_url"] = f"http://127.0.0.1:{values['port'] + 1}"
-        values["twilio_auth_token"] = local_auth_token(Path(values["var_dir"]))
+        try:
+            values["twilio_auth_token"] = local_auth_token(Path(values["var_dir"]))
+        except OSError as exc:
+            problems.append(f"VAR_DIR={values['var_dir']!r}: cannot keep the emulator's token: "
+                            f"{exc.strerror or exc}")
     elif sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID: expected AC followed by 32 characters")
     validate = values["validate_twilio_signature"]
@@ -418,17 +434,32 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
 
 
 def local_auth_token(var_dir: Path) -> str:
-    """The local emulator's auth token, shared by `make run` and `make call` via a 0600 file."""
-    path = var_dir / "emulator_auth_token"
-    try:
-        token = path.read_text().strip()
-        if token:
-            return token
-    except FileNotFoundError:
-        pass
+    """The local emulator's auth token, kept in the 0600 file VAR_DIR/emulator_auth_token that
+    `make run` and `make call` share. Read-or-create: the first process that needs it writes it.
+    The file only ever appears whole (a private temporary file hard-linked into place, which
+    fails if it exists), so two processes starting at once end up with the same token."""
+    path = var_dir / EMULATOR_TOKEN_FILE
+    token = _read_token(path)
+    if token:
+        return token
     var_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_hex(16)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token)
-    return token
+    fd, temp = tempfile.mkstemp(dir=var_dir, prefix=f".{EMULATOR_TOKEN_FILE}.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(16))
+        try:
+            os.link(temp, path)
+        except FileExistsError:  # another process was first, or the file is empty: replace that
+            if not _read_token(path):
+                os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return _read_token(path)
+
+
+def _read_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""

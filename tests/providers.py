@@ -70,7 +70,8 @@ class ProviderServer:
 
         @app.post("/v1/text:synthesize")
         def google_tts():
-            self.requests.append({"path": request.path, "json": request.get_json()})
+            self.requests.append({"path": request.path, "json": request.get_json(),
+                                  "auth": request.headers.get("Authorization")})
             mp3 = audio.pcm16_to_mp3(audio.beep_pcm16(500))
             return jsonify({"audioContent": base64.b64encode(mp3).decode()})
 

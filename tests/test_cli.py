@@ -1,4 +1,5 @@
-"""`python -m ivr check` as scripts/start.sh runs it: what it tells the owner before the server."""
+"""`python -m ivr check` as scripts/start.sh runs it: what it tells the owner before the server;
+every command's answer to a bad environment."""
 
 import subprocess
 import sys
@@ -26,3 +27,14 @@ def test_check_says_when_the_inspector_stays_locked(tmp_path, extra, locked):
     assert result.returncode == 0, result.stderr  # a notice, not a failure
     assert "config OK" in result.stdout
     assert (LOCKED in result.stdout) is locked
+
+
+@pytest.mark.parametrize("command", [["serve"], ["purge"], ["call"],
+                                     ["doctor", "--url", "http://127.0.0.1:9"]])
+def test_every_command_stops_on_a_bad_environment_with_every_problem(tmp_path, command):
+    env = start_script_env(tmp_path, free_port(), VAD_RMS="loud", RETENTION_DAYS="0")
+    result = subprocess.run([sys.executable, "-m", "ivr", *command], cwd=ROOT, env=env,
+                            text=True, capture_output=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("bad configuration:")
+    assert "VAD_RMS='loud'" in result.stderr and "RETENTION_DAYS='0'" in result.stderr

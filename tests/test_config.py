@@ -1,11 +1,24 @@
-"""Configuration: defaults, every bad variable reported at once, credentials files, local mode."""
+"""Configuration: one declaration per variable, every bad variable reported at once, credentials
+files written at start-up (not while reading), local mode."""
 
+import dataclasses
 import os
+import re
 import stat
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ivr.config import LOCAL_ACCOUNT_SID, ConfigError, Settings
+from ivr.config import (
+    LOCAL_ACCOUNT_SID,
+    ROOT,
+    ConfigError,
+    Settings,
+    env_fields,
+    env_name,
+    local_auth_token,
+)
 
 
 def env(tmp_path, **values):
@@ -78,10 +91,16 @@ GCP_JSON = '{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY--
 
 @pytest.fixture
 def gcp_env(tmp_path, monkeypatch):
-    """Settings.from_env sets GOOGLE_APPLICATION_CREDENTIALS; monkeypatch restores it after."""
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "")
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS")
+    """An environment with GCP_CREDENTIALS_JSON (no GOOGLE_APPLICATION_CREDENTIALS in ours)."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     return lambda text=GCP_JSON, **more: env(tmp_path, GCP_CREDENTIALS_JSON=text, **more)
+
+
+def start(environment: dict) -> Settings:
+    """Start-up as create_app does it: read and check, then prepare."""
+    settings = Settings.from_env(environment)
+    settings.prepare()
+    return settings
 
 
 def credential_files(tmp_path) -> list[str]:
@@ -89,32 +108,34 @@ def credential_files(tmp_path) -> list[str]:
     return sorted(n for n in os.listdir(tmp_path / "var") if "gcp" in n)
 
 
-def test_gcp_credentials_json_is_written_to_a_private_file(tmp_path, gcp_env):
+def test_gcp_credentials_json_is_written_to_a_private_file_at_start_up(tmp_path, gcp_env):
     s = Settings.from_env(gcp_env())
     path = s.google_application_credentials
     assert path == str(tmp_path / "var" / "gcp-credentials.json")
+    assert (s.asr_engine, s.tts_engine, s.turn_mode) == ("google", "google", "stream")
+    assert not os.path.exists(path)  # reading the environment writes nothing
+    s.prepare()
     assert open(path).read() == GCP_JSON
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert os.environ["GOOGLE_APPLICATION_CREDENTIALS"] == path
-    assert (s.asr_engine, s.tts_engine, s.turn_mode) == ("google", "google", "stream")
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in os.environ  # the engines get it by path
 
 
 def test_every_boot_shares_one_credentials_file_never_rewritten(tmp_path, gcp_env):
-    paths = {Settings.from_env(gcp_env()).google_application_credentials for _ in range(5)}
+    paths = {start(gcp_env()).google_application_credentials for _ in range(5)}
     assert paths == {str(tmp_path / "var" / "gcp-credentials.json")}
     (path,) = paths
     assert credential_files(tmp_path) == ["gcp-credentials.json"]
     inode = os.stat(path).st_ino
-    Settings.from_env(gcp_env())
+    start(gcp_env())
     assert os.stat(path).st_ino == inode  # identical content: the file was left alone
     assert open(path).read() == GCP_JSON and stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
 def test_changed_credentials_json_replaces_the_one_file(tmp_path, gcp_env):
-    path = Settings.from_env(gcp_env()).google_application_credentials
+    path = start(gcp_env()).google_application_credentials
     rotated = GCP_JSON.replace("BEGIN", "NEW")
-    # a later boot in this process still has the old file named in its environment
-    s = Settings.from_env(gcp_env(rotated, GOOGLE_APPLICATION_CREDENTIALS=path))
+    # an environment that also names the file itself (as the old start-up exported it)
+    s = start(gcp_env(rotated, GOOGLE_APPLICATION_CREDENTIALS=path))
     assert s.google_application_credentials == path
     assert open(path).read() == rotated and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert credential_files(tmp_path) == ["gcp-credentials.json"]
@@ -125,8 +146,33 @@ def test_a_loose_credentials_file_is_made_private(tmp_path, gcp_env):
     path.parent.mkdir()
     path.write_text(GCP_JSON)
     path.chmod(0o644)
-    Settings.from_env(gcp_env())
+    start(gcp_env())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.read_text() == GCP_JSON
+
+
+def test_a_var_dir_that_cannot_be_written_stops_start_up(tmp_path, gcp_env):
+    (tmp_path / "var").write_text("a file where the folder should be")
+    settings = Settings.from_env(gcp_env(PUBLIC_BASE_URL="https://h.example",
+                                         VALIDATE_TWILIO_SIGNATURE="false"))
+    with pytest.raises(ConfigError, match="GCP_CREDENTIALS_JSON=\\(set\\): cannot write") as info:
+        settings.prepare()
+    assert "BEGIN PRIVATE KEY" not in str(info.value)
+    with pytest.raises(ConfigError, match="VAR_DIR=.*: cannot keep the emulator's token"):
+        Settings.from_env(env(tmp_path))  # local mode
+
+
+def test_reading_the_environment_writes_nothing_and_leaves_os_environ_alone(tmp_path, gcp_env):
+    before = dict(os.environ)
+    s = Settings.from_env(gcp_env(PUBLIC_BASE_URL="https://h.example",
+                                  TWILIO_ACCOUNT_SID="AC" + "2" * 32, TWILIO_AUTH_TOKEN="t" * 32))
+    assert s.asr_engine == "google" and not s.local_mode
+    assert dict(os.environ) == before
+    assert os.listdir(tmp_path) == []  # no VAR_DIR, no credentials file
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "emulator_auth_token").write_text("e" * 32)
+    local = Settings.from_env(env(tmp_path))  # local mode reads the emulator's existing token
+    assert local.local_mode and local.twilio_auth_token == "e" * 32
+    assert os.listdir(tmp_path / "var") == ["emulator_auth_token"] and dict(os.environ) == before
 
 
 def test_gcp_credentials_json_must_be_json(tmp_path):
@@ -153,3 +199,55 @@ def test_retention_days_defaults_to_90_and_is_bounded(tmp_path):
     for bad in ("0", "3651", "soon"):
         with pytest.raises(ConfigError, match="RETENTION_DAYS"):
             Settings.from_env(env(tmp_path, RETENTION_DAYS=bad))
+
+
+def test_each_variable_is_one_field_with_a_parser_and_one_line_of_help():
+    names = [env_name(f) for f in env_fields()]
+    assert len(names) == len(set(names))  # no two fields share a variable
+    assert {f.name for f in dataclasses.fields(Settings)} - {n.lower() for n in names} == {
+        "local_mode", "warnings", "stream_secret"}  # resolved, not read
+    for f in env_fields():
+        assert callable(f.metadata["parse"]), f.name
+        help_text = f.metadata["help"]
+        assert help_text.strip() and "\n" not in help_text and len(help_text) <= 80, f.name
+
+
+def test_a_field_default_is_the_variables_default(tmp_path):
+    """Setting every variable to its declared default changes nothing: one place says it."""
+    def raw(value) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    spelled = {env_name(f): raw(f.default) for f in env_fields()
+               if f.default is not None and f.name != "var_dir"}
+    unset, explicit = Settings.from_env(env(tmp_path)), Settings.from_env(env(tmp_path, **spelled))
+    assert unset.replace(stream_secret="") == explicit.replace(stream_secret="")
+    resolved = {"public_base_url", "twilio_account_sid", "twilio_auth_token",
+                "twilio_api_base_url", "database_url", "asr_engine", "llm_engine", "tts_engine",
+                "turn_mode", "validate_twilio_signature", "var_dir"}
+    for f in env_fields():
+        if f.name not in resolved:
+            assert getattr(unset, f.name) == getattr(Settings(), f.name), f.name
+
+
+def test_the_readme_configuration_table_lists_exactly_the_declared_variables():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    listed = [name for cell in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cell)]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {env_name(f) for f in env_fields()}
+
+
+def test_two_processes_creating_the_emulator_token_at_once_agree(tmp_path):
+    var = tmp_path / "var"
+    gate = threading.Barrier(8)
+
+    def race(_: int) -> str:
+        gate.wait()
+        return local_auth_token(var)
+    with ThreadPoolExecutor(8) as pool:
+        tokens = set(pool.map(race, range(8)))
+    assert len(tokens) == 1 and tokens == {(var / "emulator_auth_token").read_text()}
+    assert os.listdir(var) == ["emulator_auth_token"]  # no temporary file left behind
+    assert stat.S_IMODE(os.stat(var / "emulator_auth_token").st_mode) == 0o600
+    (var / "emulator_auth_token").write_text("")  # an empty file is replaced
+    assert len(local_auth_token(var)) == 32

@@ -1,6 +1,8 @@
 """Cloud engines through their real client libraries against local protocol servers."""
 
+import base64
 import io
+import json
 import time
 import wave
 
@@ -210,3 +212,33 @@ def test_a_call_whose_provider_answers_500_still_hears_a_sound(phone_line, provi
     assert result.heard[0]["url"].endswith("/static/tts/beep.mp3")
     kinds = [e["kind"] for e in line.store.events(result.call_sid)]
     assert {"ASR_ERR", "TTS_ERR", "PING_PONG_TX"} <= set(kinds)
+
+
+def service_account_json(email: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    return json.dumps({"type": "service_account", "project_id": "line", "private_key_id": "k1",
+                       "private_key": pem, "client_email": email, "client_id": "1",
+                       "token_uri": "https://oauth2.googleapis.com/token"})
+
+
+def test_google_engines_are_given_the_credentials_file_written_at_start_up(
+        tmp_path, provider, monkeypatch):
+    """GCP_CREDENTIALS_JSON → the file `prepare` writes → the client's credentials, with no
+    GOOGLE_APPLICATION_CREDENTIALS in the process environment."""
+    from ivr.config import Settings
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    email = "line@project.iam.gserviceaccount.com"
+    settings = Settings.from_env({"VAR_DIR": str(tmp_path / "var"), "LLM_ENGINE": "fake",
+                                  "GCP_CREDENTIALS_JSON": service_account_json(email),
+                                  "GOOGLE_TTS_ENDPOINT": provider.url})
+    settings.prepare()
+    engines = build_engines(settings)
+    assert (engines.asr.name, engines.tts.name) == ("google", "google")
+    assert engines.tts.synthesize("שלום")
+    token = provider.requests[-1]["auth"].removeprefix("Bearer ").split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    assert claims["iss"] == email  # a self-signed JWT of the service account in the file

@@ -5,10 +5,13 @@ Every call carries our stage timeout and no library retries: the dialog falls ba
 
 from __future__ import annotations
 
+import warnings
+
 from .. import audio
 from .base import ASR, TTS, EngineError
 
 STREAM_CHUNK_FRAMES = 5  # 100 ms of audio per streaming request
+CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 def _import(module: str):
@@ -16,6 +19,23 @@ def _import(module: str):
         return __import__(module, fromlist=["*"])
     except ImportError:
         raise EngineError(f"{module} is missing: pip install -r requirements.txt") from None
+
+
+def client_arguments(settings, endpoint: str) -> dict:
+    """A client's credentials, read from GOOGLE_APPLICATION_CREDENTIALS as Settings resolved it
+    (the file Settings.prepare wrote from GCP_CREDENTIALS_JSON), and its endpoint if another."""
+    arguments: dict = {"client_options": {"api_endpoint": endpoint} if endpoint else None}
+    path = settings.google_application_credentials
+    if path:
+        auth = _import("google.auth")
+        with warnings.catch_warnings():  # as google.auth.default() does for this variable:
+            warnings.simplefilter("ignore", DeprecationWarning)  # the file is the owner's own
+            try:
+                arguments["credentials"], _project = auth.load_credentials_from_file(
+                    path, default_scopes=[CLOUD_SCOPE])
+            except auth.exceptions.GoogleAuthError as exc:
+                raise EngineError(f"GOOGLE_APPLICATION_CREDENTIALS={path!r}: {exc}") from None
+    return arguments
 
 
 class GoogleASR(ASR):
@@ -30,10 +50,8 @@ class GoogleASR(ASR):
     @classmethod
     def from_settings(cls, settings) -> GoogleASR:
         speech = _import("google.cloud.speech_v1")
-        options = {"api_endpoint": settings.google_speech_endpoint} \
-            if settings.google_speech_endpoint else None
-        return cls(speech.SpeechClient(client_options=options), settings.language,
-                   settings.asr_timeout_sec)
+        client = speech.SpeechClient(**client_arguments(settings, settings.google_speech_endpoint))
+        return cls(client, settings.language, settings.asr_timeout_sec)
 
     def config(self):
         return self.speech.RecognitionConfig(
@@ -81,10 +99,9 @@ class GoogleTTS(TTS):
     @classmethod
     def from_settings(cls, settings) -> GoogleTTS:
         tts = _import("google.cloud.texttospeech_v1")
-        options = {"api_endpoint": settings.google_tts_endpoint} \
-            if settings.google_tts_endpoint else None
-        return cls(tts.TextToSpeechClient(transport="rest", client_options=options),
-                   settings.google_tts_voice, settings.language, settings.tts_timeout_sec)
+        client = tts.TextToSpeechClient(
+            transport="rest", **client_arguments(settings, settings.google_tts_endpoint))
+        return cls(client, settings.google_tts_voice, settings.language, settings.tts_timeout_sec)
 
     def synthesize(self, text: str) -> bytes:
         response = self.client.synthesize_speech(

@@ -10,22 +10,15 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..config import ConfigError, Settings, is_loopback_host
+from ..config import Settings, is_loopback_host
 from .carrier import FAULTS, Carrier
 from .result import CallResult
 from .script import SCRIPTS_DIR, CallerScript, read_script
 
 
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
-
-
 def cmd_carrier(args: argparse.Namespace) -> int:
     """Serve the emulated Twilio REST API (and the control API `call` uses) until stopped."""
-    settings = _settings()
+    settings = Settings.from_env()
     carrier = Carrier(args.server or f"http://127.0.0.1:{settings.port}",
                       account_sid=settings.twilio_account_sid,
                       auth_token=settings.twilio_auth_token, port=args.port)
@@ -73,7 +66,7 @@ def place(args: argparse.Namespace, settings: Settings, raw: dict) -> CallResult
 
 def cmd_call(args: argparse.Namespace) -> int:
     """Ring the line with a caller script; print the timeline; write the WAV and request log."""
-    settings = _settings()
+    settings = Settings.from_env()
     args.server = (args.server or f"http://127.0.0.1:{settings.port}").rstrip("/")
     raw = read_script(args.script)
     CallerScript.from_dict(raw)  # a bad script stops here, with the step that is wrong
