@@ -11,8 +11,8 @@ import time
 
 from ivr import audio
 from ivr.config import Settings
-from ivr.sim.script import voice_ulaw
 from ivr.endpointing import TurnDetector, TurnParams
+from ivr.sim.script import voice_ulaw
 
 from .common import write_result
 

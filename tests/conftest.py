@@ -97,7 +97,7 @@ def phone_line(tmp_path):
             settings = make_settings(tmp_path).replace(public_base_url=live.url)
         carrier = Carrier(live.url, account_sid=settings.twilio_account_sid,
                           auth_token=settings.twilio_auth_token, speed=speed).start()
-        settings = settings.replace(twilio_api_base_url=carrier.url, **changes)
+        settings = settings.replace(**{"twilio_api_base_url": carrier.url, **changes})
         app = create_app(settings)
         live.serve(app)
         line = SimpleNamespace(app=app, runtime=app.extensions["ivr"], carrier=carrier,
