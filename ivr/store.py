@@ -12,14 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
     and_,
     create_engine,
     delete,
@@ -35,103 +28,20 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-metadata = MetaData()
-
-calls = Table(
-    "calls", metadata,
-    Column("call_sid", String(64), primary_key=True),
-    Column("account_sid", String(64), default=""),
-    Column("from_number", String(64), default=""),
-    Column("to_number", String(64), default=""),
-    Column("status", String(32), default="in-progress"),
-    Column("turn_mode", String(16), default=""),
-    Column("reply_mode", String(16), default=""),
-    Column("turn", Integer, default=0),
-    Column("stream_started_turn", Integer, default=0),
-    Column("last_media_at", Float),
-    Column("silent_turns", Integer, default=0),
-    Column("history", Text, default="[]"),
-    Column("pending_twiml", Text),
-    Column("fallback_reason", String(200)),
-    Column("outcome", String(64), default=""),
-    Column("errors", Integer, default=0),
-    Column("duration_sec", Integer),
-    Column("started_at", Float),
-    Column("updated_at", Float),
-    Column("ended_at", Float),
-    Column("ended", Boolean, default=False),
+from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
+    UnknownField,
+    call_values,
+    calls,
+    capped,
+    events,
+    health,
+    leads,
+    metadata,
+    turns,
 )
 
-turns = Table(
-    "turns", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_sid", String(64), index=True),
-    Column("turn", Integer),
-    Column("source", String(16)),
-    Column("user_text", Text, default=""),
-    Column("reply_text", Text, default=""),
-    Column("audio_url", Text, default=""),
-    Column("utterance_ms", Integer),
-    Column("asr_ms", Integer),
-    Column("llm_ms", Integer),
-    Column("tts_ms", Integer),
-    Column("total_ms", Integer),
-    Column("fallback", String(64), default=""),
-    Column("created_at", Float),
-)
-
-events = Table(
-    "events", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_sid", String(64), index=True),
-    Column("ts", Float),
-    Column("kind", String(64)),
-    Column("detail", Text, default="{}"),
-)
-
-health = Table(
-    "health", metadata,
-    Column("id", Integer, primary_key=True),
-    Column("checked_at", Float),
-)
-
-leads = Table(
-    "leads", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("call_sid", String(64), index=True),
-    Column("caller", String(64), default=""),
-    Column("name", Text, default=""),
-    Column("phone", Text, default=""),
-    Column("reason", Text, default=""),
-    Column("created_at", Float),
-)
-
-CALL_FIELDS = frozenset(c.name for c in calls.columns)
-MAX_TEXT_CHARS = 64 * 1024  # any Text column; String(n) columns are cut to n
 WRITE_RETRY_SEC = 120.0  # a deferred write waits this long for a locked database, then is lost
 FLUSH_WAIT_SEC = 10.0  # a read waits this long for deferred writes, then reads what is there
-
-
-class UnknownField(ValueError):
-    """A call field that the calls table does not have (a typo would otherwise be dropped)."""
-
-
-def capped(table: Table, values: dict[str, Any]) -> dict[str, Any]:
-    """The values with every text cut to its column's size: no field grows without bound."""
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, str):
-            length = getattr(table.c[key].type, "length", None) or MAX_TEXT_CHARS
-            value = value[:length]
-        out[key] = value
-    return out
-
-
-def _call_values(fields: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(fields) - CALL_FIELDS
-    if unknown:
-        raise UnknownField(f"calls has no field {', '.join(sorted(unknown))}")
-    return capped(calls, fields)
 PURGE_BATCH = 200  # rows (calls, with their turns and events) per purge transaction
 
 
@@ -262,7 +172,7 @@ class Store:
             values.update(call_sid=call_sid, started_at=now, updated_at=now)
             try:
                 with self.writing() as conn:
-                    conn.execute(insert(calls).values(**_call_values(values)))
+                    conn.execute(insert(calls).values(**call_values(values)))
             except Exception:  # noqa: BLE001 - a concurrent webhook created it first
                 if self.get_call(call_sid) is None:
                     raise
@@ -279,7 +189,7 @@ class Store:
         """Create or update the call without waiting: the row lands when the database can take
         it (a webhook that must answer Twilio in time, whatever the database does)."""
         now = time.time()
-        values = _call_values({**fields, "call_sid": call_sid, "updated_at": now})
+        values = call_values({**fields, "call_sid": call_sid, "updated_at": now})
         dialect = self.engine.dialect.name
         build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
         changes = {k: v for k, v in values.items() if k != "call_sid"}
@@ -288,7 +198,7 @@ class Store:
         self.writes.put(statement)
 
     def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
-        values = _call_values({**fields, "updated_at": time.time()})
+        values = call_values({**fields, "updated_at": time.time()})
         statement = update(calls).where(calls.c.call_sid == call_sid).values(**values)
         if later:
             self.writes.put(statement)
@@ -304,7 +214,7 @@ class Store:
         for key, value in where.items():
             stmt = stmt.where(calls.c[key] == value)
         with self.writing() as conn:
-            result = conn.execute(stmt.values(**_call_values({**changes,
+            result = conn.execute(stmt.values(**call_values({**changes,
                                                                "updated_at": time.time()})))
         return result.rowcount == 1
 

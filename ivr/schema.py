@@ -1,0 +1,104 @@
+"""The database's tables (calls, turns, events, health, leads) and the caps on what they hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+calls = Table(
+    "calls", metadata,
+    Column("call_sid", String(64), primary_key=True),
+    Column("account_sid", String(64), default=""),
+    Column("from_number", String(64), default=""),
+    Column("to_number", String(64), default=""),
+    Column("status", String(32), default="in-progress"),
+    Column("turn_mode", String(16), default=""),
+    Column("reply_mode", String(16), default=""),
+    Column("turn", Integer, default=0),
+    Column("stream_started_turn", Integer, default=0),
+    Column("last_media_at", Float),
+    Column("silent_turns", Integer, default=0),
+    Column("history", Text, default="[]"),
+    Column("pending_twiml", Text),
+    Column("fallback_reason", String(200)),
+    Column("outcome", String(64), default=""),
+    Column("errors", Integer, default=0),
+    Column("duration_sec", Integer),
+    Column("started_at", Float),
+    Column("updated_at", Float),
+    Column("ended_at", Float),
+    Column("ended", Boolean, default=False),
+)
+
+turns = Table(
+    "turns", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("turn", Integer),
+    Column("source", String(16)),
+    Column("user_text", Text, default=""),
+    Column("reply_text", Text, default=""),
+    Column("audio_url", Text, default=""),
+    Column("utterance_ms", Integer),
+    Column("asr_ms", Integer),
+    Column("llm_ms", Integer),
+    Column("tts_ms", Integer),
+    Column("total_ms", Integer),
+    Column("fallback", String(64), default=""),
+    Column("created_at", Float),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("ts", Float),
+    Column("kind", String(64)),
+    Column("detail", Text, default="{}"),
+)
+
+health = Table(
+    "health", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("checked_at", Float),
+)
+
+leads = Table(
+    "leads", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("call_sid", String(64), index=True),
+    Column("caller", String(64), default=""),
+    Column("name", Text, default=""),
+    Column("phone", Text, default=""),
+    Column("reason", Text, default=""),
+    Column("created_at", Float),
+)
+
+CALL_FIELDS = frozenset(c.name for c in calls.columns)
+MAX_TEXT_CHARS = 64 * 1024  # any Text column; String(n) columns are cut to n
+
+
+class UnknownField(ValueError):
+    """A call field that the calls table does not have (a typo would otherwise be dropped)."""
+
+
+def capped(table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    """The values with every text cut to its column's size: no field grows without bound."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            length = getattr(table.c[key].type, "length", None) or MAX_TEXT_CHARS
+            value = value[:length]
+        out[key] = value
+    return out
+
+
+def call_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fields for the calls table, capped; an unknown one is an error, never dropped."""
+    unknown = set(fields) - CALL_FIELDS
+    if unknown:
+        raise UnknownField(f"calls has no field {', '.join(sorted(unknown))}")
+    return capped(calls, fields)
