@@ -41,7 +41,11 @@ def test_refused_websocket_moves_to_record_and_the_caller_is_answered(phone_line
 
 def test_websocket_with_no_media_is_redirected_by_the_watchdog(phone_line):
     line = phone_line(speed=1.0, **FAKES)
-    result = line.carrier.place_call(ASK, ws_no_media=True)
+    # The first sentence is lost on the silent socket; after the fallback prompt (the line's
+    # first "reply") the caller says it again, into the Record, whenever the watchdog acted.
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "מה שעות הפתיחה?"}],
+              "end": "hangup"}
+    result = line.carrier.place_call(script, ws_no_media=True)
     events = kinds(line, result.call_sid)
     assert "WATCHDOG_REDIRECT_OK" in events and "WS_START" in events
     redirect = [e for e in line.store.events(result.call_sid)
