@@ -37,6 +37,18 @@ def wait_for(url: str, proc: subprocess.Popen, seconds: float = 60.0) -> request
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
+def wait_until(condition, seconds: float = 30.0, every: float = 0.02):
+    """Poll `condition()` until it is truthy and return its value; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {seconds}s: {condition}")
+        time.sleep(every)
+
+
 def start_script_env(tmp_path: Path, port: int, **extra: str) -> dict:
     """Environment of a clean start: the machine's, minus any ivr settings, plus ours."""
     private = ("TWILIO_", "OPENAI_", "GOOGLE_", "GCP_")

@@ -49,6 +49,7 @@ class MediaSession:
         self.playback: deque = deque()
         self.sequence = 0
         self.started_at = 0.0
+        self.first_tick: float | None = None
         self.heard: dict | None = None
         self.quiet_ticks = 0
         self.server_closed = threading.Event()
@@ -116,7 +117,9 @@ class MediaSession:
         if self.server_closed.is_set() or self.run.faults.get("ws_no_media"):
             return
         self.info["sent"] += 1
-        stamp = int((self.run.clock.now() - self.started_at) * 1000)
+        if self.first_tick is None:
+            self.first_tick = self.run.tick_at
+        stamp = round((self.run.tick_at - self.first_tick) * 1000)  # media time, as Twilio's
         self.send({"event": "media", "media": {"track": "inbound", "chunk": str(self.info["sent"]),
                                                "timestamp": str(stamp),
                                                "payload": base64.b64encode(frame).decode()}})
