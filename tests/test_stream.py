@@ -3,15 +3,16 @@
 import base64
 import itertools
 import json
-import time
 
 import pytest
 import websocket
 
 from ivr import audio, twiml
 from ivr.sim.script import voice_ulaw
+from ivr.turnloop import StreamTurns
 
 from .conftest import AUTH_TOKEN, sign
+from .livehelpers import wait_until
 
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 
@@ -205,9 +206,7 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     for _ in range(60):
         ws.send(media_message())
     ws.send(json.dumps({"event": "stop", "streamSid": "MZtest"}))
-    deadline = time.time() + 5
-    while time.time() < deadline and "WS_DONE" not in kinds(line, CALL):
-        time.sleep(0.05)
+    wait_until(lambda: "WS_DONE" in kinds(line, CALL))
     events = line.store.events(CALL)
     reasons = [e["detail"]["reason"] for e in line.store.events("") + events
                if e["kind"] == "WS_BAD"]
@@ -221,9 +220,20 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     assert result.error_codes == [] and len(result.heard) == 3
 
 
+def thinking_heard(line) -> bool:
+    return any("thinking" in h.get("url", "") for run in list(line.carrier.calls.values())
+               for h in run.result.heard)
+
+
 def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):
-    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300)
-    line.runtime.engines.llm.delay = 1.0
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300, llm_timeout_sec=60)
+    llm = line.runtime.engines.llm
+    answer = llm.reply
+
+    def late_reply(history, text):  # later than the hint, however late its timer fires
+        wait_until(lambda: thinking_heard(line))
+        return answer(history, text)
+    llm.reply = late_reply
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
     plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard]
     assert plays[0] == "thinking_he.mp3" and len(plays) == 2  # the filler, then the reply
@@ -232,8 +242,25 @@ def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):
     assert events.count("PING_PONG_TX") == 1
 
 
-def test_no_thinking_hint_by_default_or_when_the_reply_is_quick(phone_line):
-    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=2000)
+def test_no_thinking_hint_when_the_reply_is_quick(phone_line, monkeypatch):
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300)
+    fired = []
+    hint = StreamTurns._thinking_hint
+
+    def after_the_reply(self, my_id):  # the hint's time comes, however loaded, after the reply
+        wait_until(lambda: "PING_PONG_TX" in kinds(line, self.call_sid))
+        hint(self, my_id)
+        fired.append(my_id)
+    monkeypatch.setattr(StreamTurns, "_thinking_hint", after_the_reply)
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    wait_until(lambda: fired)  # the hint's timer has fired and found the turn answered
     assert [h["url"].rsplit("/", 1)[-1] for h in result.heard if "thinking" in h["url"]] == []
+    assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)
+
+
+def test_no_thinking_hint_by_default(phone_line):
+    line = line_for(phone_line, reply_mode="play")
+    assert line.runtime.settings.thinking_hint_ms == 0
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    assert [h["url"].rsplit("/", 1)[-1] for h in result.heard] != [] and not thinking_heard(line)
     assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)
