@@ -178,12 +178,12 @@ class MediaSession:
         if not self.run.line.speaking:
             self.run.line.speaking = True
             self.run.line.replies += 1
-            self.heard = {"t": round(self.run.clock.now(), 3), "kind": "stream",
+            self.heard = {"t": round(self.run.tick_at, 3), "kind": "stream",
                           "stream": self.sid, "duration": 0.0}
             self.run.result.heard.append(self.heard)
             self.run.log("line", "speaks on the stream")
         self.heard["duration"] = round(self.heard["duration"] + audio.duration_sec(pcm), 3)
-        self.run.tape.put("line", self.run.clock.now(), pcm)
+        self.run.tape.put("line", self.run.tick_at, pcm)  # its own 20 ms, as the caller's
 
     def close(self, by: str = "carrier") -> None:
         if self.ws is None or self.info["closed_by"]:
