@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-concurrency bench-flood
+.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -47,13 +47,16 @@ bench-overhead: setup
 bench-fallback: setup
 	$(PY) -m bench.fallback
 
+bench-barge: setup
+	$(PY) -m bench.barge_in
+
 bench-concurrency: setup
 	$(PY) -m bench.concurrency
 
 bench-flood: setup
 	$(PY) -m bench.socket_flood
 
-bench: bench-frame bench-turn bench-overhead bench-fallback bench-concurrency bench-flood
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood
 
 lint: setup
 	$(PY) -m ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -41,6 +42,47 @@ def backdate(store, call_sid: str, days: float) -> None:
 def sign(url: str, params: dict, token: str = AUTH_TOKEN) -> str:
     """X-Twilio-Signature as Twilio computes it."""
     return RequestValidator(token).compute_signature(url, params)
+
+
+STALL_SEC = 60  # a stalled engine call gives up after this; no passing test waits for it
+ENGINE_METHODS = {"asr": "transcribe", "llm": "reply", "tts": "synthesize"}
+
+
+class Stall:
+    """Engine calls that hang until the test ends: a stage that never answers on its own.
+
+    A test proves a stage timeout by the turn coming back while the stalled call is still
+    inside the engine (`answered == 0`), not by timing the turn against a wall clock.
+    """
+
+    def __init__(self):
+        self.gate, self.lock = threading.Event(), threading.Lock()
+        self.entered = self.answered = 0
+
+    def __call__(self, engine, stage: str):
+        """Stall `engine` (the "asr", "llm" or "tts" stage); returns the engine."""
+        method = ENGINE_METHODS[stage]
+        inner = getattr(engine, method)
+
+        def stalled(*args, **kwargs):
+            with self.lock:
+                self.entered += 1
+            self.gate.wait(STALL_SEC)
+            with self.lock:
+                self.answered += 1
+            return inner(*args, **kwargs)
+        setattr(engine, method, stalled)
+        return engine
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture
+def stall():
+    stalls = Stall()
+    yield stalls
+    stalls.release()
 
 
 @pytest.fixture

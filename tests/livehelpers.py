@@ -20,17 +20,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, proc: subprocess.Popen, seconds: float = 20.0) -> requests.Response:
-    """Poll a URL until it answers; fail with the server's output if it dies or never answers."""
+def wait_for(url: str, proc: subprocess.Popen, seconds: float = 60.0) -> requests.Response:
+    """Poll a URL until it answers; fail with the server's output if it dies or never answers.
+
+    A server that is starting may accept the connection and answer late (a loaded machine), so
+    a read timeout is one more try, not a failure; only the overall deadline fails the test.
+    """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError("server exited:\n" + proc.stdout.read())
         try:
-            return requests.get(url, timeout=1)
-        except requests.ConnectionError:
+            return requests.get(url, timeout=10)
+        except requests.RequestException:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not answer in {seconds}s")
+
+
+def wait_until(condition, seconds: float = 30.0, every: float = 0.02):
+    """Poll `condition()` until it is truthy and return its value; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {seconds}s: {condition}")
+        time.sleep(every)
 
 
 def start_script_env(tmp_path: Path, port: int, **extra: str) -> dict:

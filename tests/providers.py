@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import time
+import threading
 from concurrent import futures
 
 import grpc
@@ -16,12 +16,17 @@ from .livehelpers import LiveServer
 
 
 class ProviderServer:
-    """One loopback HTTP server; `mode` makes the next answers ok, 429, 500 or slow."""
+    """One loopback HTTP server; `mode` makes the next answers ok, 429, 500 or slow.
+
+    "slow" holds each request until the server stops (or `slow_sec`): an answer later than any
+    stage timeout, however loaded the machine, so only a timeout can end the caller's wait.
+    """
 
     def __init__(self):
         self.app = Flask("fake-provider")
         self.mode = "ok"
-        self.slow_sec = 2.0
+        self.slow_sec = 60.0
+        self.release = threading.Event()
         self.requests: list[dict] = []
         self.reply_text = "אנחנו פתוחים עד שש בערב."
         self.transcript = "מה שעות הפתיחה?"
@@ -33,7 +38,7 @@ class ProviderServer:
     def fault(self):
         if request.path.startswith("/v1") or ":" in request.path:
             if self.mode == "slow":
-                time.sleep(self.slow_sec)
+                self.release.wait(self.slow_sec)
             elif self.mode in ("429", "500"):
                 status = int(self.mode)
                 return jsonify({"error": {"code": status, "message": f"injected {status}",
@@ -76,6 +81,7 @@ class ProviderServer:
             return jsonify({"audioContent": base64.b64encode(mp3).decode()})
 
     def stop(self):
+        self.release.set()
         self.live.stop()
 
 
@@ -88,6 +94,8 @@ class FakeGoogleSpeech:
         from google.cloud.speech_v1.types import cloud_speech as cs
         self.cs = cs
         self.mode = "ok"
+        self.release = threading.Event()  # "slow" holds each call until the server stops
+        self.stalled = self.answered = 0
         self.configs: list = []
         self.audio_bytes: list[int] = []
         self.interim, self.final = "מה שעות", "מה שעות הפתיחה?"
@@ -111,7 +119,9 @@ class FakeGoogleSpeech:
 
     def _fault(self, context):
         if self.mode == "slow":
-            time.sleep(2.0)
+            self.stalled += 1
+            self.release.wait(60)
+            self.answered += 1
         elif self.mode == "unavailable":
             context.abort(grpc.StatusCode.UNAVAILABLE, "injected outage")
         elif self.mode == "exhausted":
@@ -142,6 +152,7 @@ class FakeGoogleSpeech:
             alternatives=self._alt(self.final))])
 
     def stop(self):
+        self.release.set()
         self.server.stop(0)
 
 

@@ -12,7 +12,7 @@ from twilio.request_validator import RequestValidator
 
 from ivr import audio
 
-from .livehelpers import LiveServer
+from .livehelpers import LiveServer, wait_until
 
 TOKEN = "fixture-token-0123456789abcdef00"
 ACCOUNT = "AC" + "f" * 32
@@ -69,6 +69,13 @@ class FixtureLine:
 
     def paths(self) -> list[str]:
         return [r["path"] for r in self.requests]
+
+    def session(self, index: int = 0, seconds: float = 30.0) -> dict:
+        """The `index`th WebSocket session once its handler has finished (the call may end
+        before the server thread has even started the handler on a loaded machine)."""
+        wait_until(lambda: len(self.sockets) > index, seconds)
+        assert self.sockets[index]["done"].wait(seconds), "the socket handler never finished"
+        return self.sockets[index]
 
     def stop(self) -> None:
         self.live.stop()

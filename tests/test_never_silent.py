@@ -1,7 +1,6 @@
 """Whatever breaks, the caller hears something and the call's record is complete."""
 
 import threading
-import time
 
 import pytest
 from flask import Flask
@@ -9,12 +8,15 @@ from flask import Flask
 from ivr.recordings import RecordingRefused, check_recording_url
 
 from .conftest import ACCOUNT_SID, make_settings
-from .livehelpers import LiveServer
+from .livehelpers import LiveServer, wait_until
 
-FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream",
-         "stream_start_timeout_sec": 1.0, "no_media_timeout_sec": 1.0}
+FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 ASK = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}], "end": "hangup"}
 BAD_EVENTS = ("_ERR", "_FAIL")
+ROOMY_SEC = 30.0  # a timeout that healthy fake engines and watchdogs never meet, however loaded
+# A caller who stays on the line until the test hangs up (or 60 s of real time at speed 10).
+STAY = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"silence": 600}], "end": "wait",
+        "max_duration": 600}
 
 
 def kinds(line, call_sid):
@@ -40,8 +42,12 @@ def test_refused_websocket_moves_to_record_and_the_caller_is_answered(phone_line
 
 
 def test_websocket_with_no_media_is_redirected_by_the_watchdog(phone_line):
-    line = phone_line(speed=1.0, **FAKES)
-    result = line.carrier.place_call(ASK, ws_no_media=True)
+    line = phone_line(no_media_timeout_sec=1.0, **FAKES)
+    # The first sentence is lost on the silent socket; after the fallback prompt (the line's
+    # first "reply") the caller says it again, into the Record, whenever the watchdog acted.
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "מה שעות הפתיחה?"}],
+              "end": "hangup"}
+    result = line.carrier.place_call(script, ws_no_media=True)
     events = kinds(line, result.call_sid)
     assert "WATCHDOG_REDIRECT_OK" in events and "WS_START" in events
     redirect = [e for e in line.store.events(result.call_sid)
@@ -53,10 +59,13 @@ def test_websocket_with_no_media_is_redirected_by_the_watchdog(phone_line):
 
 @pytest.mark.parametrize("slow,phrase", [("asr", "אפשר לחזור"), ("llm", "בסדר, איך אוכל"),
                                          ("tts", None)])
-def test_each_engine_timing_out_still_gives_a_sound(phone_line, slow, phrase):
-    line = phone_line(asr_timeout_sec=0.3, llm_timeout_sec=0.3, tts_timeout_sec=0.3, **FAKES)
-    getattr(line.runtime.engines, slow).delay = 1.0
+def test_each_engine_timing_out_still_gives_a_sound(phone_line, stall, slow, phrase):
+    timeouts = {"asr_timeout_sec": ROOMY_SEC, "llm_timeout_sec": ROOMY_SEC,
+                "tts_timeout_sec": ROOMY_SEC, f"{slow}_timeout_sec": 1.0}
+    line = phone_line(**timeouts, **FAKES)
+    stall(getattr(line.runtime.engines, slow), slow)  # never answers: only its timeout helps
     result = line.carrier.place_call(ASK)
+    assert stall.entered == 1 and stall.answered == 0
     assert len(result.heard) == 1 and result.heard[0]["duration"] > 0.2
     (turn,) = line.store.turns(result.call_sid)
     if phrase:
@@ -122,32 +131,47 @@ def test_recording_url_rules(tmp_path, url, ok):
             check_recording_url(settings, url)
 
 
-def test_caller_hanging_up_mid_turn_leaves_no_job_and_no_error(phone_line):
-    line = phone_line(**FAKES)
-    line.runtime.engines.llm.delay = 1.0
-    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"silence": 1.0}, "hangup"]}
-    result = line.carrier.place_call(script)
-    assert "UTTERANCE" in kinds(line, result.call_sid)  # a turn was in flight at the hang-up
-    time.sleep(1.5)  # the turn in flight finishes after the hang-up
-    assert [j.id for j in line.runtime.scheduler.get_jobs() if result.call_sid in j.id] == []
-    events = kinds(line, result.call_sid)
-    assert "TURN_STALE" in events or "TURN" in events
+def call_in_background(line, script, **faults):
+    """Place a call on a thread; returns (thread, outcome) where outcome["result"] appears."""
+    outcome = {}
+    caller = threading.Thread(target=lambda: outcome.update(
+        result=line.carrier.place_call(script, **faults)), daemon=True)
+    caller.start()
+    return caller, outcome
+
+
+def the_call(line) -> str:
+    return wait_until(lambda: line.store.list_calls())[0]["call_sid"]
+
+
+def test_caller_hanging_up_mid_turn_leaves_no_job_and_no_error(phone_line, stall):
+    line = phone_line(**FAKES, llm_timeout_sec=ROOMY_SEC)
+    stall(line.runtime.engines.llm, "llm")  # the turn is still thinking when the caller leaves
+    caller, _ = call_in_background(line, STAY)
+    call_sid = the_call(line)
+    wait_until(lambda: stall.entered)  # a turn is in flight...
+    line.carrier.calls[call_sid].hangup("caller")  # ...when the caller hangs up
+    caller.join(60)
+    wait_until(lambda: line.store.get_call(call_sid)["ended"])
+    stall.release()  # the turn in flight finishes after the hang-up
+    wait_until(lambda: "TURN_STALE" in kinds(line, call_sid))
+    assert [j.id for j in line.runtime.scheduler.get_jobs() if call_sid in j.id] == []
+    events = kinds(line, call_sid)
+    assert "UTTERANCE" in events and events.count("PING_PONG_TX") == 0
     assert [k for k in events if k.endswith(BAD_EVENTS)] == []
-    assert line.store.get_call(result.call_sid)["ended"]
 
 
 def test_stream_start_watchdog_acts_once_and_moves_a_live_call_to_record(phone_line):
-    line = phone_line(**{**FAKES, "turn_mode": "gather"})
-    outcome = {}
-    caller = threading.Thread(target=lambda: outcome.update(
-        result=line.carrier.place_call({"steps": [{"silence": 3}, {"say": "שלום"}],
-                                        "end": "hangup"})))
-    caller.start()
-    deadline = time.time() + 10
-    while time.time() < deadline and not line.store.list_calls():
-        time.sleep(0.02)
-    call_sid = line.store.list_calls()[0]["call_sid"]
-    line.store.update_call(call_sid, turn_mode="stream", turn=1, stream_started_turn=0)
+    # A socket that carries no media never times out here (no-media watchdog off), so the
+    # call waits in stream mode for the test: no race between the test and the line's timers.
+    line = phone_line(**FAKES, no_media_timeout_sec=600)
+    # The first sentence is lost on the silent socket; after the fallback prompt the caller
+    # says the second one into the Record.
+    script = {"steps": [{"say": "שלום"}, {"say": "מה שעות הפתיחה?"}], "end": "hangup"}
+    caller, outcome = call_in_background(line, script, ws_no_media=True)
+    call_sid = the_call(line)
+    wait_until(lambda: "WS_START" in kinds(line, call_sid))
+    line.store.update_call(call_sid, stream_started_turn=0)  # as if the stream never started
     line.runtime.watchdog.check_stream_started(call_sid, 1)
     line.runtime.watchdog.check_stream_started(call_sid, 1)  # a second firing does nothing
     caller.join(60)
@@ -155,24 +179,26 @@ def test_stream_start_watchdog_acts_once_and_moves_a_live_call_to_record(phone_l
     assert kinds(line, call_sid).count("WATCHDOG_REDIRECT_OK") == 1
     assert any("records" == e["text"] for e in result.timeline)
     assert len(fallback_turns(line, call_sid)) == 1
+    assert result.heard[0]["url"].endswith("/fallback_he.mp3")
 
 
-def test_a_stalled_turn_gets_the_fallback_phrase_and_its_late_reply_is_dropped(phone_line):
-    line = phone_line(speed=1.0, **FAKES)
-    line.runtime.engines.llm.delay = 2.0  # within LLM_TIMEOUT_SEC: the turn is just slow
-    outcome = {}
-    caller = threading.Thread(target=lambda: outcome.update(result=line.carrier.place_call(
-        {"steps": [{"say": "שלום"}, {"silence": 4}], "end": "hangup"}, speed=1.0)))
-    caller.start()
-    deadline = time.time() + 20
-    while time.time() < deadline and not any(
-            "UTTERANCE" in kinds(line, c["call_sid"]) for c in line.store.list_calls()):
-        time.sleep(0.02)
-    call_sid = line.store.list_calls()[0]["call_sid"]
+def test_a_stalled_turn_gets_the_fallback_phrase_and_its_late_reply_is_dropped(phone_line,
+                                                                               stall):
+    line = phone_line(**FAKES, llm_timeout_sec=ROOMY_SEC)
+    stall(line.runtime.engines.llm, "llm")  # the turn is thinking until the test says so
+    caller, outcome = call_in_background(line, STAY)
+    call_sid = the_call(line)
+    wait_until(lambda: stall.entered)
     line.runtime.watchdog.check_turn(call_sid, 1)  # as if the turn had outlived its timeouts
+    run = line.carrier.calls[call_sid]
+    wait_until(lambda: len(run.result.streams) == 2)  # the fallback played, a new stream opened
+    stall.release()  # now the late reply comes...
+    wait_until(lambda: "TURN_STALE" in kinds(line, call_sid))  # ...and is dropped
+    run.hangup("caller")
     caller.join(60)
     result = outcome["result"]
     events = kinds(line, call_sid)
     assert {"WATCHDOG_STALLED_TURN", "WATCHDOG_FALLBACK_TX", "TURN_STALE"} <= set(events)
     assert result.heard[0]["url"].endswith("/fallback_he.mp3")
     assert [h["kind"] for h in result.heard] == ["play"]  # the late reply was not played
+    assert "PING_PONG_TX" not in events

@@ -1,16 +1,22 @@
 """The live stream path end to end with the emulator: three reply modes, barge-in, bad input."""
 
+import audioop
 import base64
+import io
+import itertools
 import json
 import time
+import wave
 
 import pytest
 import websocket
 
 from ivr import audio, twiml
 from ivr.sim.script import voice_ulaw
+from ivr.stream_turns import StreamTurns
 
 from .conftest import AUTH_TOKEN, sign
+from .livehelpers import wait_until
 
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 
@@ -84,22 +90,30 @@ def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
     raise AssertionError("no voiced run")
 
 
-def test_barge_in_gets_clear_within_100_ms_and_the_caller_is_heard(phone_line):
+def test_barge_in_clears_the_reply_and_the_caller_is_heard(phone_line):
+    """The caller talks over a reply: the line sends `clear` (only once the caller's voice has
+    started), the caller hears less than the whole reply, and ASR gets the whole sentence.
+    How fast the clear comes is a latency figure: `make bench-barge` measures it."""
     line = line_for(phone_line, reply_mode="stream", speed=1.0, resp_min_delay_ms=0,
                     resp_max_delay_ms=0)
     line.runtime.engines.llm.delay = 0
+    # A long first transcript makes a 3 s reply (the fake TTS's longest): the clear has that
+    # long to come; the reply to the barge-in is short.
+    line.runtime.engines.asr.texts = itertools.cycle(
+        ["שאלה " + "על שעות הפתיחה ועל המחירים של השירות " * 4, "מחירים"])
     sentence = "רגע, בעצם רציתי לשאול על מחירים"
     script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"},
                         {"barge_in": sentence, "after": 0.3}], "end": "hangup"}
     result = line.carrier.place_call(script, speed=1.0)
     stream = result.streams[0]
-    assert stream["clears"] == 1
+    assert stream["clears"] == 1 and "BARGE_IN" in kinds(line, result.call_sid)
     spoke_at = result.said[1]["t"]
-    third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * 0.02
-    latency = stream["clears_at"][0] - third_voiced_at
-    print(f"BARGE_IN_LATENCY_MS={latency * 1000:.1f}")
-    assert latency < 0.1, f"clear came {latency * 1000:.0f} ms after the third voiced frame"
-    assert "BARGE_IN" in kinds(line, result.call_sid)
+    third_voiced_at = spoke_at + (first_barge_frame(sentence) + 1) * audio.FRAME_SEC
+    assert stream["clears_at"][0] >= third_voiced_at  # caused by the caller's voice
+    first_reply = line.store.turns(result.call_sid)[0]["audio_url"]
+    whole = line.runtime.cache.duration(first_reply)
+    assert whole >= 2.9
+    assert result.heard[0]["kind"] == "stream" and result.heard[0]["duration"] < whole
     heard = line.runtime.engines.asr.heard
     spoken = audio.duration_sec(audio.ulaw_to_pcm16(voice_ulaw(sentence)))
     assert any(abs(seconds - spoken) < 0.5 for seconds in heard), (heard, spoken)
@@ -109,7 +123,14 @@ def test_echo_mode_sends_the_callers_audio_back(phone_line):
     line = line_for(phone_line, ws_mode="ECHO")
     result = line.carrier.place_call({"steps": [{"say": "בדיקה אחת שתיים"}], "end": "hangup",
                                       "reply_timeout": 2})
-    assert result.streams[0]["received"] >= result.streams[0]["sent"] - 5
+    stream = result.streams[0]
+    assert 50 < stream["received"] <= stream["sent"]
+    # The caller hears itself: the line's track carries all of the caller's audio (the echo's
+    # lag only shifts it), where a count of frames in flight at the hang-up would be a race.
+    with wave.open(io.BytesIO(result.wav)) as parsed:
+        frames = parsed.readframes(parsed.getnframes())
+    caller, echoed = audioop.tomono(frames, 2, 1, 0), audioop.tomono(frames, 2, 0, 1)
+    assert audioop.rms(echoed, 2) >= 0.9 * audioop.rms(caller, 2) > 0
     done = [e for e in line.store.events(result.call_sid) if e["kind"] == "WS_DONE"][0]
     assert done["detail"]["rx"] > 50 and done["detail"]["tx"] > 50
 
@@ -272,7 +293,7 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     for _ in range(60):
         ws.send(media_message())
     ws.send(json.dumps({"event": "stop", "streamSid": STREAM}))
-    wait_for(lambda: "WS_DONE" in kinds(line, CALL))
+    wait_until(lambda: "WS_DONE" in kinds(line, CALL))
     events = line.store.events(CALL)
     reasons = [e["detail"]["reason"] for e in line.store.events("") + events
                if e["kind"] == "WS_BAD"]
@@ -286,16 +307,20 @@ def test_bad_messages_are_skipped_and_the_server_keeps_serving(phone_line):
     assert result.error_codes == [] and len(result.heard) == 3
 
 
-def wait_for(condition, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+def thinking_heard(line) -> bool:
+    return any("thinking" in h.get("url", "") for run in list(line.carrier.calls.values())
+               for h in run.result.heard)
 
 
 def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):
-    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300)
-    line.runtime.engines.llm.delay = 1.0
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300, llm_timeout_sec=60)
+    llm = line.runtime.engines.llm
+    answer = llm.reply
+
+    def late_reply(history, text):  # later than the hint, however late its timer fires
+        wait_until(lambda: thinking_heard(line))
+        return answer(history, text)
+    llm.reply = late_reply
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
     plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard]
     assert plays[0] == "thinking_he.mp3" and len(plays) == 2  # the filler, then the reply
@@ -304,9 +329,18 @@ def test_thinking_hint_plays_a_filler_when_the_reply_is_late(phone_line):
     assert events.count("PING_PONG_TX") == 1
 
 
-def test_no_thinking_hint_by_default_or_when_the_reply_is_quick(phone_line):
-    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=2000)
+def test_no_thinking_hint_when_the_reply_is_quick(phone_line, monkeypatch):
+    line = line_for(phone_line, reply_mode="play", thinking_hint_ms=300)
+    fired = []
+    hint = StreamTurns._thinking_hint
+
+    def after_the_reply(self, my_id):  # the hint's time comes, however loaded, after the reply
+        wait_until(lambda: "PING_PONG_TX" in kinds(line, self.call_sid))
+        hint(self, my_id)
+        fired.append(my_id)
+    monkeypatch.setattr(StreamTurns, "_thinking_hint", after_the_reply)
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    wait_until(lambda: fired)  # the hint's timer has fired and found the turn answered
     assert [h["url"].rsplit("/", 1)[-1] for h in result.heard if "thinking" in h["url"]] == []
     assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)
 
@@ -333,3 +367,11 @@ def test_when_twilio_stops_a_stream_that_ran_the_fallback_reason_is_true(phone_l
                 if e["kind"] == "STREAM_FALLBACK"]
     assert fallback and fallback[0]["reason"] == "stream ended with no reply pending"
     assert result.streams[0]["closed_by"] == "twilio"
+
+
+def test_no_thinking_hint_by_default(phone_line):
+    line = line_for(phone_line, reply_mode="play")
+    assert line.runtime.settings.thinking_hint_ms == 0
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    assert [h["url"].rsplit("/", 1)[-1] for h in result.heard] != [] and not thinking_heard(line)
+    assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)

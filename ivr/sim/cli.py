@@ -41,8 +41,11 @@ def parse_faults(items: list[str]) -> dict:
 
 
 def running_carrier(url: str) -> bool:
+    """A carrier answers on `url`. Nothing listening is refused at once; the roomy timeout is
+    for a carrier that is there but slow to answer (a loaded machine), which must not be
+    mistaken for none."""
     try:
-        return requests.get(url + "/sim/health", timeout=1).ok
+        return requests.get(url + "/sim/health", timeout=10).ok
     except requests.RequestException:
         return False
 

@@ -55,8 +55,10 @@ class CallRun:
         self.pending: tuple[str, str, str] | None = None
         self.status = "ringing"
         self.next_tick = 0.0
+        self.tick_at = 0.0  # call time of the frame being sent
         self.doc_url = ""
         self.forks: list[Any] = []
+        self.caller: Any = None
         self.web = WebClient(self)
 
     # ---- records -------------------------------------------------------------------------
@@ -122,6 +124,10 @@ class CallRun:
             late_ms = (self.clock.now() - self.next_tick) * 1000 / self.clock.speed
             self.result.max_tick_late_ms = max(self.result.max_tick_late_ms, round(late_ms, 1))
             frame, text, key = self.mic.read()
+            self.tick_at = self.next_tick
+            if self.caller is not None:  # the caller acts on what it heard; speaks from next tick
+                self.caller.advance(self.next_tick)
+                self.check()
             self.tape.put("caller", self.next_tick, audio.ulaw_to_pcm16(frame))
             for fork in self.forks:
                 fork.send_media(frame)
@@ -157,7 +163,7 @@ class CallRun:
         try:
             doc = self.web.twiml(url, "POST")
             self.status = "in-progress"
-            caller.start()
+            self.caller = caller
             while doc is not None:
                 try:
                     self.execute(doc)
@@ -169,10 +175,10 @@ class CallRun:
             pass
         finally:
             limit.cancel()
-            self.finish(caller)
+            self.finish()
         return self.result
 
-    def finish(self, caller: threading.Thread) -> None:
+    def finish(self) -> None:
         self.ended.set()
         self.line.listening = False
         for fork in self.forks:
@@ -182,8 +188,6 @@ class CallRun:
         if self.carrier.status_callback:
             self.web.post(self.carrier.status_callback,
                           self.params(CallDuration=str(int(self.result.duration))))
-        if caller.is_alive():
-            caller.join(5)
         self.result.wav = self.tape.stereo_wav()
 
     def execute(self, doc: str) -> None:

@@ -39,6 +39,7 @@ class MediaSession:
         self.playback: deque = deque()
         self.sequence = 0
         self.started_at = 0.0
+        self.first_tick: float | None = None
         self.heard: dict | None = None
         self.quiet_ticks = 0
         self.server_closed = threading.Event()
@@ -106,7 +107,9 @@ class MediaSession:
         if self.server_closed.is_set() or self.run.faults.get("ws_no_media"):
             return
         self.info["sent"] += 1
-        stamp = int((self.run.clock.now() - self.started_at) * 1000)
+        if self.first_tick is None:
+            self.first_tick = self.run.tick_at
+        stamp = round((self.run.tick_at - self.first_tick) * 1000)  # media time, as Twilio's
         self.send({"event": "media", "media": {"track": "inbound", "chunk": str(self.info["sent"]),
                                                "timestamp": str(stamp),
                                                "payload": base64.b64encode(frame).decode()}})
@@ -165,12 +168,12 @@ class MediaSession:
         if not self.run.line.speaking:
             self.run.line.speaking = True
             self.run.line.replies += 1
-            self.heard = {"t": round(self.run.clock.now(), 3), "kind": "stream",
+            self.heard = {"t": round(self.run.tick_at, 3), "kind": "stream",
                           "stream": self.sid, "duration": 0.0}
             self.run.result.heard.append(self.heard)
             self.run.log("line", "speaks on the stream")
         self.heard["duration"] = round(self.heard["duration"] + audio.duration_sec(pcm), 3)
-        self.run.tape.put("line", self.run.clock.now(), pcm)
+        self.run.tape.put("line", self.run.tick_at, pcm)  # its own 20 ms, as the caller's
 
     def close(self, by: str = "carrier") -> None:
         if self.ws is None or self.info["closed_by"]:

@@ -1,4 +1,4 @@
-"""Caller scripts (YAML): what the caller says, keys and does; the caller's mouth and its thread."""
+"""Caller scripts (YAML): what the caller says, keys and does; the caller's mouth and its turns."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,81 +141,115 @@ class Mic:
             self.queue.clear()
 
 
-class Caller(threading.Thread):
-    """Runs a script against a call: waits for the line to listen, speaks, keys, hangs up."""
+@dataclass
+class Wait:
+    """What the caller waits for: a condition, until a call time (and, for the line, real time)."""
 
-    POLL_SEC = 0.005
+    condition: Callable[[], bool]
+    until: float
+    real_until: float = 0.0
+
+    def expired(self, now: float) -> bool:
+        return now >= self.until and time.monotonic() >= self.real_until
+
+
+class Caller:
+    """Runs a script against a call: waits for the line to listen, speaks, keys, hangs up.
+
+    The call's tick loop advances the caller at every 20 ms frame, so what the caller does, and
+    when in call time, depends only on what the line did, never on how a thread was scheduled:
+    at any `speed` and on a loaded machine a caller thinks 0.6 s of call time, not 0.6 s plus
+    however late a thread woke (at speed 10 a 2 s Record timeout is 0.2 s of real time).
+    Waiting for the line (its reply, its listening) lasts at least as long in real time as in
+    call time, because the line answers in real time at any speed.
+    """
 
     def __init__(self, script: CallerScript, run: CallRun):
-        super().__init__(name=f"caller-{run.call_sid[-6:]}", daemon=True)
         self.script, self.run_, self.line = script, run, run.line
         self.replies_seen: int | None = None
+        for step in script.steps:  # synthesise now, not while the line is waiting for speech
+            if step.action in ("say", "barge_in"):
+                voice_ulaw(step.value)
+        self.now = 0.0
+        self.plan = self.actions()
+        self.wait: Wait | None = None
+        self.done = False
 
-    def wait_until(self, condition, call_seconds: float) -> bool:
-        deadline = self.run_.clock.now() + call_seconds
-        while not condition():
-            if self.run_.ended.is_set() or self.run_.clock.now() > deadline:
-                return False
-            time.sleep(self.POLL_SEC)
-        return True
+    def advance(self, now: float) -> None:
+        """Called by the tick loop once a frame is read at call time `now`: act on all due."""
+        self.now = now
+        while not self.done and not self.run_.ended.is_set():
+            met = None
+            if self.wait is not None:
+                met = self.wait.condition()
+                if not met and not self.wait.expired(now):
+                    return
+            try:
+                self.wait = self.plan.send(met)
+            except StopIteration:
+                self.done = True
+            except Exception as exc:  # noqa: BLE001 - a broken script must not leave the call open
+                self.done = True
+                self.run_.log("caller", f"script failed: {exc!r}")
+                self.run_.hangup("caller")
 
-    def pause(self, call_seconds: float) -> None:
-        self.run_.clock.sleep_until(self.run_.clock.now() + call_seconds, self.run_.ended)
+    # ---- the script, as a generator of waits --------------------------------------------------
+    def wait_until(self, condition: Callable[[], bool], call_seconds: float,
+                   on_line: bool = False) -> Generator[Wait, bool, bool]:
+        """Wait for `condition`; False when `call_seconds` passed first (`on_line`: and as long
+        in real time, since the line works in real time whatever the call's speed)."""
+        real = time.monotonic() + call_seconds if on_line else 0.0
+        return bool((yield Wait(condition, self.now + call_seconds, real)))
 
-    def wait_for_turn(self, step: Step) -> None:
+    def pause(self, call_seconds: float) -> Generator[Wait, bool, None]:
+        yield from self.wait_until(lambda: False, call_seconds)
+
+    def wait_for_turn(self, step: Step) -> Generator[Wait, bool, None]:
         """Wait for the reply to what we said last, then for the line to listen in silence."""
+        timeout = self.script.reply_timeout
         if step.opt("wait_reply") and self.replies_seen is not None:
             seen = self.replies_seen
-            if not self.wait_until(lambda: self.line.replies > seen, self.script.reply_timeout):
-                self.run_.log("caller", f"no reply within {self.script.reply_timeout:.0f} s")
-        self.wait_until(lambda: self.line.listening and not self.line.speaking,
-                        self.script.reply_timeout)
+            if not (yield from self.wait_until(lambda: self.line.replies > seen, timeout, True)):
+                self.run_.log("caller", f"no reply within {timeout:.0f} s")
+        yield from self.wait_until(lambda: self.line.listening and not self.line.speaking,
+                                   timeout, True)
 
-    def speak(self, text: str) -> None:
-        if self.run_.ended.is_set():
-            return
+    def speak(self, text: str) -> Generator[Wait, bool, None]:
         self.run_.log("caller", f'says "{text}"')
-        self.run_.result.said.append({"t": round(self.run_.clock.now(), 3), "text": text})
+        self.run_.result.said.append({"t": round(self.now, 3), "text": text})
+        self.replies_seen = self.line.replies  # a reply begun from now on answers this
         self.run_.mic.speak(voice_ulaw(text), text)
-        self.wait_until(self.run_.mic.idle, 60)
-        self.replies_seen = self.line.replies
+        yield from self.wait_until(self.run_.mic.idle, 60)
 
-    def do(self, step: Step) -> None:
+    def do(self, step: Step) -> Generator[Wait, bool, None]:
         if step.action == "say":
-            self.wait_for_turn(step)
-            self.pause(step.opt("think"))
-            self.speak(step.value)
+            yield from self.wait_for_turn(step)
+            yield from self.pause(step.opt("think"))
+            yield from self.speak(step.value)
         elif step.action == "barge_in":
-            self.wait_until(lambda: self.line.speaking, self.script.reply_timeout)
-            self.pause(step.opt("after"))
-            self.speak(step.value)
+            yield from self.wait_until(lambda: self.line.speaking, self.script.reply_timeout, True)
+            yield from self.pause(step.opt("after"))
+            yield from self.speak(step.value)
         elif step.action == "dtmf":
             if step.opt("during_reply"):  # a key pressed while the line speaks
-                self.wait_until(lambda: self.line.speaking, self.script.reply_timeout)
-                self.pause(step.opt("after"))
+                yield from self.wait_until(lambda: self.line.speaking,
+                                           self.script.reply_timeout, True)
+                yield from self.pause(step.opt("after"))
             else:
-                self.wait_for_turn(step)
-            if self.run_.ended.is_set():
-                return
+                yield from self.wait_for_turn(step)
             self.run_.log("caller", f"presses {step.value}")
-            self.run_.mic.press(step.value)
-            self.wait_until(self.run_.mic.idle, 10)
             self.replies_seen = self.line.replies
+            self.run_.mic.press(step.value)
+            yield from self.wait_until(self.run_.mic.idle, 10)
         elif step.action == "silence":
-            self.pause(float(step.value))
+            yield from self.pause(float(step.value))
         elif step.action == "hangup":
             self.run_.hangup("caller")
 
-    def run(self) -> None:
-        try:
-            for step in self.script.steps:
-                if self.run_.ended.is_set():
-                    return
-                self.do(step)
-            if self.script.end == "hangup" and not self.run_.ended.is_set():
-                self.wait_for_turn(Step("say"))
-                self.pause(0.5)
-                self.run_.hangup("caller")
-        except Exception as exc:  # noqa: BLE001 - a broken script must not leave the call open
-            self.run_.log("caller", f"script failed: {exc!r}")
+    def actions(self) -> Generator[Wait, bool, None]:
+        for step in self.script.steps:
+            yield from self.do(step)
+        if self.script.end == "hangup":
+            yield from self.wait_for_turn(Step("say"))
+            yield from self.pause(0.5)
             self.run_.hangup("caller")
