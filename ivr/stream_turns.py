@@ -100,6 +100,8 @@ class StreamTurns:
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
                 greeting: str | None = None) -> None:
+        if self.rt.watchdog.has_ended(self.call_sid):
+            return  # audio drained after the hang-up: no turn for a call that is over
         with self.lock:
             self.turn_id += 1
             self.in_flight = True

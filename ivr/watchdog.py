@@ -7,7 +7,9 @@ call's row, so two jobs, two workers or a job racing a webhook can never act twi
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -22,6 +24,7 @@ from .tts_cache import FALLBACK
 
 log = logging.getLogger("ivr")
 STALL_MARGIN_SEC = 2.0
+ENDED_KEPT = 10000  # ended calls remembered, so a late turn schedules nothing for them
 RECOVER_WITHIN_SEC = 3600.0  # a call untouched for an hour is not live, whatever its row says
 
 
@@ -32,6 +35,8 @@ class Watchdog:
                  events: EventLog, delivery: Delivery, prompt_url: Callable[[str], str]):
         self.settings, self.scheduler, self.calls = settings, scheduler, calls
         self.events, self.delivery, self.prompt_url = events, delivery, prompt_url
+        self.lock = threading.Lock()
+        self.ended: OrderedDict[str, None] = OrderedDict()  # recently ended calls, bounded
 
     def start(self) -> None:
         """Start the scheduler once per process (a second start is a no-op, not a second one)."""
@@ -56,17 +61,28 @@ class Watchdog:
 
     def _at(self, job_id: str, delay: float, func, *args) -> None:
         run_date = datetime.now() + timedelta(seconds=max(0.0, delay))
-        self.scheduler.add_job(func, "date", run_date=run_date, args=args, id=job_id,
-                               replace_existing=True, misfire_grace_time=60)
+        with self.lock:
+            if job_id.split(":", 1)[0] in self.ended:
+                return  # a turn that finished after the hang-up: nothing left to watch
+            self.scheduler.add_job(func, "date", run_date=run_date, args=args, id=job_id,
+                                   replace_existing=True, misfire_grace_time=60)
 
     def cancel(self, call_sid: str) -> int:
-        """Remove every job of a call (it ended)."""
+        """The call ended: remove its jobs, and refuse any a late turn would add."""
         removed = 0
-        for job in self.scheduler.get_jobs():
-            if job.id.startswith(call_sid + ":"):
-                job.remove()
-                removed += 1
+        with self.lock:
+            self.ended[call_sid] = None
+            while len(self.ended) > ENDED_KEPT:
+                self.ended.popitem(last=False)
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith(call_sid + ":"):
+                    job.remove()
+                    removed += 1
         return removed
+
+    def has_ended(self, call_sid: str) -> bool:
+        """True for a call this process saw end (a late frame must not start a turn)."""
+        return call_sid in self.ended
 
     # ---- scheduling ----------------------------------------------------------------------
     def expect_stream(self, call_sid: str, turn: int, after_sec: float = 0.0) -> None:

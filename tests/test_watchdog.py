@@ -90,3 +90,11 @@ def test_cancel_removes_every_check_of_a_call(watchdog):
     watchdog.watch_media(SID, 1)
     watchdog.expect_stream("CA" + "8" * 32, 1)
     assert watchdog.cancel(SID) == 2 and len(watchdog.scheduler.get_jobs()) == 1
+
+
+def test_a_turn_finishing_after_the_hang_up_schedules_nothing(watchdog):
+    watchdog.expect_stream(SID, 1)
+    assert watchdog.cancel(SID) == 1
+    watchdog.expect_stream(SID, 2)  # a reply delivered after call_status said completed
+    watchdog.watch_turn(SID, 2)
+    assert watchdog.scheduler.get_jobs() == [] and watchdog.has_ended(SID)
