@@ -12,7 +12,6 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from . import audio
 from .config import Settings
 
 MAX_RECORDING_BYTES = 8 * 1024 * 1024  # ~8 minutes of 8 kHz 16-bit WAV
@@ -152,10 +151,6 @@ def keep(var_dir: str, sid: str, data: bytes, meta: dict) -> Path:
     path.write_bytes(data)
     (folder / f"{safe}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
     return path
-
-
-def to_pcm16(data: bytes) -> bytes:
-    return audio.decode_to_pcm16(data)
 
 
 def purge_before(var_dir: str, ts: float) -> int:

@@ -48,10 +48,6 @@ def check_stream_token(key: str, call_sid: str, turn: int, token: str) -> bool:
     return hmac.compare_digest(stream_token(key, call_sid, turn), token or "")
 
 
-def _to_xml(response: VoiceResponse) -> str:
-    return str(response)
-
-
 def _connect(base: str, key: str, call_sid: str, turn: int) -> Connect:
     connect = Connect(action=abs_url(base, "/webhook/stream_ended"), method="POST")
     stream = connect.stream(url=stream_url(base),
@@ -69,7 +65,7 @@ def stream_turn(base: str, key: str, call_sid: str, turn: int, play_url: str = "
     if play_url:
         response.play(play_url)
     response.append(_connect(base, key, call_sid, turn))
-    return _to_xml(response)
+    return str(response)
 
 
 def record_turn(base: str, play_url: str = "") -> str:
@@ -81,7 +77,7 @@ def record_turn(base: str, play_url: str = "") -> str:
     response.record(action=target, method="POST", max_length=RECORD_MAX_SEC,
                     timeout=RECORD_SILENCE_SEC, play_beep=False, trim="trim-silence")
     response.redirect(target, method="POST")
-    return _to_xml(response)
+    return str(response)
 
 
 def gather_turn(base: str, language: str, play_url: str = "") -> str:
@@ -94,7 +90,7 @@ def gather_turn(base: str, language: str, play_url: str = "") -> str:
         gather.play(play_url)
     response.append(gather)
     response.redirect(target, method="POST")
-    return _to_xml(response)
+    return str(response)
 
 
 def hold(play_url: str, seconds: int) -> str:
@@ -102,7 +98,7 @@ def hold(play_url: str, seconds: int) -> str:
     response = VoiceResponse()
     response.play(play_url)
     response.pause(length=seconds)
-    return _to_xml(response)
+    return str(response)
 
 
 def goodbye(play_url: str = "") -> str:
@@ -111,9 +107,9 @@ def goodbye(play_url: str = "") -> str:
     if play_url:
         response.play(play_url)
     response.hangup()
-    return _to_xml(response)
+    return str(response)
 
 
 def empty() -> str:
     """`<Response/>`: nothing more to do (the call is ending)."""
-    return _to_xml(VoiceResponse())
+    return str(VoiceResponse())

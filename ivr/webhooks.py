@@ -11,7 +11,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
-from . import recordings, twiml
+from . import audio, recordings, twiml
 from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
 
@@ -262,7 +262,7 @@ def fetch_recording(rt: Runtime, call_sid: str, params: dict) -> bytes | None:
                             "duration": params.get("RecordingDuration", ""), "bytes": len(data)})
     rt.events.emit("RECORDING_SAVED", call_sid, path=str(path), bytes=len(data))
     try:
-        return recordings.to_pcm16(data)
+        return audio.decode_to_pcm16(data)
     except Exception as exc:  # noqa: BLE001
         rt.events.emit("RECORDING_ERR", call_sid, logging.WARNING, err=f"undecodable: {exc!r}")
         return None
