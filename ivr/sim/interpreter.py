@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import audio
-from .clock import CallClock, Tape
+from .clock import CallClock, Mic, Tape
 from .result import ERROR_TEXT, CallResult
-from .script import CallerScript, Mic
+from .script import CallerScript
 from .webclient import WebClient
 
 if TYPE_CHECKING:
