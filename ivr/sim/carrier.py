@@ -42,8 +42,7 @@ class Carrier:
                                 if status_callback.startswith("/") else status_callback)
         self.offer_subprotocol, self.speed = offer_subprotocol, speed
         self.calls: dict[str, CallRun] = {}
-        self.recordings: dict[str, bytes] = {}
-        self.recording_owner: dict[str, CallRun] = {}
+        self.recordings: dict[str, bytes] = {}  # served as well as those its calls made
         self.app = self.build_app()
         self.server = make_server(host, port, self.app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
@@ -127,10 +126,10 @@ class Carrier:
         sid, _, ext = name.partition(".")
         if not self.authorized(account):
             return twilio_error(401, 20003)
-        pcm = self.recordings.get(sid)
+        run = next((r for r in list(self.calls.values()) if sid in r.recordings), None)
+        pcm = self.recordings.get(sid) if run is None else run.recordings[sid]
         if pcm is None:
             return twilio_error(404, 20404, "recording not found")
-        run = self.recording_owner.get(sid)
         if run is not None and run.faults.get("recording_404s", 0) > 0:
             run.faults["recording_404s"] -= 1
             self.log_rest(run, 404, note="recording not ready yet (injected fault)")

@@ -59,6 +59,7 @@ class CallRun:
         self.doc_url = ""
         self.forks: list[Any] = []
         self.caller: Any = None
+        self.recordings: dict[str, bytes] = {}  # what <Record> kept, served by the carrier
         self.web = WebClient(self)
 
     # ---- records -------------------------------------------------------------------------

@@ -89,8 +89,7 @@ def record(run: CallRun, element: ET.Element) -> None:
         frames = frames[voiced[0]:voiced[-1] + 1]
     pcm = audio.ulaw_to_pcm16(b"".join(f for f, _ in frames))
     sid = "RE" + secrets.token_hex(16)
-    run.carrier.recordings[sid] = pcm
-    run.carrier.recording_owner[sid] = run
+    run.recordings[sid] = pcm
     url = f"{run.carrier.url}/2010-04-01/Accounts/{run.carrier.account_sid}/Recordings/{sid}"
     duration = audio.duration_sec(pcm)
     run.result.recordings.append({"sid": sid, "url": url, "duration": round(duration, 2)})
