@@ -10,6 +10,7 @@ from werkzeug.serving import make_server
 
 from .. import audio
 from ..config import LOCAL_ACCOUNT_SID, ROOT, local_auth_token
+from .call import Account
 from .interpreter import CallRun
 from .result import ERROR_TEXT, CallResult
 from .script import CallerScript
@@ -48,6 +49,11 @@ class Carrier:
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread: threading.Thread | None = None
 
+    def as_account(self) -> Account:
+        """The carrier as a call placed now knows it."""
+        return Account(self.account_sid, self.auth_token, self.url, self.server_url,
+                       self.status_callback, self.offer_subprotocol)
+
     def start(self) -> Carrier:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
                                        name="carrier-rest")
@@ -73,7 +79,7 @@ class Carrier:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
         if not isinstance(script, CallerScript):
             script = CallerScript.load(script)
-        run = CallRun(self, script, speed or self.speed, faults)
+        run = CallRun(self.as_account(), script, speed or self.speed, faults)
         self.calls[run.call_sid] = run
         return run.run()
 

@@ -7,14 +7,12 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from .. import audio
-
-if TYPE_CHECKING:
-    from .interpreter import CallRun
+from .call import Call
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
@@ -131,7 +129,7 @@ class Caller:
     call time, because the line answers in real time at any speed.
     """
 
-    def __init__(self, script: CallerScript, run: CallRun):
+    def __init__(self, script: CallerScript, run: Call):
         self.script, self.run_, self.line = script, run, run.line
         self.replies_seen: int | None = None
         for step in script.steps:  # synthesise now, not while the line is waiting for speech
