@@ -10,6 +10,7 @@ from werkzeug.serving import make_server
 
 from .. import audio
 from ..config import LOCAL_ACCOUNT_SID, ROOT, local_auth_token
+from .call import Account
 from .interpreter import CallRun
 from .result import ERROR_TEXT, CallResult
 from .script import CallerScript
@@ -42,12 +43,16 @@ class Carrier:
                                 if status_callback.startswith("/") else status_callback)
         self.offer_subprotocol, self.speed = offer_subprotocol, speed
         self.calls: dict[str, CallRun] = {}
-        self.recordings: dict[str, bytes] = {}
-        self.recording_owner: dict[str, CallRun] = {}
+        self.recordings: dict[str, bytes] = {}  # served as well as those its calls made
         self.app = self.build_app()
         self.server = make_server(host, port, self.app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
         self.thread: threading.Thread | None = None
+
+    def as_account(self) -> Account:
+        """The carrier as a call placed now knows it."""
+        return Account(self.account_sid, self.auth_token, self.url, self.server_url,
+                       self.status_callback, self.offer_subprotocol)
 
     def start(self) -> Carrier:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
@@ -74,7 +79,7 @@ class Carrier:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
         if not isinstance(script, CallerScript):
             script = CallerScript.load(script)
-        run = CallRun(self, script, speed or self.speed, faults)
+        run = CallRun(self.as_account(), script, speed or self.speed, faults)
         self.calls[run.call_sid] = run
         return run.run()
 
@@ -127,10 +132,10 @@ class Carrier:
         sid, _, ext = name.partition(".")
         if not self.authorized(account):
             return twilio_error(401, 20003)
-        pcm = self.recordings.get(sid)
+        run = next((r for r in list(self.calls.values()) if sid in r.recordings), None)
+        pcm = self.recordings.get(sid) if run is None else run.recordings[sid]
         if pcm is None:
             return twilio_error(404, 20404, "recording not found")
-        run = self.recording_owner.get(sid)
         if run is not None and run.faults.get("recording_404s", 0) > 0:
             run.faults["recording_404s"] -= 1
             self.log_rest(run, 404, note="recording not ready yet (injected fault)")

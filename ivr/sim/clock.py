@@ -1,9 +1,10 @@
-"""Call time (scaled by the emulator's speed) and the two-track tape of everything said."""
+"""Call time (scaled by the emulator's speed), the caller's mic and the tape of everything said."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 
 from .. import audio
 
@@ -34,6 +35,37 @@ class CallClock:
             time.sleep(delay)
             return False
         return stop.wait(delay)
+
+
+class Mic:
+    """The caller's mouth: queued speech frames and keys, read one 20 ms frame per tick."""
+
+    SILENCE = audio.silence_ulaw(1)
+
+    def __init__(self):
+        self.queue: deque[tuple[bytes, str | None, str | None]] = deque()
+        self.lock = threading.Lock()
+
+    def speak(self, ulaw: bytes, text: str) -> None:
+        with self.lock:
+            self.queue.extend((frame, text, None) for frame in audio.frames_of(ulaw))
+
+    def press(self, keys: str) -> None:
+        with self.lock:
+            self.queue.extend((self.SILENCE, None, key) for key in keys)
+
+    def read(self) -> tuple[bytes, str | None, str | None]:
+        """(frame, text being said or None, key pressed or None)."""
+        with self.lock:
+            return self.queue.popleft() if self.queue else (self.SILENCE, None, None)
+
+    def idle(self) -> bool:
+        with self.lock:
+            return not self.queue
+
+    def clear(self) -> None:
+        with self.lock:
+            self.queue.clear()
 
 
 class Tape:

@@ -5,48 +5,22 @@ from __future__ import annotations
 import secrets
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import audio
-from .clock import CallClock, Tape
+from .call import TICK, Account, Ended, LineState, OnTick, Replace
+from .clock import CallClock, Mic, Tape
 from .result import ERROR_TEXT, CallResult
-from .script import CallerScript, Mic
+from .script import Caller, CallerScript
+from .verbs import VERBS
 from .webclient import WebClient
-
-if TYPE_CHECKING:
-    from .carrier import Carrier
-
-TICK = audio.FRAME_SEC
-
-
-class Replace(Exception):
-    """Run this TwiML document instead of the rest of the current one."""
-
-    def __init__(self, doc: str, url: str):
-        super().__init__(url)
-        self.doc, self.url = doc, url
-
-
-class Ended(Exception):
-    """The call is over."""
-
-
-@dataclass
-class LineState:
-    """What the caller can tell about the line: is it listening, is it talking, replies so far."""
-
-    listening: bool = False
-    speaking: bool = False
-    replies: int = 0
 
 
 class CallRun:
     """Runs one call to its end; other threads talk to it only through update() and hangup()."""
 
-    def __init__(self, carrier: Carrier, script: CallerScript, speed: float, faults: dict):
-        self.carrier, self.script, self.faults = carrier, script, faults
+    def __init__(self, account: Account, script: CallerScript, speed: float, faults: dict):
+        self.account, self.script, self.faults = account, script, faults
         self.call_sid = "CA" + secrets.token_hex(16)
         self.clock, self.tape, self.mic, self.line = CallClock(speed), Tape(), Mic(), LineState()
         self.result = CallResult(self.call_sid)
@@ -58,7 +32,8 @@ class CallRun:
         self.tick_at = 0.0  # call time of the frame being sent
         self.doc_url = ""
         self.forks: list[Any] = []
-        self.caller: Any = None
+        self.caller: Caller | None = None
+        self.recordings: dict[str, bytes] = {}  # what <Record> kept, served by the carrier
         self.web = WebClient(self)
 
     # ---- records -------------------------------------------------------------------------
@@ -72,7 +47,7 @@ class CallRun:
 
     def params(self, **extra: str) -> dict[str, str]:
         """The standard parameters of every webhook Twilio sends about this call."""
-        params = {"AccountSid": self.carrier.account_sid, "ApiVersion": "2010-04-01",
+        params = {"AccountSid": self.account.account_sid, "ApiVersion": "2010-04-01",
                   "CallSid": self.call_sid, "CallStatus": self.status, "Direction": "inbound",
                   "From": self.script.from_number, "To": self.script.to_number,
                   "Caller": self.script.from_number, "Called": self.script.to_number}
@@ -110,8 +85,7 @@ class CallRun:
             raise Replace(self.web.twiml(value, method), value)
 
     # ---- time ----------------------------------------------------------------------------
-    def tick_for(self, seconds: float | None,
-                 on_tick: Callable[[bytes, str | None, str | None], bool] | None = None) -> None:
+    def tick_for(self, seconds: float | None, on_tick: OnTick | None = None) -> None:
         """Let call time pass in 20 ms ticks, feeding the caller's audio to whoever listens."""
         if self.next_tick < self.clock.now() - 0.1:
             self.next_tick = self.clock.now()
@@ -152,9 +126,8 @@ class CallRun:
 
     # ---- the call ------------------------------------------------------------------------
     def run(self) -> CallResult:
-        from .script import Caller
         self.log("carrier", f"call from {self.script.from_number} ({self.script.name})")
-        url = self.carrier.server_url + "/webhook/incoming_call"
+        url = self.account.server_url + "/webhook/incoming_call"
         caller = Caller(self.script, self)
         limit = threading.Timer(self.clock.real(self.script.max_duration),
                                 lambda: self.hangup("carrier (max duration)"))
@@ -185,8 +158,8 @@ class CallRun:
             fork.close()
         self.status = self.result.status = "completed"
         self.result.duration = round(self.clock.now(), 3)
-        if self.carrier.status_callback:
-            self.web.post(self.carrier.status_callback,
+        if self.account.status_callback:
+            self.web.post(self.account.status_callback,
                           self.params(CallDuration=str(int(self.result.duration))))
         self.result.wav = self.tape.stereo_wav()
 
@@ -200,7 +173,6 @@ class CallRun:
         if root.tag != "Response":
             self.error(12100, f"root element is <{root.tag}>, not <Response>")
             raise Ended()
-        from .verbs import VERBS
         for element in root:
             handler = VERBS.get(element.tag)
             if handler is None:

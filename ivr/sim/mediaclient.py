@@ -9,17 +9,13 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import deque
-from typing import TYPE_CHECKING
 
 import websocket
 from twilio.request_validator import RequestValidator
 
 from .. import audio
 from ..twiml import SUBPROTOCOL, dial_url
-from .interpreter import Ended, Replace
-
-if TYPE_CHECKING:
-    from .interpreter import CallRun
+from .call import Call, Ended, Replace
 
 QUIET_TICKS_END_REPLY = 10  # 200 ms without streamed audio ends what the caller hears as a reply
 
@@ -27,7 +23,7 @@ QUIET_TICKS_END_REPLY = 10  # 200 ms without streamed audio ends what the caller
 class MediaSession:
     """One Media Streams WebSocket from the carrier to the app."""
 
-    def __init__(self, run: CallRun, stream: ET.Element, two_way: bool):
+    def __init__(self, run: Call, stream: ET.Element, two_way: bool):
         self.run, self.two_way = run, two_way
         self.url = stream.get("url", "")
         self.status_url = stream.get("statusCallback", "")
@@ -66,9 +62,9 @@ class MediaSession:
         if self.run.faults.get("ws_refuse"):
             self.fail("handshake refused (injected fault)")
             return False
-        signature = RequestValidator(self.run.carrier.auth_token).compute_signature(self.url, {})
+        signature = RequestValidator(self.run.account.auth_token).compute_signature(self.url, {})
         options = {"header": [f"X-Twilio-Signature: {signature}"], "timeout": 10}
-        if self.run.carrier.offer_subprotocol:
+        if self.run.account.offer_subprotocol:
             options["subprotocols"] = [SUBPROTOCOL]
         self.run.result.requests.append({"t": round(self.run.clock.now(), 3), "what": "websocket",
                                          "direction": "out", "method": "GET", "url": self.url})
@@ -85,7 +81,7 @@ class MediaSession:
         self.run.log("carrier", f"WebSocket open {self.url} ({self.custom.get('turn', '-')})")
         self.send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
         self.send({"event": "start", "start": {
-            "accountSid": self.run.carrier.account_sid, "streamSid": self.sid,
+            "accountSid": self.run.account.account_sid, "streamSid": self.sid,
             "callSid": self.run.call_sid, "tracks": ["inbound"], "customParameters": self.custom,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
         self.status("stream-started")
@@ -180,7 +176,7 @@ class MediaSession:
             return
         self.info["closed_by"] = by
         if not self.server_closed.is_set():
-            self.send({"event": "stop", "stop": {"accountSid": self.run.carrier.account_sid,
+            self.send({"event": "stop", "stop": {"accountSid": self.run.account.account_sid,
                                                  "callSid": self.run.call_sid}})
         try:
             self.ws.close()
@@ -189,7 +185,7 @@ class MediaSession:
         self.status("stream-stopped")
 
 
-def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> None:
+def connect_stream(run: Call, connect: ET.Element, stream: ET.Element) -> None:
     """<Connect><Stream>: stream until the app closes (then the action), an update or hang-up."""
     session = MediaSession(run, stream, two_way=True)
     action, method = connect.get("action"), connect.get("method", "POST")
@@ -226,7 +222,7 @@ def connect_stream(run: CallRun, connect: ET.Element, stream: ET.Element) -> Non
         raise Replace(run.web.twiml(action, method, {"StreamSid": session.sid}), action)
 
 
-def start_stream(run: CallRun, stream: ET.Element) -> None:
+def start_stream(run: Call, stream: ET.Element) -> None:
     """<Start><Stream>: fork the caller's audio to the app while the TwiML goes on."""
     session = MediaSession(run, stream, two_way=False)
     if session.open():

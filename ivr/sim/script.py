@@ -1,22 +1,18 @@
-"""Caller scripts (YAML): what the caller says, keys and does; the caller's mouth and its turns."""
+"""Caller scripts (YAML): what the caller says, keys and does; the caller's voice and its turns."""
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from .. import audio
-
-if TYPE_CHECKING:
-    from .interpreter import CallRun
+from .call import Call
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
@@ -110,37 +106,6 @@ def voice_ulaw(text: str) -> bytes:
     return audio.pcm16_to_ulaw(audio.espeak_pcm16(text))
 
 
-class Mic:
-    """The caller's mouth: queued speech frames and keys, read one 20 ms frame per tick."""
-
-    SILENCE = audio.silence_ulaw(1)
-
-    def __init__(self):
-        self.queue: deque[tuple[bytes, str | None, str | None]] = deque()
-        self.lock = threading.Lock()
-
-    def speak(self, ulaw: bytes, text: str) -> None:
-        with self.lock:
-            self.queue.extend((frame, text, None) for frame in audio.frames_of(ulaw))
-
-    def press(self, keys: str) -> None:
-        with self.lock:
-            self.queue.extend((self.SILENCE, None, key) for key in keys)
-
-    def read(self) -> tuple[bytes, str | None, str | None]:
-        """(frame, text being said or None, key pressed or None)."""
-        with self.lock:
-            return self.queue.popleft() if self.queue else (self.SILENCE, None, None)
-
-    def idle(self) -> bool:
-        with self.lock:
-            return not self.queue
-
-    def clear(self) -> None:
-        with self.lock:
-            self.queue.clear()
-
-
 @dataclass
 class Wait:
     """What the caller waits for: a condition, until a call time (and, for the line, real time)."""
@@ -164,7 +129,7 @@ class Caller:
     call time, because the line answers in real time at any speed.
     """
 
-    def __init__(self, script: CallerScript, run: CallRun):
+    def __init__(self, script: CallerScript, run: Call):
         self.script, self.run_, self.line = script, run, run.line
         self.replies_seen: int | None = None
         for step in script.steps:  # synthesise now, not while the line is waiting for speech

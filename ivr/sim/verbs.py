@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
-from typing import TYPE_CHECKING
 
 from .. import audio
-from .interpreter import TICK, Ended, Replace
+from .call import TICK, Call, Ended, Replace
 from .mediaclient import connect_stream, start_stream
-
-if TYPE_CHECKING:
-    from .interpreter import CallRun
 
 ALL_KEYS = "0123456789*#"
 
@@ -23,7 +19,7 @@ def _float(element: ET.Element, name: str, default: float) -> float:
         return default
 
 
-def play(run: CallRun, element: ET.Element) -> None:
+def play(run: Call, element: ET.Element) -> None:
     url = (element.text or "").strip()
     pcm = run.web.audio(url)
     if pcm is None:
@@ -34,7 +30,7 @@ def play(run: CallRun, element: ET.Element) -> None:
         run.play_to_caller(pcm, kind="play", url=url)
 
 
-def say(run: CallRun, element: ET.Element) -> None:
+def say(run: Call, element: ET.Element) -> None:
     text = (element.text or "").strip()
     voice = "he" if element.get("language", "he-IL").startswith("he") else "en"
     pcm = audio.espeak_pcm16(text, voice)
@@ -42,22 +38,22 @@ def say(run: CallRun, element: ET.Element) -> None:
     run.play_to_caller(pcm, kind="say", text=text)
 
 
-def pause(run: CallRun, element: ET.Element) -> None:
+def pause(run: Call, element: ET.Element) -> None:
     run.tick_for(_float(element, "length", 1.0))
 
 
-def hangup(run: CallRun, _element: ET.Element) -> None:
+def hangup(run: Call, _element: ET.Element) -> None:
     run.hangup("line")
     raise Ended()
 
 
-def redirect(run: CallRun, element: ET.Element) -> None:
+def redirect(run: Call, element: ET.Element) -> None:
     url = (element.text or "").strip()
     run.log("line", "redirect")
     raise Replace(run.web.twiml(url, element.get("method", "POST")), url)
 
 
-def record(run: CallRun, element: ET.Element) -> None:
+def record(run: Call, element: ET.Element) -> None:
     """Record until `timeout` s of silence, maxLength or finishOnKey; empty → next verb."""
     timeout = _float(element, "timeout", 5.0)
     max_length = _float(element, "maxLength", 3600.0)
@@ -89,9 +85,8 @@ def record(run: CallRun, element: ET.Element) -> None:
         frames = frames[voiced[0]:voiced[-1] + 1]
     pcm = audio.ulaw_to_pcm16(b"".join(f for f, _ in frames))
     sid = "RE" + secrets.token_hex(16)
-    run.carrier.recordings[sid] = pcm
-    run.carrier.recording_owner[sid] = run
-    url = f"{run.carrier.url}/2010-04-01/Accounts/{run.carrier.account_sid}/Recordings/{sid}"
+    run.recordings[sid] = pcm
+    url = f"{run.account.url}/2010-04-01/Accounts/{run.account.account_sid}/Recordings/{sid}"
     duration = audio.duration_sec(pcm)
     run.result.recordings.append({"sid": sid, "url": url, "duration": round(duration, 2)})
     run.log("carrier", f"recording {sid} ({duration:.1f} s)")
@@ -101,7 +96,7 @@ def record(run: CallRun, element: ET.Element) -> None:
     raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
 
 
-def gather(run: CallRun, element: ET.Element) -> None:
+def gather(run: Call, element: ET.Element) -> None:
     """Play the nested prompt, then listen for speech (the script's text) or keys."""
     for child in element:
         if child.tag in ("Say", "Play", "Pause"):
@@ -148,7 +143,7 @@ def gather(run: CallRun, element: ET.Element) -> None:
     raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
 
 
-def connect(run: CallRun, element: ET.Element) -> None:
+def connect(run: Call, element: ET.Element) -> None:
     stream = element.find("Stream")
     if stream is None:
         run.log("carrier", "warning: <Connect> without <Stream> skipped")
@@ -156,7 +151,7 @@ def connect(run: CallRun, element: ET.Element) -> None:
     connect_stream(run, element, stream)
 
 
-def start(run: CallRun, element: ET.Element) -> None:
+def start(run: Call, element: ET.Element) -> None:
     stream = element.find("Stream")
     if stream is not None:
         start_stream(run, stream)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import requests
 from twilio.request_validator import RequestValidator
 
 from .. import audio
-
-if TYPE_CHECKING:
-    from .interpreter import CallRun
+from .call import Call, Ended
 
 WEBHOOK_TIMEOUT_SEC = 15
 BODY_LOG_CHARS = 4000
@@ -20,10 +17,10 @@ BODY_LOG_CHARS = 4000
 class WebClient:
     """Makes the requests Twilio makes for one call and keeps them in the call's request log."""
 
-    def __init__(self, run: CallRun):
+    def __init__(self, run: Call):
         self.run = run
         self.session = requests.Session()
-        self.validator = RequestValidator(run.carrier.auth_token)
+        self.validator = RequestValidator(run.account.auth_token)
 
     def request(self, method: str, url: str, params: dict | None = None,
                 signed: bool = True, what: str = "webhook") -> requests.Response | None:
@@ -63,7 +60,6 @@ class WebClient:
 
     def twiml(self, url: str, method: str = "POST", extra: dict | None = None) -> str:
         """Fetch a TwiML document; on any failure the call ends as Twilio ends it."""
-        from .interpreter import Ended
         response = self.request(method, url, self.run.params(**(extra or {})))
         path = url.split("?")[0]
         if response is None:

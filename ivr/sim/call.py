@@ -1,0 +1,92 @@
+"""What every part of a call shares: the tick, Ended and Replace, line state, account, the Call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+
+from .. import audio
+from .clock import CallClock, Mic, Tape
+from .result import CallResult
+
+TICK = audio.FRAME_SEC
+OnTick = Callable[[bytes, str | None, str | None], bool]  # (frame, text, key) → stop listening
+
+
+class Replace(Exception):
+    """Run this TwiML document instead of the rest of the current one."""
+
+    def __init__(self, doc: str, url: str):
+        super().__init__(url)
+        self.doc, self.url = doc, url
+
+
+class Ended(Exception):
+    """The call is over."""
+
+
+@dataclass
+class LineState:
+    """What the caller can tell about the line: is it listening, is it talking, replies so far."""
+
+    listening: bool = False
+    speaking: bool = False
+    replies: int = 0
+
+
+@dataclass(frozen=True)
+class Account:
+    """The carrier as one call knows it: who it is, where its REST API is, the app's webhooks."""
+
+    account_sid: str
+    auth_token: str
+    url: str  # the carrier's REST API
+    server_url: str  # the app
+    status_callback: str
+    offer_subprotocol: bool
+
+
+class Web(Protocol):
+    """The call's outgoing HTTP (webclient.WebClient) as its verbs and streams use it."""
+
+    def request(self, method: str, url: str, params: dict | None = None,
+                signed: bool = True, what: str = "webhook") -> requests.Response | None: ...
+
+    def twiml(self, url: str, method: str = "POST", extra: dict | None = None) -> str: ...
+
+    def audio(self, url: str) -> bytes | None: ...
+
+
+class Call(Protocol):
+    """A running call (interpreter.CallRun) as its verbs, streams, web client and caller see it."""
+
+    account: Account
+    call_sid: str
+    faults: dict
+    clock: CallClock
+    tape: Tape
+    mic: Mic
+    line: LineState
+    result: CallResult
+    ended: threading.Event
+    web: Web
+    doc_url: str
+    tick_at: float
+    forks: list[Any]
+    recordings: dict[str, bytes]
+
+    def log(self, who: str, text: str) -> None: ...
+
+    def error(self, code: int, message: str) -> None: ...
+
+    def params(self, **extra: str) -> dict[str, str]: ...
+
+    def hangup(self, by: str) -> None: ...
+
+    def tick_for(self, seconds: float | None, on_tick: OnTick | None = None) -> None: ...
+
+    def play_to_caller(self, pcm: bytes, reply: bool = True, **info: Any) -> None: ...

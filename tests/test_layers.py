@@ -1,0 +1,75 @@
+"""The import graph: no circle, no arrow from a lower floor to a higher one, no product module
+depending on the emulator (the README's code map, checked). The circle check covers ivr.sim too:
+there `call` (with `clock`, `result`) is the bottom and `carrier` the top."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "ivr"
+FLOORS = [  # lowest first; a module may import its own floor or lower ones
+    {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
+     "ivr.media_socket"},
+    {"ivr.store", "ivr.eventlog", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",
+     "ivr.engines.local", "ivr.engines.openai_engines", "ivr.engines.google_engines",
+     "ivr.engines.scripted"},
+    {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery"},
+    {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
+    {"ivr.runtime"},
+    {"ivr.stream_turns"},
+    {"ivr.stream", "ivr.webhooks", "ivr.public", "ivr.inspector"},
+    {"ivr.asgi", "ivr", "ivr.doctor", "ivr.cli", "ivr.__main__"},
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, set[str]]:
+    """Each module of ivr/ → the ivr modules it imports (inside functions too)."""
+    modules = {module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[:len(package.split(".")) - node.level + 1] \
+                    if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    full = f"{target}.{alias.name}"
+                    graph[name].add(full if full in modules else target)
+            elif isinstance(node, ast.Import):
+                graph[name].update(a.name for a in node.names)
+        graph[name] = {t for t in graph[name] if t in modules and t != name}
+    return graph
+
+
+def test_no_module_imports_itself_through_others():
+    graph = imports()
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start]:
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+    circles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert circles == []
+
+
+def test_arrows_point_down_the_floors():
+    floor = {name: level for level, names in enumerate(FLOORS) for name in names}
+    graph = imports()
+    product = [m for m in graph if not m.startswith("ivr.sim")]
+    assert sorted(set(product) - set(floor)) == []  # every product module has its floor
+    upward = [(m, t) for m in product for t in graph[m]
+              if not t.startswith("ivr.sim") and floor[t] > floor[m]]
+    assert upward == []
+
+
+def test_the_product_does_not_depend_on_its_emulator():
+    graph = imports()
+    users = sorted(m for m in graph if not m.startswith("ivr.sim")
+                   and any(t.startswith("ivr.sim") for t in graph[m]))
+    assert users == ["ivr.cli"]  # only to offer the `carrier` and `call` commands
