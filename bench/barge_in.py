@@ -8,7 +8,7 @@ third voiced frame (BARGE_IN_VOICE_FRAMES) to the `clear` reaching the carrier.
 from __future__ import annotations
 
 from ivr import audio
-from ivr.sim.script import voice_ulaw
+from ivr.sim.script import first_barge_frame
 
 from .common import percentile, write_result
 from .harness import BenchLine, log
@@ -17,16 +17,6 @@ CALLS = 10
 SENTENCE = "רגע, בעצם רציתי לשאול על מחירים"
 SCRIPT = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"barge_in": SENTENCE, "after": 0.3}],
           "end": "hangup"}
-
-
-def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
-    """Index of the frame at which `needed` voiced frames in a row have been heard."""
-    run = 0
-    for index, frame in enumerate(audio.frames_of(voice_ulaw(text))):
-        run = run + 1 if audio.rms(audio.ulaw_to_pcm16(frame)) > vad_rms else 0
-        if run == needed:
-            return index
-    raise AssertionError("no voiced run")
 
 
 def main() -> None:

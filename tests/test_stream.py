@@ -12,7 +12,7 @@ import pytest
 import websocket
 
 from ivr import audio, twiml
-from ivr.sim.script import voice_ulaw
+from ivr.sim.script import first_barge_frame, voice_ulaw
 from ivr.stream_turns import StreamTurns
 
 from .conftest import AUTH_TOKEN, sign
@@ -78,16 +78,6 @@ def test_stream_mode_three_turns_on_one_socket_with_marks(phone_line):
     replies = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "assistant"]
     assert len(replies) == 3
     assert kinds(line, result.call_sid).count("STREAM_REPLY") == 3
-
-
-def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
-    """Index of the frame at which `needed` voiced frames in a row have been heard."""
-    run = 0
-    for index, frame in enumerate(audio.frames_of(voice_ulaw(text))):
-        run = run + 1 if audio.rms(audio.ulaw_to_pcm16(frame)) > vad_rms else 0
-        if run == needed:
-            return index
-    raise AssertionError("no voiced run")
 
 
 def test_barge_in_clears_the_reply_and_the_caller_is_heard(phone_line):

@@ -118,6 +118,16 @@ class Wait:
         return now >= self.until and time.monotonic() >= self.real_until
 
 
+def first_barge_frame(text: str, vad_rms: int = 210, needed: int = 3) -> int:
+    """Index of the frame at which `needed` voiced frames in a row have been heard."""
+    run = 0
+    for index, frame in enumerate(audio.frames_of(voice_ulaw(text))):
+        run = run + 1 if audio.rms(audio.ulaw_to_pcm16(frame)) > vad_rms else 0
+        if run == needed:
+            return index
+    raise ValueError(f"no {needed} voiced frames in a row in {text!r}")
+
+
 class Caller:
     """Runs a script against a call: waits for the line to listen, speaks, keys, hangs up.
 
