@@ -14,11 +14,12 @@ def live_call(line):
     """A call waiting on a stream that never opens; its CallSid and the caller's thread."""
     results = []
     caller = threading.Thread(target=lambda: results.append(line.carrier.place_call(
-        {"steps": [{"silence": 6}], "end": "hangup"}, stream_hangs=True)))
+        {"steps": [{"silence": 60}], "end": "hangup"}, stream_hangs=True)))
     caller.start()
     deadline = time.monotonic() + 60
-    while not line.carrier.calls:
-        assert time.monotonic() < deadline, "the call never started"
+    while not any(run.status == "in-progress" and run.result.requests
+                  for run in list(line.carrier.calls.values())):
+        assert time.monotonic() < deadline, "the call was never answered"
         time.sleep(0.02)
     return next(iter(line.carrier.calls)), caller, results
 
