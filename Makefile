@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood
+.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -56,7 +56,10 @@ bench-concurrency: setup
 bench-flood: setup
 	$(PY) -m bench.socket_flood
 
-bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood
+bench-latency: setup
+	$(PY) -m bench.latency
+
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
 
 lint: setup
 	$(PY) -m ruff check .

@@ -44,7 +44,8 @@ class BenchLine:
         base.update(PORT=str(self.port), BIND_HOST="127.0.0.1", VAR_DIR=str(var),
                     TTS_DIR=f"{self.tmp.name}/tts", DATABASE_URL=f"sqlite:///{self.db}",
                     TWILIO_API_BASE_URL=self.carrier.url, ASR_ENGINE="fake", LLM_ENGINE="fake",
-                    TTS_ENGINE="fake", TURN_MODE="stream", **env)
+                    TTS_ENGINE="fake", TURN_MODE="stream")
+        base.update(env)  # a benchmark's own engines and modes win
         self.proc = subprocess.Popen(["bash", "scripts/start.sh"], cwd=ROOT, env=base,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)

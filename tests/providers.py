@@ -46,6 +46,19 @@ class ProviderServer:
                                           else "INTERNAL", "type": "server_error"}}), status
         return None
 
+    def chat_events(self, model: str):
+        """The reply as OpenAI streams it (SSE): a role, then a few characters a chunk."""
+        def event(delta: dict, finish: str | None = None) -> str:
+            return "data: " + json.dumps({
+                "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                "model": model, "choices": [{"index": 0, "delta": delta,
+                                             "finish_reason": finish}]}) + "\n\n"
+        yield event({"role": "assistant", "content": ""})
+        for i in range(0, len(self.reply_text), 5):
+            yield event({"content": self.reply_text[i:i + 5]})
+        yield event({}, "stop")
+        yield "data: [DONE]\n\n"
+
     def add_routes(self):
         app = self.app
 
@@ -54,6 +67,8 @@ class ProviderServer:
             body = request.get_json()
             self.requests.append({"path": request.path, "json": body,
                                   "auth": request.headers.get("Authorization")})
+            if body.get("stream"):
+                return Response(self.chat_events(body["model"]), mimetype="text/event-stream")
             return jsonify({"id": "chatcmpl-1", "object": "chat.completion", "created": 0,
                             "model": body["model"], "choices": [{
                                 "index": 0, "finish_reason": "stop",

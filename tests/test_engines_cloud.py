@@ -94,6 +94,22 @@ def stage_timeouts(seconds: float, **other: float) -> dict:
             **other}
 
 
+def test_openai_chat_streams_the_reply_as_it_is_written(tmp_path, provider):
+    settings = openai_settings(tmp_path, provider, llm_engine="openai", llm_max_chars=20)
+    llm = build_engines(settings).llm
+    provider.reply_text = "כן, בשמחה. אנחנו פתוחים עד שש בערב."
+    pieces = list(llm.reply_stream([], "מה שעות הפתיחה?"))
+    assert len(pieces) > 1 and "".join(pieces) == provider.reply_text[:20]  # LLM_MAX_CHARS
+    assert provider.requests[-1]["json"]["stream"] is True
+
+
+def test_an_engine_that_cannot_stream_gives_its_reply_whole(tmp_path):
+    from ivr.engines.fake import FakeLLM
+    llm = FakeLLM()
+    assert list(llm.reply_stream([], "שלום")) == [llm.reply([], "שלום")]
+
+
+
 @pytest.mark.parametrize("mode", ["429", "500", "slow"])
 def test_openai_failures_still_give_the_caller_a_sound(tmp_path, provider, mode):
     provider.mode = mode

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 def last_said(history: list[dict], role: str) -> str:
     """The text of the latest message of `role` ("user" or "assistant"), or ""."""
@@ -36,6 +38,10 @@ class LLM:
 
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
+
+    def reply_stream(self, history: list[dict], text: str) -> Iterator[str]:
+        """The reply as it is written, a piece at a time (engines that cannot: all at once)."""
+        yield self.reply(history, text)
 
     def lead(self, history: list[dict], text: str) -> dict | None:
         """A message to keep for the owner (name, phone, reason) once the caller left one."""

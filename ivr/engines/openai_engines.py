@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from .. import audio
@@ -54,15 +55,35 @@ class OpenAILLM(LLM):
                                                          max_chars=settings.llm_max_chars)
         return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars)
 
-    def reply(self, history: list[dict], text: str) -> str:
+    def messages(self, history: list[dict], text: str) -> list[dict]:
         messages = [{"role": "system", "content": self.system_prompt}]
         messages += [{"role": m["role"], "content": m["text"]} for m in history]
-        messages.append({"role": "user", "content": text})
+        return messages + [{"role": "user", "content": text}]
+
+    def reply(self, history: list[dict], text: str) -> str:
         result = self.client.chat.completions.create(
-            model=self.model, messages=messages, temperature=0.5,
+            model=self.model, messages=self.messages(history, text), temperature=0.5,
             max_tokens=max(64, self.max_chars // 2))
         reply = (result.choices[0].message.content or "").strip()
         return clip(reply, self.max_chars)
+
+    def reply_stream(self, history: list[dict], text: str) -> Iterator[str]:
+        """The reply's text as the model writes it (`stream=True`), cut off at LLM_MAX_CHARS."""
+        stream = self.client.chat.completions.create(
+            model=self.model, messages=self.messages(history, text), temperature=0.5,
+            max_tokens=max(64, self.max_chars // 2), stream=True)
+        written = 0
+        try:
+            for chunk in stream:
+                delta = chunk.choices[0].delta.content if chunk.choices else None
+                if delta:
+                    delta = delta[:max(0, self.max_chars - written)]
+                    written += len(delta)
+                    yield delta
+                if written >= self.max_chars:
+                    return
+        finally:
+            stream.close()
 
 
 def clip(text: str, max_chars: int) -> str:

@@ -1,0 +1,62 @@
+"""A reply streamed as text, cut into speakable chunks as it arrives (pure: no I/O, no clock)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+SENTENCE_END = ".?!…"
+CLAUSE_END = ",;:–—"  # a hyphen alone is a word joint ("תל-אביב"), not a pause
+FIRST_CLAUSE_CHARS = 24  # the first chunk may end at a clause this long: the caller hears sooner
+CLAUSE_CHARS = 60  # later chunks end at a clause only once this long: fewer, natural pieces
+MAX_CHUNK_CHARS = 220  # a chunk with no pause at all is cut at a space by then
+BOUNDARY = re.compile(r"[.?!…]+[\"'”׳״)]*(?=\s)|[,;:–—](?=\s)|\n")
+
+
+class SpeakableChunks:
+    """Feed text deltas as they come; take whole chunks out: a sentence, or a clause once it is
+    long enough to sound natural (the first one sooner). A mark only counts once the character
+    after it is known to be a space, so "3.5", "8:00" and "1,000" are never cut."""
+
+    def __init__(self, first_clause_chars: int = FIRST_CLAUSE_CHARS,
+                 clause_chars: int = CLAUSE_CHARS, max_chars: int = MAX_CHUNK_CHARS):
+        self.first_clause_chars, self.clause_chars = first_clause_chars, clause_chars
+        self.max_chars = max_chars
+        self.pending = ""
+        self.emitted = 0
+
+    def feed(self, delta: str) -> list[str]:
+        """The chunks that `delta` completed (often none)."""
+        self.pending += delta
+        chunks = []
+        while (cut := self._next_cut()) is not None:
+            chunk, self.pending = self.pending[:cut].strip(), self.pending[cut:].lstrip()
+            if chunk:
+                chunks.append(chunk)
+                self.emitted += 1
+        return chunks
+
+    def finish(self) -> list[str]:
+        """What is left once the reply is complete."""
+        rest, self.pending = self.pending.strip(), ""
+        return [rest] if rest else []
+
+    def _next_cut(self) -> int | None:
+        clause_chars = self.clause_chars if self.emitted else self.first_clause_chars
+        for match in BOUNDARY.finditer(self.pending):
+            end = match.end()
+            mark = match.group()[0]
+            if mark in SENTENCE_END or mark == "\n" or end >= clause_chars:
+                return end
+        if len(self.pending) > self.max_chars:
+            space = self.pending.rfind(" ", 0, self.max_chars)
+            return space if space > 0 else self.max_chars
+        return None
+
+
+def speakable_chunks(deltas: Iterable[str], **limits: int) -> Iterator[str]:
+    """Chunks of a whole stream of deltas, in order."""
+    chunker = SpeakableChunks(**limits)
+    for delta in deltas:
+        yield from chunker.feed(delta)
+    yield from chunker.finish()
