@@ -18,6 +18,7 @@ from .engines import build_engines
 from .eventlog import EventLog, RejectionTally
 from .retention import schedule_daily
 from .runtime import Runtime
+from .spoken import PendingReplies
 from .store import Store
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts, prompt_texts
@@ -65,7 +66,8 @@ def create_app(config: Settings | None = None) -> Flask:
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
-        turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"))
+        turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
+        replies=PendingReplies())
     runtime.watchdog.start()
     runtime.watchdog.recover()
     schedule_daily(runtime)

@@ -1,41 +1,67 @@
-"""One turn of a call: ASR → dedup → reply → reply dedup → TTS, with timeouts; always a sound."""
+"""One turn of a call: ASR → dedup → the reply streamed from the LLM, cut into chunks, each
+synthesised as soon as it is complete (reply dedup, timeouts, fallbacks); always a sound."""
 
 from __future__ import annotations
 
+import json
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .calls import Calls
+from .chunking import SpeakableChunks
 from .engines import Engines
 from .engines.base import last_said
 from .eventlog import EventLog
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
+from .spoken import SpokenReply
 from .store import Store
 from .tts_cache import TTSCache
+
+RECORD_WAIT_SEC = 30  # how long the turn's row waits for its first audio to go out
+END = object()  # the LLM's stream is over
 
 
 @dataclass
 class TurnOutcome:
-    """What a turn produced: texts, the MP3 to play, why a fallback was used, stage timings."""
+    """What a turn produced: the caller's text, the reply (chunks as they are ready), why a
+    fallback was used, stage timings."""
 
     turn: int
     user_text: str = ""
     reply_text: str = ""
-    audio: Path | None = None
     fallback: str = ""
     skipped: bool = False
+    reply: SpokenReply = field(default_factory=SpokenReply)
     ms: dict[str, int] = field(default_factory=dict)
+    synthesis: list[Future] = field(default_factory=list, repr=False)
     deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
+
+    @property
+    def audio(self) -> Path | None:
+        """The first chunk's MP3 (once it is ready)."""
+        ready = self.reply.ready_from(0)
+        return ready[0].audio if ready else None
 
     @property
     def audio_name(self) -> str:
         return self.audio.name if self.audio else ""
+
+
+def same_words(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+def starts_like(text: str, written: str) -> bool:
+    """`written` so far could still become `text` (word for word)."""
+    return " ".join(text.split()).startswith(" ".join(written.split()))
 
 
 class Dialog:
@@ -47,6 +73,7 @@ class Dialog:
             settings, store, events, engines, cache)
         self.calls = Calls(store)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
+        self.history_lock = threading.Lock()
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
                outcome: TurnOutcome) -> Any:
@@ -60,59 +87,66 @@ class Dialog:
         finally:
             outcome.ms[stage] = round((time.perf_counter() - started) * 1000)
 
-    def run_turn(self, call_sid: str, turn: int, *, pcm: bytes | None = None,
-                 text: str | None = None, source: str = "stream",
-                 budget_sec: float | None = None) -> TurnOutcome:
-        """One turn from the caller's audio (or text from Gather/DTMF) to the reply's MP3.
-
-        `budget_sec` caps the stages together (a webhook must answer Twilio within 15 s).
-        """
-        started = time.perf_counter()
-        outcome = TurnOutcome(turn=turn)
+    def start_turn(self, call_sid: str, turn: int, *, pcm: bytes | None = None,
+                   text: str | None = None, heard: list[tuple[str, str]] | None = None,
+                   source: str = "stream", budget_sec: float | None = None,
+                   speech_end: float | None = None) -> TurnOutcome:
+        """Transcribe (here), then write and synthesise the reply in the background: the
+        outcome's `reply` gets its chunks as they are ready. `heard` is a live recognizer's
+        results (no ASR call then); `budget_sec` caps the stages together (a webhook must
+        answer Twilio within 15 s); `speech_end` (monotonic) is when the caller stopped."""
+        outcome = TurnOutcome(turn=turn, reply=SpokenReply(speech_end))
         if budget_sec is not None:
             outcome.deadline = time.monotonic() + budget_sec
         if text is None:
-            text = self._transcribe(call_sid, pcm or b"", outcome, source)
+            text = self._transcribe(call_sid, pcm or b"", outcome, source, heard)
+        outcome.reply.mark("asr")
         outcome.user_text = text.strip()
         history = self.calls.history(call_sid)
-        if not outcome.user_text:
-            outcome.reply_text, outcome.fallback = REPEAT_PROMPT, outcome.fallback or "no-text"
-        elif self._repeated_user_text(history, outcome.user_text):
+        if outcome.user_text and self._repeated_user_text(history, outcome.user_text):
             self.events.emit("DEDUP", call_sid, kind="user", text=outcome.user_text)
             outcome.skipped = True
+            outcome.reply.close()
             return outcome
-        else:
-            outcome.reply_text = self._reply(call_sid, history, outcome)
-        outcome.audio = self._speak(call_sid, outcome.reply_text, outcome)
-        outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
-        self._record(call_sid, history, outcome, pcm, source)
+        self.pool.submit(self._write_reply, call_sid, history, outcome, pcm, source)
+        return outcome
+
+    def run_turn(self, call_sid: str, turn: int, **how: Any) -> TurnOutcome:
+        """start_turn, then wait until the whole reply is written, synthesised and recorded."""
+        outcome = self.start_turn(call_sid, turn, **how)
+        outcome.reply.unwatched()
+        outcome.reply.recorded.wait()
         return outcome
 
     def speak_text(self, call_sid: str, turn: int, text: str) -> TurnOutcome:
         """A turn the line starts itself (the greeting): TTS only."""
-        outcome = TurnOutcome(turn=turn, reply_text=text)
-        outcome.audio = self._speak(call_sid, text, outcome)
+        outcome = TurnOutcome(turn=turn, reply_text=text, reply=SpokenReply())
+        self._add_chunk(call_sid, outcome, text)
+        outcome.reply.close()
+        outcome.reply.recorded.set()
         return outcome
 
-    def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str) -> str:
+    def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str,
+                    heard: list[tuple[str, str]] | None = None) -> str:
         asr = self.engines.asr
-        if asr is None:
+        if asr is None and heard is None:
             outcome.fallback = "no-asr-engine"
             return ""
         recognize = asr.recognize if source == "record" else asr.transcribe_detailed
         try:
-            results = self._timed("asr", lambda: recognize(pcm), self.s.asr_timeout_sec,
-                                  outcome)
+            results = heard if heard is not None else self._timed(
+                "asr", lambda: recognize(pcm), self.s.asr_timeout_sec, outcome)
         except Exception as exc:  # noqa: BLE001 - an engine failure must never silence the call
             self.events.emit("ASR_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "asr-error"
             return ""
         if isinstance(results, str):
             results = [("final", results)]
-        for kind, heard in results:
-            self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=heard)
+        for kind, said in results:
+            self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=said)
         text = " ".join(t for kind, t in results if kind == "final" and t).strip()
-        self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms["asr"])
+        self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0),
+                         live=heard is not None)
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:
@@ -120,26 +154,93 @@ class Dialog:
         return bool(last and last["text"] == text
                     and time.time() - last.get("at", 0) <= self.s.dedup_window_sec)
 
-    def _reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> str:
-        llm = self.engines.llm
+    # ---- the reply, written and synthesised chunk by chunk (on the engine pool) -------------
+    def _write_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome,
+                     pcm: bytes | None, source: str) -> None:
+        started = time.perf_counter()
+        try:
+            if not outcome.user_text:
+                outcome.fallback = outcome.fallback or "no-text"
+                self._add_chunk(call_sid, outcome, REPEAT_PROMPT)
+            else:
+                self._stream_reply(call_sid, history, outcome)
+        except Exception as exc:  # noqa: BLE001 - whatever happens, the caller hears something
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc))
+            outcome.fallback = outcome.fallback or "turn-crash"
+            self._add_chunk(call_sid, outcome, LLM_FALLBACK)
+        finally:
+            outcome.reply.close()
+        self._wait_synthesis(outcome)
+        outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
+        outcome.reply.played.wait(RECORD_WAIT_SEC)  # the row carries first_audio_ms
+        self._record(call_sid, history, outcome, pcm, source)
+
+    def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
+        """LLM deltas → speakable chunks → TTS; the reply dedup holds chunks back only while
+        the reply could still turn out the same as the last one."""
+        reply, llm = outcome.reply, self.engines.llm
+        context = [{"role": m["role"], "text": m["text"]} for m in history]
+        last_reply = last_said(history, "assistant")
+        chunker, held, written = SpeakableChunks(), [], ""
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
-            context = [{"role": m["role"], "text": m["text"]} for m in history]
-            reply = self._timed("llm", lambda: llm.reply(context, outcome.user_text),
-                                self.s.llm_timeout_sec, outcome) or ""
-            reply = reply.strip()
-            if not reply:
+            for delta in self._llm_deltas(call_sid, llm, context, outcome):
+                if reply.cancelled.is_set() or reply.done:
+                    return
+                reply.mark("llm_first")
+                written += delta
+                held += chunker.feed(delta)
+                if held and not (last_reply and starts_like(last_reply, written)):
+                    for text in held:
+                        self._add_chunk(call_sid, outcome, text)
+                    held = []
+            held += chunker.finish()
+            reply.mark("llm_done")
+            outcome.ms["llm"] = reply.ms()["llm_done"] - reply.ms().get("asr", 0)
+            if not written.strip():
                 raise RuntimeError("empty reply")
             self._keep_lead(call_sid, llm, context, outcome.user_text)
         except Exception as exc:  # noqa: BLE001
-            self.events.emit("LLM_ERR", call_sid, logging.ERROR, err=repr(exc))
+            self.events.emit("LLM_ERR", call_sid, logging.ERROR, err=repr(exc),
+                             after_chunks=len(reply.chunks))
             outcome.fallback = "llm-error"
-            reply = LLM_FALLBACK
-        if last_said(history, "assistant") == reply:
-            self.events.emit("DEDUP", call_sid, kind="reply", text=reply)
-            reply = DEDUP_REPLY if reply != DEDUP_REPLY else LLM_FALLBACK
-        return reply
+            held = [LLM_FALLBACK]
+        if last_reply and same_words(written, last_reply) and not outcome.fallback:
+            self.events.emit("DEDUP", call_sid, kind="reply", text=written.strip())
+            held = [DEDUP_REPLY if not same_words(last_reply, DEDUP_REPLY) else LLM_FALLBACK]
+        for text in held:
+            self._add_chunk(call_sid, outcome, text)
+
+    def _llm_deltas(self, call_sid: str, llm, context: list[dict], outcome: TurnOutcome):
+        """The LLM's deltas, read on a thread of their own so that a stalled stream times out
+        (LLM_TIMEOUT_SEC until each next piece) and a cancelled reply stops reading."""
+        pieces: queue.Queue = queue.Queue()
+        reply = outcome.reply
+
+        def read() -> None:
+            try:
+                for delta in llm.reply_stream(context, outcome.user_text):
+                    if reply.done:
+                        break  # cancelled or cut: closing the generator closes the stream
+                    pieces.put(delta)
+                pieces.put(END)
+            except Exception as exc:  # noqa: BLE001 - handed to the writer
+                pieces.put(exc)
+        threading.Thread(target=read, name=f"llm-{call_sid[-6:]}", daemon=True).start()
+        while True:
+            timeout = self.s.llm_timeout_sec
+            if outcome.deadline is not None:
+                timeout = max(0.1, min(timeout, outcome.deadline - time.monotonic()))
+            try:
+                piece = pieces.get(timeout=timeout)
+            except queue.Empty:
+                raise TimeoutError(f"llm took longer than {timeout:.3g} s") from None
+            if piece is END:
+                return
+            if isinstance(piece, Exception):
+                raise piece
+            yield piece
 
     def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
         lead = llm.lead(context, text)
@@ -148,32 +249,80 @@ class Dialog:
             self.store.add_lead(call_sid, caller=call.get("from_number", ""), **lead)
             self.events.emit("LEAD", call_sid, **lead)
 
-    def _speak(self, call_sid: str, text: str, outcome: TurnOutcome) -> Path:
-        tts = self.engines.tts
+    def _add_chunk(self, call_sid: str, outcome: TurnOutcome, text: str) -> None:
+        """A chunk is complete: synthesise it now, in parallel with what is still written."""
+        index = outcome.reply.add(text)
+        if index == 0:
+            outcome.reply.mark("first_chunk")
+        if index is not None:
+            outcome.synthesis.append(self.pool.submit(self._speak, call_sid, outcome, index,
+                                                      text))
+
+    def _speak(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
+        reply, tts = outcome.reply, self.engines.tts
         try:
             if tts is None:
                 raise RuntimeError("no TTS engine configured")
-            return self._timed("tts", lambda: self.cache.synthesize(tts, text),
+            path = self._timed("tts", lambda: self.cache.synthesize(tts, text),
                                self.s.tts_timeout_sec, outcome)
-        except Exception as exc:  # noqa: BLE001
-            self.events.emit("TTS_ERR", call_sid, logging.ERROR, err=repr(exc))
+        except Exception as exc:  # noqa: BLE001 - the reply ends here with the fallback sound
+            self.events.emit("TTS_ERR", call_sid, logging.ERROR, err=repr(exc), chunk=index + 1)
             outcome.fallback = "tts-error"
-            return self.cache.last_resort()
+            path = self.cache.last_resort()
+            reply.set_audio(index, path, self.cache.duration(path.name), "tts-error")
+            reply.cut(index)
+            return
+        reply.set_audio(index, path, self.cache.duration(path.name))
+        if index == 0:
+            reply.mark("first_chunk_audio")
 
+    def _wait_synthesis(self, outcome: TurnOutcome) -> None:
+        for future in list(outcome.synthesis):
+            try:
+                future.result(timeout=self.s.tts_timeout_sec + 5)
+            except Exception:  # noqa: BLE001, S110 - _speak logs its own failures
+                pass
+        outcome.reply.mark("last_chunk")
+
+    # ---- the record of the turn ---------------------------------------------------------------
     def _record(self, call_sid: str, history: list[dict], outcome: TurnOutcome,
                 pcm: bytes | None, source: str) -> None:
+        reply = outcome.reply
         now = time.time()
-        if outcome.user_text:
-            history.append({"role": "user", "text": outcome.user_text, "at": now})
-        history.append({"role": "assistant", "text": outcome.reply_text, "at": now})
-        self.calls.save_history(call_sid, history)
+        with self.history_lock:
+            outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
+            if outcome.user_text:
+                history.append({"role": "user", "text": outcome.user_text, "at": now})
+            history.append({"role": "assistant", "text": outcome.reply_text, "at": now})
+            self.calls.save_history(call_sid, history)
+            reply.history_saved = True
+        timings = reply.ms()
+        outcome.ms.update({f"{k}": v for k, v in timings.items()})
+        names = reply.names
         self.store.add_turn(call_sid, turn=outcome.turn, source=source,
-                            user_text=outcome.user_text, reply_text=outcome.reply_text,
-                            audio_url=outcome.audio_name, fallback=outcome.fallback,
+                            user_text=outcome.user_text, reply_text=reply.text,
+                            audio_url=" ".join(names), fallback=outcome.fallback,
                             utterance_ms=round(len(pcm) / 16) if pcm else None,
                             asr_ms=outcome.ms.get("asr"), llm_ms=outcome.ms.get("llm"),
-                            tts_ms=outcome.ms.get("tts"), total_ms=outcome.ms.get("total"))
+                            tts_ms=outcome.ms.get("tts"), total_ms=outcome.ms.get("total"),
+                            first_audio_ms=timings.get("first_audio"),
+                            timings=json.dumps(timings))
         self.events.emit("TURN", call_sid, turn=outcome.turn, source=source,
-                         user=outcome.user_text, reply=outcome.reply_text,
-                         audio=outcome.audio_name, fallback=outcome.fallback, **{
-                             f"{k}_ms": v for k, v in outcome.ms.items()})
+                         user=outcome.user_text, reply=reply.text, chunks=len(names),
+                         audio=names[0] if names else "", fallback=outcome.fallback,
+                         first_audio_ms=timings.get("first_audio"), **{
+                             f"{k}_ms": v for k, v in outcome.ms.items() if k != "first_audio"})
+        reply.recorded.set()
+
+    def keep_heard(self, call_sid: str, reply: SpokenReply, heard: str) -> None:
+        """A barge-in cut the reply: the history keeps only what the caller heard of it."""
+        with self.history_lock:
+            reply.heard_text = heard
+            if not reply.history_saved:
+                return  # _record will write `heard` itself
+            history = self.calls.history(call_sid)
+            last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
+            if last is None or last["text"] != reply.text:
+                return
+            last["text"] = heard
+            self.calls.save_history(call_sid, history)

@@ -50,6 +50,7 @@ class Utterance:
     pcm: bytes
     frames: int
     voiced_frames: int
+    silence_frames: int = 0  # silent frames heard since its end (the caller stopped then)
 
     @property
     def seconds(self) -> float:
@@ -168,12 +169,12 @@ class TurnDetector:
         speech = len(self.buffer) - self.silence_run
         trailing = max(0, self.silence_run - self.hangover_frames)
         kept = self.buffer[:len(self.buffer) - trailing]
-        voiced = self.voiced
+        voiced, silence = self.voiced, self.silence_run
         self._reset()
         if speech < self.floor_frames:
             return []  # a click or a breath, not speech
         self.state = self.THINKING
-        return [Utterance(b"".join(kept), len(kept), voiced)]
+        return [Utterance(b"".join(kept), len(kept), voiced, silence)]
 
     def _reset(self) -> None:
         self.buffer, self.voiced, self.silence_run, self.voice_in_row = [], 0, 0, 0

@@ -15,6 +15,7 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
+from .spoken import PendingReplies
 from .store import Store
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts
@@ -38,6 +39,7 @@ class Runtime:
     delivery: Delivery
     watchdog: Watchdog
     turn_pool: ThreadPoolExecutor
+    replies: PendingReplies  # streamed replies that continuation webhooks are playing
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

@@ -47,6 +47,8 @@ turns = Table(
     Column("llm_ms", Integer),
     Column("tts_ms", Integer),
     Column("total_ms", Integer),
+    Column("first_audio_ms", Integer),  # end of the caller's speech → first audio out
+    Column("timings", Text, default="{}"),  # JSON: stage → ms after the end of speech
     Column("fallback", String(64), default=""),
     Column("created_at", Float),
 )

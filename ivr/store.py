@@ -19,6 +19,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -52,6 +53,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Columns added to a table since its database was created (all nullable) are added to
+    it, so an existing deployment keeps its calls across an upgrade."""
+    added = []
+    existing = inspect(engine)
+    with engine.begin() as conn:
+        for table in metadata.sorted_tables:
+            have = {c["name"] for c in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(
+                        f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                    added.append(f"{table.name}.{column.name}")
+    return added
+
+
 class Store:
     """Thread-safe access to the call database; every method is one short transaction.
 
@@ -70,6 +88,7 @@ class Store:
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept by the file itself
         metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         with self.engine.begin() as conn:
             if conn.execute(select(func.count()).select_from(health)).scalar() == 0:
                 conn.execute(insert(health).values(id=1, checked_at=time.time()))

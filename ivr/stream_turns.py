@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from typing import Protocol
 
-from . import audio, twiml
+from . import audio, replies, twiml
 from .dialog import TurnOutcome
 from .endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
 from .phrases import LLM_FALLBACK
 from .runtime import Runtime
+from .spoken import Chunk
 from .tts_cache import THINKING
 
 log = logging.getLogger("ivr")
@@ -45,6 +47,7 @@ class StreamTurns:
         self.speaking_mark: str | None = None
         self.sent_marks: set[str] = set()
         self.stop_speaking = threading.Event()
+        self.barged_at: float | None = None
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
@@ -62,7 +65,8 @@ class StreamTurns:
     def dispatch(self, utterance: Utterance) -> None:
         self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
                                   sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
-        self._submit(pcm=utterance.pcm)
+        ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
+        self._submit(pcm=utterance.pcm, speech_end=ended)
 
     def dispatch_text(self, text: str) -> None:
         """A key press is a turn of its own (no ASR): it interrupts the line like a barge-in,
@@ -79,6 +83,7 @@ class StreamTurns:
         self._submit(greeting=self.rt.settings.ai_greeting_he)
 
     def barge_in(self, event: BargeIn, by: str = "voice") -> None:
+        self.barged_at = time.monotonic()
         self.stop_speaking.set()
         self.speaking_mark = None
         self.channel.send({"event": "clear"})
@@ -99,7 +104,7 @@ class StreamTurns:
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
-                greeting: str | None = None) -> None:
+                greeting: str | None = None, speech_end: float | None = None) -> None:
         if self.rt.watchdog.has_ended(self.call_sid):
             return  # audio drained after the hang-up: no turn for a call that is over
         with self.lock:
@@ -112,7 +117,8 @@ class StreamTurns:
             timer = threading.Timer(hint_ms / 1000, self._thinking_hint, args=(my_id,))
             timer.daemon = True
             timer.start()
-        self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting)
+        self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting,
+                                 speech_end or time.monotonic())
 
     def _thinking_hint(self, my_id: int) -> None:
         """THINKING_HINT_MS: the reply is late, so say "רגע…" and keep the caller on the line."""
@@ -131,75 +137,169 @@ class StreamTurns:
         self.rt.delivery.update(self.call_sid, twiml.hold(url, hold_sec), "THINKING_HINT",
                                 url=url)
 
-    def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None) -> None:
+    def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None,
+             speech_end: float) -> None:
         turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
                 outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting)
             else:
-                outcome = self.rt.dialog.run_turn(self.call_sid, turn, pcm=pcm, text=text,
-                                                  source="stream")
+                outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
+                                                    source="stream", speech_end=speech_end)
+            first = self._first_chunk(outcome)
         except Exception as exc:  # noqa: BLE001 - the dialog never raises; if it does, beep
             log.exception("turn crashed")
             self.rt.events.emit("TURN_ERR", self.call_sid, logging.ERROR, err=repr(exc))
-            outcome = TurnOutcome(turn=turn, reply_text=LLM_FALLBACK, fallback="turn-crash",
-                                  audio=self.rt.cache.last_resort())
+            outcome = TurnOutcome(turn=turn, fallback="turn-crash")
+            path = self.rt.cache.last_resort()
+            outcome.reply.add(LLM_FALLBACK)
+            outcome.reply.set_audio(0, path, self.rt.cache.duration(path.name), "turn-crash")
+            outcome.reply.close()
+            first = True
         finally:
             with self.lock:
                 self.in_flight = False
         socket_needed = self.rt.settings.reply_mode != "play"  # play delivers by REST alone
         if my_id != self.turn_id or (socket_needed and self.channel.closed.is_set()):
+            outcome.reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
             return
-        if outcome.skipped:
+        if outcome.skipped or not first:
             with self.detector_lock:
                 self.detector.listen()
             return
         try:
-            self.deliver(outcome)
+            self.deliver(outcome, my_id)
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery crashed")
             self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
 
-    def deliver(self, outcome: TurnOutcome) -> None:
-        """REPLY_MODE play (calls.update), action (close; stream_ended answers), stream."""
+    def _first_chunk(self, outcome: TurnOutcome) -> bool:
+        """Wait for the reply's first chunk (the thinking hint stays armed meanwhile); False
+        when the reply has nothing to say. A reply later than every stage timeout together
+        is replaced by the fallback phrase."""
+        if outcome.skipped:
+            return False
+        s = self.rt.settings
+        try:
+            return outcome.reply.wait(0, s.llm_timeout_sec + s.tts_timeout_sec + 2) is not None
+        except TimeoutError:
+            outcome.reply.cancel()
+            self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING, part=1)
+            late = TurnOutcome(turn=outcome.turn, fallback="reply-late")
+            path = self.rt.cache.last_resort()
+            late.reply.add(LLM_FALLBACK)
+            late.reply.set_audio(0, path, self.rt.cache.duration(path.name), "reply-late")
+            late.reply.close()
+            outcome.reply = late.reply
+            return True
+
+    def deliver(self, outcome: TurnOutcome, my_id: int) -> None:
+        """REPLY_MODE play (calls.update, then continuations), action (close; stream_ended
+        answers, then continuations), stream (frames on this socket)."""
         s = self.rt.settings
         if s.reply_mode == "stream":
-            return self.speak_on_stream(outcome)
-        url = self.rt.tts_url(outcome.audio_name)
+            return self.speak_on_stream(outcome, my_id)
         turn, next_turn = self.turn, self.turn + 1
         if not self.rt.calls.advance_turn(self.call_sid, turn):
+            outcome.reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
             return
-        doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, next_turn, url)
-        if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, doc, url):
-            pass  # the reply is on its way; sizing the watchdog can wait until now
+        answer = replies.first_reply_twiml(self.rt, self.call_sid, next_turn, "stream",
+                                           outcome.reply, 0)
+        url = " ".join(twiml_urls(answer.doc))
+        if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, answer.doc, url):
+            outcome.reply.audio_out()
         else:
             reason = "calls.update failed" if s.reply_mode == "play" else "REPLY_MODE=action"
-            self.rt.calls.hold_reply(self.call_sid, doc)
+            self.rt.calls.hold_reply(self.call_sid, answer.doc)
             self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
                                 reason=reason)
             self.channel.close()
-        playing = self.rt.cache.duration(outcome.audio_name)
-        self.rt.watchdog.expect_stream(self.call_sid, next_turn, playing)
+            outcome.reply.audio_out()
+        replies.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
 
-    def speak_on_stream(self, outcome: TurnOutcome) -> None:
-        """Bidirectional: a short human pause, the reply as media frames, then a mark."""
+    def speak_on_stream(self, outcome: TurnOutcome, my_id: int) -> None:
+        """Bidirectional: a short human pause, then each chunk's frames as soon as it is ready,
+        then a mark. A barge-in (or a newer turn) stops it; the history keeps what was heard."""
         s = self.rt.settings
-        ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(outcome.audio.read_bytes()))
-        time.sleep(random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000)
+        reply = outcome.reply
+        pause = random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000
+        time.sleep(max(0.0, reply.marks["speech_end"] + pause - time.monotonic()))
         number = self.rt.calls.turn(self.call_sid) + 1
         mark = f"reply-{number}"
         with self.detector_lock:
             self.detector.bot_speaking()
         self.stop_speaking.clear()
+        self.barged_at = None
         self.speaking_mark = mark
         self.sent_marks.add(mark)
-        sent = self.channel.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
-        if not self.stop_speaking.is_set():
-            self.channel.send({"event": "mark", "mark": {"name": mark}})
+        schedule = PlaySchedule()
+        index = sent = 0
+        while not self._interrupted(my_id):
+            try:
+                chunk = reply.wait(index, s.llm_timeout_sec + s.tts_timeout_sec)
+            except TimeoutError:
+                reply.cancel()
+                self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING,
+                                    part=index + 1)
+                path = self.rt.cache.last_resort()
+                chunk = Chunk(LLM_FALLBACK, path, self.rt.cache.duration(path.name), "late")
+            if chunk is None or self._interrupted(my_id):
+                break
+            frames = audio.frames_of(audio.pcm16_to_ulaw(audio.decode_to_pcm16(
+                chunk.audio.read_bytes())))
+            sent += self.channel.send_media_frames(frames, self.stop_speaking)
+            schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
+            if index == 0:
+                reply.audio_out()
+            if chunk.fallback:
+                break
+            index += 1
+        interrupted = self._interrupted(my_id)
         # the same stream carries the next turn: it has started, and its media is watched
         self.rt.calls.advance_stream_turn(self.call_sid, number)
         self.rt.watchdog.watch_media(self.call_sid, number)
+        if interrupted:
+            reply.cancel()
+            heard = schedule.heard(self.barged_at or time.monotonic())
+            self.rt.turn_pool.submit(self.rt.dialog.keep_heard, self.call_sid, reply, heard)
+        else:
+            self.channel.send({"event": "mark", "mark": {"name": mark}})
         self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.channel.stream_sid,
-                            frames=sent, mark=mark, interrupted=self.stop_speaking.is_set())
+                            frames=sent, mark=mark, chunks=index + (not interrupted),
+                            interrupted=interrupted)
+
+    def _interrupted(self, my_id: int) -> bool:
+        return self.stop_speaking.is_set() or my_id != self.turn_id or self.channel.closed.is_set()
+
+
+class PlaySchedule:
+    """When each chunk sent on the stream plays (Twilio plays them back to back as they come),
+    so a barge-in knows what the caller heard."""
+
+    def __init__(self):
+        self.chunks: list[tuple[str, float, float]] = []  # text, starts, seconds
+        self.end = 0.0
+
+    def add(self, text: str, seconds: float) -> None:
+        starts = max(time.monotonic(), self.end)
+        self.chunks.append((text, starts, seconds))
+        self.end = starts + seconds
+
+    def heard(self, at: float) -> str:
+        """The text heard up to `at`: whole chunks, and the words of the one cut short."""
+        words: list[str] = []
+        for text, starts, seconds in self.chunks:
+            if at <= starts:
+                break
+            chunk_words = text.split()
+            share = min(1.0, (at - starts) / seconds) if seconds else 1.0
+            kept = chunk_words[:max(1, round(len(chunk_words) * share))]
+            words += kept + (["…"] if len(kept) < len(chunk_words) else [])
+        return " ".join(words)
+
+
+def twiml_urls(doc: str) -> list[str]:
+    """The URLs a TwiML document plays (for the log line)."""
+    return re.findall(r"<Play>([^<]+)</Play>", doc)

@@ -59,20 +59,29 @@ def _connect(base: str, key: str, call_sid: str, turn: int) -> Connect:
     return connect
 
 
-def stream_turn(base: str, key: str, call_sid: str, turn: int, play_url: str = "") -> str:
-    """Optional `<Play>` then `<Connect><Stream>`: the first turn and every ping-pong turn."""
+def plays(play_url: str | list[str]) -> list[str]:
+    """One URL or several (a reply's chunks) as a list; "" is none."""
+    return [play_url] if isinstance(play_url, str) and play_url else list(play_url or [])
+
+
+def _play_all(parent, play_url: str | list[str]) -> None:
+    for url in plays(play_url):
+        parent.play(url)
+
+
+def stream_turn(base: str, key: str, call_sid: str, turn: int,
+                play_url: str | list[str] = "") -> str:
+    """Optional `<Play>`s then `<Connect><Stream>`: the first turn and every ping-pong turn."""
     response = VoiceResponse()
-    if play_url:
-        response.play(play_url)
+    _play_all(response, play_url)
     response.append(_connect(base, key, call_sid, turn))
     return str(response)
 
 
-def record_turn(base: str, play_url: str = "") -> str:
-    """Optional `<Play>`, `<Record>` to handle_recording, a `<Redirect>` for empty recordings."""
+def record_turn(base: str, play_url: str | list[str] = "") -> str:
+    """Optional `<Play>`s, `<Record>` to handle_recording, a `<Redirect>` for empty ones."""
     response = VoiceResponse()
-    if play_url:
-        response.play(play_url)
+    _play_all(response, play_url)
     target = abs_url(base, "/webhook/handle_recording")
     response.record(action=target, method="POST", max_length=RECORD_MAX_SEC,
                     timeout=RECORD_SILENCE_SEC, play_beep=False, trim="trim-silence")
@@ -80,16 +89,25 @@ def record_turn(base: str, play_url: str = "") -> str:
     return str(response)
 
 
-def gather_turn(base: str, language: str, play_url: str = "") -> str:
+def gather_turn(base: str, language: str, play_url: str | list[str] = "") -> str:
     """`<Gather input="speech dtmf">` (Twilio recognises) around the prompt, then a Redirect."""
     response = VoiceResponse()
     target = abs_url(base, "/webhook/handle_gather")
     gather = Gather(input="speech dtmf", language=language, action=target, method="POST",
                     speech_timeout="auto", timeout=GATHER_TIMEOUT_SEC, finish_on_key="#")
-    if play_url:
-        gather.play(play_url)
+    _play_all(gather, play_url)
     response.append(gather)
     response.redirect(target, method="POST")
+    return str(response)
+
+
+def continue_reply(base: str, play_url: str | list[str], turn: int, part: int) -> str:
+    """The reply's chunks ready so far, then a `<Redirect>` for the next ones (`part` is the
+    index of the first chunk still to play)."""
+    response = VoiceResponse()
+    _play_all(response, play_url)
+    response.redirect(abs_url(base, f"/webhook/reply_continue?turn={turn}&part={part}"),
+                      method="POST")
     return str(response)
 
 

@@ -12,6 +12,8 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from . import audio, recordings, twiml
+from .replies import CONTINUE_WAIT_SEC, ReplyTwiml, first_reply_twiml, reply_twiml, watch_after
+from .replies import listen_twiml as reply_listen_twiml
 from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
 
@@ -232,15 +234,27 @@ def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
         return xml(silent_turn_twiml(rt, call_sid, "record"))
     turn = rt.calls.advance_webhook_turn(call_sid)
     budget = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)  # the fetch spent some
-    outcome = rt.dialog.run_turn(call_sid, turn, pcm=pcm, source="record", budget_sec=budget)
-    play = "" if outcome.skipped else rt.tts_url(outcome.audio_name)
+    outcome = rt.dialog.start_turn(call_sid, turn, pcm=pcm, source="record", budget_sec=budget,
+                                   speech_end=started)
     s = rt.settings
-    if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback:
+    tail = "record"
+    if s.recover_to_stream and s.asr_engine != "none" and not outcome.fallback \
+            and not outcome.skipped:
         rt.calls.recover_to_stream(call_sid)
         rt.events.emit("RECOVER_TO_STREAM", call_sid, turn=turn)
-        rt.watchdog.expect_stream(call_sid, turn, rt.cache.duration(outcome.audio_name))
-        return xml(twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, play))
-    return xml(twiml.record_turn(s.public_base_url, play))
+        tail = "stream"
+    return xml(answer_reply(rt, call_sid, turn, tail, outcome.reply, started).doc)
+
+
+def answer_reply(rt: Runtime, call_sid: str, turn: int, tail: str, reply, started: float
+                 ) -> ReplyTwiml:
+    """A webhook's answer to a streamed reply: its first chunks (waiting for them within what
+    is left of Twilio's 15 s), then a continuation or the listening `tail`."""
+    left = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)
+    answer = first_reply_twiml(rt, call_sid, turn, tail, reply, max(0.1, left))
+    reply.audio_out()
+    watch_after(rt, call_sid, turn, tail, answer)
+    return answer
 
 
 MIN_RECORDING_BYTES = 2 * 8000 * 3 // 10  # 0.3 s of 8 kHz PCM16
@@ -281,9 +295,37 @@ def handle_gather(rt: Runtime, params: dict, call_sid: str) -> Response:
 
 def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
     """A turn from text Twilio recognised (or keys): the reply, then listen again."""
+    started = time.monotonic()
     turn = rt.calls.advance_webhook_turn(call_sid)
-    outcome = rt.dialog.run_turn(call_sid, turn, text=text, source=mode,
-                                 budget_sec=TWILIO_WEBHOOK_BUDGET_SEC)
+    outcome = rt.dialog.start_turn(call_sid, turn, text=text, source=mode,
+                                   budget_sec=TWILIO_WEBHOOK_BUDGET_SEC, speech_end=started)
     if outcome.skipped:
         return listen_twiml(rt, mode)
-    return listen_twiml(rt, mode, rt.tts_url(outcome.audio_name))
+    return answer_reply(rt, call_sid, turn, mode, outcome.reply, started).doc
+
+
+@bp.route("/webhook/reply_continue", methods=["POST"])
+@twilio_webhook(_safe_twiml)
+def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
+    """Twilio played a reply's first chunks and asks for the next ones (`?turn=&part=`)."""
+    turn, part = (int(v) if v.isdigit() else 0 for v in (
+        request.args.get("turn", ""), request.args.get("part", "")))
+    found = rt.replies.get(call_sid, turn)
+    if found:
+        tail, reply = found
+        answer = reply_twiml(rt, call_sid, turn, tail, reply, part, CONTINUE_WAIT_SEC)
+        if not answer.more:
+            rt.replies.drop(call_sid, reply)
+    else:  # a restart lost the reply, or the call moved on: listen again, with a sound
+        call = rt.calls.get(call_sid)
+        if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
+            return xml(twiml.empty())
+        turn, tail = call.get("turn") or turn, call.get("turn_mode") or "record"
+        rt.events.emit("REPLY_LOST", call_sid, logging.WARNING, turn=turn, part=part + 1)
+        seconds = rt.cache.duration(rt.prompts.name(FALLBACK))
+        answer = ReplyTwiml(reply_listen_twiml(rt, call_sid, turn, tail,
+                                               [rt.prompt_url(FALLBACK)]), seconds, False)
+    watch_after(rt, call_sid, turn, tail, answer)
+    rt.events.emit("REPLY_CONTINUE", call_sid, turn=turn, part=part + 1, more=answer.more,
+                   seconds=round(answer.seconds, 2))
+    return xml(answer.doc)

@@ -151,3 +151,13 @@ def phone_line(tmp_path):
         line.carrier.stop()
         live.stop()
         line.runtime.close()
+
+
+def wait_until(condition, seconds: float = 60.0):
+    """Poll `condition` until it is true (returned), failing after `seconds` (a bound no loaded
+    machine reaches: the wait is on the condition, not on a time)."""
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+    return result

@@ -1,5 +1,6 @@
 """Whole calls on the embedded defaults (no keys): espeak replies from the scripted flow, leads."""
 
+from ivr.chunking import speakable_chunks
 from ivr.engines.local import EspeakTTS
 from ivr.engines.scripted import ScriptedLLM
 from ivr.tts_cache import cache_key
@@ -15,7 +16,9 @@ def test_embedded_defaults_answer_from_the_flow_in_espeak(phone_line):
     expected = [flow.reply([], text) for text in
                 ("שלום, מה שעות הפתיחה שלכם?", "איפה אתם נמצאים?", "כמה זה עולה?")]
     assert plays[0] == "greeting_he.mp3"
-    assert plays[1:] == [cache_key("espeak", tts.voice, text) + ".mp3" for text in expected]
+    chunks = [chunk for reply in expected for chunk in speakable_chunks([reply])]
+    assert len(chunks) > len(expected)  # each reply is played as its sentences and clauses
+    assert plays[1:] == [cache_key("espeak", tts.voice, text) + ".mp3" for text in chunks]
     assert all(h["duration"] > 1.0 for h in result.heard)
 
 
@@ -27,4 +30,6 @@ def test_talk_to_a_person_leaves_a_lead(phone_line):
     assert (lead["name"], lead["phone"], lead["caller"]) == ("דנה כהן", "0529876543",
                                                              "+972529876543")
     assert lead["reason"] == "אני רוצה לקבוע פגישה לשבוע הבא"
-    assert len([h for h in result.heard if h["kind"] == "play"]) == 5  # greeting + 4 replies
+    heard = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
+    replies = [t["audio_url"].split() for t in line.store.turns(lead["call_sid"])]
+    assert len(replies) == 4 and heard == ["greeting_he.mp3"] + sum(replies, [])

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from ivr.sim.script import voice_ulaw
 from ivr.stream_turns import StreamTurns
 
 from .conftest import make_settings
+from .conftest import wait_until as wait_for
 
 SID = "CA" + "4" * 32
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream",
@@ -54,13 +54,6 @@ def speak(turns: StreamTurns, text: str, silence_frames: int = 40) -> None:
     frames = audio.frames_of(voice_ulaw(text)) + [audio.silence_ulaw(1)] * silence_frames
     for frame in frames:
         turns.feed(audio.ulaw_to_pcm16(frame))
-
-
-def wait_for(condition, seconds: float = 60.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_an_utterance_becomes_a_reply_on_the_channel_with_its_mark(runtime):

@@ -7,7 +7,7 @@ import pytest
 
 from ivr import twiml
 
-from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign
+from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign, wait_until
 
 
 def kinds(runtime, call_sid=CALL_SID):
@@ -203,7 +203,7 @@ def test_silent_gathers_reprompt_then_say_goodbye(twilio_post, runtime):
 def test_a_failing_handler_still_answers_sound_and_keeps_the_record(twilio_post, runtime):
     def broken(*args, **kwargs):
         raise RuntimeError("engine exploded")
-    runtime.dialog.run_turn = broken
+    runtime.dialog.start_turn = broken
     response = twilio_post("/webhook/handle_gather", SpeechResult="מה שעות הפתיחה?")
     assert response.status_code == 200
     root = ET.fromstring(response.data)
@@ -291,7 +291,7 @@ def test_healthz_is_503_when_the_disk_is_almost_full(client, runtime, settings):
 def test_what_the_caller_said_is_capped_before_it_goes_anywhere(twilio_post, runtime):
     response = twilio_post("/webhook/handle_gather", SpeechResult="a" * 250_000)
     assert response.status_code == 200
-    turn = runtime.store.turns(CALL_SID)[-1]
+    turn = wait_until(lambda: runtime.store.turns(CALL_SID))[-1]  # written once it is said
     assert len(turn["user_text"]) == 1000
     stored = sum(len(str(e["detail"])) for e in runtime.store.events(CALL_SID))
     assert stored < 20_000

@@ -7,6 +7,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..chunking import speakable_chunks
 from ..phrases import DEFAULT_GOODBYE, REPEAT_PROMPT, THINKING_TEXT
 from . import BEEP, FALLBACK, GOODBYE, GREETING, THINKING, TTSCache
 
@@ -61,9 +62,12 @@ class Prompts:
 
 def prewarm(cache: TTSCache, tts, llm, settings, phrases: list[str] = (),
             out=sys.stderr) -> dict[str, int]:
-    """Synthesise prompts, the flow's sentences and extra phrases; skip what is cached."""
+    """Synthesise prompts, the flow's sentences and extra phrases, each whole and as the
+    chunks a streamed reply is cut into; skip what is cached."""
     texts = prompt_texts(settings, llm)
-    sentences = [t for t in texts.values() if t] + list(llm.texts() if llm else []) + list(phrases)
+    replies = list(llm.texts() if llm else []) + list(phrases)
+    sentences = [t for t in texts.values() if t] + replies + [
+        chunk for reply in replies for chunk in speakable_chunks([reply])]
     unique = list(dict.fromkeys(s.strip() for s in sentences if s.strip()))
     stats = {"total": len(unique), "cached": 0, "synthesized": 0, "failed": 0}
     for done, text in enumerate(unique, 1):

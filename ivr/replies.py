@@ -1,0 +1,73 @@
+"""A streamed reply as TwiML: the chunks ready so far, then a continuation or the next turn."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import twiml
+from .runtime import Runtime
+from .spoken import SpokenReply
+from .tts_cache import FALLBACK
+
+CONTINUE_WAIT_SEC = 11.0  # a continuation waits this long for its chunk: Twilio allows 15 s
+
+
+@dataclass
+class ReplyTwiml:
+    """One answer of a reply: the TwiML, the seconds of audio it plays, whether more follows."""
+
+    doc: str
+    seconds: float
+    more: bool
+
+
+def listen_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, plays: list[str]) -> str:
+    """Play what is left, then listen the way the call listens (`tail`): a fresh stream for
+    `turn`, a `<Record>`, or a `<Gather>`."""
+    s = rt.settings
+    if tail == "stream":
+        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
+    if tail == "gather":
+        return twiml.gather_turn(s.public_base_url, s.language, plays)
+    return twiml.record_turn(s.public_base_url, plays)
+
+
+def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, reply: SpokenReply,
+                part: int, wait_sec: float) -> ReplyTwiml:
+    """The chunks from `part` on that are ready (waiting up to `wait_sec` for the first), then
+    a `<Redirect>` to the continuation while more is coming, or the listening `tail` once the
+    reply is complete. A chunk that does not come in time ends the reply with the fallback
+    phrase: never silence."""
+    try:
+        first = reply.wait(part, wait_sec)
+    except TimeoutError as exc:
+        reply.cancel()
+        rt.events.emit("REPLY_LATE", call_sid, turn=turn, part=part + 1, err=str(exc))
+        url = rt.prompt_url(FALLBACK)
+        seconds = rt.cache.duration(rt.prompts.name(FALLBACK))
+        return ReplyTwiml(listen_twiml(rt, call_sid, turn, tail, [url]), seconds, False)
+    ready = reply.ready_from(part) if first else []
+    urls = [rt.tts_url(c.name) for c in ready]
+    seconds = sum(c.seconds for c in ready)
+    after = part + len(ready)
+    if reply.ends_at(after):
+        return ReplyTwiml(listen_twiml(rt, call_sid, turn, tail, urls), seconds, False)
+    doc = twiml.continue_reply(rt.settings.public_base_url, urls, turn, after)
+    return ReplyTwiml(doc, seconds, True)
+
+
+def first_reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
+                      reply: SpokenReply, wait_sec: float) -> ReplyTwiml:
+    """The reply's first answer; when more follows, the continuation webhook will find it."""
+    answer = reply_twiml(rt, call_sid, turn, tail, reply, 0, wait_sec)
+    if answer.more:
+        rt.replies.put(call_sid, turn, tail, reply)
+    return answer
+
+
+def watch_after(rt: Runtime, call_sid: str, turn: int, tail: str, answer: ReplyTwiml) -> None:
+    """The watchdog expects the next stream once what this answer plays is over (and, when a
+    continuation follows, once it had its time to wait for a chunk)."""
+    if tail == "stream":
+        extra = CONTINUE_WAIT_SEC if answer.more else 0.0
+        rt.watchdog.expect_stream(call_sid, turn, answer.seconds + extra)

@@ -1,0 +1,166 @@
+"""A reply being written and synthesised: its chunks in order, each playable once its MP3 exists."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Chunk:
+    """One speakable piece of a reply and, once synthesised, its MP3 and length."""
+
+    text: str
+    audio: Path | None = None
+    seconds: float = 0.0
+    fallback: str = ""  # why this chunk is a fallback sound, not the text
+
+    @property
+    def name(self) -> str:
+        return self.audio.name if self.audio else ""
+
+
+class SpokenReply:
+    """Chunks are added in order by the writer and become ready (in any order) as their
+    synthesis ends; players take them in order. `cancel()` stops the writer (a barge-in);
+    `marks` holds the monotonic time of each stage of the turn."""
+
+    def __init__(self, started: float | None = None):
+        self.chunks: list[Chunk] = []
+        self.ready: list[bool] = []
+        self.done = False  # no chunk will be added any more
+        self.cancelled = threading.Event()
+        self.played = threading.Event()  # the first audio went out (or nobody will play it)
+        self.recorded = threading.Event()  # the turn's row and history are written
+        self.heard_text: str | None = None  # what the caller heard, when a barge-in cut it
+        self.history_saved = False
+        self.cond = threading.Condition()
+        self.marks: dict[str, float] = {"speech_end": started or time.monotonic()}
+
+    # ---- the writer ---------------------------------------------------------------------------
+    def add(self, text: str) -> int | None:
+        """Append a chunk; None once the reply is closed (cancelled or cut)."""
+        with self.cond:
+            if self.done:
+                return None
+            self.chunks.append(Chunk(text))
+            self.ready.append(False)
+            return len(self.chunks) - 1
+
+    def set_audio(self, index: int, audio: Path, seconds: float, fallback: str = "") -> None:
+        with self.cond:
+            chunk = self.chunks[index]
+            chunk.audio, chunk.seconds, chunk.fallback = audio, seconds, fallback
+            self.ready[index] = True
+            self.cond.notify_all()
+
+    def close(self) -> None:
+        """No more chunks (the reply is complete, failed, or cancelled)."""
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+
+    def cut(self, index: int) -> None:
+        """Drop the chunks after `index` (the reply ends there: a fallback took its place)."""
+        with self.cond:
+            del self.chunks[index + 1:], self.ready[index + 1:]
+            self.done = True
+            self.cond.notify_all()
+
+    def mark(self, stage: str) -> None:
+        """Note when a stage first happened (later calls keep the first time)."""
+        self.marks.setdefault(stage, time.monotonic())
+
+    def ms(self) -> dict[str, int]:
+        """Each stage in milliseconds after the end of the caller's speech."""
+        start = self.marks["speech_end"]
+        return {k: round((t - start) * 1000) for k, t in self.marks.items() if k != "speech_end"}
+
+    # ---- the players --------------------------------------------------------------------------
+    def wait(self, index: int, timeout: float) -> Chunk | None:
+        """Chunk `index` once it is ready; None when the reply ended before it.
+        TimeoutError if it is still being written or synthesised after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not (index < len(self.chunks) and self.ready[index]):
+                if self.done and index >= len(self.chunks):
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"chunk {index + 1} not ready in {timeout:g} s")
+                self.cond.wait(left)
+            return self.chunks[index]
+
+    def ready_from(self, index: int) -> list[Chunk]:
+        """The chunks from `index` on that are ready now, up to the first one that is not."""
+        with self.cond:
+            ready = []
+            for i in range(index, len(self.chunks)):
+                if not self.ready[i]:
+                    break
+                ready.append(self.chunks[i])
+            return ready
+
+    def ends_at(self, index: int) -> bool:
+        """True when no chunk will ever follow the first `index` ones."""
+        with self.cond:
+            return self.done and index >= len(self.chunks)
+
+    def audio_out(self) -> None:
+        """The first audio of the reply went out to the caller."""
+        self.mark("first_audio")
+        self.played.set()
+
+    def unwatched(self) -> None:
+        """Nobody times this reply's delivery (its record need not wait for it)."""
+        self.played.set()
+
+    def cancel(self) -> None:
+        """Stop writing it; nobody plays the rest (a barge-in, a newer turn, a hang-up)."""
+        self.cancelled.set()
+        self.played.set()
+        self.close()
+
+    @property
+    def text(self) -> str:
+        with self.cond:
+            return " ".join(c.text for c in self.chunks)
+
+    @property
+    def names(self) -> list[str]:
+        with self.cond:
+            return [c.name for c in self.chunks if c.audio]
+
+
+class PendingReplies:
+    """Replies whose later chunks a continuation webhook will play, by call (one per call:
+    a newer turn replaces an older one); bounded, oldest dropped first."""
+
+    def __init__(self, kept: int = 2000):
+        self.lock = threading.Lock()
+        self.kept = kept
+        self.replies: OrderedDict[str, tuple[int, str, SpokenReply]] = OrderedDict()
+
+    def put(self, call_sid: str, turn: int, tail: str, reply: SpokenReply) -> None:
+        """`tail` is how the call listens once the reply is over: stream, record or gather."""
+        with self.lock:
+            self.replies[call_sid] = (turn, tail, reply)
+            self.replies.move_to_end(call_sid)
+            while len(self.replies) > self.kept:
+                self.replies.popitem(last=False)[1][2].cancel()
+
+    def get(self, call_sid: str, turn: int) -> tuple[str, SpokenReply] | None:
+        with self.lock:
+            found = self.replies.get(call_sid)
+        return (found[1], found[2]) if found and found[0] == turn else None
+
+    def drop(self, call_sid: str, reply: SpokenReply | None = None) -> None:
+        """Forget the call's reply (only `reply`, when given); it is cancelled."""
+        with self.lock:
+            found = self.replies.get(call_sid)
+            if found and (reply is None or found[2] is reply):
+                del self.replies[call_sid]
+                found[2].cancel()
