@@ -7,8 +7,10 @@ import wave
 
 import pytest
 
+from ivr import audio
 from ivr.dialog import Dialog
-from ivr.engines import Engines, build_engines
+from ivr.engines import EngineError, Engines, build_engines
+from ivr.engines.base import LiveRecognition
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
 from ivr.engines.google_engines import GoogleASR, GoogleTTS
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
@@ -181,6 +183,48 @@ def test_google_speech_failures_fall_back_to_a_sound(tmp_path, google_speech, mo
     assert outcome.reply_text == REPEAT_PROMPT and outcome.audio.is_file()
     (err,) = [e["detail"]["err"] for e in store.events("CA" + "5" * 32) if e["kind"] == "ASR_ERR"]
     assert ("took longer" in err) == (mode == "slow"), err
+
+
+# ---- Live recognition: fed while the caller speaks ---------------------------------------------
+
+
+def spoken_frames() -> tuple[bytes, list[bytes]]:
+    """A real utterance (espeak-ng) and its 20 ms frames of PCM16, as a call streams them."""
+    pcm = audio.espeak_pcm16("מה שעות הפתיחה שלכם?")
+    size = 2 * audio.FRAME_BYTES  # 160 samples
+    return pcm, [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+def test_an_engine_that_cannot_stream_recognizes_the_utterance_whole_at_finish(tmp_path,
+                                                                              provider):
+    asr = OpenAIASR.from_settings(openai_settings(tmp_path, provider))
+    pcm, frames = spoken_frames()
+    live = asr.live()
+    assert type(live) is LiveRecognition
+    for frame in frames:
+        live.feed(frame)
+    assert provider.requests == []  # nothing leaves before the end of the utterance
+    results = live.finish(ROOMY_SEC)
+    (upload,) = provider.requests
+    assert results == asr.transcribe_detailed(pcm) == [("final", provider.transcript)]
+    assert provider.requests[-1]["file"] == upload["file"]  # the whole utterance, as one WAV
+    assert asr.live().finish(ROOMY_SEC) == [] and len(provider.requests) == 2
+    cancelled = asr.live()
+    cancelled.feed(pcm)
+    cancelled.cancel()
+    assert cancelled.finish(ROOMY_SEC) == [] and len(provider.requests) == 2
+
+
+def test_the_buffered_live_recognition_raises_the_engine_error_or_times_out(stall):
+    live = FakeASR(fail=True).live()
+    live.feed(SPEECH)
+    with pytest.raises(EngineError, match="fake ASR failure"):
+        live.finish(ROOMY_SEC)
+    live = stall(FakeASR(["שלום"]), "asr").live()
+    live.feed(SPEECH)
+    with pytest.raises(TimeoutError, match="took longer"):
+        live.finish(QUICK_SEC)
+    assert stall.entered == 1 and stall.answered == 0
 
 
 def google_tts(provider):
