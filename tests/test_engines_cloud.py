@@ -12,7 +12,7 @@ from ivr.dialog import Dialog
 from ivr.engines import EngineError, Engines, build_engines
 from ivr.engines.base import LiveRecognition
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
-from ivr.engines.google_engines import GoogleASR, GoogleTTS
+from ivr.engines.google_engines import CHUNK_BYTES, GoogleASR, GoogleLiveRecognition, GoogleTTS
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
 from ivr.eventlog import EventLog
 from ivr.phrases import LLM_FALLBACK, REPEAT_PROMPT
@@ -193,6 +193,83 @@ def spoken_frames() -> tuple[bytes, list[bytes]]:
     pcm = audio.espeak_pcm16("מה שעות הפתיחה שלכם?")
     size = 2 * audio.FRAME_BYTES  # 160 samples
     return pcm, [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+def test_google_live_recognition_is_answered_while_the_caller_speaks(google_speech):
+    pcm, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    assert isinstance(live, GoogleLiveRecognition)
+    for frame in frames:
+        live.feed(frame)
+    ulaw = len(pcm) // 2  # a μ-law byte a sample
+    # Before finish the recognizer has the audio of every whole 100 ms request, and has
+    # answered an interim result for each half second it heard.
+    assert google_speech.wait_streamed(ulaw - ulaw % CHUNK_BYTES)
+    results = live.finish(ROOMY_SEC)
+    interims = (ulaw - 1) // google_speech.INTERIM_BYTES
+    assert interims >= 2
+    assert results == [("interim", google_speech.interim)] * interims + [
+        ("final", google_speech.final)]
+    assert google_speech.audio_bytes == [ulaw]  # one call; the remainder went out at finish
+    config = google_speech.configs[-1]
+    assert config.interim_results is True and config.config.encoding.name == "MULAW"
+    assert config.config.language_code == "he-IL" and config.config.sample_rate_hertz == 8000
+    live.cancel()  # harmless once finished
+    assert live.finish(ROOMY_SEC) == results
+
+
+def test_a_live_recognition_never_fed_makes_no_call(google_speech):
+    asr = GoogleASR(google_speech.client())
+    assert asr.live().finish(ROOMY_SEC) == []
+    unused = asr.live()
+    unused.cancel()
+    unused.cancel()
+    assert unused.finish(ROOMY_SEC) == []
+    assert google_speech.configs == [] and google_speech.audio_bytes == []
+
+
+@pytest.mark.parametrize("mode, seconds", [("ok", 1.0), ("slow", 0.2)])
+def test_cancelling_a_live_recognition_ends_its_thread_and_call(google_speech, mode, seconds):
+    """Mid-utterance, after interim results ("ok") or before any answer from a recognizer that
+    would never answer ("slow": without the cancel the thread would wait out the deadline)."""
+    google_speech.mode = mode
+    pcm, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames[:int(seconds / audio.FRAME_SEC)]:
+        live.feed(frame)
+    assert google_speech.wait_streamed(CHUNK_BYTES)
+    live.cancel()
+    live.thread.join(timeout=ROOMY_SEC)
+    assert not live.thread.is_alive()
+    assert live.error is None  # the call's CANCELLED error is the cancel's own doing
+    live.feed(frames[-1])  # a frame already on its way is dropped
+    live.cancel()
+    assert google_speech.answered == 0
+
+
+@pytest.mark.parametrize("mode, error", [("unavailable", "ServiceUnavailable"),
+                                         ("exhausted", "ResourceExhausted")])
+def test_a_live_recognition_raises_the_recognizer_error_at_finish(google_speech, mode, error):
+    from google.api_core import exceptions
+    google_speech.mode = mode
+    _, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames:
+        live.feed(frame)
+    with pytest.raises(getattr(exceptions, error)):
+        live.finish(ROOMY_SEC)
+
+
+def test_a_stalled_live_recognition_times_out_and_is_cancelled(google_speech):
+    google_speech.mode = "slow"
+    _, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames:
+        live.feed(frame)
+    with pytest.raises(TimeoutError, match="took longer"):
+        live.finish(QUICK_SEC)
+    live.thread.join(timeout=ROOMY_SEC)
+    assert not live.thread.is_alive() and google_speech.answered == 0
 
 
 def test_an_engine_that_cannot_stream_recognizes_the_utterance_whole_at_finish(tmp_path,
