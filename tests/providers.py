@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -101,9 +102,16 @@ class ProviderServer:
 
 
 class FakeGoogleSpeech:
-    """google.cloud.speech.v1.Speech over an insecure loopback gRPC server."""
+    """google.cloud.speech.v1.Speech over an insecure loopback gRPC server.
+
+    A stream is answered as the service does while audio arrives: an interim result each time
+    the audio heard goes past another half second (so one second of audio gets one), then the
+    final result FINAL_SEC after the client closes its side.
+    """
 
     SERVICE = "google.cloud.speech.v1.Speech"
+    INTERIM_BYTES = 4000  # half a second of 8 kHz μ-law
+    FINAL_SEC = 0.15
 
     def __init__(self):
         from google.cloud.speech_v1.types import cloud_speech as cs
@@ -112,7 +120,9 @@ class FakeGoogleSpeech:
         self.release = threading.Event()  # "slow" holds each call until the server stops
         self.stalled = self.answered = 0
         self.configs: list = []
-        self.audio_bytes: list[int] = []
+        self.audio_bytes: list[int] = []  # the audio of each finished call
+        self.progress = threading.Condition()
+        self.streamed = 0  # the audio the latest stream has received so far
         self.interim, self.final = "מה שעות", "מה שעות הפתיחה?"
         handler = grpc.method_handlers_generic_handler(self.SERVICE, {
             "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
@@ -145,19 +155,33 @@ class FakeGoogleSpeech:
     def _alt(self, text):
         return [self.cs.SpeechRecognitionAlternative(transcript=text, confidence=0.9)]
 
+    def wait_streamed(self, size: int, timeout: float = 30.0) -> bool:
+        """Whether the latest stream has received `size` bytes of audio within `timeout` s."""
+        with self.progress:
+            return self.progress.wait_for(lambda: self.streamed >= size, timeout)
+
+    def _result(self, text: str, final: bool):
+        return self.cs.StreamingRecognizeResponse(results=[self.cs.StreamingRecognitionResult(
+            alternatives=self._alt(text), is_final=final)])
+
     def streaming(self, requests, context):
-        received = 0
+        received = interims = 0
+        with self.progress:
+            self.streamed = 0
         for item in requests:
             if item.streaming_config.config.language_code:
                 self.configs.append(item.streaming_config)
             received += len(item.audio_content)
+            with self.progress:
+                self.streamed = received
+                self.progress.notify_all()
+            while received > (interims + 1) * self.INTERIM_BYTES:
+                interims += 1
+                yield self._result(self.interim, final=False)
         self.audio_bytes.append(received)
         self._fault(context)
-        cs = self.cs
-        yield cs.StreamingRecognizeResponse(results=[cs.StreamingRecognitionResult(
-            alternatives=self._alt(self.interim), is_final=False)])
-        yield cs.StreamingRecognizeResponse(results=[cs.StreamingRecognitionResult(
-            alternatives=self._alt(self.final), is_final=True)])
+        time.sleep(self.FINAL_SEC)
+        yield self._result(self.final, final=True)
 
     def recognize(self, req, context):
         self.configs.append(req.config)

@@ -7,10 +7,12 @@ import wave
 
 import pytest
 
+from ivr import audio
 from ivr.dialog import Dialog
-from ivr.engines import Engines, build_engines
+from ivr.engines import EngineError, Engines, build_engines
+from ivr.engines.base import LiveRecognition
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
-from ivr.engines.google_engines import GoogleASR, GoogleTTS
+from ivr.engines.google_engines import CHUNK_BYTES, GoogleASR, GoogleLiveRecognition, GoogleTTS
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
 from ivr.eventlog import EventLog
 from ivr.phrases import LLM_FALLBACK, REPEAT_PROMPT
@@ -181,6 +183,125 @@ def test_google_speech_failures_fall_back_to_a_sound(tmp_path, google_speech, mo
     assert outcome.reply_text == REPEAT_PROMPT and outcome.audio.is_file()
     (err,) = [e["detail"]["err"] for e in store.events("CA" + "5" * 32) if e["kind"] == "ASR_ERR"]
     assert ("took longer" in err) == (mode == "slow"), err
+
+
+# ---- Live recognition: fed while the caller speaks ---------------------------------------------
+
+
+def spoken_frames() -> tuple[bytes, list[bytes]]:
+    """A real utterance (espeak-ng) and its 20 ms frames of PCM16, as a call streams them."""
+    pcm = audio.espeak_pcm16("מה שעות הפתיחה שלכם?")
+    size = 2 * audio.FRAME_BYTES  # 160 samples
+    return pcm, [pcm[i:i + size] for i in range(0, len(pcm), size)]
+
+
+def test_google_live_recognition_is_answered_while_the_caller_speaks(google_speech):
+    pcm, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    assert isinstance(live, GoogleLiveRecognition)
+    for frame in frames:
+        live.feed(frame)
+    ulaw = len(pcm) // 2  # a μ-law byte a sample
+    # Before finish the recognizer has the audio of every whole 100 ms request, and has
+    # answered an interim result for each half second it heard.
+    assert google_speech.wait_streamed(ulaw - ulaw % CHUNK_BYTES)
+    results = live.finish(ROOMY_SEC)
+    interims = (ulaw - 1) // google_speech.INTERIM_BYTES
+    assert interims >= 2
+    assert results == [("interim", google_speech.interim)] * interims + [
+        ("final", google_speech.final)]
+    assert google_speech.audio_bytes == [ulaw]  # one call; the remainder went out at finish
+    config = google_speech.configs[-1]
+    assert config.interim_results is True and config.config.encoding.name == "MULAW"
+    assert config.config.language_code == "he-IL" and config.config.sample_rate_hertz == 8000
+    live.cancel()  # harmless once finished
+    assert live.finish(ROOMY_SEC) == results
+
+
+def test_a_live_recognition_never_fed_makes_no_call(google_speech):
+    asr = GoogleASR(google_speech.client())
+    assert asr.live().finish(ROOMY_SEC) == []
+    unused = asr.live()
+    unused.cancel()
+    unused.cancel()
+    assert unused.finish(ROOMY_SEC) == []
+    assert google_speech.configs == [] and google_speech.audio_bytes == []
+
+
+@pytest.mark.parametrize("mode, seconds", [("ok", 1.0), ("slow", 0.2)])
+def test_cancelling_a_live_recognition_ends_its_thread_and_call(google_speech, mode, seconds):
+    """Mid-utterance, after interim results ("ok") or before any answer from a recognizer that
+    would never answer ("slow": without the cancel the thread would wait out the deadline)."""
+    google_speech.mode = mode
+    pcm, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames[:int(seconds / audio.FRAME_SEC)]:
+        live.feed(frame)
+    assert google_speech.wait_streamed(CHUNK_BYTES)
+    live.cancel()
+    live.thread.join(timeout=ROOMY_SEC)
+    assert not live.thread.is_alive()
+    assert live.error is None  # the call's CANCELLED error is the cancel's own doing
+    live.feed(frames[-1])  # a frame already on its way is dropped
+    live.cancel()
+    assert google_speech.answered == 0
+
+
+@pytest.mark.parametrize("mode, error", [("unavailable", "ServiceUnavailable"),
+                                         ("exhausted", "ResourceExhausted")])
+def test_a_live_recognition_raises_the_recognizer_error_at_finish(google_speech, mode, error):
+    from google.api_core import exceptions
+    google_speech.mode = mode
+    _, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames:
+        live.feed(frame)
+    with pytest.raises(getattr(exceptions, error)):
+        live.finish(ROOMY_SEC)
+
+
+def test_a_stalled_live_recognition_times_out_and_is_cancelled(google_speech):
+    google_speech.mode = "slow"
+    _, frames = spoken_frames()
+    live = GoogleASR(google_speech.client(), timeout=ROOMY_SEC).live()
+    for frame in frames:
+        live.feed(frame)
+    with pytest.raises(TimeoutError, match="took longer"):
+        live.finish(QUICK_SEC)
+    live.thread.join(timeout=ROOMY_SEC)
+    assert not live.thread.is_alive() and google_speech.answered == 0
+
+
+def test_an_engine_that_cannot_stream_recognizes_the_utterance_whole_at_finish(tmp_path,
+                                                                              provider):
+    asr = OpenAIASR.from_settings(openai_settings(tmp_path, provider))
+    pcm, frames = spoken_frames()
+    live = asr.live()
+    assert type(live) is LiveRecognition
+    for frame in frames:
+        live.feed(frame)
+    assert provider.requests == []  # nothing leaves before the end of the utterance
+    results = live.finish(ROOMY_SEC)
+    (upload,) = provider.requests
+    assert results == asr.transcribe_detailed(pcm) == [("final", provider.transcript)]
+    assert provider.requests[-1]["file"] == upload["file"]  # the whole utterance, as one WAV
+    assert asr.live().finish(ROOMY_SEC) == [] and len(provider.requests) == 2
+    cancelled = asr.live()
+    cancelled.feed(pcm)
+    cancelled.cancel()
+    assert cancelled.finish(ROOMY_SEC) == [] and len(provider.requests) == 2
+
+
+def test_the_buffered_live_recognition_raises_the_engine_error_or_times_out(stall):
+    live = FakeASR(fail=True).live()
+    live.feed(SPEECH)
+    with pytest.raises(EngineError, match="fake ASR failure"):
+        live.finish(ROOMY_SEC)
+    live = stall(FakeASR(["שלום"]), "asr").live()
+    live.feed(SPEECH)
+    with pytest.raises(TimeoutError, match="took longer"):
+        live.finish(QUICK_SEC)
+    assert stall.entered == 1 and stall.answered == 0
 
 
 def google_tts(provider):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 
 def last_said(history: list[dict], role: str) -> str:
@@ -29,6 +30,67 @@ class ASR:
     def recognize(self, pcm16_8k: bytes) -> str:
         """One-shot recognition of a recording (defaults to transcribe)."""
         return self.transcribe(pcm16_8k)
+
+    def live(self) -> LiveRecognition:
+        """A recognition of the next utterance, fed while it is spoken (default: buffered)."""
+        return LiveRecognition(self)
+
+
+class LiveRecognition:
+    """One utterance fed as it is spoken; this default keeps it and transcribes it at finish."""
+
+    def __init__(self, asr: ASR):
+        self.asr = asr
+        self.lock = threading.Lock()
+        self.buffer = bytearray()
+        self.closed = self.cancelled = False  # closed: no more audio (finished or cancelled)
+        self.thread: threading.Thread | None = None
+        self.results: list[tuple[str, str]] = []
+        self.error: Exception | None = None
+
+    def feed(self, pcm16_8k: bytes) -> None:
+        """The next audio of the utterance (20 ms a call, from the event loop: never blocks)."""
+        with self.lock:
+            if not self.closed:
+                self.buffer += pcm16_8k
+
+    def finish(self, timeout: float) -> list[tuple[str, str]]:
+        """No more audio: (kind, text) results, interim first; TimeoutError after `timeout` s."""
+        with self.lock:
+            if not self.closed and self.buffer:
+                pcm = bytes(self.buffer)
+                self.start(lambda: self.asr.transcribe_detailed(pcm))
+            self.closed = True
+        return self.wait(timeout)
+
+    def cancel(self) -> None:
+        """The utterance was discarded: drop it (idempotent, and harmless after finish)."""
+        with self.lock:
+            self.closed = self.cancelled = True
+            self.buffer.clear()
+
+    def start(self, recognize: Callable[[], list[tuple[str, str]]]) -> None:
+        """Run `recognize` in a daemon thread: its results, or its error, are kept for wait."""
+        def run():
+            try:
+                self.results += recognize()
+            except Exception as exc:
+                if not self.cancelled:  # a cancelled recognition's error is its cancellation
+                    self.error = exc
+        self.thread = threading.Thread(target=run, name=f"{self.asr.name}-live", daemon=True)
+        self.thread.start()
+
+    def wait(self, timeout: float) -> list[tuple[str, str]]:
+        """The results once the thread is done ([] if nothing was fed); a late one is cancelled."""
+        if self.thread is None:
+            return []
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.cancel()
+            raise TimeoutError(f"recognition took longer than {timeout:.3g} s")
+        if self.error is not None:
+            raise self.error
+        return list(self.results)
 
 
 class LLM:

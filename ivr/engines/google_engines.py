@@ -5,12 +5,16 @@ Every call carries our stage timeout and no library retries: the dialog falls ba
 
 from __future__ import annotations
 
+import queue
 import warnings
 
 from .. import audio
-from .base import ASR, TTS, EngineError
+from .base import ASR, TTS, EngineError, LiveRecognition
 
 STREAM_CHUNK_FRAMES = 5  # 100 ms of audio per streaming request
+CHUNK_BYTES = audio.FRAME_BYTES * STREAM_CHUNK_FRAMES
+LIVE_AUDIO_SEC = 60.0  # the longest utterance MAX_UTT_SEC allows; a live call's deadline runs
+                       # from its first audio, so it is this plus the ASR timeout
 CLOUD_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
@@ -46,6 +50,9 @@ class GoogleASR(ASR):
     def __init__(self, client, language: str = "he-IL", timeout: float = 8.0):
         self.speech = _import("google.cloud.speech_v1")
         self.client, self.language, self.timeout = client, language, timeout
+        # streaming_recognize returns at once, not after the first response (api_core's switch,
+        # as google-cloud-pubsub uses it): a live call can be cancelled before any answer
+        client.transport.streaming_recognize._prefetch_first_result_ = False
 
     @classmethod
     def from_settings(cls, settings) -> GoogleASR:
@@ -58,22 +65,25 @@ class GoogleASR(ASR):
             encoding=self.speech.RecognitionConfig.AudioEncoding.MULAW, sample_rate_hertz=8000,
             language_code=self.language, enable_automatic_punctuation=True)
 
+    def streaming_config(self):
+        return self.speech.StreamingRecognitionConfig(config=self.config(), interim_results=True)
+
+    @staticmethod
+    def results_of(responses) -> list[tuple[str, str]]:
+        """(kind, text) of each result of the responses, in order."""
+        return [("final" if result.is_final else "interim",
+                 result.alternatives[0].transcript.strip())
+                for response in responses for result in response.results if result.alternatives]
+
     def transcribe_detailed(self, pcm16_8k: bytes) -> list[tuple[str, str]]:
         ulaw = audio.pcm16_to_ulaw(pcm16_8k)
-        chunk = audio.FRAME_BYTES * STREAM_CHUNK_FRAMES
-        streaming = self.speech.StreamingRecognitionConfig(config=self.config(),
-                                                           interim_results=True)
-        requests = (self.speech.StreamingRecognizeRequest(audio_content=ulaw[i:i + chunk])
-                    for i in range(0, len(ulaw), chunk))
-        results: list[tuple[str, str]] = []
-        responses = self.client.streaming_recognize(config=streaming, requests=requests,
-                                                    retry=None, timeout=self.timeout)
-        for response in responses:
-            for result in response.results:
-                if result.alternatives:
-                    kind = "final" if result.is_final else "interim"
-                    results.append((kind, result.alternatives[0].transcript.strip()))
-        return results
+        requests = (self.speech.StreamingRecognizeRequest(audio_content=ulaw[i:i + CHUNK_BYTES])
+                    for i in range(0, len(ulaw), CHUNK_BYTES))
+        return self.results_of(self.client.streaming_recognize(
+            config=self.streaming_config(), requests=requests, retry=None, timeout=self.timeout))
+
+    def live(self) -> GoogleLiveRecognition:
+        return GoogleLiveRecognition(self)
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         return " ".join(t for kind, t in self.transcribe_detailed(pcm16_8k) if kind == "final")
@@ -86,6 +96,64 @@ class GoogleASR(ASR):
             retry=None, timeout=self.timeout)
         return " ".join(r.alternatives[0].transcript.strip() for r in response.results
                         if r.alternatives)
+
+
+class GoogleLiveRecognition(LiveRecognition):
+    """streaming_recognize fed while the caller speaks: the final result comes at the end."""
+
+    def __init__(self, asr: GoogleASR):
+        super().__init__(asr)
+        self.chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()  # None: no more
+        self.responses = None  # the call, once the thread started it
+
+    def feed(self, pcm16_8k: bytes) -> None:
+        """Queue the audio as μ-law, 100 ms a request; the first audio starts the call."""
+        with self.lock:
+            if self.closed:
+                return
+            self.buffer += audio.pcm16_to_ulaw(pcm16_8k)
+            while len(self.buffer) >= CHUNK_BYTES:
+                self.chunks.put(bytes(self.buffer[:CHUNK_BYTES]))
+                del self.buffer[:CHUNK_BYTES]
+            if self.thread is None:
+                self.start(self.stream)
+
+    def finish(self, timeout: float) -> list[tuple[str, str]]:
+        with self.lock:
+            if not self.closed:
+                if self.buffer:
+                    self.chunks.put(bytes(self.buffer))
+                self.chunks.put(None)
+                self.closed = True
+        return self.wait(timeout)
+
+    def cancel(self) -> None:
+        with self.lock:
+            was_open, responses = not self.closed, self.responses
+            self.closed = self.cancelled = True
+            self.buffer.clear()
+        if responses is not None:  # first, so the recognizer is not told the utterance ended
+            responses.cancel()  # the thread's error is then CANCELLED, which it drops
+        if was_open:
+            self.chunks.put(None)  # gRPC's thread stops waiting for audio
+
+    def requests(self):
+        """The queued audio as requests until finish or cancel (read by gRPC's own thread)."""
+        while (chunk := self.chunks.get()) is not None:
+            yield self.asr.speech.StreamingRecognizeRequest(audio_content=chunk)
+
+    def stream(self) -> list[tuple[str, str]]:
+        """The call, in the recognition's thread: its results once the recognizer is done."""
+        asr = self.asr
+        responses = asr.client.streaming_recognize(
+            config=asr.streaming_config(), requests=self.requests(), retry=None,
+            timeout=asr.timeout + LIVE_AUDIO_SEC)
+        with self.lock:
+            self.responses = responses
+            cancelled = self.cancelled
+        if cancelled:
+            responses.cancel()
+        return asr.results_of(responses)
 
 
 class GoogleTTS(TTS):
