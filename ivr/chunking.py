@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator
 
 SENTENCE_END = ".?!…"
 CLAUSE_END = ",;:–—"  # a hyphen alone is a word joint ("תל-אביב"), not a pause
-FIRST_CLAUSE_CHARS = 24  # the first chunk may end at a clause this long: the caller hears sooner
+FIRST_CLAUSE_CHARS = 10  # the first chunk may end at a clause this long ("כן, בשמחה,"): the
+# caller hears it while the rest is written; a lone "כן," is too short to say on its own
 CLAUSE_CHARS = 60  # later chunks end at a clause only once this long: fewer, natural pieces
 MAX_CHUNK_CHARS = 220  # a chunk with no pause at all is cut at a space by then
 BOUNDARY = re.compile(r"[.?!…]+[\"'”׳״)]*(?=\s)|[,;:–—](?=\s)|\n")

@@ -18,7 +18,7 @@ from typing import Any
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import last_said
+from .engines.base import LiveRecognition, last_said
 from .eventlog import EventLog
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from .spoken import SpokenReply
@@ -88,18 +88,19 @@ class Dialog:
             outcome.ms[stage] = round((time.perf_counter() - started) * 1000)
 
     def start_turn(self, call_sid: str, turn: int, *, pcm: bytes | None = None,
-                   text: str | None = None, heard: list[tuple[str, str]] | None = None,
+                   text: str | None = None, live: LiveRecognition | None = None,
                    source: str = "stream", budget_sec: float | None = None,
                    speech_end: float | None = None) -> TurnOutcome:
         """Transcribe (here), then write and synthesise the reply in the background: the
-        outcome's `reply` gets its chunks as they are ready. `heard` is a live recognizer's
-        results (no ASR call then); `budget_sec` caps the stages together (a webhook must
-        answer Twilio within 15 s); `speech_end` (monotonic) is when the caller stopped."""
+        outcome's `reply` gets its chunks as they are ready. `live` is the recognizer that
+        heard the utterance as it was spoken (it only has to finish); `budget_sec` caps the
+        stages together (a webhook must answer Twilio within 15 s); `speech_end` (monotonic)
+        is when the caller stopped."""
         outcome = TurnOutcome(turn=turn, reply=SpokenReply(speech_end))
         if budget_sec is not None:
             outcome.deadline = time.monotonic() + budget_sec
         if text is None:
-            text = self._transcribe(call_sid, pcm or b"", outcome, source, heard)
+            text = self._transcribe(call_sid, pcm or b"", outcome, source, live)
         outcome.reply.mark("asr")
         outcome.user_text = text.strip()
         history = self.calls.history(call_sid)
@@ -107,6 +108,7 @@ class Dialog:
             self.events.emit("DEDUP", call_sid, kind="user", text=outcome.user_text)
             outcome.skipped = True
             outcome.reply.close()
+            outcome.reply.recorded.set()  # nothing to record: the turn did not happen
             return outcome
         self.pool.submit(self._write_reply, call_sid, history, outcome, pcm, source)
         return outcome
@@ -127,15 +129,18 @@ class Dialog:
         return outcome
 
     def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str,
-                    heard: list[tuple[str, str]] | None = None) -> str:
+                    live: LiveRecognition | None = None) -> str:
         asr = self.engines.asr
-        if asr is None and heard is None:
+        if asr is None:
             outcome.fallback = "no-asr-engine"
             return ""
         recognize = asr.recognize if source == "record" else asr.transcribe_detailed
+        timeout = self.s.asr_timeout_sec
+        if live is not None:  # it bounds its own wait (and cancels the recognizer after it)
+            recognize = lambda _pcm: live.finish(self.s.asr_timeout_sec)  # noqa: E731
+            timeout += 1
         try:
-            results = heard if heard is not None else self._timed(
-                "asr", lambda: recognize(pcm), self.s.asr_timeout_sec, outcome)
+            results = self._timed("asr", lambda: recognize(pcm), timeout, outcome)
         except Exception as exc:  # noqa: BLE001 - an engine failure must never silence the call
             self.events.emit("ASR_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = "asr-error"
@@ -146,7 +151,7 @@ class Dialog:
             self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=said)
         text = " ".join(t for kind, t in results if kind == "final" and t).strip()
         self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0),
-                         live=heard is not None)
+                         live=live is not None)
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import time
 from xml.dom import minidom
@@ -84,9 +85,38 @@ def call(call_sid: str) -> str:
     start = record["started_at"] or 0
     events = [_view(e, start) for e in rt.store.events(call_sid) if e["kind"] not in QUIET_KINDS]
     codes = sorted({code for e in events for code in e["codes"]})
+    turns = rt.store.turns(call_sid)
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
-                           turns=rt.store.turns(call_sid), when=_when,
+                           turns=turns, bars=timing_bars(turns), when=_when,
                            tts=lambda name: rt.tts_url(name) if name else "")
+
+
+TIMING_STAGES = (  # the turn's stages in order, as SpokenReply marks them
+    ("asr", "ASR final"), ("llm_first", "first text"), ("first_chunk", "first chunk written"),
+    ("first_chunk_audio", "first chunk audio"), ("first_audio", "first audio out"),
+    ("last_chunk", "last chunk audio"))
+
+
+def timing_bars(turns: list[dict]) -> dict[int, list[dict]]:
+    """Each turn's stages as bar segments (percent of the slowest turn's span), by row id."""
+    timings = {}
+    for t in turns:
+        try:
+            marks = json.loads(t.get("timings") or "{}")
+        except ValueError:
+            marks = {}
+        timings[t["id"]] = [(key, label, marks[key]) for key, label in TIMING_STAGES
+                            if isinstance(marks.get(key), int)]
+    span = max((ms for stages in timings.values() for _k, _l, ms in stages), default=0) or 1
+    bars = {}
+    for row, stages in timings.items():
+        segments, before = [], 0
+        for key, label, ms in sorted(stages, key=lambda s: s[2]):
+            segments.append({"stage": key, "label": label, "ms": ms,
+                             "left": 100 * before / span, "width": 100 * (ms - before) / span})
+            before = max(before, ms)
+        bars[row] = segments
+    return bars
 
 
 def _view(event: dict, start: float) -> dict:

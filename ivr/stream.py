@@ -310,6 +310,8 @@ class MediaStreamSession:
 
     def finish(self) -> None:
         self.closed.set()
+        if self.turns is not None:
+            self.turns.close()
         if self.started:
             self.heartbeat.ended(self.call_sid)
         lag = self.probe.since(self.lag_before)

@@ -12,9 +12,10 @@ from typing import Protocol
 from . import audio, replies, twiml
 from .dialog import TurnOutcome
 from .endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from .engines.base import LiveRecognition
 from .phrases import LLM_FALLBACK
 from .runtime import Runtime
-from .spoken import Chunk
+from .spoken import Chunk, SpokenReply
 from .tts_cache import THINKING
 
 log = logging.getLogger("ivr")
@@ -47,26 +48,54 @@ class StreamTurns:
         self.speaking_mark: str | None = None
         self.sent_marks: set[str] = set()
         self.stop_speaking = threading.Event()
-        self.barged_at: float | None = None
+        self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
+        self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
         """One inbound 20 ms frame: endpointing, then a turn, a barge-in or the greeting."""
         with self.detector_lock:
             events = self.detector.feed(pcm, audio.rms(pcm))
+            ended = self._feed_live(pcm, events)
         for event in events:
             if isinstance(event, Utterance):
-                self.dispatch(event)
+                self.dispatch(event, ended)
             elif isinstance(event, BargeIn):
                 self.barge_in(event)
             elif isinstance(event, Greet):
                 self.greet()
 
-    def dispatch(self, utterance: Utterance) -> None:
+    def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
+        """With an ASR that streams, the recognizer hears the utterance while it is spoken:
+        opened at its first voiced frame (or a barge-in), fed every frame, finished by the
+        turn, cancelled when the detector drops it as a click. Returns the session of the
+        utterance this frame ended."""
+        if self.live is not None:
+            self.live.feed(pcm)
+        ended = None
+        if any(isinstance(e, Utterance) for e in events):
+            ended, self.live = self.live, None
+        asr = self.rt.engines.asr
+        if self.detector.buffer and self.live is None and asr is not None and asr.streams_live:
+            self.live = asr.live()
+            self.live.feed(b"".join(self.detector.buffer))
+        elif not self.detector.buffer and self.live is not None:
+            self.live.cancel()
+            self.live = None
+        return ended
+
+    def close(self) -> None:
+        """The stream is over: an utterance being recognised is dropped."""
+        with self.detector_lock:
+            if self.live is not None:
+                self.live.cancel()
+                self.live = None
+
+    def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
         self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
                                   sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
-        self._submit(pcm=utterance.pcm, speech_end=ended)
+        self._submit(pcm=utterance.pcm, speech_end=ended, live=live)
 
     def dispatch_text(self, text: str) -> None:
         """A key press is a turn of its own (no ASR): it interrupts the line like a barge-in,
@@ -83,8 +112,13 @@ class StreamTurns:
         self._submit(greeting=self.rt.settings.ai_greeting_he)
 
     def barge_in(self, event: BargeIn, by: str = "voice") -> None:
-        self.barged_at = time.monotonic()
         self.stop_speaking.set()
+        speaking, self.speaking = self.speaking, None
+        if speaking is not None:  # the rest is not played: the history keeps what was heard
+            reply, schedule = speaking
+            reply.cancel()
+            self.rt.turn_pool.submit(self.rt.dialog.keep_heard, self.call_sid, reply,
+                                     schedule.heard(time.monotonic()))
         self.speaking_mark = None
         self.channel.send({"event": "clear"})
         self.rt.events.emit_later("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
@@ -95,7 +129,7 @@ class StreamTurns:
         if name not in self.sent_marks:
             return False
         if name == self.speaking_mark:
-            self.speaking_mark = None
+            self.speaking_mark = self.speaking = None
             with self.detector_lock:
                 self.detector.bot_done()
             self.rt.events.emit_later("MARK", self.call_sid, sid=self.channel.stream_sid,
@@ -104,8 +138,11 @@ class StreamTurns:
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
-                greeting: str | None = None, speech_end: float | None = None) -> None:
+                greeting: str | None = None, speech_end: float | None = None,
+                live: LiveRecognition | None = None) -> None:
         if self.rt.watchdog.has_ended(self.call_sid):
+            if live is not None:
+                live.cancel()
             return  # audio drained after the hang-up: no turn for a call that is over
         with self.lock:
             self.turn_id += 1
@@ -118,7 +155,7 @@ class StreamTurns:
             timer.daemon = True
             timer.start()
         self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting,
-                                 speech_end or time.monotonic())
+                                 speech_end or time.monotonic(), live)
 
     def _thinking_hint(self, my_id: int) -> None:
         """THINKING_HINT_MS: the reply is late, so say "רגע…" and keep the caller on the line."""
@@ -138,14 +175,15 @@ class StreamTurns:
                                 url=url)
 
     def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None,
-             speech_end: float) -> None:
+             speech_end: float, live: LiveRecognition | None = None) -> None:
         turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
                 outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting)
             else:
                 outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
-                                                    source="stream", speech_end=speech_end)
+                                                    live=live, source="stream",
+                                                    speech_end=speech_end)
             first = self._first_chunk(outcome)
         except Exception as exc:  # noqa: BLE001 - the dialog never raises; if it does, beep
             log.exception("turn crashed")
@@ -230,11 +268,11 @@ class StreamTurns:
         mark = f"reply-{number}"
         with self.detector_lock:
             self.detector.bot_speaking()
+        schedule = PlaySchedule()
         self.stop_speaking.clear()
-        self.barged_at = None
+        self.speaking = (reply, schedule)
         self.speaking_mark = mark
         self.sent_marks.add(mark)
-        schedule = PlaySchedule()
         index = sent = 0
         while not self._interrupted(my_id):
             try:
@@ -261,9 +299,7 @@ class StreamTurns:
         self.rt.calls.advance_stream_turn(self.call_sid, number)
         self.rt.watchdog.watch_media(self.call_sid, number)
         if interrupted:
-            reply.cancel()
-            heard = schedule.heard(self.barged_at or time.monotonic())
-            self.rt.turn_pool.submit(self.rt.dialog.keep_heard, self.call_sid, reply, heard)
+            reply.cancel()  # barge_in kept what the caller heard
         else:
             self.channel.send({"event": "mark", "mark": {"name": mark}})
         self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.channel.stream_sid,

@@ -30,6 +30,10 @@ class ProviderServer:
         self.release = threading.Event()
         self.requests: list[dict] = []
         self.reply_text = "אנחנו פתוחים עד שש בערב."
+        self.chat_breaks_after: int | None = None  # streamed chat: drop the line after N chars
+        self.held_speech = ""  # speech of a text containing this waits for `speech_go`
+        self.speech_go = threading.Event()
+        self.speech_chars_per_sec = 0.0  # speech as long as the text says (else 0.5 s always)
         self.transcript = "מה שעות הפתיחה?"
         self.app.before_request(self.fault)
         self.add_routes()
@@ -56,6 +60,8 @@ class ProviderServer:
                                              "finish_reason": finish}]}) + "\n\n"
         yield event({"role": "assistant", "content": ""})
         for i in range(0, len(self.reply_text), 5):
+            if self.chat_breaks_after is not None and i >= self.chat_breaks_after:
+                raise ConnectionAbortedError("injected: the stream breaks off")
             yield event({"content": self.reply_text[i:i + 5]})
         yield event({}, "stop")
         yield "data: [DONE]\n\n"
@@ -82,12 +88,18 @@ class ProviderServer:
             upload = request.files["file"]
             self.requests.append({"path": request.path, "form": request.form.to_dict(),
                                   "file": upload.read(), "filename": upload.filename})
-            return jsonify({"text": self.transcript})
+            text = self.transcript if isinstance(self.transcript, str) else next(self.transcript)
+            return jsonify({"text": text})
 
         @app.post("/v1/audio/speech")
         def speech():
             self.requests.append({"path": request.path, "json": request.get_json()})
-            return Response(audio.pcm16_to_mp3(audio.beep_pcm16(500)), mimetype="audio/mpeg")
+            text = request.get_json()["input"]
+            if self.held_speech and self.held_speech in text:
+                self.speech_go.wait(self.slow_sec)
+            ms = round(1000 * len(text) / self.speech_chars_per_sec) \
+                if self.speech_chars_per_sec else 500
+            return Response(audio.pcm16_to_mp3(audio.beep_pcm16(ms)), mimetype="audio/mpeg")
 
         @app.post("/v1/text:synthesize")
         def google_tts():

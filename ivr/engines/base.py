@@ -19,6 +19,7 @@ class ASR:
     """Speech recognition of one utterance of 8 kHz 16-bit PCM."""
 
     name = "asr"
+    streams_live = False  # True: live() sends audio while it is spoken (worth opening early)
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         raise NotImplementedError

@@ -46,6 +46,7 @@ class GoogleASR(ASR):
     """One utterance through streaming_recognize: interim and final results, like a live call."""
 
     name = "google"
+    streams_live = True
 
     def __init__(self, client, language: str = "he-IL", timeout: float = 8.0):
         self.speech = _import("google.cloud.speech_v1")
