@@ -10,6 +10,8 @@ second of speech), through the emulator in real time.
 from __future__ import annotations
 
 import argparse
+import json
+import sqlite3
 
 from ivr import audio
 from ivr.sim.script import voice_ulaw
@@ -21,6 +23,7 @@ from .latency_profile import LatencyProfile
 QUESTIONS = ["מה שעות הפתיחה שלכם?", "ומה עם יום שישי?", "אפשר לקבוע תור למחר?",
              "כמה זה עולה?", "איפה אתם נמצאים?"]
 VAD_RMS = 210
+REPLY_PAUSE_SEC = 1.0  # the caller waits out pauses inside a reply up to this long
 
 
 def voiced_seconds(text: str) -> float:
@@ -30,8 +33,13 @@ def voiced_seconds(text: str) -> float:
     return (voiced[-1] + 1) * audio.FRAME_SEC if voiced else 0.0
 
 
-def turn_times(result) -> list[tuple[float, float]]:
-    """(end of speech → first audio, → whole reply heard) of each answered turn, in seconds."""
+def ends(heard: dict) -> float:
+    return heard.get("end", heard["t"] + heard["duration"])
+
+
+def turn_times(result) -> list[tuple[float, float, float]]:
+    """(end of speech → first audio, → whole reply heard, the silence inside the reply) of each
+    answered turn, in seconds."""
     times = []
     said = result.said
     for i, sentence in enumerate(said):
@@ -39,9 +47,19 @@ def turn_times(result) -> list[tuple[float, float]]:
         until = said[i + 1]["t"] if i + 1 < len(said) else float("inf")
         reply = [h for h in result.heard if spoke_end < h["t"] < until]
         if reply:
-            last = reply[-1]
-            times.append((reply[0]["t"] - spoke_end, last["t"] + last["duration"] - spoke_end))
+            span = ends(reply[-1]) - reply[0]["t"]
+            silence = span - sum(h["duration"] for h in reply)
+            times.append((reply[0]["t"] - spoke_end, ends(reply[-1]) - spoke_end, silence))
     return times
+
+
+def server_stages(line) -> dict[str, int]:
+    """The line's own record of each turn (its `timings`): p50 ms of each stage after the end
+    of the caller's speech as the line saw it."""
+    with sqlite3.connect(line.db) as conn:
+        rows = [json.loads(t or "{}") for (t,) in conn.execute("SELECT timings FROM turns")]
+    keys = dict.fromkeys(k for row in rows for k in row)
+    return {k: round(percentile([row[k] for row in rows if k in row], 50)) for k in keys}
 
 
 def run_mode(mode: str, turns: int, profile: LatencyProfile) -> dict:
@@ -49,19 +67,26 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile) -> dict:
            "ASR_ENGINE": "openai", "LLM_ENGINE": "openai", "TTS_ENGINE": "openai",
            "REPLY_MODE": mode}
     script = {"steps": [{"say": QUESTIONS[i % len(QUESTIONS)]} for i in range(turns)],
-              "end": "hangup", "reply_timeout": 30, "max_duration": 60 * turns}
+              "end": "hangup", "reply_timeout": 30, "max_duration": 60 * turns,
+              "reply_pause": REPLY_PAUSE_SEC}
     with BenchLine(**env) as line:
         result = line.carrier.place_call(script, speed=1.0)
+        stages = server_stages(line)
     times = turn_times(result)
-    first, whole = [t[0] for t in times], [t[1] for t in times]
+    first, whole, silence = ([t[k] for t in times] for k in range(3))
     summary = {"turns": turns, "answered": len(times), "errors": result.error_codes,
                "first_audio_sec": {"p50": round(percentile(first, 50), 2),
                                    "p95": round(percentile(first, 95), 2)},
                "whole_reply_sec": {"p50": round(percentile(whole, 50), 2),
-                                   "p95": round(percentile(whole, 95), 2)}}
+                                   "p95": round(percentile(whole, 95), 2)},
+               "silence_inside_reply_sec": {"p50": round(percentile(silence, 50), 2),
+                                            "p95": round(percentile(silence, 95), 2)},
+               "server_stages_p50_ms": stages}
     log(f"REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
         f"{summary['first_audio_sec']['p50']} s, p95 {summary['first_audio_sec']['p95']} s; "
-        f"whole reply p50 {summary['whole_reply_sec']['p50']} s")
+        f"whole reply p50 {summary['whole_reply_sec']['p50']} s, silence inside it p50 "
+        f"{summary['silence_inside_reply_sec']['p50']} s; the line's stages after the "
+        f"end of speech (p50 ms): {stages}")
     return summary
 
 

@@ -84,9 +84,20 @@ def decode_to_pcm16(data: bytes, rate: int = RATE) -> bytes:
             return resample(pcm, src_rate, rate)
         except (wave.Error, EOFError):
             pass
-    from pydub import AudioSegment
-    segment = AudioSegment.from_file(io.BytesIO(data))
-    return segment.set_channels(1).set_sample_width(2).set_frame_rate(rate).raw_data
+    return ffmpeg_decode(data, rate)
+
+
+def ffmpeg_decode(data: bytes, rate: int = RATE) -> bytes:
+    """One ffmpeg process, stdin → mono PCM16 at `rate` on stdout (no probe, no temp file:
+    on the stream path this is between a chunk's MP3 and its first frame)."""
+    result = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+         "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(rate), "pipe:1"],
+        input=data, capture_output=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise ValueError(f"ffmpeg could not decode {len(data)} bytes: "
+                         f"{result.stderr.decode(errors='replace').strip()[-200:]}")
+    return result.stdout
 
 
 def pcm16_to_mp3(pcm: bytes, rate: int = RATE, bitrate: str = "32k") -> bytes:

@@ -18,7 +18,7 @@ from typing import Any
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import LiveRecognition, last_said
+from .engines.base import LLM, LiveRecognition, last_said
 from .eventlog import EventLog
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from .spoken import SpokenReply
@@ -181,25 +181,29 @@ class Dialog:
         self._record(call_sid, history, outcome, pcm, source)
 
     def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
-        """LLM deltas → speakable chunks → TTS; the reply dedup holds chunks back only while
-        the reply could still turn out the same as the last one."""
+        """LLM deltas → speakable chunks → TTS. The reply dedup holds chunks back while the
+        reply could still turn out the same as the last one; a streaming LLM's first chunk
+        goes at once all the same (replies often open alike), so a repeated reply is heard as
+        its opener, then DEDUP_REPLY."""
         reply, llm = outcome.reply, self.engines.llm
         context = [{"role": m["role"], "text": m["text"]} for m in history]
         last_reply = last_said(history, "assistant")
-        chunker, held, written = SpeakableChunks(), [], ""
+        chunker, held, written, released = SpeakableChunks(), [], "", 0
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
+            streams = type(llm).reply_stream is not LLM.reply_stream
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
                 reply.mark("llm_first")
                 written += delta
                 held += chunker.feed(delta)
-                if held and not (last_reply and starts_like(last_reply, written)):
-                    for text in held:
-                        self._add_chunk(call_sid, outcome, text)
-                    held = []
+                repeating = bool(last_reply) and starts_like(last_reply, written)
+                go = held if not repeating else held[:1] if streams and not released else []
+                for text in go:
+                    self._add_chunk(call_sid, outcome, text)
+                released, held = released + len(go), held[len(go):]
             held += chunker.finish()
             reply.mark("llm_done")
             outcome.ms["llm"] = reply.ms()["llm_done"] - reply.ms().get("asr", 0)
@@ -277,6 +281,8 @@ class Dialog:
             reply.set_audio(index, path, self.cache.duration(path.name), "tts-error")
             reply.cut(index)
             return
+        if self.s.reply_mode == "stream":
+            self.cache.ulaw(path.name)  # decoded here, in parallel, not when it is its turn
         reply.set_audio(index, path, self.cache.duration(path.name))
         if index == 0:
             reply.mark("first_chunk_audio")

@@ -165,8 +165,7 @@ class StreamTurns:
         s = self.rt.settings
         url = self.rt.prompt_url(THINKING)
         if s.reply_mode == "stream":
-            ulaw = audio.pcm16_to_ulaw(audio.decode_to_pcm16(self.rt.cache.path(
-                self.rt.prompts.name(THINKING)).read_bytes()))
+            ulaw = self.rt.cache.ulaw(self.rt.prompts.name(THINKING))
             self.channel.send_media_frames(audio.frames_of(ulaw), self.stop_speaking)
             self.rt.events.emit("THINKING_HINT_TX", self.call_sid, url=url, via="stream")
             return
@@ -285,8 +284,7 @@ class StreamTurns:
                 chunk = Chunk(LLM_FALLBACK, path, self.rt.cache.duration(path.name), "late")
             if chunk is None or self._interrupted(my_id):
                 break
-            frames = audio.frames_of(audio.pcm16_to_ulaw(audio.decode_to_pcm16(
-                chunk.audio.read_bytes())))
+            frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
             sent += self.channel.send_media_frames(frames, self.stop_speaking)
             schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
             if index == 0:

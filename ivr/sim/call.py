@@ -36,6 +36,7 @@ class LineState:
     listening: bool = False
     speaking: bool = False
     replies: int = 0
+    pause_ticks: int = 10  # streamed silence this long (20 ms ticks) ends a reply for the caller
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ class CallRun:
         self.account, self.script, self.faults = account, script, faults
         self.call_sid = "CA" + secrets.token_hex(16)
         self.clock, self.tape, self.mic, self.line = CallClock(speed), Tape(), Mic(), LineState()
+        self.line.pause_ticks = max(1, round(script.reply_pause / TICK))
         self.result = CallResult(self.call_sid)
         self.ended, self.interrupt = threading.Event(), threading.Event()
         self.lock = threading.Lock()

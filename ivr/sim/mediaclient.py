@@ -17,8 +17,6 @@ from .. import audio
 from ..twiml import SUBPROTOCOL, dial_url
 from .call import Call, Ended, Replace
 
-QUIET_TICKS_END_REPLY = 10  # 200 ms without streamed audio ends what the caller hears as a reply
-
 
 class MediaSession:
     """One Media Streams WebSocket from the carrier to the app."""
@@ -156,7 +154,7 @@ class MediaSession:
             self.echo_mark(self.playback.popleft()[1])
         if not self.playback:
             self.quiet_ticks += 1
-            if self.run.line.speaking and self.quiet_ticks >= QUIET_TICKS_END_REPLY:
+            if self.run.line.speaking and self.quiet_ticks >= self.run.line.pause_ticks:
                 self.run.line.speaking = False
             return
         self.quiet_ticks = 0
@@ -169,6 +167,7 @@ class MediaSession:
             self.run.result.heard.append(self.heard)
             self.run.log("line", "speaks on the stream")
         self.heard["duration"] = round(self.heard["duration"] + audio.duration_sec(pcm), 3)
+        self.heard["end"] = round(self.run.tick_at + audio.duration_sec(pcm), 3)
         self.run.tape.put("line", self.run.tick_at, pcm)  # its own 20 ms, as the caller's
 
     def close(self, by: str = "carrier") -> None:

@@ -44,6 +44,7 @@ class CallerScript:
     end: str = "hangup"
     reply_timeout: float = 20.0
     max_duration: float = 180.0
+    reply_pause: float = 0.2  # a pause in the line's streamed speech this long ends its reply
 
     @classmethod
     def load(cls, source: str | Path | dict) -> CallerScript:
@@ -60,7 +61,8 @@ class CallerScript:
                    from_number=str(data.get("from", cls.from_number)),
                    to_number=str(data.get("to", cls.to_number)),
                    reply_timeout=float(data.get("reply_timeout", cls.reply_timeout)),
-                   max_duration=float(data.get("max_duration", cls.max_duration)))
+                   max_duration=float(data.get("max_duration", cls.max_duration)),
+                   reply_pause=float(data.get("reply_pause", cls.reply_pause)))
 
 
 def read_script(source: str | Path | dict) -> dict:

@@ -20,6 +20,7 @@ GREETING, FALLBACK, GOODBYE, BEEP, THINKING = (
 ALIASES = frozenset({GREETING, FALLBACK, GOODBYE, BEEP, THINKING})
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3")
 DURATIONS_KEPT = 4096  # remembered file durations (least recently asked dropped first)
+ULAW_KEPT = 256  # files kept decoded for the stream (~8 KB a second of audio each)
 
 
 def cache_key(engine: str, voice: str, text: str) -> str:
@@ -46,6 +47,7 @@ class TTSCache:
         self.key_locks: dict[str, _KeyLock] = {}  # only keys being synthesised right now
         self.durations: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.durations_kept = durations_kept
+        self.ulaws: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     @contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
@@ -127,6 +129,24 @@ class TTSCache:
             while len(self.durations) > self.durations_kept:
                 self.durations.popitem(last=False)
         return seconds
+
+    def ulaw(self, name: str) -> bytes:
+        """A cache file as 8 kHz μ-law, what a stream sends: decoded once (ffmpeg), then kept
+        in memory (least recently used dropped), so a cached sentence goes out at once."""
+        path = self.dir / name
+        stamp = path.stat().st_mtime
+        with self.lock:
+            known = self.ulaws.get(name)
+            if known and known[0] == stamp:
+                self.ulaws.move_to_end(name)
+                return known[1]
+        data = audio.pcm16_to_ulaw(audio.decode_to_pcm16(path.read_bytes()))
+        with self.lock:
+            self.ulaws[name] = (stamp, data)
+            self.ulaws.move_to_end(name)
+            while len(self.ulaws) > ULAW_KEPT:
+                self.ulaws.popitem(last=False)
+        return data
 
     def ensure_beep(self) -> Path:
         """The beep of last resort, generated (never a shipped file) when missing."""
