@@ -150,8 +150,7 @@ class Dialog:
         for kind, said in results:
             self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=said)
         text = " ".join(t for kind, t in results if kind == "final" and t).strip()
-        self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0),
-                         live=live is not None)
+        self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0))
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:

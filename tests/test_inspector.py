@@ -1,12 +1,13 @@
 """The request inspector: locked by default, and a whole emulated call readable in Chromium."""
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import AUTH_TOKEN, BASE
+from .conftest import AUTH_TOKEN, BASE, wait_until
 from .livehelpers import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -107,3 +108,15 @@ def test_inspector_in_headless_chromium_with_a_screenshot(fallback_call, tmp_pat
                    timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000
     assert Path(shot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_turn_shows_its_stage_timing_bar(phone_line):
+    line = phone_line(bind_host="127.0.0.1", reply_mode="play", **FAKES)
+    result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
+    (turn,) = wait_until(lambda: line.store.turns(result.call_sid))
+    first_audio = json.loads(turn["timings"])["first_audio"]
+    assert first_audio == turn["first_audio_ms"] > 0
+    page = line.app.test_client().get(f"/inspector/calls/{result.call_sid}").get_data(
+        as_text=True)
+    assert 'class="bar"' in page and 'class="seg first_audio"' in page
+    assert f"first audio out {first_audio} ms" in page

@@ -53,6 +53,18 @@ def test_gather_turn_exact():
         "</Response>")
 
 
+def test_a_continued_reply_plays_its_ready_chunks_then_asks_for_the_next():
+    urls = ["https://line.example.com/static/tts/a.mp3", "https://line.example.com/static/tts/b.mp3"]
+    assert twiml.continue_reply(BASE, urls, 5, 2) == (
+        HEAD + "<Response><Play>https://line.example.com/static/tts/a.mp3</Play>"
+        "<Play>https://line.example.com/static/tts/b.mp3</Play>"
+        '<Redirect method="POST">https://line.example.com/webhook/reply_continue?turn=5&amp;'
+        "part=2</Redirect></Response>")
+    body = twiml.gather_turn(BASE, "he-IL", urls)
+    assert "<Play>https://line.example.com/static/tts/a.mp3</Play><Play>https://line.example." \
+        "com/static/tts/b.mp3</Play></Gather>" in body
+
+
 def test_goodbye_and_empty_exact():
     assert twiml.goodbye("https://h/static/tts/bye.mp3") == (
         HEAD + "<Response><Play>https://h/static/tts/bye.mp3</Play><Hangup /></Response>")

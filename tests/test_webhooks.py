@@ -1,5 +1,6 @@
 """Every /webhook route: status codes, content types, signatures, malformed input, records kept."""
 
+import re
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
 
@@ -164,6 +165,20 @@ def test_stream_ended_returns_pending_action_twiml_once(twilio_post, runtime):
     runtime.store.update_call(CALL_SID, pending_twiml=pending)
     assert twilio_post("/webhook/stream_ended").data.decode() == pending
     assert runtime.store.get_call(CALL_SID)["pending_twiml"] is None
+
+
+def test_a_continuation_whose_reply_was_lost_plays_the_fallback_and_listens_again(
+        twilio_post, runtime):
+    """After a restart the reply being played is gone: the caller hears the fallback phrase and
+    the call gets a fresh stream for its turn, never silence."""
+    runtime.calls.answer(CALL_SID, "stream", "play", "in-progress")
+    runtime.calls.advance_turn(CALL_SID, 1)
+    response = twilio_post("/webhook/reply_continue?turn=2&part=1")
+    assert response.status_code == 200
+    body = response.data.decode()
+    assert re.search(r"/static/tts/(fallback_he|beep)\.mp3</Play><Connect", body)
+    assert '<Parameter name="turn" value="2" />' in body
+    assert "REPLY_LOST" in [e["kind"] for e in runtime.store.events(CALL_SID)]
 
 
 def test_stream_ended_before_the_stream_started_falls_back_to_record(twilio_post, runtime):

@@ -1,0 +1,71 @@
+"""A reply being written and synthesised: chunks in order, waits, ends, and cuts."""
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from ivr.spoken import PendingReplies, SpokenReply
+
+MP3 = Path("chunk.mp3")
+
+
+def test_players_get_chunks_in_order_whatever_order_they_are_ready_in():
+    reply = SpokenReply()
+    first, second = reply.add("כן, בשמחה,"), reply.add("אנחנו פתוחים עד שש.")
+    reply.set_audio(second, MP3, 2.0)
+    assert reply.ready_from(0) == []  # the second is ready, the first is not: nothing yet
+    reply.set_audio(first, MP3, 0.7)
+    assert [c.text for c in reply.ready_from(0)] == ["כן, בשמחה,", "אנחנו פתוחים עד שש."]
+    assert not reply.ends_at(2)
+    reply.close()
+    assert reply.ends_at(2) and reply.wait(2, 0) is None
+
+
+def test_a_player_waits_for_a_chunk_being_synthesised():
+    reply = SpokenReply()
+    reply.add("שלום.")
+    ready = threading.Timer(0.05, reply.set_audio, args=(0, MP3, 1.0))
+    ready.start()
+    assert reply.wait(0, 60).text == "שלום."
+
+
+def test_a_chunk_not_ready_in_time_is_a_timeout_and_a_reply_not_yet_written_too():
+    reply = SpokenReply()
+    reply.add("שלום.")
+    with pytest.raises(TimeoutError):
+        reply.wait(0, 0.01)
+    with pytest.raises(TimeoutError):
+        reply.wait(1, 0.01)  # the writer may still add it
+
+
+def test_a_cut_drops_what_follows_and_a_cancelled_reply_takes_no_more_chunks():
+    reply = SpokenReply()
+    for text in ("א.", "ב.", "ג."):
+        reply.add(text)
+    reply.set_audio(1, MP3, 1.0, "tts-error")
+    reply.cut(1)
+    assert reply.text == "א. ב." and reply.ends_at(2)
+    other = SpokenReply()
+    other.cancel()
+    assert other.add("ד.") is None and other.played.is_set()
+
+
+def test_stage_marks_keep_their_first_time_in_ms_after_the_end_of_speech():
+    reply = SpokenReply(started=100.0)
+    reply.marks["asr"] = 100.35
+    reply.mark("asr")  # a later mark of the same stage is ignored
+    assert reply.ms()["asr"] == 350
+
+
+def test_pending_replies_are_found_by_call_and_turn_and_dropped_cancelled():
+    pending, reply = PendingReplies(kept=1), SpokenReply()
+    pending.put("CA1", 3, "stream", reply)
+    assert pending.get("CA1", 3) == ("stream", reply) and pending.get("CA1", 2) is None
+    newer = SpokenReply()
+    pending.put("CA2", 1, "record", newer)  # over the bound: the oldest goes, cancelled
+    assert pending.get("CA1", 3) is None and reply.cancelled.is_set()
+    pending.drop("CA2", SpokenReply())  # not that call's reply: kept
+    assert pending.get("CA2", 1) == ("record", newer)
+    pending.drop("CA2")
+    assert pending.get("CA2", 1) is None and newer.cancelled.is_set()
