@@ -93,13 +93,17 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--cold", action="store_true",
+                        help="every reply opens differently: no chunk comes from the MP3 cache")
     args = parser.parse_args()
-    profile = LatencyProfile()
+    profile = LatencyProfile(cold=args.cold)
     try:
         modes = {mode: run_mode(mode, args.turns, profile) for mode in ("play", "stream")}
     finally:
         profile.stop()
-    path = write_result("latency", {"profile": "bench/latency_profile.py", "modes": modes})
+    path = write_result("latency-cold" if args.cold else "latency",
+                        {"profile": "bench/latency_profile.py", "cold": args.cold,
+                         "modes": modes})
     print(f"first audio p50: play {modes['play']['first_audio_sec']['p50']} s, stream "
           f"{modes['stream']['first_audio_sec']['p50']} s; written to {path}")
 

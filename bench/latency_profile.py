@@ -29,7 +29,10 @@ FIRST_BYTE_SEC = 0.3
 AUDIO_SPEEDUP = 10
 CHARS_PER_AUDIO_SEC = 14
 DELTA_CHARS = 3  # about one token of Hebrew
-REPLY = ("כן, בשמחה, אנחנו פתוחים היום עד שש בערב ומספר הפנייה שלך הוא {n}. ביום שישי אנחנו "
+OPENERS = ["כן, בשמחה,", "בטח, בשמחה,", "כמובן, בשמחה,", "בוודאי, בשמחה,", "כן, בהחלט,",
+           "בטח, בהחלט,", "כמובן, בהחלט,", "בוודאי, בהחלט,", "כן, ברור,", "בטח, ברור,",
+           "כמובן, ברור,", "בוודאי, ברור,"]  # --cold: no turn opens like another one
+REPLY = ("{opener} אנחנו פתוחים היום עד שש בערב ומספר הפנייה שלך הוא {n}. ביום שישי אנחנו "
          "פתוחים עד אחת בצהריים, ואפשר לקבוע תור בטלפון או באתר. אם תרצה, אשמח לרשום אותך "
          "כבר עכשיו לתור הקרוב.")
 
@@ -37,8 +40,10 @@ REPLY = ("כן, בשמחה, אנחנו פתוחים היום עד שש בערב 
 class LatencyProfile:
     """The profile's server on a loopback port; `url` + "/v1" is an OPENAI_BASE_URL."""
 
-    def __init__(self):
+    def __init__(self, cold: bool = False):
+        """`cold`: every reply opens differently, so even its first clause is synthesised."""
         self.numbers = itertools.count(48213)
+        self.openers = itertools.cycle(OPENERS) if cold else itertools.repeat(OPENERS[0])
         self.lock = threading.Lock()
         self.mp3s: dict[int, bytes] = {}
         app = Flask("latency-profile")
@@ -55,7 +60,7 @@ class LatencyProfile:
 
     def reply_text(self) -> str:
         with self.lock:
-            return REPLY.format(n=next(self.numbers))
+            return REPLY.format(opener=next(self.openers), n=next(self.numbers))
 
     def transcription(self) -> Response:
         request.files["file"].read()
