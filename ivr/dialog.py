@@ -44,6 +44,10 @@ class TurnOutcome:
     synthesis: list[Future] = field(default_factory=list, repr=False)
     deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
 
+    def budgeted(self) -> bool:
+        """The webhook's budget caps the stages until its answer went out, not after."""
+        return self.deadline is not None and "first_audio" not in self.reply.marks
+
     @property
     def audio(self) -> Path | None:
         """The first chunk's MP3 (once it is ready)."""
@@ -72,12 +76,13 @@ class Dialog:
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
         self.calls = Calls(store)
-        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
+        self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
         self.history_lock = threading.Lock()
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
                outcome: TurnOutcome) -> Any:
-        if outcome.deadline is not None:
+        if outcome.budgeted():
             timeout = max(0.1, min(timeout, outcome.deadline - time.monotonic()))
         started = time.perf_counter()
         try:
@@ -110,14 +115,14 @@ class Dialog:
             outcome.reply.close()
             outcome.reply.recorded.set()  # nothing to record: the turn did not happen
             return outcome
-        self.pool.submit(self._write_reply, call_sid, history, outcome, pcm, source)
+        self.writers.submit(self._write_reply, call_sid, history, outcome, pcm, source)
         return outcome
 
     def run_turn(self, call_sid: str, turn: int, **how: Any) -> TurnOutcome:
         """start_turn, then wait until the whole reply is written, synthesised and recorded."""
         outcome = self.start_turn(call_sid, turn, **how)
         outcome.reply.unwatched()
-        outcome.reply.recorded.wait()
+        outcome.reply.recorded.wait(RECORD_WAIT_SEC + 60)
         return outcome
 
     def speak_text(self, call_sid: str, turn: int, text: str) -> TurnOutcome:
@@ -177,7 +182,12 @@ class Dialog:
         self._wait_synthesis(outcome)
         outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
         outcome.reply.played.wait(RECORD_WAIT_SEC)  # the row carries first_audio_ms
-        self._record(call_sid, history, outcome, pcm, source)
+        try:
+            self._record(call_sid, outcome, pcm, source)
+        except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="record")
+        finally:
+            outcome.reply.recorded.set()
 
     def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
         """LLM deltas → speakable chunks → TTS. The reply dedup holds chunks back while the
@@ -238,7 +248,7 @@ class Dialog:
         threading.Thread(target=read, name=f"llm-{call_sid[-6:]}", daemon=True).start()
         while True:
             timeout = self.s.llm_timeout_sec
-            if outcome.deadline is not None:
+            if outcome.budgeted():
                 timeout = max(0.1, min(timeout, outcome.deadline - time.monotonic()))
             try:
                 piece = pieces.get(timeout=timeout)
@@ -263,8 +273,8 @@ class Dialog:
         if index == 0:
             outcome.reply.mark("first_chunk")
         if index is not None:
-            outcome.synthesis.append(self.pool.submit(self._speak, call_sid, outcome, index,
-                                                      text))
+            outcome.synthesis.append(self.writers.submit(self._speak, call_sid, outcome,
+                                                         index, text))
 
     def _speak(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
         reply, tts = outcome.reply, self.engines.tts
@@ -273,15 +283,14 @@ class Dialog:
                 raise RuntimeError("no TTS engine configured")
             path = self._timed("tts", lambda: self.cache.synthesize(tts, text),
                                self.s.tts_timeout_sec, outcome)
+            if self.s.reply_mode == "stream":
+                self.cache.ulaw(path.name)  # decoded here, in parallel, not when it is its turn
         except Exception as exc:  # noqa: BLE001 - the reply ends here with the fallback sound
             self.events.emit("TTS_ERR", call_sid, logging.ERROR, err=repr(exc), chunk=index + 1)
             outcome.fallback = "tts-error"
             path = self.cache.last_resort()
-            reply.set_audio(index, path, self.cache.duration(path.name), "tts-error")
-            reply.cut(index)
+            reply.fail(index, path, self.cache.duration(path.name), "tts-error")
             return
-        if self.s.reply_mode == "stream":
-            self.cache.ulaw(path.name)  # decoded here, in parallel, not when it is its turn
         reply.set_audio(index, path, self.cache.duration(path.name))
         if index == 0:
             reply.mark("first_chunk_audio")
@@ -295,11 +304,12 @@ class Dialog:
         outcome.reply.mark("last_chunk")
 
     # ---- the record of the turn ---------------------------------------------------------------
-    def _record(self, call_sid: str, history: list[dict], outcome: TurnOutcome,
-                pcm: bytes | None, source: str) -> None:
+    def _record(self, call_sid: str, outcome: TurnOutcome, pcm: bytes | None,
+                source: str) -> None:
         reply = outcome.reply
         now = time.time()
-        with self.history_lock:
+        with self.history_lock:  # read again: a newer turn may have been recorded meanwhile
+            history = self.calls.history(call_sid)
             outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
             if outcome.user_text:
                 history.append({"role": "user", "text": outcome.user_text, "at": now})
@@ -322,7 +332,6 @@ class Dialog:
                          audio=names[0] if names else "", fallback=outcome.fallback,
                          first_audio_ms=timings.get("first_audio"), **{
                              f"{k}_ms": v for k, v in outcome.ms.items() if k != "first_audio"})
-        reply.recorded.set()
 
     def keep_heard(self, call_sid: str, reply: SpokenReply, heard: str) -> None:
         """A barge-in cut the reply: the history keeps only what the caller heard of it."""

@@ -58,7 +58,7 @@ class Runtime:
         self.rejections.close()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        for pool in (self.turn_pool, self.dialog.pool):
+        for pool in (self.turn_pool, self.dialog.pool, self.dialog.writers):
             pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 

@@ -37,7 +37,7 @@ class SpokenReply:
         self.recorded = threading.Event()  # the turn's row and history are written
         self.heard_text: str | None = None  # what the caller heard, when a barge-in cut it
         self.history_saved = False
-        self.cond = threading.Condition()
+        self.cond = threading.Condition(threading.RLock())
         self.marks: dict[str, float] = {"speech_end": started or time.monotonic()}
 
     # ---- the writer ---------------------------------------------------------------------------
@@ -52,6 +52,8 @@ class SpokenReply:
 
     def set_audio(self, index: int, audio: Path, seconds: float, fallback: str = "") -> None:
         with self.cond:
+            if index >= len(self.chunks):
+                return  # cut off meanwhile
             chunk = self.chunks[index]
             chunk.audio, chunk.seconds, chunk.fallback = audio, seconds, fallback
             self.ready[index] = True
@@ -62,6 +64,12 @@ class SpokenReply:
         with self.cond:
             self.done = True
             self.cond.notify_all()
+
+    def fail(self, index: int, audio: Path, seconds: float, fallback: str) -> None:
+        """Chunk `index` becomes a fallback sound and the reply ends with it."""
+        with self.cond:
+            self.set_audio(index, audio, seconds, fallback)
+            self.cut(index)
 
     def cut(self, index: int) -> None:
         """Drop the chunks after `index` (the reply ends there: a fallback took its place)."""
@@ -76,8 +84,9 @@ class SpokenReply:
 
     def ms(self) -> dict[str, int]:
         """Each stage in milliseconds after the end of the caller's speech."""
-        start = self.marks["speech_end"]
-        return {k: round((t - start) * 1000) for k, t in self.marks.items() if k != "speech_end"}
+        marks = dict(self.marks)  # other threads may be marking meanwhile
+        start = marks.pop("speech_end")
+        return {k: round((t - start) * 1000) for k, t in marks.items()}
 
     # ---- the players --------------------------------------------------------------------------
     def wait(self, index: int, timeout: float) -> Chunk | None:
@@ -86,7 +95,7 @@ class SpokenReply:
         deadline = time.monotonic() + timeout
         with self.cond:
             while not (index < len(self.chunks) and self.ready[index]):
-                if self.done and index >= len(self.chunks):
+                if (self.done and index >= len(self.chunks)) or self.cancelled.is_set():
                     return None
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -102,6 +111,8 @@ class SpokenReply:
                 if not self.ready[i]:
                     break
                 ready.append(self.chunks[i])
+                if self.chunks[i].fallback:
+                    break  # the reply ends with its fallback sound
             return ready
 
     def ends_at(self, index: int) -> bool:

@@ -183,16 +183,12 @@ class StreamTurns:
                 outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
                                                     live=live, source="stream",
                                                     speech_end=speech_end)
-            first = self._first_chunk(outcome)
+            reply = self._first_chunk(outcome)
         except Exception as exc:  # noqa: BLE001 - the dialog never raises; if it does, beep
             log.exception("turn crashed")
             self.rt.events.emit("TURN_ERR", self.call_sid, logging.ERROR, err=repr(exc))
             outcome = TurnOutcome(turn=turn, fallback="turn-crash")
-            path = self.rt.cache.last_resort()
-            outcome.reply.add(LLM_FALLBACK)
-            outcome.reply.set_audio(0, path, self.rt.cache.duration(path.name), "turn-crash")
-            outcome.reply.close()
-            first = True
+            reply = self.fallback_reply("turn-crash")
         finally:
             with self.lock:
                 self.in_flight = False
@@ -201,66 +197,69 @@ class StreamTurns:
             outcome.reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
             return
-        if outcome.skipped or not first:
+        if reply is None:
             with self.detector_lock:
                 self.detector.listen()
             return
         try:
-            self.deliver(outcome, my_id)
+            self.deliver(reply, my_id)
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery crashed")
             self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
 
-    def _first_chunk(self, outcome: TurnOutcome) -> bool:
-        """Wait for the reply's first chunk (the thinking hint stays armed meanwhile); False
-        when the reply has nothing to say. A reply later than every stage timeout together
-        is replaced by the fallback phrase."""
+    def fallback_reply(self, why: str) -> SpokenReply:
+        """A reply of one chunk: the fallback sound (fallback_he.mp3, or the beep)."""
+        reply = SpokenReply()
+        path = self.rt.cache.last_resort()
+        reply.add(LLM_FALLBACK)
+        reply.set_audio(0, path, self.rt.cache.duration(path.name), why)
+        reply.close()
+        return reply
+
+    def _first_chunk(self, outcome: TurnOutcome) -> SpokenReply | None:
+        """The reply to deliver once its first chunk is ready (the thinking hint stays armed
+        meanwhile); None when there is nothing to say. A reply later than every stage timeout
+        together is cancelled and the fallback phrase said instead."""
         if outcome.skipped:
-            return False
+            return None
         s = self.rt.settings
         try:
-            return outcome.reply.wait(0, s.llm_timeout_sec + s.tts_timeout_sec + 2) is not None
+            first = outcome.reply.wait(0, s.llm_timeout_sec + s.tts_timeout_sec + 2)
+            return outcome.reply if first is not None else None
         except TimeoutError:
             outcome.reply.cancel()
             self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING, part=1)
-            late = TurnOutcome(turn=outcome.turn, fallback="reply-late")
-            path = self.rt.cache.last_resort()
-            late.reply.add(LLM_FALLBACK)
-            late.reply.set_audio(0, path, self.rt.cache.duration(path.name), "reply-late")
-            late.reply.close()
-            outcome.reply = late.reply
-            return True
+            return self.fallback_reply("reply-late")
 
-    def deliver(self, outcome: TurnOutcome, my_id: int) -> None:
+    def deliver(self, reply: SpokenReply, my_id: int) -> None:
         """REPLY_MODE play (calls.update, then continuations), action (close; stream_ended
         answers, then continuations), stream (frames on this socket)."""
         s = self.rt.settings
         if s.reply_mode == "stream":
-            return self.speak_on_stream(outcome, my_id)
+            return self.speak_on_stream(reply, my_id)
         turn, next_turn = self.turn, self.turn + 1
         if not self.rt.calls.advance_turn(self.call_sid, turn):
-            outcome.reply.cancel()
+            reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
             return
         answer = replies.first_reply_twiml(self.rt, self.call_sid, next_turn, "stream",
-                                           outcome.reply, 0)
+                                           reply, 0)
         url = " ".join(twiml_urls(answer.doc))
         if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, answer.doc, url):
-            outcome.reply.audio_out()
+            reply.audio_out()
         else:
             reason = "calls.update failed" if s.reply_mode == "play" else "REPLY_MODE=action"
             self.rt.calls.hold_reply(self.call_sid, answer.doc)
             self.rt.events.emit("ACTION_DELIVERY", self.call_sid, turn=next_turn, url=url,
                                 reason=reason)
             self.channel.close()
-            outcome.reply.audio_out()
+            reply.audio_out()
         replies.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
 
-    def speak_on_stream(self, outcome: TurnOutcome, my_id: int) -> None:
+    def speak_on_stream(self, reply: SpokenReply, my_id: int) -> None:
         """Bidirectional: a short human pause, then each chunk's frames as soon as it is ready,
         then a mark. A barge-in (or a newer turn) stops it; the history keeps what was heard."""
         s = self.rt.settings
-        reply = outcome.reply
         pause = random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000
         time.sleep(max(0.0, reply.marks["speech_end"] + pause - time.monotonic()))
         number = self.rt.calls.turn(self.call_sid) + 1
@@ -284,7 +283,13 @@ class StreamTurns:
                 chunk = Chunk(LLM_FALLBACK, path, self.rt.cache.duration(path.name), "late")
             if chunk is None or self._interrupted(my_id):
                 break
-            frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
+            try:
+                frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
+            except Exception as exc:  # noqa: BLE001 - an undecodable chunk: the fallback sound
+                self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
+                reply.cancel()
+                chunk = Chunk(LLM_FALLBACK, self.rt.cache.last_resort(), 0.0, "undecodable")
+                frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
             sent += self.channel.send_media_frames(frames, self.stop_speaking)
             schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
             if index == 0:
@@ -292,6 +297,7 @@ class StreamTurns:
             if chunk.fallback:
                 break
             index += 1
+        reply.unwatched()  # (when nothing went out) the turn's record need not wait
         interrupted = self._interrupted(my_id)
         # the same stream carries the next turn: it has started, and its media is watched
         self.rt.calls.advance_stream_turn(self.call_sid, number)

@@ -30,6 +30,13 @@ def test_a_player_waits_for_a_chunk_being_synthesised():
     assert reply.wait(0, 60).text == "שלום."
 
 
+def test_a_cancelled_reply_ends_the_wait_of_its_players():
+    reply = SpokenReply()
+    reply.add("שלום.")
+    threading.Timer(0.05, reply.cancel).start()
+    assert reply.wait(0, 60) is None
+
+
 def test_a_chunk_not_ready_in_time_is_a_timeout_and_a_reply_not_yet_written_too():
     reply = SpokenReply()
     reply.add("שלום.")
@@ -43,9 +50,12 @@ def test_a_cut_drops_what_follows_and_a_cancelled_reply_takes_no_more_chunks():
     reply = SpokenReply()
     for text in ("א.", "ב.", "ג."):
         reply.add(text)
-    reply.set_audio(1, MP3, 1.0, "tts-error")
-    reply.cut(1)
+    reply.set_audio(0, MP3, 1.0)
+    reply.set_audio(2, MP3, 1.0)  # synthesised before the one in front of it failed
+    reply.fail(1, MP3, 1.0, "tts-error")
     assert reply.text == "א. ב." and reply.ends_at(2)
+    assert [c.fallback for c in reply.ready_from(0)] == ["", "tts-error"]
+    reply.set_audio(2, MP3, 1.0)  # a late synthesis of a chunk cut off is ignored
     other = SpokenReply()
     other.cancel()
     assert other.add("ד.") is None and other.played.is_set()
