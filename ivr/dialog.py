@@ -208,6 +208,8 @@ class Dialog:
                 reply.mark("llm_first")
                 written += delta
                 held += chunker.feed(delta)
+                if not held:
+                    continue
                 repeating = bool(last_reply) and starts_like(last_reply, written)
                 go = held if not repeating else held[:1] if streams and not released else []
                 for text in go:

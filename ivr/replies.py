@@ -14,22 +14,33 @@ CONTINUE_WAIT_SEC = 11.0  # a continuation waits this long for its chunk: Twilio
 
 @dataclass
 class ReplyTwiml:
-    """One answer of a reply: the TwiML, the seconds of audio it plays, whether more follows."""
+    """One answer of a reply: the TwiML, the URLs it plays and their seconds of audio, whether
+    more follows."""
 
     doc: str
+    urls: list[str]
     seconds: float
     more: bool
 
 
-def listen_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, plays: list[str]) -> str:
-    """Play what is left, then listen the way the call listens (`tail`): a fresh stream for
-    `turn`, a `<Record>`, or a `<Gather>`."""
+def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
+                 turn: int = 0) -> str:
+    """Play `plays`, then listen the way the call listens (`tail`): a `<Record>`, a `<Gather>`,
+    or a fresh stream for `call_sid`'s `turn`."""
     s = rt.settings
     if tail == "stream":
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
     if tail == "gather":
         return twiml.gather_turn(s.public_base_url, s.language, plays)
     return twiml.record_turn(s.public_base_url, plays)
+
+
+def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str) -> ReplyTwiml:
+    """The fallback phrase, then listen again: what a reply that cannot go on ends with."""
+    name = rt.prompts.name(FALLBACK)
+    url = rt.tts_url(name)
+    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn), [url],
+                      rt.cache.duration(name), False)
 
 
 def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, reply: SpokenReply,
@@ -43,17 +54,15 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, reply: SpokenR
     except TimeoutError as exc:
         reply.cancel()
         rt.events.emit("REPLY_LATE", call_sid, turn=turn, part=part + 1, err=str(exc))
-        url = rt.prompt_url(FALLBACK)
-        seconds = rt.cache.duration(rt.prompts.name(FALLBACK))
-        return ReplyTwiml(listen_twiml(rt, call_sid, turn, tail, [url]), seconds, False)
+        return fallback_twiml(rt, call_sid, turn, tail)
     ready = reply.ready_from(part) if first else []
     urls = [rt.tts_url(c.name) for c in ready]
     seconds = sum(c.seconds for c in ready)
     after = part + len(ready)
     if reply.ends_at(after):
-        return ReplyTwiml(listen_twiml(rt, call_sid, turn, tail, urls), seconds, False)
+        return ReplyTwiml(listen_twiml(rt, tail, urls, call_sid, turn), urls, seconds, False)
     doc = twiml.continue_reply(rt.settings.public_base_url, urls, turn, after)
-    return ReplyTwiml(doc, seconds, True)
+    return ReplyTwiml(doc, urls, seconds, True)
 
 
 def first_reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from typing import Protocol
@@ -50,13 +49,15 @@ class StreamTurns:
         self.stop_speaking = threading.Event()
         self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
+        asr = rt.engines.asr
+        self.live_asr = asr if asr is not None and asr.streams_live else None
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
         """One inbound 20 ms frame: endpointing, then a turn, a barge-in or the greeting."""
         with self.detector_lock:
             events = self.detector.feed(pcm, audio.rms(pcm))
-            ended = self._feed_live(pcm, events)
+            ended = self._feed_live(pcm, events) if self.live_asr else None
         for event in events:
             if isinstance(event, Utterance):
                 self.dispatch(event, ended)
@@ -75,9 +76,8 @@ class StreamTurns:
         ended = None
         if any(isinstance(e, Utterance) for e in events):
             ended, self.live = self.live, None
-        asr = self.rt.engines.asr
-        if self.detector.buffer and self.live is None and asr is not None and asr.streams_live:
-            self.live = asr.live()
+        if self.detector.buffer and self.live is None:
+            self.live = self.live_asr.live()
             self.live.feed(b"".join(self.detector.buffer))
         elif not self.detector.buffer and self.live is not None:
             self.live.cancel()
@@ -207,12 +207,16 @@ class StreamTurns:
             log.exception("delivery crashed")
             self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
 
-    def fallback_reply(self, why: str) -> SpokenReply:
-        """A reply of one chunk: the fallback sound (fallback_he.mp3, or the beep)."""
-        reply = SpokenReply()
+    def fallback_chunk(self, why: str) -> Chunk:
+        """The fallback sound (fallback_he.mp3, or the beep) as a chunk that ends a reply."""
         path = self.rt.cache.last_resort()
-        reply.add(LLM_FALLBACK)
-        reply.set_audio(0, path, self.rt.cache.duration(path.name), why)
+        return Chunk(LLM_FALLBACK, path, self.rt.cache.duration(path.name), why)
+
+    def fallback_reply(self, why: str) -> SpokenReply:
+        """A reply of one chunk: the fallback sound."""
+        chunk, reply = self.fallback_chunk(why), SpokenReply()
+        reply.add(chunk.text)
+        reply.set_audio(0, chunk.audio, chunk.seconds, why)
         reply.close()
         return reply
 
@@ -244,7 +248,7 @@ class StreamTurns:
             return
         answer = replies.first_reply_twiml(self.rt, self.call_sid, next_turn, "stream",
                                            reply, 0)
-        url = " ".join(twiml_urls(answer.doc))
+        url = " ".join(answer.urls)
         if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, answer.doc, url):
             reply.audio_out()
         else:
@@ -279,8 +283,7 @@ class StreamTurns:
                 reply.cancel()
                 self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING,
                                     part=index + 1)
-                path = self.rt.cache.last_resort()
-                chunk = Chunk(LLM_FALLBACK, path, self.rt.cache.duration(path.name), "late")
+                chunk = self.fallback_chunk("late")
             if chunk is None or self._interrupted(my_id):
                 break
             try:
@@ -288,7 +291,7 @@ class StreamTurns:
             except Exception as exc:  # noqa: BLE001 - an undecodable chunk: the fallback sound
                 self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
                 reply.cancel()
-                chunk = Chunk(LLM_FALLBACK, self.rt.cache.last_resort(), 0.0, "undecodable")
+                chunk = self.fallback_chunk("undecodable")
                 frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
             sent += self.channel.send_media_frames(frames, self.stop_speaking)
             schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
@@ -339,7 +342,3 @@ class PlaySchedule:
             words += kept + (["…"] if len(kept) < len(chunk_words) else [])
         return " ".join(words)
 
-
-def twiml_urls(doc: str) -> list[str]:
-    """The URLs a TwiML document plays (for the log line)."""
-    return re.findall(r"<Play>([^<]+)</Play>", doc)

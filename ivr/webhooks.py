@@ -12,8 +12,15 @@ from flask import Blueprint, Response, request
 from twilio.request_validator import RequestValidator
 
 from . import audio, recordings, twiml
-from .replies import CONTINUE_WAIT_SEC, ReplyTwiml, first_reply_twiml, reply_twiml, watch_after
-from .replies import listen_twiml as reply_listen_twiml
+from .replies import (
+    CONTINUE_WAIT_SEC,
+    ReplyTwiml,
+    fallback_twiml,
+    first_reply_twiml,
+    listen_twiml,
+    reply_twiml,
+    watch_after,
+)
 from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
 
@@ -131,13 +138,6 @@ def first_turn_twiml(rt: Runtime, call_sid: str) -> str:
     if s.turn_mode == "record":
         return twiml.record_turn(s.public_base_url, greeting)
     return twiml.gather_turn(s.public_base_url, s.language, greeting)
-
-
-def listen_twiml(rt: Runtime, mode: str, play_url: str = "") -> str:
-    """Play something, then listen again in the call's mode (record or gather)."""
-    if mode == "gather":
-        return twiml.gather_turn(rt.settings.public_base_url, rt.settings.language, play_url)
-    return twiml.record_turn(rt.settings.public_base_url, play_url)
 
 
 def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
@@ -322,9 +322,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
             return xml(twiml.empty())
         turn, tail = call.get("turn") or turn, call.get("turn_mode") or "record"
         rt.events.emit("REPLY_LOST", call_sid, logging.WARNING, turn=turn, part=part + 1)
-        seconds = rt.cache.duration(rt.prompts.name(FALLBACK))
-        answer = ReplyTwiml(reply_listen_twiml(rt, call_sid, turn, tail,
-                                               [rt.prompt_url(FALLBACK)]), seconds, False)
+        answer = fallback_twiml(rt, call_sid, turn, tail)
     watch_after(rt, call_sid, turn, tail, answer)
     rt.events.emit("REPLY_CONTINUE", call_sid, turn=turn, part=part + 1, more=answer.more,
                    seconds=round(answer.seconds, 2))

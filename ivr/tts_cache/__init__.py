@@ -7,7 +7,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,46 +107,37 @@ class TTSCache:
         """Publish a cached file under a fixed name (greeting_he.mp3, fallback_he.mp3…)."""
         return self.write(name, source.read_bytes())
 
-    def duration(self, name: str) -> float:
-        """Seconds of audio in a cache file (0.0 when it is missing or undecodable)."""
-        path = self.dir / name
-        try:
-            stamp = path.stat().st_mtime
-        except OSError:
-            return 0.0
-        with self.lock:
-            known = self.durations.get(name)
-            if known and known[0] == stamp:
-                self.durations.move_to_end(name)
-                return known[1]
-        try:
-            seconds = audio.mp3_duration_sec(path.read_bytes())  # frame headers: no ffmpeg
-        except OSError:
-            return 0.0
-        with self.lock:
-            self.durations[name] = (stamp, seconds)
-            self.durations.move_to_end(name)
-            while len(self.durations) > self.durations_kept:
-                self.durations.popitem(last=False)
-        return seconds
-
-    def ulaw(self, name: str) -> bytes:
-        """A cache file as 8 kHz μ-law, what a stream sends: decoded once (ffmpeg), then kept
-        in memory (least recently used dropped), so a cached sentence goes out at once."""
+    def _remembered(self, table: OrderedDict, kept: int, name: str, derive: Callable):
+        """`derive(file bytes)` of a cache file, computed once per version of the file (its
+        mtime) and kept in `table`, least recently used dropped first; OSError if it is gone."""
         path = self.dir / name
         stamp = path.stat().st_mtime
         with self.lock:
-            known = self.ulaws.get(name)
+            known = table.get(name)
             if known and known[0] == stamp:
-                self.ulaws.move_to_end(name)
+                table.move_to_end(name)
                 return known[1]
-        data = audio.pcm16_to_ulaw(audio.decode_to_pcm16(path.read_bytes()))
+        value = derive(path.read_bytes())
         with self.lock:
-            self.ulaws[name] = (stamp, data)
-            self.ulaws.move_to_end(name)
-            while len(self.ulaws) > ULAW_KEPT:
-                self.ulaws.popitem(last=False)
-        return data
+            table[name] = (stamp, value)
+            table.move_to_end(name)
+            while len(table) > kept:
+                table.popitem(last=False)
+        return value
+
+    def duration(self, name: str) -> float:
+        """Seconds of audio in a cache file (0.0 when it is missing or undecodable)."""
+        try:  # from the MP3's frame headers: no ffmpeg
+            return self._remembered(self.durations, self.durations_kept, name,
+                                    audio.mp3_duration_sec)
+        except OSError:
+            return 0.0
+
+    def ulaw(self, name: str) -> bytes:
+        """A cache file as 8 kHz μ-law, what a stream sends: decoded once (ffmpeg), then kept
+        in memory, so a cached sentence goes out at once."""
+        return self._remembered(self.ulaws, ULAW_KEPT, name,
+                                lambda data: audio.pcm16_to_ulaw(audio.decode_to_pcm16(data)))
 
     def ensure_beep(self) -> Path:
         """The beep of last resort, generated (never a shipped file) when missing."""
@@ -191,4 +182,5 @@ class TTSCache:
             removed += 1
             with self.lock:
                 self.durations.pop(path.name, None)
+                self.ulaws.pop(path.name, None)
         return removed
