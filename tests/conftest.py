@@ -17,10 +17,37 @@ BASE = "https://line.example.com"
 CALL_SID = "CA" + "a" * 32
 
 
+DATABASE = {"url": None}  # set by the `database` fixture: the test's PostgreSQL database
+
+
+def database_url(tmp_path, name: str = "ivr") -> str:
+    """The test's database: PostgreSQL when the test runs on both engines, else a SQLite file."""
+    return DATABASE["url"] or f"sqlite:///{tmp_path}/{name}.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One throwaway PostgreSQL cluster for the whole run (started when a test first needs it)."""
+    from .pgcluster import PgCluster
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request):
+    """Run the test on SQLite and again on a new PostgreSQL database (`database_url()` and
+    `make_settings` point at it): `pytestmark = pytest.mark.usefixtures("database")`."""
+    if request.param == "postgresql":
+        DATABASE["url"] = request.getfixturevalue("pg_cluster").new_database()
+    yield request.param
+    DATABASE["url"] = None
+
+
 def make_settings(tmp_path, **changes) -> Settings:
-    """Settings for one test: its own database file and TTS directory."""
+    """Settings for one test: its own database and TTS directory."""
     env = {"PUBLIC_BASE_URL": BASE, "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "DATABASE_URL": f"sqlite:///{tmp_path}/ivr.sqlite3",
+           "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "DATABASE_URL": database_url(tmp_path),
            "TTS_DIR": str(tmp_path / "tts"), "VAR_DIR": str(tmp_path / "var")}
     (tmp_path / "tts").mkdir(exist_ok=True)
     return Settings.from_env(env).replace(**changes)
@@ -133,7 +160,7 @@ def phone_line(tmp_path):
         if local:
             settings = Settings.from_env({"PUBLIC_BASE_URL": live.url,
                                           "VAR_DIR": str(tmp_path / "var"),
-                                          "DATABASE_URL": f"sqlite:///{tmp_path}/line.sqlite3",
+                                          "DATABASE_URL": database_url(tmp_path, "line"),
                                           "TTS_DIR": str(tmp_path / "tts")})
         else:
             settings = make_settings(tmp_path).replace(public_base_url=live.url)

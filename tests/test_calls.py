@@ -1,4 +1,4 @@
-"""A call's named state changes on a real SQLite file: claims won once, fields that must hold."""
+"""A call's named state changes on SQLite and PostgreSQL: claims won once, fields that must hold."""
 
 import threading
 
@@ -7,12 +7,16 @@ import pytest
 from ivr.calls import HISTORY_KEEP, Calls
 from ivr.store import Store, UnknownField
 
+from .conftest import database_url
+
+pytestmark = pytest.mark.usefixtures("database")
+
 SID = "CA" + "b" * 32
 
 
 @pytest.fixture
 def calls(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/calls.sqlite3")
+    store = Store(database_url(tmp_path))
     yield Calls(store)
     store.close()
 

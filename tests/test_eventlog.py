@@ -7,9 +7,11 @@ import logging
 from ivr.eventlog import MAX_STORED_CHARS, EventLog, RejectionTally, format_value
 from ivr.store import Store
 
+from .conftest import database_url
+
 
 def store_in(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path}/events.sqlite3")
+    return Store(database_url(tmp_path))
 
 
 def test_values_with_newlines_or_control_characters_stay_on_one_line():

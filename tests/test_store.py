@@ -1,22 +1,26 @@
-"""Store round trips on a real SQLite file: calls, turns, events, leads, claims, WAL, purge."""
+"""Store round trips on SQLite and PostgreSQL: calls, turns, events, leads, claims, WAL, purge."""
 
 import threading
 import time
 
+import pytest
+
 from ivr.eventlog import EventLog, format_value
 from ivr.store import Store
 
-from .conftest import backdate
+from .conftest import backdate, database_url
+
+pytestmark = pytest.mark.usefixtures("database")
 
 SID = "CA" + "c" * 32
 
 
 def test_call_round_trip_and_ensure_is_idempotent(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     store.ensure_call(SID, from_number="+972501111111")
     store.ensure_call(SID, from_number="+972502222222")
     store.update_call(SID, turn=3, history='[{"role": "user", "text": "שלום"}]')
-    reopened = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    reopened = Store(database_url(tmp_path))
     call = reopened.get_call(SID)
     assert call["from_number"] == "+972501111111" and call["turn"] == 3
     assert reopened.history(SID) == [{"role": "user", "text": "שלום"}]
@@ -24,13 +28,13 @@ def test_call_round_trip_and_ensure_is_idempotent(tmp_path):
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(f"sqlite:///{tmp_path}/wal.sqlite3")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
 def test_turns_events_and_leads_round_trip(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     store.add_turn(SID, turn=1, source="gather", user_text="כמה זה עולה?", reply_text="מאה שקל",
                    audio_url="https://h/static/tts/x.mp3", llm_ms=12, tts_ms=340)
     store.add_event(SID, "ASR_TEXT", {"text": "כמה זה עולה?"})
@@ -42,7 +46,7 @@ def test_turns_events_and_leads_round_trip(tmp_path):
 
 
 def test_claim_lets_exactly_one_of_many_threads_win(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     store.ensure_call(SID, turn=1)
     wins = []
 
@@ -58,7 +62,7 @@ def test_claim_lets_exactly_one_of_many_threads_win(tmp_path):
 
 
 def test_event_log_redacts_secrets_in_log_and_row(tmp_path, caplog):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     events = EventLog(store, ["tok-123456789"])
     with caplog.at_level("INFO", logger="ivr"):
         events.emit("WEBHOOK", SID, url="https://x/?t=tok-123456789", auth_token="whatever",
@@ -77,7 +81,7 @@ def test_format_value_quotes_only_when_needed():
 
 
 def test_purge_before_deletes_old_calls_with_their_rows_in_batches(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     old = [f"CA{n:032d}" for n in range(5)]
     for sid in old + [SID]:
         store.ensure_call(sid)
@@ -101,7 +105,7 @@ def test_purge_before_deletes_old_calls_with_their_rows_in_batches(tmp_path):
 
 def test_purge_before_takes_an_ended_call_by_its_end_and_a_live_one_by_its_last_update(
         tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/db.sqlite3")
+    store = Store(database_url(tmp_path))
     ended, live = "CA" + "e" * 32, "CA" + "f" * 32
     for sid in (ended, live):
         store.ensure_call(sid)

@@ -14,6 +14,8 @@ from ivr.watchdog import Watchdog
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, make_settings
 
+pytestmark = pytest.mark.usefixtures("database")
+
 SID = "CA" + "9" * 32
 
 

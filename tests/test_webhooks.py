@@ -10,6 +10,8 @@ from ivr import twiml
 
 from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign, wait_until
 
+pytestmark = pytest.mark.usefixtures("database")
+
 
 def kinds(runtime, call_sid=CALL_SID):
     return [e["kind"] for e in runtime.store.events(call_sid)]
@@ -233,16 +235,25 @@ def test_a_failing_handler_still_answers_sound_and_keeps_the_record(twilio_post,
 
 
 class HeldWriteLock:
-    """Another process's write transaction on the line's SQLite file (what a stuck job does)."""
+    """Another process's write transaction on the line's database (what a stuck job does):
+    SQLite's write lock, or PostgreSQL tables locked against every write."""
 
     def __init__(self, settings):
-        import sqlite3
-        self.conn = sqlite3.connect(settings.database_url[len("sqlite:///"):],
-                                    isolation_level=None, check_same_thread=False)
-        self.conn.execute("BEGIN IMMEDIATE")
+        url = settings.database_url
+        if url.startswith("sqlite:///"):
+            import sqlite3
+            self.conn = sqlite3.connect(url[len("sqlite:///"):], isolation_level=None,
+                                        check_same_thread=False)
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            import psycopg
+            from sqlalchemy.engine import make_url
+            self.conn = psycopg.connect(make_url(url).set(drivername="postgresql")
+                                        .render_as_string(hide_password=False))
+            self.conn.execute("LOCK TABLE calls, events, turns, health IN EXCLUSIVE MODE")
 
     def release(self):
-        self.conn.execute("COMMIT")
+        self.conn.commit()
         self.conn.close()
 
 
