@@ -1,4 +1,4 @@
-"""gunicorn entry point: `gunicorn -w 1 -k ivr.asgi.Worker app:app` (see scripts/start.sh)."""
+"""gunicorn entry point: `gunicorn -w $WORKERS -k ivr.asgi.Worker app:app` (scripts/start.sh)."""
 
 from ivr import create_app
 from ivr.asgi import LineApp

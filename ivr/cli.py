@@ -10,8 +10,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 
-GUNICORN = ["-m", "gunicorn", "-w", "1", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5",
-            "app:app"]
+GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5", "app:app"]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -44,17 +43,18 @@ def cmd_check(_args: argparse.Namespace) -> int:
     mode = "local emulator" if settings.local_mode else settings.twilio_api_base_url
     print(f"config OK: base={settings.public_base_url} turn_mode={settings.turn_mode} "
           f"reply_mode={settings.reply_mode} asr={settings.asr_engine} llm={settings.llm_engine} "
-          f"tts={settings.tts_engine} twilio={mode}")
+          f"tts={settings.tts_engine} twilio={mode} workers={settings.workers}")
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
 
 
 def cmd_serve(_args: argparse.Namespace) -> int:
-    """Replace this process with the one gunicorn of the deploy command."""
+    """Replace this process with the one gunicorn of the deploy command (WORKERS workers)."""
     settings = Settings.from_env()
     bind = f"{settings.bind_host}:{settings.port}"
-    argv = [sys.executable] + GUNICORN[:-1] + ["-b", bind, GUNICORN[-1]]
+    argv = ([sys.executable] + GUNICORN[:-1] + ["-w", str(settings.workers), "-b", bind,
+                                                GUNICORN[-1]])
     os.execv(sys.executable, argv)
     return 0
 
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ivr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="validate the environment").set_defaults(func=cmd_check)
-    sub.add_parser("serve", help="run gunicorn (one worker)").set_defaults(func=cmd_serve)
+    sub.add_parser("serve", help="run gunicorn (WORKERS workers)").set_defaults(func=cmd_serve)
     prewarm = sub.add_parser("prewarm", help="fill the TTS MP3 cache (greeting, fallbacks, flow)")
     prewarm.add_argument("--phrases", help="a text file with one more phrase a line")
     prewarm.set_defaults(func=cmd_prewarm)

@@ -128,6 +128,8 @@ class Settings:
         "", text, "the https address Twilio reaches (default http://127.0.0.1:PORT)")
     port: int = setting(5000, int_range(1, 65535), "the port gunicorn listens on")
     bind_host: str = setting("0.0.0.0", text, "the address gunicorn listens on")
+    workers: int = setting(
+        1, int_range(1, 64), "gunicorn worker processes (more than 1 needs PostgreSQL)")
     twilio_account_sid: str = setting(
         "", text, "Twilio account (none and a loopback URL: the local emulator's)")
     twilio_auth_token: str = setting(
@@ -229,6 +231,7 @@ class Settings:
         _check_urls(values, problems)
         _resolve_engines(values, problems)
         _check_ranges(values, problems)
+        _check_workers(values, problems)
         _resolve_twilio(values, problems)
         if problems:
             raise ConfigError(problems)
@@ -402,6 +405,13 @@ def _check_ranges(values: dict, problems: list[str]) -> None:
         problems.append("LLM_MIN_CHARS must not exceed LLM_MAX_CHARS")
     if values["min_utt_sec"] >= values["max_utt_sec"]:
         problems.append("MIN_UTT_SEC must be below MAX_UTT_SEC")
+
+
+def _check_workers(values: dict, problems: list[str]) -> None:
+    """Several workers (or instances) share one database: only PostgreSQL is shared safely."""
+    if values["workers"] > 1 and values["database_url"].startswith("sqlite"):
+        problems.append(f"WORKERS={values['workers']}: several workers need PostgreSQL "
+                        "(DATABASE_URL=postgresql+psycopg://…); SQLite is for one worker only")
 
 
 def _resolve_twilio(values: dict, problems: list[str]) -> None:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the phone line: environment checks first, then exactly one gunicorn (one worker).
+# Start the phone line: environment checks first, then exactly one gunicorn with WORKERS workers
+# (default 1; `python -m ivr check` refuses more than one on SQLite).
 # Hosted deployments: build `pip install -r requirements.txt`, run `bash scripts/start.sh`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,5 +8,7 @@ PY=python3
 [ -x .venv/bin/python ] && PY=.venv/bin/python
 export PORT="${PORT:-5000}"
 export BIND_HOST="${BIND_HOST:-0.0.0.0}"
+export WORKERS="${WORKERS:-1}"
 "$PY" -m ivr check
-exec "$PY" -m gunicorn -w 1 -k ivr.asgi.Worker --graceful-timeout 5 -b "$BIND_HOST:$PORT" app:app
+exec "$PY" -m gunicorn -w "$WORKERS" -k ivr.asgi.Worker --graceful-timeout 5 \
+  -b "$BIND_HOST:$PORT" app:app

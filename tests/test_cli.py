@@ -38,3 +38,12 @@ def test_every_command_stops_on_a_bad_environment_with_every_problem(tmp_path, c
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("bad configuration:")
     assert "VAD_RMS='loud'" in result.stderr and "RETENTION_DAYS='0'" in result.stderr
+
+
+def test_check_refuses_several_workers_on_sqlite_and_accepts_them_on_postgresql(tmp_path):
+    refused = check(tmp_path, WORKERS="2")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "WORKERS=2: several workers need PostgreSQL" in refused.stderr
+    accepted = check(tmp_path, WORKERS="2", DATABASE_URL="postgresql+psycopg://u@127.0.0.1:9/db")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "workers=2" in accepted.stdout
