@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
     UnknownField,
@@ -42,6 +42,7 @@ from .schema import (  # noqa: F401 - UnknownField is part of the store's interf
 )
 
 WRITE_RETRY_SEC = 120.0  # a deferred write waits this long for a locked database, then is lost
+SCHEMA_LOCK_KEY = 0x1F5A7E  # PostgreSQL advisory lock held while the schema is created
 FLUSH_WAIT_SEC = 10.0  # a read waits this long for deferred writes, then reads what is there
 PURGE_BATCH = 200  # rows (calls, with their turns and events) per purge transaction
 
@@ -53,21 +54,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
+def add_missing_columns(conn: Connection) -> list[str]:
     """Columns added to a table since its database was created (all nullable) are added to
     it, so an existing deployment keeps its calls across an upgrade."""
     added = []
-    existing = inspect(engine)
-    with engine.begin() as conn:
-        for table in metadata.sorted_tables:
-            have = {c["name"] for c in existing.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have:
-                    kind = column.type.compile(dialect=engine.dialect)
-                    conn.exec_driver_sql(
-                        f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-                    added.append(f"{table.name}.{column.name}")
+    existing = inspect(conn)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in have:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                added.append(f"{table.name}.{column.name}")
     return added
+
+
+def create_schema(engine: Engine) -> None:
+    """The tables, their new columns and the health row, in one transaction; on PostgreSQL
+    under an advisory lock, so that workers and instances starting at once take turns."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        metadata.create_all(conn)
+        add_missing_columns(conn)
+        if conn.execute(select(func.count()).select_from(health)).scalar() == 0:
+            conn.execute(insert(health).values(id=1, checked_at=time.time()))
 
 
 class Store:
@@ -87,11 +98,7 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # kept by the file itself
-        metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
-        with self.engine.begin() as conn:
-            if conn.execute(select(func.count()).select_from(health)).scalar() == 0:
-                conn.execute(insert(health).values(id=1, checked_at=time.time()))
+        create_schema(self.engine)
         self.write_lock = threading.Lock()
         self.write_error: tuple[float, str] | None = None
         self.writes: queue.Queue = queue.Queue()

@@ -27,6 +27,32 @@ def test_call_round_trip_and_ensure_is_idempotent(tmp_path):
     assert [c["call_sid"] for c in reopened.list_calls()] == [SID]
 
 
+def test_processes_starting_at_once_on_a_new_database_all_get_the_schema(tmp_path, database):
+    """Several workers (WORKERS=2, two instances) open a new database at the same moment: the
+    tables are created once, nobody fails on a table another one created meanwhile."""
+    if database == "sqlite":
+        pytest.skip("SQLite serves one worker only (python -m ivr check refuses WORKERS > 1)")
+    gate = threading.Barrier(6)
+    stores, errors = [], []
+
+    def open_store() -> None:
+        gate.wait()
+        try:
+            stores.append(Store(database_url(tmp_path, "race")))
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            errors.append(exc)
+    threads = [threading.Thread(target=open_store) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(stores) == 6
+    with stores[0].engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM health").scalar() == 1
+    for store in stores:
+        store.close()
+
+
 def test_sqlite_runs_in_wal_mode(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/wal.sqlite3")
     with store.engine.connect() as conn:
