@@ -42,9 +42,9 @@ launch() {
   echo $! >"$PIDS/$name.pid"
 }
 
-# Wait until URL answers over HTTP (any status) while the process NAME lives.
+# Wait until URL answers over HTTP (any status) while the process NAME lives; else show its LOG.
 wait_http() {
-  "$PY" - "$1" "$(cat "$PIDS/$2.pid")" "${3:-90}" <<'EOF' || { echo "$2 did not start: see its log in $DIR" >&2; return 1; }
+  "$PY" - "$1" "$(cat "$PIDS/$2.pid")" 90 <<'EOF' || { echo "$2 did not start ($3):" >&2; tail -n 30 "$3" >&2; return 1; }
 import os, sys, time, urllib.error, urllib.request
 url, pid, deadline = sys.argv[1], int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
 while time.monotonic() < deadline:
@@ -67,7 +67,12 @@ start_postgres() {
   local bin pg="$DIR/pg"
   bin=$(pg_bin)
   mkdir -p "$pg"
-  [ ${#as_postgres[@]} -gt 0 ] && chown postgres "$pg"
+  if [ ${#as_postgres[@]} -gt 0 ]; then
+    chown postgres "$pg"
+    "${as_postgres[@]}" test -w "$pg" || {
+      echo "the postgres user cannot reach $pg: choose a CLUSTER_DIR whose parents it may enter" >&2
+      exit 1; }
+  fi
   if [ ! -f "$pg/data/PG_VERSION" ]; then
     "${as_postgres[@]}" "$bin/initdb" -D "$pg/data" -U postgres --auth=trust -E UTF8 \
       --no-instructions >"$pg/initdb.log" 2>&1 || { cat "$pg/initdb.log" >&2; exit 1; }
@@ -94,7 +99,7 @@ pid $DIR/nginx/nginx.pid;
 error_log $DIR/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
-  log_format line '\$remote_addr [\$time_local] "\$request" \$status upstream=\$upstream_addr '
+  log_format line '\$msec \$remote_addr "\$request" \$status upstream=\$upstream_addr '
                   'upstream_status=\$upstream_status \${request_time}s';
   access_log $DIR/nginx/access.log line;
   client_body_temp_path $DIR/nginx/tmp/body;
@@ -147,7 +152,9 @@ start_line() {
   if [ -n "$local_token" ]; then  # the emulator's account: one token for every instance
     install -m 600 "$DIR/emulator_auth_token" "$home/var/emulator_auth_token"
   fi
+  # GUNICORN_CMD_ARGS: each instance's control socket in its own folder, not ~/.gunicorn
   launch "$name" "$home/line.log" env PORT="$port" BIND_HOST=127.0.0.1 \
+    GUNICORN_CMD_ARGS="--control-socket $home/gunicorn.ctl" \
     WORKERS="${WORKERS:-2}" VAR_DIR="$home/var" TTS_DIR="$home/tts" DATABASE_URL="$database" \
     PUBLIC_BASE_URL="$public" ${carrier:+TWILIO_API_BASE_URL="$carrier"} bash scripts/start.sh
 }
@@ -212,10 +219,10 @@ cmd_start() {
   i=0
   for port in $LINE_PORTS; do
     i=$((i + 1))
-    wait_http "http://127.0.0.1:$port/healthz" "line$i"
+    wait_http "http://127.0.0.1:$port/healthz" "line$i" "$DIR/line$i/line.log"
   done
-  wait_http "$BALANCER/healthz" nginx
-  [ -n "$carrier" ] && wait_http "$carrier/sim/health" carrier
+  wait_http "$BALANCER/healthz" nginx "$DIR/nginx/error.log"
+  [ -n "$carrier" ] && wait_http "$carrier/sim/health" carrier "$DIR/carrier.log"
   trap - ERR
   echo "cluster up ($DIR):"
   echo "  balancer   $BALANCER  (nginx round-robin over: $LINE_PORTS)"

@@ -1,0 +1,212 @@
+"""scripts/cluster.sh end to end: nginx over two instances of the line on one PostgreSQL; 40 calls
+at once through the emulator across the three REPLY_MODEs; one instance killed with kill -9."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from ivr.sim import CallResult
+from ivr.store import Store
+
+from .livehelpers import ROOT, free_port, start_script_env, wait_until
+from .pgcluster import postgres_bin
+
+CALLS = {"play": 14, "action": 13, "stream": 13}  # 40 at once: each mode is a cluster of its own
+# The caller asks for a person (key 0) and leaves a message: name, phone, reason (the lead),
+# then one more sentence, so that a call whose sentence died with the killed instance (it hears
+# "please repeat" and goes on) still completes its message. A loaded machine answers late and
+# may pause inside a streamed reply: the caller waits for both (reply_timeout, reply_pause).
+LEAD_CALL = {"name": "lead through the cluster", "from": "+972529876543",
+             "steps": [{"dtmf": "0"}, {"say": "דנה כהן"},
+                       {"say": "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש"},
+                       {"say": "אני רוצה לקבוע פגישה"}, {"say": "תודה רבה"}],
+             "end": "hangup", "reply_timeout": 60, "reply_pause": 1.5}
+ACTIONS = len(LEAD_CALL["steps"])
+NOTABLE = {"STREAM_FALLBACK", "REPLY_LOST", "REPLY_LATE", "WATCHDOG_REDIRECT_OK",
+           "WATCHDOG_STALLED_TURN", "TURN_STALE", "TTS_ERR", "BARGE_IN"}  # counted in the figures
+ENGINES = {"ASR_ENGINE": "fake", "LLM_ENGINE": "scripted", "TTS_ENGINE": "fake",
+           "TURN_MODE": "stream"}
+
+pytestmark = pytest.mark.skipif(
+    postgres_bin() is None or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
+    reason="needs PostgreSQL and nginx (scripts/install_system_deps.sh --with-browser)")
+
+
+class Cluster:
+    """One `scripts/cluster.sh` in its own folder and ports, with one REPLY_MODE."""
+
+    def __init__(self, tmp_path: Path, reply_mode: str):
+        self.mode, self.dir = reply_mode, tmp_path / f"cluster-{reply_mode}"
+        ports = [free_port() for _ in range(5)]
+        self.balancer, self.lines, self.pg, self.carrier = ports[0], ports[1:3], ports[3], ports[4]
+        env = start_script_env(tmp_path, ports[0], REPLY_MODE=reply_mode, **ENGINES,
+                               CLUSTER_DIR=str(self.dir), BALANCER_PORT=str(self.balancer),
+                               LINE_PORTS=" ".join(map(str, self.lines)), PG_PORT=str(self.pg),
+                               CARRIER_PORT=str(self.carrier))
+        env.pop("DATABASE_URL")  # the cluster's own PostgreSQL
+        self.env = env
+        self.store: Store | None = None
+
+    def script(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "scripts/cluster.sh", *args], cwd=ROOT, env=self.env,
+                              text=True, capture_output=True, timeout=300)
+
+    def start(self) -> Cluster:
+        started = self.script()
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"balancer   http://127.0.0.1:{self.balancer}" in started.stdout
+        self.store = Store(f"postgresql+psycopg://postgres@127.0.0.1:{self.pg}/ivr")
+        return self
+
+    def stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        stopped = self.script("stop")
+        assert stopped.returncode == 0, stopped.stderr
+
+    def pid(self, name: str) -> int:
+        return int((self.dir / "pids" / f"{name}.pid").read_text())
+
+    def call(self) -> CallResult:
+        """Ring the balancer through the cluster's carrier (the control API `ivr call` uses)."""
+        token = (self.dir / "emulator_auth_token").read_text().strip()
+        body = {"token": token, "script": LEAD_CALL, "speed": 1.0, "faults": {}}
+        response = requests.post(f"http://127.0.0.1:{self.carrier}/sim/calls", json=body,
+                                 timeout=600)
+        assert response.status_code == 200, response.text
+        return CallResult.from_dict(response.json())
+
+    def kill_instance(self, name: str = "line1") -> float:
+        """kill -9 of the whole instance: its gunicorn master and workers (one session)."""
+        os.killpg(self.pid(name), signal.SIGKILL)
+        return time.time()
+
+    def sockets_cut(self, port: int, since: float) -> int:
+        """Media sockets nginx had open to the instance on `port` that ended after `since`."""
+        lines = (self.dir / "nginx" / "access.log").read_text().splitlines()
+        return sum(1 for line in lines if "/ws/twilio-media" in line
+                   and f"upstream=127.0.0.1:{port} " in line and float(line.split()[0]) >= since)
+
+
+@pytest.fixture
+def clusters(request):
+    """The three clusters, started side by side, in a folder the postgres user may enter (when
+    run as root, PostgreSQL runs as postgres: pytest's own temporary folders are private);
+    kept, with every log and the databases' files, when the test fails."""
+    failed_before = request.session.testsfailed
+    root = Path(tempfile.mkdtemp(prefix="ivr-cluster-"))
+    root.chmod(0o755)
+    built = [Cluster(root, mode) for mode in CALLS]
+    with ThreadPoolExecutor(len(built)) as pool:
+        starts = [pool.submit(cluster.start) for cluster in built]
+    try:
+        for start in starts:
+            start.result()
+        yield {c.mode: c for c in built}
+    finally:
+        for cluster in built:
+            cluster.stop()
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"the clusters' folders are kept in {root}")
+
+
+def answered_actions(result: CallResult) -> int:
+    """Caller actions (key or sentence) followed by something the line said before the next."""
+    acts = sorted([s["t"] for s in result.said]
+                  + [e["t"] for e in result.timeline if e["text"].startswith("presses ")])
+    heard = [h["t"] for h in result.heard]
+    bounds = acts[1:] + [float("inf")]
+    return sum(1 for t, end in zip(acts, bounds, strict=True) if any(t < h < end for h in heard))
+
+
+def call_problems(result: CallResult) -> list[str]:
+    """What the caller noticed: a Twilio error, a sentence nobody answered, a call cut short."""
+    problems = [f"error {e['code']}: {e['message']}" for e in result.errors]
+    problems += [e["text"] for e in result.timeline if e["text"].startswith("no reply")]
+    if answered_actions(result) != ACTIONS:
+        problems.append(f"{answered_actions(result)} of {ACTIONS} actions answered")
+    return problems
+
+
+def kept_problems(store: Store, result: CallResult, mode: str) -> list[str]:
+    """What the database lost of a call the emulator saw: the call row, its turns, its lead."""
+    sid = result.call_sid
+    try:
+        row = wait_until(lambda: (store.get_call(sid) or {}).get("ended") and store.get_call(sid),
+                         seconds=60)
+    except AssertionError:
+        return ["no ended call row"]
+    problems = [] if row["status"] == "completed" and row["reply_mode"] == mode else [
+        f"call row status={row['status']} reply_mode={row['reply_mode']}"]
+    turns = store.turns(sid)
+    if len({t["turn"] for t in turns}) != len(turns):
+        problems.append(f"a turn written twice: {sorted(t['turn'] for t in turns)}")
+    heard = sum(1 for t in turns if t["user_text"])
+    if heard < ACTIONS - 1:  # at most the sentence the kill cut off ("please repeat" after it)
+        problems.append(f"{heard} turns kept for {ACTIONS} actions")
+    leads = [lead for lead in store.leads() if lead["call_sid"] == sid]
+    if len(leads) != 1:
+        problems.append(f"{len(leads)} leads")
+    return problems
+
+
+def test_forty_calls_through_the_balancer_survive_a_kill_9_of_one_instance(clusters):
+    results: dict[str, list[CallResult]] = {mode: [] for mode in CALLS}
+    failures: list[BaseException] = []
+
+    def ring(cluster: Cluster) -> None:
+        try:
+            results[cluster.mode].append(cluster.call())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            failures.append(exc)
+
+    callers = [threading.Thread(target=ring, args=(clusters[mode],))
+               for mode, count in CALLS.items() for _ in range(count)]
+    started = time.monotonic()
+    for caller in callers:
+        caller.start()
+
+    def mid_call(cluster: Cluster) -> bool:
+        """Every call of the cluster has two turns answered (none can have ended)."""
+        calls = cluster.store.list_calls()
+        return len(calls) == CALLS[cluster.mode] and all(
+            len(cluster.store.turns(c["call_sid"])) >= 2 for c in calls)
+    wait_until(lambda: all(mid_call(c) for c in clusters.values()), seconds=300, every=0.5)
+    killed_at = {mode: c.kill_instance() for mode, c in clusters.items()}
+    for caller in callers:
+        caller.join(600)
+    assert not failures, failures
+    wall = time.monotonic() - started
+
+    figures, problems = [], []
+    for mode, cluster in clusters.items():
+        calls = results[mode]
+        assert len(calls) == CALLS[mode]
+        cut = cluster.sockets_cut(cluster.lines[0], killed_at[mode])
+        answered = sum(answered_actions(r) for r in calls)
+        fallbacks = sum(1 for r in calls for h in r.heard
+                        if h.get("url", "").endswith("/fallback_he.mp3"))
+        events = Counter(e["kind"] for r in calls for e in cluster.store.events(r.call_sid)
+                         if e["kind"] in NOTABLE)
+        figures.append(f"{mode}: {len(calls)} calls, {answered}/{ACTIONS * len(calls)} actions "
+                       f"answered, {cut} media sockets cut by the kill, {fallbacks} "
+                       f"'please repeat' heard, events {dict(sorted(events.items()))}")
+        for result in calls:
+            for problem in call_problems(result) + kept_problems(cluster.store, result, mode):
+                problems.append(f"{mode} {result.call_sid}: {problem}")
+    print("CLUSTER " + "; ".join(figures) + f"; calls took {wall:.0f} s")
+    assert not problems, "\n".join(problems)
