@@ -20,12 +20,22 @@ import sys
 import time
 
 from .common import hist_percentile, write_result
-from .harness import ROOT, BenchLine, free_port, log
+from .harness import CLOCK_TICKS, ROOT, BenchLine, free_port, log
 
 LAG_LIMIT_MS = 20
 GENERATOR_LATE_MS = 20  # generator ticks later than this at p99: its figures are suspect
 STREAM_SECONDS = 30
 WS_DONE_WAIT_SEC = 30
+WARMUP_CALLS = 3  # the worker's first turns pay for imports and first syntheses
+TROUBLE = ("WATCHDOG", "STREAM_FALLBACK", "PING_PONG_FAIL", "TURN_STALE", "TURN_ERR",
+           "WS_REJECTED", "WS_IDLE", "REPLY_LATE", "DELIVERY_ERR", "ACTION_DELIVERY",
+           "THINKING_HINT")  # the line's own account of a turn that went wrong or late
+
+
+def machine_busy() -> float:
+    """CPU seconds every process on the machine has used since boot (from /proc/stat)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS  # all but idle and iowait
 
 
 def generate(line: BenchLine, rest_port: int, calls: int, stream_seconds: float = 0) -> dict:
@@ -38,7 +48,7 @@ def generate(line: BenchLine, rest_port: int, calls: int, stream_seconds: float 
                             text=True)
     if proc.stdout.readline().strip() != "ready":
         raise RuntimeError("the load generator did not start")
-    cpu_before = line.cpu_seconds(children=True)
+    cpu_before, busy_before = line.cpu_seconds(children=True), machine_busy()
     proc.stdin.write("go\n")
     proc.stdin.flush()
     out, _ = proc.communicate()
@@ -48,12 +58,16 @@ def generate(line: BenchLine, rest_port: int, calls: int, stream_seconds: float 
     sids = set(gen.pop("call_sids"))
     done = wait_ws_done(line, sids, gen["streams"])
     cpu = line.cpu_seconds(children=True) - cpu_before
+    others = machine_busy() - busy_before - cpu - gen["generator_cpu_seconds"]
     histogram: dict[int, int] = {}
     for detail in done:
         for ms, count in detail.get("lag_hist", {}).items():
             histogram[int(ms)] = histogram.get(int(ms), 0) + count
     minutes = gen["call_minutes"]
-    return {**gen, "server_frames": sum(histogram.values()),
+    trouble = {k: n for k, n in line.event_counts(sids).items() if k.startswith(TROUBLE)}
+    return {**gen, "line_trouble": trouble, "other_processes_cpu_seconds": round(others, 1),
+            "other_processes_cores": round(others / gen["wall_seconds"], 2),
+            "server_frames": sum(histogram.values()),
             "lag_p99_ms": hist_percentile(histogram, 99),
             "lag_p999_ms": hist_percentile(histogram, 99.9),
             "lag_max_ms": max(histogram, default=0), "cpu_seconds": round(cpu, 2),
@@ -74,7 +88,8 @@ def verdict(level: dict) -> tuple[bool, str]:
     problems = []
     if level["calls_all_answered"] < level["calls"]:
         problems.append(f"{level['calls'] - level['calls_all_answered']} call(s) not answered "
-                        f"every turn: {level['errors'] or 'no error'}")
+                        f"every turn: {level['errors'] or 'no error'}; the line logged "
+                        f"{level['line_trouble']}")
     if level["lag_p99_ms"] >= LAG_LIMIT_MS:
         problems.append(f"server lag p99 {level['lag_p99_ms']} ms")
     if level["tick_late_ms_p99"] > GENERATOR_LATE_MS:
@@ -89,7 +104,8 @@ def describe(kind: str, level: dict) -> str:
             f"{level['tick_late_ms_p50']}/{level['tick_late_ms_p99']}/"
             f"{level['tick_late_ms_max']} ms at {level['frames_per_stream_second']} frames/s, "
             f"{level['cpu_seconds_per_call_minute']} CPU-s per call-minute "
-            f"(generator {level['generator_cpu_seconds']} CPU-s)")
+            f"(generator {level['generator_cpu_seconds']} CPU-s; other processes on the machine "
+            f"{level['other_processes_cores']} cores)")
 
 
 def main() -> None:
@@ -106,6 +122,8 @@ def main() -> None:
     rest_port = free_port()
     turns, streaming, best = [], [], 0
     with BenchLine(rest_url=f"http://127.0.0.1:{rest_port}", REPLY_MODE="play") as line:
+        warmup = generate(line, rest_port, WARMUP_CALLS)
+        log(describe("warm-up (not counted)", warmup))
         for calls in (int(n) for n in args.levels.split(",") if n):
             level = generate(line, rest_port, calls)
             level["pass"], level["why_not"] = verdict(level)
@@ -119,7 +137,8 @@ def main() -> None:
             streaming.append(level)
             log(describe(f"streaming alone {args.stream_seconds:g} s", level))
     result = {"lag_limit_ms": LAG_LIMIT_MS, "generator": "bench/loadgen.py, own process",
-              "max_calls_passing": best, "with_turns": turns, "streaming_alone": streaming}
+              "max_calls_passing": best, "warmup": warmup, "with_turns": turns,
+              "streaming_alone": streaming}
     path = write_result("concurrency", result)
     print(f"largest level passing: {best} simultaneous calls; written to {path}")
 

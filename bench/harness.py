@@ -93,6 +93,17 @@ class BenchLine:
                                 (kind,)).fetchall()
         return [(sid, ts, json.loads(detail)) for sid, ts, detail in rows]
 
+    def event_counts(self, sids: set[str]) -> dict[str, int]:
+        """How many events of each kind these calls logged."""
+        with sqlite3.connect(self.db) as conn:
+            rows = conn.execute("SELECT call_sid, kind, COUNT(*) FROM events "
+                                "GROUP BY call_sid, kind").fetchall()
+        counts: dict[str, int] = {}
+        for sid, kind, count in rows:
+            if sid in sids:
+                counts[kind] = counts.get(kind, 0) + count
+        return counts
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

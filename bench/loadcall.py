@@ -11,14 +11,13 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-import websockets
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import connect as ws_connect
 
 from ivr import audio
 from ivr.twiml import dial_url
 
 from . import asynchttp
+from .wsclient import HandshakeError, WebSocket
 
 TICK = audio.FRAME_SEC
 MEDIA = ('{{"event":"media","sequenceNumber":"{}","media":{{"track":"inbound","chunk":"{}",'
@@ -47,6 +46,7 @@ class Shared:
     frames: int = 0
     stream_time: float = 0.0
     tasks: set = field(default_factory=set)
+    active: set = field(default_factory=set)  # the streams the clock feeds
 
     def __post_init__(self):
         self.validator = RequestValidator(self.token)
@@ -55,11 +55,29 @@ class Shared:
         """Run `coro` in the background, kept until it is done."""
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self.forget)
 
-    def late(self, seconds: float) -> None:
-        ms = max(0, round(seconds * 1000))
-        self.late_hist[ms] = self.late_hist.get(ms, 0) + 1
+    def forget(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a close the line never answered is no error here
+
+    async def clock(self, stop: asyncio.Event) -> None:
+        """Every 20 ms, every open stream sends the frames now due; how late the tick's last
+        frame went out is the generator's lateness."""
+        t0, tick = time.monotonic(), 0
+        while not stop.is_set():
+            tick += 1
+            due = t0 + tick * TICK
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.monotonic()
+            for stream in list(self.active):
+                stream.tick(now)
+            ms = max(0, round((time.monotonic() - due) * 1000))
+            self.late_hist[ms] = self.late_hist.get(ms, 0) + 1
+            tick = max(tick, int((now - t0) / TICK))  # late: the next tick is the next due
 
 
 class LoadCall:
@@ -188,10 +206,8 @@ class LoadCall:
         custom = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
         signature = self.g.validator.compute_signature(url, {})
         try:
-            ws = await ws_connect(dial_url(url), compression=None, ping_interval=None,
-                                          additional_headers={"X-Twilio-Signature": signature},
-                                          open_timeout=asynchttp.TIMEOUT_SEC)
-        except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
+            ws = await WebSocket.connect(dial_url(url), {"X-Twilio-Signature": signature})
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, HandshakeError) as exc:
             self.errors.append(f"stream handshake: {exc.__class__.__name__}")
             self.post_later(stream.get("statusCallback", ""), StreamSid=stream_sid,
                             StreamEvent="stream-error", StreamError=f"31920 {exc}")
@@ -199,9 +215,9 @@ class LoadCall:
         self.streams += 1
         status_url = stream.get("statusCallback", "")
         session = StreamSession(self, ws, stream_sid)
-        await session.send(json.dumps({"event": "connected", "protocol": "Call",
-                                       "version": "1.0.0", "sequenceNumber": "1"}))
-        await session.send(json.dumps({"event": "start", "sequenceNumber": "2", "start": {
+        ws.send_text(json.dumps({"event": "connected", "protocol": "Call",
+                                 "version": "1.0.0", "sequenceNumber": "1"}))
+        ws.send_text(json.dumps({"event": "start", "sequenceNumber": "2", "start": {
             "accountSid": self.g.account, "streamSid": stream_sid, "callSid": self.sid,
             "tracks": ["inbound"], "customParameters": custom,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
@@ -218,28 +234,16 @@ class LoadCall:
 
 
 class StreamSession:
-    """One Media Streams socket: the caller's frames on a 20 ms clock until an update, the
-    line's close, the end of the caller's script, or no reply in time."""
+    """One Media Streams socket: the caller's frames, fed by the shared clock, until an update,
+    the line's close, the end of the caller's script, or no reply in time."""
 
-    def __init__(self, call: LoadCall, ws, stream_sid: str):
+    def __init__(self, call: LoadCall, ws: WebSocket, stream_sid: str):
         self.call, self.g, self.ws, self.sid = call, call.g, ws, stream_sid
         self.sequence = 2
-        self.chunk = 0
-        self.closed = False
-
-    async def send(self, text: str) -> None:
-        try:
-            await self.ws.send(text)
-        except websockets.ConnectionClosed:
-            self.closed = True
-
-    async def drain(self) -> None:
-        try:
-            async for _ in self.ws:
-                pass
-        except websockets.ConnectionClosed:
-            pass
-        self.closed = True
+        self.sent = 0
+        self.done = asyncio.Event()
+        self.speech, self.starts, self.hang_after = self.plan()
+        self.t0 = self.spoken_at = 0.0
 
     def plan(self) -> tuple[list[str], int, float | None]:
         """What the caller sends on this stream before the background, the frame its utterance
@@ -253,55 +257,49 @@ class StreamSession:
         think = [g.background[i % len(g.background)] for i in range(round(g.think / TICK))]
         return think + g.utterances[call.said], len(think), None
 
+    def tick(self, now: float) -> None:
+        """The frames due by `now` (more than one when the clock ran late: a burst), then is
+        the stream over?"""
+        call, g, speech = self.call, self.g, self.speech
+        while self.t0 + self.sent * TICK <= now and not self.ws.closed:
+            n = self.sent
+            payload = speech[n] if n < len(speech) else g.background[n % len(g.background)]
+            self.sequence += 1
+            self.ws.send_text(MEDIA.format(self.sequence, n + 1, n * 20, payload, self.sid))
+            self.sent += 1
+            g.frames += 1
+        if speech and not self.spoken_at and self.sent >= len(speech):
+            self.spoken_at = now
+        over = call.pending is not None or call.hung_up or self.ws.closed
+        if self.hang_after is not None and now - self.t0 >= self.hang_after:
+            call.hung_up = over = True
+        if self.spoken_at and now - self.spoken_at > g.reply_timeout and not over:
+            call.errors.append(f"no reply to utterance {call.said + 1} within "
+                               f"{g.reply_timeout:g} s")
+            call.hung_up = over = True
+        if over:
+            g.active.discard(self)
+            self.done.set()
+
     async def run(self) -> bool:
         """Stream until something ends it; True when the line closed the socket."""
         call, g = self.call, self.g
-        reader = asyncio.ensure_future(self.drain())
-        speech, starts, hang_after = self.plan()
-        t0 = time.monotonic()
-        spoken_at = None  # when the utterance's last frame went out
-        sent = 0
-        while True:
-            due = t0 + sent * TICK
-            now = time.monotonic()
-            if now < due:
-                await asyncio.sleep(due - now)
-                now = time.monotonic()
-            g.late(now - due)
-            while sent * TICK + t0 <= now and not self.closed:  # late: catch up, as a burst
-                payload = (speech[sent] if sent < len(speech)
-                           else g.background[sent % len(g.background)])
-                self.sequence += 1
-                self.chunk += 1
-                await self.send(MEDIA.format(self.sequence, self.chunk, sent * 20, payload,
-                                             self.sid))
-                sent += 1
-                g.frames += 1
-            if speech and spoken_at is None and sent >= len(speech):
-                spoken_at = time.monotonic()
-            if call.pending is not None or call.hung_up or self.closed:
-                break
-            elapsed = now - t0
-            if hang_after is not None and elapsed >= hang_after:
-                call.hung_up = True
-                break
-            if spoken_at is not None and now - spoken_at > g.reply_timeout:
-                call.errors.append(f"no reply to utterance {call.said + 1} within "
-                                   f"{g.reply_timeout:g} s")
-                call.hung_up = True
-                break
-        g.stream_time += time.monotonic() - t0
-        if speech and sent > starts and call.pending is not None:  # the reply to it
-            call.said += 1
+        reader = asyncio.ensure_future(self.ws.receive_all())
+        self.t0 = time.monotonic()
+        g.active.add(self)
+        await self.done.wait()
+        g.stream_time += time.monotonic() - self.t0
+        if self.speech and self.sent > self.starts and call.pending is not None:
+            call.said += 1  # the line answered it
             call.answered += 1
             if call.said - 1 < len(g.voice_ends):  # end of the caller's voice → the update
-                voice_end = t0 + (starts + g.voice_ends[call.said - 1]) * TICK
+                voice_end = self.t0 + (self.starts + g.voice_ends[call.said - 1]) * TICK
                 call.turn_ms.append((call.pending_at - voice_end) * 1000)
-        by_line = self.closed and call.pending is None and not call.hung_up
-        if not self.closed:
-            await self.send(json.dumps({"event": "stop", "sequenceNumber": str(self.sequence + 1),
-                                        "stop": {"accountSid": g.account, "callSid": call.sid},
-                                        "streamSid": self.sid}))
-        reader.cancel()
-        g.keep(self.ws.close())  # the closing handshake does not hold up the call
+        by_line = self.ws.closed and call.pending is None and not call.hung_up
+        if not self.ws.closed:
+            self.ws.send_text(json.dumps({
+                "event": "stop", "sequenceNumber": str(self.sequence + 1), "streamSid": self.sid,
+                "stop": {"accountSid": g.account, "callSid": call.sid}}))
+            self.ws.close()
+        g.keep(asyncio.wait_for(reader, asynchttp.TIMEOUT_SEC))  # the line answers the close
         return by_line

@@ -91,6 +91,8 @@ class Generator:
     async def run(self, rest_port: int) -> dict:
         server = await asynchttp.serve(self.rest, "127.0.0.1", rest_port)
         cpu_before, started = cpu_seconds(), time.monotonic()
+        stop = asyncio.Event()
+        clock = asyncio.ensure_future(self.shared.clock(stop))
         tasks = []
         for index in range(self.count):
             call = LoadCall(self.shared)
@@ -100,6 +102,8 @@ class Generator:
         await asyncio.gather(*tasks)
         while self.shared.tasks:  # the last status callbacks
             await asyncio.gather(*list(self.shared.tasks), return_exceptions=True)
+        stop.set()
+        await clock
         server.close()
         return self.summary(cpu_seconds() - cpu_before, time.monotonic() - started)
 
