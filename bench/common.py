@@ -18,6 +18,19 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
+def hist_percentile(histogram: dict[int, int], pct: float) -> int:
+    """The `pct` percentile of a histogram {value: count} (0 when it is empty)."""
+    total = sum(histogram.values())
+    if not total:
+        return 0
+    rank, seen = pct / 100 * total, 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return value
+    return max(histogram)
+
+
 def write_result(name: str, data: dict) -> Path:
     """bench/results/<name>.json with the machine and time of the run."""
     RESULTS.mkdir(exist_ok=True)

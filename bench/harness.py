@@ -32,19 +32,21 @@ def free_port() -> int:
 class BenchLine:
     """`scripts/start.sh` in a subprocess on loopback, with a carrier wired to its REST side."""
 
-    def __init__(self, **env: str):
+    def __init__(self, rest_url: str = "", **env: str):
+        """`rest_url`: Twilio's REST API is served there by someone else (no carrier here)."""
         self.tmp = tempfile.TemporaryDirectory()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         var = Path(self.tmp.name) / "var"
         self.token = local_auth_token(var)
-        self.carrier = Carrier(self.url, account_sid=LOCAL_ACCOUNT_SID, auth_token=self.token)
+        self.carrier = None if rest_url else Carrier(self.url, account_sid=LOCAL_ACCOUNT_SID,
+                                                     auth_token=self.token)
         self.db = Path(self.tmp.name) / "bench.sqlite3"
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_"))}
         base.update(PORT=str(self.port), BIND_HOST="127.0.0.1", VAR_DIR=str(var),
                     TTS_DIR=f"{self.tmp.name}/tts", DATABASE_URL=f"sqlite:///{self.db}",
-                    TWILIO_API_BASE_URL=self.carrier.url, ASR_ENGINE="fake", LLM_ENGINE="fake",
-                    TTS_ENGINE="fake", TURN_MODE="stream")
+                    TWILIO_API_BASE_URL=rest_url or self.carrier.url, ASR_ENGINE="fake",
+                    LLM_ENGINE="fake", TTS_ENGINE="fake", TURN_MODE="stream")
         base.update(env)  # a benchmark's own engines and modes win
         self.proc = subprocess.Popen(["bash", "scripts/start.sh"], cwd=ROOT, env=base,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -52,7 +54,8 @@ class BenchLine:
 
     def __enter__(self) -> BenchLine:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.carrier.start()
+        if self.carrier:
+            self.carrier.start()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -65,7 +68,8 @@ class BenchLine:
     def __exit__(self, *_exc) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(15)
-        self.carrier.stop()
+        if self.carrier:
+            self.carrier.stop()
         self.tmp.cleanup()
 
     def worker_pid(self) -> int:
@@ -76,16 +80,29 @@ class BenchLine:
             return int(kids[0]) if kids else gunicorn
         return gunicorn
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the one gunicorn worker so far."""
+    def cpu_seconds(self, children: bool = False) -> float:
+        """User + system CPU seconds of the one gunicorn worker so far (`children`: plus those
+        of its child processes that have ended: ffmpeg, espeak-ng)."""
         fields = Path(f"/proc/{self.worker_pid()}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        ticks = sum(int(f) for f in fields[11:15 if children else 13])
+        return ticks / CLOCK_TICKS
 
     def events(self, kind: str) -> list[tuple[str, float, dict]]:
         with sqlite3.connect(self.db) as conn:
             rows = conn.execute("SELECT call_sid, ts, detail FROM events WHERE kind = ?",
                                 (kind,)).fetchall()
         return [(sid, ts, json.loads(detail)) for sid, ts, detail in rows]
+
+    def event_counts(self, sids: set[str]) -> dict[str, int]:
+        """How many events of each kind these calls logged."""
+        with sqlite3.connect(self.db) as conn:
+            rows = conn.execute("SELECT call_sid, kind, COUNT(*) FROM events "
+                                "GROUP BY call_sid, kind").fetchall()
+        counts: dict[str, int] = {}
+        for sid, kind, count in rows:
+            if sid in sids:
+                counts[kind] = counts.get(kind, 0) + count
+        return counts
 
 
 def log(message: str) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 from .store import Store
 
 HISTORY_KEEP = 40  # messages of the conversation kept with the call
+HISTORY_TRIES = 20  # compare-and-set attempts of one history change
 
 
 class Calls:
@@ -86,9 +88,22 @@ class Calls:
     def set_outcome(self, call_sid: str, outcome: str) -> None:
         self.store.update_call(call_sid, outcome=outcome)
 
-    def save_history(self, call_sid: str, history: list[dict]) -> None:
-        self.store.update_call(call_sid, history=json.dumps(history[-HISTORY_KEEP:],
-                                                            ensure_ascii=False))
+    def change_history(self, call_sid: str,
+                       change: Callable[[list[dict]], list[dict] | None]) -> bool:
+        """Apply `change` to the conversation as a compare-and-set: when another worker or
+        instance wrote it meanwhile, read it again and reapply, so no message is ever lost.
+        `change` returns the new history, or None to leave it be (then False)."""
+        for _ in range(HISTORY_TRIES):
+            call = self.get(call_sid)
+            if call is None:
+                return False
+            history = change(json.loads(call["history"] or "[]"))
+            if history is None:
+                return False
+            text = json.dumps(history[-HISTORY_KEEP:], ensure_ascii=False)
+            if self.store.claim(call_sid, {"history": call["history"]}, history=text):
+                return True
+        raise RuntimeError(f"history of {call_sid} kept changing under {HISTORY_TRIES} tries")
 
     # ---- the stream ------------------------------------------------------------------------
     def stream_started(self, call_sid: str, turn: int) -> bool:

@@ -310,13 +310,11 @@ class Dialog:
                 source: str) -> None:
         reply = outcome.reply
         now = time.time()
-        with self.history_lock:  # read again: a newer turn may have been recorded meanwhile
-            history = self.calls.history(call_sid)
+        with self.history_lock:  # against this reply's barge-in (keep_heard)
             outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
-            if outcome.user_text:
-                history.append({"role": "user", "text": outcome.user_text, "at": now})
-            history.append({"role": "assistant", "text": outcome.reply_text, "at": now})
-            self.calls.save_history(call_sid, history)
+            said = [{"role": "user", "text": outcome.user_text, "at": now}] * bool(
+                outcome.user_text) + [{"role": "assistant", "text": outcome.reply_text, "at": now}]
+            self.calls.change_history(call_sid, lambda history: history + said)
             reply.history_saved = True
         timings = reply.ms()
         outcome.ms.update({f"{k}": v for k, v in timings.items()})
@@ -341,9 +339,15 @@ class Dialog:
             reply.heard_text = heard
             if not reply.history_saved:
                 return  # _record will write `heard` itself
-            history = self.calls.history(call_sid)
-            last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
-            if last is None or last["text"] != reply.text:
-                return
-            last["text"] = heard
-            self.calls.save_history(call_sid, history)
+            self.calls.change_history(call_sid, lambda history: cut_to_heard(
+                history, reply.text, heard))
+
+
+def cut_to_heard(history: list[dict], said: str, heard: str) -> list[dict] | None:
+    """The history with the last assistant message `said` cut to `heard`; None if the last
+    assistant message is another one (nothing to change)."""
+    last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
+    if last is None or last["text"] != said:
+        return None
+    last["text"] = heard
+    return history

@@ -82,7 +82,7 @@ def test_a_stream_turn_marks_its_stream_started(calls):
 
 def test_history_keeps_the_last_messages_only(calls):
     calls.answer(SID, "gather", "play", "in-progress")
-    calls.save_history(SID, [{"role": "user", "text": str(i)} for i in range(100)])
+    calls.change_history(SID, lambda h: h + [{"role": "user", "text": str(i)} for i in range(100)])
     kept = calls.history(SID)
     assert len(kept) == HISTORY_KEEP and kept[-1]["text"] == "99"
 
@@ -96,3 +96,22 @@ def test_a_field_the_table_does_not_have_is_an_error_not_a_silent_drop(calls):
 def test_text_fields_are_cut_to_their_column(calls):
     calls.note(SID, from_number="+" + "9" * 60_000)
     assert len(calls.get(SID)["from_number"]) == 64
+
+
+def test_history_changes_from_many_writers_at_once_lose_no_message(calls):
+    """Two turns of one call recorded at once (by two workers, say) both land in the history."""
+    calls.answer(SID, "stream", "play", "in-progress")
+    barrier = threading.Barrier(8)
+
+    def add(i: int) -> None:
+        barrier.wait()
+        for j in range(3):
+            calls.change_history(SID, lambda h, text=f"{i}.{j}": h + [{"role": "user",
+                                                                         "text": text}])
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(m["text"] for m in calls.history(SID)) == sorted(
+        f"{i}.{j}" for i in range(8) for j in range(3))

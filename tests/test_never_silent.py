@@ -10,6 +10,8 @@ from ivr.recordings import RecordingRefused, check_recording_url
 from .conftest import ACCOUNT_SID, make_settings
 from .livehelpers import LiveServer, wait_until
 
+pytestmark = pytest.mark.usefixtures("database")
+
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 ASK = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}], "end": "hangup"}
 BAD_EVENTS = ("_ERR", "_FAIL")
