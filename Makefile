@@ -1,12 +1,13 @@
 # make run: the line on its embedded defaults; make call: ring it; make test; make lint: ruff;
-# make purge: delete what is older than RETENTION_DAYS now.
+# make purge: delete what is older than RETENTION_DAYS now; make cluster: PostgreSQL, two instances
+# and nginx (scripts/cluster.sh; make cluster-stop).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
+.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +22,13 @@ setup: $(STAMP) sysdeps
 run: setup
 	$(PY) scripts/prewarm_tts.py
 	bash scripts/run_local.sh
+
+cluster: setup
+	@bash scripts/install_system_deps.sh --with-cluster
+	bash scripts/cluster.sh
+
+cluster-stop:
+	bash scripts/cluster.sh stop
 
 doctor: setup
 	$(PY) -m ivr doctor --url http://127.0.0.1:$(PORT)

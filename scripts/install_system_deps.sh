@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Install espeak-ng and ffmpeg (and, with --with-browser, what the tests need too: chromium,
-# PostgreSQL's server binaries and nginx) with apt when missing and allowed.
+# Install espeak-ng and ffmpeg (with --with-cluster also PostgreSQL's server binaries and nginx,
+# for scripts/cluster.sh; with --with-browser what the tests need: those and chromium) with apt
+# when missing and allowed.
 set -u
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 if [ "${1:-}" = "--with-browser" ]; then  # the inspector's browser test needs it, the line not
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
+if [ "${1:-}" = "--with-browser" ] || [ "${1:-}" = "--with-cluster" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
