@@ -83,6 +83,11 @@ def peer(scope: dict) -> str:
     return (scope.get("client") or ("?",))[0]
 
 
+def chosen_subprotocol(scope: dict) -> str | None:
+    """Media Streams' subprotocol, echoed only when the peer offers it."""
+    return twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in (scope.get("subprotocols") or []) else None
+
+
 class MediaServer:
     """Accepts media WebSockets on the event loop: refuses a bad handshake before `101`, caps
     the open sockets, and runs each socket's receive loop with its deadlines."""
@@ -111,22 +116,31 @@ class MediaServer:
             self.rt.rejections.add("WS_REJECTED", peer(scope), stage="handshake",
                                    reason=problem)
             return await send({"type": "websocket.close", "code": 1008})  # HTTP 403, no 101
-        loop = asyncio.get_running_loop()
-        self.probe.start(loop)
-        offered = scope.get("subprotocols") or []
-        subprotocol = twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in offered else None
+        subprotocol = chosen_subprotocol(scope)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        socket = LoopSocket(loop, send, subprotocol)
-        session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, peer(scope))
-        deadline = Deadline(loop, session.due, session.expire)
-        self.open += 1
+        socket = LoopSocket(asyncio.get_running_loop(), send, subprotocol)
+        session = self.open_session(socket, peer(scope))
         try:
             await session.receive_all(receive)
         finally:
-            self.open -= 1
-            deadline.cancel()
-            session.finish()
+            self.close_session(session)
             await socket.finish()
+
+    def open_session(self, socket, source: str) -> MediaStreamSession:
+        """An accepted socket's session, with its deadline (on the running loop)."""
+        loop = asyncio.get_running_loop()
+        self.probe.start(loop)
+        session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, source)
+        session.deadline = Deadline(loop, session.due, session.expire)
+        self.open += 1
+        session.opened()
+        return session
+
+    def close_session(self, session: MediaStreamSession) -> None:
+        """The socket is done (call once)."""
+        self.open -= 1
+        session.deadline.cancel()
+        session.finish()
 
 
 class MediaStreamSession:
@@ -147,22 +161,30 @@ class MediaStreamSession:
         self.started = False
         self.closed = threading.Event()
         self.turns: StreamTurns | None = None
+        self.deadline: Deadline | None = None
 
     # ---- the receive loop ---------------------------------------------------------------------
-    async def receive_all(self, receive: Callable) -> None:
+    def opened(self) -> None:
         self.rt.events.emit_later("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
+
+    async def receive_all(self, receive: Callable) -> None:
+        """The ASGI receive loop (any ASGI server; ivr.media_protocol calls `receive` itself)."""
         while not self.closed.is_set():
             message = await receive()
             if message["type"] != "websocket.receive":
                 return
             text = message.get("text")
-            try:
-                self.handle(text if text is not None else message.get("bytes") or b"")
-            except StopStream as stop:
-                self.close(stop.code, stop.reason)
-            except Exception:  # noqa: BLE001 - one bad message never ends the call
-                logging.getLogger("ivr").exception("media message failed")
-                self.skip("handler error")
+            self.receive(text if text is not None else message.get("bytes") or b"")
+
+    def receive(self, raw: str | bytes) -> None:
+        """One whole message from the peer, on the event loop."""
+        try:
+            self.handle(raw)
+        except StopStream as stop:
+            self.close(stop.code, stop.reason)
+        except Exception:  # noqa: BLE001 - one bad message never ends the call
+            logging.getLogger("ivr").exception("media message failed")
+            self.skip("handler error")
 
     def due(self) -> tuple[float, str]:
         """When this socket is closed for silence, and why (read by its Deadline)."""
