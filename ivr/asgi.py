@@ -79,6 +79,7 @@ class LineApp:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.media.starts.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
 
     async def http(self, scope: dict, receive, send) -> None:
