@@ -217,7 +217,8 @@ def run_level(sockets: int, seconds: float, with_profile: bool) -> dict:
               "us_per_message": round(cpu / (sockets * wall / FRAME_SEC) * 1e6, 1),
               "cpu_share_of_one_core_pct": round(100 * cpu / wall, 1),
               "started": len(starts), "watchdog_redirects": redirects,
-              "lag_p99_ms": percentile(dict(histogram), 99), **sent}
+              "lag_p99_ms": percentile(dict(histogram), 99),
+              "lag_hist_ms": dict(sorted(histogram.items())), **sent}
     if spy is not None and raw.exists():
         result["profile_pct"] = top_functions(raw)
     return result
