@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Table,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -124,8 +125,9 @@ class Store:
         while True:
             try:
                 with self.writing() as conn:
-                    for statement in batch:
-                        conn.execute(statement)
+                    for statement in batch:  # a statement, or (statement, rows) for many rows
+                        conn.execute(*statement) if isinstance(statement, tuple) \
+                            else conn.execute(statement)
                 self.write_error = None
                 return
             except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
@@ -225,6 +227,12 @@ class Store:
         self.flush()  # never overtake a deferred write of the same call (its row may be in it)
         with self.writing() as conn:
             conn.execute(statement)
+
+    def touch_media_many(self, times: dict[str, float]) -> None:
+        """last_media_at of many calls in one deferred statement (never waits)."""
+        statement = (update(calls).where(calls.c.call_sid == bindparam("sid"))
+                     .values(last_media_at=bindparam("at"), updated_at=bindparam("at")))
+        self.writes.put((statement, [{"sid": sid, "at": at} for sid, at in times.items()]))
 
     def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
         """Apply changes only if the call still matches `where`; True if this caller won."""

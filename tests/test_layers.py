@@ -17,7 +17,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.runtime"},
     {"ivr.stream_turns", "ivr.replies"},
     {"ivr.stream", "ivr.webhooks", "ivr.public", "ivr.inspector"},
-    {"ivr.asgi", "ivr", "ivr.doctor", "ivr.cli", "ivr.__main__"},
+    {"ivr.asgi", "ivr.media_protocol", "ivr", "ivr.doctor", "ivr.cli", "ivr.__main__"},
 ]
 
 
