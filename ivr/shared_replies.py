@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -22,13 +23,19 @@ class ReplyLog:
         self.store = store
 
     def observer(self, call_sid: str, turn: int, tail: str) -> ReplyWriter:
-        """Register the reply now and return what writes its progress (by the store's
-        background writer, in order: its rows land long before Twilio has played the first
-        chunks and asks for the next)."""
-        self.store.write_later(self.store.upsert(
+        """Register the reply before the answer that points at its continuation goes out (one
+        short write), and return what writes its progress: by the store's background writer,
+        in order, off the writer's path; a continuation polls for what it needs."""
+        statement = self.store.upsert(
             shared_replies, {"call_sid": call_sid, "turn": turn, "tail": tail, "parts": None,
                              "cancelled": False, "created_at": time.time()},
-            {"tail": tail, "parts": None, "cancelled": False}))
+            {"tail": tail, "parts": None, "cancelled": False})
+        try:
+            with self.store.writing() as conn:
+                conn.execute(statement)
+        except Exception as exc:  # noqa: BLE001 - this instance still plays it; retried later
+            logging.getLogger("ivr").error("REPLY_SHARE_ERR call=%s err=%r", call_sid, exc)
+            self.store.write_later(statement)
         return ReplyWriter(self.store, call_sid, turn)
 
     def find(self, call_sid: str, turn: int) -> tuple[str, StoredReply] | None:
