@@ -146,6 +146,11 @@ class Store:
         with self.write_lock, self.engine.begin() as conn:
             yield conn
 
+    def write_later(self, statement: Any) -> None:
+        """Queue a statement for the background writer (in order; retried while the database
+        is locked), as the hot path's own rows are."""
+        self.writes.put(statement)
+
     def flush(self, wait_sec: float = FLUSH_WAIT_SEC) -> bool:
         """Wait until every deferred write has landed (True), or `wait_sec` has passed."""
         done = self.writes.all_tasks_done
@@ -211,12 +216,14 @@ class Store:
         it (a webhook that must answer Twilio in time, whatever the database does)."""
         now = time.time()
         values = call_values({**fields, "call_sid": call_sid, "updated_at": now})
-        dialect = self.engine.dialect.name
-        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
         changes = {k: v for k, v in values.items() if k != "call_sid"}
-        statement = build(calls).values(started_at=now, **values).on_conflict_do_update(
-            index_elements=[calls.c.call_sid], set_=changes)
-        self.writes.put(statement)
+        self.writes.put(self.upsert(calls, {"started_at": now, **values}, changes))
+
+    def upsert(self, table: Table, values: dict[str, Any], changes: dict[str, Any]) -> Any:
+        """INSERT `values`, or when a row has that primary key, UPDATE it with `changes`."""
+        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[self.engine.dialect.name]
+        return build(table).values(**values).on_conflict_do_update(
+            index_elements=list(table.primary_key.columns), set_=changes)
 
     def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
         values = call_values({**fields, "updated_at": time.time()})
