@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
+.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-barge: setup
 
 bench-concurrency: setup
 	$(PY) -m bench.concurrency
+
+bench-sockets: setup
+	$(PY) -m bench.socket_cost
 
 bench-flood: setup
 	$(PY) -m bench.socket_flood

@@ -16,8 +16,10 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
 from .eventlog import EventLog, RejectionTally
+from .media_store import shared_media
 from .retention import schedule_daily
 from .runtime import Runtime
+from .shared_replies import ReplyLog
 from .spoken import PendingReplies
 from .store import Store
 from .tts_cache import TTSCache
@@ -53,10 +55,13 @@ def create_app(config: Settings | None = None) -> Flask:
     scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
     events = EventLog(store, settings.secrets())
     engines = build_engines(settings)
-    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
+    media = shared_media(store)
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb, shared=media)
     cache.ensure_beep()
+    cache.share_aliases()
     prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
     delivery = Delivery(settings, events)
+    reply_log = ReplyLog(store)
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
@@ -67,7 +72,7 @@ def create_app(config: Settings | None = None) -> Flask:
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
-        replies=PendingReplies())
+        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media)
     runtime.watchdog.start()
     runtime.watchdog.recover()
     schedule_daily(runtime)

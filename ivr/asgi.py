@@ -17,7 +17,8 @@ from flask import Flask
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from .stream import MAX_MESSAGE_BYTES, MediaServer
+from .media_protocol import MediaProtocol
+from .stream import MediaServer
 
 HTTP_THREADS = 32  # concurrent Flask requests; sockets never use one
 HEAD_DEADLINE_SEC = 10.0  # a connection must send a whole request head this soon
@@ -44,8 +45,7 @@ class DeadlineHttp(HttpToolsProtocol):
 
 
 SERVER_OPTIONS: dict[str, Any] = {
-    "http": DeadlineHttp, "ws": "websockets-sansio", "ws_max_size": MAX_MESSAGE_BYTES,
-    "ws_ping_interval": None, "lifespan": "on", "timeout_keep_alive": 5,
+    "http": DeadlineHttp, "ws": MediaProtocol, "lifespan": "on", "timeout_keep_alive": 5,
 }
 
 
@@ -79,6 +79,7 @@ class LineApp:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.media.starts.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
 
     async def http(self, scope: dict, receive, send) -> None:

@@ -112,7 +112,11 @@ class Calls:
 
     def touch_media(self, call_sid: str, at: float) -> None:
         """Media arrived (written by the store's writer: the media loop never waits)."""
-        self.store.update_call(call_sid, later=True, last_media_at=at)
+        self.touch_media_many({call_sid: at})
+
+    def touch_media_many(self, times: dict[str, float]) -> None:
+        """Media arrived on these calls: all in one statement, by the store's writer."""
+        self.store.touch_media_many(times)
 
     def fall_back_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
         """Move a streaming call's `turn` to record mode; True only for the one who did."""

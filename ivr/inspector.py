@@ -6,10 +6,12 @@ import hmac
 import json
 import re
 import time
+from pathlib import PurePath
 from xml.dom import minidom
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
+from . import recordings
 from .config import is_loopback_host
 from .runtime import Runtime, current_runtime
 
@@ -88,7 +90,18 @@ def call(call_sid: str) -> str:
     turns = rt.store.turns(call_sid)
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
                            turns=turns, bars=timing_bars(turns), when=_when,
-                           tts=lambda name: rt.tts_url(name) if name else "")
+                           tts=lambda name: rt.tts_url(name) if name else "",
+                           recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
+
+
+@bp.route("/inspector/recordings/<name>")
+def recording(name: str) -> Response:
+    """A recording the caller left, as kept here, or by another instance (the shared table)."""
+    rt = current_runtime()
+    data = recordings.read(rt.settings.var_dir, name, rt.media)
+    if data is None:
+        abort(404)
+    return Response(data, mimetype="audio/wav")
 
 
 TIMING_STAGES = (  # the turn's stages in order, as SpokenReply marks them

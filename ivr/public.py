@@ -17,13 +17,23 @@ MP3_MAX_AGE_SEC = 86400
 
 @bp.route("/static/tts/<path:name>", methods=["GET"])
 def tts_file(name: str) -> Response:
-    """Serve a plain cache file as audio/mpeg; 404 for anything else (no traversal, no links)."""
+    """Serve a plain cache file as audio/mpeg; 404 for anything else (no traversal, no links).
+    A file another instance made (several instances, one PostgreSQL) comes from the shared
+    table the first time, and is kept here for the next (the prompts' aliases excepted)."""
     if not CACHE_FILE.match(name):
         abort(404)
-    path = Path(current_runtime().settings.tts_dir) / name
-    if path.is_symlink() or not path.is_file():
+    rt = current_runtime()
+    path = Path(rt.settings.tts_dir) / name
+    if path.is_symlink():
         abort(404)
-    response = send_file(path, mimetype="audio/mpeg", max_age=MP3_MAX_AGE_SEC, conditional=True)
+    if path.is_file():
+        response = send_file(path, mimetype="audio/mpeg", max_age=MP3_MAX_AGE_SEC,
+                             conditional=True)
+    else:
+        data = rt.cache.restore(name)
+        if data is None:
+            abort(404)
+        response = Response(data, mimetype="audio/mpeg")
     response.headers["Cache-Control"] = f"public, max-age={MP3_MAX_AGE_SEC}"
     return response
 

@@ -21,6 +21,7 @@ FETCH_BUDGET_SEC = 5.0  # every try and the body together; the webhook must answ
 READ_CHUNK = 64 * 1024
 TWILIO_API_HOST = "api.twilio.com"
 RECORDING_NAME = re.compile(r"RE[0-9a-fA-F]{32}(\.wav|\.mp3)?")
+RECORDING_FILE = re.compile(r"[A-Za-z0-9]{1,64}\.wav")  # a kept recording's file name
 
 
 class RecordingRefused(ValueError):
@@ -142,15 +143,41 @@ def _status_error(response: requests.Response) -> Exception:
     return requests.HTTPError(f"HTTP {status} fetching the recording", response=response)
 
 
-def keep(var_dir: str, sid: str, data: bytes, meta: dict) -> Path:
-    """Save the recording and its metadata for the owner: var/recordings/<RecordingSid>.wav."""
+def keep(var_dir: str, sid: str, data: bytes, meta: dict, shared=None) -> Path:
+    """Save the recording and its metadata for the owner: var/recordings/<RecordingSid>.wav;
+    with `shared` (a media_store.SharedMedia) also in the shared table, by the store's
+    background writer (the owner reads it later; Twilio never does)."""
     folder = Path(var_dir) / "recordings"
     folder.mkdir(parents=True, exist_ok=True)
     safe = "".join(c for c in sid if c.isalnum())[:64] or "recording"
     path = folder / f"{safe}.wav"
     path.write_bytes(data)
-    (folder / f"{safe}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+    text = json.dumps(meta, ensure_ascii=False, indent=1)
+    (folder / f"{safe}.json").write_text(text)
+    if shared is not None:
+        shared.put(path.name, "recording", data, later=True)
+        shared.put(f"{safe}.json", "recording", text.encode(), later=True)
     return path
+
+
+def read(var_dir: str, name: str, shared=None) -> bytes | None:
+    """A kept recording's audio by file name (RE….wav): the local file, else the shared
+    table's row (kept here from then on, with its metadata); None when nobody has it."""
+    if not RECORDING_FILE.fullmatch(name):
+        return None
+    path = Path(var_dir) / "recordings" / name
+    if path.is_file():
+        return path.read_bytes()
+    data = shared.get(name) if shared is not None else None
+    if data is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = shared.get(path.with_suffix(".json").name)
+        for target, content in ((path, data), (path.with_suffix(".json"), meta)):
+            if content is not None:
+                tmp = target.with_name(f".tmp-{target.name}")
+                tmp.write_bytes(content)
+                tmp.replace(target)
+    return data
 
 
 def purge_before(var_dir: str, ts: float) -> int:

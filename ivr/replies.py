@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from . import twiml
 from .runtime import Runtime
+from .shared_replies import StoredReply
 from .spoken import SpokenReply
 from .tts_cache import FALLBACK
 
@@ -43,17 +44,20 @@ def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str) -> ReplyTwi
                       rt.cache.duration(name), False)
 
 
-def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str, reply: SpokenReply,
-                part: int, wait_sec: float) -> ReplyTwiml:
+def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
+                reply: SpokenReply | StoredReply, part: int, wait_sec: float) -> ReplyTwiml:
     """The chunks from `part` on that are ready (waiting up to `wait_sec` for the first), then
     a `<Redirect>` to the continuation while more is coming, or the listening `tail` once the
-    reply is complete. A chunk that does not come in time ends the reply with the fallback
-    phrase: never silence."""
+    reply is complete. A chunk that does not come in time, or never will (a cancelled reply),
+    ends the reply with the fallback phrase: never silence. The reply is this instance's own,
+    or one another instance is writing, read from the store."""
     try:
         first = reply.wait(part, wait_sec)
     except TimeoutError as exc:
         reply.cancel()
         rt.events.emit("REPLY_LATE", call_sid, turn=turn, part=part + 1, err=str(exc))
+        return fallback_twiml(rt, call_sid, turn, tail)
+    if first is None and not reply.ends_at(part):  # cancelled: the chunk will never come
         return fallback_twiml(rt, call_sid, turn, tail)
     ready = reply.ready_from(part) if first else []
     urls = [rt.tts_url(c.name) for c in ready]

@@ -1,4 +1,5 @@
-"""Retention: delete calls, events, recordings and unused TTS files older than RETENTION_DAYS."""
+"""Retention: delete calls, events, recordings and unused TTS files (and the rows mirroring
+them) older than RETENTION_DAYS."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 from . import recordings
 from .config import Settings
 from .eventlog import EventLog
+from .media_store import SharedMedia
+from .shared_replies import ReplyLog
 from .store import Store
-from .tts_cache import TTSCache
+from .tts_cache import ALIASES, TTSCache
 
 JOB_ID = "retention-purge"
 FIRST_RUN_SEC = 60
@@ -28,6 +31,8 @@ def purge(settings: Settings, store: Store, events: EventLog, cache: TTSCache | 
     counts["recordings"] = recordings.purge_before(settings.var_dir, before)
     cache = cache or TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
     counts["tts_files"] = cache.purge_unused(before)
+    counts["media_rows"] = SharedMedia(store).purge_before(before, keep=ALIASES)
+    counts["reply_rows"] = ReplyLog(store).purge_before(before)
     events.emit("PURGE", None, logging.INFO, days=days, **counts)
     return counts
 

@@ -15,6 +15,8 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
+from .media_store import SharedMedia
+from .shared_replies import ReplyLog
 from .spoken import PendingReplies
 from .store import Store
 from .tts_cache import TTSCache
@@ -40,6 +42,8 @@ class Runtime:
     watchdog: Watchdog
     turn_pool: ThreadPoolExecutor
     replies: PendingReplies  # streamed replies that continuation webhooks are playing
+    reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
+    media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""
@@ -56,6 +60,7 @@ class Runtime:
     def close(self) -> None:
         """Stop the scheduler and release the database (tests build many apps)."""
         self.rejections.close()
+        self.replies.cancel_all()  # their rows say so before the store closes
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for pool in (self.turn_pool, self.dialog.pool, self.dialog.writers):

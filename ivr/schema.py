@@ -1,10 +1,21 @@
-"""The database's tables (calls, turns, events, health, leads) and the caps on what they hold."""
+"""The database's tables (calls, turns, events, health, leads, media, replies) and the caps on
+what they hold."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -104,3 +115,35 @@ def call_values(fields: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise UnknownField(f"calls has no field {', '.join(sorted(unknown))}")
     return capped(calls, fields)
+
+
+# ---- shared by every instance of the line (issue 13: several instances, one PostgreSQL) -------
+media = Table(  # MP3s and recordings any instance can serve (written on PostgreSQL only)
+    "media", metadata,
+    Column("name", String(160), primary_key=True),  # the file's name: <sha256>.mp3, RE….wav
+    Column("kind", String(16)),  # "tts" or "recording"
+    Column("data", LargeBinary),
+    Column("created_at", Float),
+    Column("used_at", Float, index=True),  # retention: rows not used since RETENTION_DAYS go
+)
+
+shared_replies = Table(  # a streamed reply whose later chunks a continuation webhook plays
+    "shared_replies", metadata,
+    Column("call_sid", String(64), primary_key=True),
+    Column("turn", Integer, primary_key=True),
+    Column("tail", String(16)),  # how the call listens once the reply is over
+    Column("parts", Integer),  # how many chunks the reply has, once that is known
+    Column("cancelled", Boolean, default=False),  # no chunk beyond those written will come
+    Column("created_at", Float, index=True),
+)
+
+reply_parts = Table(  # a chunk of a shared reply, written once its MP3 exists
+    "reply_parts", metadata,
+    Column("call_sid", String(64), primary_key=True),
+    Column("turn", Integer, primary_key=True),
+    Column("part", Integer, primary_key=True),
+    Column("name", String(160)),
+    Column("seconds", Float),
+    Column("fallback", String(64), default=""),
+    Column("created_at", Float, index=True),
+)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 
 @dataclass
@@ -21,6 +23,16 @@ class Chunk:
     @property
     def name(self) -> str:
         return self.audio.name if self.audio else ""
+
+
+class ReplyObserver(Protocol):
+    """Told of a reply's progress, in order, under the reply's lock: it must only queue work."""
+
+    def part(self, index: int, chunk: Chunk) -> None:
+        """Chunk `index` is ready."""
+
+    def end(self, parts: int, cancelled: bool) -> None:
+        """No chunk beyond the first `parts` will be added (`cancelled`: nor made ready)."""
 
 
 class SpokenReply:
@@ -39,6 +51,25 @@ class SpokenReply:
         self.history_saved = False
         self.cond = threading.Condition(threading.RLock())
         self.marks: dict[str, float] = {"speech_end": started or time.monotonic()}
+        self.observer: ReplyObserver | None = None
+        self.told_end: tuple[int, bool] | None = None  # what the observer last heard of the end
+
+    def observe(self, observer: ReplyObserver) -> None:
+        """Tell `observer` what is ready and whether the reply ended, then each change."""
+        with self.cond:
+            self.observer = observer
+            for index, chunk in enumerate(self.chunks):
+                if self.ready[index]:
+                    observer.part(index, chunk)
+            self.told_end = None
+            self._tell_end()
+
+    def _tell_end(self) -> None:
+        """Tell the observer how the reply ends, when that changed (under the lock)."""
+        state = (len(self.chunks), self.cancelled.is_set())
+        if self.observer is not None and self.done and state != self.told_end:
+            self.told_end = state
+            self.observer.end(*state)
 
     # ---- the writer ---------------------------------------------------------------------------
     def add(self, text: str) -> int | None:
@@ -58,12 +89,15 @@ class SpokenReply:
             chunk.audio, chunk.seconds, chunk.fallback = audio, seconds, fallback
             self.ready[index] = True
             self.cond.notify_all()
+            if self.observer is not None and not self.cancelled.is_set():
+                self.observer.part(index, chunk)
 
     def close(self) -> None:
         """No more chunks (the reply is complete, failed, or cancelled)."""
         with self.cond:
             self.done = True
             self.cond.notify_all()
+            self._tell_end()
 
     def fail(self, index: int, audio: Path, seconds: float, fallback: str) -> None:
         """Chunk `index` becomes a fallback sound and the reply ends with it."""
@@ -77,6 +111,7 @@ class SpokenReply:
             del self.chunks[index + 1:], self.ready[index + 1:]
             self.done = True
             self.cond.notify_all()
+            self._tell_end()
 
     def mark(self, stage: str) -> None:
         """Note when a stage first happened (later calls keep the first time)."""
@@ -131,9 +166,10 @@ class SpokenReply:
 
     def cancel(self) -> None:
         """Stop writing it; nobody plays the rest (a barge-in, a newer turn, a hang-up)."""
-        self.cancelled.set()
-        self.played.set()
-        self.close()
+        with self.cond:
+            self.cancelled.set()
+            self.played.set()
+            self.close()
 
     @property
     def text(self) -> str:
@@ -148,15 +184,21 @@ class SpokenReply:
 
 class PendingReplies:
     """Replies whose later chunks a continuation webhook will play, by call (one per call:
-    a newer turn replaces an older one); bounded, oldest dropped first."""
+    a newer turn replaces an older one); bounded, oldest dropped first. `share(call_sid, turn,
+    tail)` gives each reply put here an observer that writes it through to the store, for a
+    continuation that another instance answers."""
 
-    def __init__(self, kept: int = 2000):
+    def __init__(self, kept: int = 2000,
+                 share: Callable[[str, int, str], ReplyObserver] | None = None):
         self.lock = threading.Lock()
         self.kept = kept
+        self.share = share
         self.replies: OrderedDict[str, tuple[int, str, SpokenReply]] = OrderedDict()
 
     def put(self, call_sid: str, turn: int, tail: str, reply: SpokenReply) -> None:
         """`tail` is how the call listens once the reply is over: stream, record or gather."""
+        if self.share is not None:
+            reply.observe(self.share(call_sid, turn, tail))
         with self.lock:
             self.replies[call_sid] = (turn, tail, reply)
             self.replies.move_to_end(call_sid)
@@ -175,3 +217,12 @@ class PendingReplies:
             if found and (reply is None or found[2] is reply):
                 del self.replies[call_sid]
                 found[2].cancel()
+
+    def cancel_all(self) -> None:
+        """Cancel every reply (the process is closing: whoever continues them elsewhere learns
+        that no more chunks will come, and plays the fallback phrase at once)."""
+        with self.lock:
+            found = [entry[2] for entry in self.replies.values()]
+            self.replies.clear()
+        for reply in found:
+            reply.cancel()

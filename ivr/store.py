@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     Table,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -131,8 +132,9 @@ class Store:
         while True:
             try:
                 with self.writing() as conn:
-                    for statement in batch:
-                        conn.execute(statement)
+                    for statement in batch:  # a statement, or (statement, rows) for many rows
+                        conn.execute(*statement) if isinstance(statement, tuple) \
+                            else conn.execute(statement)
                 self.write_error = None
                 return
             except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
@@ -150,6 +152,11 @@ class Store:
         10-100 ms sleeps under contention, which would stall whoever waits (a media frame)."""
         with self.write_lock, self.engine.begin() as conn:
             yield conn
+
+    def write_later(self, statement: Any) -> None:
+        """Queue a statement for the background writer (in order; retried while the database
+        is locked), as the hot path's own rows are."""
+        self.writes.put(statement)
 
     def flush(self, wait_sec: float = FLUSH_WAIT_SEC) -> bool:
         """Wait until every deferred write has landed (True), or `wait_sec` has passed."""
@@ -216,12 +223,14 @@ class Store:
         it (a webhook that must answer Twilio in time, whatever the database does)."""
         now = time.time()
         values = call_values({**fields, "call_sid": call_sid, "updated_at": now})
-        dialect = self.engine.dialect.name
-        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
         changes = {k: v for k, v in values.items() if k != "call_sid"}
-        statement = build(calls).values(started_at=now, **values).on_conflict_do_update(
-            index_elements=[calls.c.call_sid], set_=changes)
-        self.writes.put(statement)
+        self.writes.put(self.upsert(calls, {"started_at": now, **values}, changes))
+
+    def upsert(self, table: Table, values: dict[str, Any], changes: dict[str, Any]) -> Any:
+        """INSERT `values`, or when a row has that primary key, UPDATE it with `changes`."""
+        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[self.engine.dialect.name]
+        return build(table).values(**values).on_conflict_do_update(
+            index_elements=list(table.primary_key.columns), set_=changes)
 
     def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
         values = call_values({**fields, "updated_at": time.time()})
@@ -232,6 +241,12 @@ class Store:
         self.flush()  # never overtake a deferred write of the same call (its row may be in it)
         with self.writing() as conn:
             conn.execute(statement)
+
+    def touch_media_many(self, times: dict[str, float]) -> None:
+        """last_media_at of many calls in one deferred statement (never waits)."""
+        statement = (update(calls).where(calls.c.call_sid == bindparam("sid"))
+                     .values(last_media_at=bindparam("at"), updated_at=bindparam("at")))
+        self.writes.put((statement, [{"sid": sid, "at": at} for sid, at in times.items()]))
 
     def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
         """Apply changes only if the call still matches `where`; True if this caller won."""

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from twilio.request_validator import RequestValidator
 
@@ -24,9 +25,11 @@ MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuse
 MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake is refused
 START_DEADLINE_SEC = 5.0  # a socket must send a valid `start` this soon
 IDLE_GRACE_SEC = 5.0  # a started socket silent for NO_MEDIA_TIMEOUT_SEC + this is closed
-MEDIA_LOG_EVERY = 50
+MEDIA_LOG_FIRST = 50  # WS_MEDIA / WS_TX once a second of audio has gone by (media flows),
+MEDIA_LOG_EVERY = 3000  # then once a minute of audio; WS_DONE has the totals
 BAD_LOG_EVERY = 100
 MEDIA_STORE_EVERY_SEC = 1.0
+START_THREADS = 4  # record a stream's start: never queued behind turns busy in engines
 SID_SHAPES = {"callSid": re.compile(r"^CA[0-9a-fA-F]{32}$"),
               "streamSid": re.compile(r"^MZ[0-9a-fA-F]{32}$"),
               "accountSid": re.compile(r"^AC[0-9a-fA-F]{32}$")}
@@ -41,26 +44,32 @@ class StopStream(Exception):
 
 
 class MediaHeartbeat:
-    """Tells the watchdog (through the store) that a call's stream started and media flows;
-    media time is written at most every quarter of the no-media timeout (once a second at most),
-    so the watchdog never mistakes a live stream for a silent one."""
+    """Tells the watchdog (through the store) that a call's stream started and media flows.
+    A frame only notes its time in memory; every quarter of the no-media timeout (once a
+    second at most) the calls that had media since are written in one statement, so the
+    watchdog never mistakes a live stream for a silent one."""
 
     def __init__(self, calls: Calls, no_media_timeout_sec: float):
         self.calls = calls
         self.every = min(MEDIA_STORE_EVERY_SEC, no_media_timeout_sec / 4)
-        self.written_at: dict[str, float] = {}  # open streams only: removed when they end
+        self.pending: dict[str, float] = {}  # calls with media since the last write
+        self.timer: asyncio.TimerHandle | None = None
 
-    def started(self, call_sid: str, turn: int) -> None:
-        self.calls.stream_started(call_sid, turn)
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.timer is None:
+            self.timer = loop.call_later(self.every, self.write, loop)
+
+    def started(self, call_sid: str, turn: int) -> bool:
+        return self.calls.stream_started(call_sid, turn)
 
     def media(self, call_sid: str) -> None:
-        now = time.time()
-        if now - self.written_at.get(call_sid, 0) >= self.every:
-            self.written_at[call_sid] = now
-            self.calls.touch_media(call_sid, now)
+        self.pending[call_sid] = time.time()
 
-    def ended(self, call_sid: str) -> None:
-        self.written_at.pop(call_sid, None)
+    def write(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, {}
+            self.calls.touch_media_many(pending)
+        self.timer = loop.call_later(self.every, self.write, loop)
 
 
 def scope_headers(scope: dict) -> dict[str, str]:
@@ -83,6 +92,11 @@ def peer(scope: dict) -> str:
     return (scope.get("client") or ("?",))[0]
 
 
+def chosen_subprotocol(scope: dict) -> str | None:
+    """Media Streams' subprotocol, echoed only when the peer offers it."""
+    return twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in (scope.get("subprotocols") or []) else None
+
+
 class MediaServer:
     """Accepts media WebSockets on the event loop: refuses a bad handshake before `101`, caps
     the open sockets, and runs each socket's receive loop with its deadlines."""
@@ -92,6 +106,7 @@ class MediaServer:
         self.open = 0
         self.probe = LagProbe()
         self.heartbeat = MediaHeartbeat(rt.calls, rt.settings.no_media_timeout_sec)
+        self.starts = ThreadPoolExecutor(START_THREADS, thread_name_prefix="stream-start")
 
     def handshake_problem(self, scope: dict) -> str | None:
         """Why this upgrade is refused (with HTTP 403, before `101`), or None."""
@@ -111,22 +126,33 @@ class MediaServer:
             self.rt.rejections.add("WS_REJECTED", peer(scope), stage="handshake",
                                    reason=problem)
             return await send({"type": "websocket.close", "code": 1008})  # HTTP 403, no 101
-        loop = asyncio.get_running_loop()
-        self.probe.start(loop)
-        offered = scope.get("subprotocols") or []
-        subprotocol = twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in offered else None
+        subprotocol = chosen_subprotocol(scope)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        socket = LoopSocket(loop, send, subprotocol)
-        session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, peer(scope))
-        deadline = Deadline(loop, session.due, session.expire)
-        self.open += 1
+        socket = LoopSocket(asyncio.get_running_loop(), send, subprotocol)
+        session = self.open_session(socket, peer(scope))
         try:
             await session.receive_all(receive)
         finally:
-            self.open -= 1
-            deadline.cancel()
-            session.finish()
+            self.close_session(session)
             await socket.finish()
+
+    def open_session(self, socket, source: str) -> MediaStreamSession:
+        """An accepted socket's session, with its deadline (on the running loop)."""
+        loop = asyncio.get_running_loop()
+        self.probe.start(loop)
+        self.heartbeat.start(loop)
+        session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, self.starts,
+                                     source)
+        session.deadline = Deadline(loop, session.due, session.expire)
+        self.open += 1
+        session.opened()
+        return session
+
+    def close_session(self, session: MediaStreamSession) -> None:
+        """The socket is done (call once)."""
+        self.open -= 1
+        session.deadline.cancel()
+        session.finish()
 
 
 class MediaStreamSession:
@@ -134,9 +160,9 @@ class MediaStreamSession:
     Its handlers run on the event loop: they never wait for the database or another thread."""
 
     def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe,
-                 heartbeat: MediaHeartbeat, source: str = ""):
+                 heartbeat: MediaHeartbeat, starts: ThreadPoolExecutor, source: str = ""):
         self.rt, self.socket, self.probe, self.source = rt, socket, probe, source
-        self.heartbeat = heartbeat
+        self.heartbeat, self.starts = heartbeat, starts
         self.stream_sid = self.call_sid = ""
         self.turn = 0
         self.rx = self.tx = self.bad = 0
@@ -147,22 +173,30 @@ class MediaStreamSession:
         self.started = False
         self.closed = threading.Event()
         self.turns: StreamTurns | None = None
+        self.deadline: Deadline | None = None
 
     # ---- the receive loop ---------------------------------------------------------------------
-    async def receive_all(self, receive: Callable) -> None:
+    def opened(self) -> None:
         self.rt.events.emit_later("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
+
+    async def receive_all(self, receive: Callable) -> None:
+        """The ASGI receive loop (any ASGI server; ivr.media_protocol calls `receive` itself)."""
         while not self.closed.is_set():
             message = await receive()
             if message["type"] != "websocket.receive":
                 return
             text = message.get("text")
-            try:
-                self.handle(text if text is not None else message.get("bytes") or b"")
-            except StopStream as stop:
-                self.close(stop.code, stop.reason)
-            except Exception:  # noqa: BLE001 - one bad message never ends the call
-                logging.getLogger("ivr").exception("media message failed")
-                self.skip("handler error")
+            self.receive(text if text is not None else message.get("bytes") or b"")
+
+    def receive(self, raw: str | bytes) -> None:
+        """One whole message from the peer, on the event loop."""
+        try:
+            self.handle(raw)
+        except StopStream as stop:
+            self.close(stop.code, stop.reason)
+        except Exception:  # noqa: BLE001 - one bad message never ends the call
+            logging.getLogger("ivr").exception("media message failed")
+            self.skip("handler error")
 
     def due(self) -> tuple[float, str]:
         """When this socket is closed for silence, and why (read by its Deadline)."""
@@ -236,11 +270,12 @@ class MediaStreamSession:
         self.stream_sid, self.call_sid, self.turn = start["streamSid"], call_sid, turn
         self.started = True
         self.turns = StreamTurns(self.rt, self, call_sid, turn)
-        self.rt.turn_pool.submit(self.record_start)  # frames keep flowing meanwhile
+        self.starts.submit(self.record_start)  # frames keep flowing meanwhile
 
     def record_start(self) -> None:
-        """Off the event loop: the token is good only while its call is live and on that turn;
-        then the stream's start goes to the store and the watchdog."""
+        """Off the event loop, on threads of its own (never queued behind a turn): the token is
+        good only while its call is live and on that turn; then the stream's start goes to the
+        store and the watchdog."""
         call = self.rt.calls.ensure(self.call_sid)
         if call["ended"] or (call["turn"] or self.turn) != self.turn:
             self.rt.events.emit("WS_REJECTED", self.call_sid, logging.WARNING, stage="start",
@@ -260,7 +295,7 @@ class MediaStreamSession:
         except (binascii.Error, ValueError):
             return self.skip("bad base64 payload")
         self.rx += 1
-        if self.rx % MEDIA_LOG_EVERY == 0:
+        if self.rx == MEDIA_LOG_FIRST or self.rx % MEDIA_LOG_EVERY == 0:
             self.rt.events.emit_later("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
         self.heartbeat.media(self.call_sid)
         if self.rt.settings.ws_mode == "ECHO":
@@ -299,7 +334,7 @@ class MediaStreamSession:
                 break
             sent += 1
             self.tx += 1
-            if self.tx % MEDIA_LOG_EVERY == 0:
+            if self.tx == MEDIA_LOG_FIRST or self.tx % MEDIA_LOG_EVERY == 0:
                 self.rt.events.emit_later("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
         return sent
 
@@ -312,8 +347,6 @@ class MediaStreamSession:
         self.closed.set()
         if self.turns is not None:
             self.turns.close()
-        if self.started:
-            self.heartbeat.ended(self.call_sid)
         lag = self.probe.since(self.lag_before)
         self.rt.events.emit_later("WS_DONE", self.call_sid or None, sid=self.stream_sid,
                                   rx=self.rx, tx=self.tx, bad=self.bad,

@@ -273,7 +273,8 @@ def fetch_recording(rt: Runtime, call_sid: str, params: dict) -> bytes | None:
         return None
     path = recordings.keep(rt.settings.var_dir, sid or call_sid, data,
                            {"call_sid": call_sid, "recording_sid": sid, "url": url,
-                            "duration": params.get("RecordingDuration", ""), "bytes": len(data)})
+                            "duration": params.get("RecordingDuration", ""), "bytes": len(data)},
+                           shared=rt.media)
     rt.events.emit("RECORDING_SAVED", call_sid, path=str(path), bytes=len(data))
     try:
         return audio.decode_to_pcm16(data)
@@ -307,16 +308,18 @@ def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
 @bp.route("/webhook/reply_continue", methods=["POST"])
 @twilio_webhook(_safe_twiml)
 def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
-    """Twilio played a reply's first chunks and asks for the next ones (`?turn=&part=`)."""
+    """Twilio played a reply's first chunks and asks for the next ones (`?turn=&part=`):
+    from this instance's reply when it is writing it, else from the store (another instance
+    is, or was)."""
     turn, part = (int(v) if v.isdigit() else 0 for v in (
         request.args.get("turn", ""), request.args.get("part", "")))
-    found = rt.replies.get(call_sid, turn)
+    found = rt.replies.get(call_sid, turn) or rt.reply_log.find(call_sid, turn)
     if found:
         tail, reply = found
         answer = reply_twiml(rt, call_sid, turn, tail, reply, part, CONTINUE_WAIT_SEC)
         if not answer.more:
             rt.replies.drop(call_sid, reply)
-    else:  # a restart lost the reply, or the call moved on: listen again, with a sound
+    else:  # no instance knows it (the call moved on): listen again, with a sound
         call = rt.calls.get(call_sid)
         if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
             return xml(twiml.empty())

@@ -57,7 +57,8 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     store = Store(settings.database_url)
     files = fill(store, settings.var_dir, settings.tts_dir)
     counts = purge(settings, store, EventLog(store))
-    assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1}
+    assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1,
+                      "media_rows": 0, "reply_rows": 0}  # rows only with PostgreSQL
     assert_only_the_recent_is_left(store, files)
     line = [(e["kind"], e["detail"]) for e in store.events("")]
     assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
@@ -73,7 +74,8 @@ def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_pa
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
-                                   "recordings=1 tts_files=1 (leads kept)")
+                                   "recordings=1 tts_files=1 media_rows=0 reply_rows=0 "
+                                   "(leads kept)")
     store = Store(env["DATABASE_URL"])
     assert_only_the_recent_is_left(store, files)
     assert store.events("")[-1]["detail"]["days"] == 30

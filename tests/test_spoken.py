@@ -79,3 +79,56 @@ def test_pending_replies_are_found_by_call_and_turn_and_dropped_cancelled():
     assert pending.get("CA2", 1) == ("record", newer)
     pending.drop("CA2")
     assert pending.get("CA2", 1) is None and newer.cancelled.is_set()
+
+
+class Told:
+    """An observer that writes down what it is told."""
+
+    def __init__(self):
+        self.said = []
+
+    def part(self, index, chunk):
+        self.said.append(("part", index, chunk.text))
+
+    def end(self, parts, cancelled):
+        self.said.append(("end", parts, cancelled))
+
+
+def test_an_observer_hears_what_was_ready_before_it_came_then_each_change_once():
+    reply = SpokenReply()
+    for text in ("כן,", "אנחנו פתוחים.", "עד שש."):
+        reply.add(text)
+    reply.set_audio(1, MP3, 1.0)
+    told = Told()
+    reply.observe(told)  # what was ready before it watched is told at once
+    reply.set_audio(0, MP3, 0.5)
+    reply.close()
+    reply.close()  # nothing new: not told again
+    reply.fail(2, MP3, 0.5, "tts-error")  # the end is the same: three parts
+    assert told.said == [("part", 1, "אנחנו פתוחים."), ("part", 0, "כן,"), ("end", 3, False),
+                         ("part", 2, "עד שש.")]
+
+
+def test_an_observer_hears_a_cut_and_a_cancel_and_no_part_after_the_cancel():
+    reply, told = SpokenReply(), Told()
+    for text in ("א.", "ב.", "ג."):
+        reply.add(text)
+    reply.observe(told)
+    reply.fail(0, MP3, 0.5, "tts-error")  # the reply ends with its first chunk's fallback
+    reply.cancel()
+    reply.set_audio(0, MP3, 0.5)
+    assert told.said == [("part", 0, "א."), ("end", 1, False), ("end", 1, True)]
+
+
+def test_pending_replies_share_each_reply_put_and_cancel_all_on_close():
+    shared = {}
+
+    def share(call_sid, turn, tail):
+        shared[(call_sid, turn, tail)] = Told()
+        return shared[(call_sid, turn, tail)]
+    pending, reply = PendingReplies(share=share), SpokenReply()
+    reply.add("שלום.")
+    pending.put("CA1", 2, "gather", reply)
+    pending.cancel_all()
+    assert pending.get("CA1", 2) is None and reply.cancelled.is_set()
+    assert shared[("CA1", 2, "gather")].said == [("end", 1, True)]

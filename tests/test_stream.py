@@ -5,6 +5,7 @@ import base64
 import io
 import itertools
 import json
+import threading
 import time
 import wave
 
@@ -365,3 +366,21 @@ def test_no_thinking_hint_by_default(phone_line):
     result = line.carrier.place_call({"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}]})
     assert [h["url"].rsplit("/", 1)[-1] for h in result.heard] != [] and not thinking_heard(line)
     assert "THINKING_HINT_TX" not in kinds(line, result.call_sid)
+
+
+def test_a_stream_start_is_recorded_while_every_turn_thread_is_busy(phone_line):
+    line = line_for(phone_line)
+    line.store.ensure_call(CALL, turn=1, turn_mode="stream")
+    pool, gate, entered = line.runtime.turn_pool, threading.Event(), []
+    for _ in range(pool._max_workers):  # every turn thread blocked (as in a slow engine)
+        pool.submit(lambda: (entered.append(1), gate.wait()))
+    wait_until(lambda: len(entered) == pool._max_workers)
+    try:
+        ws = open_ws(line)
+        ws.send(start_message(CALL))
+        wait_until(lambda: "WS_START" in kinds(line, CALL))  # the last step of the start
+        assert line.store.get_call(CALL)["stream_started_turn"] == 1
+        assert len(entered) == pool._max_workers and not gate.is_set()  # still all busy
+        ws.close()
+    finally:
+        gate.set()

@@ -1,8 +1,10 @@
-"""Content-addressed MP3 cache: sha256(engine|voice|text) → static/tts/<key>.mp3, atomic, LRU."""
+"""Content-addressed MP3 cache: sha256(engine|voice|text) → static/tts/<key>.mp3, atomic, LRU;
+mirrored to the shared database when several instances serve the line."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -21,6 +23,7 @@ ALIASES = frozenset({GREETING, FALLBACK, GOODBYE, BEEP, THINKING})
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3")
 DURATIONS_KEPT = 4096  # remembered file durations (least recently asked dropped first)
 ULAW_KEPT = 256  # files kept decoded for the stream (~8 KB a second of audio each)
+log = logging.getLogger("ivr")
 
 
 def cache_key(engine: str, voice: str, text: str) -> str:
@@ -36,10 +39,14 @@ class _KeyLock:
 
 
 class TTSCache:
-    """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency."""
+    """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency.
+
+    With `shared` (a media_store.SharedMedia: PostgreSQL, several instances) every file
+    written is also put in the shared table before its URL can go out, a hit makes sure its
+    row is there, and a file missing here is taken from the table rather than made again."""
 
     def __init__(self, directory: str | Path, max_mb: int = 500,
-                 durations_kept: int = DURATIONS_KEPT):
+                 durations_kept: int = DURATIONS_KEPT, shared=None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_mb * 1024 * 1024
@@ -48,6 +55,7 @@ class TTSCache:
         self.durations: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self.durations_kept = durations_kept
         self.ulaws: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self.shared = shared
 
     @contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
@@ -71,9 +79,15 @@ class TTSCache:
         """The cached file for this text, touched as recently used, or None."""
         path = self.dir / f"{cache_key(tts.name, tts.voice, text)}.mp3"
         if path.is_file():
-            os.utime(path)
+            self._used(path)
             return path
         return None
+
+    def _used(self, path: Path) -> None:
+        """A hit: recent again for the LRU, and in the shared table (refreshed, or put back)."""
+        os.utime(path)
+        if self.shared is not None:
+            self._share(self.shared.touch, path.name, "tts", path.read_bytes)
 
     def synthesize(self, tts: TTS, text: str) -> Path:
         """Cached file for this text, synthesising it once if missing; EngineError on failure."""
@@ -81,7 +95,9 @@ class TTSCache:
         path = self.dir / f"{key}.mp3"
         with self._key_lock(key):
             if path.is_file():
-                os.utime(path)
+                self._used(path)
+                return path
+            if self.restore(path.name) is not None and path.is_file():  # another instance's
                 return path
             data = tts.synthesize(text)
             if not data or not data.startswith(MP3_MAGIC):
@@ -90,8 +106,9 @@ class TTSCache:
         self.evict()
         return path
 
-    def write(self, name: str, data: bytes) -> Path:
-        """Write a file whole: a temp file in the same directory renamed over the name."""
+    def write(self, name: str, data: bytes, share: bool = True) -> Path:
+        """Write a file whole: a temp file in the same directory renamed over the name; then
+        (`share`) into the shared table, so it answers on every instance once this returns."""
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".mp3")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -101,7 +118,41 @@ class TTSCache:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if share and self.shared is not None:
+            self._share(self.shared.put, name, "tts", data)
         return self.dir / name
+
+    def _share(self, action: Callable, name: str, *args) -> None:
+        """A write to the shared table; a failure is logged: the file still plays from here."""
+        try:
+            action(name, *args)
+        except Exception as exc:  # noqa: BLE001 - the local file is what this call needs
+            log.error("MEDIA_SHARE_ERR name=%s err=%r", name, exc)
+
+    def restore(self, name: str) -> bytes | None:
+        """A file missing here, from the shared table (None when nobody has it). A
+        content-addressed file is kept here from then on; an alias is not: its text may
+        differ between instances (a changed AI_GREETING_HE), so this instance's own prompt
+        is still made from its own text when it needs one."""
+        if self.shared is None:
+            return None
+        try:
+            data = self.shared.get(name)
+        except Exception as exc:  # noqa: BLE001 - as if nobody had it
+            log.error("MEDIA_SHARE_ERR name=%s err=%r", name, exc)
+            return None
+        if data is not None and name not in ALIASES and data.startswith(MP3_MAGIC):
+            self.write(name, data, share=False)
+        return data
+
+    def share_aliases(self) -> None:
+        """Put the aliases this instance has (made before sharing, perhaps) in the shared
+        table when it has none of that name: a prompt's URL answers on every instance."""
+        if self.shared is not None:
+            for alias in sorted(ALIASES):
+                path = self.dir / alias
+                if path.is_file():
+                    self._share(self.shared.touch, alias, "tts", path.read_bytes)
 
     def alias(self, name: str, source: Path) -> Path:
         """Publish a cached file under a fixed name (greeting_he.mp3, fallback_he.mp3…)."""
