@@ -3,6 +3,7 @@ through the emulator across the three REPLY_MODEs, 13-14 at once; kill -9 of one
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -198,6 +199,8 @@ def test_forty_calls_through_the_balancer_survive_a_kill_9_of_one_instance(clust
     for mode, cluster in clusters.items():  # one mode at a time: a 2-core machine's worth
         calls, killed_at = ring_and_kill(cluster)
         assert len(calls) == CALLS[mode]
+        (cluster.dir / "calls.json").write_text(json.dumps(  # kept with the logs on a failure
+            [r.to_dict(with_audio=False) for r in calls], ensure_ascii=False))
         cut = cluster.sockets_cut(cluster.lines[0], killed_at)
         answered = sum(answered_actions(r) for r in calls)
         fallbacks = sum(1 for r in calls for h in r.heard
