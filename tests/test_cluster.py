@@ -49,14 +49,14 @@ pytestmark = pytest.mark.skipif(
 class Cluster:
     """One `scripts/cluster.sh` in its own folder and ports, with one REPLY_MODE."""
 
-    def __init__(self, tmp_path: Path, reply_mode: str):
+    def __init__(self, tmp_path: Path, reply_mode: str, **settings: str):
         self.mode, self.dir = reply_mode, tmp_path / f"cluster-{reply_mode}"
         ports = [free_port() for _ in range(5)]
         self.balancer, self.lines, self.pg, self.carrier = ports[0], ports[1:3], ports[3], ports[4]
         env = start_script_env(tmp_path, ports[0], REPLY_MODE=reply_mode, **ENGINES,
                                CLUSTER_DIR=str(self.dir), BALANCER_PORT=str(self.balancer),
                                LINE_PORTS=" ".join(map(str, self.lines)), PG_PORT=str(self.pg),
-                               CARRIER_PORT=str(self.carrier))
+                               CARRIER_PORT=str(self.carrier), **settings)
         env.pop("DATABASE_URL")  # the cluster's own PostgreSQL
         self.env = env
         self.store: Store | None = None
@@ -81,19 +81,28 @@ class Cluster:
     def pid(self, name: str) -> int:
         return int((self.dir / "pids" / f"{name}.pid").read_text())
 
-    def call(self) -> CallResult:
+    def call(self, script: dict = LEAD_CALL, **faults) -> CallResult:
         """Ring the balancer through the cluster's carrier (the control API `ivr call` uses)."""
         token = (self.dir / "emulator_auth_token").read_text().strip()
-        body = {"token": token, "script": LEAD_CALL, "speed": 1.0, "faults": {}}
+        body = {"token": token, "script": script, "speed": 1.0, "faults": faults}
         response = requests.post(f"http://127.0.0.1:{self.carrier}/sim/calls", json=body,
                                  timeout=600)
         assert response.status_code == 200, response.text
         return CallResult.from_dict(response.json())
 
+    def name_of(self, port: int) -> str:
+        return f"line{self.lines.index(port) + 1}"
+
     def kill_instance(self, name: str = "line1") -> float:
         """kill -9 of the whole instance: its gunicorn master and workers (one session)."""
         os.killpg(self.pid(name), signal.SIGKILL)
         return time.time()
+
+    def answered_by(self, path: str) -> list[int]:
+        """The instances' ports that answered `path`, as nginx logged them, in order."""
+        lines = (self.dir / "nginx" / "access.log").read_text().splitlines()
+        return [int(line.split("upstream=")[1].split()[0].rsplit(":", 1)[1].rstrip(","))
+                for line in lines if f" {path} " in line]
 
     def sockets_cut(self, port: int, since: float) -> int:
         """Media sockets nginx had open to the instance on `port` that ended after `since`."""
@@ -215,3 +224,32 @@ def test_forty_calls_through_the_balancer_survive_a_kill_9_of_one_instance(clust
                 problems.append(f"{mode} {result.call_sid}: {problem}")
     print("CLUSTER " + "; ".join(figures) + f"; calls took {time.monotonic() - started:.0f} s")
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture
+def play_cluster():
+    """One cluster whose watchdog moves a call to <Record> 4 s after a stream fails to start."""
+    root = Path(tempfile.mkdtemp(prefix="ivr-cluster-"))
+    root.chmod(0o755)
+    cluster = Cluster(root, "play", STREAM_START_TIMEOUT_SEC="4").start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_watchdog_check_of_a_killed_instance_fires_on_the_other(play_cluster):
+    """The instance that answered a call dies before the call's stream starts (it never does):
+    the other instance's watchdog moves the call to <Record>, and the caller hears it."""
+    cluster = play_cluster
+    results: list[CallResult] = []
+    caller = threading.Thread(target=lambda: results.append(cluster.call(
+        {"steps": [{"silence": 12}], "end": "hangup", "reply_timeout": 10}, stream_hangs=True)))
+    caller.start()
+    [port] = wait_until(lambda: cluster.answered_by("/webhook/incoming_call"), seconds=60)
+    cluster.kill_instance(cluster.name_of(port))
+    caller.join(120)
+    [result] = results
+    moved = [e for e in cluster.store.events(result.call_sid)
+             if e["kind"] == "WATCHDOG_REDIRECT_OK"]
+    heard = [h.get("url", "").rsplit("/", 1)[-1] for h in result.heard]
+    assert moved and "fallback_he.mp3" in heard, result.timeline_text()
