@@ -110,6 +110,11 @@ class Calls:
         """The stream of `turn` started (only ever moves forward)."""
         return self.store.claim_stream_start(call_sid, turn)
 
+    def start_live_stream(self, call_sid: str, turn: int) -> bool:
+        """The stream of `turn` started, recorded in one statement if the call is live and on
+        that turn and its start not yet recorded; False otherwise (read the call to know why)."""
+        return self.store.claim_stream_start(call_sid, turn, live_on_turn=True)
+
     def touch_media(self, call_sid: str, at: float) -> None:
         """Media arrived (written by the store's writer: the media loop never waits)."""
         self.touch_media_many({call_sid: at})
