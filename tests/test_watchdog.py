@@ -245,3 +245,13 @@ def test_checks_armed_in_this_process_fire_exactly_once_in_two_others(make_dog, 
     assert len(events) == 20
     assert {e["detail"]["reason"] for e in events} == {"stream error: 31920 handshake failed"}
     report("20 checks, 2 processes", [e["detail"]["late_ms"] for e in events])
+
+
+def test_a_check_that_keeps_failing_is_retried_after_its_lease_then_dropped(make_dog):
+    dog = make_dog(lease_sec=0.1, **QUICK)
+    dog.checks.arm(f"{SID}:bogus", SID, "bogus", 1, time.time())  # no such check: it raises
+    dog.start()
+    wait_until(lambda: not dog.pending())
+    events = [e for e in dog.calls.store.events(SID) if e["kind"].startswith("WATCHDOG_CHECK")]
+    assert [e["kind"] for e in events] == ["WATCHDOG_CHECK_ERR"] * 3 + ["WATCHDOG_CHECK_DROPPED"]
+    assert [e["detail"]["attempt"] for e in events[:3]] == [1, 2, 3]
