@@ -50,7 +50,7 @@ class DueChecks:
             "id": check_id, "call_sid": call_sid, "kind": kind, "turn": turn, "due_at": due_at,
             "token": token, "lease_until": None, "attempts": 0,
             "detail": json.dumps(detail, ensure_ascii=False)})
-        self.store.writes.put(self.upsert(checks).values(**values).on_conflict_do_update(
+        self.store.defer(self.upsert(checks).values(**values).on_conflict_do_update(
             index_elements=[checks.c.id], set_={k: v for k, v in values.items() if k != "id"}))
         return token
 

@@ -247,12 +247,16 @@ class Store:
                      .values(last_media_at=bindparam("at"), updated_at=bindparam("at")))
         self.defer((statement, [{"sid": sid, "at": at} for sid, at in times.items()]))
 
-    def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
-        """Apply changes only if the call still matches `where`; True if this caller won."""
+    def claim(self, call_sid: str, where: dict[str, Any], unstarted: int | None = None,
+              **changes: Any) -> bool:
+        """Apply changes only if the call still matches `where` (and, with `unstarted`, the
+        stream of that turn has not started); True if this caller won."""
         self.flush()
         stmt = update(calls).where(calls.c.call_sid == call_sid)
         for key, value in where.items():
             stmt = stmt.where(calls.c[key] == value)
+        if unstarted is not None:
+            stmt = stmt.where(func.coalesce(calls.c.stream_started_turn, 0) < unstarted)
         with self.writing() as conn:
             result = conn.execute(stmt.values(**call_values({**changes,
                                                                "updated_at": time.time()})))

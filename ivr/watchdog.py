@@ -206,7 +206,8 @@ class Watchdog:
         call = self.calls.get(call_sid)
         if not call or call["ended"] or (call["stream_started_turn"] or 0) >= turn:
             return
-        self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}")
+        self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}",
+                                unstarted=True)
 
     def _still_streaming(self, call_sid: str, turn: int) -> dict | None:
         """The call, if it is live, streaming, and still on `turn`; else None."""
@@ -243,9 +244,10 @@ class Watchdog:
         if self.delivery.update(call_sid, doc, "WATCHDOG_FALLBACK", url=url):
             self.expect_stream(call_sid, turn + 1, after_sec=3.0)
 
-    def redirect_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
+    def redirect_to_record(self, call_sid: str, turn: int, reason: str,
+                           unstarted: bool = False) -> bool:
         """Claim the call for the Record fallback and move it there with calls.update."""
-        if not self.calls.fall_back_to_record(call_sid, turn, reason):
+        if not self.calls.fall_back_to_record(call_sid, turn, reason, unstarted):
             return False
         doc = twiml.record_turn(self.settings.public_base_url, self.prompt_url(FALLBACK))
         return self.delivery.update(call_sid, doc, "WATCHDOG_REDIRECT", "OK", reason=reason,
