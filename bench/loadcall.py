@@ -45,6 +45,8 @@ class Shared:
     late_hist: dict[int, int] = field(default_factory=dict)  # ms late → wakes
     frames: int = 0
     stream_time: float = 0.0
+    get_ms: list = field(default_factory=list)  # a <Play>'s GET of its MP3
+    handshake_ms: list = field(default_factory=list)  # a stream's upgrade, connect to 101
     tasks: set = field(default_factory=set)
     active: set = field(default_factory=set)  # the streams the clock feeds
 
@@ -190,11 +192,13 @@ class LoadCall:
 
     async def play(self, url: str) -> None:
         """Fetch the MP3 as Twilio does, then let the caller hear it for its duration."""
+        asked = time.monotonic()
         try:
             status, _, body = await asynchttp.request("GET", url)
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             self.errors.append(f"GET {url}: {exc.__class__.__name__}")
             return
+        self.g.get_ms.append((time.monotonic() - asked) * 1000)
         if status != 200:
             self.errors.append(f"GET {url} answered {status}")
             return
@@ -205,8 +209,10 @@ class LoadCall:
         stream_sid = "MZ" + secrets.token_hex(16)
         custom = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
         signature = self.g.validator.compute_signature(url, {})
+        asked = time.monotonic()
         try:
             ws = await WebSocket.connect(dial_url(url), {"X-Twilio-Signature": signature})
+            self.g.handshake_ms.append((time.monotonic() - asked) * 1000)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, HandshakeError) as exc:
             self.errors.append(f"stream handshake: {exc.__class__.__name__}")
             self.post_later(stream.get("statusCallback", ""), StreamSid=stream_sid,

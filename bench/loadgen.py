@@ -131,8 +131,15 @@ class Generator:
             "frames_sent": g.frames,
             "frames_per_stream_second": round(g.frames / g.stream_time, 2) if g.stream_time
             else None,
+            **spread("play_get_ms", g.get_ms), **spread("handshake_ms", g.handshake_ms),
             "generator_cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 1),
             "call_sids": [c.sid for c in calls]}
+
+
+def spread(name: str, values: list[float]) -> dict:
+    """p50/p95/max of a list of milliseconds, as `{name}_p50`… (None when it is empty)."""
+    return {f"{name}_{k}": round(percentile(values, pct)) if values else None
+            for k, pct in (("p50", 50), ("p95", 95), ("max", 100))}
 
 
 def cpu_seconds() -> float:

@@ -73,8 +73,8 @@ def create_app(config: Settings | None = None) -> Flask:
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media)
+    runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
-    runtime.watchdog.recover()
     schedule_daily(runtime)
     app.extensions["ivr"] = runtime
 

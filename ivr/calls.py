@@ -7,6 +7,7 @@ change that two parties could race for is a compare-and-set claim: exactly one o
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ class Calls:
 
     def __init__(self, store: Store):
         self.store = store
+        self.history_lock = threading.Lock()  # this process's changes in turn: no retries
 
     # ---- reading ---------------------------------------------------------------------------
     def get(self, call_sid: str) -> dict | None:
@@ -92,7 +94,13 @@ class Calls:
                        change: Callable[[list[dict]], list[dict] | None]) -> bool:
         """Apply `change` to the conversation as a compare-and-set: when another worker or
         instance wrote it meanwhile, read it again and reapply, so no message is ever lost.
-        `change` returns the new history, or None to leave it be (then False)."""
+        `change` returns the new history, or None to leave it be (then False). Changes from
+        this process are taken one at a time, so only other processes' can make it retry."""
+        with self.history_lock:
+            return self._change_history(call_sid, change)
+
+    def _change_history(self, call_sid: str,
+                        change: Callable[[list[dict]], list[dict] | None]) -> bool:
         for _ in range(HISTORY_TRIES):
             call = self.get(call_sid)
             if call is None:
@@ -110,6 +118,11 @@ class Calls:
         """The stream of `turn` started (only ever moves forward)."""
         return self.store.claim_stream_start(call_sid, turn)
 
+    def start_live_stream(self, call_sid: str, turn: int) -> bool:
+        """The stream of `turn` started, recorded in one statement if the call is live and on
+        that turn and its start not yet recorded; False otherwise (read the call to know why)."""
+        return self.store.claim_stream_start(call_sid, turn, live_on_turn=True)
+
     def touch_media(self, call_sid: str, at: float) -> None:
         """Media arrived (written by the store's writer: the media loop never waits)."""
         self.touch_media_many({call_sid: at})
@@ -118,11 +131,14 @@ class Calls:
         """Media arrived on these calls: all in one statement, by the store's writer."""
         self.store.touch_media_many(times)
 
-    def fall_back_to_record(self, call_sid: str, turn: int, reason: str) -> bool:
-        """Move a streaming call's `turn` to record mode; True only for the one who did."""
+    def fall_back_to_record(self, call_sid: str, turn: int, reason: str,
+                            unstarted: bool = False) -> bool:
+        """Move a streaming call's `turn` to record mode; True only for the one who did.
+        `unstarted`: only while that turn's stream has not started (a start recorded between
+        the watchdog's read and its claim wins)."""
         return self.store.claim(call_sid, {"turn": turn, "turn_mode": "stream", "ended": False},
-                                turn_mode="record", fallback_reason=reason[:200],
-                                pending_twiml=None)
+                                unstarted=turn if unstarted else None, turn_mode="record",
+                                fallback_reason=reason[:200], pending_twiml=None)
 
     def note_record_mode(self, call_sid: str, reason: str) -> None:
         """The call is in record mode whoever moved it; keep the first reason given."""

@@ -52,7 +52,7 @@ class SharedMedia:
             media, {"name": name, "kind": kind, "data": data, "created_at": now, "used_at": now},
             {"kind": kind, "data": data, "used_at": now})
         if later:
-            self.store.write_later(statement)
+            self.store.defer(statement)
             return
         with self._begin() as conn:
             conn.execute(statement)

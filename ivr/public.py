@@ -55,7 +55,8 @@ def healthz() -> Response:
         "status": "degraded" if problems else "ok", "problems": problems,
         "engines": {"asr": s.asr_engine, "llm": s.llm_engine, "tts": s.tts_engine},
         "turn_mode": s.turn_mode, "reply_mode": s.reply_mode, "ws_mode": s.ws_mode,
-        "scheduler": {"running": scheduler_ok, "jobs": len(rt.scheduler.get_jobs())},
+        "scheduler": {"running": scheduler_ok, "jobs": len(rt.scheduler.get_jobs()),
+                      "checks": rt.watchdog.checks.count()},
         "db": {"ok": db_ok and not write_problem, "dialect": rt.store.engine.dialect.name},
         "signatures": s.validate_twilio_signature, "local_mode": s.local_mode,
     }

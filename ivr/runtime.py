@@ -63,6 +63,7 @@ class Runtime:
         self.replies.cancel_all()  # their rows say so before the store closes
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        self.watchdog.close()
         for pool in (self.turn_pool, self.dialog.pool, self.dialog.writers):
             pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

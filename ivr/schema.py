@@ -1,5 +1,4 @@
-"""The database's tables (calls, turns, events, health, leads, media, replies) and the caps on
-what they hold."""
+"""The database's tables (calls, turns, events, health, leads, media, replies, checks) and caps."""
 
 from __future__ import annotations
 
@@ -88,6 +87,19 @@ leads = Table(
     Column("phone", Text, default=""),
     Column("reason", Text, default=""),
     Column("created_at", Float),
+)
+
+checks = Table(  # the watchdog's due timers: one row per armed check, claimed by one process
+    "checks", metadata,
+    Column("id", String(160), primary_key=True),  # "<CallSid>:<kind>[:<turn>]"; re-arming replaces
+    Column("call_sid", String(64), index=True),
+    Column("kind", String(16)),
+    Column("turn", Integer),
+    Column("due_at", Float, index=True),
+    Column("token", String(32)),  # this arming's identity: a run deletes only its own arming
+    Column("lease_until", Float),  # claimed by a process until then (NULL: waiting)
+    Column("attempts", Integer, default=0),
+    Column("detail", Text, default="{}"),  # JSON: the check's other arguments
 )
 
 CALL_FIELDS = frozenset(c.name for c in calls.columns)

@@ -35,7 +35,7 @@ class ReplyLog:
                 conn.execute(statement)
         except Exception as exc:  # noqa: BLE001 - this instance still plays it; retried later
             logging.getLogger("ivr").error("REPLY_SHARE_ERR call=%s err=%r", call_sid, exc)
-            self.store.write_later(statement)
+            self.store.defer(statement)
         return ReplyWriter(self.store, call_sid, turn)
 
     def find(self, call_sid: str, turn: int) -> tuple[str, StoredReply] | None:
@@ -65,12 +65,12 @@ class ReplyWriter:
 
     def part(self, index: int, chunk: Chunk) -> None:
         values = {"name": chunk.name, "seconds": chunk.seconds, "fallback": chunk.fallback}
-        self.store.write_later(self.store.upsert(
+        self.store.defer(self.store.upsert(
             reply_parts, {"call_sid": self.call_sid, "turn": self.turn, "part": index,
                           "created_at": time.time(), **values}, values))
 
     def end(self, parts: int, cancelled: bool) -> None:
-        self.store.write_later(update(shared_replies).where(
+        self.store.defer(update(shared_replies).where(
             _reply(shared_replies, self.call_sid, self.turn)).values(
                 parts=parts, cancelled=cancelled))
 
@@ -128,5 +128,5 @@ class StoredReply:
 
     def cancel(self) -> None:
         """A continuation gave up on it: later ones do not wait again."""
-        self.store.write_later(update(shared_replies).where(
+        self.store.defer(update(shared_replies).where(
             _reply(shared_replies, self.call_sid, self.turn)).values(cancelled=True))

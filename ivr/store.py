@@ -103,18 +103,24 @@ class Store:
         self.write_lock = threading.Lock()
         self.write_error: tuple[float, str] | None = None
         self.writes: queue.Queue = queue.Queue()
+        self.landing = threading.Condition()  # deferred writes queued / landed so far, so a
+        self.queued = self.landed = 0  # read waits for those before it, never for a lull
         self.writer = threading.Thread(target=self._write_forever, daemon=True,
                                        name="store-writer")
         self.writer.start()
 
+    def defer(self, statement: Any) -> None:
+        """Hand a write to the background writer (a statement, or (statement, rows)): written
+        in order, retried while the database is locked, landed before any later read."""
+        with self.landing:
+            self.queued += 1
+            self.writes.put(statement)
+
     def _write_forever(self) -> None:
         while True:
             first = self.writes.get()
-            if first is None:
-                self.writes.task_done()
-                return
             batch = [first]
-            while len(batch) < 500:
+            while len(batch) < 500 and first is not None:
                 try:
                     batch.append(self.writes.get_nowait())
                 except queue.Empty:
@@ -122,8 +128,11 @@ class Store:
             try:
                 self._write_batch([s for s in batch if s is not None])
             finally:
-                for _ in batch:
-                    self.writes.task_done()
+                with self.landing:
+                    self.landed += len(batch)
+                    self.landing.notify_all()
+            if None in batch:
+                return
 
     def _write_batch(self, batch: list) -> None:
         """Write deferred rows; while the database is locked or failing, keep trying (the rows
@@ -153,16 +162,13 @@ class Store:
         with self.write_lock, self.engine.begin() as conn:
             yield conn
 
-    def write_later(self, statement: Any) -> None:
-        """Queue a statement for the background writer (in order; retried while the database
-        is locked), as the hot path's own rows are."""
-        self.writes.put(statement)
-
     def flush(self, wait_sec: float = FLUSH_WAIT_SEC) -> bool:
-        """Wait until every deferred write has landed (True), or `wait_sec` has passed."""
-        done = self.writes.all_tasks_done
-        with done:
-            return done.wait_for(lambda: not self.writes.unfinished_tasks, wait_sec)
+        """Wait until every deferred write queued before this call has landed (True), or
+        `wait_sec` has passed. Writes queued meanwhile are not waited for: under steady load
+        the queue is never empty, and a read must not wait for a lull."""
+        with self.landing:
+            target = self.queued
+            return self.landing.wait_for(lambda: self.landed >= target, wait_sec)
 
     def write_problem(self, wait_sec: float = 1.0) -> str | None:
         """Why a write would fail or wait now (a locked or broken database), or None."""
@@ -224,7 +230,7 @@ class Store:
         now = time.time()
         values = call_values({**fields, "call_sid": call_sid, "updated_at": now})
         changes = {k: v for k, v in values.items() if k != "call_sid"}
-        self.writes.put(self.upsert(calls, {"started_at": now, **values}, changes))
+        self.defer(self.upsert(calls, {"started_at": now, **values}, changes))
 
     def upsert(self, table: Table, values: dict[str, Any], changes: dict[str, Any]) -> Any:
         """INSERT `values`, or when a row has that primary key, UPDATE it with `changes`."""
@@ -236,7 +242,7 @@ class Store:
         values = call_values({**fields, "updated_at": time.time()})
         statement = update(calls).where(calls.c.call_sid == call_sid).values(**values)
         if later:
-            self.writes.put(statement)
+            self.defer(statement)
             return
         self.flush()  # never overtake a deferred write of the same call (its row may be in it)
         with self.writing() as conn:
@@ -246,24 +252,32 @@ class Store:
         """last_media_at of many calls in one deferred statement (never waits)."""
         statement = (update(calls).where(calls.c.call_sid == bindparam("sid"))
                      .values(last_media_at=bindparam("at"), updated_at=bindparam("at")))
-        self.writes.put((statement, [{"sid": sid, "at": at} for sid, at in times.items()]))
+        self.defer((statement, [{"sid": sid, "at": at} for sid, at in times.items()]))
 
-    def claim(self, call_sid: str, where: dict[str, Any], **changes: Any) -> bool:
-        """Apply changes only if the call still matches `where`; True if this caller won."""
+    def claim(self, call_sid: str, where: dict[str, Any], unstarted: int | None = None,
+              **changes: Any) -> bool:
+        """Apply changes only if the call still matches `where` (and, with `unstarted`, the
+        stream of that turn has not started); True if this caller won."""
         self.flush()
         stmt = update(calls).where(calls.c.call_sid == call_sid)
         for key, value in where.items():
             stmt = stmt.where(calls.c[key] == value)
+        if unstarted is not None:
+            stmt = stmt.where(func.coalesce(calls.c.stream_started_turn, 0) < unstarted)
         with self.writing() as conn:
             result = conn.execute(stmt.values(**call_values({**changes,
                                                                "updated_at": time.time()})))
         return result.rowcount == 1
 
-    def claim_stream_start(self, call_sid: str, turn: int) -> bool:
-        """Record that the stream of `turn` started (only ever moves forward)."""
+    def claim_stream_start(self, call_sid: str, turn: int, live_on_turn: bool = False) -> bool:
+        """Record that the stream of `turn` started (only ever moves forward); `live_on_turn`:
+        only if the call has not ended and is on `turn` (or on none yet)."""
         stmt = (update(calls).where(calls.c.call_sid == call_sid)
                 .where((calls.c.stream_started_turn < turn) | calls.c.stream_started_turn.is_(None))
                 .values(stream_started_turn=turn, updated_at=time.time()))
+        if live_on_turn:
+            stmt = stmt.where(or_(calls.c.ended.is_(False), calls.c.ended.is_(None)),
+                              or_(calls.c.turn == turn, calls.c.turn.is_(None), calls.c.turn == 0))
         self.flush()
         with self.writing() as conn:
             return conn.execute(stmt).rowcount == 1
@@ -307,7 +321,7 @@ class Store:
         row = capped(events, {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
                               "detail": json.dumps(detail, ensure_ascii=False, default=str)})
         if later:
-            self.writes.put(insert(events).values(**row))
+            self.defer(insert(events).values(**row))
             return
         with self.writing() as conn:
             conn.execute(insert(events).values(**row))
@@ -388,6 +402,6 @@ class Store:
         if not self.writer.is_alive():
             return
         self.flush()
-        self.writes.put(None)
+        self.defer(None)
         self.writer.join(5)
         self.engine.dispose()

@@ -171,6 +171,7 @@ class MediaStreamSession:
         self.lag_before = probe.snapshot()
         self.connected_at = self.last_rx = time.monotonic()
         self.started = False
+        self.start_wall = 0.0  # time.time() of the `start` message
         self.closed = threading.Event()
         self.turns: StreamTurns | None = None
         self.deadline: Deadline | None = None
@@ -270,22 +271,26 @@ class MediaStreamSession:
         self.stream_sid, self.call_sid, self.turn = start["streamSid"], call_sid, turn
         self.started = True
         self.turns = StreamTurns(self.rt, self, call_sid, turn)
+        self.start_wall = time.time()
         self.starts.submit(self.record_start)  # frames keep flowing meanwhile
 
     def record_start(self) -> None:
         """Off the event loop, on threads of its own (never queued behind a turn): the token is
         good only while its call is live and on that turn; then the stream's start goes to the
-        store and the watchdog."""
-        call = self.rt.calls.ensure(self.call_sid)
-        if call["ended"] or (call["turn"] or self.turn) != self.turn:
-            self.rt.events.emit("WS_REJECTED", self.call_sid, logging.WARNING, stage="start",
-                                reason="stream token of a call that ended or moved on",
-                                turn=self.turn, call_turn=call["turn"], ended=call["ended"])
-            return self.close(1008, "call ended or moved on")
-        self.heartbeat.started(self.call_sid, self.turn)
+        store and the watchdog. Usually one statement; the call is read only when it fails."""
+        if not self.rt.calls.start_live_stream(self.call_sid, self.turn):
+            call = self.rt.calls.ensure(self.call_sid)
+            if call["ended"] and (call["ended_at"] or 0) >= self.start_wall:
+                return self.close(1000, "call ended")  # hung up after its start: no rejection
+            if call["ended"] or (call["turn"] or self.turn) != self.turn:
+                self.rt.events.emit("WS_REJECTED", self.call_sid, logging.WARNING, stage="start",
+                                    reason="stream token of a call that ended or moved on",
+                                    turn=self.turn, call_turn=call["turn"], ended=call["ended"])
+                return self.close(1008, "call ended or moved on")
+            self.heartbeat.started(self.call_sid, self.turn)  # a row just made, or a restart
         self.rt.watchdog.watch_media(self.call_sid, self.turn)
-        self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
-                            mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
+        self.rt.events.emit_later("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
+                                  mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
 
     def on_media(self, message: dict) -> None:
         if not self.started:

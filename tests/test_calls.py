@@ -99,19 +99,35 @@ def test_text_fields_are_cut_to_their_column(calls):
 
 
 def test_history_changes_from_many_writers_at_once_lose_no_message(calls):
-    """Two turns of one call recorded at once (by two workers, say) both land in the history."""
+    """Turns of one call recorded at once by two workers (two stores on one database) all land
+    in the history."""
     calls.answer(SID, "stream", "play", "in-progress")
-    barrier = threading.Barrier(8)
+    other = Calls(Store(calls.store.engine.url.render_as_string(hide_password=False)))
+    barrier, failures = threading.Barrier(8), []
 
     def add(i: int) -> None:
         barrier.wait()
-        for j in range(3):
-            calls.change_history(SID, lambda h, text=f"{i}.{j}": h + [{"role": "user",
-                                                                         "text": text}])
+        for j in range(2):
+            for writer, end in ((calls, ""), (other, ".")):
+                try:
+                    writer.change_history(SID, lambda h, text=f"{i}.{j}{end}": h + [
+                        {"role": "user", "text": text}])
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    failures.append(exc)
     threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert failures == []
     assert sorted(m["text"] for m in calls.history(SID)) == sorted(
-        f"{i}.{j}" for i in range(8) for j in range(3))
+        f"{i}.{j}{end}" for i in range(8) for j in range(2) for end in ("", "."))
+
+
+def test_the_stream_start_watchdog_never_claims_a_call_whose_stream_started(calls):
+    """The start was recorded between the watchdog's read and its claim: the start wins."""
+    calls.answer(SID, "stream", "play", "in-progress")
+    assert calls.advance_turn(SID, 1) and calls.stream_started(SID, 2)
+    assert not calls.fall_back_to_record(SID, 2, "no stream start for turn 2", unstarted=True)
+    assert calls.get(SID)["turn_mode"] == "stream"
+    assert calls.fall_back_to_record(SID, 2, "no media for 6 s")

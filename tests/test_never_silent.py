@@ -157,7 +157,7 @@ def test_caller_hanging_up_mid_turn_leaves_no_job_and_no_error(phone_line, stall
     wait_until(lambda: line.store.get_call(call_sid)["ended"])
     stall.release()  # the turn in flight finishes after the hang-up
     wait_until(lambda: "TURN_STALE" in kinds(line, call_sid))
-    assert [j.id for j in line.runtime.scheduler.get_jobs() if call_sid in j.id] == []
+    assert line.runtime.watchdog.pending(call_sid) == []
     events = kinds(line, call_sid)
     assert "UTTERANCE" in events and events.count("PING_PONG_TX") == 0
     assert [k for k in events if k.endswith(BAD_EVENTS)] == []

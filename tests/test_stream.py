@@ -220,6 +220,17 @@ def test_a_token_is_good_only_while_its_call_is_live_and_on_its_turn(phone_line,
     assert "WS_START" not in kinds(line, CALL)
 
 
+def test_a_hang_up_that_lands_before_the_start_is_recorded_is_no_rejection(phone_line):
+    """The caller hung up after the stream's `start` came but before the line recorded it
+    (the start's threads were busy): the socket is closed, nothing is logged as rejected."""
+    line = line_for(phone_line)
+    line.store.ensure_call(CALL, turn=1, ended=True, ended_at=time.time() + 3600)
+    ws = open_ws(line)
+    ws.send(start_message(CALL, turn=1))
+    assert closed_with(ws) == (1000, "call ended")
+    assert "WS_REJECTED" not in kinds(line, CALL) and "WS_START" not in kinds(line, CALL)
+
+
 def test_a_socket_that_never_starts_is_closed(phone_line):
     line = line_for(phone_line)
     ws = open_ws(line)

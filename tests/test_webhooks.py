@@ -153,12 +153,12 @@ def test_call_status_closes_the_call_and_cancels_its_jobs(twilio_post, runtime, 
     runtime.settings = settings.replace(turn_mode="stream")
     twilio_post("/webhook/incoming_call")
     runtime.watchdog.watch_media(CALL_SID, 1)
-    assert len([j for j in runtime.scheduler.get_jobs() if j.id.startswith(CALL_SID)]) == 2
+    assert len(runtime.watchdog.pending(CALL_SID)) == 2
     assert twilio_post("/webhook/call_status", CallStatus="completed",
                        CallDuration="42").status_code == 204
     call = runtime.store.get_call(CALL_SID)
     assert call["ended"] and call["duration_sec"] == 42 and call["outcome"] == "completed"
-    assert [j for j in runtime.scheduler.get_jobs() if j.id.startswith(CALL_SID)] == []
+    assert runtime.watchdog.pending(CALL_SID) == []
 
 
 def test_stream_ended_returns_pending_action_twiml_once(twilio_post, runtime):

@@ -1,0 +1,113 @@
+"""The watchdog's checks as due timers in the database: armed by any process, run by one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .schema import capped, checks
+from .store import Store
+
+LEASE_SEC = 30.0  # a claimer that died mid-check leaves it to another process after this
+
+
+@dataclass(frozen=True)
+class Check:
+    """One claimed arming of a check (its token tells it from a later arming of the same id)."""
+
+    id: str
+    call_sid: str
+    kind: str
+    turn: int
+    due_at: float
+    token: str
+    attempts: int
+    detail: dict
+
+
+class DueChecks:
+    """Rows of the checks table: arming upserts one, a sweep claims the due ones with a lease
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL, one atomic compare-and-set on SQLite's single
+    writer), and a finished run deletes its own arming only."""
+
+    def __init__(self, store: Store, lease_sec: float = LEASE_SEC):
+        self.store, self.lease_sec = store, lease_sec
+        self.upsert = {"sqlite": sqlite_insert,
+                       "postgresql": postgresql_insert}[store.engine.dialect.name]
+
+    def arm(self, check_id: str, call_sid: str, kind: str, turn: int, due_at: float,
+            **detail: Any) -> str:
+        """Arm (or re-arm: the id's previous arming is replaced) without waiting: the store's
+        writer lands the row in order with the call's own writes. Returns the arming's token."""
+        token = uuid.uuid4().hex
+        values = capped(checks, {
+            "id": check_id, "call_sid": call_sid, "kind": kind, "turn": turn, "due_at": due_at,
+            "token": token, "lease_until": None, "attempts": 0,
+            "detail": json.dumps(detail, ensure_ascii=False)})
+        self.store.defer(self.upsert(checks).values(**values).on_conflict_do_update(
+            index_elements=[checks.c.id], set_={k: v for k, v in values.items() if k != "id"}))
+        return token
+
+    def _due(self, now: float):
+        return and_(checks.c.due_at <= now,
+                    or_(checks.c.lease_until.is_(None), checks.c.lease_until < now))
+
+    def waiting(self, now: float) -> bool:
+        """Whether a check is due and unclaimed (a read: an idle sweep takes no write lock)."""
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(checks.c.id).where(self._due(now)).limit(1)).first() \
+                is not None
+
+    def claim(self, now: float, limit: int) -> list[Check]:
+        """Lease up to `limit` due checks, oldest first, to this caller alone."""
+        pick = (select(checks.c.id).where(self._due(now)).order_by(checks.c.due_at)
+                .limit(limit).with_for_update(skip_locked=True))  # no-op on SQLite
+        stmt = (update(checks).where(checks.c.id.in_(pick.scalar_subquery()), self._due(now))
+                .values(lease_until=now + self.lease_sec,
+                        attempts=func.coalesce(checks.c.attempts, 0) + 1)
+                .returning(*checks.c))
+        with self.store.writing() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return sorted((Check(id=r["id"], call_sid=r["call_sid"], kind=r["kind"],
+                             turn=r["turn"] or 0, due_at=r["due_at"], token=r["token"],
+                             attempts=r["attempts"], detail=json.loads(r["detail"] or "{}"))
+                       for r in rows), key=lambda c: c.due_at)
+
+    def done(self, check: Check) -> bool:
+        """Delete the check if it is still this arming (one that re-armed itself, or a newer
+        arming by a webhook, stays)."""
+        with self.store.writing() as conn:
+            return conn.execute(delete(checks).where(
+                checks.c.id == check.id, checks.c.token == check.token)).rowcount == 1
+
+    def cancel(self, call_sid: str) -> int:
+        """Delete every check of the call, once the armings still on their way have landed."""
+        self.store.flush()
+        with self.store.writing() as conn:
+            return conn.execute(delete(checks).where(checks.c.call_sid == call_sid)).rowcount
+
+    def ids(self, call_sid: str | None = None) -> list[str]:
+        """The pending checks' ids (of one call, or all), armings on their way included."""
+        self.store.flush()
+        query = select(checks.c.id).order_by(checks.c.id)
+        if call_sid is not None:
+            query = query.where(checks.c.call_sid == call_sid)
+        with self.store.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def call_sids(self) -> set[str]:
+        """The calls that have a pending check."""
+        self.store.flush()
+        with self.store.engine.connect() as conn:
+            return set(conn.execute(select(checks.c.call_sid).distinct()).scalars())
+
+    def count(self) -> int:
+        """How many checks are pending (a quick read, for /healthz)."""
+        with self.store.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(checks)).scalar() or 0
