@@ -32,6 +32,7 @@ MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other fiel
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
+DURABLE_WAIT_SEC = 2.0  # an answer waits this long at most for its rows to land
 RECORDING_FETCH_BUDGET_SEC = recordings.FETCH_BUDGET_SEC  # part of the webhook's budget
 STREAM_ERROR_GRACE_SEC = 1.0  # let Twilio's own <Connect action> request win the race
 
@@ -86,7 +87,9 @@ def webhook_params() -> dict[str, str]:
 def twilio_webhook(fallback: Callable[[Runtime], Response]):
     """Check signature (403) and form (400), record what Twilio said, never answer 500.
     A rejected request is counted, never written row by row, and never waits for the database;
-    an accepted one is recorded by the store's writer, so the handler alone decides the wait."""
+    an accepted one is recorded by the store's writer; the answer waits for those rows (the
+    call, its watchdog checks) to land, so a worker killed right after answering loses
+    nothing, but never longer than DURABLE_WAIT_SEC: a stuck database cannot hold Twilio."""
     def decorate(handler: Callable[[Runtime, dict, str], Response]):
         @functools.wraps(handler)
         def wrapper() -> Response:
@@ -112,6 +115,7 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             if response.mimetype == "text/xml":
                 rt.events.emit_later("TWIML", call_sid, route=request.path,
                                      twiml=response.get_data(as_text=True))
+            rt.store.flush(DURABLE_WAIT_SEC)  # the call's row and checks outlive this process
             return response
         return wrapper
     return decorate
