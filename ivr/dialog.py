@@ -153,9 +153,9 @@ class Dialog:
         if isinstance(results, str):
             results = [("final", results)]
         for kind, said in results:
-            self.events.emit_later("HEBREW_SPEECH", call_sid, kind=kind, text=said)
+            self.events.emit("HEBREW_SPEECH", call_sid, kind=kind, text=said)
         text = " ".join(t for kind, t in results if kind == "final" and t).strip()
-        self.events.emit_later("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0))
+        self.events.emit("ASR_TEXT", call_sid, text=text, ms=outcome.ms.get("asr", 0))
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:
@@ -327,7 +327,7 @@ class Dialog:
                             tts_ms=outcome.ms.get("tts"), total_ms=outcome.ms.get("total"),
                             first_audio_ms=timings.get("first_audio"),
                             timings=json.dumps(timings))
-        self.events.emit_later("TURN", call_sid, turn=outcome.turn, source=source,
+        self.events.emit("TURN", call_sid, turn=outcome.turn, source=source,
                          user=outcome.user_text, reply=reply.text, chunks=len(names),
                          audio=names[0] if names else "", fallback=outcome.fallback,
                          first_audio_ms=timings.get("first_audio"), **{

@@ -65,23 +65,15 @@ class EventLog:
 
     def emit(self, kind: str, call_sid: str | None = None, level: int = logging.INFO, /,
              **detail: Any) -> None:
-        """Log `KIND call=… key=value…` and store the event; storage failure never raises."""
-        self._emit(kind, call_sid, level, detail, later=False)
-
-    def emit_later(self, kind: str, call_sid: str | None = None, level: int = logging.INFO, /,
-                   **detail: Any) -> None:
-        """The same, never waiting for the database: the row is written by the store's writer
-        thread (the media loop, and requests that must answer whatever the database does)."""
-        self._emit(kind, call_sid, level, detail, later=True)
-
-    def _emit(self, kind: str, call_sid: str | None, level: int, detail: dict,
-              later: bool) -> None:
+        """Log `KIND call=… key=value…` and store the event without waiting for the database:
+        the store's writer lands it with the other rows queued meanwhile, in one transaction,
+        before any later read; storage failure never raises."""
         detail = clip(self.redact(detail))
         fields = ([f"call={format_value(call_sid)}"] if call_sid else []) + [
             f"{k}={format_value(v)}" for k, v in detail.items() if not isinstance(v, dict)]
         log.log(level, "%s %s", kind, " ".join(fields))
         try:
-            self.store.add_event(call_sid, kind, detail, later=later)
+            self.store.add_event(call_sid, kind, detail, later=True)
         except Exception as exc:  # noqa: BLE001 - the log line above already has it
             log.error("EVENT_STORE_ERR kind=%s err=%s", kind, format_value(str(exc)))
 
@@ -117,7 +109,7 @@ class RejectionTally:
                 source, new_source = "other", "other" not in sources
             sources[source] = sources.get(source, 0) + 1
         if first:
-            self.events.emit_later(kind, None, logging.WARNING, source=source, **detail)
+            self.events.emit(kind, None, logging.WARNING, source=source, **detail)
         elif new_source:
             log.warning("%s source=%s %s", kind, format_value(source), " ".join(
                 f"{k}={format_value(v)}" for k, v in detail.items()))
@@ -127,7 +119,7 @@ class RejectionTally:
         with self.lock:
             window = self.windows.pop(kind, None)
         if window and window["count"] > 1:
-            self.events.emit_later(kind, None, logging.WARNING, count=window["count"],
+            self.events.emit(kind, None, logging.WARNING, count=window["count"],
                                    window_sec=self.WINDOW_SEC, sources=window["sources"],
                                    summary=True, **window["detail"])
 

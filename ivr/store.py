@@ -82,6 +82,24 @@ def create_schema(engine: Engine) -> None:
             conn.execute(insert(health).values(id=1, checked_at=time.time()))
 
 
+INSERT_EVENT = insert(events)  # built once: an event row is only its parameters
+
+
+def coalesced(batch: list) -> list:
+    """The deferred writes in order, with runs of one statement's parameters (a dict each, or
+    a list of dicts) merged into one executemany."""
+    out: list = []
+    for item in batch:
+        if isinstance(item, tuple) and out and isinstance(out[-1], tuple) \
+                and out[-1][0] is item[0]:
+            rows = item[1] if isinstance(item[1], list) else [item[1]]
+            previous = out[-1][1] if isinstance(out[-1][1], list) else [out[-1][1]]
+            out[-1] = (item[0], previous + rows)
+        else:
+            out.append(item)
+    return out
+
+
 class Store:
     """Thread-safe access to the call database; every method is one short transaction.
 
@@ -141,7 +159,7 @@ class Store:
         while True:
             try:
                 with self.writing() as conn:
-                    for statement in batch:  # a statement, or (statement, rows) for many rows
+                    for statement in coalesced(batch):
                         conn.execute(*statement) if isinstance(statement, tuple) \
                             else conn.execute(statement)
                 self.write_error = None
@@ -321,10 +339,10 @@ class Store:
         row = capped(events, {"call_sid": call_sid or "", "ts": time.time(), "kind": kind,
                               "detail": json.dumps(detail, ensure_ascii=False, default=str)})
         if later:
-            self.defer(insert(events).values(**row))
+            self.defer((INSERT_EVENT, row))
             return
         with self.writing() as conn:
-            conn.execute(insert(events).values(**row))
+            conn.execute(INSERT_EVENT, row)
 
     def events(self, call_sid: str) -> list[dict]:
         self.flush()

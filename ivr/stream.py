@@ -178,7 +178,7 @@ class MediaStreamSession:
 
     # ---- the receive loop ---------------------------------------------------------------------
     def opened(self) -> None:
-        self.rt.events.emit_later("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
+        self.rt.events.emit("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
 
     async def receive_all(self, receive: Callable) -> None:
         """The ASGI receive loop (any ASGI server; ivr.media_protocol calls `receive` itself)."""
@@ -210,7 +210,7 @@ class MediaStreamSession:
         if not self.started:
             self.rt.rejections.add("WS_REJECTED", self.source, stage="start", reason=why)
         else:
-            self.rt.events.emit_later("WS_IDLE_CLOSED", self.call_sid, logging.WARNING,
+            self.rt.events.emit("WS_IDLE_CLOSED", self.call_sid, logging.WARNING,
                                       sid=self.stream_sid, reason=why)
         self.close(1008, why)
 
@@ -239,7 +239,7 @@ class MediaStreamSession:
         kind = kind or reason
         if kind not in self.bad_kinds or self.bad % BAD_LOG_EVERY == 0:
             self.bad_kinds.add(kind)
-            self.rt.events.emit_later("WS_BAD", self.call_sid or None, logging.WARNING,
+            self.rt.events.emit("WS_BAD", self.call_sid or None, logging.WARNING,
                                       sid=self.stream_sid, reason=reason, count=self.bad)
 
     def send(self, message: dict) -> bool:
@@ -289,7 +289,7 @@ class MediaStreamSession:
                 return self.close(1008, "call ended or moved on")
             self.heartbeat.started(self.call_sid, self.turn)  # a row just made, or a restart
         self.rt.watchdog.watch_media(self.call_sid, self.turn)
-        self.rt.events.emit_later("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
+        self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
                                   mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
 
     def on_media(self, message: dict) -> None:
@@ -301,7 +301,7 @@ class MediaStreamSession:
             return self.skip("bad base64 payload")
         self.rx += 1
         if self.rx == MEDIA_LOG_FIRST or self.rx % MEDIA_LOG_EVERY == 0:
-            self.rt.events.emit_later("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
+            self.rt.events.emit("WS_MEDIA", self.call_sid, sid=self.stream_sid, rx=self.rx)
         self.heartbeat.media(self.call_sid)
         if self.rt.settings.ws_mode == "ECHO":
             return self.send_media_frames([payload])
@@ -314,14 +314,14 @@ class MediaStreamSession:
             return
         if not self.unknown_mark_logged:
             self.unknown_mark_logged = True
-            self.rt.events.emit_later("MARK_UNKNOWN", self.call_sid or None, logging.WARNING,
+            self.rt.events.emit("MARK_UNKNOWN", self.call_sid or None, logging.WARNING,
                                       sid=self.stream_sid, name=name)
 
     def on_dtmf(self, message: dict) -> None:
         digit = str(message["dtmf"]["digit"])
         if not re.fullmatch(r"[0-9*#A-Da-d]", digit):
             return self.skip("bad dtmf digit")
-        self.rt.events.emit_later("DTMF", self.call_sid or None, sid=self.stream_sid, digit=digit)
+        self.rt.events.emit("DTMF", self.call_sid or None, sid=self.stream_sid, digit=digit)
         if self.turns:
             self.turns.dispatch_text(digit)
 
@@ -340,7 +340,7 @@ class MediaStreamSession:
             sent += 1
             self.tx += 1
             if self.tx == MEDIA_LOG_FIRST or self.tx % MEDIA_LOG_EVERY == 0:
-                self.rt.events.emit_later("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
+                self.rt.events.emit("WS_TX", self.call_sid, sid=self.stream_sid, tx=self.tx)
         return sent
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -353,7 +353,7 @@ class MediaStreamSession:
         if self.turns is not None:
             self.turns.close()
         lag = self.probe.since(self.lag_before)
-        self.rt.events.emit_later("WS_DONE", self.call_sid or None, sid=self.stream_sid,
+        self.rt.events.emit("WS_DONE", self.call_sid or None, sid=self.stream_sid,
                                   rx=self.rx, tx=self.tx, bad=self.bad,
                                   lag_p99_ms=percentile(lag, 99),
                                   lag_max_ms=max(lag, default=0), lag_hist=lag)

@@ -92,7 +92,7 @@ class StreamTurns:
                 self.live = None
 
     def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
-        self.rt.events.emit_later("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
+        self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
                                   sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
         self._submit(pcm=utterance.pcm, speech_end=ended, live=live)
@@ -121,7 +121,7 @@ class StreamTurns:
                                      schedule.heard(time.monotonic()))
         self.speaking_mark = None
         self.channel.send({"event": "clear"})
-        self.rt.events.emit_later("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
+        self.rt.events.emit("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
                                   voiced=event.voiced_frames, by=by)
 
     def mark_played(self, name: str) -> bool:
@@ -132,7 +132,7 @@ class StreamTurns:
             self.speaking_mark = self.speaking = None
             with self.detector_lock:
                 self.detector.bot_done()
-            self.rt.events.emit_later("MARK", self.call_sid, sid=self.channel.stream_sid,
+            self.rt.events.emit("MARK", self.call_sid, sid=self.channel.stream_sid,
                                       name=name)
         return True
 

@@ -102,18 +102,18 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
                     return reject(status, problem)
             params = webhook_params()
             call_sid = params["CallSid"]
-            rt.events.emit_later("WEBHOOK", call_sid, route=request.path, params=params)
+            rt.events.emit("WEBHOOK", call_sid, route=request.path, params=params)
             try:
                 rt.calls.note(call_sid, params.get("AccountSid", ""), params.get("From", ""),
                               params.get("To", ""))
                 response = handler(rt, params, call_sid)
             except Exception as exc:  # noqa: BLE001 - the caller must still hear something
                 logging.getLogger("ivr").exception("webhook handler failed")
-                rt.events.emit_later("WEBHOOK_ERR", call_sid, logging.ERROR,
+                rt.events.emit("WEBHOOK_ERR", call_sid, logging.ERROR,
                                      route=request.path, err=repr(exc))
                 response = fallback(rt)
             if response.mimetype == "text/xml":
-                rt.events.emit_later("TWIML", call_sid, route=request.path,
+                rt.events.emit("TWIML", call_sid, route=request.path,
                                      twiml=response.get_data(as_text=True))
             rt.store.flush(DURABLE_WAIT_SEC)  # the call's row and checks outlive this process
             return response

@@ -56,6 +56,7 @@ class TTSCache:
         self.durations_kept = durations_kept
         self.ulaws: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.shared = shared
+        self.bytes_estimate: int | None = None  # the directory's size, known at the last scan
 
     @contextmanager
     def _key_lock(self, key: str) -> Iterator[None]:
@@ -103,8 +104,18 @@ class TTSCache:
             if not data or not data.startswith(MP3_MAGIC):
                 raise EngineError(f"{tts.name} TTS returned {len(data or b'')} bytes, not an MP3")
             self.write(path.name, data)
-        self.evict()
         return path
+
+    def _evict_if_full(self, added: int) -> None:
+        """Count a file written; scan the directory (a stat of every file) only when the count
+        says the budget may be exceeded, not after every write (a rewrite counts twice: an
+        over-estimate costs one scan, which resets it)."""
+        with self.lock:
+            if self.bytes_estimate is not None:
+                self.bytes_estimate += added
+            full = self.bytes_estimate is None or self.bytes_estimate > self.max_bytes
+        if full:
+            self.evict()  # the first time, to learn the size; then whenever it is over
 
     def write(self, name: str, data: bytes, share: bool = True) -> Path:
         """Write a file whole: a temp file in the same directory renamed over the name; then
@@ -120,6 +131,7 @@ class TTSCache:
             raise
         if share and self.shared is not None:
             self._share(self.shared.put, name, "tts", data)
+        self._evict_if_full(len(data))
         return self.dir / name
 
     def _share(self, action: Callable, name: str, *args) -> None:
@@ -215,6 +227,8 @@ class TTSCache:
             path.unlink(missing_ok=True)
             total -= stats[path].st_size
             removed += 1
+        with self.lock:
+            self.bytes_estimate = total
         return removed
 
     def purge_unused(self, before: float) -> int:
