@@ -120,8 +120,8 @@ class RejectionTally:
             window = self.windows.pop(kind, None)
         if window and window["count"] > 1:
             self.events.emit(kind, None, logging.WARNING, count=window["count"],
-                                   window_sec=self.WINDOW_SEC, sources=window["sources"],
-                                   summary=True, **window["detail"])
+                             window_sec=self.WINDOW_SEC, sources=window["sources"],
+                             summary=True, **window["detail"])
 
     def close(self) -> None:
         for timer in self.timers:

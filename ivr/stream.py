@@ -211,7 +211,7 @@ class MediaStreamSession:
             self.rt.rejections.add("WS_REJECTED", self.source, stage="start", reason=why)
         else:
             self.rt.events.emit("WS_IDLE_CLOSED", self.call_sid, logging.WARNING,
-                                      sid=self.stream_sid, reason=why)
+                                sid=self.stream_sid, reason=why)
         self.close(1008, why)
 
     def handle(self, raw: str | bytes) -> None:
@@ -240,7 +240,7 @@ class MediaStreamSession:
         if kind not in self.bad_kinds or self.bad % BAD_LOG_EVERY == 0:
             self.bad_kinds.add(kind)
             self.rt.events.emit("WS_BAD", self.call_sid or None, logging.WARNING,
-                                      sid=self.stream_sid, reason=reason, count=self.bad)
+                                sid=self.stream_sid, reason=reason, count=self.bad)
 
     def send(self, message: dict) -> bool:
         message.setdefault("streamSid", self.stream_sid)
@@ -290,7 +290,7 @@ class MediaStreamSession:
             self.heartbeat.started(self.call_sid, self.turn)  # a row just made, or a restart
         self.rt.watchdog.watch_media(self.call_sid, self.turn)
         self.rt.events.emit("WS_START", self.call_sid, sid=self.stream_sid, turn=self.turn,
-                                  mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
+                            mode=self.rt.settings.ws_mode, reply=self.rt.settings.reply_mode)
 
     def on_media(self, message: dict) -> None:
         if not self.started:
@@ -315,7 +315,7 @@ class MediaStreamSession:
         if not self.unknown_mark_logged:
             self.unknown_mark_logged = True
             self.rt.events.emit("MARK_UNKNOWN", self.call_sid or None, logging.WARNING,
-                                      sid=self.stream_sid, name=name)
+                                sid=self.stream_sid, name=name)
 
     def on_dtmf(self, message: dict) -> None:
         digit = str(message["dtmf"]["digit"])
@@ -354,9 +354,9 @@ class MediaStreamSession:
             self.turns.close()
         lag = self.probe.since(self.lag_before)
         self.rt.events.emit("WS_DONE", self.call_sid or None, sid=self.stream_sid,
-                                  rx=self.rx, tx=self.tx, bad=self.bad,
-                                  lag_p99_ms=percentile(lag, 99),
-                                  lag_max_ms=max(lag, default=0), lag_hist=lag)
+                            rx=self.rx, tx=self.tx, bad=self.bad,
+                            lag_p99_ms=percentile(lag, 99),
+                            lag_max_ms=max(lag, default=0), lag_hist=lag)
 
 
 def start_problem(start: dict, call_sid: str, turn: int) -> str | None:

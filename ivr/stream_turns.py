@@ -93,7 +93,7 @@ class StreamTurns:
 
     def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
         self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
-                                  sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
+                            sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
         self._submit(pcm=utterance.pcm, speech_end=ended, live=live)
 
@@ -122,7 +122,7 @@ class StreamTurns:
         self.speaking_mark = None
         self.channel.send({"event": "clear"})
         self.rt.events.emit("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
-                                  voiced=event.voiced_frames, by=by)
+                            voiced=event.voiced_frames, by=by)
 
     def mark_played(self, name: str) -> bool:
         """Twilio played up to a mark; False for a name this stream never sent."""
@@ -133,7 +133,7 @@ class StreamTurns:
             with self.detector_lock:
                 self.detector.bot_done()
             self.rt.events.emit("MARK", self.call_sid, sid=self.channel.stream_sid,
-                                      name=name)
+                                name=name)
         return True
 
     # ---- on the turn pool ---------------------------------------------------------------------

@@ -110,11 +110,11 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             except Exception as exc:  # noqa: BLE001 - the caller must still hear something
                 logging.getLogger("ivr").exception("webhook handler failed")
                 rt.events.emit("WEBHOOK_ERR", call_sid, logging.ERROR,
-                                     route=request.path, err=repr(exc))
+                               route=request.path, err=repr(exc))
                 response = fallback(rt)
             if response.mimetype == "text/xml":
                 rt.events.emit("TWIML", call_sid, route=request.path,
-                                     twiml=response.get_data(as_text=True))
+                               twiml=response.get_data(as_text=True))
             rt.store.flush(DURABLE_WAIT_SEC)  # the call's row and checks outlive this process
             return response
         return wrapper
