@@ -243,7 +243,7 @@ def test_the_watchdog_check_of_a_killed_instance_fires_on_the_other(play_cluster
     cluster = play_cluster
     results: list[CallResult] = []
     caller = threading.Thread(target=lambda: results.append(cluster.call(
-        {"steps": [{"silence": 12}], "end": "hangup", "reply_timeout": 10}, stream_hangs=True)))
+        {"steps": [{"silence": 25}], "end": "hangup", "reply_timeout": 10}, stream_hangs=True)))
     caller.start()
     [port] = wait_until(lambda: cluster.answered_by("/webhook/incoming_call"), seconds=60)
     cluster.kill_instance(cluster.name_of(port))
