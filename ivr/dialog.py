@@ -312,8 +312,9 @@ class Dialog:
         now = time.time()
         with self.history_lock:  # against this reply's barge-in (keep_heard)
             outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
-            said = [{"role": "user", "text": outcome.user_text, "at": now}] * bool(
-                outcome.user_text) + [{"role": "assistant", "text": outcome.reply_text, "at": now}]
+            said = [{"role": "user", "text": outcome.user_text, "at": now}] \
+                if outcome.user_text else []
+            said.append({"role": "assistant", "text": outcome.reply_text, "at": now})
             self.calls.change_history(call_sid, lambda history: history + said)
             reply.history_saved = True
         timings = reply.ms()
