@@ -9,9 +9,11 @@ import time
 from concurrent import futures
 
 import grpc
+import pytest
 from flask import Flask, Response, jsonify, request
 
 from ivr import audio
+from ivr.chunking import speakable_chunks
 
 from .livehelpers import LiveServer
 
@@ -110,7 +112,23 @@ class ProviderServer:
 
     def stop(self):
         self.release.set()
+        self.speech_go.set()
         self.live.stop()
+
+
+# A three-sentence reply the OpenAI chat streams: cut into several speakable chunks.
+REPLY = ("כן, בשמחה, אנחנו פתוחים היום עד שש בערב. ביום שישי אנחנו פתוחים עד אחת בצהריים, "
+         "ואפשר לקבוע תור בטלפון או באתר. אם תרצה, אשמח לרשום אותך כבר עכשיו לתור הקרוב.")
+CHUNKS = list(speakable_chunks([REPLY]))
+
+
+@pytest.fixture(name="provider")
+def streamed_reply_provider():
+    """A ProviderServer whose chat streams REPLY (a module uses it by importing it)."""
+    server = ProviderServer()
+    server.reply_text = REPLY
+    yield server
+    server.stop()
 
 
 class FakeGoogleSpeech:

@@ -7,24 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ivr import audio
-from ivr.chunking import speakable_chunks
 from ivr.phrases import LLM_FALLBACK
 
 from .conftest import wait_until
-from .providers import ProviderServer
+from .providers import CHUNKS, REPLY, streamed_reply_provider  # noqa: F401 - the fixture
 
-REPLY = ("כן, בשמחה, אנחנו פתוחים היום עד שש בערב. ביום שישי אנחנו פתוחים עד אחת בצהריים, "
-         "ואפשר לקבוע תור בטלפון או באתר. אם תרצה, אשמח לרשום אותך כבר עכשיו לתור הקרוב.")
-CHUNKS = list(speakable_chunks([REPLY]))
 QUESTION = "מה שעות הפתיחה שלכם?"
-
-
-@pytest.fixture
-def provider():
-    server = ProviderServer()
-    server.reply_text = REPLY
-    yield server
-    server.stop()
 
 
 def openai_line(phone_line, provider, **changes):

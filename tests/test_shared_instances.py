@@ -12,31 +12,18 @@ import pytest
 from sqlalchemy import update
 
 from ivr import create_app, recordings, webhooks
-from ivr.chunking import speakable_chunks
 from ivr.media_store import SharedMedia
 from ivr.retention import purge
 from ivr.schema import media
 from ivr.tts_cache import ALIASES, FALLBACK
 
 from .conftest import ACCOUNT_SID, BASE, CALL_SID, make_settings, sign, wait_until
-from .providers import ProviderServer
+from .providers import CHUNKS, REPLY, streamed_reply_provider  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.usefixtures("database")
 
-REPLY = ("כן, בשמחה, אנחנו פתוחים היום עד שש בערב. ביום שישי אנחנו פתוחים עד אחת בצהריים, "
-         "ואפשר לקבוע תור בטלפון או באתר. אם תרצה, אשמח לרשום אותך כבר עכשיו לתור הקרוב.")
-CHUNKS = list(speakable_chunks([REPLY]))
 RE_SID = "RE" + "4" * 32
 TOKEN = "inspector-token-0123456789"
-
-
-@pytest.fixture
-def provider():
-    server = ProviderServer()
-    server.reply_text = REPLY
-    yield server
-    server.speech_go.set()
-    server.stop()
 
 
 @pytest.fixture
