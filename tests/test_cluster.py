@@ -28,12 +28,13 @@ CALLS = {"play": 14, "action": 13, "stream": 13}  # 40 calls: each mode a cluste
 # The caller asks for a person (key 0) and leaves a message: name, phone, reason (the lead),
 # then one more sentence, so that a call whose sentence died with the killed instance (it hears
 # "please repeat" and goes on) still completes its message. A loaded machine answers late and
-# may pause inside a streamed reply: the caller waits for both (reply_timeout, reply_pause).
+# may pause for seconds inside a streamed reply (a chunk synthesised late): the caller waits
+# for both (reply_timeout, reply_pause), as a person waits for the question before answering.
 LEAD_CALL = {"name": "lead through the cluster", "from": "+972529876543",
              "steps": [{"dtmf": "0"}, {"say": "דנה כהן"},
                        {"say": "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש"},
                        {"say": "אני רוצה לקבוע פגישה"}, {"say": "תודה רבה"}],
-             "end": "hangup", "reply_timeout": 60, "reply_pause": 1.5}
+             "end": "hangup", "reply_timeout": 60, "reply_pause": 6}
 ACTIONS = len(LEAD_CALL["steps"])
 RING_EVERY_SEC = 0.3
 NOTABLE = {"STREAM_FALLBACK", "REPLY_LOST", "REPLY_LATE", "WATCHDOG_REDIRECT_OK",
