@@ -17,6 +17,7 @@ import os
 import secrets
 import stat
 import tempfile
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,47 @@ def upper_one_of(*options: str) -> Callable[[str], str]:
 
 def text(raw: str) -> str:
     return raw.strip()
+
+
+def phone_number(raw: str) -> str:
+    """An E.164 number: + then 8 to 15 digits (spaces and hyphens are dropped)."""
+    value = "".join(raw.split()).replace("-", "")
+    if value and not (value[:1] == "+" and value[1:].isdigit() and 8 <= len(value) - 1 <= 15):
+        raise ValueError("expected an E.164 number like +972501234567")
+    return value
+
+
+def time_zone(raw: str) -> str:
+    value = raw.strip()
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("expected a time zone name like Asia/Jerusalem") from None
+    return value
+
+
+def email_list(raw: str) -> str:
+    """Comma-separated e-mail addresses."""
+    addresses = [a.strip() for a in raw.split(",") if a.strip()]
+    for address in addresses:
+        local, _, domain = address.partition("@")
+        if not local or not domain or " " in address:
+            raise ValueError(f"{address!r} is not an e-mail address")
+    return ", ".join(addresses)
+
+
+def smtp_url(raw: str) -> str:
+    """smtp://[user:password@]host[:port][?starttls=true] or smtps://… (TLS from the start)."""
+    value = raw.strip()
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("expected smtp://user:password@host:587 or smtps://…")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("expected a port number after the host") from None
+    return value
 
 
 def json_text(raw: str) -> str:
@@ -214,6 +256,27 @@ class Settings:
         200, int_range(0, 10**7), "/healthz answers 503 below this much free space")
     retention_days: int = setting(
         90, int_range(1, 3650), "calls, events and recordings older than this are deleted")
+    owner_phone: str = setting(
+        "", phone_number, "the owner's phone (E.164): transfers, and ring-first in hours")
+    owner_ring_first: bool = setting(
+        False, boolean, "in business hours ring OWNER_PHONE first; the line answers if not")
+    owner_dial_timeout_sec: int = setting(
+        20, int_range(5, 120), "seconds the owner's phone rings before the line takes the call")
+    timezone: str = setting(
+        "Asia/Jerusalem", time_zone, "the business hours' time zone (in the flow file)")
+    notify_sms_to: str = setting("", phone_number, "send each message left to this phone")
+    notify_sms_from: str = setting(
+        "", phone_number, "your Twilio number the notification SMS is sent from")
+    smtp_url: str = setting(
+        "", smtp_url, "mail server for notifications: smtp://user:pass@host:587?starttls=true",
+        secret=True)
+    notify_email_to: str = setting("", email_list, "send each message left to these e-mails")
+    notify_email_from: str = setting(
+        "", email_list, "the notifications' From address (default: the SMTP user)")
+    notify_every_call: bool = setting(
+        False, boolean, "notify after every call, not only when a message was left")
+    notify_retry_sec: float = setting(
+        5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     # resolved by from_env, not read from the environment
     local_mode: bool = False
     warnings: tuple[str, ...] = ()
@@ -232,6 +295,7 @@ class Settings:
         _resolve_engines(values, problems)
         _check_ranges(values, problems)
         _check_workers(values, problems)
+        _check_owner(values, problems)
         _resolve_twilio(values, problems)
         if problems:
             raise ConfigError(problems)
@@ -265,7 +329,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
-        values = (getattr(self, f.name) for f in env_fields() if f.metadata["secret"])
+        values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
+        values.append(urlsplit(self.smtp_url).password or "")  # alone, as an SMTP error shows it
         return [value for value in values if value]
 
 
@@ -412,6 +477,16 @@ def _check_workers(values: dict, problems: list[str]) -> None:
     if values["workers"] > 1 and values["database_url"].startswith("sqlite"):
         problems.append(f"WORKERS={values['workers']}: several workers need PostgreSQL "
                         "(DATABASE_URL=postgresql+psycopg://…); SQLite is for one worker only")
+
+
+def _check_owner(values: dict, problems: list[str]) -> None:
+    """What reaching and telling the owner needs, set together."""
+    if values["owner_ring_first"] and not values["owner_phone"]:
+        problems.append("OWNER_RING_FIRST=true needs OWNER_PHONE (the number to ring)")
+    if values["notify_sms_to"] and not values["notify_sms_from"]:
+        problems.append("NOTIFY_SMS_TO needs NOTIFY_SMS_FROM (your Twilio number that sends it)")
+    if values["notify_email_to"] and not values["smtp_url"]:
+        problems.append("NOTIFY_EMAIL_TO needs SMTP_URL (the mail server that sends it)")
 
 
 def _resolve_twilio(values: dict, problems: list[str]) -> None:
