@@ -15,8 +15,10 @@ from .config import Settings
 from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
+from .engines.scripted import DEFAULT_FLOW
 from .eventlog import EventLog, RejectionTally
 from .media_store import shared_media
+from .owner import Owner
 from .retention import schedule_daily
 from .runtime import Runtime
 from .shared_replies import ReplyLog
@@ -62,17 +64,19 @@ def create_app(config: Settings | None = None) -> Flask:
     prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
     delivery = Delivery(settings, events)
     reply_log = ReplyLog(store)
+    owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
     runtime = Runtime(
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
-        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache),
+        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
-        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media)
+        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
+        owner=owner)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     schedule_daily(runtime)

@@ -149,6 +149,26 @@ class Calls:
         """RECOVER_TO_STREAM: after a recorded turn, listen on a stream again."""
         self.store.update_call(call_sid, turn_mode="stream")
 
+    # ---- the owner's phone ---------------------------------------------------------------------
+    def hand_to_owner(self, call_sid: str, mode: str | None = None) -> None:
+        """The call is ringing the owner (`<Dial>`): not streaming, so no watchdog claim can
+        move it; how it listened (`mode`, else as the row says) is kept for when the owner
+        does not answer."""
+        mode = mode or (self.get(call_sid) or {}).get("turn_mode") or ""
+        if mode != "dial":
+            self.store.update_call(call_sid, turn_mode="dial", mode_after_dial=mode)
+
+    def back_from_owner(self, call_sid: str, next_turn: bool) -> tuple[str, int]:
+        """The owner did not answer: the call listens as before, on its next turn when
+        `next_turn` (a transfer ended a turn; ring-first comes before the first). Returns the
+        mode and the turn."""
+        call = self.ensure(call_sid)
+        mode = call.get("mode_after_dial") or call.get("turn_mode") or "record"
+        mode = "record" if mode == "dial" else mode
+        turn = (call.get("turn") or 0) + (1 if next_turn else 0)
+        self.store.update_call(call_sid, turn_mode=mode, turn=max(turn, 1), silent_turns=0)
+        return mode, max(turn, 1)
+
     # ---- replies waiting for Twilio's <Connect action> ----------------------------------------
     def hold_reply(self, call_sid: str, twiml: str) -> None:
         """The reply's TwiML, for stream_ended to answer when Twilio asks (action delivery)."""

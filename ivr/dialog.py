@@ -18,8 +18,9 @@ from typing import Any
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import LLM, LiveRecognition, last_said
+from .engines.base import LLM, Action, LiveRecognition, last_said
 from .eventlog import EventLog
+from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from .spoken import SpokenReply
 from .store import Store
@@ -72,9 +73,12 @@ class Dialog:
     """Runs turns; never raises into the call: every failure becomes a logged fallback sound."""
 
     def __init__(self, settings: Any, store: Store, events: EventLog, engines: Engines,
-                 cache: TTSCache):
+                 cache: TTSCache, owner: Owner | None = None,
+                 on_lead: Callable[[str, dict], None] | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
+        self.owner = owner or Owner()
+        self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.calls = Calls(store)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
         self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
@@ -198,6 +202,7 @@ class Dialog:
         context = [{"role": m["role"], "text": m["text"]} for m in history]
         last_reply = last_said(history, "assistant")
         chunker, held, written, released = SpeakableChunks(), [], "", 0
+        instead = ""  # what to say if the LLM asked for an action and wrote nothing
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
@@ -205,6 +210,11 @@ class Dialog:
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
+                if isinstance(delta, Action):
+                    instead = self._act(call_sid, reply, delta)
+                    if reply.ending == "transfer":
+                        break  # transferring: what the engine goes on to say is not said
+                    continue
                 reply.mark("llm_first")
                 written += delta
                 held += chunker.feed(delta)
@@ -218,6 +228,8 @@ class Dialog:
             held += chunker.finish()
             reply.mark("llm_done")
             outcome.ms["llm"] = reply.ms()["llm_done"] - reply.ms().get("asr", 0)
+            if not written.strip() and instead:  # an action alone: its own sentence
+                written, held = instead, [instead]
             if not written.strip():
                 raise RuntimeError("empty reply")
             self._keep_lead(call_sid, llm, context, outcome.user_text)
@@ -226,11 +238,32 @@ class Dialog:
                              after_chunks=len(reply.chunks))
             outcome.fallback = "llm-error"
             held = [LLM_FALLBACK]
-        if last_reply and same_words(written, last_reply) and not outcome.fallback:
+            reply.ending = ""  # the caller did not hear what the action was for
+        if last_reply and same_words(written, last_reply) and not outcome.fallback \
+                and not reply.ending:
             self.events.emit("DEDUP", call_sid, kind="reply", text=written.strip())
             held = [DEDUP_REPLY if not same_words(last_reply, DEDUP_REPLY) else LLM_FALLBACK]
         for text in held:
             self._add_chunk(call_sid, outcome, text)
+
+    def _act(self, call_sid: str, reply: SpokenReply, action: Action) -> str:
+        """The LLM asks for an action: note what the line does after the reply (a transfer
+        only when the owner is reachable now; otherwise a message is taken). Returns what
+        the line says for it if the LLM writes nothing itself."""
+        if action.kind == "hangup":
+            reply.ending = "hangup"
+            return self.owner.goodbye
+        if self.owner.reachable():
+            reply.ending = "transfer"
+            return self.owner.transferring
+        self.events.emit("TRANSFER_DECLINED", call_sid, why="no OWNER_PHONE"
+                         if not self.owner.phone else "out of business hours")
+        return self.owner.take_message
+
+    def note_said(self, call_sid: str, text: str) -> None:
+        """The line said `text` outside a turn (the owner did not answer): in the history."""
+        said = {"role": "assistant", "text": text, "at": time.time()}
+        self.calls.change_history(call_sid, lambda history: history + [said])
 
     def _llm_deltas(self, call_sid: str, llm, context: list[dict], outcome: TurnOutcome):
         """The LLM's deltas, read on a thread of their own so that a stalled stream times out
@@ -268,6 +301,8 @@ class Dialog:
             call = self.calls.get(call_sid) or {}
             self.store.add_lead(call_sid, caller=call.get("from_number", ""), **lead)
             self.events.emit("LEAD", call_sid, **lead)
+            if self.on_lead is not None:
+                self.on_lead(call_sid, lead)
 
     def _add_chunk(self, call_sid: str, outcome: TurnOutcome, text: str) -> None:
         """A chunk is complete: synthesise it now, in parallel with what is still written."""
@@ -331,6 +366,7 @@ class Dialog:
         self.events.emit("TURN", call_sid, turn=outcome.turn, source=source,
                          user=outcome.user_text, reply=reply.text, chunks=len(names),
                          audio=names[0] if names else "", fallback=outcome.fallback,
+                         ending=reply.ending,
                          first_audio_ms=timings.get("first_audio"), **{
                              f"{k}_ms": v for k, v in outcome.ms.items() if k != "first_audio"})
 

@@ -22,13 +22,20 @@ class ReplyTwiml:
     urls: list[str]
     seconds: float
     more: bool
+    ending: str = ""  # the reply ends the call's listening: "hangup" or "transfer"
 
 
 def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
                  turn: int = 0) -> str:
     """Play `plays`, then listen the way the call listens (`tail`): a `<Record>`, a `<Gather>`,
-    or a fresh stream for `call_sid`'s `turn`."""
+    or a fresh stream for `call_sid`'s `turn`; or end there: `<Hangup/>` ("hangup"), or
+    `<Dial>` the owner ("transfer")."""
     s = rt.settings
+    if tail == "hangup":
+        return twiml.goodbye(plays)
+    if tail == "transfer":
+        return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
+                                "transfer", plays)
     if tail == "stream":
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
     if tail == "gather":
@@ -64,7 +71,8 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     seconds = sum(c.seconds for c in ready)
     after = part + len(ready)
     if reply.ends_at(after):
-        return ReplyTwiml(listen_twiml(rt, tail, urls, call_sid, turn), urls, seconds, False)
+        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn), urls,
+                          seconds, False, reply.ending)
     doc = twiml.continue_reply(rt.settings.public_base_url, urls, turn, after)
     return ReplyTwiml(doc, urls, seconds, True)
 
@@ -80,7 +88,22 @@ def first_reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
 
 def watch_after(rt: Runtime, call_sid: str, turn: int, tail: str, answer: ReplyTwiml) -> None:
     """The watchdog expects the next stream once what this answer plays is over (and, when a
-    continuation follows, once it had its time to wait for a chunk)."""
+    continuation follows, once it had its time to wait for a chunk). An answer that ends in
+    a `<Dial>` hands the call to the owner (the watchdog's claims then find it not streaming);
+    one that ends in `<Hangup/>` notes why the call ended."""
+    if answer.ending:
+        return end_listening(rt, call_sid, answer.ending)
     if tail == "stream":
         extra = CONTINUE_WAIT_SEC if answer.more else 0.0
         rt.watchdog.expect_stream(call_sid, turn, answer.seconds + extra)
+
+
+def end_listening(rt: Runtime, call_sid: str, ending: str) -> None:
+    """The line stops listening: the call goes to the owner's phone, or it hangs up."""
+    if ending == "transfer":
+        rt.calls.hand_to_owner(call_sid)
+        rt.events.emit("TRANSFER", call_sid, to=rt.owner.phone,
+                       timeout=rt.owner.dial_timeout)
+    else:
+        rt.calls.set_outcome(call_sid, "line-hangup")
+        rt.events.emit("LINE_HANGUP", call_sid)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apscheduler.schedulers.base import BaseScheduler
 from flask import current_app
@@ -16,6 +16,7 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .media_store import SharedMedia
+from .owner import Owner
 from .shared_replies import ReplyLog
 from .spoken import PendingReplies
 from .store import Store
@@ -44,6 +45,7 @@ class Runtime:
     replies: PendingReplies  # streamed replies that continuation webhooks are playing
     reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
     media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)
+    owner: Owner = field(default_factory=Owner)  # whom to transfer to and ring first, when
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

@@ -12,6 +12,7 @@ from .schema import reply_parts, shared_replies
 from .spoken import Chunk
 from .store import Store
 
+ENDINGS = ("hangup", "transfer")  # a reply's tail that is not a way of listening
 POLL_SEC = 0.1  # how often a continuation re-reads a reply another instance is writing
 
 
@@ -69,10 +70,11 @@ class ReplyWriter:
             reply_parts, {"call_sid": self.call_sid, "turn": self.turn, "part": index,
                           "created_at": time.time(), **values}, values))
 
-    def end(self, parts: int, cancelled: bool) -> None:
+    def end(self, parts: int, cancelled: bool, ending: str) -> None:
+        """The reply's length; an ending (hang up, transfer) replaces how the call listens."""
         self.store.defer(update(shared_replies).where(
             _reply(shared_replies, self.call_sid, self.turn)).values(
-                parts=parts, cancelled=cancelled))
+                parts=parts, cancelled=cancelled, **({"tail": ending} if ending else {})))
 
 
 class StoredReply:
@@ -84,14 +86,17 @@ class StoredReply:
         self.chunks: dict[int, Chunk] = {}
         self.parts: int | None = None
         self.cancelled = False
+        self.ending = ""  # "hangup" or "transfer" once the writer said so
 
     def _read(self) -> None:
         with self.store.engine.connect() as conn:
-            head = conn.execute(select(shared_replies.c.parts, shared_replies.c.cancelled)
+            head = conn.execute(select(shared_replies.c.parts, shared_replies.c.cancelled,
+                                       shared_replies.c.tail)
                                 .where(_reply(shared_replies, self.call_sid, self.turn))).first()
             rows = conn.execute(select(reply_parts).where(
                 _reply(reply_parts, self.call_sid, self.turn))).mappings().all()
         self.parts, self.cancelled = (head[0], bool(head[1])) if head else (None, True)
+        self.ending = head[2] if head and head[2] in ENDINGS else ""
         self.chunks = {r["part"]: Chunk("", Path(r["name"]), r["seconds"] or 0.0,
                                         r["fallback"] or "")
                        for r in rows if self.parts is None or r["part"] < self.parts}

@@ -31,8 +31,9 @@ class ReplyObserver(Protocol):
     def part(self, index: int, chunk: Chunk) -> None:
         """Chunk `index` is ready."""
 
-    def end(self, parts: int, cancelled: bool) -> None:
-        """No chunk beyond the first `parts` will be added (`cancelled`: nor made ready)."""
+    def end(self, parts: int, cancelled: bool, ending: str) -> None:
+        """No chunk beyond the first `parts` will be added (`cancelled`: nor made ready);
+        `ending`: what the line does after the reply ("hangup", "transfer" or "")."""
 
 
 class SpokenReply:
@@ -48,6 +49,7 @@ class SpokenReply:
         self.played = threading.Event()  # the first audio went out (or nobody will play it)
         self.recorded = threading.Event()  # the turn's row and history are written
         self.heard_text: str | None = None  # what the caller heard, when a barge-in cut it
+        self.ending = ""  # after the reply: "hangup", "transfer" (set before it closes) or ""
         self.history_saved = False
         self.cond = threading.Condition(threading.RLock())
         self.marks: dict[str, float] = {"speech_end": started or time.monotonic()}
@@ -66,7 +68,7 @@ class SpokenReply:
 
     def _tell_end(self) -> None:
         """Tell the observer how the reply ends, when that changed (under the lock)."""
-        state = (len(self.chunks), self.cancelled.is_set())
+        state = (len(self.chunks), self.cancelled.is_set(), self.ending)
         if self.observer is not None and self.done and state != self.told_end:
             self.told_end = state
             self.observer.end(*state)

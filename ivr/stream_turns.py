@@ -46,6 +46,7 @@ class StreamTurns:
         self.in_flight = False
         self.speaking_mark: str | None = None
         self.sent_marks: set[str] = set()
+        self.ending_after: tuple[str, str] | None = None  # (mark, "hangup"/"transfer")
         self.stop_speaking = threading.Event()
         self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
@@ -134,7 +135,20 @@ class StreamTurns:
                 self.detector.bot_done()
             self.rt.events.emit("MARK", self.call_sid, sid=self.channel.stream_sid,
                                 name=name)
+        ending, self.ending_after = self.ending_after, None
+        if ending is not None and ending[0] == name:
+            self.rt.turn_pool.submit(self.end_after_reply, ending[1])
         return True
+
+    def end_after_reply(self, ending: str) -> None:
+        """The reply before a hang-up or a transfer was heard to its end: do it."""
+        s, owner = self.rt.settings, self.rt.owner
+        doc = twiml.goodbye() if ending == "hangup" else twiml.dial_owner(
+            s.public_base_url, owner.phone, owner.dial_timeout, "transfer")
+        replies.end_listening(self.rt, self.call_sid, ending)
+        if not self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending) \
+                and ending == "transfer":
+            self.rt.calls.back_from_owner(self.call_sid, next_turn=False)  # still streaming
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
@@ -308,6 +322,8 @@ class StreamTurns:
         if interrupted:
             reply.cancel()  # barge_in kept what the caller heard
         else:
+            if reply.ending:  # done when Twilio says the reply was played to its end
+                self.ending_after = (mark, reply.ending)
             self.channel.send({"event": "mark", "mark": {"name": mark}})
         self.rt.events.emit("STREAM_REPLY", self.call_sid, sid=self.channel.stream_sid,
                             frames=sent, mark=mark, chunks=index + (not interrupted),

@@ -119,12 +119,23 @@ def hold(play_url: str, seconds: int) -> str:
     return str(response)
 
 
-def goodbye(play_url: str = "") -> str:
-    """Optional goodbye `<Play>` and `<Hangup/>`."""
+def goodbye(play_url: str | list[str] = "") -> str:
+    """Optional goodbye `<Play>`s and `<Hangup/>`."""
     response = VoiceResponse()
-    if play_url:
-        response.play(play_url)
+    _play_all(response, play_url)
     response.hangup()
+    return str(response)
+
+
+def dial_owner(base: str, phone: str, timeout: int, why: str,
+               play_url: str | list[str] = "") -> str:
+    """Optional `<Play>`s, then `<Dial>` the owner; Twilio asks dial_result how it went (`why`:
+    ring_first or transfer), and the line takes the call back unless the owner answered."""
+    response = VoiceResponse()
+    _play_all(response, play_url)
+    dial = response.dial(timeout=timeout, method="POST",
+                         action=abs_url(base, f"/webhook/dial_result?why={why}"))
+    dial.number(phone)
     return str(response)
 
 

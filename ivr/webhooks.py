@@ -31,6 +31,7 @@ OTHER_SIDS = {name: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$") for name, prefix
 MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other field, at most
 FORM_TYPE = "application/x-www-form-urlencoded"
 ENDED_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+OWNER_TALKED = frozenset({"completed", "answered"})  # a <Dial>'s DialCallStatus
 TWILIO_WEBHOOK_BUDGET_SEC = 12.0  # Twilio gives up on a webhook after 15 s
 DURABLE_WAIT_SEC = 2.0  # an answer waits this long at most for its rows to land
 RECORDING_FETCH_BUDGET_SEC = recordings.FETCH_BUDGET_SEC  # part of the webhook's budget
@@ -170,14 +171,51 @@ def preview() -> Response:
 
 @twilio_webhook(_safe_twiml)
 def _incoming_call(rt: Runtime, params: dict, call_sid: str) -> Response:
-    """Answers without waiting for the database (Twilio allows 15 s): the row lands later."""
-    s = rt.settings
+    """Answers without waiting for the database (Twilio allows 15 s): the row lands later.
+    OWNER_RING_FIRST in business hours: the owner's phone rings first (see dial_result)."""
+    s, owner = rt.settings, rt.owner
     rt.calls.answer(call_sid, s.turn_mode, s.reply_mode, params.get("CallStatus", "in-progress"))
+    if owner.ring_first and owner.reachable():
+        rt.calls.hand_to_owner(call_sid, s.turn_mode)
+        rt.events.emit("RING_OWNER_FIRST", call_sid, to=owner.phone, timeout=owner.dial_timeout)
+        return xml(twiml.dial_owner(s.public_base_url, owner.phone, owner.dial_timeout,
+                                    "ring_first"))
+    return xml(line_answers(rt, call_sid))
+
+
+def line_answers(rt: Runtime, call_sid: str) -> str:
+    """The line takes the call: its first turn, watched when it streams."""
+    s = rt.settings
     body = first_turn_twiml(rt, call_sid)
     if s.turn_mode == "stream":
         greeting = rt.cache.duration(GREETING) if s.twiml_play_greeting else 0.0
         rt.watchdog.expect_stream(call_sid, 1, greeting)
-    return xml(body)
+    return body
+
+
+@bp.route("/webhook/dial_result", methods=["POST"])
+@twilio_webhook(_safe_twiml)
+def dial_result(rt: Runtime, params: dict, call_sid: str) -> Response:
+    """The owner's phone rang (`?why=ring_first` or `transfer`): answered, the call is theirs
+    and ends with them; otherwise the line takes the call back, never a dead end: the first
+    turn (ring-first), or "not available" and a message taken (a transfer)."""
+    why, status = request.args.get("why", "transfer"), params.get("DialCallStatus", "")
+    rt.events.emit("DIAL_RESULT", call_sid, why=why, status=status,
+                   seconds=params.get("DialCallDuration", ""))
+    if status in OWNER_TALKED:
+        rt.calls.set_outcome(call_sid, "owner-answered" if why == "ring_first" else "transferred")
+        return xml(twiml.goodbye())
+    if params.get("CallStatus") in ENDED_STATUSES:
+        return xml(twiml.empty())
+    if why == "ring_first":
+        rt.calls.back_from_owner(call_sid, next_turn=False)
+        return xml(line_answers(rt, call_sid))
+    started = time.monotonic()
+    mode, turn = rt.calls.back_from_owner(call_sid, next_turn=True)
+    text = f"{rt.owner.unavailable} {rt.owner.take_message}"
+    rt.dialog.note_said(call_sid, text)
+    outcome = rt.dialog.speak_text(call_sid, turn, text)
+    return xml(answer_reply(rt, call_sid, turn, mode, outcome.reply, started).doc)
 
 
 @bp.route("/webhook/stream_status", methods=["POST"])

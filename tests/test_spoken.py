@@ -90,8 +90,8 @@ class Told:
     def part(self, index, chunk):
         self.said.append(("part", index, chunk.text))
 
-    def end(self, parts, cancelled):
-        self.said.append(("end", parts, cancelled))
+    def end(self, parts, cancelled, ending):
+        self.said.append(("end", parts, cancelled) + ((ending,) if ending else ()))
 
 
 def test_an_observer_hears_what_was_ready_before_it_came_then_each_change_once():

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 
 def last_said(history: list[dict], role: str) -> str:
     """The text of the latest message of `role` ("user" or "assistant"), or ""."""
     return next((m["text"] for m in reversed(history) if m["role"] == role), "")
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the line does once the reply is said, yielded by an LLM among the reply's text."""
+
+    kind: str  # "transfer": to the owner (in business hours); "hangup": end the call
+
+
+TRANSFER, HANG_UP = Action("transfer"), Action("hangup")
 
 
 class EngineError(RuntimeError):
@@ -102,8 +113,9 @@ class LLM:
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str]:
-        """The reply as it is written, a piece at a time (engines that cannot: all at once)."""
+    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+        """The reply as it is written, a piece at a time (engines that cannot: all at once),
+        and, anywhere among the pieces, TRANSFER (the caller asks for a person) or HANG_UP."""
         yield self.reply(history, text)
 
     def lead(self, history: list[dict], text: str) -> dict | None:

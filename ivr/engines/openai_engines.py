@@ -6,9 +6,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import audio
-from .base import ASR, LLM, TTS, EngineError
+from .base import ASR, HANG_UP, LLM, TRANSFER, TTS, Action, EngineError
 
 PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.txt"
+PERSON_KEY = "0"  # a caller who presses 0 asks for a person, whatever the model makes of it
+PERSON_KEY_TEXT = "הקשתי 0: אני רוצה לדבר עם בעל העסק."
+TOOLS = [  # the actions the model may take besides talking (Chat Completions "tools")
+    {"type": "function", "function": {
+        "name": "transfer_to_person",
+        "description": "The caller asks to speak with a person (the owner, a manager, staff). "
+                       "The line transfers the call in business hours, else takes a message.",
+        "parameters": {"type": "object", "properties": {}}}},
+    {"type": "function", "function": {
+        "name": "end_call",
+        "description": "The conversation is over (the caller said goodbye or has nothing more):"
+                       " say a short goodbye, then the line hangs up.",
+        "parameters": {"type": "object", "properties": {}}}},
+]
+ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP}
 
 
 def openai_client(settings):
@@ -67,15 +82,24 @@ class OpenAILLM(LLM):
         reply = (result.choices[0].message.content or "").strip()
         return clip(reply, self.max_chars)
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str]:
-        """The reply's text as the model writes it (`stream=True`), cut off at LLM_MAX_CHARS."""
+    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+        """The reply's text as the model writes it (`stream=True`), cut off at LLM_MAX_CHARS;
+        a tool the model calls (TOOLS) as its Action; key 0 asks for a person."""
+        if text.strip() == PERSON_KEY:
+            yield TRANSFER
+            text = PERSON_KEY_TEXT
         stream = self.client.chat.completions.create(
             model=self.model, messages=self.messages(history, text), temperature=0.5,
-            max_tokens=max(64, self.max_chars // 2), stream=True)
+            max_tokens=max(64, self.max_chars // 2), stream=True, tools=TOOLS)
         written = 0
         try:
             for chunk in stream:
-                delta = chunk.choices[0].delta.content if chunk.choices else None
+                choice = chunk.choices[0] if chunk.choices else None
+                for call in (choice.delta.tool_calls or []) if choice else []:
+                    name = call.function.name if call.function else None
+                    if name in ACTIONS:
+                        yield ACTIONS[name]
+                delta = choice.delta.content if choice else None
                 if delta:
                     delta = delta[:max(0, self.max_chars - written)]
                     written += len(delta)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
-from .base import LLM, last_said
+from .base import HANG_UP, LLM, TRANSFER, Action, last_said
 
 DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
 HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2", "שתים": "2", "שניים": "2",
@@ -64,7 +65,8 @@ class ScriptedLLM(LLM):
         out = [self.flow["greeting"], self.flow["goodbye"], self.flow["clarify"]]
         out += [self.flow["menu"]] if self.flow.get("menu") else []
         out += [i["answer"] for i in self.intents if i.get("answer")]
-        out += [v for k, v in self.lead_texts.items() if k != "done"]
+        out += [v for k, v in self.lead_texts.items() if k not in ("done", "hangup")]
+        out += [self.flow[k] for k in ("transferring", "owner_unavailable") if self.flow.get(k)]
         return out
 
     def match(self, text: str) -> dict | None:
@@ -79,27 +81,40 @@ class ScriptedLLM(LLM):
     def _lead_step(self, history: list[dict]) -> str | None:
         """Which lead question the line asked last, if the last thing it said was one."""
         last = last_said(history, "assistant")
-        for step in ("ask_name", "ask_phone", "ask_reason"):
-            if last == self.lead_texts[step]:
+        for step in ("ask_name", "ask_phone", "ask_reason"):  # alone or after a sentence
+            if last.endswith(self.lead_texts[step]):
                 return step
         return None
 
     def reply(self, history: list[dict], text: str) -> str:
+        return self.respond(history, text)[0]
+
+    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+        """The answer, after its action: a caller asking for a person is transferred in
+        business hours (then the dialog says so instead), else this answer takes a message."""
+        answer, action = self.respond(history, text)
+        if action is not None:
+            yield action
+        yield answer
+
+    def respond(self, history: list[dict], text: str) -> tuple[str, Action | None]:
+        """The flow's answer to `text`, and what the line does after it."""
         step = self._lead_step(history)
         if step == "ask_name":
-            return self.lead_texts["ask_phone"]
+            return self.lead_texts["ask_phone"], None
         if step == "ask_phone":
-            return self.lead_texts["ask_reason"]
+            return self.lead_texts["ask_reason"], None
         if step == "ask_reason":
-            return self.lead_texts["done"].format(**self.lead(history, text))
+            done = self.lead_texts["done"].format(**self.lead(history, text))
+            return done, HANG_UP if self.lead_texts.get("hangup") else None
         intent = self.match(text)
         if intent is None:
             last = last_said(history, "assistant")
-            return self.flow.get("menu") or self.lead_texts["ask_name"] \
-                if last == self.flow["clarify"] else self.flow["clarify"]
+            return (self.flow.get("menu") or self.lead_texts["ask_name"]
+                    if last == self.flow["clarify"] else self.flow["clarify"]), None
         if intent.get("lead"):
-            return self.lead_texts["ask_name"]
-        return intent["answer"]
+            return self.lead_texts["ask_name"], TRANSFER
+        return intent["answer"], HANG_UP if intent.get("hangup") else None
 
     def lead(self, history: list[dict], text: str) -> dict | None:
         """The message taken when the caller has answered the last lead question, else None."""
@@ -109,7 +124,7 @@ class ScriptedLLM(LLM):
         for question, answer in zip(history, history[1:], strict=False):
             if question["role"] == "assistant" and answer["role"] == "user":
                 for step, key in (("ask_name", "name"), ("ask_phone", "phone")):
-                    if question["text"] == self.lead_texts[step]:
+                    if question["text"].endswith(self.lead_texts[step]):
                         answers[key] = answer["text"]
         phone = phone_digits(answers.get("phone", ""))
         return {"name": answers.get("name", ""),
