@@ -11,7 +11,8 @@ FIRST_CLAUSE_CHARS = 10  # the first chunk may end at a clause this long ("כן,
 # caller hears it while the rest is written; a lone "כן," is too short to say on its own
 CLAUSE_CHARS = 60  # later chunks end at a clause only once this long: fewer, natural pieces
 MAX_CHUNK_CHARS = 220  # a chunk with no pause at all is cut at a space by then
-BOUNDARY = re.compile(r"[.?!…]+[\"'”׳״)]*(?=\s)|[,;:–—](?=\s)|\n")
+# a dash before a number joins a range ("8:00 – 18:00" is read "from… to…"), it is no pause
+BOUNDARY = re.compile(r"[.?!…]+[\"'”׳״)]*(?=\s)|[,;:](?=\s)|[–—](?=\s+[^\s\d])|\n")
 
 
 class SpeakableChunks:

@@ -44,6 +44,14 @@ def test_numbers_times_and_prices_are_never_cut():
         "המחיר הוא 1,250.50 ₪ והשעות 8:00-18:00 בימים א-ה.", "תודה."]
 
 
+def test_a_dash_before_a_number_is_a_range_not_a_pause():
+    text = "אנחנו פתוחים 8:00 – 18:00 בכל יום, ובשישי 8:00 — 13:00."
+    assert list(speakable_chunks(tokens(text, 1))) == [
+        "אנחנו פתוחים 8:00 – 18:00 בכל יום,", "ובשישי 8:00 — 13:00."]
+    assert list(speakable_chunks(tokens("בוקר טוב – נשמח לעזור.", 1))) == [
+        "בוקר טוב –", "נשמח לעזור."]  # before words, a dash is still a pause
+
+
 def test_a_reply_with_no_pause_is_cut_at_a_space():
     text = " ".join(["מילה"] * 100)
     chunks = list(speakable_chunks(tokens(text), max_chars=50))

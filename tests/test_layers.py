@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
-     "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.owner"},
+     "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
      "ivr.engines", "ivr.engines.base", "ivr.engines.fake", "ivr.engines.local",
      "ivr.engines.openai_engines", "ivr.engines.google_engines", "ivr.engines.scripted"},

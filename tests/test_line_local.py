@@ -1,8 +1,11 @@
 """Whole calls on the embedded defaults (no keys): espeak replies from the scripted flow, leads."""
 
+from pathlib import Path
+
 from ivr.chunking import speakable_chunks
 from ivr.engines.local import EspeakTTS
 from ivr.engines.scripted import ScriptedLLM
+from ivr.speakable import speakable
 from ivr.tts_cache import cache_key
 
 
@@ -18,8 +21,29 @@ def test_embedded_defaults_answer_from_the_flow_in_espeak(phone_line):
     assert plays[0] == "greeting_he.mp3"
     chunks = [chunk for reply in expected for chunk in speakable_chunks([reply])]
     assert len(chunks) > len(expected)  # each reply is played as its sentences and clauses
-    assert plays[1:] == [cache_key("espeak", tts.voice, text) + ".mp3" for text in chunks]
+    assert plays[1:] == [cache_key("espeak", tts.voice, speakable(text)) + ".mp3"
+                         for text in chunks]
     assert all(h["duration"] > 1.0 for h in result.heard)
+
+
+def test_the_hours_written_in_digits_are_said_and_cached_in_words(phone_line):
+    line = phone_line(local=True)
+    result = line.carrier.place_call({"steps": [{"dtmf": "1"}], "end": "hangup"})
+    assert result.error_codes == []
+    tts, answer = line.runtime.engines.tts, ScriptedLLM().reply([], "1")
+    assert "8:00-18:00" in answer  # the owner writes digits
+    chunks = list(speakable_chunks([answer]))
+    said = [speakable(chunk) for chunk in chunks]
+    assert " ".join(said) == speakable(answer) == (
+        "אנחנו פתוחים בימים ראשון עד חמישי שמונה בבוקר עד שש בערב, "
+        "וביום שישי שמונה בבוקר עד אחת אחר הצהריים.")
+    names = [cache_key(tts.name, tts.voice, text) + ".mp3" for text in said]
+    plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
+    assert plays == ["greeting_he.mp3"] + names
+    cached = {p.name for p in Path(line.runtime.settings.tts_dir).glob("*.mp3")}
+    assert set(names) <= cached
+    raw = [cache_key(tts.name, tts.voice, text) + ".mp3" for text in chunks + [answer]]
+    assert cached.isdisjoint(raw)  # nothing was ever made from the digits
 
 
 def test_talk_to_a_person_leaves_a_lead(phone_line):

@@ -20,11 +20,13 @@ class CountingTTS(TTS):
 
     def __init__(self, delay=0.0, size=1000, data=None):
         self.calls, self.delay, self.size, self.data = 0, delay, size, data
+        self.texts: list[str] = []  # what the engine was given, in order
         self.lock = threading.Lock()
 
     def synthesize(self, text):
         with self.lock:
             self.calls += 1
+            self.texts.append(text)
         time.sleep(self.delay)
         return self.data if self.data is not None else b"ID3" + b"\0" * self.size
 
@@ -34,6 +36,24 @@ def test_key_is_sha256_of_engine_voice_and_text(tmp_path):
     path = cache.synthesize(CountingTTS(), "שלום")
     assert path.name == cache_key("counting", "v1", "שלום") + ".mp3"
     assert cache_key("counting", "v2", "שלום") != cache_key("counting", "v1", "שלום")
+
+
+def test_the_key_and_the_engine_get_the_text_as_said_so_digits_and_words_share_a_file(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS()
+    said = "פתוחים שמונה בבוקר עד שש בערב"
+    path = cache.synthesize(tts, "פתוחים 8:00-18:00")
+    assert path.name == cache_key("counting", "v1", said) + ".mp3"
+    assert tts.texts == [said]
+    assert cache.lookup(tts, "פתוחים 8:00-18:00") == path == cache.synthesize(tts, said)
+    assert tts.calls == 1
+
+
+def test_prompts_and_prewarm_synthesise_the_text_as_said(tmp_path):
+    cache, tts = TTSCache(tmp_path), CountingTTS()
+    assert Prompts(cache, tts, {GREETING: "פתוחים 8:00-18:00"}).name(GREETING) == GREETING
+    prewarm(cache, tts, None, make_settings(tmp_path), ["עולה 150 ₪"], out=io.StringIO())
+    assert tts.texts[0] == "פתוחים שמונה בבוקר עד שש בערב"
+    assert "עולה מאה וחמישים שקלים" in tts.texts and "עולה 150 ₪" not in tts.texts
 
 
 def test_one_synthesis_per_key_under_concurrency(tmp_path):

@@ -1,5 +1,4 @@
-"""Content-addressed MP3 cache: sha256(engine|voice|text) → static/tts/<key>.mp3, atomic, LRU;
-mirrored to the shared database when several instances serve the line."""
+"""MP3 cache: sha256(engine|voice|speakable(text)) → static/tts/<key>.mp3; atomic, LRU, shared."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from .. import audio
 from ..engines.base import TTS, EngineError
+from ..speakable import speakable
 
 GREETING, FALLBACK, GOODBYE, BEEP, THINKING = (
     "greeting_he.mp3", "fallback_he.mp3", "goodbye_he.mp3", "beep.mp3", "thinking_he.mp3")
@@ -77,8 +77,8 @@ class TTSCache:
         return self.dir / name
 
     def lookup(self, tts: TTS, text: str) -> Path | None:
-        """The cached file for this text, touched as recently used, or None."""
-        path = self.dir / f"{cache_key(tts.name, tts.voice, text)}.mp3"
+        """The cached file for this text (as said), touched as recently used, or None."""
+        path = self.dir / f"{cache_key(tts.name, tts.voice, speakable(text))}.mp3"
         if path.is_file():
             self._used(path)
             return path
@@ -91,7 +91,9 @@ class TTSCache:
             self._share(self.shared.touch, path.name, "tts", path.read_bytes)
 
     def synthesize(self, tts: TTS, text: str) -> Path:
-        """Cached file for this text, synthesising it once if missing; EngineError on failure."""
+        """Cached file for this text, synthesised once if missing, in words ("150 ₪" → "מאה
+        וחמישים שקלים": the key is of what is said); EngineError on failure."""
+        text = speakable(text)
         key = cache_key(tts.name, tts.voice, text)
         path = self.dir / f"{key}.mp3"
         with self._key_lock(key):
