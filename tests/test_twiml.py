@@ -69,6 +69,21 @@ def test_goodbye_and_empty_exact():
     assert twiml.goodbye("https://h/static/tts/bye.mp3") == (
         HEAD + "<Response><Play>https://h/static/tts/bye.mp3</Play><Hangup /></Response>")
     assert twiml.empty() == HEAD + "<Response />"
+    assert twiml.goodbye(["https://h/a.mp3", "https://h/b.mp3"]) == (
+        HEAD + "<Response><Play>https://h/a.mp3</Play><Play>https://h/b.mp3</Play><Hangup />"
+        "</Response>")
+    assert twiml.goodbye() == HEAD + "<Response><Hangup /></Response>"
+
+
+def test_dial_owner_exact():
+    assert twiml.dial_owner(BASE, "+972501234567", 20, "ring_first") == (
+        HEAD + '<Response><Dial action="https://line.example.com/webhook/dial_result'
+        '?why=ring_first" method="POST" timeout="20"><Number>+972501234567</Number></Dial>'
+        "</Response>")
+    assert twiml.dial_owner(BASE, "+972501234567", 15, "transfer", ["https://h/t.mp3"]) == (
+        HEAD + '<Response><Play>https://h/t.mp3</Play><Dial action="https://line.example.com'
+        '/webhook/dial_result?why=transfer" method="POST" timeout="15">'
+        "<Number>+972501234567</Number></Dial></Response>")
 
 
 def test_stream_token_binds_call_and_turn():
