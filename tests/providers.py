@@ -33,6 +33,7 @@ class ProviderServer:
         self.requests: list[dict] = []
         self.reply_text = "אנחנו פתוחים עד שש בערב."
         self.chat_breaks_after: int | None = None  # streamed chat: drop the line after N chars
+        self.tool_call = ""  # streamed chat: the model then calls this tool (after its text)
         self.held_speech = ""  # speech of a text containing this waits for `speech_go`
         self.speech_go = threading.Event()
         self.speech_chars_per_sec = 0.0  # speech as long as the text says (else 0.5 s always)
@@ -65,7 +66,12 @@ class ProviderServer:
             if self.chat_breaks_after is not None and i >= self.chat_breaks_after:
                 raise ConnectionAbortedError("injected: the stream breaks off")
             yield event({"content": self.reply_text[i:i + 5]})
-        yield event({}, "stop")
+        if self.tool_call:  # as OpenAI streams a call: the name first, then its arguments
+            call = {"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": self.tool_call, "arguments": ""}}
+            yield event({"tool_calls": [call]})
+            yield event({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
+        yield event({}, "tool_calls" if self.tool_call else "stop")
         yield "data: [DONE]\n\n"
 
     def add_routes(self):

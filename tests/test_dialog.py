@@ -4,9 +4,11 @@ import pytest
 
 from ivr.dialog import Dialog
 from ivr.engines import Engines
+from ivr.engines.base import HANG_UP, LLM, TRANSFER
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
 from ivr.engines.scripted import ScriptedLLM
 from ivr.eventlog import EventLog
+from ivr.owner import BusinessHours, Owner
 from ivr.phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import TTSCache
@@ -23,7 +25,8 @@ QUICK_SEC = 0.5  # the timeout of a stage a test stalls for good
 
 @pytest.fixture
 def make_dialog(tmp_path):
-    def build(timeouts: dict | None = None, **engines):
+    def build(timeouts: dict | None = None, owner: Owner | None = None, on_lead=None,
+              **engines):
         limits = {"asr_timeout_sec": ROOMY_SEC, "llm_timeout_sec": ROOMY_SEC,
                   "tts_timeout_sec": ROOMY_SEC, **(timeouts or {})}
         settings = make_settings(tmp_path).replace(dedup_window_sec=14, **limits)
@@ -32,7 +35,8 @@ def make_dialog(tmp_path):
         parts = {"asr": FakeASR(["מה שעות הפתיחה?"]), "llm": FakeLLM(), "tts": FakeTTS(),
                  **engines}
         cache = TTSCache(settings.tts_dir)
-        return Dialog(settings, store, EventLog(store), Engines(**parts), cache), store
+        return Dialog(settings, store, EventLog(store), Engines(**parts), cache, owner,
+                      on_lead), store
     return build
 
 
@@ -123,3 +127,58 @@ def test_a_message_for_a_person_is_saved_as_a_lead(make_dialog):
     assert (lead["name"], lead["phone"], lead["reason"], lead["caller"]) == (
         "יוסי לוי", "0541234567", "בעיה בהזמנה", "+972501112233")
     assert "LEAD" in kinds(store)
+
+
+OPEN = Owner(phone="+972501234567", hours=BusinessHours())  # no hours in the flow: any time
+CLOSED = Owner(phone="+972501234567", hours=BusinessHours(week={n: [] for n in range(7)}))
+
+
+def test_asking_for_a_person_in_hours_says_so_and_ends_the_reply_in_a_transfer(make_dialog):
+    dialog, store = make_dialog(llm=ScriptedLLM(), owner=OPEN)
+    outcome = dialog.run_turn(SID, 1, text="0", source="gather")  # the person intent's key
+    assert outcome.reply_text == OPEN.transferring and outcome.reply.ending == "transfer"
+    (turn,) = [e for e in store.events(SID) if e["kind"] == "TURN"]
+    assert turn["detail"]["ending"] == "transfer"
+
+
+@pytest.mark.parametrize("owner", [CLOSED, Owner()], ids=["out-of-hours", "no-owner-phone"])
+def test_asking_for_a_person_out_of_hours_takes_a_message_instead(make_dialog, owner):
+    dialog, store = make_dialog(llm=ScriptedLLM(), owner=owner)
+    outcome = dialog.run_turn(SID, 1, text="אני רוצה לדבר עם נציג", source="gather")
+    assert outcome.reply_text == "בשמחה, אשאיר הודעה לצוות. מה השם שלך?"
+    assert outcome.reply.ending == "" and "TRANSFER_DECLINED" in kinds(store)
+
+
+def test_a_goodbye_is_said_then_the_reply_ends_the_call(make_dialog):
+    dialog, _ = make_dialog(llm=ScriptedLLM(), owner=OPEN)
+    outcome = dialog.run_turn(SID, 1, text="תודה רבה, להתראות", source="gather")
+    assert outcome.reply_text == "תודה שהתקשרתם, יום טוב!" and outcome.reply.ending == "hangup"
+
+
+class ActionOnly(LLM):
+    """An LLM that only calls a tool, writing no text (the dialog speaks for it)."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def reply_stream(self, history, text):
+        yield self.action
+
+
+@pytest.mark.parametrize("action, owner, said, ending", [
+    (HANG_UP, OPEN, OPEN.goodbye, "hangup"),
+    (TRANSFER, OPEN, OPEN.transferring, "transfer"),
+    (TRANSFER, CLOSED, CLOSED.take_message, "")])
+def test_an_action_without_words_gets_the_lines_own_sentence(make_dialog, action, owner, said,
+                                                             ending):
+    dialog, _ = make_dialog(llm=ActionOnly(action), owner=owner)
+    outcome = dialog.run_turn(SID, 1, text="מה?", source="gather")
+    assert (outcome.reply_text, outcome.reply.ending, outcome.fallback) == (said, ending, "")
+
+
+def test_each_message_left_is_handed_to_the_owners_notifications(make_dialog):
+    told = []
+    dialog, _ = make_dialog(llm=ScriptedLLM(), on_lead=lambda sid, lead: told.append((sid, lead)))
+    for text in ("אני רוצה לדבר עם נציג", "יוסי לוי", "0541234567", "בעיה בהזמנה"):
+        dialog.run_turn(SID, 1, text=text, source="gather")
+    assert told == [(SID, {"name": "יוסי לוי", "phone": "0541234567", "reason": "בעיה בהזמנה"})]

@@ -10,7 +10,7 @@ import pytest
 from ivr import audio
 from ivr.dialog import Dialog
 from ivr.engines import EngineError, Engines, build_engines
-from ivr.engines.base import LiveRecognition
+from ivr.engines.base import HANG_UP, TRANSFER, LiveRecognition
 from ivr.engines.fake import FakeASR, FakeLLM, FakeTTS
 from ivr.engines.google_engines import CHUNK_BYTES, GoogleASR, GoogleLiveRecognition, GoogleTTS
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, OpenAITTS, clip
@@ -103,6 +103,26 @@ def test_openai_chat_streams_the_reply_as_it_is_written(tmp_path, provider):
     pieces = list(llm.reply_stream([], "מה שעות הפתיחה?"))
     assert len(pieces) > 1 and "".join(pieces) == provider.reply_text[:20]  # LLM_MAX_CHARS
     assert provider.requests[-1]["json"]["stream"] is True
+
+
+@pytest.mark.parametrize("tool, action", [("transfer_to_person", TRANSFER),
+                                          ("end_call", HANG_UP)])
+def test_a_tool_the_model_calls_is_the_lines_action(tmp_path, provider, tool, action):
+    llm = build_engines(openai_settings(tmp_path, provider, llm_engine="openai")).llm
+    provider.reply_text, provider.tool_call = "בשמחה.", tool
+    pieces = list(llm.reply_stream([], "אפשר לדבר עם בעל העסק?"))
+    assert "".join(p for p in pieces if isinstance(p, str)) == "בשמחה."
+    assert [p for p in pieces if not isinstance(p, str)] == [action]
+    offered = provider.requests[-1]["json"]["tools"]
+    assert {t["function"]["name"] for t in offered} == {"transfer_to_person", "end_call"}
+
+
+def test_key_0_asks_for_a_person_whatever_the_model_says(tmp_path, provider):
+    llm = build_engines(openai_settings(tmp_path, provider, llm_engine="openai")).llm
+    provider.reply_text = "אשמח לעזור."
+    pieces = list(llm.reply_stream([], "0"))
+    assert pieces[0] == TRANSFER and "".join(pieces[1:]) == "אשמח לעזור."
+    assert provider.requests[-1]["json"]["messages"][-1]["content"] != "0"  # said in words
 
 
 def test_an_engine_that_cannot_stream_gives_its_reply_whole(tmp_path):
