@@ -1,5 +1,6 @@
 """Every /webhook route: status codes, content types, signatures, malformed input, records kept."""
 
+import dataclasses
 import re
 import xml.etree.ElementTree as ET
 from urllib.parse import urlsplit
@@ -326,3 +327,82 @@ def test_what_the_caller_said_is_capped_before_it_goes_anywhere(twilio_post, run
 def test_a_malformed_account_sid_is_400(twilio_post):
     response = twilio_post("/webhook/incoming_call", AccountSid="AC\nforged")
     assert response.status_code == 400 and b"AccountSid" in response.data
+
+
+OWNER = "+972509998877"
+
+
+def owner_line(runtime, settings, open_now=True, mode="stream"):
+    """The runtime with an owner to ring (business hours: always, or never)."""
+    from ivr.owner import BusinessHours, Owner
+    runtime.settings = settings.replace(turn_mode=mode)
+    week = None if open_now else {day: [] for day in range(7)}
+    runtime.owner = Owner(phone=OWNER, ring_first=True, hours=BusinessHours(week))
+
+
+def test_ring_first_in_business_hours_dials_the_owner_and_nothing_watches_a_stream(
+        twilio_post, runtime, settings):
+    owner_line(runtime, settings)
+    root = ET.fromstring(twilio_post("/webhook/incoming_call").data)
+    dial = root.find("Dial")
+    assert dial.find("Number").text == OWNER and dial.get("timeout") == "20"
+    assert dial.get("action") == BASE + "/webhook/dial_result?why=ring_first"
+    assert runtime.store.get_call(CALL_SID)["turn_mode"] == "dial"
+    assert runtime.watchdog.pending(CALL_SID) == [] and "RING_OWNER_FIRST" in kinds(runtime)
+
+
+def test_ring_first_out_of_hours_is_the_line_at_once(twilio_post, runtime, settings):
+    owner_line(runtime, settings, open_now=False)
+    root = ET.fromstring(twilio_post("/webhook/incoming_call").data)
+    assert root.find("Dial") is None and root.find("Connect/Stream") is not None
+
+
+@pytest.mark.parametrize("status", ["no-answer", "busy", "failed", "canceled", ""])
+def test_the_owner_not_answering_first_gives_the_call_to_the_line(twilio_post, runtime,
+                                                                  settings, status):
+    owner_line(runtime, settings)
+    twilio_post("/webhook/incoming_call")
+    root = ET.fromstring(twilio_post("/webhook/dial_result?why=ring_first",
+                                     DialCallStatus=status, CallStatus="in-progress").data)
+    params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+    assert params["turn"] == "1"
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["turn_mode"], call["turn"]) == ("stream", 1)
+    assert runtime.watchdog.pending(CALL_SID) == [f"{CALL_SID}:start:1"]
+
+
+@pytest.mark.parametrize("why, outcome", [("ring_first", "owner-answered"),
+                                          ("transfer", "transferred")])
+def test_the_owner_answering_ends_the_call_when_they_hang_up(twilio_post, runtime, settings,
+                                                             why, outcome):
+    owner_line(runtime, settings)
+    twilio_post("/webhook/incoming_call")
+    body = twilio_post(f"/webhook/dial_result?why={why}", DialCallStatus="completed",
+                       DialCallDuration="42").data
+    assert body == twiml.goodbye().encode()
+    assert runtime.store.get_call(CALL_SID)["outcome"] == outcome
+    (result,) = [e for e in runtime.store.events(CALL_SID) if e["kind"] == "DIAL_RESULT"]
+    assert result["detail"] == {"why": why, "status": "completed", "seconds": "42"}
+
+
+@pytest.mark.parametrize("mode", ["stream", "gather"])
+def test_a_transfer_nobody_answers_comes_back_to_take_a_message(twilio_post, runtime,
+                                                                settings, mode):
+    owner_line(runtime, settings, mode=mode)
+    runtime.owner = dataclasses.replace(runtime.owner, ring_first=False)
+    twilio_post("/webhook/incoming_call")
+    runtime.calls.hand_to_owner(CALL_SID)  # a reply ended in <Dial>
+    root = ET.fromstring(twilio_post("/webhook/dial_result?why=transfer",
+                                     DialCallStatus="no-answer").data)
+    said = f"{runtime.owner.unavailable} {runtime.owner.take_message}"
+    last = runtime.store.history(CALL_SID)[-1]
+    assert (last["role"], last["text"]) == ("assistant", said)
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["turn_mode"], call["turn"]) == (mode, 2)
+    plays = root.findall(".//Play")
+    assert len(plays) == 1 and plays[0].text.startswith(BASE + "/static/tts/")
+    if mode == "stream":
+        params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+        assert params["turn"] == "2"
+    else:
+        assert root.find("Gather") is not None
