@@ -414,3 +414,81 @@ def test_caller_script_errors_name_the_step():
 def test_unknown_fault_is_refused(carrier):
     with pytest.raises(ValueError, match="unknown fault"):
         carrier.place_call(SILENT, explode=True)
+
+
+def test_messages_create_with_the_real_client_is_a_queued_message(carrier):
+    body = "שלום, התור שלך נקבע ליום שלישי"
+    message = rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                                   body=body)
+    assert message.sid.startswith("SM") and len(message.sid) == 34
+    assert (message.status, message.direction, message.num_segments) == (
+        "queued", "outbound-api", "1")
+    assert message.body == body and message.to == "+972501111111"
+    assert message.date_created is not None and message.date_sent is None
+    assert message.error_code is None and message.account_sid == ACCOUNT
+    assert [(m["sid"], m["to"], m["from"], m["body"]) for m in carrier.messages] == [
+        (message.sid, "+972501111111", "+97231234567", body)]
+    assert [(a["status"], a["sid"]) for a in carrier.message_attempts] == [(201, message.sid)]
+
+
+def test_messages_bad_to_is_21211_and_nothing_is_sent(carrier):
+    with pytest.raises(TwilioRestException) as bad:
+        rest_client(carrier).messages.create(to="0501111111", from_="+97231234567", body="היי")
+    assert bad.value.code == 21211 and bad.value.status == 400
+    assert "The 'To' number 0501111111 is not a valid phone number." in bad.value.msg
+    assert carrier.messages == []
+    assert [(a["status"], a["code"]) for a in carrier.message_attempts] == [(400, 21211)]
+
+
+@pytest.mark.parametrize("form, code", [
+    ({"From": "+97231234567", "Body": "x"}, 21211),
+    ({"To": "+972501111111", "From": "+972", "Body": "x"}, 21212),
+    ({"To": "+972501111111", "From": "+97231234567", "Body": ""}, 21602),
+    ({"To": "+972501111111", "From": "+97231234567", "Body": "א" * 1601}, 21617)])
+def test_messages_refused_with_twilios_codes(carrier, form, code):
+    url = f"{carrier.url}/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    answer = requests.post(url, data=form, auth=(ACCOUNT, TOKEN), timeout=10)
+    assert answer.status_code == 400 and answer.json()["code"] == code
+    assert carrier.messages == []
+
+
+def test_messages_long_hebrew_body_counts_ucs2_segments(carrier):
+    message = rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                                   body="א" * 135)
+    assert message.num_segments == "3"  # UCS-2: 67 characters a segment once split
+
+
+def test_messages_bad_token_is_20003(carrier):
+    bad = Client(ACCOUNT, "wrong-token")
+    bad.api.base_url = carrier.url
+    with pytest.raises(TwilioRestException) as auth:
+        bad.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+    assert auth.value.status == 401 and auth.value.code == 20003
+    assert carrier.messages == [] and carrier.message_attempts[0]["status"] == 401
+
+
+def test_messages_injected_failures_then_success(carrier):
+    client = rest_client(carrier)
+    carrier.fail_messages(2)
+    codes = []
+    for _ in range(2):
+        with pytest.raises(TwilioRestException) as failed:
+            client.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+        codes.append((failed.value.status, failed.value.code))
+    message = client.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+    assert codes == [(500, 20500), (500, 20500)] and message.status == "queued"
+    assert [m["sid"] for m in carrier.messages] == [message.sid]
+    assert [a["status"] for a in carrier.message_attempts] == [500, 500, 201]
+
+
+def test_messages_control_api_lists_and_injects_failures(carrier):
+    control = f"{carrier.url}/sim/messages"
+    assert requests.post(control, json={"token": "nope"}, timeout=10).status_code == 401
+    requests.post(control, json={"token": TOKEN, "fail": 1, "status": 503, "code": 20503},
+                  timeout=10)
+    with pytest.raises(TwilioRestException) as failed:
+        rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                             body="היי")
+    assert (failed.value.status, failed.value.code) == (503, 20503)
+    listed = requests.post(control, json={"token": TOKEN}, timeout=10).json()
+    assert listed["messages"] == [] and [a["code"] for a in listed["attempts"]] == [20503]
