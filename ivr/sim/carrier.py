@@ -14,10 +14,10 @@ from .call import Account
 from .interpreter import CallRun
 from .messages import Outbox, invalid, resource
 from .result import ERROR_TEXT, CallResult
-from .script import CallerScript
+from .script import DIAL_OUTCOMES, CallerScript
 
 FAULTS = {"ws_refuse", "ws_no_media", "stream_hangs", "stream_stop_after", "slow_rest",
-          "play_fail", "recording_404s"}
+          "play_fail", "recording_404s", "dial"}
 MAX_INLINE_TWIML = 4000
 API = "/2010-04-01/Accounts/<account>"
 
@@ -81,6 +81,8 @@ class Carrier:
         unknown = set(faults) - FAULTS
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
+        if faults.get("dial") not in (None, True, *DIAL_OUTCOMES):
+            raise ValueError(f"fault dial={faults['dial']}: expected one of {DIAL_OUTCOMES}")
         if not isinstance(script, CallerScript):
             script = CallerScript.load(script)
         run = CallRun(self.as_account(), script, speed or self.speed, faults)

@@ -1,4 +1,4 @@
-"""What happened on an emulated call: timeline, requests, audio heard, recordings, error codes."""
+"""What happened on an emulated call: timeline, requests, audio heard, recordings, dials, errors."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class CallResult:
     errors: list[dict] = field(default_factory=list)
     recordings: list[dict] = field(default_factory=list)
     streams: list[dict] = field(default_factory=list)
+    dials: list[dict] = field(default_factory=list)
     wav: bytes = b""
     max_tick_late_ms: float = 0.0  # how late (real ms) the emulator itself sent a frame
 
