@@ -1,0 +1,130 @@
+"""Calls through the emulator that reach the owner: ring-first, transfers, and the line hanging
+up after a goodbye."""
+
+import pytest
+import yaml
+
+from ivr.engines.fake import FakeASR
+from ivr.engines.scripted import DEFAULT_FLOW
+
+from .conftest import wait_until
+
+OWNER = "+972509998877"
+ENGINES = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake",
+           "turn_mode": "stream"}
+FLOW = yaml.safe_load(DEFAULT_FLOW.read_text(encoding="utf-8"))
+NAME, PHONE, REASON = "דנה כהן", "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש", "תור לשבוע הבא"
+UNAVAILABLE_THEN_NAME = f"{FLOW['owner_unavailable']} {FLOW['lead']['ask_name']}"
+
+
+def flow_file(tmp_path, open_now: bool) -> str:
+    """The default flow with hours that are always open (none given) or never (every day
+    closed): a test cannot depend on the day and hour it runs."""
+    flow = dict(FLOW)
+    if open_now:
+        flow.pop("hours")
+    else:
+        flow["hours"] = {}
+    path = tmp_path / ("open.yaml" if open_now else "closed.yaml")
+    path.write_text(yaml.safe_dump(flow, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def owner_line(phone_line, tmp_path, open_now=True, asr_texts=(), **changes):
+    """The line on the emulator with the owner's phone; the fake ASR hears `asr_texts` in turn."""
+    line = phone_line(**{**ENGINES, "owner_phone": OWNER, "owner_dial_timeout_sec": 5,
+                         "flow_file": flow_file(tmp_path, open_now), **changes})
+    if asr_texts:
+        line.runtime.engines.asr = FakeASR(list(asr_texts))
+    return line
+
+
+def said_by_line(line, call_sid):
+    return [m["text"] for m in line.store.history(call_sid) if m["role"] == "assistant"]
+
+
+def hung_up_by(result) -> list[str]:
+    return [e["who"] for e in result.timeline if e["text"] == "hangs up"]
+
+
+def ended(line, call_sid) -> dict:
+    return wait_until(lambda: (c := line.store.get_call(call_sid)) and c["ended"] and c)
+
+
+def test_ring_first_answered_the_owner_has_the_call_and_the_line_never_speaks(phone_line,
+                                                                             tmp_path):
+    line = owner_line(phone_line, tmp_path, owner_ring_first=True)
+    result = line.carrier.place_call({"steps": [], "end": "wait", "dial": "answer",
+                                      "dial_talk": 4})
+    (dial,) = result.dials
+    assert (dial["number"], dial["status"], dial["duration"]) == (OWNER, "completed", 4)
+    assert result.streams == [] and result.heard == []
+    assert hung_up_by(result) == ["line"]  # the owner hung up; the line ends the call
+    assert ended(line, result.call_sid)["outcome"] == "owner-answered"
+
+
+def test_ring_first_not_answered_the_line_takes_the_call(phone_line, tmp_path):
+    line = owner_line(phone_line, tmp_path, owner_ring_first=True,
+                      asr_texts=["מה שעות הפתיחה?"])
+    result = line.carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"}], "dial": "busy"})
+    assert [d["status"] for d in result.dials] == ["busy"]
+    assert said_by_line(line, result.call_sid) == [FLOW["intents"][0]["answer"]]
+    assert hung_up_by(result) == ["caller"]
+
+
+def test_ring_first_out_of_hours_rings_nobody(phone_line, tmp_path):
+    line = owner_line(phone_line, tmp_path, open_now=False, owner_ring_first=True,
+                      asr_texts=["מה שעות הפתיחה?"])
+    result = line.carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"}], "dial": "answer"})
+    assert result.dials == [] and len(said_by_line(line, result.call_sid)) == 1
+
+
+@pytest.mark.parametrize("reply_mode", ["play", "stream"])
+def test_a_transfer_nobody_answers_comes_back_and_takes_the_message(phone_line, tmp_path,
+                                                                   reply_mode):
+    line = owner_line(phone_line, tmp_path, reply_mode=reply_mode,
+                      asr_texts=[NAME, PHONE, REASON])
+    result = line.carrier.place_call({
+        "steps": [{"dtmf": "0"}, {"say": NAME}, {"say": PHONE}, {"say": REASON}],
+        "dial": "no-answer", "reply_timeout": 60})
+    assert [(d["number"], d["status"]) for d in result.dials] == [(OWNER, "no-answer")]
+    assert said_by_line(line, result.call_sid)[:2] == [FLOW["transferring"],
+                                                       UNAVAILABLE_THEN_NAME]
+    (lead,) = wait_until(lambda: line.store.leads())
+    assert (lead["name"], lead["phone"], lead["reason"]) == (NAME, "0529876543", REASON)
+
+
+def test_a_transfer_the_owner_answers_is_theirs(phone_line, tmp_path):
+    line = owner_line(phone_line, tmp_path)
+    result = line.carrier.place_call({"steps": [{"dtmf": "0"}], "end": "wait",
+                                      "dial": {OWNER: "answer"}, "dial_talk": 3})
+    assert [d["status"] for d in result.dials] == ["completed"]
+    assert said_by_line(line, result.call_sid) == [FLOW["transferring"]]
+    assert hung_up_by(result) == ["line"]
+    assert ended(line, result.call_sid)["outcome"] == "transferred"
+
+
+def test_out_of_hours_asking_for_a_person_takes_a_message_directly(phone_line, tmp_path):
+    line = owner_line(phone_line, tmp_path, open_now=False)
+    result = line.carrier.place_call({"steps": [{"dtmf": "0"}], "dial": "answer"})
+    assert result.dials == []
+    assert said_by_line(line, result.call_sid) == [FLOW["lead"]["ask_name"]]
+
+
+@pytest.mark.parametrize("reply_mode", ["play", "action", "stream"])
+def test_the_line_says_goodbye_then_hangs_up(phone_line, tmp_path, reply_mode):
+    line = owner_line(phone_line, tmp_path, reply_mode=reply_mode,
+                      asr_texts=["מה שעות הפתיחה?", "תודה רבה, להתראות"])
+    result = line.carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"},
+                                                {"say": "תודה רבה, להתראות"}],
+                                      "end": "wait", "reply_timeout": 60})
+    goodbye = FLOW["goodbye"]
+    assert said_by_line(line, result.call_sid)[-1] == goodbye
+    assert hung_up_by(result) == ["line"]
+    hangup_at = next(e["t"] for e in result.timeline if e["text"] == "hangs up")
+    last_heard = result.heard[-1]
+    assert last_heard["t"] + last_heard["duration"] <= hangup_at + 0.1  # heard to its end
+    call = ended(line, result.call_sid)
+    assert call["outcome"] == "line-hangup" and call["turn_mode"] == "stream"
+    kinds = [e["kind"] for e in line.store.events(result.call_sid)]
+    assert "LINE_HANGUP" in kinds and "WATCHDOG_REDIRECT_OK" not in kinds
