@@ -31,8 +31,11 @@ def cmd_check(_args: argparse.Namespace) -> int:
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
     from .engines import EngineError, build_engines
+    from .engines.scripted import DEFAULT_FLOW
+    from .owner import Owner
     try:
         build_engines(settings)
+        owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
@@ -44,9 +47,20 @@ def cmd_check(_args: argparse.Namespace) -> int:
     print(f"config OK: base={settings.public_base_url} turn_mode={settings.turn_mode} "
           f"reply_mode={settings.reply_mode} asr={settings.asr_engine} llm={settings.llm_engine} "
           f"tts={settings.tts_engine} twilio={mode} workers={settings.workers}")
+    print(owner_line(settings, owner))
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
+
+
+def owner_line(settings: Settings, owner) -> str:
+    """One line on reaching and telling the owner, as configured."""
+    reach = "no OWNER_PHONE: messages only" if not owner.phone else (
+        f"owner {owner.phone} ({'open' if owner.hours.is_open() else 'closed'} now"
+        f"{', rung first' if owner.ring_first else ''})")
+    tell = [f"sms to {settings.notify_sms_to}"] if settings.notify_sms_to else []
+    tell += [f"email to {settings.notify_email_to}"] if settings.notify_email_to else []
+    return f"{reach}; notifications: {', '.join(tell) or 'none'}"
 
 
 def cmd_serve(_args: argparse.Namespace) -> int:

@@ -47,3 +47,18 @@ def test_check_refuses_several_workers_on_sqlite_and_accepts_them_on_postgresql(
     accepted = check(tmp_path, WORKERS="2", DATABASE_URL="postgresql+psycopg://u@127.0.0.1:9/db")
     assert accepted.returncode == 0, accepted.stderr
     assert "workers=2" in accepted.stdout
+
+
+def test_check_says_how_the_owner_is_reached_and_names_a_wrong_hours_line(tmp_path):
+    flow = tmp_path / "flow.yaml"
+    flow.write_text((ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    told = check(tmp_path, OWNER_PHONE="+972501234567", FLOW_FILE=str(flow),
+                 NOTIFY_EMAIL_TO="owner@example.com", SMTP_URL="smtp://mail.example.com")
+    assert told.returncode == 0, told.stderr
+    assert "owner +972501234567 (" in told.stdout
+    assert "notifications: email to owner@example.com" in told.stdout
+    flow.write_text(flow.read_text(encoding="utf-8").replace('sun: "08:00-18:00"', 'sun: "9-5"'),
+                    encoding="utf-8")
+    wrong = check(tmp_path, FLOW_FILE=str(flow))
+    assert wrong.returncode == 1 and "hours.sun: '9' is not a time like 08:00" in wrong.stderr
