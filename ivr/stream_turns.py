@@ -114,6 +114,7 @@ class StreamTurns:
 
     def barge_in(self, event: BargeIn, by: str = "voice") -> None:
         self.stop_speaking.set()
+        self.ending_after = None  # the caller spoke over the goodbye: the call goes on
         speaking, self.speaking = self.speaking, None
         if speaking is not None:  # the rest is not played: the history keeps what was heard
             reply, schedule = speaking
@@ -142,9 +143,7 @@ class StreamTurns:
 
     def end_after_reply(self, ending: str) -> None:
         """The reply before a hang-up or a transfer was heard to its end: do it."""
-        s, owner = self.rt.settings, self.rt.owner
-        doc = twiml.goodbye() if ending == "hangup" else twiml.dial_owner(
-            s.public_base_url, owner.phone, owner.dial_timeout, "transfer")
+        doc = replies.listen_twiml(self.rt, ending)  # <Hangup/>, or <Dial> the owner
         replies.end_listening(self.rt, self.call_sid, ending)
         if not self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending) \
                 and ending == "transfer":
