@@ -17,6 +17,7 @@ from .dialog import Dialog
 from .engines import build_engines
 from .eventlog import EventLog, RejectionTally
 from .media_store import shared_media
+from .notify import Notifier
 from .retention import schedule_daily
 from .runtime import Runtime
 from .shared_replies import ReplyLog
@@ -72,9 +73,11 @@ def create_app(config: Settings | None = None) -> Flask:
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
-        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media)
+        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
+        notifier=Notifier(settings, store, events, delivery, engines.llm))
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
+    runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
     schedule_daily(runtime)
     app.extensions["ivr"] = runtime
 
