@@ -414,3 +414,178 @@ def test_caller_script_errors_name_the_step():
 def test_unknown_fault_is_refused(carrier):
     with pytest.raises(ValueError, match="unknown fault"):
         carrier.place_call(SILENT, explode=True)
+
+
+def test_messages_create_with_the_real_client_is_a_queued_message(carrier):
+    body = "שלום, התור שלך נקבע ליום שלישי"
+    message = rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                                   body=body)
+    assert message.sid.startswith("SM") and len(message.sid) == 34
+    assert (message.status, message.direction, message.num_segments) == (
+        "queued", "outbound-api", "1")
+    assert message.body == body and message.to == "+972501111111"
+    assert message.date_created is not None and message.date_sent is None
+    assert message.error_code is None and message.account_sid == ACCOUNT
+    assert [(m["sid"], m["to"], m["from"], m["body"]) for m in carrier.messages] == [
+        (message.sid, "+972501111111", "+97231234567", body)]
+    assert [(a["status"], a["sid"]) for a in carrier.message_attempts] == [(201, message.sid)]
+
+
+def test_messages_bad_to_is_21211_and_nothing_is_sent(carrier):
+    with pytest.raises(TwilioRestException) as bad:
+        rest_client(carrier).messages.create(to="0501111111", from_="+97231234567", body="היי")
+    assert bad.value.code == 21211 and bad.value.status == 400
+    assert "The 'To' number 0501111111 is not a valid phone number." in bad.value.msg
+    assert carrier.messages == []
+    assert [(a["status"], a["code"]) for a in carrier.message_attempts] == [(400, 21211)]
+
+
+@pytest.mark.parametrize("form, code", [
+    ({"From": "+97231234567", "Body": "x"}, 21211),
+    ({"To": "+972501111111", "From": "+972", "Body": "x"}, 21212),
+    ({"To": "+972501111111", "From": "+97231234567", "Body": ""}, 21602),
+    ({"To": "+972501111111", "From": "+97231234567", "Body": "א" * 1601}, 21617)])
+def test_messages_refused_with_twilios_codes(carrier, form, code):
+    url = f"{carrier.url}/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    answer = requests.post(url, data=form, auth=(ACCOUNT, TOKEN), timeout=10)
+    assert answer.status_code == 400 and answer.json()["code"] == code
+    assert carrier.messages == []
+
+
+def test_messages_long_hebrew_body_counts_ucs2_segments(carrier):
+    message = rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                                   body="א" * 135)
+    assert message.num_segments == "3"  # UCS-2: 67 characters a segment once split
+
+
+def test_messages_bad_token_is_20003(carrier):
+    bad = Client(ACCOUNT, "wrong-token")
+    bad.api.base_url = carrier.url
+    with pytest.raises(TwilioRestException) as auth:
+        bad.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+    assert auth.value.status == 401 and auth.value.code == 20003
+    assert carrier.messages == [] and carrier.message_attempts[0]["status"] == 401
+
+
+def test_messages_injected_failures_then_success(carrier):
+    client = rest_client(carrier)
+    carrier.fail_messages(2)
+    codes = []
+    for _ in range(2):
+        with pytest.raises(TwilioRestException) as failed:
+            client.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+        codes.append((failed.value.status, failed.value.code))
+    message = client.messages.create(to="+972501111111", from_="+97231234567", body="היי")
+    assert codes == [(500, 20500), (500, 20500)] and message.status == "queued"
+    assert [m["sid"] for m in carrier.messages] == [message.sid]
+    assert [a["status"] for a in carrier.message_attempts] == [500, 500, 201]
+
+
+def test_messages_control_api_lists_and_injects_failures(carrier):
+    control = f"{carrier.url}/sim/messages"
+    assert requests.post(control, json={"token": "nope"}, timeout=10).status_code == 401
+    requests.post(control, json={"token": TOKEN, "fail": 1, "status": 503, "code": 20503},
+                  timeout=10)
+    with pytest.raises(TwilioRestException) as failed:
+        rest_client(carrier).messages.create(to="+972501111111", from_="+97231234567",
+                                             body="היי")
+    assert (failed.value.status, failed.value.code) == (503, 20503)
+    listed = requests.post(control, json={"token": TOKEN}, timeout=10).json()
+    assert listed["messages"] == [] and [a["code"] for a in listed["attempts"]] == [20503]
+
+
+EPS = 1e-6  # call times are rounded to the millisecond: their differences to float noise
+DIAL_DOC = doc('<Dial timeout="2" action="/dial_done"><Number>+972501111111</Number></Dial>')
+
+
+def dial_call(line, carrier, far_end, steps=(), **faults):
+    """Ring the fixture line, which dials +972501111111; the caller waits for it to listen."""
+    line.docs["/webhook/incoming_call"] = DIAL_DOC
+    line.docs["/dial_done"] = doc("<Say>תודה</Say>", "<Hangup/>")
+    script = {"dial": {"+972501111111": far_end, "+972509999999": "busy"}, "dial_talk": 2,
+              "steps": list(steps), "end": "wait", "max_duration": 60}
+    result = carrier.place_call(script, **faults)
+    done = [r for r in line.requests if r["path"] == "/dial_done"]
+    assert len(done) == 1 and done[0]["signed"] and result.error_codes == []
+    assert done[0]["form"]["CallSid"] == result.call_sid
+    assert result.heard[-1]["text"] == "תודה"  # the action's TwiML ran
+    request = [r for r in result.requests if r["url"].endswith("/dial_done")][0]
+    return result, done[0]["form"], request["t"]
+
+
+def said_at(result, text: str) -> float:
+    return [e["t"] for e in result.timeline if text in e["text"]][0]
+
+
+def test_dial_answered_bridges_then_the_far_end_hangs_up_and_the_action_runs(line, carrier):
+    result, form, action_t = dial_call(line, carrier, "answer", steps=[{"say": "הלו?"}])
+    assert result.said == []  # ringing and bridged, the line never listened for the caller
+    assert (form["DialCallStatus"], form["DialCallDuration"]) == ("completed", "2")
+    assert form["DialCallSid"].startswith("CA") and len(form["DialCallSid"]) == 34
+    assert form["DialCallSid"] != result.call_sid
+    dialled = result.dials[0]
+    assert (dialled["number"], dialled["outcome"], dialled["status"]) == (
+        "+972501111111", "answer", "completed")
+    answered = said_at(result, "the far end answered")
+    hung_up = said_at(result, "the far end hangs up")
+    assert answered - said_at(result, "dials +972501111111") >= 1.0 - EPS  # rang 1 s
+    assert hung_up - answered >= 2.0 - EPS and action_t >= hung_up  # talked dial_talk s
+    assert dialled["seconds"] >= 3.0 - EPS and result.to_dict(False)["dials"] == result.dials
+
+
+def test_dial_no_answer_rings_out_the_timeout(line, carrier):
+    result, form, action_t = dial_call(line, carrier, "no-answer")
+    assert (form["DialCallStatus"], form["DialCallDuration"]) == ("no-answer", "0")
+    assert action_t - result.dials[0]["t"] >= 2.0 - EPS
+    assert "the far end answered" not in result.timeline_text()
+    assert said_at(result, "the far end did not answer") <= action_t
+
+
+def test_dial_busy_fault_overrides_the_script(line, carrier):
+    result, form, action_t = dial_call(line, carrier, "answer", dial="busy")
+    assert (form["DialCallStatus"], form["DialCallDuration"]) == ("busy", "0")
+    assert result.dials[0]["outcome"] == "busy"
+    assert said_at(result, "the far end is busy") - result.dials[0]["t"] >= 0.5 - EPS
+    assert "the far end answered" not in result.timeline_text()
+
+
+def test_dial_failed_at_once(line, carrier):
+    result, form, _ = dial_call(line, carrier, "failed")
+    assert form["DialCallStatus"] == "failed" and result.dials[0]["status"] == "failed"
+
+
+def test_dial_without_action_goes_on_with_the_next_verb(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc('<Dial timeout="2">+972501111111</Dial>',
+                                              "<Say>אחרי</Say>", "<Hangup/>")
+    result = carrier.place_call({"dial": "busy", "steps": [], "end": "wait"})
+    assert result.dials[0]["status"] == "busy" and result.heard[0]["text"] == "אחרי"
+    assert result.heard[0]["t"] >= said_at(result, "the far end is busy")
+    assert line.paths() == ["/webhook/incoming_call", "/call_status"]
+
+
+def test_dial_a_number_not_in_the_script_is_not_answered(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc('<Dial timeout="1">+972507777777</Dial>')
+    result = carrier.place_call({"dial": {"+972501111111": "answer"}, "steps": [],
+                                 "end": "wait"})
+    assert result.dials[0]["status"] == "no-answer"
+
+
+def test_the_caller_may_hang_up_while_the_dial_rings(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        '<Dial timeout="30" action="/dial_done">+972501111111</Dial>')
+    result = carrier.place_call({"steps": [{"silence": 1}, "hangup"]})
+    assert result.dials[0]["status"] == "canceled" and result.dials[0]["seconds"] < 30
+    assert "/dial_done" not in line.paths() and result.duration < 30
+
+
+def test_dial_script_keys_and_the_fault_are_checked(carrier):
+    script = CallerScript.load("dial:\n  +972501111111: answer\n  '+972-52-000-0000': busy\n"
+                               "dial_talk: 5\nsteps: []\n")
+    assert script.dial_outcome("+972501111111") == "answer"
+    assert script.dial_outcome("+972520000000") == "busy"
+    assert script.dial_outcome("+972530000000") == "no-answer" and script.dial_talk == 5
+    assert CallerScript.load({"dial": "busy"}).dial_outcome("+1555") == "busy"
+    with pytest.raises(ScriptError, match="dial: .*'ringing'"):
+        CallerScript.load({"dial": {"+972501111111": "ringing"}})
+    with pytest.raises(ValueError, match="fault dial=maybe"):
+        carrier.place_call(SILENT, dial="maybe")

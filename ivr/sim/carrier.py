@@ -12,11 +12,12 @@ from .. import audio
 from ..config import LOCAL_ACCOUNT_SID, ROOT, local_auth_token
 from .call import Account
 from .interpreter import CallRun
+from .messages import Outbox, invalid, resource
 from .result import ERROR_TEXT, CallResult
-from .script import CallerScript
+from .script import DIAL_OUTCOMES, CallerScript
 
 FAULTS = {"ws_refuse", "ws_no_media", "stream_hangs", "stream_stop_after", "slow_rest",
-          "play_fail", "recording_404s"}
+          "play_fail", "recording_404s", "dial"}
 MAX_INLINE_TWIML = 4000
 API = "/2010-04-01/Accounts/<account>"
 
@@ -44,6 +45,9 @@ class Carrier:
         self.offer_subprotocol, self.speed = offer_subprotocol, speed
         self.calls: dict[str, CallRun] = {}
         self.recordings: dict[str, bytes] = {}  # served as well as those its calls made
+        self.outbox = Outbox()
+        self.messages = self.outbox.messages  # accepted: sid, to, from, body, at
+        self.message_attempts = self.outbox.attempts  # every POST, with its status and code
         self.app = self.build_app()
         self.server = make_server(host, port, self.app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
@@ -77,6 +81,8 @@ class Carrier:
         unknown = set(faults) - FAULTS
         if unknown:
             raise ValueError(f"unknown fault(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
+        if faults.get("dial") not in (None, True, *DIAL_OUTCOMES):
+            raise ValueError(f"fault dial={faults['dial']}: expected one of {DIAL_OUTCOMES}")
         if not isinstance(script, CallerScript):
             script = CallerScript.load(script)
         run = CallRun(self.as_account(), script, speed or self.speed, faults)
@@ -147,6 +153,29 @@ class Carrier:
             return Response(audio.wav_bytes(pcm), mimetype="audio/x-wav")
         return twilio_error(404, 20404, f"unknown media type .{ext}")
 
+    def fail_messages(self, count: int, status: int = 500, code: int = 20500) -> None:
+        """The next `count` Messages POSTs (authenticated) fail with this Twilio error."""
+        self.outbox.fail(count, status, code)
+
+    def create_message(self, account: str) -> Response:
+        form = request.form.to_dict()
+        if not self.authorized(account):
+            self.outbox.attempt(form, 401, 20003)
+            return twilio_error(401, 20003)
+        failure = self.outbox.next_failure()
+        if failure is not None:
+            status, code = failure
+            self.outbox.attempt(form, status, code)
+            return twilio_error(status, code)
+        refused = invalid(form)
+        if refused is not None:
+            code, message = refused
+            self.outbox.attempt(form, 400, code)
+            return twilio_error(400, code, message)
+        response = jsonify(resource(account, self.outbox.accept(form)))
+        response.status_code = 201
+        return response
+
     def place_call_api(self) -> Response:
         """Control API (not Twilio's): `python -m ivr call` asks this carrier to ring the line."""
         body = request.get_json(silent=True) or {}
@@ -159,10 +188,25 @@ class Carrier:
             return jsonify({"error": str(exc)}), 400
         return jsonify(result.to_dict())
 
+    def messages_api(self) -> Response:
+        """Control API (not Twilio's): the messages and attempts so far; `fail` injects failures."""
+        body = request.get_json(silent=True) or {}
+        if body.get("token") != self.auth_token:
+            return twilio_error(401, 20003)
+        if body.get("fail"):
+            self.fail_messages(int(body["fail"]), int(body.get("status", 500)),
+                               int(body.get("code", 20500)))
+        with self.outbox.lock:
+            return jsonify({"messages": list(self.messages),
+                            "attempts": list(self.message_attempts)})
+
     def build_app(self) -> Flask:
         app = Flask("ivr-carrier")
         app.add_url_rule(f"{API}/Calls/<call>.json", "update", self.update_call, methods=["POST"])
         app.add_url_rule(f"{API}/Recordings/<name>", "recording", self.recording_media)
+        app.add_url_rule(f"{API}/Messages.json", "messages", self.create_message,
+                         methods=["POST"])
         app.add_url_rule("/sim/calls", "calls", self.place_call_api, methods=["POST"])
+        app.add_url_rule("/sim/messages", "sim-messages", self.messages_api, methods=["POST"])
         app.add_url_rule("/sim/health", "health", lambda: jsonify({"ok": True}))
         return app

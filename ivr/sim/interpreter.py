@@ -125,6 +125,13 @@ class CallRun:
         finally:
             self.line.speaking = False
 
+    def far_end(self, number: str) -> tuple[str, float]:
+        """A <Dial>'s far end: (outcome, seconds it talks if it answers); the fault wins."""
+        fault = self.faults.get("dial")
+        if fault:
+            return ("busy" if fault is True else str(fault)), self.script.dial_talk
+        return self.script.dial_outcome(number), self.script.dial_talk
+
     # ---- the call ------------------------------------------------------------------------
     def run(self) -> CallResult:
         self.log("carrier", f"call from {self.script.from_number} ({self.script.name})")

@@ -1,4 +1,4 @@
-"""What happened on an emulated call: timeline, requests, audio heard, recordings, error codes."""
+"""What happened on an emulated call: timeline, requests, audio heard, recordings, dials, errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ ERROR_TEXT = {
     12100: "Document parse failure",
     12300: "Invalid Content-Type",
     20003: "Authentication error",
+    20500: "Internal Server Error",
+    21211: "Invalid 'To' Phone Number",
+    21212: "Invalid 'From' Phone Number",
     21220: "Call is not in-progress; cannot redirect",
+    21602: "Message body is required",
+    21617: "The concatenated message body exceeds the 1600 character limit",
     31920: "Stream - WebSocket - Handshake Error",
     31921: "Stream - WebSocket - Close Error",
     31924: "Stream - WebSocket - Protocol Error",
@@ -34,6 +39,7 @@ class CallResult:
     errors: list[dict] = field(default_factory=list)
     recordings: list[dict] = field(default_factory=list)
     streams: list[dict] = field(default_factory=list)
+    dials: list[dict] = field(default_factory=list)
     wav: bytes = b""
     max_tick_late_ms: float = 0.0  # how late (real ms) the emulator itself sent a frame
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .call import Call
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
 DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False}
+DIAL_OUTCOMES = ("answer", "no-answer", "busy", "failed")
 
 
 class ScriptError(ValueError):
@@ -45,6 +47,8 @@ class CallerScript:
     reply_timeout: float = 20.0
     max_duration: float = 180.0
     reply_pause: float = 0.2  # a pause in the line's streamed speech this long ends its reply
+    dial: dict[str, str] = field(default_factory=dict)  # <Dial>: digits ("*": any) → outcome
+    dial_talk: float = 3.0  # seconds an answering far end talks before it hangs up
 
     @classmethod
     def load(cls, source: str | Path | dict) -> CallerScript:
@@ -62,7 +66,33 @@ class CallerScript:
                    to_number=str(data.get("to", cls.to_number)),
                    reply_timeout=float(data.get("reply_timeout", cls.reply_timeout)),
                    max_duration=float(data.get("max_duration", cls.max_duration)),
-                   reply_pause=float(data.get("reply_pause", cls.reply_pause)))
+                   reply_pause=float(data.get("reply_pause", cls.reply_pause)),
+                   dial=parse_dial(data.get("dial")),
+                   dial_talk=float(data.get("dial_talk", cls.dial_talk)))
+
+    def dial_outcome(self, number: str) -> str:
+        """How the far end of a <Dial> to `number` behaves; a number not listed: no-answer."""
+        return self.dial.get(digits(number), self.dial.get("*", "no-answer"))
+
+
+def digits(number: Any) -> str:
+    """A phone number's digits: YAML reads an unquoted +972… key as an integer."""
+    return re.sub(r"\D", "", str(number))
+
+
+def parse_dial(raw: Any) -> dict[str, str]:
+    """`dial:` as one outcome for any number, or a mapping number → outcome."""
+    if raw is None:
+        return {}
+    mapping = {"*": raw} if isinstance(raw, str) else raw
+    if not isinstance(mapping, dict):
+        raise ScriptError("dial: expected an outcome or a mapping number → outcome")
+    for number, outcome in mapping.items():
+        if outcome not in DIAL_OUTCOMES:
+            raise ScriptError(f"dial: {number}: {outcome!r}: expected one of "
+                              f"{', '.join(DIAL_OUTCOMES)}")
+    return {"*" if number == "*" else digits(number): outcome
+            for number, outcome in mapping.items()}
 
 
 def read_script(source: str | Path | dict) -> dict:

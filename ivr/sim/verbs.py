@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
+from urllib.parse import urljoin
 
 from .. import audio
 from .call import TICK, Call, Ended, Replace
 from .mediaclient import connect_stream, start_stream
 
 ALL_KEYS = "0123456789*#"
+ANSWER_AFTER_SEC = 1.0  # a far end that answers rings this long first
+BUSY_AFTER_SEC = 0.5
 
 
 def _float(element: ET.Element, name: str, default: float) -> float:
@@ -143,6 +146,69 @@ def gather(run: Call, element: ET.Element) -> None:
     raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
 
 
+def dialled_number(element: ET.Element) -> str:
+    number = element.find("Number")
+    return ((number.text if number is not None else element.text) or "").strip()
+
+
+def wait_for(run: Call, seconds: float) -> None:
+    """Let `seconds` pass on the call's clock, ticking (the ticks may lag it by up to 0.1 s)."""
+    until = run.clock.now() + seconds
+    run.tick_for(None, lambda *_: run.clock.now() >= until)
+
+
+def ring_and_talk(run: Call, outcome: str, talk: float, timeout: float, dialled: dict) -> None:
+    """The dialled call in call time: answered and bridged, rung out, busy or failed."""
+    if outcome == "answer" and timeout >= ANSWER_AFTER_SEC:
+        wait_for(run, ANSWER_AFTER_SEC)
+        run.log("carrier", "the far end answered")
+        dialled["status"], began = "completed", run.clock.now()
+        try:
+            wait_for(run, talk)
+        finally:
+            dialled["duration"] = round(run.clock.now() - began)
+        run.log("carrier", "the far end hangs up")
+    elif outcome == "busy":
+        wait_for(run, BUSY_AFTER_SEC)
+        run.log("carrier", "the far end is busy")
+        dialled["status"] = "busy"
+    elif outcome == "failed":
+        run.log("carrier", "the call to the far end failed")
+        dialled["status"] = "failed"
+    else:
+        wait_for(run, timeout)
+        run.log("carrier", "the far end did not answer")
+        dialled["status"] = "no-answer"
+
+
+def dial(run: Call, element: ET.Element) -> None:
+    """Ring a number, as the caller script says its far end behaves; then the action, if any."""
+    number = dialled_number(element)
+    if not number:
+        run.log("carrier", "warning: <Dial> without a number skipped")
+        return
+    if len(element.findall("Number")) > 1:
+        run.log("carrier", "warning: only the first <Number> of a <Dial> is dialled")
+    outcome, talk = run.far_end(number)
+    dialled = {"number": number, "outcome": outcome, "t": round(run.clock.now(), 3),
+               "seconds": 0.0, "status": "canceled", "duration": 0,
+               "sid": "CA" + secrets.token_hex(16),
+               "caller_id": element.get("callerId") or run.params()["From"]}
+    run.result.dials.append(dialled)
+    run.log("line", f"dials {number}")
+    run.line.listening = run.line.speaking = False
+    try:
+        ring_and_talk(run, outcome, talk, _float(element, "timeout", 30.0), dialled)
+    finally:
+        dialled["seconds"] = round(run.clock.now() - dialled["t"], 3)
+    if not element.get("action"):
+        return
+    action = urljoin(run.doc_url, element.get("action"))
+    extra = {"DialCallStatus": dialled["status"], "DialCallSid": dialled["sid"],
+             "DialCallDuration": str(dialled["duration"])}
+    raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
+
+
 def connect(run: Call, element: ET.Element) -> None:
     stream = element.find("Stream")
     if stream is None:
@@ -158,4 +224,4 @@ def start(run: Call, element: ET.Element) -> None:
 
 
 VERBS = {"Play": play, "Say": say, "Pause": pause, "Hangup": hangup, "Redirect": redirect,
-         "Record": record, "Gather": gather, "Connect": connect, "Start": start}
+         "Record": record, "Gather": gather, "Connect": connect, "Start": start, "Dial": dial}
