@@ -92,9 +92,11 @@ class Notifier:
         self.notify(call_sid, key, lead, summary)
 
     def _call_ended(self, call_sid: str) -> None:
+        """A call that left a message is lead_left's to notify (its summary may still be on
+        its way when the caller hangs up right after), one already notified is done."""
         lead = self.queue.last_lead(call_sid)
         summary = self.summarize(call_sid, lead)
-        if self.s.notify_every_call and not self.queue.of_call(call_sid):
+        if self.s.notify_every_call and lead is None and not self.queue.of_call(call_sid):
             self.notify(call_sid, "call", lead, summary)
 
     def summarize(self, call_sid: str, lead: dict | None) -> str:
@@ -157,21 +159,28 @@ class Notifier:
                 self.busy -= 1
 
     def _attempt(self, row: dict) -> None:
-        """One attempt of a claimed row; its outcome recorded and logged."""
+        """One attempt of a claimed row, its outcome recorded and logged (if even that fails,
+        the lease runs out and the sweep tries again)."""
         try:
-            if row["attempts"] > MAX_ATTEMPTS:  # the last attempt's process died mid-way
-                self._failed(row, row["last_error"] or "the process sending it stopped")
-                return
-            self.send(row)
-        except Exception as exc:  # noqa: BLE001 - retried, then given up, never raised
-            self._failed(row, describe(exc))
-        else:
-            if self.queue.finish(row, status="sent", sent_at=time.time()):
-                self.events.emit("NOTIFY_SENT", row["call_sid"], channel=row["channel"],
-                                 attempt=row["attempts"])
+            self._send_and_record(row)
+        except Exception as exc:  # noqa: BLE001 - the database failed us: logged, not raised
+            self.events.emit("NOTIFY_ERR", row["call_sid"], logging.WARNING, err=describe(exc))
         finally:
             with self.lock:
                 self.busy -= 1
+
+    def _send_and_record(self, row: dict) -> None:
+        if row["attempts"] > MAX_ATTEMPTS:  # the last attempt's process died mid-way
+            self._failed(row, row["last_error"] or "the process sending it stopped")
+            return
+        try:
+            self.send(row)
+        except Exception as exc:  # noqa: BLE001 - retried, then given up, never raised
+            self._failed(row, describe(exc))
+            return
+        if self.queue.finish(row, status="sent", sent_at=time.time()):
+            self.events.emit("NOTIFY_SENT", row["call_sid"], channel=row["channel"],
+                             attempt=row["attempts"])
 
     def _failed(self, row: dict, error: str) -> None:
         error, attempt = self.events.redact(error), min(row["attempts"], MAX_ATTEMPTS)

@@ -10,6 +10,8 @@ import io
 import json
 import logging
 import socket
+import threading
+import time
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -20,9 +22,11 @@ from ivr.engines.base import LLM
 from ivr.engines.openai_engines import SUMMARY_MAX_TOKENS, SUMMARY_PROMPT, OpenAILLM
 from ivr.engines.scripted import ScriptedLLM
 from ivr.notify import SWEEP_JOB
+from ivr.notify_queue import NotifyQueue
 from ivr.notify_text import Notice, email_body, sms_body, subject
+from ivr.store import Store
 
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, make_settings, wait_until
+from .conftest import ACCOUNT_SID, AUTH_TOKEN, database_url, make_settings, wait_until
 from .providers import ProviderServer
 
 pytestmark = pytest.mark.usefixtures("database")
@@ -362,6 +366,32 @@ def test_nothing_raises_into_the_call(line, smtp):
 
 
 # ---- durable retries ---------------------------------------------------------------------
+
+
+def test_a_lease_gives_each_attempt_to_one_claimer(tmp_path):
+    store = Store(database_url(tmp_path))
+    queue = NotifyQueue(store, lease_sec=0.2)
+    first = queue.add(f"{SID}:call:email", SID, "email", "o@example.com", "s", "b")
+    assert queue.add(f"{SID}:call:email", SID, "email", "o@example.com", "s", "b") is None
+    assert queue.claim(time.time(), 10) == []  # leased to its first attempt
+    wait_until(lambda: queue.waiting(time.time()))  # its claimer died: the lease ran out
+    processes = [Store(database_url(tmp_path)) for _ in range(4)]  # one writer lock each
+    gate, won = threading.Barrier(len(processes)), []
+
+    def claim(other: Store):
+        gate.wait()
+        won.extend(NotifyQueue(other).claim(time.time(), 10))
+    threads = [threading.Thread(target=claim, args=(p,)) for p in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [r["attempts"] for r in won] == [2]
+    assert not queue.finish(first, status="sent")  # the first attempt's late word is ignored
+    assert queue.finish(won[0], status="sent") and queue.of_call(SID)[0]["status"] == "sent"
+    for each in [store, *processes]:
+        each.close()
+
 
 
 def test_a_restart_resumes_a_pending_retry(line, smtp):
