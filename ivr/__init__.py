@@ -18,6 +18,7 @@ from .engines import build_engines
 from .engines.scripted import DEFAULT_FLOW
 from .eventlog import EventLog, RejectionTally
 from .media_store import shared_media
+from .notify import Notifier
 from .owner import Owner
 from .retention import schedule_daily
 from .runtime import Runtime
@@ -65,20 +66,23 @@ def create_app(config: Settings | None = None) -> Flask:
     delivery = Delivery(settings, events)
     reply_log = ReplyLog(store)
     owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
+    notifier = Notifier(settings, store, events, delivery, engines.llm)
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
     runtime = Runtime(
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
-        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner),
+        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
+                                         notifier.lead_left),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
-        owner=owner)
+        owner=owner, notifier=notifier)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
+    runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
     schedule_daily(runtime)
     app.extensions["ivr"] = runtime
 

@@ -88,8 +88,9 @@ def call(call_sid: str) -> str:
     events = [_view(e, start) for e in rt.store.events(call_sid) if e["kind"] not in QUIET_KINDS]
     codes = sorted({code for e in events for code in e["codes"]})
     turns = rt.store.turns(call_sid)
+    notices = rt.notifier.queue.of_call(call_sid) if rt.notifier else []
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
-                           turns=turns, bars=timing_bars(turns), when=_when,
+                           turns=turns, bars=timing_bars(turns), when=_when, notices=notices,
                            tts=lambda name: rt.tts_url(name) if name else "",
                            recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
 

@@ -16,6 +16,7 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .media_store import SharedMedia
+from .notify import Notifier
 from .owner import Owner
 from .shared_replies import ReplyLog
 from .spoken import PendingReplies
@@ -46,6 +47,7 @@ class Runtime:
     reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
     media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)
     owner: Owner = field(default_factory=Owner)  # whom to transfer to and ring first, when
+    notifier: Notifier | None = None  # the call summaries and the owner's SMS and e-mails
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""
@@ -66,6 +68,8 @@ class Runtime:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.watchdog.close()
+        if self.notifier:
+            self.notifier.close()
         for pool in (self.turn_pool, self.dialog.pool, self.dialog.writers):
             pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()

@@ -1,4 +1,4 @@
-"""The database's tables (calls, turns, events, health, leads, media, replies, checks) and caps."""
+"""The tables (calls, turns, events, health, leads, notifications, media, replies, checks), caps."""
 
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ calls = Table(
     Column("updated_at", Float),
     Column("ended_at", Float),
     Column("ended", Boolean, default=False),
+    Column("summary", Text),  # two lines for the owner (ivr/notify.py), once the call ends
 )
 
 turns = Table(
@@ -101,6 +102,23 @@ checks = Table(  # the watchdog's due timers: one row per armed check, claimed b
     Column("lease_until", Float),  # claimed by a process until then (NULL: waiting)
     Column("attempts", Integer, default=0),
     Column("detail", Text, default="{}"),  # JSON: the check's other arguments
+)
+
+notifications = Table(  # the owner's SMS and e-mails: one row each, retried until sent or failed
+    "notifications", metadata,
+    Column("id", String(200), primary_key=True),  # "<CallSid>:<lead key or call>:<channel>"
+    Column("call_sid", String(64), index=True),
+    Column("channel", String(16)),  # "sms" or "email"
+    Column("target", Text, default=""),  # the phone number, or the e-mail addresses
+    Column("subject", Text, default=""),
+    Column("body", Text, default=""),
+    Column("status", String(16), default="pending"),  # pending, sent or failed
+    Column("attempts", Integer, default=0),
+    Column("next_at", Float, index=True),  # the next attempt is due then
+    Column("lease_until", Float),  # an attempt is under way in some process until then
+    Column("last_error", Text, default=""),
+    Column("created_at", Float),
+    Column("sent_at", Float),
 )
 
 CALL_FIELDS = frozenset(c.name for c in calls.columns)

@@ -126,6 +126,12 @@ class LLM:
         """Fixed sentences this engine says (worth prewarming in the TTS cache)."""
         return []
 
+    def summarize(self, history: list[dict], lead: dict | None) -> str:
+        """Two lines for the owner: what the caller said, then the message left (or none)."""
+        said = " / ".join(m["text"] for m in history if m["role"] == "user" and m["text"])
+        first = f"המתקשר אמר: {clipped(said, SUMMARY_LINE_CHARS)}" if said else "המתקשר לא אמר דבר"
+        return f"{first}\n{lead_line(lead)}"
+
 
 class TTS:
     """Synthesises a reply as MP3 bytes; `voice` is part of the cache key."""
@@ -135,3 +141,22 @@ class TTS:
 
     def synthesize(self, text: str) -> bytes:
         raise NotImplementedError
+
+
+SUMMARY_LINE_CHARS = 160  # a summary line longer than this is cut with "…"
+NO_MESSAGE = "לא הושארה הודעה"
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` on one line, cut at a word with "…" when longer than `limit`."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def lead_line(lead: dict | None) -> str:
+    """A summary's second line: the message left (name, phone, reason), or that there is none."""
+    if not lead:
+        return NO_MESSAGE
+    who = ", ".join(v for v in (lead.get("name"), lead.get("phone")) if v) or "ללא שם וטלפון"
+    reason = lead.get("reason") or ""
+    return clipped(f"הודעה: {who}" + (f" — {reason}" if reason else ""), SUMMARY_LINE_CHARS)

@@ -6,7 +6,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .. import audio
-from .base import ASR, HANG_UP, LLM, TRANSFER, TTS, Action, EngineError
+from .base import (
+    ASR,
+    HANG_UP,
+    LLM,
+    SUMMARY_LINE_CHARS,
+    TRANSFER,
+    TTS,
+    Action,
+    EngineError,
+    clipped,
+    lead_line,
+)
 
 PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.txt"
 PERSON_KEY = "0"  # a caller who presses 0 asks for a person, whatever the model makes of it
@@ -24,6 +35,9 @@ TOOLS = [  # the actions the model may take besides talking (Chat Completions "t
         "parameters": {"type": "object", "properties": {}}}},
 ]
 ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP}
+SUMMARY_PROMPT = ("סכם את שיחת הטלפון בשתי שורות קצרות בעברית. שורה ראשונה: במה המתקשר התעניין. "
+                  "שורה שנייה: ההודעה שהשאיר (שם, טלפון, סיבה), או 'לא הושארה הודעה'.")
+SUMMARY_MAX_TOKENS = 120
 
 
 def openai_client(settings):
@@ -109,6 +123,21 @@ class OpenAILLM(LLM):
         finally:
             stream.close()
 
+    def summarize(self, history: list[dict], lead: dict | None) -> str:
+        """Two lines written by the model (one short completion); any failure: the base's."""
+        try:
+            result = self.client.chat.completions.create(
+                model=self.model, temperature=0.2, max_tokens=SUMMARY_MAX_TOKENS,
+                messages=[{"role": "system", "content": SUMMARY_PROMPT},
+                          {"role": "user", "content": transcript(history, lead)}])
+            lines = [line.strip() for line in (result.choices[0].message.content or "")
+                     .splitlines() if line.strip()]
+            if lines:
+                return "\n".join(clipped(line, SUMMARY_LINE_CHARS) for line in lines[:2])
+        except Exception:  # noqa: BLE001 - the owner still gets the summary built from the call
+            pass
+        return super().summarize(history, lead)
+
 
 def clip(text: str, max_chars: int) -> str:
     """Cut an over-long reply at the last sentence end within the limit (phone-length)."""
@@ -133,3 +162,10 @@ class OpenAITTS(TTS):
         result = self.client.audio.speech.create(model=self.model, voice=self.voice, input=text,
                                                  response_format="mp3")
         return result.content
+
+
+def transcript(history: list[dict], lead: dict | None) -> str:
+    """The call as the summary prompt reads it: who said what, then the message left."""
+    who = {"user": "מתקשר", "assistant": "נציג"}
+    lines = [f"{who.get(m['role'], m['role'])}: {m['text']}" for m in history if m["text"]]
+    return "\n".join(lines + [lead_line(lead)])

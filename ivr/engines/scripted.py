@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from .base import HANG_UP, LLM, TRANSFER, Action, last_said
+from .base import HANG_UP, LLM, TRANSFER, Action, last_said, lead_line
 
 DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
 HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2", "שתים": "2", "שניים": "2",
@@ -16,6 +16,7 @@ HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2",
                  "שש": "6", "שישה": "6", "שבע": "7", "שבעה": "7", "שמונה": "8", "תשע": "9",
                  "תשעה": "9"}
 NIQQUD = re.compile(r"[\u0591-\u05c7]")
+HEARD_CHARS = 12  # the beginning of an answer heard before a barge-in that still names it
 
 
 def normalize(text: str) -> str:
@@ -129,3 +130,25 @@ class ScriptedLLM(LLM):
         phone = phone_digits(answers.get("phone", ""))
         return {"name": answers.get("name", ""),
                 "phone": phone if len(phone) >= 7 else answers.get("phone", ""), "reason": text}
+
+    def summarize(self, history: list[dict], lead: dict | None) -> str:
+        """Line 1: the intents the caller reached (by the flow's answers they heard, each intent's
+        `label`); line 2: the message left, or that none was."""
+        topics: list[str] = []
+        for message in history:
+            intent = self.answered(message) if message["role"] == "assistant" else None
+            label = intent.get("label", intent["name"]) if intent else ""
+            if label and label not in topics:
+                topics.append(label)
+        first = "פנייה בנושא: " + ", ".join(topics) if topics else "לא זוהה נושא הפנייה"
+        return f"{first}\n{lead_line(lead)}"
+
+    def answered(self, message: dict) -> dict | None:
+        """The intent whose answer (or, for the message intent, first question) this was, whole
+        or the beginning the caller heard before cutting in."""
+        heard = message["text"]
+        for intent in self.intents:
+            said = self.lead_texts["ask_name"] if intent.get("lead") else intent.get("answer")
+            if said and (heard == said or len(heard) >= HEARD_CHARS and said.startswith(heard)):
+                return intent
+        return None

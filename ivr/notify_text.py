@@ -1,0 +1,74 @@
+"""The owner's notification texts (Hebrew): an e-mail's subject and body, and a short SMS."""
+
+from __future__ import annotations
+
+import datetime
+import zoneinfo
+from dataclasses import dataclass
+
+SMS_REASON_CHARS = 50  # the SMS keeps the reason and the name short: the link has the rest
+SMS_NAME_CHARS = 24
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the owner is told about one call (name, phone and reason empty: no message left)."""
+
+    caller: str  # the number that called
+    name: str
+    phone: str  # the number to call back, as the caller gave it
+    reason: str
+    at: float  # when the call started (epoch seconds)
+    summary: str  # two lines
+    link: str  # the call in the inspector
+
+    @property
+    def left_message(self) -> bool:
+        return bool(self.name or self.phone or self.reason)
+
+    @property
+    def number(self) -> str:
+        """The number to call back: the one given, else the one that called."""
+        return self.phone or self.caller
+
+
+def local_time(ts: float, tz: str) -> str:
+    """`ts` in the time zone, as 23/11/2026 14:05."""
+    moment = datetime.datetime.fromtimestamp(ts, zoneinfo.ZoneInfo(tz))
+    return moment.strftime("%d/%m/%Y %H:%M")
+
+
+def subject(notice: Notice) -> str:
+    """The e-mail's subject: who, and the number to call back."""
+    if notice.left_message:
+        return f"הודעה חדשה מ{notice.name or 'מתקשר'} ({notice.number})"
+    return f"שיחה מ-{notice.caller or 'מספר חסוי'}"
+
+
+def email_body(notice: Notice, tz: str) -> str:
+    """The e-mail: the call's details, the summary and the link to the call."""
+    lines = ["התקבלה הודעה חדשה בקו." if notice.left_message else "התקבלה שיחה בקו.", "",
+             f"מספר המתקשר: {notice.caller or 'חסוי'}"]
+    if notice.left_message:
+        lines += [f"שם: {notice.name or '—'}", f"טלפון לחזרה: {notice.number or '—'}",
+                  f"סיבת הפנייה: {notice.reason or '—'}"]
+    lines += [f"שעה: {local_time(notice.at, tz)}", "", "סיכום:", notice.summary, "",
+              f"השיחה ביומן: {notice.link}"]
+    return "\n".join(lines) + "\n"
+
+
+def sms_body(notice: Notice, tz: str) -> str:
+    """The SMS: who, the number, the reason cut short, when, and the link."""
+    if notice.left_message:
+        reason = short(notice.reason, SMS_REASON_CHARS)
+        head = f"הודעה מ{short(notice.name, SMS_NAME_CHARS) or 'מתקשר'} {short(notice.number, 20)}"
+        head += f": {reason}" if reason else ""
+    else:
+        topic = short(notice.summary.splitlines()[0] if notice.summary else "", SMS_REASON_CHARS)
+        head = f"שיחה מ-{notice.caller or 'מספר חסוי'}: {topic}"
+    return f"{head}\n{local_time(notice.at, tz)}\n{notice.link}"
+
+
+def short(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with "…"."""
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
