@@ -4,18 +4,13 @@ Messages API, retries under a lease, the summaries, the inspector's view."""
 from __future__ import annotations
 
 import datetime
-import email
-import email.policy
 import io
 import json
 import logging
-import socket
 import threading
 import time
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from ivr import create_app
 from ivr.engines.base import LLM
@@ -27,7 +22,9 @@ from ivr.notify_text import Notice, email_body, sms_body, subject
 from ivr.store import Store
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, database_url, make_settings, wait_until
+from .livehelpers import free_port
 from .providers import ProviderServer
+from .smtpserver import SMTPServer
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -50,55 +47,6 @@ HISTORY = [  # asked about the opening hours and the prices, then left a message
 SUMMARY = ("פנייה בנושא: שעות הפתיחה, המחירים, שיחה עם נציג\n"
            "הודעה: דנה כהן, 0527654321 — לקבוע תור ליום שלישי")
 NOV_23_1405 = datetime.datetime(2026, 11, 23, 12, 5, tzinfo=datetime.UTC).timestamp()  # 14:05 IST
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Inbox:
-    """aiosmtpd handler: keeps each message accepted; answers DATA with `failures` first (all
-    of them for ever with `always`)."""
-
-    def __init__(self):
-        self.messages: list[email.message.EmailMessage] = []
-        self.envelopes: list = []
-        self.failures: list[str] = []
-        self.always = ""
-        self.data_calls = 0
-
-    async def handle_DATA(self, server, session, envelope):
-        self.data_calls += 1
-        if self.always or self.failures:
-            return self.always or self.failures.pop(0)
-        self.envelopes.append(envelope)
-        self.messages.append(email.message_from_bytes(envelope.content,
-                                                      policy=email.policy.default))
-        return "250 2.0.0 accepted"
-
-
-class SMTPServer:
-    """A real SMTP server on a free loopback port; `logins` accepts these user/password pairs."""
-
-    def __init__(self, logins: dict[str, str] | None = None):
-        self.inbox, self.port, self.logins = Inbox(), free_port(), logins or {}
-        options = {"authenticator": self.authenticate, "auth_require_tls": False} \
-            if logins else {}
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **options)
-        self.controller.start()
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and \
-            self.logins.get(auth_data.login.decode()) == auth_data.password.decode()
-        return AuthResult(success=ok)
-
-    def url(self, userinfo: str = "") -> str:
-        return f"smtp://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}"
-
-    def stop(self):
-        self.controller.stop()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Calls through the emulator that reach the owner: ring-first, transfers, and the line hanging
-up after a goodbye."""
+"""Calls through the emulator that reach the owner: ring-first, transfers, the line hanging up
+after a goodbye, and the owner told of a message by SMS (the emulator) and e-mail (SMTP)."""
 
 import pytest
 import yaml
@@ -8,6 +8,7 @@ from ivr.engines.fake import FakeASR
 from ivr.engines.scripted import DEFAULT_FLOW
 
 from .conftest import wait_until
+from .smtpserver import SMTPServer
 
 OWNER = "+972509998877"
 ENGINES = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake",
@@ -128,3 +129,40 @@ def test_the_line_says_goodbye_then_hangs_up(phone_line, tmp_path, reply_mode):
     assert call["outcome"] == "line-hangup" and call["turn_mode"] == "stream"
     kinds = [e["kind"] for e in line.store.events(result.call_sid)]
     assert "LINE_HANGUP" in kinds and "WATCHDOG_REDIRECT_OK" not in kinds
+
+
+@pytest.fixture
+def smtp():
+    server = SMTPServer()
+    yield server
+    server.stop()
+
+
+def test_a_message_left_reaches_the_owner_by_sms_and_email_with_the_call_link(
+        phone_line, tmp_path, smtp):
+    line = owner_line(phone_line, tmp_path, open_now=False, asr_texts=[NAME, PHONE, REASON],
+                      notify_sms_to="+972507777777", notify_sms_from="+97233333333",
+                      smtp_url=smtp.url(), notify_email_to="owner@example.com",
+                      notify_retry_sec=0.05, inspector_token="owner-token")
+    line.carrier.fail_messages(2, status=503, code=20503)  # Twilio fails twice, then sends
+    result = line.carrier.place_call({
+        "steps": [{"dtmf": "0"}, {"say": NAME}, {"say": PHONE}, {"say": REASON}],
+        "from": "+972529876543", "reply_timeout": 60})
+    link = f"{line.url}/inspector/calls/{result.call_sid}"
+    (sms,) = wait_until(lambda: line.carrier.messages)
+    assert sms["to"] == "+972507777777" and sms["from"] == "+97233333333"
+    assert all(part in sms["body"] for part in (NAME, REASON, "0529876543", link))  # short
+    (mail,) = wait_until(lambda: smtp.inbox.messages)
+    body = mail.get_content()
+    assert mail["To"] == "owner@example.com" and NAME in mail["Subject"]
+    summary = wait_until(lambda: line.store.get_call(result.call_sid)["summary"])
+    assert all(part in body for part in (NAME, "0529876543", REASON, "+972529876543", link))
+    assert summary.splitlines()[-1] in body  # the message, as the summary's second line
+    assert [a["status"] for a in line.carrier.message_attempts] == [503, 503, 201]
+    page = line.app.test_client().get(f"/inspector/calls/{result.call_sid}",
+                                      headers={"Authorization": "Bearer owner-token"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "notifications" in html.lower() and "sent" in html
+    sms_row = next(r for r in line.runtime.notifier.queue.of_call(result.call_sid)
+                   if r["channel"] == "sms")
+    assert (sms_row["status"], sms_row["attempts"]) == ("sent", 3)
