@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,3 +93,9 @@ class NotifyQueue:
         with self.store.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
         return dict(row) if row else None
+
+    def purge_before(self, ts: float) -> int:
+        """Delete the notifications queued before `ts` (RETENTION_DAYS); how many."""
+        with self.store.writing() as conn:
+            return conn.execute(delete(notifications).where(
+                notifications.c.created_at < ts)).rowcount

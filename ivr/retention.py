@@ -12,6 +12,7 @@ from . import recordings
 from .config import Settings
 from .eventlog import EventLog
 from .media_store import SharedMedia
+from .notify_queue import NotifyQueue
 from .shared_replies import ReplyLog
 from .store import Store
 from .tts_cache import ALIASES, TTSCache
@@ -33,6 +34,7 @@ def purge(settings: Settings, store: Store, events: EventLog, cache: TTSCache | 
     counts["tts_files"] = cache.purge_unused(before)
     counts["media_rows"] = SharedMedia(store).purge_before(before, keep=ALIASES)
     counts["reply_rows"] = ReplyLog(store).purge_before(before)
+    counts["notification_rows"] = NotifyQueue(store).purge_before(before)
     events.emit("PURGE", None, logging.INFO, days=days, **counts)
     return counts
 

@@ -7,9 +7,13 @@ import time
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+from sqlalchemy import update
+
 from ivr import recordings
 from ivr.eventlog import EventLog
+from ivr.notify_queue import NotifyQueue
 from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
+from ivr.schema import notifications
 from ivr.store import Store
 from ivr.tts_cache import ALIASES, TTSCache
 
@@ -28,8 +32,14 @@ def fill(store: Store, var_dir: str, tts_dir: str) -> dict:
         store.add_event(sid, "ASR_TEXT", {"text": "שלום"})
         store.add_lead(sid, name="דנה", phone="0501234567")
     store.add_event(None, "APP_START", {})
+    queue = NotifyQueue(store)
+    for sid in (OLD, NEW):
+        queue.add(f"{sid}:call:email", sid, "email", "owner@example.com", "שיחה", "גוף")
     backdate(store, OLD, days=100)
     backdate(store, "", days=100)
+    with store.writing() as conn:
+        conn.execute(update(notifications).where(notifications.c.call_sid == OLD)
+                     .values(created_at=time.time() - 100 * 86400))
     store.add_event(None, "APP_START", {})
     old_rec = recordings.keep(var_dir, "REold", b"RIFF", {"call_sid": OLD})
     recordings.keep(var_dir, "REnew", b"RIFF", {"call_sid": NEW})
@@ -46,6 +56,8 @@ def assert_only_the_recent_is_left(store: Store, files: dict) -> None:
     assert store.get_call(OLD) is None and store.turns(OLD) == [] and store.events(OLD) == []
     assert len(store.turns(NEW)) == 1 and len(store.events(NEW)) == 1
     assert len(store.leads()) == 2  # leads stay until the owner deletes them
+    assert [n["call_sid"] for n in NotifyQueue(store).of_call(NEW)] == [NEW]
+    assert NotifyQueue(store).of_call(OLD) == []
     assert not files["old_rec"].exists() and not files["old_rec"].with_suffix(".json").exists()
     assert (files["old_rec"].parent / "REnew.wav").exists()
     assert not files["old_mp3"].exists() and files["new_mp3"].exists()
@@ -58,7 +70,8 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     files = fill(store, settings.var_dir, settings.tts_dir)
     counts = purge(settings, store, EventLog(store))
     assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1,
-                      "media_rows": 0, "reply_rows": 0}  # rows only with PostgreSQL
+                      "media_rows": 0, "reply_rows": 0,  # rows only with PostgreSQL
+                      "notification_rows": 1}
     assert_only_the_recent_is_left(store, files)
     line = [(e["kind"], e["detail"]) for e in store.events("")]
     assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
@@ -75,7 +88,7 @@ def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
                                    "recordings=1 tts_files=1 media_rows=0 reply_rows=0 "
-                                   "(leads kept)")
+                                   "notification_rows=1 (leads kept)")
     store = Store(env["DATABASE_URL"])
     assert_only_the_recent_is_left(store, files)
     assert store.events("")[-1]["detail"]["days"] == 30
