@@ -39,7 +39,7 @@ class Delivery:
             self.client().calls(call_sid).update(twiml=twiml)
         except Exception as exc:  # noqa: BLE001 - the caller of update has a fallback
             code = getattr(exc, "code", None)
-            self.events.emit(f"{kind}_FAIL", call_sid, logging.WARNING, err=_short(exc),
+            self.events.emit(f"{kind}_FAIL", call_sid, logging.WARNING, err=short_error(exc),
                              code=code, **detail)
             return False
         self.events.emit(f"{kind}_{ok}", call_sid, **detail)
@@ -54,10 +54,10 @@ class Delivery:
             self.client().calls(call_sid).update(status="completed")
             return True
         except Exception as exc:  # noqa: BLE001
-            self.events.emit("HANGUP_FAIL", call_sid, logging.WARNING, err=_short(exc))
+            self.events.emit("HANGUP_FAIL", call_sid, logging.WARNING, err=short_error(exc))
             return False
 
 
-def _short(exc: Exception) -> str:
+def short_error(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[-1] if text else ''}"[:200]

@@ -17,7 +17,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from . import twiml
 from .config import Settings, boolean
-from .delivery import Delivery, _short
+from .delivery import Delivery, short_error
 from .engines.base import LLM
 from .eventlog import EventLog
 from .notify_queue import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
@@ -244,7 +244,7 @@ def describe(exc: Exception) -> str:
     elif hasattr(exc, "status") and hasattr(exc, "code") and hasattr(exc, "msg"):
         text = f"HTTP {exc.status} code {exc.code}: {exc.msg}"  # TwilioRestException
     else:
-        return _short(exc)
+        return short_error(exc)
     return f"{exc.__class__.__name__}: {' '.join(text.split())}"[:300]
 
 
