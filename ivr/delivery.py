@@ -59,5 +59,6 @@ class Delivery:
 
 
 def short_error(exc: Exception) -> str:
+    """An error in one short line: its class and the last line of its text."""
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[-1] if text else ''}"[:200]
