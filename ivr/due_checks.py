@@ -7,9 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, delete, func, or_, select
 
 from .schema import capped, checks
 from .store import Store
@@ -38,8 +36,6 @@ class DueChecks:
 
     def __init__(self, store: Store, lease_sec: float = LEASE_SEC):
         self.store, self.lease_sec = store, lease_sec
-        self.upsert = {"sqlite": sqlite_insert,
-                       "postgresql": postgresql_insert}[store.engine.dialect.name]
 
     def arm(self, check_id: str, call_sid: str, kind: str, turn: int, due_at: float,
             **detail: Any) -> str:
@@ -50,8 +46,8 @@ class DueChecks:
             "id": check_id, "call_sid": call_sid, "kind": kind, "turn": turn, "due_at": due_at,
             "token": token, "lease_until": None, "attempts": 0,
             "detail": json.dumps(detail, ensure_ascii=False)})
-        self.store.defer(self.upsert(checks).values(**values).on_conflict_do_update(
-            index_elements=[checks.c.id], set_={k: v for k, v in values.items() if k != "id"}))
+        self.store.defer(self.store.upsert(
+            checks, values, {k: v for k, v in values.items() if k != "id"}))
         return token
 
     def _due(self, now: float):
@@ -66,14 +62,8 @@ class DueChecks:
 
     def claim(self, now: float, limit: int) -> list[Check]:
         """Lease up to `limit` due checks, oldest first, to this caller alone."""
-        pick = (select(checks.c.id).where(self._due(now)).order_by(checks.c.due_at)
-                .limit(limit).with_for_update(skip_locked=True))  # no-op on SQLite
-        stmt = (update(checks).where(checks.c.id.in_(pick.scalar_subquery()), self._due(now))
-                .values(lease_until=now + self.lease_sec,
-                        attempts=func.coalesce(checks.c.attempts, 0) + 1)
-                .returning(*checks.c))
-        with self.store.writing() as conn:
-            rows = conn.execute(stmt).mappings().all()
+        rows = self.store.lease(checks, self._due(now), checks.c.due_at, limit,
+                                now + self.lease_sec)
         return sorted((Check(id=r["id"], call_sid=r["call_sid"], kind=r["kind"],
                              turn=r["turn"] or 0, due_at=r["due_at"], token=r["token"],
                              attempts=r["attempts"], detail=json.loads(r["detail"] or "{}"))

@@ -94,7 +94,7 @@ class Notifier:
     def _call_ended(self, call_sid: str) -> None:
         """A call that left a message is lead_left's to notify (its summary may still be on
         its way when the caller hangs up right after), one already notified is done."""
-        lead = self.queue.last_lead(call_sid)
+        lead = self.store.last_lead(call_sid)
         summary = self.summarize(call_sid, lead)
         if self.s.notify_every_call and lead is None and not self.queue.of_call(call_sid):
             self.notify(call_sid, "call", lead, summary)

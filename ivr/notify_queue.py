@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, delete, or_, select, update
 
-from .schema import capped, leads, notifications
+from .schema import capped, notifications
 from .store import Store
 
 LEASE_SEC = 60.0  # an attempt (SMTP's or Twilio's timeouts included) is over by then
@@ -23,8 +21,6 @@ class NotifyQueue:
 
     def __init__(self, store: Store, lease_sec: float = LEASE_SEC):
         self.store, self.lease_sec = store, lease_sec
-        self.insert = {"sqlite": sqlite_insert,
-                       "postgresql": postgresql_insert}[store.engine.dialect.name]
 
     def add(self, row_id: str, call_sid: str, channel: str, target: str, subject: str,
             body: str) -> dict | None:
@@ -36,7 +32,7 @@ class NotifyQueue:
             "subject": subject, "body": body, "status": "pending", "attempts": 1,
             "next_at": now, "lease_until": now + self.lease_sec, "last_error": "",
             "created_at": now})
-        stmt = (self.insert(notifications).values(**values)
+        stmt = (self.store.insert(notifications).values(**values)
                 .on_conflict_do_nothing(index_elements=[notifications.c.id])
                 .returning(notifications.c.id))  # rowcount is -1 here on psycopg
         with self.store.writing() as conn:
@@ -56,16 +52,8 @@ class NotifyQueue:
 
     def claim(self, now: float, limit: int) -> list[dict]:
         """Lease up to `limit` due rows, oldest first, to this caller alone (attempts + 1)."""
-        pick = (select(notifications.c.id).where(self._due(now))
-                .order_by(notifications.c.next_at).limit(limit)
-                .with_for_update(skip_locked=True))  # no-op on SQLite
-        stmt = (update(notifications)
-                .where(notifications.c.id.in_(pick.scalar_subquery()), self._due(now))
-                .values(lease_until=now + self.lease_sec,
-                        attempts=func.coalesce(notifications.c.attempts, 0) + 1)
-                .returning(*notifications.c))
-        with self.store.writing() as conn:
-            rows = [dict(r) for r in conn.execute(stmt).mappings()]
+        rows = self.store.lease(notifications, self._due(now), notifications.c.next_at, limit,
+                                now + self.lease_sec)
         return sorted(rows, key=lambda r: r["next_at"])
 
     def finish(self, row: dict, **changes: Any) -> bool:
@@ -84,15 +72,6 @@ class NotifyQueue:
                  .order_by(notifications.c.created_at, notifications.c.id))
         with self.store.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
-
-    def last_lead(self, call_sid: str) -> dict | None:
-        """The latest message the call left (name, phone, reason), or None."""
-        self.store.flush()
-        query = (select(leads.c.name, leads.c.phone, leads.c.reason)
-                 .where(leads.c.call_sid == call_sid).order_by(leads.c.id.desc()).limit(1))
-        with self.store.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return dict(row) if row else None
 
     def purge_before(self, ts: float) -> int:
         """Delete the notifications queued before `ts` (RETENTION_DAYS); how many."""

@@ -250,11 +250,28 @@ class Store:
         changes = {k: v for k, v in values.items() if k != "call_sid"}
         self.defer(self.upsert(calls, {"started_at": now, **values}, changes))
 
+    def insert(self, table: Table) -> Any:
+        """INSERT into `table` in this database's dialect (with its ON CONFLICT clauses)."""
+        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[self.engine.dialect.name]
+        return build(table)
+
     def upsert(self, table: Table, values: dict[str, Any], changes: dict[str, Any]) -> Any:
         """INSERT `values`, or when a row has that primary key, UPDATE it with `changes`."""
-        build = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[self.engine.dialect.name]
-        return build(table).values(**values).on_conflict_do_update(
+        return self.insert(table).values(**values).on_conflict_do_update(
             index_elements=list(table.primary_key.columns), set_=changes)
+
+    def lease(self, table: Table, due: Any, order: Any, limit: int, until: float
+              ) -> list[dict]:
+        """Lease up to `limit` rows that are `due`, first by `order`, to this caller alone
+        (`lease_until`, one more of `attempts`): `FOR UPDATE SKIP LOCKED` on PostgreSQL, one
+        atomic compare-and-set on SQLite's single writer. The rows as leased."""
+        pick = (select(table.c.id).where(due).order_by(order).limit(limit)
+                .with_for_update(skip_locked=True))  # no-op on SQLite
+        stmt = (update(table).where(table.c.id.in_(pick.scalar_subquery()), due)
+                .values(lease_until=until, attempts=func.coalesce(table.c.attempts, 0) + 1)
+                .returning(*table.c))
+        with self.writing() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def update_call(self, call_sid: str, later: bool = False, **fields: Any) -> None:
         values = call_values({**fields, "updated_at": time.time()})
@@ -371,6 +388,15 @@ class Store:
         values.update(call_sid=call_sid, created_at=time.time())
         with self.writing() as conn:
             return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
+
+    def last_lead(self, call_sid: str) -> dict | None:
+        """The latest message the call left (name, phone, reason), or None."""
+        self.flush()
+        query = (select(leads.c.name, leads.c.phone, leads.c.reason)
+                 .where(leads.c.call_sid == call_sid).order_by(leads.c.id.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
 
     def leads(self) -> list[dict]:
         with self.engine.connect() as conn:
