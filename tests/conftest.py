@@ -180,6 +180,25 @@ def phone_line(tmp_path):
         line.runtime.close()
 
 
+@pytest.fixture
+def carrier():
+    """An emulated carrier no line is wired to: its REST API (calls.update, Messages) alone."""
+    from ivr.sim import Carrier
+    emulator = Carrier("http://127.0.0.1:9", account_sid=ACCOUNT_SID,
+                       auth_token=AUTH_TOKEN).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (tests/smtpserver.py)."""
+    from .smtpserver import SMTPServer
+    server = SMTPServer()
+    yield server
+    server.stop()
+
+
 def wait_until(condition, seconds: float = 60.0):
     """Poll `condition` until it is true (returned), failing after `seconds` (a bound no loaded
     machine reaches: the wait is on the condition, not on a time)."""

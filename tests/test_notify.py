@@ -21,7 +21,7 @@ from ivr.notify_queue import NotifyQueue
 from ivr.notify_text import Notice, email_body, sms_body, subject
 from ivr.store import Store
 
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, database_url, make_settings, wait_until
+from .conftest import database_url, make_settings, wait_until
 from .livehelpers import free_port
 from .providers import ProviderServer
 from .smtpserver import SMTPServer
@@ -47,13 +47,6 @@ HISTORY = [  # asked about the opening hours and the prices, then left a message
 SUMMARY = ("פנייה בנושא: שעות הפתיחה, המחירים, שיחה עם נציג\n"
            "הודעה: דנה כהן, 0527654321 — לקבוע תור ליום שלישי")
 NOV_23_1405 = datetime.datetime(2026, 11, 23, 12, 5, tzinfo=datetime.UTC).timestamp()  # 14:05 IST
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -341,7 +334,6 @@ def test_a_lease_gives_each_attempt_to_one_claimer(tmp_path):
         each.close()
 
 
-
 def test_a_restart_resumes_a_pending_retry(line, smtp):
     down = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
     first = line(sweep=False, smtp_url=down, notify_email_to="owner@example.com")
@@ -366,15 +358,6 @@ def test_two_processes_sweeping_make_each_attempt_once(line, smtp):
 
 
 # ---- SMS through the emulator's Messages API -----------------------------------------------
-
-
-@pytest.fixture
-def carrier():
-    from ivr.sim import Carrier
-    emulator = Carrier("http://127.0.0.1:9", account_sid=ACCOUNT_SID,
-                       auth_token=AUTH_TOKEN).start()
-    yield emulator
-    emulator.stop()
 
 
 def sms_line(line, carrier, to: str = "+972509999999"):

@@ -8,7 +8,6 @@ from ivr.engines.fake import FakeASR
 from ivr.engines.scripted import DEFAULT_FLOW
 
 from .conftest import wait_until
-from .smtpserver import SMTPServer
 
 OWNER = "+972509998877"
 ENGINES = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake",
@@ -129,13 +128,6 @@ def test_the_line_says_goodbye_then_hangs_up(phone_line, tmp_path, reply_mode):
     assert call["outcome"] == "line-hangup" and call["turn_mode"] == "stream"
     kinds = [e["kind"] for e in line.store.events(result.call_sid)]
     assert "LINE_HANGUP" in kinds and "WATCHDOG_REDIRECT_OK" not in kinds
-
-
-@pytest.fixture
-def smtp():
-    server = SMTPServer()
-    yield server
-    server.stop()
 
 
 def test_a_message_left_reaches_the_owner_by_sms_and_email_with_the_call_link(

@@ -10,9 +10,7 @@ from collections import Counter
 
 import pytest
 
-from ivr.sim import Carrier
-
-from .conftest import ACCOUNT_SID, AUTH_TOKEN, database_url, make_settings, wait_until
+from .conftest import database_url, make_settings, wait_until
 from .livehelpers import ROOT
 from .watchdog_worker import build, stop
 
@@ -20,14 +18,6 @@ pytestmark = pytest.mark.usefixtures("database")
 
 SID = "CA" + "9" * 32
 QUICK = {"sweep_sec": 0.05}  # the tests' watchdogs sweep often, so that they contend
-
-
-@pytest.fixture
-def carrier():
-    emulator = Carrier("http://127.0.0.1:9", account_sid=ACCOUNT_SID,
-                       auth_token=AUTH_TOKEN).start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
