@@ -78,8 +78,9 @@ def test_barge_in_mid_reply_stops_it_and_keeps_only_what_was_heard(phone_line, p
     assert history[1]["role"] == "assistant" and heard_reply.endswith("…")
     words = heard_reply.rstrip(" …").split()
     assert 0 < len(words) < len(REPLY.split()) and REPLY.split()[:len(words)] == words
-    sent_to_llm = [r["json"]["messages"] for r in provider.requests
-                   if r["path"] == "/v1/chat/completions"][-1]
+    replies = [r for r in provider.requests  # streamed: the replies, not the call's summary
+               if r["path"] == "/v1/chat/completions" and r["json"].get("stream")]
+    sent_to_llm = replies[-1]["json"]["messages"]
     assert {"role": "assistant", "content": heard_reply} in sent_to_llm
 
 
