@@ -138,8 +138,14 @@ class TTS:
 
     name = "tts"
     voice = ""
+    streams_audio = False  # True: stream() yields the audio while it is being synthesised
 
     def synthesize(self, text: str) -> bytes:
+        raise NotImplementedError
+
+    def stream(self, text: str) -> Iterator[bytes]:
+        """μ-law 8 kHz audio of `text` as it is synthesised, in pieces of any length (engines
+        with `streams_audio`); closing the iterator early cancels the synthesis."""
         raise NotImplementedError
 
 
