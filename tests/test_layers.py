@@ -13,6 +13,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.notify_text"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify_queue",
+     "ivr.engines.google_stream",
      "ivr.engines", "ivr.engines.base", "ivr.engines.fake", "ivr.engines.local",
      "ivr.engines.openai_engines", "ivr.engines.google_engines", "ivr.engines.scripted"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
