@@ -30,7 +30,9 @@ class FakeGoogleTTS(FakeGoogleSpeech):
     encoding streaming does not make. A stream is the text's audio (MS_PER_CHAR a character, a
     beep) in PIECE_MS responses; `first_delay_sec` delays the first, `hold_first` and
     `hold_after` (pieces) hold the stream until `proceed()`, and `streams` records each one:
-    its config, text, pieces sent, and whether it ended "done", "cancelled" or "refused".
+    its config, text, pieces sent, and whether it ended "done", "cancelled" or "refused";
+    `wav_header` (a rate) starts a streamed MULAW with a WAV header (Google's documents do not say
+    whether one comes).
     `mode` ("slow", "unavailable", "exhausted") is FakeGoogleSpeech's, reused.
     """
 
@@ -45,7 +47,8 @@ class FakeGoogleTTS(FakeGoogleSpeech):
         self.stalled = self.answered = 0
         self.progress = threading.Condition()
         self.first_delay_sec, self.hold_first, self.hold_after = 0.0, False, None
-        self.wav_header, self.go = False, False
+        self.wav_header: int | None = None  # a streamed MULAW begins with a WAV header of this rate
+        self.go = False
         self.requests: list = []  # SynthesizeSpeech requests
         self.streams: list[dict] = []
         handler = grpc.method_handlers_generic_handler(self.SERVICE, {
@@ -177,7 +180,7 @@ class FakeGoogleTTS(FakeGoogleSpeech):
         size = rate * width * self.PIECE_MS // 1000
         pieces = [data[i:i + size] for i in range(0, len(data), size)]
         if self.wav_header and encoding == "MULAW" and pieces:
-            pieces[0] = mulaw_wav_header(rate) + pieces[0]
+            pieces[0] = mulaw_wav_header(self.wav_header) + pieces[0]
         return pieces
 
 

@@ -67,12 +67,20 @@ def test_a_chirp_voice_streams_mulaw_before_its_synthesis_ends(google_tts):
 
 
 def test_a_wav_header_before_the_streamed_audio_is_dropped(google_tts):
-    google_tts.wav_header = True
+    google_tts.wav_header = 8000
     pieces = list(GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT))
     assert b"".join(pieces) == spoken(TEXT)
 
 
-def test_a_wav_header_of_another_rate_is_an_engine_error():
+def test_a_streamed_wav_of_another_rate_is_an_engine_error_and_cancelled(google_tts):
+    google_tts.wav_header, google_tts.hold_after = 24000, 1
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT)
+    with pytest.raises(EngineError, match="not μ-law mono 8000 Hz"):
+        next(stream)
+    assert google_tts.wait(lambda: google_tts.streams[0]["ended"] == "cancelled")
+
+
+def test_a_wav_header_is_read_whole_before_the_audio():
     from ivr.engines.google_stream import wav_payload
     head = mulaw_wav_header(24000) + b"\xff" * 10
     with pytest.raises(EngineError, match="not μ-law mono 8000 Hz"):

@@ -68,7 +68,12 @@ class SpeechStream:
                 if cancelled:
                     break
                 raise EngineError(f"google TTS {self.tts.voice}: {exc}") from None
-            if piece := self.audio_of(response.audio_content):
+            try:
+                piece = self.audio_of(response.audio_content)
+            except EngineError:
+                self.close()  # audio the line cannot play: no use synthesising the rest
+                raise
+            if piece:
                 with self.lock:
                     self.heard = True
                 self.first_audio.cancel()
