@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import google_voices
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_ACCOUNT_SID = "AC" + "0" * 32
 TWILIO_API = "https://api.twilio.com"
@@ -242,7 +244,8 @@ class Settings:
     openai_asr_model: str = setting("gpt-4o-mini-transcribe", text, "OpenAI transcription model")
     openai_tts_model: str = setting("gpt-4o-mini-tts", text, "OpenAI speech model")
     openai_tts_voice: str = setting("alloy", text, "OpenAI voice")
-    google_tts_voice: str = setting("he-IL-Standard-A", text, "Google TTS voice")
+    google_tts_voice: str = setting(
+        "he-IL-Standard-A", text, "Google TTS voice of LANGUAGE; a Chirp3-HD voice streams")
     google_speech_endpoint: str = setting("", text, "another Speech-to-Text endpoint")
     google_tts_endpoint: str = setting("", text, "another Text-to-Speech endpoint")
     espeak_voice: str = setting("he", text, "espeak-ng voice")
@@ -293,6 +296,7 @@ class Settings:
         _check_base_url(values, problems)
         _check_urls(values, problems)
         _resolve_engines(values, problems)
+        _check_google_voice(values, problems)
         _check_ranges(values, problems)
         _check_workers(values, problems)
         _check_owner(values, problems)
@@ -461,6 +465,18 @@ def _resolve_engines(values: dict, problems: list[str]) -> None:
         values["turn_mode"] = "gather" if values["asr_engine"] == "none" else "stream"
     elif mode in ("stream", "record") and values["asr_engine"] == "none":
         problems.append(f"TURN_MODE={mode}: needs an ASR engine (set ASR_ENGINE or credentials)")
+
+
+def _check_google_voice(values: dict, problems: list[str]) -> None:
+    """When Google speaks, GOOGLE_TTS_VOICE names a voice of LANGUAGE (a typo is refused here,
+    not heard as a beep on every call); one Google does not list is only warned about."""
+    if values["tts_engine"] != "google":
+        return
+    voice, language = values["google_tts_voice"], values["language"]
+    if problem := google_voices.problem(voice, language):
+        problems.append(f"GOOGLE_TTS_VOICE={voice!r}: {problem}")
+    elif note := google_voices.unlisted(voice, language):
+        values["warnings"].append(f"WARNING: GOOGLE_TTS_VOICE={voice!r}: {note}")
 
 
 def _check_ranges(values: dict, problems: list[str]) -> None:

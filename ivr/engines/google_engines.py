@@ -1,4 +1,5 @@
-"""Google engines: Speech-to-Text (he-IL, MULAW 8 kHz, streaming interim results) and TTS (MP3).
+"""Google engines: Speech-to-Text (he-IL, MULAW 8 kHz, streaming interim results) and TTS (MP3,
+and μ-law 8 kHz as it is made for a Chirp 3: HD voice).
 
 Every call carries our stage timeout and no library retries: the dialog falls back instead.
 """
@@ -7,9 +8,11 @@ from __future__ import annotations
 
 import queue
 import warnings
+from urllib.parse import urlsplit
 
-from .. import audio
+from .. import audio, google_voices
 from .base import ASR, TTS, EngineError, LiveRecognition
+from .google_stream import SpeechStream
 
 STREAM_CHUNK_FRAMES = 5  # 100 ms of audio per streaming request
 CHUNK_BYTES = audio.FRAME_BYTES * STREAM_CHUNK_FRAMES
@@ -158,24 +161,51 @@ class GoogleLiveRecognition(LiveRecognition):
 
 
 class GoogleTTS(TTS):
+    """synthesize_speech to MP3 (the cache's file, for every voice); a Chirp 3: HD voice also
+    streams: μ-law 8 kHz through streaming_synthesize, which only gRPC carries (Standard voices
+    keep the REST transport)."""
+
     name = "google"
 
     def __init__(self, client, voice: str = "he-IL-Standard-A", language: str = "he-IL",
                  timeout: float = 6.0):
         self.tts = _import("google.cloud.texttospeech_v1")
+        self.errors = _import("google.api_core.exceptions")
         self.client, self.voice, self.language, self.timeout = client, voice, language, timeout
+        self.streams_audio = google_voices.streams(voice)
+        if self.streams_audio:
+            if client.transport.kind != "grpc":
+                raise EngineError(f"{voice} streams over gRPC, not {client.transport.kind}")
+            # the call returns at once, not after the first audio: it can be cancelled before
+            client.transport.streaming_synthesize._prefetch_first_result_ = False
 
     @classmethod
     def from_settings(cls, settings) -> GoogleTTS:
         tts = _import("google.cloud.texttospeech_v1")
-        client = tts.TextToSpeechClient(
-            transport="rest", **client_arguments(settings, settings.google_tts_endpoint))
-        return cls(client, settings.google_tts_voice, settings.language, settings.tts_timeout_sec)
+        endpoint, voice = settings.google_tts_endpoint, settings.google_tts_voice
+        if google_voices.streams(voice):  # gRPC names a host[:port], not a URL
+            client = tts.TextToSpeechClient(transport="grpc", **client_arguments(
+                settings, urlsplit(endpoint).netloc if "://" in endpoint else endpoint))
+        else:
+            client = tts.TextToSpeechClient(
+                transport="rest", **client_arguments(settings, endpoint))
+        return cls(client, voice, settings.language, settings.tts_timeout_sec)
+
+    def voice_params(self):
+        return self.tts.VoiceSelectionParams(language_code=self.language, name=self.voice)
 
     def synthesize(self, text: str) -> bytes:
-        response = self.client.synthesize_speech(
-            input=self.tts.SynthesisInput(text=text),
-            voice=self.tts.VoiceSelectionParams(language_code=self.language, name=self.voice),
-            audio_config=self.tts.AudioConfig(audio_encoding=self.tts.AudioEncoding.MP3),
-            retry=None, timeout=self.timeout)
+        try:
+            response = self.client.synthesize_speech(
+                input=self.tts.SynthesisInput(text=text), voice=self.voice_params(),
+                audio_config=self.tts.AudioConfig(audio_encoding=self.tts.AudioEncoding.MP3),
+                retry=None, timeout=self.timeout)
+        except self.errors.GoogleAPIError as exc:
+            raise EngineError(f"google TTS {self.voice}: {exc}") from None
         return response.audio_content
+
+    def stream(self, text: str) -> SpeechStream:
+        """The audio of `text` as it is synthesised (a Chirp 3: HD voice); see SpeechStream."""
+        if not self.streams_audio:
+            raise EngineError(f"{self.voice} cannot stream: only Chirp 3: HD voices do")
+        return SpeechStream(self, text)
