@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
@@ -15,6 +16,7 @@ from .config import Settings
 from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
+from .engines.openai_models import model_notes
 from .engines.scripted import DEFAULT_FLOW
 from .eventlog import EventLog, RejectionTally
 from .media_store import shared_media
@@ -93,4 +95,17 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
                         base=settings.public_base_url, local=settings.local_mode)
+    log_retiring_models(settings, runtime.events)
     return app
+
+
+def log_retiring_models(settings: Settings, events: EventLog) -> None:
+    """One MODEL_RETIRED / MODEL_DEPRECATED warning per configured OpenAI model with an announced
+    shutdown. Start-up goes on either way: a retired model's calls get the engines' fallbacks."""
+    try:
+        notes = model_notes(settings, date.today())
+    except (ImportError, LookupError, OSError, SyntaxError) as exc:  # the SDK's source changed
+        events.emit("MODEL_LIST_ERR", None, logging.WARNING, err=str(exc))
+        return
+    for note in notes:
+        events.emit(note.event, None, logging.WARNING, **note.detail())

@@ -39,6 +39,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
+    if not models_ok(settings):
+        return 1
     if port_in_use(settings.bind_host, settings.port):
         print(f"port {settings.port} is already in use: an old server is still running; "
               f"stop it first (e.g. pkill -f 'gunicorn.*app:app')", file=sys.stderr)
@@ -51,6 +53,18 @@ def cmd_check(_args: argparse.Namespace) -> int:
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
+
+
+def models_ok(settings: Settings) -> bool:
+    """Warn of each configured OpenAI model with an announced shutdown; False (refused) when one
+    has been shut down already, naming the date and a current replacement."""
+    from datetime import date
+
+    from .engines.openai_models import model_notes
+    notes = model_notes(settings, date.today())
+    for note in notes:
+        print(("bad configuration: " if note.refused else "") + note.message(), file=sys.stderr)
+    return not any(note.refused for note in notes)
 
 
 def owner_line(settings: Settings, owner) -> str:

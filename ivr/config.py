@@ -240,8 +240,11 @@ class Settings:
     recover_to_stream: bool = setting(
         False, boolean, "after a Record fallback, try streaming again")
     whisper_model: str = setting("tiny", text, "faster-whisper model name or path")
-    openai_model: str = setting("gpt-4o-mini", text, "OpenAI chat model")
-    openai_asr_model: str = setting("gpt-4o-mini-transcribe", text, "OpenAI transcription model")
+    openai_model: str = setting("gpt-6-luna", text, "OpenAI chat model")
+    openai_chat_shape: str = setting(
+        "auto", one_of("auto", "reasoning", "classic"),
+        "chat request shape; auto: reasoning for gpt-5*, gpt-6* and o*, else classic")
+    openai_asr_model: str = setting("gpt-transcribe", text, "OpenAI transcription model")
     openai_tts_model: str = setting("gpt-4o-mini-tts", text, "OpenAI speech model")
     openai_tts_voice: str = setting("alloy", text, "OpenAI voice")
     google_tts_voice: str = setting(

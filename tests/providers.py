@@ -6,7 +6,9 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
+from datetime import date
 
 import grpc
 import pytest
@@ -15,6 +17,7 @@ from flask import Flask, Response, jsonify, request
 from ivr import audio
 from ivr.chunking import speakable_chunks
 
+from . import openai_contract as contract
 from .livehelpers import LiveServer
 
 
@@ -23,11 +26,16 @@ class ProviderServer:
 
     "slow" holds each request until the server stops (or `slow_sec`): an answer later than any
     stage timeout, however loaded the machine, so only a timeout can end the caller's wait.
+    Its OpenAI side refuses what OpenAI refuses (tests/openai_contract.py) on the day `today`
+    (default: the real date); `compatible` makes it an older OpenAI-compatible server instead
+    (any model, the classic chat request).
     """
 
     def __init__(self):
         self.app = Flask("fake-provider")
         self.mode = "ok"
+        self.today: date | Callable[[], date] | None = None
+        self.compatible = False
         self.slow_sec = 60.0
         self.release = threading.Event()
         self.requests: list[dict] = []
@@ -53,6 +61,12 @@ class ProviderServer:
                                           "status": "RESOURCE_EXHAUSTED" if status == 429
                                           else "INTERNAL", "type": "server_error"}}), status
         return None
+
+    def day(self) -> date:
+        """The day of the request being answered: `today` (a date, or a function of nothing that
+        gives it, asked once a request), else the real date."""
+        today = self.today() if callable(self.today) else self.today
+        return today or date.today()
 
     def chat_events(self, model: str):
         """The reply as OpenAI streams it (SSE): a role, then a few characters a chunk."""
@@ -82,6 +96,9 @@ class ProviderServer:
             body = request.get_json()
             self.requests.append({"path": request.path, "json": body,
                                   "auth": request.headers.get("Authorization")})
+            refusal = contract.chat_refusal(body, self.day(), self.compatible)
+            if refusal:
+                return jsonify(refusal[0]), refusal[1]
             if body.get("stream"):
                 return Response(self.chat_events(body["model"]), mimetype="text/event-stream")
             return jsonify({"id": "chatcmpl-1", "object": "chat.completion", "created": 0,
@@ -94,15 +111,24 @@ class ProviderServer:
         @app.post("/v1/audio/transcriptions")
         def transcriptions():
             upload = request.files["file"]
+            fields = request.form.to_dict(flat=False)
             self.requests.append({"path": request.path, "form": request.form.to_dict(),
-                                  "file": upload.read(), "filename": upload.filename})
+                                  "fields": fields, "file": upload.read(),
+                                  "filename": upload.filename})
+            refusal = contract.transcription_refusal(fields, self.day(), self.compatible)
+            if refusal:
+                return jsonify(refusal[0]), refusal[1]
             text = self.transcript if isinstance(self.transcript, str) else next(self.transcript)
             return jsonify({"text": text})
 
         @app.post("/v1/audio/speech")
         def speech():
-            self.requests.append({"path": request.path, "json": request.get_json()})
-            text = request.get_json()["input"]
+            body = request.get_json()
+            self.requests.append({"path": request.path, "json": body})
+            refusal = contract.speech_refusal(body, self.day(), self.compatible)
+            if refusal:
+                return jsonify(refusal[0]), refusal[1]
+            text = body["input"]
             if self.held_speech and self.held_speech in text:
                 self.speech_go.wait(self.slow_sec)
             ms = round(1000 * len(text) / self.speech_chars_per_sec) \

@@ -62,3 +62,36 @@ def test_check_says_how_the_owner_is_reached_and_names_a_wrong_hours_line(tmp_pa
                     encoding="utf-8")
     wrong = check(tmp_path, FLOW_FILE=str(flow))
     assert wrong.returncode == 1 and "hours.sun: '9' is not a time like 08:00" in wrong.stderr
+
+
+OPENAI_CHAT_ONLY = {"OPENAI_API_KEY": "sk-test-key-123456", "ASR_ENGINE": "none",
+                    "TTS_ENGINE": "espeak"}
+
+
+def test_check_refuses_a_chat_model_openai_has_shut_down(tmp_path):
+    result = check(tmp_path, OPENAI_MODEL="o1-mini", **OPENAI_CHAT_ONLY)  # shut down 2025-10-27
+    assert result.returncode == 1 and "config OK" not in result.stdout
+    assert ("bad configuration: OPENAI_MODEL=o1-mini: OpenAI shut this chat model down on "
+            "2025-10-27; use gpt-6-luna") in result.stderr
+
+
+def test_check_warns_of_a_model_with_an_announced_shutdown_and_goes_on(tmp_path):
+    from datetime import date
+
+    from ivr.engines.openai_models import model_list
+    ahead = sorted((day, model) for model, day in model_list("chat").shutdowns.items()
+                   if day > date.today())
+    if not ahead:
+        pytest.skip("every deprecated chat model of the pinned SDK is past its date")
+    day, model = ahead[-1]
+    result = check(tmp_path, OPENAI_MODEL=model, **OPENAI_CHAT_ONLY)
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout and "llm=openai" in result.stdout
+    assert f"WARNING: OPENAI_MODEL={model}: OpenAI shuts this chat model down on {day} (in " \
+        in result.stderr and " days); use gpt-6-luna" in result.stderr
+
+
+def test_check_says_nothing_of_the_current_default_models(tmp_path):
+    result = check(tmp_path, **{**OPENAI_CHAT_ONLY, "ASR_ENGINE": "openai"})
+    assert result.returncode == 0, result.stderr
+    assert "OPENAI_MODEL" not in result.stderr and "OPENAI_ASR_MODEL" not in result.stderr

@@ -62,9 +62,12 @@ def test_openai_engines_speak_the_protocol(tmp_path, provider):
                                tts_engine="openai")
     engines = build_engines(settings)
     assert engines.asr.transcribe(SPEECH) == "מה שעות הפתיחה?"
+    upload = provider.requests[-1]["fields"]
+    assert upload["model"] == ["gpt-transcribe"]
+    assert upload["languages[]"] == ["he"] and "language" not in upload  # gpt-transcribe's hint
+    assert upload["keywords[]"][:5] == ["הרצל", "תל אביב", "שירות בסיסי", "שירות מלא", "ביט"]
+    assert "שעות הפתיחה" in upload["keywords[]"] and len(upload["keywords[]"]) <= 30
     upload = provider.requests[-1]
-    assert upload["form"]["language"] == "he"
-    assert upload["form"]["model"] == "gpt-4o-mini-transcribe"
     with wave.open(io.BytesIO(upload["file"])) as parsed:
         assert parsed.getframerate() == 8000 and parsed.getnframes() == 8000
     history = [{"role": "user", "text": "שלום"}, {"role": "assistant", "text": "שלום, במה לעזור?"}]
@@ -74,7 +77,9 @@ def test_openai_engines_speak_the_protocol(tmp_path, provider):
     messages = chat["json"]["messages"]
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert "160" in messages[0]["content"] and "420" in messages[0]["content"]
-    assert "max_completion_tokens" not in chat["json"]
+    assert chat["json"]["model"] == "gpt-6-luna"  # a current model, in the shape it accepts:
+    assert chat["json"]["max_completion_tokens"] == 210 and "max_tokens" not in chat["json"]
+    assert chat["json"]["reasoning_effort"] == "none" and "temperature" not in chat["json"]
     mp3 = engines.tts.synthesize("שלום")
     assert mp3[:3] == b"ID3" or mp3[:2] == b"\xff\xfb"
     assert provider.requests[-1]["json"]["response_format"] == "mp3"
@@ -102,7 +107,8 @@ def test_openai_chat_streams_the_reply_as_it_is_written(tmp_path, provider):
     provider.reply_text = "כן, בשמחה. אנחנו פתוחים עד שש בערב."
     pieces = list(llm.reply_stream([], "מה שעות הפתיחה?"))
     assert len(pieces) > 1 and "".join(pieces) == provider.reply_text[:20]  # LLM_MAX_CHARS
-    assert provider.requests[-1]["json"]["stream"] is True
+    sent = provider.requests[-1]["json"]
+    assert sent["stream"] is True and sent["tools"] and sent["reasoning_effort"] == "none"
 
 
 @pytest.mark.parametrize("tool, action", [("transfer_to_person", TRANSFER),

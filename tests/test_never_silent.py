@@ -1,14 +1,17 @@
 """Whatever breaks, the caller hears something and the call's record is complete."""
 
 import threading
+from datetime import date
 
 import pytest
 from flask import Flask
 
+from ivr.phrases import LLM_FALLBACK
 from ivr.recordings import RecordingRefused, check_recording_url
 
 from .conftest import ACCOUNT_SID, make_settings
 from .livehelpers import LiveServer, wait_until
+from .providers import ProviderServer
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -75,6 +78,38 @@ def test_each_engine_timing_out_still_gives_a_sound(phone_line, stall, slow, phr
     else:
         assert result.heard[0]["url"].endswith(("/beep.mp3", "/fallback_he.mp3"))
     assert f"{slow.upper()}_ERR" in kinds(line, result.call_sid)
+
+
+@pytest.fixture
+def openai_server():
+    server = ProviderServer()
+    yield server
+    server.stop()
+
+
+def test_a_chat_model_shut_down_mid_call_gives_the_fallback_phrase(phone_line, openai_server):
+    """OpenAI shuts gpt-4o-mini down on 2027-01-14: a call on its last day whose second turn
+    falls on the shutdown day. The real client meets the strict stand-in's 404; the caller hears
+    the LLM fallback phrase, and start-up had said the model was going (it went on all the same)."""
+    def day() -> date:  # the request being answered is already in `requests`
+        chats = [r for r in openai_server.requests if r["path"] == "/v1/chat/completions"]
+        return date(2027, 1, 13) if len(chats) <= 1 else date(2027, 1, 14)
+    openai_server.today = day
+    line = phone_line(asr_engine="fake", llm_engine="openai", tts_engine="fake",
+                      turn_mode="stream", openai_api_key="sk-test-key-123456",
+                      openai_base_url=openai_server.url + "/v1", openai_model="gpt-4o-mini")
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "ומה הכתובת שלכם?"}],
+              "end": "hangup"}
+    result = line.carrier.place_call(script)
+    assert result.error_codes == []
+    turns = line.store.turns(result.call_sid)
+    assert [t["reply_text"] for t in turns] == [openai_server.reply_text, LLM_FALLBACK]
+    assert len(result.heard) >= 2 and result.heard[-1]["duration"] > 0.2  # never silence
+    errors = [e for e in line.store.events(result.call_sid) if e["kind"] == "LLM_ERR"]
+    assert "has been deprecated" in errors[0]["detail"]["err"]
+    started = [e for e in line.store.events("") if e["kind"].startswith("MODEL_")]
+    assert [(e["kind"] in ("MODEL_DEPRECATED", "MODEL_RETIRED"), e["detail"]["model"],
+             e["detail"]["date"]) for e in started] == [(True, "gpt-4o-mini", "2027-01-14")]
 
 
 def test_silent_caller_is_reprompted_then_told_goodbye(phone_line):

@@ -167,7 +167,8 @@ def test_the_openai_summary_is_one_short_completion_and_falls_back(tmp_path, pro
     provider.reply_text = "התעניין בשעות הפתיחה ובמחירים.\n\nהשאיר הודעה: דנה כהן.\nעוד שורה"
     assert llm.summarize(HISTORY, LEAD) == "התעניין בשעות הפתיחה ובמחירים.\nהשאיר הודעה: דנה כהן."
     sent = provider.requests[-1]["json"]
-    assert sent["max_tokens"] == SUMMARY_MAX_TOKENS and not sent.get("stream")
+    assert sent["max_completion_tokens"] == SUMMARY_MAX_TOKENS and not sent.get("stream")
+    assert sent["reasoning_effort"] == "none" and "temperature" not in sent
     assert sent["messages"][0] == {"role": "system", "content": SUMMARY_PROMPT}
     assert "מתקשר: מתי אתם פתוחים?" in sent["messages"][1]["content"]
     provider.mode = "500"

@@ -73,3 +73,18 @@ lead: {ask_name: "שם?", ask_phone: "טלפון?", ask_reason: "סיבה?", don
     bad.write_text("greeting: x\n", encoding="utf-8")
     with pytest.raises(FlowError, match="missing goodbye, clarify, intents, lead"):
         ScriptedLLM(bad)
+
+
+def test_the_transcription_keywords_are_the_flow_s_words_each_once_and_few(tmp_path):
+    from ivr.engines.scripted import MAX_ASR_KEYWORDS, asr_keywords
+    flow = tmp_path / "flow.yaml"
+    flow.write_text('keywords: ["מספרת רותי", "פן"]\nintents:\n'
+                    '  - {name: a, label: "תספורת", keywords: ["תספורת", "פן", "צבע"]}\n'
+                    '  - {name: b, label: "", keywords: ["תור"]}\n', encoding="utf-8")
+    assert asr_keywords(flow) == ["מספרת רותי", "פן", "תספורת", "צבע", "תור"]
+    many = "intents:\n" + "".join(f'  - {{name: i{n}, keywords: ["מילה{n}"]}}\n' for n in range(50))
+    flow.write_text(many, encoding="utf-8")
+    assert len(asr_keywords(flow)) == MAX_ASR_KEYWORDS == 30
+    assert asr_keywords(tmp_path / "missing.yaml") == []
+    flow.write_text("intents: [", encoding="utf-8")
+    assert asr_keywords(flow) == []  # the flow's own loading names what is wrong

@@ -1,8 +1,9 @@
-"""OpenAI engines: transcription (WAV, language=he), chat with history, TTS; OPENAI_BASE_URL."""
+"""OpenAI engines: transcription (WAV, Hebrew, the flow's keywords), chat with history, TTS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .. import audio
@@ -18,6 +19,7 @@ from .base import (
     clipped,
     lead_line,
 )
+from .scripted import DEFAULT_FLOW, asr_keywords
 
 PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.txt"
 PERSON_KEY = "0"  # a caller who presses 0 asks for a person, whatever the model makes of it
@@ -38,6 +40,12 @@ ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP}
 SUMMARY_PROMPT = ("סכם את שיחת הטלפון בשתי שורות קצרות בעברית. שורה ראשונה: במה המתקשר התעניין. "
                   "שורה שנייה: ההודעה שהשאיר (שם, טלפון, סיבה), או 'לא הושארה הודעה'.")
 SUMMARY_MAX_TOKENS = 120
+# Chat request shapes (OPENAI_CHAT_SHAPE). "reasoning": the GPT-5/GPT-6 and o-series models,
+# which refuse `max_tokens` and a non-default `temperature`, and (Chat Completions) function
+# tools unless `reasoning_effort` is "none"; "classic": gpt-4o and OpenAI-compatible servers.
+REASONING_FAMILY = re.compile(r"^(o\d|gpt-(?:[5-9]|\d\d))")
+FIRST_GPT5 = re.compile(r"^gpt-5(?:-mini|-nano)?(?:-\d{4}-\d\d-\d\d)?$")  # no "none" effort
+KEYWORD_MODELS = re.compile(r"^gpt-transcribe(?:-\d{4}-\d\d-\d\d)?$")  # take `keywords`
 
 
 def openai_client(settings):
@@ -54,35 +62,69 @@ def openai_client(settings):
 class OpenAIASR(ASR):
     name = "openai"
 
-    def __init__(self, client, model: str = "gpt-4o-mini-transcribe", language: str = "he"):
+    def __init__(self, client, model: str = "gpt-transcribe", language: str = "he",
+                 keywords: Iterable[str] = ()):
         self.client, self.model, self.language = client, model, language
+        self.keywords = list(keywords)
 
     @classmethod
     def from_settings(cls, settings) -> OpenAIASR:
         return cls(openai_client(settings), settings.openai_asr_model,
-                   settings.language.split("-")[0])
+                   settings.language.split("-")[0],
+                   asr_keywords(settings.flow_file or DEFAULT_FLOW))
+
+    def hints(self) -> dict:
+        """gpt-transcribe takes `languages` (it ignores the singular `language`) and the flow's
+        `keywords`; the older models and compatible servers take `language` alone."""
+        if not KEYWORD_MODELS.match(self.model):
+            return {"language": self.language}
+        return {"languages": [self.language]} | (
+            {"keywords": self.keywords} if self.keywords else {})
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         result = self.client.audio.transcriptions.create(
-            model=self.model, language=self.language,
-            file=("utterance.wav", audio.wav_bytes(pcm16_8k), "audio/wav"))
+            model=self.model, file=("utterance.wav", audio.wav_bytes(pcm16_8k), "audio/wav"),
+            **self.hints())
         return (result.text or "").strip()
+
+
+def chat_shape(model: str, setting: str = "auto") -> str:
+    """The request shape for `model`: OPENAI_CHAT_SHAPE, or by model family when it is auto."""
+    if setting != "auto":
+        return setting
+    return "reasoning" if REASONING_FAMILY.match(model) else "classic"
+
+
+def lowest_effort(model: str) -> str:
+    """The fastest reasoning effort `model` takes ("none" for GPT-5.1 and later: no reasoning
+    tokens before the first word, and the one effort Chat Completions allows with tools)."""
+    if model.startswith("o"):
+        return "low"
+    return "minimal" if FIRST_GPT5.match(model) else "none"
 
 
 class OpenAILLM(LLM):
     name = "openai"
 
-    def __init__(self, client, model: str = "gpt-4o-mini", system_prompt: str = "",
-                 max_chars: int = 420):
+    def __init__(self, client, model: str = "gpt-6-luna", system_prompt: str = "",
+                 max_chars: int = 420, shape: str = "auto"):
         self.client, self.model, self.system_prompt = client, model, system_prompt
-        self.max_chars = max_chars
+        self.max_chars, self.shape = max_chars, chat_shape(model, shape)
 
     @classmethod
     def from_settings(cls, settings) -> OpenAILLM:
         path = Path(settings.system_prompt_file or PROMPT_FILE)
         prompt = path.read_text(encoding="utf-8").format(min_chars=settings.llm_min_chars,
                                                          max_chars=settings.llm_max_chars)
-        return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars)
+        return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars,
+                   settings.openai_chat_shape)
+
+    def limits(self, max_tokens: int, temperature: float) -> dict:
+        """The length limit and sampling in the shape the model accepts (see REASONING_FAMILY)."""
+        if self.shape == "reasoning":
+            return {"max_completion_tokens": max_tokens,
+                    "reasoning_effort": lowest_effort(self.model)}
+        return {"max_tokens": max_tokens, "temperature": temperature}
 
     def messages(self, history: list[dict], text: str) -> list[dict]:
         messages = [{"role": "system", "content": self.system_prompt}]
@@ -91,8 +133,8 @@ class OpenAILLM(LLM):
 
     def reply(self, history: list[dict], text: str) -> str:
         result = self.client.chat.completions.create(
-            model=self.model, messages=self.messages(history, text), temperature=0.5,
-            max_tokens=max(64, self.max_chars // 2))
+            model=self.model, messages=self.messages(history, text),
+            **self.limits(max(64, self.max_chars // 2), 0.5))
         reply = (result.choices[0].message.content or "").strip()
         return clip(reply, self.max_chars)
 
@@ -103,8 +145,8 @@ class OpenAILLM(LLM):
             yield TRANSFER
             text = PERSON_KEY_TEXT
         stream = self.client.chat.completions.create(
-            model=self.model, messages=self.messages(history, text), temperature=0.5,
-            max_tokens=max(64, self.max_chars // 2), stream=True, tools=TOOLS)
+            model=self.model, messages=self.messages(history, text), stream=True, tools=TOOLS,
+            **self.limits(max(64, self.max_chars // 2), 0.5))
         written = 0
         try:
             for chunk in stream:
@@ -127,7 +169,7 @@ class OpenAILLM(LLM):
         """Two lines written by the model (one short completion); any failure: the base's."""
         try:
             result = self.client.chat.completions.create(
-                model=self.model, temperature=0.2, max_tokens=SUMMARY_MAX_TOKENS,
+                model=self.model, **self.limits(SUMMARY_MAX_TOKENS, 0.2),
                 messages=[{"role": "system", "content": SUMMARY_PROMPT},
                           {"role": "user", "content": transcript(history, lead)}])
             lines = [line.strip() for line in (result.choices[0].message.content or "")

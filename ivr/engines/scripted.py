@@ -17,6 +17,7 @@ HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2",
                  "תשעה": "9"}
 NIQQUD = re.compile(r"[\u0591-\u05c7]")
 HEARD_CHARS = 12  # the beginning of an answer heard before a barge-in that still names it
+MAX_ASR_KEYWORDS = 30  # a short list: every common word added dilutes the business's own
 
 
 def normalize(text: str) -> str:
@@ -35,6 +36,26 @@ def phone_digits(text: str) -> str:
             word = word[1:] if word[:1] == "ו" and word[1:] in HEBREW_DIGITS else word
             digits.append(HEBREW_DIGITS.get(word, ""))
     return "".join(digits)
+
+
+def asr_keywords(flow_path: str | Path) -> list[str]:
+    """The words a transcription model is told to expect (OpenAI `keywords`): the flow's own
+    `keywords` (the business's name, services, street), then its intents' labels and keywords,
+    each once, at most MAX_ASR_KEYWORDS. A flow that cannot be read gives none (the flow's own
+    loading reports it)."""
+    try:
+        flow = yaml.safe_load(Path(flow_path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    flow = flow if isinstance(flow, dict) else {}
+    intents = [i for i in flow.get("intents") or [] if isinstance(i, dict)]
+    words = list(flow.get("keywords") or []) + [i.get("label") for i in intents]
+    words += [k for i in intents for k in i.get("keywords") or []]
+    found: dict[str, str] = {}
+    for word in words:
+        if isinstance(word, str) and normalize(word):
+            found.setdefault(normalize(word), word.strip())
+    return list(found.values())[:MAX_ASR_KEYWORDS]
 
 
 class FlowError(ValueError):
