@@ -39,6 +39,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
+    if not programs_ready(settings):
+        return 1
     if port_in_use(settings.bind_host, settings.port):
         print(f"port {settings.port} is already in use: an old server is still running; "
               f"stop it first (e.g. pkill -f 'gunicorn.*app:app')", file=sys.stderr)
@@ -51,6 +53,19 @@ def cmd_check(_args: argparse.Namespace) -> int:
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
+
+
+def programs_ready(settings: Settings) -> bool:
+    """Print each program the configuration needs and lacks (False if any), and note the ones
+    missing that it does not need."""
+    from . import programs
+    missing = programs.problems(settings)
+    for problem in missing:
+        print(problem, file=sys.stderr)
+    for program, state in programs.status(settings).items():
+        if state == "not needed" and not programs.found(program):
+            print(f"{program}: not installed; needed only with {programs.USES[program].setting}")
+    return not missing
 
 
 def owner_line(settings: Settings, owner) -> str:
