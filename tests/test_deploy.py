@@ -134,3 +134,36 @@ def test_start_script_boots_without_ffmpeg_and_serves_the_beep(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize("switch,read_at_once", [(False, []), (None, ["first"])])
+def test_the_pinned_api_core_honours_the_switch_the_live_recognition_sets(switch, read_at_once):
+    """GoogleASR sets `_prefetch_first_result_ = False` on streaming_recognize so the call
+    returns before Google's first answer (and can be cancelled): a private switch of
+    google-api-core, hence its pin in requirements.txt."""
+    from google.api_core import grpc_helpers
+    read = []
+
+    def streaming_call(*_args, **_kwargs):
+        def answers():
+            read.append("first")
+            yield "first"
+        return answers()
+    if switch is not None:
+        streaming_call._prefetch_first_result_ = switch
+    stream = grpc_helpers._wrap_stream_errors(streaming_call)()
+    assert read == read_at_once
+    assert list(stream) == ["first"] and read == ["first"]
+
+
+def test_the_container_runs_the_python_of_python_version_and_installs_the_programs():
+    """The Dockerfile and .python-version name one Python; the image has every program the
+    line may run (ivr.programs), and starts the way a PaaS does."""
+    from ivr import programs
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    minor = (ROOT / ".python-version").read_text().strip()
+    assert f"FROM python:{minor}-slim" in dockerfile
+    assert all(f" {program}" in dockerfile for program in programs.USES)
+    assert 'CMD ["bash", "scripts/start.sh"]' in dockerfile
+    assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt\n" in (
+        dockerfile)
