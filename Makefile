@@ -1,13 +1,15 @@
 # make run: the line on its embedded defaults; make call: ring it; make test; make lint: ruff;
 # make purge: delete what is older than RETENTION_DAYS now; make cluster: PostgreSQL, two instances
-# and nginx (scripts/cluster.sh; make cluster-stop).
+# and nginx (scripts/cluster.sh; make cluster-stop). make deploy-check: a clean venv on the newest
+# Python found, pip install -r requirements.txt alone, scripts/start.sh until /healthz answers (with
+# and without ffmpeg; minutes, not in make test; DEPLOY_CHECK_ARGS=--all for every 3.11+ found).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets
+.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -71,6 +73,9 @@ bench-latency: setup
 	$(PY) -m bench.latency
 
 bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency
+
+deploy-check:
+	python3 scripts/deploy_check.py $(DEPLOY_CHECK_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

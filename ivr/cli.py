@@ -39,7 +39,8 @@ def cmd_check(_args: argparse.Namespace) -> int:
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
-    if not models_ok(settings):
+    models_fine, programs_fine = models_ok(settings), programs_ready(settings)
+    if not (models_fine and programs_fine):
         return 1
     if port_in_use(settings.bind_host, settings.port):
         print(f"port {settings.port} is already in use: an old server is still running; "
@@ -65,6 +66,19 @@ def models_ok(settings: Settings) -> bool:
     for note in notes:
         print(("bad configuration: " if note.refused else "") + note.message(), file=sys.stderr)
     return not any(note.refused for note in notes)
+
+
+def programs_ready(settings: Settings) -> bool:
+    """Print each program the configuration needs and lacks (False if any), and note the ones
+    missing that it does not need."""
+    from . import programs
+    missing = programs.problems(settings)
+    for problem in missing:
+        print(problem, file=sys.stderr)
+    for program, state in programs.status(settings).items():
+        if state == "not needed" and not programs.found(program):
+            print(f"{program}: not installed; needed only with {programs.USES[program].setting}")
+    return not missing
 
 
 def owner_line(settings: Settings, owner) -> str:

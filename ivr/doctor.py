@@ -73,8 +73,10 @@ class Doctor:
             detail = f"{response.status_code} engines={body.get('engines')}"
             detail += f" problems={body['problems']}" if body.get("problems") else ""
         except (requests.RequestException, ValueError) as exc:
-            ok, detail = False, f"{exc.__class__.__name__}"
-        self.add("/healthz", ok, detail, "start the server: bash scripts/start.sh (make run)")
+            ok, detail, body = False, f"{exc.__class__.__name__}", {}
+        self.add("/healthz", ok, detail, "each problem names its fix (python -m ivr check on the "
+                 "server lists them)" if body.get("problems") else
+                 "start the server: bash scripts/start.sh (make run)")
 
     def check_incoming_call(self) -> None:
         response = self.post("/webhook/incoming_call")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, send_file
 
+from . import programs
 from .runtime import current_runtime
 
 bp = Blueprint("public", __name__)
@@ -40,8 +41,8 @@ def tts_file(name: str) -> Response:
 
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
-    """Engines chosen, scheduler running, database writable, disk not full; 503 with the
-    reasons when something is wrong."""
+    """Engines chosen, the programs they run found, scheduler running, database writable, disk
+    not full; 503 with the reasons when something is wrong."""
     rt = current_runtime()
     s = rt.settings
     problems = []
@@ -51,9 +52,11 @@ def healthz() -> Response:
     scheduler_ok = bool(rt.scheduler.running)
     problems += [] if scheduler_ok else ["scheduler not running"]
     problems += disk_problems([s.var_dir, s.tts_dir], s.min_free_disk_mb)
+    problems += programs.problems(s)
     body = {
         "status": "degraded" if problems else "ok", "problems": problems,
         "engines": {"asr": s.asr_engine, "llm": s.llm_engine, "tts": s.tts_engine},
+        "programs": programs.status(s),
         "turn_mode": s.turn_mode, "reply_mode": s.reply_mode, "ws_mode": s.ws_mode,
         "scheduler": {"running": scheduler_ok, "jobs": len(rt.scheduler.get_jobs()),
                       "checks": rt.watchdog.checks.count()},

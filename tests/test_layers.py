@@ -10,7 +10,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
      "ivr.google_voices",
      "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
-     "ivr.notify_text"},
+     "ivr.notify_text", "ivr.programs"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify_queue",
      "ivr.engines.google_stream",

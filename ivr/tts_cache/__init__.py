@@ -23,6 +23,7 @@ ALIASES = frozenset({GREETING, FALLBACK, GOODBYE, BEEP, THINKING})
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xe3")
 DURATIONS_KEPT = 4096  # remembered file durations (least recently asked dropped first)
 ULAW_KEPT = 256  # files kept decoded for the stream (~8 KB a second of audio each)
+BEEP_MS = 400
 log = logging.getLogger("ivr")
 
 
@@ -200,15 +201,19 @@ class TTSCache:
 
     def ulaw(self, name: str) -> bytes:
         """A cache file as 8 kHz μ-law, what a stream sends: decoded once (ffmpeg), then kept
-        in memory, so a cached sentence goes out at once."""
+        in memory, so a cached sentence goes out at once. The beep is made, not decoded: the
+        sound of last resort needs no program."""
+        if name == BEEP:
+            return audio.pcm16_to_ulaw(audio.beep_pcm16(BEEP_MS))
         return self._remembered(self.ulaws, ULAW_KEPT, name,
                                 lambda data: audio.pcm16_to_ulaw(audio.decode_to_pcm16(data)))
 
     def ensure_beep(self) -> Path:
-        """The beep of last resort, generated (never a shipped file) when missing."""
+        """The beep of last resort, generated (never a shipped file) when missing: an MP3
+        encoded in process, so the line starts without ffmpeg."""
         path = self.dir / BEEP
         if not path.is_file():
-            self.write(BEEP, audio.pcm16_to_mp3(audio.beep_pcm16(400)))
+            self.write(BEEP, audio.pcm16_to_mp3(audio.beep_pcm16(BEEP_MS)))
         return path
 
     def last_resort(self) -> Path:
