@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets
+.PHONY: setup sysdeps run call doctor doctor-engines purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,9 @@ cluster-stop:
 
 doctor: setup
 	$(PY) -m ivr doctor --url http://127.0.0.1:$(PORT)
+
+doctor-engines: setup
+	$(PY) -m ivr doctor --engines
 
 call: setup
 	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl

@@ -150,21 +150,31 @@ def retention_days(raw: str) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """GO/NO-GO checks against a deployment; exit status 1 on any FAIL."""
+    """GO/NO-GO checks against a deployment and its engines (--engines alone: the engines only);
+    exit status 1 on any FAIL."""
     from urllib.parse import urlsplit
 
     from .config import LOCAL_ACCOUNT_SID, is_loopback_host, local_auth_token
     from .doctor import Doctor, report
+    from .engine_probe import probe_configured
+    from .engine_probe import report as engines_report
+    if not args.url and not args.engines:
+        print("doctor: give --url https://your-host, or --engines", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()  # the engines probed are this environment's
+    settings.prepare()
+    if not args.url:
+        probes = probe_configured(settings)
+        print(engines_report(probes))
+        return 0 if all(probe.ok for probe in probes) else 1
     token, account = args.token or "", args.account or ""
-    if not token or not account:
-        settings = Settings.from_env()
-        if not settings.local_mode:  # the emulator's account is for a line on this machine only
-            token = token or settings.twilio_auth_token
-            account = account or settings.twilio_account_sid
-        if not token and is_loopback_host(urlsplit(args.url).hostname):
-            token = local_auth_token(Path(settings.var_dir))
-            account = account or LOCAL_ACCOUNT_SID
-    results = Doctor(args.url, token, account).run()
+    if not settings.local_mode:  # the emulator's account is for a line on this machine only
+        token = token or settings.twilio_auth_token
+        account = account or settings.twilio_account_sid
+    if not token and is_loopback_host(urlsplit(args.url).hostname):
+        token = local_auth_token(Path(settings.var_dir))
+        account = account or LOCAL_ACCOUNT_SID
+    results = Doctor(args.url, token, account, settings).run()
     print(report(results))
     return 0 if all(check.ok for check in results) else 1
 
@@ -181,8 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "files older than RETENTION_DAYS (leads are kept)")
     purge.add_argument("--days", type=retention_days, help="override RETENTION_DAYS once")
     purge.set_defaults(func=cmd_purge)
-    doctor = sub.add_parser("doctor", help="GO/NO-GO checks against a deployment")
-    doctor.add_argument("--url", required=True, help="the deployment, e.g. https://host")
+    doctor = sub.add_parser("doctor", help="GO/NO-GO checks against a deployment and one real "
+                            "request per engine")
+    doctor.add_argument("--url", help="the deployment, e.g. https://host")
+    doctor.add_argument("--engines", action="store_true",
+                        help="only the engines: one tiny real request each (no line needed)")
     doctor.add_argument("--token", help="TWILIO_AUTH_TOKEN (default: the environment's)")
     doctor.add_argument("--account", help="TWILIO_ACCOUNT_SID (default: the environment's)")
     doctor.set_defaults(func=cmd_doctor)

@@ -29,7 +29,8 @@ class Check:
 class Doctor:
     """Runs every check against one deployment; signs requests when it has the auth token."""
 
-    def __init__(self, url: str, auth_token: str = "", account_sid: str = ""):
+    def __init__(self, url: str, auth_token: str = "", account_sid: str = "", settings=None):
+        self.settings = settings  # the environment whose engines check_engines probes, if any
         self.raw_url = url
         self.base = url.rstrip("/")
         self.token = auth_token
@@ -140,9 +141,27 @@ class Doctor:
         self.add(f"{path.rsplit('/', 1)[-1]} answers {want}", ok,
                  f"{response.status_code} {ctype}".strip(), fix)
 
+    def check_engines(self) -> None:
+        """One real request per engine, made from here with this environment (engine_probe):
+        the server's engines when the doctor runs where the line runs, or with its settings."""
+        from .engine_probe import KINDS, probe_configured
+        here = {kind: getattr(self.settings, f"{kind}_engine") for kind in KINDS}
+        try:
+            served = self.http.get(self.base + "/healthz", timeout=TIMEOUT).json().get("engines")
+        except (requests.RequestException, ValueError, AttributeError):
+            served = None
+        if served and served != here:
+            self.add("engines probed are the server's", False, f"server {served}, here {here}",
+                     "run the doctor where the line runs, or with its ASR/LLM/TTS_ENGINE and keys")
+        for probe in probe_configured(self.settings):
+            self.add(f"{probe.kind} engine {probe.engine} answers a real request", probe.ok,
+                     probe.detail, probe.fix)
+
     def run(self) -> list[Check]:
         self.check_config()
         self.check_health()
+        if self.settings is not None:
+            self.check_engines()
         self.check_incoming_call()
         self.check_mp3("greeting_he.mp3")
         self.check_mp3("fallback_he.mp3")

@@ -46,7 +46,9 @@ class ProviderServer:
         self.speech_go = threading.Event()
         self.speech_chars_per_sec = 0.0  # speech as long as the text says (else 0.5 s always)
         self.transcript = "מה שעות הפתיחה?"
+        self.refusal: tuple[int, dict] | None = None  # every API request answered this way
         self.app.before_request(self.fault)
+        self.app.before_request(self.refuse)
         self.add_routes()
         self.live = LiveServer().serve(self.app)
         self.url = self.live.url
@@ -67,6 +69,31 @@ class ProviderServer:
         gives it, asked once a request), else the real date."""
         today = self.today() if callable(self.today) else self.today
         return today or date.today()
+
+    # ---- refusals as the providers send them (the engine probe's tests) ------------------------
+    def refuse_openai(self, status: int, code: str | None, message: str,
+                      kind: str = "invalid_request_error", param: str | None = None) -> None:
+        """Refuse every request as OpenAI does: {"error": {message, type, param, code}}; a
+        `{model}` in the message is the model the request named."""
+        self.refusal = (status, {"error": {"message": message, "type": kind, "param": param,
+                                           "code": code}})
+
+    def refuse_google(self, status: int, status_name: str, message: str, reason: str = "",
+                      metadata: dict | None = None) -> None:
+        """Refuse every request as a Google REST API does, with its google.rpc.ErrorInfo."""
+        details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+                    "domain": "googleapis.com", "metadata": metadata or {}}] if reason else []
+        self.refusal = (status, {"error": {"code": status, "message": message,
+                                           "status": status_name, "details": details}})
+
+    def refuse(self):
+        if self.refusal and (request.path.startswith("/v1") or ":" in request.path):
+            status, body = self.refusal
+            model = (request.get_json(silent=True) or {}).get("model") or \
+                request.form.get("model", "")
+            return Response(json.dumps(body).replace("{model}", model), status,
+                            mimetype="application/json")
+        return None
 
     def chat_events(self, model: str):
         """The reply as OpenAI streams it (SSE): a role, then a few characters a chunk."""
@@ -186,6 +213,7 @@ class FakeGoogleSpeech:
         self.progress = threading.Condition()
         self.streamed = 0  # the audio the latest stream has received so far
         self.interim, self.final = "מה שעות", "מה שעות הפתיחה?"
+        self.refusal: tuple | None = None  # (grpc.StatusCode, message, ErrorInfo reason, metadata)
         handler = grpc.method_handlers_generic_handler(self.SERVICE, {
             "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
                 self.streaming, request_deserializer=cs.StreamingRecognizeRequest.deserialize,
@@ -204,7 +232,29 @@ class FakeGoogleSpeech:
         channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         return SpeechClient(transport=SpeechGrpcTransport(channel=channel))
 
+    def refuse(self, code: grpc.StatusCode, message: str, reason: str = "",
+               metadata: dict | None = None) -> None:
+        """Abort every call as Google does: the status, its message, and a google.rpc.ErrorInfo in
+        the status details (grpc-status-details-bin), which google-api-core reads as `reason`."""
+        self.refusal = (code, message, reason, metadata or {})
+
+    def _abort_refused(self, context):
+        from google.protobuf import any_pb2
+        from google.rpc import error_details_pb2, status_pb2
+        from grpc_status import rpc_status
+        code, message, reason, metadata = self.refusal
+        details = []
+        if reason:
+            info = any_pb2.Any()
+            info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain="googleapis.com",
+                                                  metadata=metadata))
+            details.append(info)
+        context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+            code=code.value[0], message=message, details=details)))
+
     def _fault(self, context):
+        if self.refusal:
+            self._abort_refused(context)
         if self.mode == "slow":
             self.stalled += 1
             self.release.wait(60)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from ..config import Settings
 from .base import ASR, LLM, TTS, EngineError
 
-__all__ = ["ASR", "LLM", "TTS", "EngineError", "Engines", "build_engines", "REGISTRY"]
+__all__ = ["ASR", "LLM", "TTS", "EngineError", "Engines", "build_engine", "build_engines",
+           "REGISTRY"]
 
 # kind → engine name → "module:Class" (relative to ivr.engines)
 REGISTRY: dict[str, dict[str, str]] = {
@@ -39,6 +40,11 @@ def _build(kind: str, name: str, settings: Settings):
     cls = getattr(module, class_name)
     factory = getattr(cls, "from_settings", None)
     return factory(settings) if factory else cls()
+
+
+def build_engine(kind: str, settings: Settings):
+    """The one engine of `kind` ("asr", "llm" or "tts") the settings name; None for "none"."""
+    return _build(kind, getattr(settings, f"{kind}_engine"), settings)
 
 
 def build_engines(settings: Settings) -> Engines:
