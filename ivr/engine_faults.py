@@ -48,8 +48,9 @@ class FailedEngine:
 def diagnose(exc: BaseException, engine: FailedEngine) -> tuple[Fault, str]:
     """The fault behind `exc` and a one-line account of the error that shows it."""
     chain = signals(exc)
+    providers_first = sorted(chain, key=lambda s: not s.status)  # an engine's own words last
     for rule in RULES:
-        for signal in chain:
+        for signal in providers_first:
             fault = rule(signal, engine)
             if fault is not None:
                 return fault, with_root(signal.account, chain)

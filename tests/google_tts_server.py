@@ -45,6 +45,7 @@ class FakeGoogleTTS(FakeGoogleSpeech):
         self.tts = tts
         self.mode, self.release = "ok", threading.Event()
         self.stalled = self.answered = 0
+        self.refusal: tuple | None = None  # FakeGoogleSpeech.refuse: every call refused
         self.progress = threading.Condition()
         self.first_delay_sec, self.hold_first, self.hold_after = 0.0, False, None
         self.wav_header: int | None = None  # a streamed MULAW begins with a WAV header of this rate

@@ -201,7 +201,7 @@ class GoogleTTS(TTS):
                 audio_config=self.tts.AudioConfig(audio_encoding=self.tts.AudioEncoding.MP3),
                 retry=None, timeout=self.timeout)
         except self.errors.GoogleAPIError as exc:
-            raise EngineError(f"google TTS {self.voice}: {exc}") from None
+            raise EngineError(f"google TTS {self.voice}: {exc}") from exc
         return response.audio_content
 
     def stream(self, text: str) -> SpeechStream:
