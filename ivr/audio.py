@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import shutil
 import struct
 import subprocess
+import tempfile
 import warnings
 import wave
 
@@ -109,14 +112,33 @@ def ffmpeg_decode(data: bytes, rate: int = RATE) -> bytes:
 
 
 def pcm16_to_mp3(pcm: bytes, rate: int = RATE, kbps: int = 32) -> bytes:
-    """Encode mono PCM16 as a constant-bitrate MP3 in this process (LAME through lameenc: no
-    program, about a millisecond for a short sentence)."""
+    """Encode mono PCM16 as a constant-bitrate MP3: with ffmpeg when it is installed (its LAME
+    tag tells players to skip the encoder's delay and padding: ~0.15 s of silence at 8 kHz,
+    before and after each reply), else in this process (lameenc: no program needed)."""
+    if shutil.which(FFMPEG):
+        return ffmpeg_encode_mp3(pcm, rate, kbps)
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(kbps)
     encoder.set_in_sample_rate(rate)
     encoder.set_channels(1)
     encoder.set_quality(2)  # LAME's best; still far faster than starting a program
     return bytes(encoder.encode(pcm)) + bytes(encoder.flush())
+
+
+def ffmpeg_encode_mp3(pcm: bytes, rate: int, kbps: int) -> bytes:
+    """One ffmpeg process, PCM16 on stdin → MP3 in a temporary file: the file, not a pipe, so
+    ffmpeg can write the LAME tag (encoder delay and padding) at its start once it is done."""
+    with tempfile.TemporaryDirectory(prefix="ivr-mp3-") as folder:
+        out = os.path.join(folder, "out.mp3")
+        result = subprocess.run(
+            [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "s16le",
+             "-ar", str(rate), "-ac", "1", "-i", "pipe:0", "-b:a", f"{kbps}k", out],
+            input=pcm, capture_output=True, timeout=30, check=False)
+        if result.returncode != 0:
+            raise ValueError(f"ffmpeg could not encode {len(pcm)} bytes: "
+                             f"{result.stderr.decode(errors='replace').strip()[-200:]}")
+        with open(out, "rb") as mp3:
+            return mp3.read()
 
 
 def duration_sec(pcm: bytes, rate: int = RATE) -> float:
