@@ -194,6 +194,8 @@ class Settings:
     tts_engine: str = setting(
         "auto", one_of(*TTS_CHOICES), "speech synthesis; auto: google, openai or espeak")
     language: str = setting("he-IL", text, "recognition language")
+    gather_language: str = setting(
+        "", text, "<Gather>'s speech language (default: iw-IL for he-IL, else LANGUAGE)")
     turn_mode: str = setting(
         "auto", one_of("auto", "stream", "record", "gather"),
         "how a turn is heard; auto: stream with an ASR engine, else gather")
@@ -293,6 +295,7 @@ class Settings:
         _check_base_url(values, problems)
         _check_urls(values, problems)
         _resolve_engines(values, problems)
+        _resolve_gather_language(values)
         _check_ranges(values, problems)
         _check_workers(values, problems)
         _check_owner(values, problems)
@@ -461,6 +464,16 @@ def _resolve_engines(values: dict, problems: list[str]) -> None:
         values["turn_mode"] = "gather" if values["asr_engine"] == "none" else "stream"
     elif mode in ("stream", "record") and values["asr_engine"] == "none":
         problems.append(f"TURN_MODE={mode}: needs an ASR engine (set ASR_ENGINE or credentials)")
+
+
+HEBREW_GATHER_TAG = "iw-IL"  # Hebrew as Twilio's <Gather> language table lists it (README)
+
+
+def _resolve_gather_language(values: dict) -> None:
+    """GATHER_LANGUAGE unset: LANGUAGE, except that he-IL is Twilio's iw-IL."""
+    if not values["gather_language"]:
+        language = values["language"]
+        values["gather_language"] = HEBREW_GATHER_TAG if language == "he-IL" else language
 
 
 def _check_ranges(values: dict, problems: list[str]) -> None:

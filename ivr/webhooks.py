@@ -128,7 +128,7 @@ def _no_content(_rt: Runtime) -> Response:
 
 def _safe_twiml(rt: Runtime) -> Response:
     """What a failing TwiML route answers: a prompt and Twilio's own speech recognition."""
-    return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.language,
+    return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.gather_language,
                                  rt.prompt_url(FALLBACK)))
 
 
@@ -142,7 +142,7 @@ def first_turn_twiml(rt: Runtime, call_sid: str) -> str:
         greeting = rt.prompt_url(GREETING)
     if s.turn_mode == "record":
         return twiml.record_turn(s.public_base_url, greeting)
-    return twiml.gather_turn(s.public_base_url, s.language, greeting)
+    return twiml.gather_turn(s.public_base_url, s.gather_language, greeting)
 
 
 def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:

@@ -222,7 +222,7 @@ def test_a_field_default_is_the_variables_default(tmp_path):
     assert unset.replace(stream_secret="") == explicit.replace(stream_secret="")
     resolved = {"public_base_url", "twilio_account_sid", "twilio_auth_token",
                 "twilio_api_base_url", "database_url", "asr_engine", "llm_engine", "tts_engine",
-                "turn_mode", "validate_twilio_signature", "var_dir"}
+                "turn_mode", "validate_twilio_signature", "var_dir", "gather_language"}
     for f in env_fields():
         if f.name not in resolved:
             assert getattr(unset, f.name) == getattr(Settings(), f.name), f.name
