@@ -231,6 +231,9 @@ class Settings:
         3, int_range(1, 20), "silent turns before a goodbye and hang-up")
     validate_twilio_signature: bool | None = setting(
         None, boolean, "check X-Twilio-Signature (default: when a token is set)")
+    twilio_webhook_shared_key: str = setting(
+        "", text, "Webhooks SharedKey secret(s), comma-separated, for webhooks signed with one",
+        secret=True)
     inspector_token: str = setting(
         "", text, "unlocks /inspector (not needed on loopback)", secret=True)
     tts_cache_max_mb: int = setting(500, int_range(1, 100000), "TTS MP3 cache budget")

@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
-from twilio.request_validator import RequestValidator
 
-from . import audio, recordings, twiml
+from . import audio, recordings, signatures, twiml
 from .replies import (
     CONTINUE_WAIT_SEC,
     ReplyTwiml,
@@ -53,17 +52,14 @@ def public_request_url(rt: Runtime) -> str:
 
 
 def signature_problem(rt: Runtime) -> str | None:
-    """Why this request's X-Twilio-Signature is unacceptable, or None when it is good."""
+    """Why this request's X-Twilio-Signature is unacceptable (made with the auth token, or with
+    a Webhooks SharedKey), or None when it is good."""
     if not rt.settings.validate_twilio_signature:
         return None
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature:
-        return "missing X-Twilio-Signature"
     params = request.form.to_dict() if request.method == "POST" else {}
-    validator = RequestValidator(rt.settings.twilio_auth_token)
-    if not validator.validate(public_request_url(rt), params, signature):
-        return "X-Twilio-Signature does not match (check PUBLIC_BASE_URL and TWILIO_AUTH_TOKEN)"
-    return None
+    return signatures.problem(rt.settings, public_request_url(rt), params,
+                              request.headers.get(signatures.SIGNATURE_HEADER, ""),
+                              request.headers.get(signatures.SIGNATURE_SETTINGS_HEADER, ""))
 
 
 def form_problem() -> str | None:
