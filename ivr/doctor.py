@@ -171,7 +171,7 @@ def twiml_problems(root: ET.Element, text: str, base: str) -> list[str]:
         names = {p.get("name") for p in stream.findall("Parameter")}
         if not {"call_sid", "turn", "token"} <= names:
             problems.append("Stream lacks the call_sid/turn/token Parameters")
-        if not root.find("Connect").get("action", "").endswith("/webhook/stream_ended"):
+        if urlsplit(root.find("Connect").get("action", "")).path != "/webhook/stream_ended":
             problems.append("Connect action is not /webhook/stream_ended")
     elif root.find("Gather") is None and root.find("Record") is None:
         problems.append("neither Connect/Stream, Gather nor Record")
