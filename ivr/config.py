@@ -284,6 +284,9 @@ class Settings:
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     # resolved by from_env, not read from the environment
     local_mode: bool = False
+    # origins (scheme://host:port) whose pre-signed URLs a recording may redirect to besides
+    # https S3 and Google Cloud Storage: set by tests for the emulator's storage stand-in only
+    recording_storage_origins: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     stream_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
@@ -327,6 +330,14 @@ class Settings:
     def public_on_loopback(self) -> bool:
         """PUBLIC_BASE_URL names this machine: a local line, not one published through a proxy."""
         return is_loopback_host(urlsplit(self.public_base_url).hostname)
+
+    @property
+    def twilio_gateway(self) -> str:
+        """TWILIO_API_BASE_URL when it is not one of Twilio's hosts (the emulator, a proxy):
+        Twilio's other API hosts (Monitor, a regional recording's) are reached through it.
+        "" for Twilio itself."""
+        url = self.twilio_api_base_url
+        return "" if is_twilio_host(urlsplit(url).hostname) else url
 
     @property
     def signing_key(self) -> str:
@@ -412,6 +423,11 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_twilio_host(host: str | None) -> bool:
+    """twilio.com or one of its hosts (api.twilio.com, api.dublin.ie1.twilio.com, …)."""
+    return bool(host) and (host == "twilio.com" or host.endswith(".twilio.com"))
 
 
 def _check_base_url(values: dict, problems: list[str]) -> None:
