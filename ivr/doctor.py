@@ -138,6 +138,40 @@ class Doctor:
         self.add(f"{path.rsplit('/', 1)[-1]} answers {want}", ok,
                  f"{response.status_code} {ctype}".strip(), fix)
 
+    def check_twilio_alerts(self) -> None:
+        """Twilio's own alerts about this line in the last day (Monitor API, on the
+        environment's TWILIO_API_BASE_URL): a blocking code fails with its fix; the others
+        are warnings, listed with theirs."""
+        from collections import Counter
+        from datetime import UTC, datetime, timedelta
+
+        from .config import TWILIO_API, ConfigError, Settings
+        from .delivery import rest_client
+        from .twilio_alerts import failure, read
+        name = "no Twilio alerts in the last day"
+        if not self.token:
+            self.add(name, True, "not read: no TWILIO_AUTH_TOKEN")
+            return
+        try:
+            api = Settings.from_env().twilio_api_base_url
+        except ConfigError:
+            api = TWILIO_API
+        try:
+            alerts = read(rest_client(self.account, self.token, api),
+                          urlsplit(self.base).hostname or "",
+                          datetime.now(UTC) - timedelta(days=1))
+        except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
+            self.add(name, False, f"Monitor API on {api}: {failure(exc)[:120]}",
+                     "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be the account's (the "
+                     "line's REST updates use them too); check TWILIO_API_BASE_URL")
+            return
+        fixes = {a.code: a.fix for a in alerts}
+        counts = ", ".join(f"{code}×{n}" for code, n in Counter(a.code for a in alerts).items())
+        warnings = "; ".join(f"warning {c}: {f.text}" for c, f in fixes.items() if not f.blocking)
+        self.add(name, not any(f.blocking for f in fixes.values()),
+                 " — ".join(part for part in (counts or "none", warnings) if part),
+                 "; ".join(f"{c}: {f.text}" for c, f in fixes.items() if f.blocking))
+
     def run(self) -> list[Check]:
         self.check_config()
         self.check_health()
@@ -151,6 +185,7 @@ class Doctor:
         self.check_status_route("/webhook/stream_ended", 200)
         self.check_status_route("/webhook/call_status", 204, CallStatus="completed",
                                 CallDuration="0")
+        self.check_twilio_alerts()
         return self.results
 
 

@@ -16,7 +16,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.engines", "ivr.engines.base", "ivr.engines.fake", "ivr.engines.local",
      "ivr.engines.openai_engines", "ivr.engines.google_engines", "ivr.engines.scripted"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify"},
+     "ivr.notify", "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
     {"ivr.stream_turns", "ivr.replies"},
