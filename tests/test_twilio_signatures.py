@@ -2,8 +2,11 @@
 stream token lets it in), and webhooks signed with a Webhooks SharedKey."""
 
 import json
+import subprocess
+import sys
 
 import pytest
+import requests
 import websocket
 from twilio.request_validator import RequestValidator
 
@@ -11,7 +14,7 @@ from ivr import signatures, twiml
 from ivr.sim import Carrier
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, BASE, CALL_SID, make_settings, sign
-from .livehelpers import wait_until
+from .livehelpers import ROOT, free_port, start_script_env, wait_for, wait_until
 
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 SECRET = "webhooks-shared-key-secret-0123"
@@ -150,3 +153,27 @@ def test_a_line_without_the_shared_key_refuses_what_is_signed_with_it(phone_line
     line.runtime.rejections.close()
     reasons = [e["detail"] for e in line.store.events("") if e["kind"] == "SIGNATURE_REJECTED"]
     assert "TWILIO_WEBHOOK_SHARED_KEY is not set" in json.dumps(reasons, ensure_ascii=False)
+
+
+def test_the_carrier_command_signs_with_the_environments_shared_key(phone_line, tmp_path):
+    line = phone_line(**{**FAKES, "turn_mode": "gather"}, twilio_webhook_shared_key=SECRET)
+    port = free_port()
+    other = "a-token-the-line-does-not-know-0"  # so only the shared key can sign for the line
+    env = start_script_env(tmp_path, port, PUBLIC_BASE_URL=line.url,
+                           TWILIO_ACCOUNT_SID=ACCOUNT_SID, TWILIO_AUTH_TOKEN=other)
+    missing = subprocess.run([sys.executable, "-m", "ivr", "carrier", "--shared-key"], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "TWILIO_WEBHOOK_SHARED_KEY" in missing.stderr
+    env["TWILIO_WEBHOOK_SHARED_KEY"] = SECRET
+    carrier = subprocess.Popen([sys.executable, "-m", "ivr", "carrier", "--shared-key", "--port",
+                                str(port), "--server", line.url], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/sim/health", carrier)
+        result = requests.post(f"http://127.0.0.1:{port}/sim/calls", timeout=120, json={
+            "token": other, "speed": 10,
+            "script": {"steps": [{"say": "שלום"}], "end": "hangup"}}).json()
+    finally:
+        carrier.terminate()
+        carrier.wait(30)
+    assert result["errors"] == [] and len(line.store.turns(result["call_sid"])) == 1
