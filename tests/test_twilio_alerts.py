@@ -119,3 +119,17 @@ def test_the_daily_check_is_scheduled_only_with_credentials(settings):
         assert (job is not None) is scheduled
         if job:
             assert job.trigger.interval.days == 1
+
+
+def test_the_doctor_asks_real_twilio_about_a_remote_line_whatever_local_mode_says(monkeypatch,
+                                                                                   tmp_path):
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE_URL",
+                 "PUBLIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VAR_DIR", str(tmp_path))  # local mode: the emulator's account
+    asked = []
+    monkeypatch.setattr("ivr.twilio_alerts.read", lambda client, host, since: asked.append(
+        (client.monitor.base_url, host)) or [])
+    doctor = Doctor("https://line.example.com", "token", "AC" + "2" * 32)
+    doctor.check_twilio_alerts()
+    assert asked == [("https://monitor.twilio.com", "line.example.com")] and doctor.results[0].ok
