@@ -10,7 +10,7 @@ from datetime import date
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from . import twiml
+from . import twilio_alerts, twiml
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -86,6 +86,7 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
     schedule_daily(runtime)
+    twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
     app.extensions["ivr"] = runtime
 
     from . import inspector, public, webhooks

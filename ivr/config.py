@@ -196,6 +196,8 @@ class Settings:
     tts_engine: str = setting(
         "auto", one_of(*TTS_CHOICES), "speech synthesis; auto: google, openai or espeak")
     language: str = setting("he-IL", text, "recognition language")
+    gather_language: str = setting(
+        "", text, "<Gather>'s speech language (default: iw-IL for he-IL, else LANGUAGE)")
     turn_mode: str = setting(
         "auto", one_of("auto", "stream", "record", "gather"),
         "how a turn is heard; auto: stream with an ASR engine, else gather")
@@ -231,6 +233,9 @@ class Settings:
         3, int_range(1, 20), "silent turns before a goodbye and hang-up")
     validate_twilio_signature: bool | None = setting(
         None, boolean, "check X-Twilio-Signature (default: when a token is set)")
+    twilio_webhook_shared_key: str = setting(
+        "", text, "Webhooks SharedKey secret(s), comma-separated, for webhooks signed with one",
+        secret=True)
     inspector_token: str = setting(
         "", text, "unlocks /inspector (not needed on loopback)", secret=True)
     tts_cache_max_mb: int = setting(500, int_range(1, 100000), "TTS MP3 cache budget")
@@ -285,6 +290,9 @@ class Settings:
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     # resolved by from_env, not read from the environment
     local_mode: bool = False
+    # origins (scheme://host:port) whose pre-signed URLs a recording may redirect to besides
+    # https S3 and Google Cloud Storage: set by tests for the emulator's storage stand-in only
+    recording_storage_origins: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     stream_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
@@ -300,6 +308,7 @@ class Settings:
         _check_urls(values, problems)
         _resolve_engines(values, problems)
         _check_google_voice(values, problems)
+        _resolve_gather_language(values)
         _check_ranges(values, problems)
         _check_workers(values, problems)
         _check_owner(values, problems)
@@ -328,6 +337,14 @@ class Settings:
     def public_on_loopback(self) -> bool:
         """PUBLIC_BASE_URL names this machine: a local line, not one published through a proxy."""
         return is_loopback_host(urlsplit(self.public_base_url).hostname)
+
+    @property
+    def twilio_gateway(self) -> str:
+        """TWILIO_API_BASE_URL when it is not one of Twilio's hosts (the emulator, a proxy):
+        Twilio's other API hosts (Monitor, a regional recording's) are reached through it.
+        "" for Twilio itself."""
+        url = self.twilio_api_base_url
+        return "" if is_twilio_host(urlsplit(url).hostname) else url
 
     @property
     def signing_key(self) -> str:
@@ -415,6 +432,11 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def is_twilio_host(host: str | None) -> bool:
+    """twilio.com or one of its hosts (api.twilio.com, api.dublin.ie1.twilio.com, …)."""
+    return bool(host) and (host == "twilio.com" or host.endswith(".twilio.com"))
+
+
 def _check_base_url(values: dict, problems: list[str]) -> None:
     base = values["public_base_url"].rstrip("/")
     if not base:
@@ -480,6 +502,16 @@ def _check_google_voice(values: dict, problems: list[str]) -> None:
         problems.append(f"GOOGLE_TTS_VOICE={voice!r}: {problem}")
     elif note := google_voices.unlisted(voice, language):
         values["warnings"].append(f"WARNING: GOOGLE_TTS_VOICE={voice!r}: {note}")
+
+
+HEBREW_GATHER_TAG = "iw-IL"  # Hebrew as Twilio's <Gather> language table lists it (README)
+
+
+def _resolve_gather_language(values: dict) -> None:
+    """GATHER_LANGUAGE unset: LANGUAGE, except that he-IL is Twilio's iw-IL."""
+    if not values["gather_language"]:
+        language = values["language"]
+        values["gather_language"] = HEBREW_GATHER_TAG if language == "he-IL" else language
 
 
 def _check_ranges(values: dict, problems: list[str]) -> None:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
+from urllib.parse import urlsplit
 
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .config import Settings
+from .config import Settings, is_twilio_host
 from .eventlog import EventLog
 
 REST_TIMEOUT_SEC = 5
+
+
+def rest_client(account_sid: str, auth_token: str, api_base_url: str) -> Client:
+    """The twilio client on `api_base_url` (Twilio's, or the emulator's); where that is not
+    Twilio itself (see Settings.twilio_gateway) the Monitor API is reached through it too."""
+    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=REST_TIMEOUT_SEC))
+    client.api.base_url = api_base_url
+    if not is_twilio_host(urlsplit(api_base_url).hostname):
+        client.monitor.base_url = api_base_url
+    return client
 
 
 class Delivery:
@@ -27,10 +38,8 @@ class Delivery:
             raise RuntimeError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
         with self.lock:
             if self._client is None:
-                client = Client(self.s.twilio_account_sid, self.s.twilio_auth_token,
-                                http_client=TwilioHttpClient(timeout=REST_TIMEOUT_SEC))
-                client.api.base_url = self.s.twilio_api_base_url
-                self._client = client
+                self._client = rest_client(self.s.twilio_account_sid, self.s.twilio_auth_token,
+                                           self.s.twilio_api_base_url)
             return self._client
 
     def update(self, call_sid: str, twiml: str, kind: str, ok: str = "TX", **detail) -> bool:

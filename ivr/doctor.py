@@ -157,6 +157,42 @@ class Doctor:
             self.add(f"{probe.kind} engine {probe.engine} answers a real request", probe.ok,
                      probe.detail, probe.fix)
 
+    def check_twilio_alerts(self) -> None:
+        """Twilio's own alerts about this line in the last day (Monitor API, on the
+        environment's TWILIO_API_BASE_URL): a blocking code fails with its fix; the others
+        are warnings, listed with theirs."""
+        from collections import Counter
+        from datetime import UTC, datetime, timedelta
+
+        from .config import TWILIO_API, ConfigError, Settings
+        from .delivery import rest_client
+        from .twilio_alerts import failure, read
+        name = "no Twilio alerts in the last day"
+        if not self.token:
+            self.add(name, True, "not read: no TWILIO_AUTH_TOKEN")
+            return
+        try:  # the emulator of local mode stands for Twilio only for a line on this machine
+            env = Settings.from_env()
+            local = env.local_mode and not is_loopback_host(urlsplit(self.base).hostname)
+            api = TWILIO_API if local else env.twilio_api_base_url
+        except ConfigError:
+            api = TWILIO_API
+        try:
+            alerts = read(rest_client(self.account, self.token, api),
+                          urlsplit(self.base).hostname or "",
+                          datetime.now(UTC) - timedelta(days=1))
+        except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
+            self.add(name, False, f"Monitor API on {api}: {failure(exc)[:120]}",
+                     "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be the account's (the "
+                     "line's REST updates use them too); check TWILIO_API_BASE_URL")
+            return
+        fixes = {a.code: a.fix for a in alerts}
+        counts = ", ".join(f"{code}×{n}" for code, n in Counter(a.code for a in alerts).items())
+        warnings = "; ".join(f"warning {c}: {f.text}" for c, f in fixes.items() if not f.blocking)
+        self.add(name, not any(f.blocking for f in fixes.values()),
+                 " — ".join(part for part in (counts or "none", warnings) if part),
+                 "; ".join(f"{c}: {f.text}" for c, f in fixes.items() if f.blocking))
+
     def run(self) -> list[Check]:
         self.check_config()
         self.check_health()
@@ -172,6 +208,7 @@ class Doctor:
         self.check_status_route("/webhook/stream_ended", 200)
         self.check_status_route("/webhook/call_status", 204, CallStatus="completed",
                                 CallDuration="0")
+        self.check_twilio_alerts()
         return self.results
 
 
@@ -192,7 +229,7 @@ def twiml_problems(root: ET.Element, text: str, base: str) -> list[str]:
         names = {p.get("name") for p in stream.findall("Parameter")}
         if not {"call_sid", "turn", "token"} <= names:
             problems.append("Stream lacks the call_sid/turn/token Parameters")
-        if not root.find("Connect").get("action", "").endswith("/webhook/stream_ended"):
+        if urlsplit(root.find("Connect").get("action", "")).path != "/webhook/stream_ended":
             problems.append("Connect action is not /webhook/stream_ended")
     elif root.find("Gather") is None and root.find("Record") is None:
         problems.append("neither Connect/Stream, Gather nor Record")

@@ -14,12 +14,14 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from . import recordings
 from .config import is_loopback_host
 from .runtime import Runtime, current_runtime
+from .twilio_alerts import AlertLog
 
 bp = Blueprint("inspector", __name__)
 COOKIE = "inspector_token"
 ERROR_CODE = re.compile(r"\b(1[0-9]{4}|2[0-9]{4}|3[0-9]{4})\b")
 PROBLEM = re.compile(r"(_ERR|_FAIL|REJECTED|REFUSED|_BAD)$")
 QUIET_KINDS = frozenset({"WS_MEDIA", "WS_TX"})
+CODE_KINDS = frozenset({"STREAM_STATUS", "CALL_STATUS", "TWILIO_ALERT"})  # Twilio's codes in
 
 
 def locked_reason(rt: Runtime) -> str | None:
@@ -75,7 +77,7 @@ def calls() -> str:
         end = row["ended_at"] or (row["updated_at"] if row["ended"] else now)
         row["seconds"] = row["duration_sec"] or round((end or now) - (row["started_at"] or now))
     return render_template("inspector_calls.html", calls=rows, leads=rt.store.leads()[-20:],
-                           when=_when)
+                           alerts=AlertLog(rt.store).recent(), when=_when)
 
 
 @bp.route("/inspector/calls/<call_sid>")
@@ -91,6 +93,7 @@ def call(call_sid: str) -> str:
     notices = rt.notifier.queue.of_call(call_sid) if rt.notifier else []
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
                            turns=turns, bars=timing_bars(turns), when=_when, notices=notices,
+                           alerts=AlertLog(rt.store).recent(call_sid=call_sid),
                            tts=lambda name: rt.tts_url(name) if name else "",
                            recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
 
@@ -142,7 +145,7 @@ def _view(event: dict, start: float) -> dict:
             "params": params, "twiml": _pretty(twiml) if twiml else None,
             "problem": bool(PROBLEM.search(event["kind"])),
             "codes": [int(c) for c in ERROR_CODE.findall(text)]
-            if event["kind"] in ("STREAM_STATUS", "CALL_STATUS") or PROBLEM.search(event["kind"])
+            if event["kind"] in CODE_KINDS or PROBLEM.search(event["kind"])
             else []}
 
 

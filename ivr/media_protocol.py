@@ -256,7 +256,7 @@ class MediaProtocol(asyncio.Protocol):
         if self.subprotocol:
             lines.append(f"Sec-WebSocket-Protocol: {self.subprotocol}")
         self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.session = self.media.open_session(self, peer(scope))
+        self.session = self.media.open_session(self, peer(scope), self.media.is_unsigned(scope))
 
     def _client(self, values: dict) -> tuple[str, int]:
         client = self.transport.get_extra_info("peername") or ("?", 0)

@@ -1,4 +1,5 @@
-"""Fetching a <Record> recording safely: only from Twilio's API host, with auth, retries, a cap."""
+"""Fetching a <Record> recording safely: only from Twilio's API hosts (regional ones too), with
+auth, retries, a cap; one redirect to Twilio or pre-signed storage, never with our credentials."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import threading
 import time
 from contextlib import suppress
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
 
@@ -19,7 +20,16 @@ NOT_READY_RETRIES = 6
 NOT_READY_WAIT_SEC = 0.5
 FETCH_BUDGET_SEC = 5.0  # every try and the body together; the webhook must answer within 15 s
 READ_CHUNK = 64 * 1024
-TWILIO_API_HOST = "api.twilio.com"
+TWILIO_API_HOST = re.compile(r"api(\.[a-z0-9][a-z0-9-]{0,30}){0,2}\.twilio\.com")  # api.twilio.com,
+# api.ie1.twilio.com, api.dublin.ie1.twilio.com: product[.edge][.region].twilio.com
+TWILIO_OWNED = re.compile(r"(.+\.)?(twilio\.com|twiliocdn\.com)")
+STORAGE_HOST = re.compile(r"(.+\.)?(s3(-[a-z0-9-]+)?(\.dualstack)?(\.[a-z0-9-]+)?\.amazonaws\.com"
+                          r"|storage\.googleapis\.com)")  # S3 (any region) and Cloud Storage
+PRESIGNED = (  # query parameters that make a storage URL pre-signed: S3 SigV4 and V2, GCS V4 and V2
+    {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature"},
+    {"AWSAccessKeyId", "Signature", "Expires"},
+    {"X-Goog-Algorithm", "X-Goog-Credential", "X-Goog-Signature"},
+    {"GoogleAccessId", "Signature", "Expires"})
 RECORDING_NAME = re.compile(r"RE[0-9a-fA-F]{32}(\.wav|\.mp3)?")
 RECORDING_FILE = re.compile(r"[A-Za-z0-9]{1,64}\.wav")  # a kept recording's file name
 
@@ -33,11 +43,12 @@ class RecordingTimeout(TimeoutError):
 
 
 def check_recording_url(settings: Settings, url: str) -> str:
-    """The .wav URL to download if the URL is Twilio's (or TWILIO_API_BASE_URL's); else raise."""
+    """The .wav URL to download if the URL is Twilio's (or TWILIO_API_BASE_URL's); else raise.
+    On a Twilio API host while TWILIO_API_BASE_URL is the emulator (or a proxy), from there."""
     parts = urlsplit(url)
     api = urlsplit(settings.twilio_api_base_url)
-    official = parts.scheme == "https" and parts.hostname == TWILIO_API_HOST and parts.port in (
-        None, 443)
+    official = (parts.scheme == "https" and parts.port in (None, 443)
+                and TWILIO_API_HOST.fullmatch(parts.hostname or "") is not None)
     configured = (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname,
                                                                 api.port)
     if not (official or configured):
@@ -48,7 +59,31 @@ def check_recording_url(settings: Settings, url: str) -> str:
             settings.twilio_account_sid, parts.path):
         raise RecordingRefused("not a recording of this account")
     path = parts.path if parts.path.endswith((".wav", ".mp3")) else parts.path + ".wav"
+    if official and settings.twilio_gateway:
+        return settings.twilio_gateway + path
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def redirect_problem(url: str, storage_origins: tuple[str, ...] = ()) -> str | None:
+    """Why a recording's redirect to `url` is not followed, or None: it must be https to a
+    Twilio host (twilio.com, twiliocdn.com) or a pre-signed S3 / Google Cloud Storage URL
+    (its signature in the query). `storage_origins` (tests: the emulator's storage stand-in)
+    are taken as storage hosts whatever their scheme; their URLs must be pre-signed too."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc or parts.fragment:
+        return "credentials or a fragment in the URL"
+    storage = f"{parts.scheme}://{parts.netloc}" in storage_origins
+    if not storage and (parts.scheme != "https" or parts.port not in (None, 443)):
+        return "not https"
+    host = parts.hostname or ""
+    if not storage and TWILIO_OWNED.fullmatch(host):
+        return None
+    if not storage and not STORAGE_HOST.fullmatch(host):
+        return f"{host or 'no host'} is neither Twilio's nor a storage service's"
+    names = set(parse_qs(parts.query))
+    if not any(signed <= names for signed in PRESIGNED):
+        return "a storage URL that is not pre-signed"
+    return None
 
 
 def is_recording_path(account_sid: str, path: str) -> bool:
@@ -65,7 +100,8 @@ def download(settings: Settings, url: str, session: requests.Session | None = No
     deadline `budget_sec` from now for every try and the body, however slowly the server sends."""
     target = check_recording_url(settings, url)
     auth = (settings.twilio_account_sid, settings.twilio_auth_token)
-    fetch = _Fetch(session or requests.Session(), target, auth, time.monotonic() + budget_sec)
+    fetch = _Fetch(session or requests.Session(), target, auth, time.monotonic() + budget_sec,
+                   settings.recording_storage_origins)
     return fetch.within_deadline(budget_sec)
 
 
@@ -74,8 +110,10 @@ class _Fetch:
     the server does. At the deadline an open response's socket is shut, which ends the worker;
     a server that drips its headers holds only this worker thread, never the caller."""
 
-    def __init__(self, session: requests.Session, url: str, auth: tuple, deadline: float):
+    def __init__(self, session: requests.Session, url: str, auth: tuple, deadline: float,
+                 storage_origins: tuple[str, ...] = ()):
         self.session, self.url, self.auth, self.deadline = session, url, auth, deadline
+        self.storage_origins = storage_origins
         self.response: requests.Response | None = None
         self.cancelled = threading.Event()
         self.done = threading.Event()
@@ -119,10 +157,33 @@ class _Fetch:
                 if response.status_code == 404 and attempt < NOT_READY_RETRIES:
                     self.cancelled.wait(min(NOT_READY_WAIT_SEC, self._remaining()))
                     continue
-                if response.is_redirect or not 200 <= response.status_code < 300:
+                if response.is_redirect:
+                    return self._redirected(response)
+                if not 200 <= response.status_code < 300:
                     raise _status_error(response)
                 return self._body(response)
         raise RecordingRefused("recording never became ready")
+
+    def _redirected(self, response: requests.Response) -> bytes:
+        """Follow one redirect, if it goes to Twilio or pre-signed storage, without our
+        credentials (no Authorization header whatever the session or ~/.netrc would add)."""
+        status, target = response.status_code, urljoin(self.url, response.headers["Location"])
+        problem = redirect_problem(target, self.storage_origins)
+        if problem:
+            raise RecordingRefused(f"HTTP {status} redirect to {target[:120]!r} not followed: "
+                                   f"{problem}")
+        prepared = self.session.prepare_request(requests.Request("GET", target))
+        prepared.headers.pop("Authorization", None)
+        options = self.session.merge_environment_settings(target, {}, True, None, None)
+        with self.session.send(prepared, timeout=self._remaining(), allow_redirects=False,
+                               **{**options, "stream": True}) as second:
+            self.response = second
+            if second.is_redirect:
+                raise RecordingRefused(f"HTTP {second.status_code}: a second redirect, "
+                                       "not followed")
+            if not 200 <= second.status_code < 300:
+                raise _status_error(second)
+            return self._body(second)
 
     def _body(self, response: requests.Response) -> bytes:
         data = bytearray()
@@ -135,11 +196,10 @@ class _Fetch:
 
 
 def _status_error(response: requests.Response) -> Exception:
-    """A redirect is refused (never followed, never taken as the audio); other codes are errors."""
+    """A 3xx that is no redirect is refused (never taken as the audio); others are errors."""
     status = response.status_code
     if 300 <= status < 400:
-        where = response.headers.get("Location", "")
-        return RecordingRefused(f"HTTP {status} redirect to {where[:120]!r} not followed")
+        return RecordingRefused(f"HTTP {status} without a usable Location")
     return requests.HTTPError(f"HTTP {status} fetching the recording", response=response)
 
 

@@ -39,7 +39,7 @@ def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: 
     if tail == "stream":
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
     if tail == "gather":
-        return twiml.gather_turn(s.public_base_url, s.language, plays)
+        return twiml.gather_turn(s.public_base_url, s.gather_language, plays)
     return twiml.record_turn(s.public_base_url, plays)
 
 

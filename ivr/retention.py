@@ -16,6 +16,7 @@ from .notify_queue import NotifyQueue
 from .shared_replies import ReplyLog
 from .store import Store
 from .tts_cache import ALIASES, TTSCache
+from .twilio_alerts import AlertLog
 
 JOB_ID = "retention-purge"
 FIRST_RUN_SEC = 60
@@ -35,6 +36,7 @@ def purge(settings: Settings, store: Store, events: EventLog, cache: TTSCache | 
     counts["media_rows"] = SharedMedia(store).purge_before(before, keep=ALIASES)
     counts["reply_rows"] = ReplyLog(store).purge_before(before)
     counts["notification_rows"] = NotifyQueue(store).purge_before(before)
+    counts["twilio_alert_rows"] = AlertLog(store).purge_before(before)
     events.emit("PURGE", None, logging.INFO, days=days, **counts)
     return counts
 

@@ -1,4 +1,4 @@
-"""The tables (calls, turns, events, health, leads, notifications, media, replies, checks), caps."""
+"""The tables (calls, turns, events, leads, notifications, media, replies, checks, alerts), caps."""
 
 from __future__ import annotations
 
@@ -177,4 +177,17 @@ reply_parts = Table(  # a chunk of a shared reply, written once its MP3 exists
     Column("seconds", Float),
     Column("fallback", String(64), default=""),
     Column("created_at", Float, index=True),
+)
+
+twilio_alerts = Table(  # Twilio's own warnings about this line (the Monitor Alerts), once each
+    "twilio_alerts", metadata,
+    Column("sid", String(64), primary_key=True),  # NO + 32 hex: the alert's, so kept only once
+    Column("code", Integer, index=True),
+    Column("level", String(16), default=""),  # error, warning, notice, debug
+    Column("message", Text, default=""),
+    Column("request_url", Text, default=""),
+    Column("resource_sid", String(64), index=True),  # usually the CallSid
+    Column("more_info", Text, default=""),
+    Column("generated_at", Float, index=True),
+    Column("seen_at", Float),  # when this line first read it
 )

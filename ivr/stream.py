@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from twilio.request_validator import RequestValidator
-
-from . import audio, twiml
+from . import audio, signatures, twiml
 from .calls import Calls
 from .media_socket import Deadline, LagProbe, LoopSocket, percentile
 from .runtime import Runtime
@@ -76,16 +74,26 @@ def scope_headers(scope: dict) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-def upgrade_signature_ok(rt: Runtime, scope: dict) -> bool:
-    """X-Twilio-Signature of the upgrade request, computed by Twilio over the wss:// URL."""
-    if not rt.settings.validate_twilio_signature:
-        return True
+def upgrade_signature_problem(rt: Runtime, scope: dict) -> str | None:
+    """Why the upgrade's X-Twilio-Signature (computed by Twilio over the wss:// URL, with the
+    auth token or a Webhooks SharedKey) is refused; None when it is good, or absent: Twilio
+    may not sign the upgrade, so an unsigned one is let in and its `start` must then carry a
+    good stream token (see `unsigned`)."""
+    headers = scope_headers(scope)
+    signature = headers.get(signatures.SIGNATURE_HEADER.lower(), "")
+    if not rt.settings.validate_twilio_signature or not signature:
+        return None
     url = twiml.stream_url(rt.settings.public_base_url)
     query = scope.get("query_string", b"").decode("latin-1")
     url += f"?{query}" if query else ""
-    signature = scope_headers(scope).get("x-twilio-signature", "")
-    return bool(signature) and RequestValidator(rt.settings.twilio_auth_token).validate(
-        url, {}, signature)
+    return signatures.problem(rt.settings, url, {}, signature,
+                              headers.get(signatures.SIGNATURE_SETTINGS_HEADER.lower(), ""))
+
+
+def unsigned(rt: Runtime, scope: dict) -> bool:
+    """An upgrade without X-Twilio-Signature on a line that checks signatures."""
+    return bool(rt.settings.validate_twilio_signature) and not scope_headers(scope).get(
+        signatures.SIGNATURE_HEADER.lower())
 
 
 def peer(scope: dict) -> str:
@@ -107,6 +115,7 @@ class MediaServer:
         self.probe = LagProbe()
         self.heartbeat = MediaHeartbeat(rt.calls, rt.settings.no_media_timeout_sec)
         self.starts = ThreadPoolExecutor(START_THREADS, thread_name_prefix="stream-start")
+        self.unsigned_seen = False  # WS_UNSIGNED is logged once per process
 
     def handshake_problem(self, scope: dict) -> str | None:
         """Why this upgrade is refused (with HTTP 403, before `101`), or None."""
@@ -114,9 +123,20 @@ class MediaServer:
             return "no WebSocket at this path"
         if self.open >= MAX_MEDIA_SOCKETS:
             return f"{MAX_MEDIA_SOCKETS} media sockets open already"
-        if not upgrade_signature_ok(self.rt, scope):
-            return "X-Twilio-Signature missing or wrong on the WebSocket upgrade"
-        return None
+        problem = upgrade_signature_problem(self.rt, scope)
+        return f"WebSocket upgrade: {problem}" if problem else None
+
+    def is_unsigned(self, scope: dict) -> bool:
+        """An accepted upgrade without a signature (its session then needs a good `start`
+        before anything else); the first one in this process is logged (WS_UNSIGNED)."""
+        if not unsigned(self.rt, scope):
+            return False
+        if not self.unsigned_seen:
+            self.unsigned_seen = True
+            self.rt.events.emit("WS_UNSIGNED", None, logging.WARNING, source=peer(scope),
+                                note="upgrade without X-Twilio-Signature: accepted, the "
+                                     "stream token of its start is checked")
+        return True
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if (await receive())["type"] != "websocket.connect":
@@ -129,20 +149,20 @@ class MediaServer:
         subprotocol = chosen_subprotocol(scope)
         await send({"type": "websocket.accept", "subprotocol": subprotocol})
         socket = LoopSocket(asyncio.get_running_loop(), send, subprotocol)
-        session = self.open_session(socket, peer(scope))
+        session = self.open_session(socket, peer(scope), self.is_unsigned(scope))
         try:
             await session.receive_all(receive)
         finally:
             self.close_session(session)
             await socket.finish()
 
-    def open_session(self, socket, source: str) -> MediaStreamSession:
+    def open_session(self, socket, source: str, unsigned: bool = False) -> MediaStreamSession:
         """An accepted socket's session, with its deadline (on the running loop)."""
         loop = asyncio.get_running_loop()
         self.probe.start(loop)
         self.heartbeat.start(loop)
         session = MediaStreamSession(self.rt, socket, self.probe, self.heartbeat, self.starts,
-                                     source)
+                                     source, unsigned)
         session.deadline = Deadline(loop, session.due, session.expire)
         self.open += 1
         session.opened()
@@ -160,8 +180,10 @@ class MediaStreamSession:
     Its handlers run on the event loop: they never wait for the database or another thread."""
 
     def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe,
-                 heartbeat: MediaHeartbeat, starts: ThreadPoolExecutor, source: str = ""):
+                 heartbeat: MediaHeartbeat, starts: ThreadPoolExecutor, source: str = "",
+                 unsigned: bool = False):
         self.rt, self.socket, self.probe, self.source = rt, socket, probe, source
+        self.unsigned = unsigned  # no signature on the upgrade: only a good `start` lets it in
         self.heartbeat, self.starts = heartbeat, starts
         self.stream_sid = self.call_sid = ""
         self.turn = 0
@@ -223,6 +245,10 @@ class MediaStreamSession:
             event = message["event"]
         except (ValueError, KeyError, TypeError):
             return self.skip("not a JSON Media Streams message")
+        if self.unsigned and not self.started and event not in ("connected", "start"):
+            self.rt.rejections.add("WS_REJECTED", self.source, stage="start",
+                                   reason="unsigned upgrade: a message before a valid start")
+            raise StopStream(1008, "unsigned upgrade: no valid start")
         handler = getattr(self, f"on_{event}", None) if isinstance(event, str) else None
         if handler is None:
             return self.skip(f"unknown event {str(event)[:40]!r}", "unknown event")

@@ -49,7 +49,10 @@ def check_stream_token(key: str, call_sid: str, turn: int, token: str) -> bool:
 
 
 def _connect(base: str, key: str, call_sid: str, turn: int) -> Connect:
-    connect = Connect(action=abs_url(base, "/webhook/stream_ended"), method="POST")
+    """The `<Connect><Stream>` of `turn`; its action names the turn, so that a request for an
+    interrupted action that newer TwiML replaced is told apart (Twilio keeps an action's
+    query, unlike a Stream url's)."""
+    connect = Connect(action=abs_url(base, f"/webhook/stream_ended?turn={turn}"), method="POST")
     stream = connect.stream(url=stream_url(base),
                             status_callback=abs_url(base, "/webhook/stream_status"),
                             status_callback_method="POST")

@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable
 
 from flask import Blueprint, Response, request
-from twilio.request_validator import RequestValidator
 
-from . import audio, recordings, twiml
+from . import audio, recordings, signatures, twiml
 from .replies import (
     CONTINUE_WAIT_SEC,
     ReplyTwiml,
@@ -53,17 +52,14 @@ def public_request_url(rt: Runtime) -> str:
 
 
 def signature_problem(rt: Runtime) -> str | None:
-    """Why this request's X-Twilio-Signature is unacceptable, or None when it is good."""
+    """Why this request's X-Twilio-Signature is unacceptable (made with the auth token, or with
+    a Webhooks SharedKey), or None when it is good."""
     if not rt.settings.validate_twilio_signature:
         return None
-    signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature:
-        return "missing X-Twilio-Signature"
     params = request.form.to_dict() if request.method == "POST" else {}
-    validator = RequestValidator(rt.settings.twilio_auth_token)
-    if not validator.validate(public_request_url(rt), params, signature):
-        return "X-Twilio-Signature does not match (check PUBLIC_BASE_URL and TWILIO_AUTH_TOKEN)"
-    return None
+    return signatures.problem(rt.settings, public_request_url(rt), params,
+                              request.headers.get(signatures.SIGNATURE_HEADER, ""),
+                              request.headers.get(signatures.SIGNATURE_SETTINGS_HEADER, ""))
 
 
 def form_problem() -> str | None:
@@ -128,7 +124,7 @@ def _no_content(_rt: Runtime) -> Response:
 
 def _safe_twiml(rt: Runtime) -> Response:
     """What a failing TwiML route answers: a prompt and Twilio's own speech recognition."""
-    return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.language,
+    return xml(twiml.gather_turn(rt.settings.public_base_url, rt.settings.gather_language,
                                  rt.prompt_url(FALLBACK)))
 
 
@@ -142,7 +138,7 @@ def first_turn_twiml(rt: Runtime, call_sid: str) -> str:
         greeting = rt.prompt_url(GREETING)
     if s.turn_mode == "record":
         return twiml.record_turn(s.public_base_url, greeting)
-    return twiml.gather_turn(s.public_base_url, s.language, greeting)
+    return twiml.gather_turn(s.public_base_url, s.gather_language, greeting)
 
 
 def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
@@ -234,18 +230,48 @@ def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
 @bp.route("/webhook/stream_ended", methods=["POST"])
 @twilio_webhook(_safe_twiml)
 def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
+    """A `<Connect>` ended (`?turn=` it was for): its held reply (action delivery), or the
+    Record fallback; a request for a `<Connect>` newer TwiML already replaced changes nothing."""
     pending = rt.calls.take_reply(call_sid)
     if pending:
         return xml(pending)
     call = rt.calls.get(call_sid)
     if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
         return xml(twiml.empty())
+    stale = stale_stream_end(rt, call, request.args.get("turn", ""))
+    if stale:
+        rt.events.emit("STREAM_ENDED_STALE", call_sid, turn=request.args.get("turn", ""),
+                       call_turn=call["turn"], reason=stale)
+        return xml(what_the_call_does(rt, call_sid, call))
     reason = ("stream never started" if (call.get("stream_started_turn") or 0) < call["turn"]
               else "stream ended with no reply pending")
     if not rt.calls.fall_back_to_record(call_sid, call["turn"], reason):
         rt.calls.note_record_mode(call_sid, reason)
     rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason, turn=call["turn"])
     return xml(twiml.record_turn(rt.settings.public_base_url, rt.prompt_url(FALLBACK)))
+
+
+def stale_stream_end(rt: Runtime, call: dict, turn: str) -> str:
+    """Why this stream_ended is for a `<Connect>` that newer TwiML replaced, or "": Twilio may
+    request an interrupted `<Connect action>` after a calls.update (seen for `<Dial>`). With
+    REPLY_MODE=stream one socket carries many turns, so only a Dial tells it there."""
+    if call.get("turn_mode") == "dial":
+        return "the call is ringing the owner"
+    newer = turn.isdigit() and int(turn) < (call.get("turn") or 0)
+    if newer and call.get("turn_mode") == "stream" and (
+            call.get("reply_mode") or rt.settings.reply_mode) != "stream":
+        return "a newer turn's stream replaced it"
+    return ""
+
+
+def what_the_call_does(rt: Runtime, call_sid: str, call: dict) -> str:
+    """TwiML that keeps the call where it is, should Twilio run it: the owner's `<Dial>`, or
+    the stream of the call's turn."""
+    s = rt.settings
+    if call.get("turn_mode") == "dial":
+        return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
+                                "transfer")
+    return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, call["turn"])
 
 
 @bp.route("/webhook/call_status", methods=["POST"])

@@ -25,6 +25,7 @@ class FixtureLine:
         self.app = Flask("fixture-line")
         self.docs: dict[str, str | Callable[[dict], str]] = {}
         self.requests: list[dict] = []
+        self.last_headers: dict[str, str] = {}  # of the last webhook
         self.sockets: list[dict] = []
         self.on_socket: Callable[[object, dict], None] = read_until_stop
         self.validator = RequestValidator(TOKEN)
@@ -43,6 +44,7 @@ class FixtureLine:
         valid = self.validator.validate(url, request.form.to_dict(),
                                         request.headers.get("X-Twilio-Signature", ""))
         self.requests.append({"path": "/" + path, "form": form, "signed": valid})
+        self.last_headers = dict(request.headers)
         body = self.docs.get("/" + path)
         if body is None:
             return Response(status=204 if path.endswith("status") else 404)

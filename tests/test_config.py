@@ -205,7 +205,8 @@ def test_each_variable_is_one_field_with_a_parser_and_one_line_of_help():
     names = [env_name(f) for f in env_fields()]
     assert len(names) == len(set(names))  # no two fields share a variable
     assert {f.name for f in dataclasses.fields(Settings)} - {n.lower() for n in names} == {
-        "local_mode", "warnings", "stream_secret"}  # resolved, not read
+        "local_mode", "warnings", "stream_secret",  # resolved, not read
+        "recording_storage_origins"}  # set by tests only (the emulator's storage stand-in)
     for f in env_fields():
         assert callable(f.metadata["parse"]), f.name
         help_text = f.metadata["help"]
@@ -222,7 +223,7 @@ def test_a_field_default_is_the_variables_default(tmp_path):
     assert unset.replace(stream_secret="") == explicit.replace(stream_secret="")
     resolved = {"public_base_url", "twilio_account_sid", "twilio_auth_token",
                 "twilio_api_base_url", "database_url", "asr_engine", "llm_engine", "tts_engine",
-                "turn_mode", "validate_twilio_signature", "var_dir"}
+                "turn_mode", "validate_twilio_signature", "var_dir", "gather_language"}
     for f in env_fields():
         if f.name not in resolved:
             assert getattr(unset, f.name) == getattr(Settings(), f.name), f.name

@@ -14,8 +14,9 @@ from .livehelpers import ROOT
 
 
 @pytest.fixture
-def healthy(phone_line):
+def healthy(phone_line, monkeypatch):
     line = phone_line(local=True, turn_mode="stream", asr_engine="fake")
+    monkeypatch.setenv("TWILIO_API_BASE_URL", line.carrier.url)  # the alerts' Monitor API
     rt = line.runtime
     prewarm(rt.cache, rt.engines.tts, rt.engines.llm, rt.settings, out=io.StringIO())
     return line
@@ -79,7 +80,8 @@ def test_config_checks_fail_on_http_and_trailing_slash():
 
 
 def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
-    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "ASR_ENGINE": "fake"}  # the line's
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "ASR_ENGINE": "fake",  # the line's
+           "TWILIO_API_BASE_URL": healthy.carrier.url}
     good = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0 and "GO:" in good.stdout, good.stdout

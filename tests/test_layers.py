@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
      "ivr.google_voices",
+     "ivr.signatures",
      "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
      "ivr.notify_text", "ivr.programs"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
@@ -18,7 +19,8 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.engines.openai_engines", "ivr.engines.google_engines", "ivr.engines.scripted",
      "ivr.engines.openai_models"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe"},
+     "ivr.notify", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe",
+     "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
     {"ivr.stream_turns", "ivr.replies"},

@@ -16,6 +16,7 @@ from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
 from ivr.schema import notifications
 from ivr.store import Store
 from ivr.tts_cache import ALIASES, TTSCache
+from ivr.twilio_alerts import Alert, AlertLog
 
 from .conftest import backdate, make_settings
 from .livehelpers import ROOT, free_port, start_script_env
@@ -41,6 +42,9 @@ def fill(store: Store, var_dir: str, tts_dir: str) -> dict:
         conn.execute(update(notifications).where(notifications.c.call_sid == OLD)
                      .values(created_at=time.time() - 100 * 86400))
     store.add_event(None, "APP_START", {})
+    for sid, at in ((OLD, LONG_AGO), (NEW, time.time())):  # Twilio's alerts about the two calls
+        AlertLog(store).add(Alert("NO" + sid[2:], 13331, "warning", "Invalid language", "", sid,
+                                  "", at))
     old_rec = recordings.keep(var_dir, "REold", b"RIFF", {"call_sid": OLD})
     recordings.keep(var_dir, "REnew", b"RIFF", {"call_sid": NEW})
     cache = TTSCache(tts_dir)
@@ -56,6 +60,7 @@ def assert_only_the_recent_is_left(store: Store, files: dict) -> None:
     assert store.get_call(OLD) is None and store.turns(OLD) == [] and store.events(OLD) == []
     assert len(store.turns(NEW)) == 1 and len(store.events(NEW)) == 1
     assert len(store.leads()) == 2  # leads stay until the owner deletes them
+    assert [a["resource_sid"] for a in AlertLog(store).recent()] == [NEW]
     assert [n["call_sid"] for n in NotifyQueue(store).of_call(NEW)] == [NEW]
     assert NotifyQueue(store).of_call(OLD) == []
     assert not files["old_rec"].exists() and not files["old_rec"].with_suffix(".json").exists()
@@ -71,7 +76,7 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     counts = purge(settings, store, EventLog(store))
     assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1,
                       "media_rows": 0, "reply_rows": 0,  # rows only with PostgreSQL
-                      "notification_rows": 1}
+                      "notification_rows": 1, "twilio_alert_rows": 1}
     assert_only_the_recent_is_left(store, files)
     line = [(e["kind"], e["detail"]) for e in store.events("")]
     assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
@@ -88,7 +93,7 @@ def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
                                    "recordings=1 tts_files=1 media_rows=0 reply_rows=0 "
-                                   "notification_rows=1 (leads kept)")
+                                   "notification_rows=1 twilio_alert_rows=1 (leads kept)")
     store = Store(env["DATABASE_URL"])
     assert_only_the_recent_is_left(store, files)
     assert store.events("")[-1]["detail"]["days"] == 30

@@ -112,7 +112,7 @@ def test_redirect_fetches_the_next_document(line, carrier):
 
 def test_gather_speech_result_is_the_callers_sentence(line, carrier):
     line.docs["/webhook/incoming_call"] = doc(
-        f'<Gather input="speech dtmf" language="he-IL" action="{line.url}/gathered" '
+        f'<Gather input="speech dtmf" language="iw-IL" action="{line.url}/gathered" '
         f'speechTimeout="auto"><Say>מה תרצה?</Say></Gather>')
     line.docs["/gathered"] = doc("<Hangup/>")
     result = carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"}], "end": "wait"})

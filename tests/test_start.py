@@ -68,7 +68,7 @@ def test_embedded_defaults_answer_with_twilio_gather(serve):
     base, token = serve()
     assert requests.get(base + "/healthz", timeout=HTTP_TIMEOUT).json()["engines"]["asr"] == "none"
     response = signed_post(base, token, "/webhook/incoming_call", CallSid=CALL_SID)
-    assert ET.fromstring(response.content).find("Gather").get("language") == "he-IL"
+    assert ET.fromstring(response.content).find("Gather").get("language") == "iw-IL"
 
 
 def test_bad_environment_stops_start_up_with_every_problem(tmp_path):

@@ -143,7 +143,7 @@ def test_markers_of_a_stream(phone_line):
 
 def open_ws(line, signed=True, subprotocol=None):
     wss = twiml.stream_url(line.url)
-    headers = [f"X-Twilio-Signature: {sign(wss, {})}"] if signed else []
+    headers = [f"X-Twilio-Signature: {sign(wss if signed else wss + '-elsewhere', {})}"]
     options = {"header": headers, "timeout": 5}
     if subprotocol:
         options["subprotocols"] = [subprotocol]
@@ -189,7 +189,8 @@ def closed_with(ws) -> tuple[int, str]:
             return int.from_bytes(data[:2], "big"), data[2:].decode()
 
 
-def test_an_unsigned_upgrade_is_refused_with_403_before_101_and_counted_not_stored(phone_line):
+def test_a_wrongly_signed_upgrade_is_refused_with_403_before_101_and_counted_not_stored(
+        phone_line):
     line = line_for(phone_line)
     for _ in range(30):
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:

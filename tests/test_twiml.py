@@ -20,7 +20,7 @@ def test_stream_url_is_wss_with_no_query_even_for_a_plain_http_base():
 def test_stream_turn_exact():
     token = twiml.stream_token("key", SID, 1)
     assert twiml.stream_turn(BASE, "key", SID, 1) == (
-        HEAD + '<Response><Connect action="https://line.example.com/webhook/stream_ended" '
+        HEAD + '<Response><Connect action="https://line.example.com/webhook/stream_ended?turn=1" '
         'method="POST"><Stream statusCallback="https://line.example.com/webhook/stream_status" '
         'statusCallbackMethod="POST" url="wss://line.example.com/ws/twilio-media">'
         f'<Parameter name="call_sid" value="{SID}" /><Parameter name="turn" value="1" />'

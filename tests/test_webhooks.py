@@ -46,8 +46,25 @@ def test_gather_mode_first_turn(twilio_post, runtime, settings):
     runtime.settings = settings.replace(turn_mode="gather")
     root = ET.fromstring(twilio_post("/webhook/incoming_call").data)
     gather = root.find("Gather")
-    assert gather.get("input") == "speech dtmf" and gather.get("language") == "he-IL"
+    assert gather.get("input") == "speech dtmf"
+    assert gather.get("language") == "iw-IL"  # LANGUAGE=he-IL is iw-IL in Twilio's Gather table
     assert root.find("Redirect").text == BASE + "/webhook/handle_gather"
+
+
+@pytest.mark.parametrize("route", ["/webhook/incoming_call", "/webhook/handle_gather"])
+def test_every_gather_speaks_gather_language_not_language(twilio_post, runtime, settings, route):
+    runtime.settings = settings.replace(turn_mode="gather", gather_language="he-IL")
+    twilio_post("/webhook/incoming_call")
+    root = ET.fromstring(twilio_post(route, SpeechResult="").data)  # heard nothing: re-prompt
+    assert [g.get("language") for g in root.iter("Gather")] == ["he-IL"]
+
+
+def test_a_failing_route_answers_a_gather_in_gather_language(twilio_post, runtime, settings,
+                                                              monkeypatch):
+    runtime.settings = settings.replace(gather_language="he-IL")
+    monkeypatch.setattr(runtime.dialog, "start_turn", lambda *a, **k: 1 / 0)
+    root = ET.fromstring(twilio_post("/webhook/handle_gather", SpeechResult="שלום").data)
+    assert root.find("Gather").get("language") == "he-IL"  # the safe answer of a failing route
 
 
 def test_unsigned_get_shows_a_preview_that_creates_nothing(client, runtime, settings):

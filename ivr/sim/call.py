@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
+from twilio.request_validator import (
+    SIGNATURE_HEADER,
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+)
 
 from .. import audio
 from .clock import CallClock, Mic, Tape
@@ -49,6 +54,20 @@ class Account:
     server_url: str  # the app
     status_callback: str
     offer_subprotocol: bool
+    alerts: Any = None  # alerts.AlertBook: what the Monitor Alerts resource lists
+    gather_hebrew: str = "iw-IL"  # the Hebrew tag the emulator's Gather table lists
+    shared_key: tuple[str, str, str] | None = None  # (key SID, secret, algorithm) signing webhooks
+
+
+def signature_headers(account: Account, url: str, params: dict) -> dict[str, str]:
+    """X-Twilio-Signature of a request as Twilio makes it: with the auth token, or with the
+    account's Webhooks SharedKey, then naming it in X-Twilio-Webhooks-Signature-Settings."""
+    if account.shared_key is None:
+        return {SIGNATURE_HEADER: RequestValidator(account.auth_token).compute_signature(
+            url, params)}
+    key_sid, secret, algorithm = account.shared_key
+    return {SIGNATURE_HEADER: RequestValidator(secret).compute_signature(url, params, algorithm),
+            SIGNATURE_SETTINGS_HEADER: f"key={key_sid},algorithm={algorithm}"}
 
 
 class Web(Protocol):
@@ -82,7 +101,7 @@ class Call(Protocol):
 
     def log(self, who: str, text: str) -> None: ...
 
-    def error(self, code: int, message: str) -> None: ...
+    def error(self, code: int, message: str, url: str = "") -> None: ...
 
     def params(self, **extra: str) -> dict[str, str]: ...
 

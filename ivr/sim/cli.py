@@ -19,9 +19,15 @@ from .script import SCRIPTS_DIR, CallerScript, read_script
 def cmd_carrier(args: argparse.Namespace) -> int:
     """Serve the emulated Twilio REST API (and the control API `call` uses) until stopped."""
     settings = Settings.from_env()
+    key = settings.twilio_webhook_shared_key.split(",")[0].strip()
+    if args.shared_key and not key:
+        raise SystemExit("--shared-key signs with TWILIO_WEBHOOK_SHARED_KEY, which is not set")
     carrier = Carrier(args.server or f"http://127.0.0.1:{settings.port}",
                       account_sid=settings.twilio_account_sid,
-                      auth_token=settings.twilio_auth_token, port=args.port)
+                      auth_token=settings.twilio_auth_token, port=args.port,
+                      gather_hebrew=args.gather_lists,
+                      shared_key=("KS" + "e" * 32, key, "HMAC_SHA256") if args.shared_key
+                      else None)
     print(f"local Twilio emulator on {carrier.url} (line {carrier.server_url})", flush=True)
     try:
         carrier.server.serve_forever()
@@ -94,6 +100,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     carrier = sub.add_parser("carrier", help="run the local Twilio emulator's REST side")
     carrier.add_argument("--port", type=int, default=0)
     carrier.add_argument("--server", help="the line's URL (default http://127.0.0.1:$PORT)")
+    carrier.add_argument("--gather-lists", choices=("iw-IL", "he-IL"), default="iw-IL",
+                         help="the Hebrew <Gather> tag Twilio's table lists (the other: 13331)")
+    carrier.add_argument("--shared-key", action="store_true",
+                         help="sign webhooks with TWILIO_WEBHOOK_SHARED_KEY (HMAC_SHA256), as a "
+                              "Twilio Webhooks Rule does, instead of the auth token")
     carrier.set_defaults(func=cmd_carrier)
     call = sub.add_parser("call", help="call the line with a caller script and print the call")
     call.add_argument("--server", help="the line's URL (default http://127.0.0.1:$PORT)")

@@ -41,10 +41,14 @@ class CallRun:
     def log(self, who: str, text: str) -> None:
         self.result.timeline.append({"t": round(self.clock.now(), 3), "who": who, "text": text})
 
-    def error(self, code: int, message: str) -> None:
+    def error(self, code: int, message: str, url: str = "") -> None:
+        """An error or warning Twilio would show: in the result, and as a Monitor alert about
+        `url` (default: the TwiML document running)."""
         self.result.errors.append({"t": round(self.clock.now(), 3), "code": code,
                                    "message": message})
         self.log("carrier", f"ERROR {code} {ERROR_TEXT.get(code, '')}: {message}")
+        if self.account.alerts is not None:
+            self.account.alerts.add(code, message, self.call_sid, url or self.doc_url)
 
     def params(self, **extra: str) -> dict[str, str]:
         """The standard parameters of every webhook Twilio sends about this call."""

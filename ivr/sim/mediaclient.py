@@ -11,11 +11,10 @@ import xml.etree.ElementTree as ET
 from collections import deque
 
 import websocket
-from twilio.request_validator import RequestValidator
 
 from .. import audio
 from ..twiml import SUBPROTOCOL, dial_url
-from .call import Call, Ended, Replace
+from .call import Call, Ended, Replace, signature_headers
 
 
 class MediaSession:
@@ -52,7 +51,7 @@ class MediaSession:
         self.run.web.request(self.status_method, self.status_url, params, what="stream-status")
 
     def fail(self, message: str) -> None:
-        self.run.error(31920, f"{self.url}: {message}")
+        self.run.error(31920, f"{self.url}: {message}", self.url)
         self.info["closed_by"] = "handshake-error"
         self.status("stream-error", f"31920 Stream - WebSocket - Handshake Error: {message}")
 
@@ -60,8 +59,9 @@ class MediaSession:
         if self.run.faults.get("ws_refuse"):
             self.fail("handshake refused (injected fault)")
             return False
-        signature = RequestValidator(self.run.account.auth_token).compute_signature(self.url, {})
-        options = {"header": [f"X-Twilio-Signature: {signature}"], "timeout": 10}
+        headers = {} if self.run.faults.get("ws_unsigned") else signature_headers(
+            self.run.account, self.url, {})  # Twilio may not sign the upgrade: the fault
+        options = {"header": [f"{k}: {v}" for k, v in headers.items()], "timeout": 10}
         if self.run.account.offer_subprotocol:
             options["subprotocols"] = [SUBPROTOCOL]
         self.run.result.requests.append({"t": round(self.run.clock.now(), 3), "what": "websocket",
@@ -124,7 +124,7 @@ class MediaSession:
             message = json.loads(raw)
             event = message["event"]
         except (ValueError, KeyError, TypeError):
-            self.run.error(31924, f"invalid message from the app: {str(raw)[:80]!r}")
+            self.run.error(31924, f"invalid message from the app: {str(raw)[:80]!r}", self.url)
             return
         if not self.two_way:
             return
@@ -210,6 +210,8 @@ def connect_stream(run: Call, connect: ET.Element, stream: ET.Element) -> None:
             run.tick_for(None, on_tick)
         except (Replace, Ended):
             session.close("update" if not run.ended.is_set() else "hangup")
+            if action and not run.ended.is_set() and run.faults.get("stale_action"):
+                request_stale_action(run, action, method, session.sid)
             raise
         finally:
             run.line.listening = run.line.speaking = False
@@ -226,3 +228,12 @@ def start_stream(run: Call, stream: ET.Element) -> None:
     session = MediaSession(run, stream, two_way=False)
     if session.open():
         run.forks.append(session)
+
+
+def request_stale_action(run: Call, action: str, method: str, stream_sid: str) -> None:
+    """The fault seen on real Twilio for an interrupted <Dial>: after a REST update replaced
+    the TwiML, Twilio still requests the interrupted verb's action; its answer is not run."""
+    run.log("carrier", "requests the interrupted <Connect action> (injected fault)")
+    params = run.params(StreamSid=stream_sid)
+    threading.Thread(target=run.web.request, args=(method, action, params),
+                     kwargs={"what": "stale-action"}, daemon=True, name="stale-action").start()

@@ -11,6 +11,9 @@ ERROR_TEXT = {
     11200: "HTTP retrieval failure",
     12100: "Document parse failure",
     12300: "Invalid Content-Type",
+    13331: "Gather: Invalid language value",
+    13512: "Gather element has an invalid language attribute value",
+    15003: "Call Progress: Warning Response to Callback URL",
     20003: "Authentication error",
     20500: "Internal Server Error",
     21211: "Invalid 'To' Phone Number",
@@ -20,6 +23,8 @@ ERROR_TEXT = {
     21617: "The concatenated message body exceeds the 1600 character limit",
     31920: "Stream - WebSocket - Handshake Error",
     31921: "Stream - WebSocket - Close Error",
+    31922: "Stream - WebSocket - URL Schema Not Supported",
+    31923: "Stream - WebSocket - Malformed URL",
     31924: "Stream - WebSocket - Protocol Error",
     32018: "TwiML is longer than 4000 characters",
 }

@@ -11,6 +11,8 @@ from .call import TICK, Call, Ended, Replace
 from .mediaclient import connect_stream, start_stream
 
 ALL_KEYS = "0123456789*#"
+HEBREW_TAGS = ("he-IL", "iw-IL")  # which one Twilio's Gather table lists is disputed
+REGIONAL_API = "api.dublin.ie1.twilio.com"  # fault recording_regional: the RecordingUrl's host
 ANSWER_AFTER_SEC = 1.0  # a far end that answers rings this long first
 BUSY_AFTER_SEC = 0.5
 
@@ -89,7 +91,10 @@ def record(run: Call, element: ET.Element) -> None:
     pcm = audio.ulaw_to_pcm16(b"".join(f for f, _ in frames))
     sid = "RE" + secrets.token_hex(16)
     run.recordings[sid] = pcm
-    url = f"{run.account.url}/2010-04-01/Accounts/{run.account.account_sid}/Recordings/{sid}"
+    path = f"/2010-04-01/Accounts/{run.account.account_sid}/Recordings/{sid}"
+    regional = run.faults.get("recording_regional")
+    host = regional if isinstance(regional, str) else REGIONAL_API
+    url = (f"https://{host}" if regional else run.account.url) + path
     duration = audio.duration_sec(pcm)
     run.result.recordings.append({"sid": sid, "url": url, "duration": round(duration, 2)})
     run.log("carrier", f"recording {sid} ({duration:.1f} s)")
@@ -99,12 +104,27 @@ def record(run: Call, element: ET.Element) -> None:
     raise Replace(run.web.twiml(action, element.get("method", "POST"), extra), action)
 
 
+def language_problem(run: Call, language: str) -> int | None:
+    """The warning Twilio gives a <Gather> language it does not take: 13512 for a tag with no
+    region ("en"), 13331 for the Hebrew tag the emulator is set not to list; else None."""
+    if "-" not in language:
+        return 13512
+    listed = run.faults.get("gather_lists") or run.account.gather_hebrew
+    return 13331 if language in HEBREW_TAGS and language != listed else None
+
+
 def gather(run: Call, element: ET.Element) -> None:
-    """Play the nested prompt, then listen for speech (the script's text) or keys."""
+    """Play the nested prompt, then listen for speech (the script's text) or keys. Speech in a
+    language Twilio does not list is heard as nothing (an empty SpeechResult), with a warning."""
+    inputs = element.get("input", "dtmf").split()
+    language = element.get("language", "en-US")
+    unheard = language_problem(run, language) if "speech" in inputs else None
+    if unheard:
+        run.error(unheard, f"<Gather language=\"{language}\"> is not a language Twilio lists; "
+                           "speech is not recognised")
     for child in element:
         if child.tag in ("Say", "Play", "Pause"):
             VERBS[child.tag](run, child)
-    inputs = element.get("input", "dtmf").split()
     timeout = _float(element, "timeout", 5.0)
     speech_timeout = element.get("speechTimeout", str(timeout))
     end_of_speech = 1.0 if speech_timeout == "auto" else _float(element, "speechTimeout", timeout)
@@ -134,6 +154,8 @@ def gather(run: Call, element: ET.Element) -> None:
         run.line.listening = False
     if got["digits"]:
         extra = {"Digits": got["digits"]}
+    elif got["speech"] and unheard:
+        extra = {"SpeechResult": "", "Confidence": "0.0"}
     elif got["speech"]:
         extra = {"SpeechResult": " ".join(got["speech"]), "Confidence": "0.92"}
     elif element.get("actionOnEmptyResult") == "true":

@@ -5,10 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import requests
-from twilio.request_validator import RequestValidator
 
 from .. import audio
-from .call import Call, Ended
+from .call import Call, Ended, signature_headers
 
 WEBHOOK_TIMEOUT_SEC = 15
 BODY_LOG_CHARS = 4000
@@ -20,7 +19,6 @@ class WebClient:
     def __init__(self, run: Call):
         self.run = run
         self.session = requests.Session()
-        self.validator = RequestValidator(run.account.auth_token)
 
     def request(self, method: str, url: str, params: dict | None = None,
                 signed: bool = True, what: str = "webhook") -> requests.Response | None:
@@ -30,8 +28,8 @@ class WebClient:
             url = url + ("&" if "?" in url else "?") + urlencode(params)
         headers = {"User-Agent": "TwilioProxy/1.1 (ivr emulator)"}
         if signed:
-            body = params if method == "POST" else {}
-            headers["X-Twilio-Signature"] = self.validator.compute_signature(url, body)
+            headers.update(signature_headers(self.run.account, url,
+                                             params if method == "POST" else {}))
         entry = {"t": round(self.run.clock.now(), 3), "direction": "out", "what": what,
                  "method": method, "url": url, "params": params if method == "POST" else {}}
         self.run.result.requests.append(entry)
@@ -39,7 +37,7 @@ class WebClient:
             response = self._send(method, url, headers, params)
         except requests.RequestException as exc:
             entry.update(status=None, error=str(exc))
-            self.run.error(11200, f"{method} {url}: {exc.__class__.__name__}")
+            self.run.error(11200, f"{method} {url}: {exc.__class__.__name__}", url)
             return None
         entry.update(status=response.status_code,
                      content_type=response.headers.get("Content-Type", ""),
@@ -66,22 +64,23 @@ class WebClient:
             raise Ended()
         self.run.log("carrier", f"{method.upper()} {path} → {response.status_code}")
         if response.status_code != 200:
-            self.run.error(11200, f"{path} answered {response.status_code}")
+            self.run.error(11200, f"{path} answered {response.status_code}", url)
             raise Ended()
         ctype = response.headers.get("Content-Type", "")
         if not ctype.startswith(("text/xml", "application/xml", "text/html")):
-            self.run.error(12300, f"{path} answered Content-Type {ctype or 'none'}")
+            self.run.error(12300, f"{path} answered Content-Type {ctype or 'none'}", url)
             raise Ended()
         self.run.doc_url = url
         return response.text
 
     def post(self, url: str, params: dict, what: str = "callback") -> int | None:
-        """A status callback; its answer is logged but changes nothing."""
+        """A status callback; its answer is logged but changes nothing (4xx/5xx: warning 15003)."""
         response = self.request("POST", url, params, what=what)
         if response is None:
             return None
         if response.status_code >= 400:
-            self.run.error(11200, f"{what} {url.split('?')[0]} answered {response.status_code}")
+            self.run.error(15003, f"{what} {url.split('?')[0]} answered {response.status_code}",
+                           url)
         return response.status_code
 
     def audio(self, url: str) -> bytes | None:
@@ -90,20 +89,21 @@ class WebClient:
             self.run.result.requests.append({"t": round(self.run.clock.now(), 3), "what": "play",
                                              "direction": "out", "method": "GET", "url": url,
                                              "status": 502, "error": "fault: play_fail"})
-            self.run.error(11200, f"GET {url} failed (injected fault)")
+            self.run.error(11200, f"GET {url} failed (injected fault)", url)
             return None
         response = self.request("GET", url, signed=False, what="play")
         if response is None:
             return None
         if response.status_code != 200:
-            self.run.error(11200, f"GET {url} answered {response.status_code}")
+            self.run.error(11200, f"GET {url} answered {response.status_code}", url)
             return None
         ctype = response.headers.get("Content-Type", "")
         if not ctype.startswith("audio/"):
-            self.run.error(12300, f"GET {url} answered Content-Type {ctype or 'none'}")
+            self.run.error(12300, f"GET {url} answered Content-Type {ctype or 'none'}", url)
             return None
         try:
             return audio.decode_to_pcm16(response.content)
         except Exception as exc:  # noqa: BLE001 - a broken file is Twilio's 12300-ish failure
-            self.run.error(12300, f"GET {url}: audio does not decode ({exc.__class__.__name__})")
+            self.run.error(12300, f"GET {url}: audio does not decode ({exc.__class__.__name__})",
+                           url)
             return None
