@@ -172,7 +172,7 @@ class Doctor:
             self.add(name, True, "not read: no TWILIO_AUTH_TOKEN")
             return
         try:  # the emulator of local mode stands for Twilio only for a line on this machine
-            env = Settings.from_env()
+            env = self.settings or Settings.from_env()
             local = env.local_mode and not is_loopback_host(urlsplit(self.base).hostname)
             api = TWILIO_API if local else env.twilio_api_base_url
         except ConfigError:
