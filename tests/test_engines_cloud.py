@@ -42,8 +42,10 @@ def google_speech():
 
 
 def openai_settings(tmp_path, provider, **changes):
+    """Speech on /v1/audio/speech (test_openai_realtime covers the Realtime API)."""
     return make_settings(tmp_path).replace(openai_api_key="sk-test-key-123456",
-                                           openai_base_url=provider.url + "/v1", **changes)
+                                           openai_base_url=provider.url + "/v1",
+                                           openai_tts_model="gpt-4o-mini-tts", **changes)
 
 
 def dialog_with(tmp_path, settings, **engines):

@@ -16,7 +16,9 @@ QUESTION = "מה שעות הפתיחה שלכם?"
 
 
 def openai_line(phone_line, provider, **changes):
+    """The OpenAI engines, speech on /v1/audio/speech (test_openai_realtime: the Realtime API)."""
     return phone_line(asr_engine="openai", llm_engine="openai", tts_engine="openai",
+                      openai_tts_model="gpt-4o-mini-tts",
                       openai_api_key="sk-test-key-123456", openai_base_url=provider.url + "/v1",
                       turn_mode="stream", resp_min_delay_ms=0, resp_max_delay_ms=0, **changes)
 
