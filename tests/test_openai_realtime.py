@@ -2,6 +2,8 @@
 Realtime stand-in (tests/realtime_server.py): the engine, and what a caller hears through it."""
 
 import datetime
+import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from openai import OpenAI
@@ -12,11 +14,15 @@ from ivr.engines import EngineError, build_engines
 from ivr.engines.base import TranscriptMismatch
 from ivr.engines.openai_engines import OpenAITTS
 from ivr.engines.openai_realtime import OpenAIRealtimeTTS, reads_as
+from ivr.speakable import speakable
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
+from .providers import CHUNKS, streamed_reply_provider  # noqa: F401 - the fixture
 from .realtime_server import CHARS_PER_AUDIO_SEC, RealtimeServer
 
 TEXTS = ["כן, בשמחה,", "אנחנו פתוחים היום עד שש בערב.", "ביום שישי עד אחת בצהריים."]
+QUESTION = "מה שעות הפתיחה שלכם?"
+BEEP_SEC = 0.4  # the generated beep of last resort (no fallback_he.mp3 in a test's cache)
 
 
 @pytest.fixture(name="realtime")
@@ -212,3 +218,160 @@ def test_the_websocket_base_url_must_be_a_websocket_url(tmp_path):
     settings = Settings.from_env({**env, "OPENAI_WEBSOCKET_BASE_URL": "wss://rt.example.com/v1/"})
     assert settings.openai_websocket_base_url == "wss://rt.example.com/v1"
 
+
+# ---- calls through the emulator --------------------------------------------------------------
+
+
+def realtime_line(phone_line, provider, realtime, **changes):
+    """The default OpenAI engines: chat and transcription on the HTTP stand-in, speech on the
+    Realtime one."""
+    return phone_line(asr_engine="openai", llm_engine="openai", tts_engine="openai",
+                      openai_api_key="sk-test-key-123456", openai_base_url=provider.url + "/v1",
+                      openai_websocket_base_url=realtime.url + "/v1", turn_mode="stream",
+                      resp_min_delay_ms=0, resp_max_delay_ms=0, **changes)
+
+
+def read_aloud(realtime) -> list[str]:
+    return [c["response"]["input"][0]["content"][0]["text"]
+            for c in sent(realtime, "response.create")]
+
+
+def the_turn(line, call_sid) -> dict:
+    return wait_until(lambda: line.store.turns(call_sid))[0]
+
+
+def events_of(line, call_sid, kind: str) -> list[dict]:
+    return [e["detail"] for e in line.store.events(call_sid) if e["kind"] == kind]
+
+
+def streamed(result) -> list[dict]:
+    return [h for h in result.heard if h["kind"] == "stream"]
+
+
+def chunk_seconds(texts) -> float:
+    """How long the stand-in's audio of these chunks lasts (each chunk's frames padded)."""
+    return sum(-(-audio_bytes(speakable(t)) // 160) * 0.02 for t in texts)
+
+
+@pytest.mark.parametrize("mode", ["play", "action", "stream"])
+def test_a_call_hears_the_whole_reply_read_by_the_realtime_voice(phone_line, provider, realtime,
+                                                                   mode):
+    speed = 1.0 if mode == "stream" else 10.0  # streamed frames play in call time
+    line = realtime_line(phone_line, provider, realtime, reply_mode=mode, speed=speed)
+    result = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    assert result.error_codes == []
+    turn = the_turn(line, result.call_sid)
+    names = turn["audio_url"].split()
+    assert turn["fallback"] == "" and turn["reply_text"] == " ".join(CHUNKS)
+    assert len(names) == len(CHUNKS) and all(line.runtime.cache.path(n).is_file() for n in names)
+    assert sorted(read_aloud(realtime)) == sorted(speakable(c) for c in CHUNKS)  # each once
+    assert realtime.connections <= len(CHUNKS)  # a session per chunk made at once, at most
+    if mode == "stream":
+        (reply,) = streamed(result)
+        assert reply["duration"] == pytest.approx(chunk_seconds(CHUNKS), abs=0.05)
+    else:
+        plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
+        assert plays == names
+
+
+def test_streamed_speech_is_heard_before_its_synthesis_ends_then_comes_from_the_cache(
+        phone_line, provider, realtime):
+    realtime.hold_after = 2  # every response stops after two deltas until the test says go
+    line = realtime_line(phone_line, provider, realtime, reply_mode="stream", speed=1.0,
+                         tts_timeout_sec=120)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(line.carrier.place_call, {"steps": [{"say": QUESTION}],
+                                                     "end": "hangup"})
+        (call_sid,) = wait_until(lambda: list(line.carrier.calls))
+        streams = line.carrier.calls[call_sid].result.streams
+        wait_until(lambda: any(s["received"] for s in streams))  # the caller hears the reply
+        assert not responses_done(realtime)  # while no chunk's synthesis has ended
+        realtime.release.set()
+        result = call.result()
+    turn = the_turn(line, result.call_sid)
+    assert turn["fallback"] == "" and len(turn["audio_url"].split()) == len(CHUNKS)
+    timings = line.store.turns(result.call_sid)[0]
+    assert timings["first_audio_ms"] is not None
+    made = len(sent(realtime, "response.create"))
+    again = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    assert len(sent(realtime, "response.create")) == made  # every chunk a cache hit now
+    (reply,) = streamed(again)
+    assert reply["duration"] == pytest.approx(chunk_seconds(CHUNKS), abs=0.05)
+
+
+def test_a_barge_in_stops_the_frames_and_cancels_the_realtime_responses(phone_line, provider,
+                                                                        realtime):
+    realtime.hold_after = 8  # the first chunk is made whole, the others stop after 1.6 s
+    provider.transcript = itertools.cycle([QUESTION, "רגע, רציתי לשאול על מחירים"])
+    line = realtime_line(phone_line, provider, realtime, reply_mode="stream", speed=1.0,
+                         tts_timeout_sec=120)  # so a stall timeout cannot be what cancels
+    script = {"steps": [{"say": QUESTION}, {"barge_in": "רגע, רציתי לשאול על מחירים",
+                                            "after": 1.0}], "end": "hangup"}  # in chunk 2
+    result = line.carrier.place_call(script, speed=1.0)
+    assert result.error_codes == [] and result.streams[0]["clears"] == 1
+    held = len(CHUNKS) - 1  # the chunks still being made when the caller spoke
+    assert realtime.wait_for(lambda log: sum(
+        e["type"] == "response.cancel" for e in log) >= held, 30)
+    cancelled = {e["response"] for e in responses_done(realtime) if e["status"] == "cancelled"}
+    assert {c["response_id"] for c in sent(realtime, "response.cancel")} <= cancelled
+    tts = line.runtime.engines.tts
+    assert line.runtime.cache.find(tts, CHUNKS[0]) is not None  # whole: kept
+    assert all(line.runtime.cache.find(tts, c) is None for c in CHUNKS[1:])  # cut: not kept
+    history = line.runtime.calls.history(result.call_sid)  # what was heard of chunk 2, cut
+    assert history[1]["role"] == "assistant" and history[1]["text"].startswith(CHUNKS[0])
+    assert history[1]["text"].endswith("…")
+
+
+@pytest.mark.parametrize("mode", ["play", "stream"])
+def test_a_retired_realtime_model_gives_the_fallback_sound(phone_line, provider, mode):
+    retired = RealtimeServer(today=datetime.date(2027, 1, 20))  # its shutdown day in the SDK
+    try:
+        line = realtime_line(phone_line, provider, retired, reply_mode=mode,
+                             openai_tts_model="gpt-realtime-mini",
+                             speed=1.0 if mode == "stream" else 10.0)
+        result = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    finally:
+        retired.stop()
+    assert result.error_codes == []
+    assert the_turn(line, result.call_sid)["fallback"] == "tts-error"
+    errors = events_of(line, result.call_sid, "TTS_ERR")
+    assert errors and all("model_not_found" in e["err"] for e in errors)
+    if mode == "play":
+        assert [h["url"].rsplit("/", 1)[-1] for h in result.heard] == ["beep.mp3"]
+    else:
+        (reply,) = streamed(result)
+        assert reply["duration"] == pytest.approx(BEEP_SEC, abs=0.05)
+
+
+def test_a_stream_lost_midway_ends_with_the_fallback_sound(phone_line, provider, realtime):
+    realtime.drop_after = 3  # every chunk's connection is cut after 0.6 s of its audio
+    line = realtime_line(phone_line, provider, realtime, reply_mode="stream", speed=1.0)
+    result = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    assert result.error_codes == []
+    turn = the_turn(line, result.call_sid)
+    assert turn["fallback"] == "tts-error" and turn["audio_url"].split()[-1] == "beep.mp3"
+    first = events_of(line, result.call_sid, "TTS_ERR")[0]
+    assert first["streamed_bytes"] > 0 and "connection" in first["err"]
+    (reply,) = streamed(result)  # what was made of the first chunk, then the beep: no silence
+    assert reply["duration"] == pytest.approx(0.6 + BEEP_SEC, abs=0.05)
+
+
+@pytest.mark.parametrize("mode", ["play", "stream"])
+def test_a_voice_that_answers_is_told_and_never_cached(phone_line, provider, realtime, mode):
+    realtime.misbehave = "answer"
+    line = realtime_line(phone_line, provider, realtime, reply_mode=mode,
+                         speed=1.0 if mode == "stream" else 10.0)
+    result = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    assert result.error_codes == []
+    turn = the_turn(line, result.call_sid)
+    tts = line.runtime.engines.tts
+    assert all(line.runtime.cache.find(tts, c) is None for c in CHUNKS)
+    if mode == "play":  # the file is refused before anyone hears it: the fallback instead
+        assert turn["fallback"] == "tts-error"
+        errors = events_of(line, result.call_sid, "TTS_ERR")
+        assert errors and all("TranscriptMismatch" in e["err"] for e in errors)
+        assert [h["url"].rsplit("/", 1)[-1] for h in result.heard] == ["beep.mp3"]
+    else:  # heard as it was made: the line can only tell the owner
+        assert turn["fallback"] == ""
+        assert len(events_of(line, result.call_sid, "TTS_MISMATCH")) == len(CHUNKS)
+        assert streamed(result)
