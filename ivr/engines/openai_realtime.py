@@ -158,6 +158,7 @@ class OpenAIRealtimeTTS(TTS):
         self.idle: list[RealtimeSession] = []
         self.lock = threading.Lock()
         self.numbers = itertools.count(1)
+        self.closed = False  # the line is closing: no session is kept any more
 
     @classmethod
     def from_settings(cls, settings) -> OpenAIRealtimeTTS:
@@ -191,7 +192,7 @@ class OpenAIRealtimeTTS(TTS):
 
     def close(self) -> None:
         with self.lock:
-            idle, self.idle = self.idle, []
+            idle, self.idle, self.closed = self.idle, [], True
         for session in idle:
             session.close()
 
@@ -208,7 +209,7 @@ class OpenAIRealtimeTTS(TTS):
 
     def _keep(self, session: RealtimeSession) -> None:
         with self.lock:
-            if not session.closed and len(self.idle) < KEPT_SESSIONS:
+            if not (session.closed or self.closed) and len(self.idle) < KEPT_SESSIONS:
                 self.idle.append(session)
                 return
         session.close()
