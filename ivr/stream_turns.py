@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from . import audio, replies, twiml
@@ -376,19 +377,20 @@ class PlaySchedule:
     """When each chunk sent on the stream plays (Twilio plays them back to back as they come),
     so a barge-in knows what the caller heard."""
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
         self.chunks: list[tuple[str, float, float]] = []  # text, starts, seconds
         self.end = 0.0
 
     def add(self, text: str, seconds: float) -> None:
-        starts = max(time.monotonic(), self.end)
+        starts = max(self.clock(), self.end)
         self.chunks.append((text, starts, seconds))
         self.end = starts + seconds
 
     def extend(self, seconds: float) -> None:
         """More audio of the last chunk went out (a chunk streamed as it is synthesised)."""
         text, starts, _ = self.chunks[-1]
-        self.end = max(time.monotonic(), self.end) + seconds
+        self.end = max(self.clock(), self.end) + seconds
         self.chunks[-1] = (text, starts, self.end - starts)
 
     def heard(self, at: float) -> str:
