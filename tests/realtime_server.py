@@ -6,8 +6,9 @@ and conversation responses spoken as paced audio deltas, cancel, and OpenAI's er
 the upgrade), a model the pinned SDK does not list or one past its shutdown date there (an
 `error` event, then the socket closes), a client event the SDK's param types reject or with a
 parameter they do not name, an output format other than the three documented ones, a voice
-not offered, `reasoning` for a model that does not reason, an unknown event type. Every event
-it sends is first validated against the SDK's `RealtimeServerEvent`.
+not offered, `reasoning` for a model that does not reason, an unknown event type (the SDK's
+own word on each: tests/realtime_contract.py). Every event it sends is first validated against
+the SDK's `RealtimeServerEvent`.
 
 The audio is a tone (or espeak-ng speech) whose length follows the text, sent as `delta_sec`
 deltas after `first_delta_sec`, `speed` times faster than real time (0: at once). Test knobs:
@@ -18,92 +19,24 @@ cut after that many deltas), `stall` (responses are created but never speak).
 
 from __future__ import annotations
 
-import audioop
 import base64
 import datetime
-import inspect
 import itertools
 import json
-import re
 import threading
 import time
-import typing
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import TypeAdapter, ValidationError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
 from ivr import audio
 
+from .realtime_contract import FORMATS, RealtimeContract, Refused, output_problem
+
 ANSWER = "שלום! שמח לעזור, מה תרצה לדעת?"  # what a voice that answers instead of reading says
-VOICES = {"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"}
-FORMATS = {"audio/pcm": 24000, "audio/pcmu": 8000, "audio/pcma": 8000}
 CHARS_PER_AUDIO_SEC = 14  # Hebrew speech: how long the audio of a text lasts
 HOLD, CUT = object(), object()
-
-
-def sdk_models() -> tuple[set[str], dict[str, datetime.date]]:
-    """The Realtime session models the pinned SDK lists, and the shutdown date of those its
-    notes announce one for (read from the SDK's own source, so they follow its pin)."""
-    from openai.types.realtime import realtime_session_create_request_param as module
-    hint = typing.get_type_hints(module.RealtimeSessionCreateRequestParam)["model"]
-    names = {a for arg in typing.get_args(hint) for a in typing.get_args(arg) if isinstance(a, str)}
-    dates = {}
-    for names_text, day in re.findall(r'-\s+((?:"[^"]+",?\s*)+):\s*Announced shutdown date:\s*'
-                                      r"(\d{4}-\d{2}-\d{2})", inspect.getsource(module)):
-        for name in re.findall(r'"([^"]+)"', names_text):
-            dates[name] = datetime.date.fromisoformat(day)
-    return names, dates
-
-
-def client_event_types() -> dict[str, TypeAdapter]:
-    """Each client event type → a validator of the SDK's param type for it."""
-    from openai.types.realtime import RealtimeClientEventParam
-    adapters = {}
-    for param in typing.get_args(RealtimeClientEventParam):
-        kind = typing.get_args(typing.get_type_hints(param)["type"])[0]
-        kind = typing.get_args(kind)[0] if typing.get_args(kind) else kind
-        adapters[kind] = TypeAdapter(param)
-    return adapters
-
-
-def refusal(exc: ValidationError, path: tuple = ()) -> Refused:
-    """The first problem pydantic found, as the service words it (the union branches it tried,
-    named in capitals, left out of the parameter's path)."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in (*path, *first["loc"]) if not str(p)[:1].isupper())
-    return Refused(f"Invalid value at '{where}': {first['msg']}", param=where)
-
-
-def read_through(value, path: tuple = ()) -> None:
-    """Read a validated value to its end: pydantic checks an Iterable's items only as they
-    are read (Refused at the first bad one)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            read_through(item, (*path, key))
-        return
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        return
-    items, index = iter(value), 0
-    while True:
-        try:
-            item = next(items)
-        except StopIteration:
-            return
-        except ValidationError as exc:
-            raise refusal(exc, path) from None  # its loc starts with the index
-        read_through(item, (*path, index))
-        index += 1
-
-
-class Refused(Exception):
-    """A client event the service refuses: sent back as an `error` event."""
-
-    def __init__(self, message: str, code: str = "invalid_value", param: str | None = None,
-                 kind: str = "invalid_request_error"):
-        super().__init__(message)
-        self.code, self.param, self.kind = code, param, kind
 
 
 class RealtimeServer:
@@ -111,18 +44,7 @@ class RealtimeServer:
 
     def __init__(self, today: datetime.date | None = None, speed: float = 0.0,
                  first_delta_sec: float = 0.0, delta_sec: float = 0.2, voice: str = "tone"):
-        from openai.types.realtime import RealtimeServerEvent
-        from openai.types.realtime.realtime_response_create_params_param import (
-            RealtimeResponseCreateParamsParam,
-        )
-        from openai.types.realtime.realtime_session_create_request_param import (
-            RealtimeSessionCreateRequestParam,
-        )
-        self.models, self.shutdown_dates = sdk_models()
-        self.session_keys = set(typing.get_type_hints(RealtimeSessionCreateRequestParam))
-        self.response_keys = set(typing.get_type_hints(RealtimeResponseCreateParamsParam))
-        self.adapters = client_event_types()
-        self.server_events = TypeAdapter(RealtimeServerEvent)
+        self.contract = RealtimeContract()
         self.today = today or datetime.date.today()
         self.speed, self.first_delta_sec, self.delta_sec = speed, first_delta_sec, delta_sec
         self.voice = voice  # "tone" or "espeak" (real Hebrew speech, for listening)
@@ -180,14 +102,6 @@ class RealtimeServer:
             return connection.respond(404, "Not found\n")
         return None
 
-    def model_problem(self, model: str) -> str | None:
-        if model not in self.models:
-            return f"The model `{model}` does not exist or you do not have access to it."
-        ends = self.shutdown_dates.get(model)
-        if ends is not None and self.today >= ends:
-            return f"The model `{model}` has been deprecated (shut down on {ends})."
-        return None
-
     def session(self, ws) -> None:
         query = parse_qs(urlsplit(ws.request.path).query)
         model = (query.get("model") or [""])[0]
@@ -196,7 +110,7 @@ class RealtimeServer:
             self.open.add(ws)
         try:
             session = RealtimeSession(self, ws, model)
-            problem = self.model_problem(model)
+            problem = self.contract.model_problem(model, self.today)
             if problem:
                 session.error(Refused(problem, code="model_not_found"))
                 ws.close(1008, "model_not_found")
@@ -229,7 +143,7 @@ class RealtimeSession:
 
     def send(self, event: dict) -> None:
         event = {"event_id": self.server.new_id("event"), **event}
-        self.server.server_events.validate_python(event)  # the SDK must be able to read it
+        self.server.contract.server_events.validate_python(event)  # the SDK must be able to read it
         self.ws.send(json.dumps(event))
         resource = event.get("response") or {}
         self.server.note(dir="out", type=event["type"],
@@ -271,7 +185,7 @@ class RealtimeSession:
         kind = event.get("type") if isinstance(event, dict) else None
         self.server.note(dir="in", type=kind, event=event)
         try:
-            self.validate(kind, event)
+            self.server.contract.check(kind, event)
             handler = {"session.update": self.session_update,
                        "conversation.item.create": self.item_create,
                        "response.create": self.response_create,
@@ -283,51 +197,14 @@ class RealtimeSession:
         except Refused as refused:
             self.error(refused, event.get("event_id"))
 
-    def validate(self, kind, event: dict) -> None:
-        adapter = self.server.adapters.get(kind)
-        if adapter is None:
-            raise Refused(f"Invalid value: '{kind}'. Supported values are: "
-                          + ", ".join(f"'{k}'" for k in sorted(self.server.adapters)) + ".",
-                          param="type")
-        for field in ("session", "response"):  # the format first: its own clear refusal
-            if isinstance(event.get(field), dict):
-                output = (event[field].get("audio") or {}).get("output") or {}
-                self.output_problem(output, f"{field}.audio.output")
-        try:
-            read_through(adapter.validate_python(event))
-        except ValidationError as exc:
-            raise refusal(exc) from None
-        for field, known in (("session", self.server.session_keys),
-                             ("response", self.server.response_keys)):
-            unknown = set(event.get(field) or {}) - known
-            if unknown:
-                name = sorted(unknown)[0]
-                raise Refused(f"Unknown parameter: '{field}.{name}'.", code="unknown_parameter",
-                              param=f"{field}.{name}")
-
     # ---- the client events ---------------------------------------------------------------------
-    def output_problem(self, output, where: str) -> None:
-        """A format or voice the service does not offer (other shapes: the SDK types judge)."""
-        if not isinstance(output, dict):
-            return
-        fmt = output.get("format")
-        if isinstance(fmt, dict) and (fmt.get("type") not in FORMATS or fmt.get("rate", FORMATS[
-                fmt["type"]]) != FORMATS[fmt["type"]]):
-            raise Refused(f"Invalid value: '{fmt.get('type')}'. Supported values are: "
-                          "'audio/pcm' (24000 Hz), 'audio/pcmu' and 'audio/pcma'.",
-                          param=f"{where}.format.type")
-        voice = output.get("voice")
-        if isinstance(voice, str) and voice not in VOICES:
-            raise Refused(f"Invalid value: '{voice}'. Supported values are: "
-                          + ", ".join(sorted(VOICES)) + ".", param=f"{where}.voice")
-
     def session_update(self, event: dict) -> None:
         update = event["session"]
         if update.get("type") != "realtime":
             raise Refused("This is a realtime session: session.type must be 'realtime'.",
                           param="session.type")
         output = (update.get("audio") or {}).get("output") or {}
-        self.output_problem(output, "session.audio.output")
+        output_problem(output, "session.audio.output")
         if "voice" in output and self.spoke and output["voice"] != self.voice_now():
             raise Refused("Cannot update a conversation's voice if assistant audio is present.",
                           code="cannot_update_voice", param="session.audio.output.voice")
@@ -355,7 +232,7 @@ class RealtimeSession:
     def response_create(self, event: dict) -> None:
         params = event.get("response") or {}
         output = (params.get("audio") or {}).get("output") or {}
-        self.output_problem(output, "response.audio.output")
+        output_problem(output, "response.audio.output")
         if (params.get("output_modalities") or self.config["output_modalities"]) != ["audio"]:
             raise Refused("This stand-in speaks: output_modalities must be ['audio'].",
                           param="response.output_modalities")
@@ -434,7 +311,7 @@ class Speaking:
         kind = self.format["type"]
         if kind == "audio/pcm":
             return audio.resample(pcm, audio.RATE, 24000)
-        return audio.pcm16_to_ulaw(pcm) if kind == "audio/pcmu" else audioop.lin2alaw(pcm, 2)
+        return audio.pcm16_to_ulaw(pcm) if kind == "audio/pcmu" else audio.audioop.lin2alaw(pcm, 2)
 
     def events(self):
         """(the event, or HOLD/CUT) in order; `self.due` moves on as the audio is made."""
