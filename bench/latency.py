@@ -1,10 +1,13 @@
 """Turn latency with cloud-like engines: end of the caller's speech → the reply's first audio
-heard, and → the whole reply heard, for REPLY_MODE=play and REPLY_MODE=stream.
+heard, and → the whole reply heard, for REPLY_MODE=play and REPLY_MODE=stream, with OpenAI
+speech over /v1/audio/speech and over the Realtime API.
 
-Run: `python -m bench.latency [--turns 10]` (or `make bench-latency`). The line runs with the
-OpenAI engines pointed at bench/latency_profile.py (ASR 350 ms; chat: first token 450 ms, then
-150 characters a second; speech: first byte 300 ms, audio at 10× real time, 14 characters a
-second of speech), through the emulator in real time.
+Run: `python -m bench.latency [--turns 10] [--speech realtime]` (or `make bench-latency`). The
+line runs with the OpenAI engines pointed at bench/latency_profile.py (ASR 350 ms; chat: first
+token 450 ms, then 150 characters a second; speech: first byte 300 ms, audio at 10× real time,
+14 characters a second of speech) and, for the Realtime voice, at tests/realtime_server.py with
+the same speech profile (first delta 300 ms after response.create, deltas of 100 ms of μ-law
+at 10× real time), through the emulator in real time.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ivr.sim.script import voice_ulaw
 
 from .common import percentile, write_result
 from .harness import BenchLine, log
-from .latency_profile import LatencyProfile
+from .latency_profile import AUDIO_SPEEDUP, FIRST_BYTE_SEC, LatencyProfile
 
 QUESTIONS = ["מה שעות הפתיחה שלכם?", "ומה עם יום שישי?", "אפשר לקבוע תור למחר?",
              "כמה זה עולה?", "איפה אתם נמצאים?"]
@@ -62,10 +65,21 @@ def server_stages(line) -> dict[str, int]:
     return {k: round(percentile([row[k] for row in rows if k in row], 50)) for k in keys}
 
 
-def run_mode(mode: str, turns: int, profile: LatencyProfile) -> dict:
+SPEECH_MODELS = {"speech": "gpt-4o-mini-tts", "realtime": "gpt-realtime-2.1-mini"}
+
+
+def realtime_server():
+    """The Realtime stand-in with the profile's speech latencies."""
+    from tests.realtime_server import RealtimeServer
+    return RealtimeServer(speed=AUDIO_SPEEDUP, first_delta_sec=FIRST_BYTE_SEC, delta_sec=0.1)
+
+
+def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realtime) -> dict:
     env = {"OPENAI_API_KEY": "sk-bench-0000000000", "OPENAI_BASE_URL": profile.url + "/v1",
            "ASR_ENGINE": "openai", "LLM_ENGINE": "openai", "TTS_ENGINE": "openai",
-           "REPLY_MODE": mode}
+           "OPENAI_TTS_MODEL": SPEECH_MODELS[speech], "REPLY_MODE": mode}
+    if speech == "realtime":
+        env["OPENAI_WEBSOCKET_BASE_URL"] = realtime.url + "/v1"
     script = {"steps": [{"say": QUESTIONS[i % len(QUESTIONS)]} for i in range(turns)],
               "end": "hangup", "reply_timeout": 30, "max_duration": 60 * turns,
               "reply_pause": REPLY_PAUSE_SEC}
@@ -82,7 +96,7 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile) -> dict:
                "silence_inside_reply_sec": {"p50": round(percentile(silence, 50), 2),
                                             "p95": round(percentile(silence, 95), 2)},
                "server_stages_p50_ms": stages}
-    log(f"REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
+    log(f"{speech} REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
         f"{summary['first_audio_sec']['p50']} s, p95 {summary['first_audio_sec']['p95']} s; "
         f"whole reply p50 {summary['whole_reply_sec']['p50']} s, silence inside it p50 "
         f"{summary['silence_inside_reply_sec']['p50']} s; the line's stages after the "
@@ -95,17 +109,22 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--cold", action="store_true",
                         help="every reply opens differently: no chunk comes from the MP3 cache")
+    parser.add_argument("--speech", choices=["speech", "realtime", "both"], default="both",
+                        help="OpenAI speech over /v1/audio/speech, the Realtime API, or both")
     args = parser.parse_args()
-    profile = LatencyProfile(cold=args.cold)
+    speeches = ["speech", "realtime"] if args.speech == "both" else [args.speech]
+    profile, realtime = LatencyProfile(cold=args.cold), realtime_server()
     try:
-        modes = {mode: run_mode(mode, args.turns, profile) for mode in ("play", "stream")}
+        runs = {f"{speech} {mode}": run_mode(mode, args.turns, profile, speech, realtime)
+                for speech in speeches for mode in ("play", "stream")}
     finally:
         profile.stop()
+        realtime.stop()
     path = write_result("latency-cold" if args.cold else "latency",
                         {"profile": "bench/latency_profile.py", "cold": args.cold,
-                         "modes": modes})
-    print(f"first audio p50: play {modes['play']['first_audio_sec']['p50']} s, stream "
-          f"{modes['stream']['first_audio_sec']['p50']} s; written to {path}")
+                         "modes": runs})
+    print("first audio p50: " + ", ".join(f"{name} {run['first_audio_sec']['p50']} s"
+                                          for name, run in runs.items()) + f"; written to {path}")
 
 
 if __name__ == "__main__":

@@ -250,8 +250,12 @@ class Settings:
         "auto", one_of("auto", "reasoning", "classic"),
         "chat request shape; auto: reasoning for gpt-5*, gpt-6* and o*, else classic")
     openai_asr_model: str = setting("gpt-transcribe", text, "OpenAI transcription model")
-    openai_tts_model: str = setting("gpt-4o-mini-tts", text, "OpenAI speech model")
-    openai_tts_voice: str = setting("alloy", text, "OpenAI voice")
+    openai_tts_model: str = setting(
+        "gpt-realtime-2.1-mini", text,
+        "OpenAI speech: a Realtime model (gpt-realtime…) or a /v1/audio/speech one")
+    openai_tts_voice: str = setting("marin", text, "OpenAI voice")
+    openai_websocket_base_url: str = setting(
+        "", text, "the Realtime API's WebSocket base (default: OPENAI_BASE_URL as ws(s)://)")
     google_tts_voice: str = setting(
         "he-IL-Standard-A", text, "Google TTS voice of LANGUAGE; a Chirp3-HD voice streams")
     google_speech_endpoint: str = setting("", text, "another Speech-to-Text endpoint")
@@ -457,6 +461,10 @@ def _check_urls(values: dict, problems: list[str]) -> None:
         values[name] = url
         if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
             problems.append(f"{name.upper()}={url!r}: expected an http(s) URL")
+    url = values["openai_websocket_base_url"].rstrip("/")
+    values["openai_websocket_base_url"] = url
+    if url and (urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname):
+        problems.append(f"OPENAI_WEBSOCKET_BASE_URL={url!r}: expected a ws(s):// URL")
     for name in ("flow_file", "system_prompt_file"):
         if values[name] and not Path(values[name]).is_file():
             problems.append(f"{name.upper()}={values[name]!r}: expected a readable file")

@@ -18,11 +18,11 @@ from typing import Any
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import LLM, Action, LiveRecognition, last_said
+from .engines.base import LLM, Action, LiveRecognition, TranscriptMismatch, last_said
 from .eventlog import EventLog
 from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
-from .spoken import SpokenReply
+from .spoken import LiveAudio, SpokenReply
 from .store import Store
 from .tts_cache import TTSCache
 
@@ -44,6 +44,7 @@ class TurnOutcome:
     ms: dict[str, int] = field(default_factory=dict)
     synthesis: list[Future] = field(default_factory=list, repr=False)
     deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
+    on_stream: bool = False  # heard as frames on the call's stream (REPLY_MODE=stream)
 
     def budgeted(self) -> bool:
         """The webhook's budget caps the stages until its answer went out, not after."""
@@ -105,7 +106,8 @@ class Dialog:
         heard the utterance as it was spoken (it only has to finish); `budget_sec` caps the
         stages together (a webhook must answer Twilio within 15 s); `speech_end` (monotonic)
         is when the caller stopped."""
-        outcome = TurnOutcome(turn=turn, reply=SpokenReply(speech_end))
+        outcome = TurnOutcome(turn=turn, reply=SpokenReply(speech_end),
+                              on_stream=source == "stream" and self.s.reply_mode == "stream")
         if budget_sec is not None:
             outcome.deadline = time.monotonic() + budget_sec
         if text is None:
@@ -129,9 +131,11 @@ class Dialog:
         outcome.reply.recorded.wait(RECORD_WAIT_SEC + 60)
         return outcome
 
-    def speak_text(self, call_sid: str, turn: int, text: str) -> TurnOutcome:
+    def speak_text(self, call_sid: str, turn: int, text: str,
+                   on_stream: bool = False) -> TurnOutcome:
         """A turn the line starts itself (the greeting): TTS only."""
-        outcome = TurnOutcome(turn=turn, reply_text=text, reply=SpokenReply())
+        outcome = TurnOutcome(turn=turn, reply_text=text, reply=SpokenReply(),
+                              on_stream=on_stream)
         self._add_chunk(call_sid, outcome, text)
         outcome.reply.close()
         outcome.reply.recorded.set()
@@ -315,6 +319,9 @@ class Dialog:
 
     def _speak(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
         reply, tts = outcome.reply, self.engines.tts
+        if outcome.on_stream and tts is not None and tts.streams_audio \
+                and self.cache.find(tts, text) is None:
+            return self._speak_live(call_sid, outcome, index, text)
         try:
             if tts is None:
                 raise RuntimeError("no TTS engine configured")
@@ -331,6 +338,49 @@ class Dialog:
         reply.set_audio(index, path, self.cache.duration(path.name))
         if index == 0:
             reply.mark("first_chunk_audio")
+
+    def _speak_live(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
+        """Chunk `index` heard as the engine makes it: ready at its first audio, then kept in
+        the cache once whole. A failure before any audio makes it the fallback sound; after
+        some, the fallback sound follows what was heard. A cancelled reply (a barge-in)
+        cancels the synthesis."""
+        reply, live = outcome.reply, LiveAudio()
+        synthesis = self.cache.stream(self.engines.tts, text)
+        started = time.perf_counter()
+        try:
+            for piece in synthesis:
+                if reply.cancelled.is_set():
+                    break
+                if not piece:
+                    continue
+                live.add(piece)
+                if len(live.pieces) == 1:
+                    reply.set_live(index, live)
+                    if index == 0:
+                        reply.mark("first_chunk_audio")
+        except TranscriptMismatch as exc:  # heard already: logged, never cached
+            self.events.emit("TTS_MISMATCH", call_sid, logging.WARNING, err=str(exc),
+                             chunk=index + 1)
+            if not live.pieces:
+                return self._live_failed(call_sid, outcome, index, live, exc)
+        except Exception as exc:  # noqa: BLE001 - the reply ends with the fallback sound
+            return self._live_failed(call_sid, outcome, index, live, exc)
+        finally:
+            synthesis.close()
+            outcome.ms["tts"] = round((time.perf_counter() - started) * 1000)
+        live.end()
+        if synthesis.path is not None:
+            reply.set_audio(index, synthesis.path, self.cache.duration(synthesis.path.name))
+
+    def _live_failed(self, call_sid: str, outcome: TurnOutcome, index: int, live: LiveAudio,
+                     exc: Exception) -> None:
+        """A streamed chunk failed: the fallback sound ends the reply (after what was heard)."""
+        self.events.emit("TTS_ERR", call_sid, logging.ERROR, err=repr(exc), chunk=index + 1,
+                         streamed_bytes=sum(map(len, live.pieces)))
+        outcome.fallback = "tts-error"
+        live.end(failed=True)
+        path = self.cache.last_resort()
+        outcome.reply.fail(index, path, self.cache.duration(path.name), "tts-error")
 
     def _wait_synthesis(self, outcome: TurnOutcome) -> None:
         for future in list(outcome.synthesis):

@@ -72,6 +72,8 @@ class Runtime:
             self.notifier.close()
         for pool in (self.turn_pool, self.dialog.pool, self.dialog.writers):
             pool.shutdown(wait=False, cancel_futures=True)
+        if self.engines.tts is not None:
+            self.engines.tts.close()  # its kept connections
         self.store.close()
 
 

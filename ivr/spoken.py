@@ -1,24 +1,77 @@
-"""A reply being written and synthesised: its chunks in order, each playable once its MP3 exists."""
+"""A reply being written and synthesised: its chunks in order, each playable once its MP3 exists
+(or, streamed, once its first audio does)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from . import audio
+
+
+class LiveAudio:
+    """A chunk's μ-law while its synthesis makes it: added by the synthesis, read by the player."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.pieces: list[bytes] = []
+        self.over = self.failed = False
+
+    def add(self, piece: bytes) -> None:
+        with self.cond:
+            self.pieces.append(piece)
+            self.cond.notify_all()
+
+    def end(self, failed: bool = False) -> None:
+        """No more audio (`failed`: the synthesis broke off; the rest is a fallback sound)."""
+        with self.cond:
+            self.over, self.failed = True, failed
+            self.cond.notify_all()
+
+    def read(self, timeout: float) -> Iterator[bytes]:
+        """The audio in order as it comes, until the synthesis ends; TimeoutError when nothing
+        came for `timeout` seconds."""
+        index = 0
+        while True:
+            with self.cond:
+                if not self.cond.wait_for(lambda seen=index: seen < len(self.pieces)
+                                          or self.over, timeout):
+                    raise TimeoutError(f"no audio for {timeout:g} s")
+                new, over = self.pieces[index:], self.over
+            index += len(new)
+            if new:
+                yield b"".join(new)
+            if over and not new:
+                return
+
+    def frames(self, timeout: float) -> Iterator[list[bytes]]:
+        """The audio as 20 ms frames, in batches as it comes (the last frame padded)."""
+        carry = b""
+        for piece in self.read(timeout):
+            carry += piece
+            whole = len(carry) - len(carry) % audio.FRAME_BYTES
+            if whole:
+                yield audio.frames_of(carry[:whole])
+                carry = carry[whole:]
+        if carry:
+            yield audio.frames_of(carry)
+
 
 @dataclass
 class Chunk:
-    """One speakable piece of a reply and, once synthesised, its MP3 and length."""
+    """One speakable piece of a reply and, once synthesised, its MP3 and length; `live` while
+    it is played as it is synthesised (REPLY_MODE=stream, an engine that streams)."""
 
     text: str
     audio: Path | None = None
     seconds: float = 0.0
     fallback: str = ""  # why this chunk is a fallback sound, not the text
+    live: LiveAudio | None = None
 
     @property
     def name(self) -> str:
@@ -94,6 +147,15 @@ class SpokenReply:
             if self.observer is not None and not self.cancelled.is_set():
                 self.observer.part(index, chunk)
 
+    def set_live(self, index: int, live: LiveAudio) -> None:
+        """Chunk `index` plays as it is synthesised: ready now, its MP3 comes once it is whole
+        (only the stream plays it: no observer is told)."""
+        with self.cond:
+            if index < len(self.chunks):
+                self.chunks[index].live = live
+                self.ready[index] = True
+                self.cond.notify_all()
+
     def close(self) -> None:
         """No more chunks (the reply is complete, failed, or cancelled)."""
         with self.cond:
@@ -167,10 +229,14 @@ class SpokenReply:
         self.played.set()
 
     def cancel(self) -> None:
-        """Stop writing it; nobody plays the rest (a barge-in, a newer turn, a hang-up)."""
+        """Stop writing it; nobody plays the rest (a barge-in, a newer turn, a hang-up): a
+        chunk being heard as it is synthesised ends now (its synthesis stops soon after)."""
         with self.cond:
             self.cancelled.set()
             self.played.set()
+            for chunk in self.chunks:
+                if chunk.live is not None:
+                    chunk.live.end()
             self.close()
 
     @property

@@ -6,6 +6,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from . import audio, replies, twiml
@@ -191,7 +192,8 @@ class StreamTurns:
         turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
-                outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting)
+                on_stream = self.rt.settings.reply_mode == "stream"
+                outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting, on_stream)
             else:
                 outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
                                                     live=live, source="stream",
@@ -290,27 +292,12 @@ class StreamTurns:
         self.sent_marks.add(mark)
         index = sent = 0
         while not self._interrupted(my_id):
-            try:
-                chunk = reply.wait(index, s.llm_timeout_sec + s.tts_timeout_sec)
-            except TimeoutError:
-                reply.cancel()
-                self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING,
-                                    part=index + 1)
-                chunk = self.fallback_chunk("late")
+            chunk = self._next_chunk(reply, index)
             if chunk is None or self._interrupted(my_id):
                 break
-            try:
-                frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
-            except Exception as exc:  # noqa: BLE001 - an undecodable chunk: the fallback sound
-                self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
-                reply.cancel()
-                chunk = self.fallback_chunk("undecodable")
-                frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
-            sent += self.channel.send_media_frames(frames, self.stop_speaking)
-            schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
-            if index == 0:
-                reply.audio_out()
-            if chunk.fallback:
+            played, last = self._play_chunk(reply, chunk, index == 0, schedule, my_id)
+            sent += played
+            if last:
                 break
             index += 1
         reply.unwatched()  # (when nothing went out) the turn's record need not wait
@@ -328,6 +315,60 @@ class StreamTurns:
                             frames=sent, mark=mark, chunks=index + (not interrupted),
                             interrupted=interrupted)
 
+    def _next_chunk(self, reply: SpokenReply, index: int) -> Chunk | None:
+        """Chunk `index` once it is ready (None: the reply ended before it); the fallback
+        sound when it is later than the LLM and TTS timeouts together."""
+        s = self.rt.settings
+        try:
+            return reply.wait(index, s.llm_timeout_sec + s.tts_timeout_sec)
+        except TimeoutError:
+            reply.cancel()
+            self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING, part=index + 1)
+            return self.fallback_chunk("late")
+
+    def _play_chunk(self, reply: SpokenReply, chunk: Chunk, first: bool,
+                    schedule: PlaySchedule, my_id: int) -> tuple[int, bool]:
+        """Send a chunk's frames (as they are made, when it is live); (frames sent, whether
+        the reply ends with it: a fallback sound)."""
+        sent = 0
+        if chunk.live is not None:
+            sent = self._send_live(chunk, schedule, my_id, reply if first else None)
+            if not chunk.live.failed or self._interrupted(my_id):
+                return sent, chunk.live.failed
+            chunk, first = self.fallback_chunk("tts-error"), False  # after what was heard
+        try:
+            frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
+        except Exception as exc:  # noqa: BLE001 - an undecodable chunk: the fallback sound
+            self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
+            reply.cancel()
+            chunk = self.fallback_chunk("undecodable")
+            frames = audio.frames_of(self.rt.cache.ulaw(chunk.audio.name))
+        sent += self.channel.send_media_frames(frames, self.stop_speaking)
+        schedule.add(chunk.text, len(frames) * audio.FRAME_SEC)
+        if first:
+            reply.audio_out()
+        return sent, bool(chunk.fallback)
+
+    def _send_live(self, chunk: Chunk, schedule: PlaySchedule, my_id: int,
+                   first: SpokenReply | None) -> int:
+        """A chunk's frames as its synthesis makes them; `first`: the reply whose first audio
+        this is. A stall ends it as a failure (the fallback sound follows)."""
+        sent = 0
+        schedule.add(chunk.text, 0.0)
+        try:
+            for frames in chunk.live.frames(self.rt.settings.tts_timeout_sec + 2):
+                if self._interrupted(my_id):
+                    break
+                sent += self.channel.send_media_frames(frames, self.stop_speaking)
+                schedule.extend(len(frames) * audio.FRAME_SEC)
+                if first is not None and sent:
+                    first.audio_out()
+                    first = None
+        except TimeoutError:
+            self.rt.events.emit("REPLY_LATE", self.call_sid, logging.WARNING, streamed=True)
+            chunk.live.end(failed=True)
+        return sent
+
     def _interrupted(self, my_id: int) -> bool:
         return self.stop_speaking.is_set() or my_id != self.turn_id or self.channel.closed.is_set()
 
@@ -336,14 +377,21 @@ class PlaySchedule:
     """When each chunk sent on the stream plays (Twilio plays them back to back as they come),
     so a barge-in knows what the caller heard."""
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
         self.chunks: list[tuple[str, float, float]] = []  # text, starts, seconds
         self.end = 0.0
 
     def add(self, text: str, seconds: float) -> None:
-        starts = max(time.monotonic(), self.end)
+        starts = max(self.clock(), self.end)
         self.chunks.append((text, starts, seconds))
         self.end = starts + seconds
+
+    def extend(self, seconds: float) -> None:
+        """More audio of the last chunk went out (a chunk streamed as it is synthesised)."""
+        text, starts, _ = self.chunks[-1]
+        self.end = max(self.clock(), self.end) + seconds
+        self.chunks[-1] = (text, starts, self.end - starts)
 
     def heard(self, at: float) -> str:
         """The text heard up to `at`: whole chunks, and the words of the one cut short."""

@@ -20,7 +20,7 @@ from ivr.store import Store
 from ivr.tts_cache import FALLBACK, MP3_MAGIC, TTSCache
 
 from .conftest import make_settings
-from .providers import FakeGoogleSpeech, ProviderServer
+from .providers import SPEECH_API_LAST_DAY, FakeGoogleSpeech, ProviderServer
 
 SPEECH = b"\x10\x20" * 8000  # one second of PCM16
 ROOMY_SEC = 30.0  # a timeout no answer from a loopback server misses, however loaded the machine
@@ -42,8 +42,12 @@ def google_speech():
 
 
 def openai_settings(tmp_path, provider, **changes):
+    """Speech on /v1/audio/speech (test_openai_realtime covers the Realtime API), as OpenAI
+    serves it on its last day."""
+    provider.today = SPEECH_API_LAST_DAY
     return make_settings(tmp_path).replace(openai_api_key="sk-test-key-123456",
-                                           openai_base_url=provider.url + "/v1", **changes)
+                                           openai_base_url=provider.url + "/v1",
+                                           openai_tts_model="gpt-4o-mini-tts", **changes)
 
 
 def dialog_with(tmp_path, settings, **engines):

@@ -10,13 +10,22 @@ from ivr import audio
 from ivr.phrases import LLM_FALLBACK
 
 from .conftest import wait_until
-from .providers import CHUNKS, REPLY, streamed_reply_provider  # noqa: F401 - the fixture
+from .providers import (  # noqa: F401 - streamed_reply_provider: the fixture
+    CHUNKS,
+    REPLY,
+    SPEECH_API_LAST_DAY,
+    streamed_reply_provider,
+)
 
 QUESTION = "מה שעות הפתיחה שלכם?"
 
 
 def openai_line(phone_line, provider, **changes):
+    """The OpenAI engines, speech on /v1/audio/speech (test_openai_realtime: the Realtime API)
+    as OpenAI serves it on its last day."""
+    provider.today = SPEECH_API_LAST_DAY
     return phone_line(asr_engine="openai", llm_engine="openai", tts_engine="openai",
+                      openai_tts_model="gpt-4o-mini-tts",
                       openai_api_key="sk-test-key-123456", openai_base_url=provider.url + "/v1",
                       turn_mode="stream", resp_min_delay_ms=0, resp_max_delay_ms=0, **changes)
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.spoken import PendingReplies, SpokenReply
+from ivr.spoken import LiveAudio, PendingReplies, SpokenReply
 
 MP3 = Path("chunk.mp3")
 
@@ -132,3 +132,32 @@ def test_pending_replies_share_each_reply_put_and_cancel_all_on_close():
     pending.cancel_all()
     assert pending.get("CA1", 2) is None and reply.cancelled.is_set()
     assert shared[("CA1", 2, "gather")].said == [("end", 1, True)]
+
+
+def test_live_audio_is_read_as_it_comes_in_whole_frames_the_last_one_padded():
+    live = LiveAudio()
+    batches = []
+    reader = threading.Thread(target=lambda: batches.extend(live.frames(30)))
+    reader.start()
+    live.add(b"\x01" * 100)  # not yet a whole frame: held back
+    live.add(b"\x02" * 300)
+    live.end()
+    reader.join(30)
+    frames = [f for batch in batches for f in batch]
+    assert b"".join(frames) == b"\x01" * 100 + b"\x02" * 300 + b"\xff" * 80
+    assert {len(f) for f in frames} == {160}
+
+
+def test_live_audio_that_stalls_is_a_timeout_and_a_cancelled_reply_ends_it():
+    stalled = LiveAudio()
+    stalled.add(b"\x01" * 160)
+    pieces = stalled.read(0.05)
+    assert next(pieces) == b"\x01" * 160
+    with pytest.raises(TimeoutError):
+        next(pieces)
+    reply, live = SpokenReply(), LiveAudio()
+    reply.add("כן, בשמחה,")
+    reply.set_live(0, live)
+    assert reply.wait(0, 1).live is live  # ready at its first audio, before any MP3
+    reply.cancel()  # a barge-in: the player reading it stops at once
+    assert list(live.read(30)) == []

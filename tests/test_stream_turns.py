@@ -77,3 +77,13 @@ def test_a_key_while_the_line_speaks_clears_it_and_is_the_next_turn(runtime):
     assert {"event": "clear"} in channel.messages
     wait_for(lambda: [m["text"] for m in runtime.calls.history(SID) if m["role"] == "user"][-1:]
              == ["1"])
+
+
+def test_a_chunk_streamed_as_it_is_made_is_heard_for_as_long_as_its_audio_went_out():
+    from ivr.stream_turns import PlaySchedule
+    schedule = PlaySchedule(clock=lambda: 100.0)  # every batch sent at once
+    schedule.add("אחת שתיים שלוש ארבע", 0.0)  # its audio comes in batches
+    schedule.extend(1.0)
+    schedule.extend(1.0)
+    assert schedule.heard(101.0) == "אחת שתיים …"  # half of its two seconds
+    assert schedule.heard(102.5) == "אחת שתיים שלוש ארבע"

@@ -9,7 +9,15 @@ import pytest
 
 from ivr.engines.base import TTS, EngineError
 from ivr.engines.scripted import ScriptedLLM
-from ivr.tts_cache import ALIASES, BEEP, FALLBACK, GREETING, TTSCache, cache_key
+from ivr.tts_cache import (
+    ALIASES,
+    BEEP,
+    FALLBACK,
+    GREETING,
+    MP3_MAGIC,
+    TTSCache,
+    cache_key,
+)
 from ivr.tts_cache.prompts import Prompts, prewarm, prompt_texts, read_phrases
 
 from .conftest import make_settings
@@ -196,3 +204,52 @@ def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
     for alias in ("greeting_he.mp3", "fallback_he.mp3", "goodbye_he.mp3"):
         data = (tmp_path / "tts" / alias).read_bytes()
         assert (data[:3] == b"ID3" or data[0] == 0xFF) and len(data) > 1000
+
+
+class StreamingTTS(TTS):
+    """μ-law in pieces as a streaming engine yields them; `fail` raises after the audio."""
+
+    name, voice, streams_audio = "streaming", "v1", True
+
+    def __init__(self, fail: Exception | None = None):
+        self.fail, self.texts, self.closed = fail, [], 0
+
+    def stream(self, text):
+        self.texts.append(text)
+        try:
+            for n in range(3):
+                yield bytes([0x10 + n]) * 800
+            if self.fail is not None:
+                raise self.fail
+        finally:
+            self.closed += 1
+
+
+def test_a_streamed_text_is_kept_once_whole_and_goes_out_as_it_came(tmp_path, monkeypatch):
+    cache, tts = TTSCache(tmp_path), StreamingTTS()
+    assert cache.find(tts, "150 ₪") is None
+    synthesis = cache.stream(tts, "150 ₪")
+    pieces = list(synthesis)
+    assert tts.texts == ["מאה וחמישים שקלים"]  # in words, as synthesize gives it
+    assert synthesis.path == cache.find(tts, "מאה וחמישים שקלים") == cache.find(tts, "150 ₪")
+    assert synthesis.path.read_bytes().startswith(MP3_MAGIC)  # an MP3, as every cache file
+    decoded = []
+    monkeypatch.setattr("ivr.audio.decode_to_pcm16", lambda data: decoded.append(data) or b"")
+    cache.synthesize(tts, "150 ₪")  # a hit touches the file (the LRU) …
+    assert cache.ulaw(synthesis.path.name) == b"".join(pieces)  # … and it is not decoded again
+    assert decoded == []
+
+
+@pytest.mark.parametrize("how", ["closed", "mismatch"])
+def test_a_streamed_text_cut_short_or_misread_is_not_kept(tmp_path, how):
+    from ivr.engines.base import TranscriptMismatch
+    cache = TTSCache(tmp_path)
+    tts = StreamingTTS(TranscriptMismatch("שלום", "מה נשמע") if how == "mismatch" else None)
+    synthesis = cache.stream(tts, "שלום")
+    if how == "closed":
+        assert next(iter(synthesis))
+        synthesis.close()
+    else:
+        with pytest.raises(TranscriptMismatch):
+            list(synthesis)
+    assert tts.closed == 1 and synthesis.path is None and cache.find(tts, "שלום") is None

@@ -18,7 +18,7 @@ REGISTRY: dict[str, dict[str, str]] = {
     "llm": {"fake": "fake:FakeLLM", "scripted": "scripted:ScriptedLLM",
             "openai": "openai_engines:OpenAILLM"},
     "tts": {"fake": "fake:FakeTTS", "google": "google_engines:GoogleTTS",
-            "openai": "openai_engines:OpenAITTS", "espeak": "local:EspeakTTS"},
+            "openai": "openai_realtime:OpenAISpeech", "espeak": "local:EspeakTTS"},
 }
 
 

@@ -26,6 +26,15 @@ class EngineError(RuntimeError):
     """An engine failed; the dialog logs it and falls back to a sound."""
 
 
+class TranscriptMismatch(EngineError):
+    """A voice said other words than the text it was given (it answered it, say)."""
+
+    def __init__(self, text: str, transcript: str):
+        super().__init__(f"the voice said {clipped(transcript, 80)!r} "
+                         f"instead of {clipped(text, 80)!r}")
+        self.text, self.transcript = text, transcript
+
+
 class ASR:
     """Speech recognition of one utterance of 8 kHz 16-bit PCM."""
 
@@ -147,6 +156,9 @@ class TTS:
         """μ-law 8 kHz audio of `text` as it is synthesised, in pieces of any length (engines
         with `streams_audio`); closing the iterator early cancels the synthesis."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of what the engine keeps open (connections); most keep nothing."""
 
 
 SUMMARY_LINE_CHARS = 160  # a summary line longer than this is cut with "…"

@@ -31,6 +31,13 @@ def cache_key(engine: str, voice: str, text: str) -> str:
     return hashlib.sha256(f"{engine}|{voice}|{text}".encode()).hexdigest()
 
 
+def version(path: Path) -> tuple[int, int]:
+    """Which version of a cache file this is: every write is a new file (a temp file renamed
+    over it, a new inode), while a hit only touches its time (the LRU's), not its version."""
+    info = path.stat()
+    return info.st_ino, info.st_size
+
+
 @dataclass
 class _KeyLock:
     """The lock of one key being synthesised and how many threads hold or wait for it."""
@@ -84,6 +91,38 @@ class TTSCache:
             self._used(path)
             return path
         return None
+
+    def find(self, tts: TTS, text: str) -> Path | None:
+        """The cached file for this text (as said): here, or another instance's; else None."""
+        found = self.lookup(tts, text)
+        if found is None and self.shared is not None:
+            name = f"{cache_key(tts.name, tts.voice, speakable(text))}.mp3"
+            if self.restore(name) is not None and self.path(name).is_file():
+                found = self.path(name)
+        return found
+
+    def stream(self, tts: TTS, text: str) -> StreamedSynthesis:
+        """The text's synthesis as the engine streams it (in words, as `synthesize`); kept
+        as the text's cache file once it is whole."""
+        return StreamedSynthesis(self, tts, speakable(text))
+
+    def keep(self, tts: TTS, text: str, ulaw: bytes) -> Path | None:
+        """A streamed text's whole μ-law, kept as its cache file (MP3, as every cache file, so
+        it plays the same in every REPLY_MODE) and remembered decoded, so the next time it is a
+        hit that goes out at once; None (logged) if it cannot be encoded."""
+        name = f"{cache_key(tts.name, tts.voice, text)}.mp3"
+        try:
+            path = self.write(name, audio.pcm16_to_mp3(audio.ulaw_to_pcm16(ulaw)))
+            stamp = version(path)
+        except Exception as exc:  # noqa: BLE001 - the caller heard it; only the cache loses
+            log.error("TTS_CACHE_ERR name=%s err=%r", name, exc)
+            return None
+        with self.lock:
+            self.ulaws[name] = (stamp, ulaw)
+            self.ulaws.move_to_end(name)
+            while len(self.ulaws) > ULAW_KEPT:
+                self.ulaws.popitem(last=False)
+        return path
 
     def _used(self, path: Path) -> None:
         """A hit: recent again for the LRU, and in the shared table (refreshed, or put back)."""
@@ -174,10 +213,10 @@ class TTSCache:
         return self.write(name, source.read_bytes())
 
     def _remembered(self, table: OrderedDict, kept: int, name: str, derive: Callable):
-        """`derive(file bytes)` of a cache file, computed once per version of the file (its
-        mtime) and kept in `table`, least recently used dropped first; OSError if it is gone."""
+        """`derive(file bytes)` of a cache file, computed once per version of the file (see
+        `version`) and kept in `table`, least recently used dropped first; OSError if gone."""
         path = self.dir / name
-        stamp = path.stat().st_mtime
+        stamp = version(path)
         with self.lock:
             known = table.get(name)
             if known and known[0] == stamp:
@@ -256,3 +295,36 @@ class TTSCache:
                 self.durations.pop(path.name, None)
                 self.ulaws.pop(path.name, None)
         return removed
+
+
+class StreamedSynthesis:
+    """One text synthesised as a stream: iterate it for the μ-law as the engine makes it; once
+    whole it is the text's cache file (`path`). `close()` early cancels it and keeps nothing;
+    an engine that streamed no audio, or other words than the text, leaves nothing kept."""
+
+    def __init__(self, cache: TTSCache, tts: TTS, text: str):
+        self.cache, self.tts, self.text = cache, tts, text
+        self.path: Path | None = None
+        self.pieces = self._pieces()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.pieces
+
+    def close(self) -> None:
+        self.pieces.close()
+
+    def _pieces(self) -> Iterator[bytes]:
+        made: list[bytes] = []
+        stream = self.tts.stream(self.text)
+        try:
+            for piece in stream:
+                if piece:
+                    made.append(piece)
+                yield piece  # even empty: the reader checks whether to stop
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # an engine's generator: its own cancel
+        if not made:
+            raise EngineError(f"{self.tts.name} TTS streamed no audio")
+        self.path = self.cache.keep(self.tts, self.text, b"".join(made))
