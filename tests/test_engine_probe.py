@@ -2,6 +2,7 @@
 that refuse as OpenAI and Google do; each refusal comes back as its cause and the fix."""
 
 import dataclasses
+import datetime
 import io
 import json
 import subprocess
@@ -22,7 +23,8 @@ from ivr.tts_cache.prompts import prewarm
 
 from .conftest import make_settings
 from .livehelpers import ROOT, free_port, start_script_env
-from .providers import FakeGoogleSpeech, ProviderServer
+from .providers import SPEECH_API_LAST_DAY, FakeGoogleSpeech, ProviderServer
+from .realtime_server import RealtimeServer
 
 KEY = "sk-test-key-123456"
 PROJECT = "123456789012"
@@ -52,8 +54,12 @@ def by_kind(probes) -> dict:
 
 
 def openai_line(tmp_path, provider, **changes) -> Settings:
+    """The three OpenAI engines on the HTTP stand-in: speech on /v1/audio/speech, as on its last
+    day (the Realtime speech engine is probed against its own stand-in below)."""
+    provider.today = SPEECH_API_LAST_DAY
     line = {"openai_api_key": KEY, "openai_base_url": provider.url + "/v1",
-            "asr_engine": "openai", "llm_engine": "openai", "tts_engine": "openai"}
+            "asr_engine": "openai", "llm_engine": "openai", "tts_engine": "openai",
+            "openai_tts_model": "gpt-4o-mini-tts"}
     return make_settings(tmp_path).replace(**{**line, **changes})
 
 
@@ -385,3 +391,16 @@ def test_the_doctor_probes_the_engines_and_says_when_they_are_not_the_servers(ph
     mismatch = checks["engines probed are the server's"]
     assert not mismatch.ok and "'tts': 'espeak'" in mismatch.detail
     assert "run the doctor where the line runs" in mismatch.fix
+
+
+def test_a_retired_realtime_voice_is_named_with_the_default_to_set(tmp_path, provider):
+    realtime = RealtimeServer(today=datetime.date(2027, 1, 20))  # gpt-realtime's shutdown day
+    try:
+        settings = openai_line(tmp_path, provider, llm_engine="scripted", asr_engine="none",
+                               openai_tts_model="gpt-realtime",
+                               openai_websocket_base_url=realtime.url + "/v1")
+        tts = by_kind(probe_configured(settings))["tts"]
+    finally:
+        realtime.stop()
+    assert not tts.ok and tts.detail.startswith("model retired or unknown: "), tts.detail
+    assert "OPENAI_TTS_MODEL" in tts.fix and "gpt-realtime-2.1-mini" in tts.fix, tts.fix

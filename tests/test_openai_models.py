@@ -80,11 +80,11 @@ def test_only_the_openai_engines_in_use_are_checked(tmp_path):
     assert configured_models(settings) == [
         ("transcription", "OPENAI_ASR_MODEL", "gpt-transcribe"),
         ("chat", "OPENAI_MODEL", "gpt-6-luna"),
-        ("speech", "OPENAI_TTS_MODEL", settings.openai_tts_model)]
+        ("realtime", "OPENAI_TTS_MODEL", "gpt-realtime-2.1-mini")]  # the default speech
     assert configured_models(settings.replace(llm_engine="scripted", asr_engine="none",
                                               tts_engine="espeak")) == []
-    assert configured_models(settings.replace(openai_tts_model="gpt-realtime-2.1-mini"))[2] == \
-        ("realtime", "OPENAI_TTS_MODEL", "gpt-realtime-2.1-mini")
+    assert configured_models(settings.replace(openai_tts_model="gpt-4o-mini-tts"))[2] == \
+        ("speech", "OPENAI_TTS_MODEL", "gpt-4o-mini-tts")
 
 
 def test_a_deprecated_model_is_a_warning_with_its_date_and_a_replacement(tmp_path):
