@@ -18,7 +18,12 @@ from ivr.schema import media
 from ivr.tts_cache import ALIASES, FALLBACK
 
 from .conftest import ACCOUNT_SID, BASE, CALL_SID, make_settings, sign, wait_until
-from .providers import CHUNKS, REPLY, streamed_reply_provider  # noqa: F401 - the fixture
+from .providers import (  # noqa: F401 - streamed_reply_provider: the fixture
+    CHUNKS,
+    REPLY,
+    SPEECH_API_LAST_DAY,
+    streamed_reply_provider,
+)
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -44,9 +49,12 @@ def instances(tmp_path, provider):
 
 
 def openai_gather(provider) -> dict:
+    """OpenAI's chat and speech, the speech on /v1/audio/speech (its chunks can be held) as on
+    that endpoint's last day."""
+    provider.today = SPEECH_API_LAST_DAY
     return {"asr_engine": "none", "llm_engine": "openai", "tts_engine": "openai",
             "turn_mode": "gather", "openai_api_key": "sk-test-key-123456",
-            "openai_base_url": provider.url + "/v1"}
+            "openai_base_url": provider.url + "/v1", "openai_tts_model": "gpt-4o-mini-tts"}
 
 
 def post(app, path: str, **params):
