@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import google_voices
 
@@ -124,7 +124,8 @@ def email_list(raw: str) -> str:
 
 
 def smtp_url(raw: str) -> str:
-    """smtp://[user:password@]host[:port][?starttls=true] or smtps://… (TLS from the start)."""
+    """smtp://[user:password@]host[:port][?starttls=true] or smtps://… (TLS from the start).
+    Plain smtp:// (password and caller details in clear) only to this machine."""
     value = raw.strip()
     if value:
         parts = urlsplit(value)
@@ -134,7 +135,20 @@ def smtp_url(raw: str) -> str:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise ValueError("expected a port number after the host") from None
+        if parts.scheme == "smtp" and not smtp_starttls(value) \
+                and not is_loopback_host(parts.hostname):
+            raise ValueError(f"plain SMTP to {parts.hostname} would send the password and the "
+                             "messages unencrypted: add ?starttls=true or use smtps://")
     return value
+
+
+def smtp_starttls(url: str) -> bool:
+    """The `starttls` query value of an SMTP URL (false when absent; a typo is an error)."""
+    values = parse_qs(urlsplit(url).query, keep_blank_values=True).get("starttls", ["false"])
+    try:
+        return boolean(values[-1])
+    except ValueError:
+        raise ValueError(f"starttls={values[-1]!r}: expected true or false") from None
 
 
 def json_text(raw: str) -> str:
@@ -358,7 +372,8 @@ class Settings:
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
-        values.append(urlsplit(self.smtp_url).password or "")  # alone, as an SMTP error shows it
+        password = urlsplit(self.smtp_url).password or ""  # alone, as an SMTP error shows it,
+        values += [password, unquote(password)]  # as written in the URL and as sent
         return [value for value in values if value]
 
 
