@@ -12,7 +12,7 @@ from . import programs
 from .runtime import current_runtime
 
 bp = Blueprint("public", __name__)
-CACHE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\.mp3$")
+CACHE_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}\.mp3")  # fullmatch: no "\n" after
 MP3_MAX_AGE_SEC = 86400
 
 
@@ -21,7 +21,7 @@ def tts_file(name: str) -> Response:
     """Serve a plain cache file as audio/mpeg; 404 for anything else (no traversal, no links).
     A file another instance made (several instances, one PostgreSQL) comes from the shared
     table the first time, and is kept here for the next (the prompts' aliases excepted)."""
-    if not CACHE_FILE.match(name):
+    if not CACHE_FILE.fullmatch(name):
         abort(404)
     rt = current_runtime()
     path = Path(rt.settings.tts_dir) / name
