@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import importlib.util
 import ipaddress
 import json
@@ -368,6 +370,13 @@ class Settings:
     def signing_key(self) -> str:
         """Key of the Stream `token` Parameter HMAC: the auth token, else a per-process secret."""
         return self.twilio_auth_token or self.stream_secret
+
+    @property
+    def tts_name_key(self) -> bytes:
+        """Key of the public MP3 names (tts_cache.cache_name), derived from the signing key:
+        every instance with the same TWILIO_AUTH_TOKEN (or local emulator token) names a
+        sentence alike; a new token renames every file (they are synthesised again)."""
+        return hmac.new(self.signing_key.encode(), b"ivr tts cache names", hashlib.sha256).digest()
 
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
