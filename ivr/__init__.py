@@ -61,7 +61,8 @@ def create_app(config: Settings | None = None) -> Flask:
     events = EventLog(store, settings.secrets())
     engines = build_engines(settings)
     media = shared_media(store)
-    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb, shared=media)
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb, shared=media,
+                     name_key=settings.tts_name_key)
     cache.ensure_beep()
     cache.share_aliases()
     prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))

@@ -116,7 +116,7 @@ def cmd_prewarm(args: argparse.Namespace) -> int:
     if engines.tts is None:
         print(f"TTS_ENGINE={settings.tts_engine}: nothing to prewarm", file=sys.stderr)
         return 1
-    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb)
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb, name_key=settings.tts_name_key)
     stats = prewarm(cache, engines.tts, engines.llm, settings, read_phrases(args.phrases))
     print(f"prewarm: {stats['total']} sentences, {stats['cached']} already cached, "
           f"{stats['synthesized']} synthesised, {stats['failed']} failed ({settings.tts_dir})")

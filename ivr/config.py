@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import hmac
 import importlib.util
 import ipaddress
 import json
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import google_voices
 
@@ -124,7 +126,8 @@ def email_list(raw: str) -> str:
 
 
 def smtp_url(raw: str) -> str:
-    """smtp://[user:password@]host[:port][?starttls=true] or smtps://… (TLS from the start)."""
+    """smtp://[user:password@]host[:port][?starttls=true] or smtps://… (TLS from the start).
+    Plain smtp:// (password and caller details in clear) only to this machine."""
     value = raw.strip()
     if value:
         parts = urlsplit(value)
@@ -134,7 +137,20 @@ def smtp_url(raw: str) -> str:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise ValueError("expected a port number after the host") from None
+        if parts.scheme == "smtp" and not smtp_starttls(value) \
+                and not is_loopback_host(parts.hostname):
+            raise ValueError(f"plain SMTP to {parts.hostname} would send the password and the "
+                             "messages unencrypted: add ?starttls=true or use smtps://")
     return value
+
+
+def smtp_starttls(url: str) -> bool:
+    """The `starttls` query value of an SMTP URL (false when absent; a typo is an error)."""
+    values = parse_qs(urlsplit(url).query, keep_blank_values=True).get("starttls", ["false"])
+    try:
+        return boolean(values[-1])
+    except ValueError:
+        raise ValueError(f"starttls={values[-1]!r}: expected true or false") from None
 
 
 def json_text(raw: str) -> str:
@@ -355,10 +371,18 @@ class Settings:
         """Key of the Stream `token` Parameter HMAC: the auth token, else a per-process secret."""
         return self.twilio_auth_token or self.stream_secret
 
+    @property
+    def tts_name_key(self) -> bytes:
+        """Key of the public MP3 names (tts_cache.cache_name), derived from the signing key:
+        every instance with the same TWILIO_AUTH_TOKEN (or local emulator token) names a
+        sentence alike; a new token renames every file (they are synthesised again)."""
+        return hmac.new(self.signing_key.encode(), b"ivr tts cache names", hashlib.sha256).digest()
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
-        values.append(urlsplit(self.smtp_url).password or "")  # alone, as an SMTP error shows it
+        password = urlsplit(self.smtp_url).password or ""  # alone, as an SMTP error shows it,
+        values += [password, unquote(password)]  # as written in the URL and as sent
         return [value for value in values if value]
 
 

@@ -83,13 +83,15 @@ class Deadline:
 
 class LagProbe:
     """How late the event loop runs: every media frame waits at most that long to be handled.
-    A 1 ms histogram of the lateness of a 20 ms tick, read as before/after snapshots."""
+    A histogram of the lateness of a 20 ms tick (1 ms bins below a second, 10 ms bins up to
+    60 s, then one bin for later), read as before/after snapshots."""
 
-    BINS = 1000
+    FINE_MS, MAX_MS, COARSE_STEP_MS = 1000, 60_000, 10
+    BIN_MS = [*range(FINE_MS), *range(FINE_MS, MAX_MS + 1, COARSE_STEP_MS)]  # each bin's floor
     TICK_SEC = 0.02
 
     def __init__(self):
-        self.bins = [0] * (self.BINS + 1)
+        self.bins = [0] * len(self.BIN_MS)
         self.max_ms = 0.0
         self.handle: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -107,16 +109,24 @@ class LagProbe:
         now = self.loop.time()
         late = (now - expected) * 1000
         self.max_ms = max(self.max_ms, late)
-        self.bins[min(self.BINS, int(late))] += 1
+        self.bins[self.bin_of(late)] += 1
         self._schedule(now)
+
+    @classmethod
+    def bin_of(cls, late_ms: float) -> int:
+        """The index of the bin that holds a lateness of `late_ms`."""
+        ms = max(0, int(late_ms))
+        if ms < cls.FINE_MS:
+            return ms
+        return min(len(cls.BIN_MS) - 1, cls.FINE_MS + (ms - cls.FINE_MS) // cls.COARSE_STEP_MS)
 
     def snapshot(self) -> list[int]:
         return list(self.bins)
 
     def since(self, before: list[int]) -> dict[int, int]:
-        """The non-empty bins since a snapshot, {ms: ticks}."""
-        return {ms: now - then for ms, (now, then) in enumerate(zip(self.bins, before, strict=True))
-                if now > then}
+        """The non-empty bins since a snapshot, {ms: ticks} (ms: the bin's floor)."""
+        return {self.BIN_MS[i]: now - then
+                for i, (now, then) in enumerate(zip(self.bins, before, strict=True)) if now > then}
 
 
 def percentile(histogram: dict[int, int], pct: float) -> int:

@@ -11,12 +11,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from apscheduler.schedulers.base import BaseScheduler
 
 from . import twiml
-from .config import Settings, boolean
+from .config import Settings, smtp_starttls
 from .delivery import Delivery, short_error
 from .engines.base import LLM
 from .eventlog import EventLog
@@ -212,7 +212,6 @@ def send_email(url: str, sender: str, to: str, title: str, body: str,
     parts = urlsplit(url)
     secure = parts.scheme == "smtps"
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    starttls = parse_qs(parts.query).get("starttls", ["false"])[0]
     message = EmailMessage()
     message["Subject"], message["To"] = title, to
     message["From"] = sender or (user if "@" in user else f"ivr@{parts.hostname}")
@@ -220,18 +219,11 @@ def send_email(url: str, sender: str, to: str, title: str, body: str,
     message.set_content(body, charset="utf-8")
     connect = smtplib.SMTP_SSL if secure else smtplib.SMTP
     with connect(parts.hostname, parts.port or (465 if secure else 25), timeout=timeout) as smtp:
-        if not secure and _true(starttls):
+        if not secure and smtp_starttls(url):
             smtp.starttls(context=ssl.create_default_context())
         if user:
             smtp.login(user, password)
         smtp.send_message(message)
-
-
-def _true(raw: str) -> bool:
-    try:
-        return boolean(raw)
-    except ValueError:
-        return False
 
 
 def describe(exc: Exception) -> str:

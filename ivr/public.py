@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -10,9 +9,9 @@ from flask import Blueprint, Response, abort, jsonify, send_file
 
 from . import programs
 from .runtime import current_runtime
+from .tts_cache import is_public_name
 
 bp = Blueprint("public", __name__)
-CACHE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}\.mp3$")
 MP3_MAX_AGE_SEC = 86400
 
 
@@ -21,7 +20,7 @@ def tts_file(name: str) -> Response:
     """Serve a plain cache file as audio/mpeg; 404 for anything else (no traversal, no links).
     A file another instance made (several instances, one PostgreSQL) comes from the shared
     table the first time, and is kept here for the next (the prompts' aliases excepted)."""
-    if not CACHE_FILE.match(name):
+    if not is_public_name(name):
         abort(404)
     rt = current_runtime()
     path = Path(rt.settings.tts_dir) / name

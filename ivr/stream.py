@@ -28,9 +28,9 @@ MEDIA_LOG_EVERY = 3000  # then once a minute of audio; WS_DONE has the totals
 BAD_LOG_EVERY = 100
 MEDIA_STORE_EVERY_SEC = 1.0
 START_THREADS = 4  # record a stream's start: never queued behind turns busy in engines
-SID_SHAPES = {"callSid": re.compile(r"^CA[0-9a-fA-F]{32}$"),
-              "streamSid": re.compile(r"^MZ[0-9a-fA-F]{32}$"),
-              "accountSid": re.compile(r"^AC[0-9a-fA-F]{32}$")}
+SID_SHAPES = {"callSid": re.compile(r"CA[0-9a-fA-F]{32}"),  # fullmatch
+              "streamSid": re.compile(r"MZ[0-9a-fA-F]{32}"),
+              "accountSid": re.compile(r"AC[0-9a-fA-F]{32}")}
 
 
 class StopStream(Exception):
@@ -391,7 +391,7 @@ def start_problem(start: dict, call_sid: str, turn: int) -> str | None:
                        ("accountSid", start.get("accountSid"))):
         if key == "accountSid" and value is None:
             continue
-        if not isinstance(value, str) or not SID_SHAPES[key].match(value):
+        if not isinstance(value, str) or not SID_SHAPES[key].fullmatch(value):
             return f"{key} missing or not of Twilio's shape"
     if not 0 < turn < 10000:
         return "turn parameter out of range"

@@ -24,8 +24,8 @@ from .runtime import Runtime, current_runtime
 from .tts_cache import FALLBACK, GOODBYE, GREETING
 
 bp = Blueprint("webhooks", __name__)
-CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
-OTHER_SIDS = {name: re.compile(rf"^{prefix}[0-9a-fA-F]{{32}}$") for name, prefix in (
+CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")  # fullmatch
+OTHER_SIDS = {name: re.compile(rf"{prefix}[0-9a-fA-F]{{32}}") for name, prefix in (
     ("AccountSid", "AC"), ("StreamSid", "MZ"), ("RecordingSid", "RE"))}
 MAX_PARAM_CHARS = 1000  # what the caller said (SpeechResult) and any other field, at most
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -67,12 +67,12 @@ def form_problem() -> str | None:
     if request.method == "POST" and request.mimetype != FORM_TYPE:
         return f"expected {FORM_TYPE}, got {request.mimetype or 'no content type'}"
     call_sid = request.values.get("CallSid", "")
-    if not CALL_SID.match(call_sid):
+    if not CALL_SID.fullmatch(call_sid):
         return "CallSid missing or malformed (expected CA + 32 hex digits)"
     for name, shape in OTHER_SIDS.items():
         value = request.values.get(name)
-        if value is not None and not shape.match(value):
-            return f"{name} malformed (expected {shape.pattern[1:3]} + 32 hex digits)"
+        if value is not None and not shape.fullmatch(value):
+            return f"{name} malformed (expected {shape.pattern[:2]} + 32 hex digits)"
     return None
 
 

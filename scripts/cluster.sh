@@ -207,7 +207,8 @@ cmd_start() {
       "$DIR"
     local_token=1
     carrier="http://127.0.0.1:$CARRIER_PORT"
-    launch carrier "$DIR/carrier.log" env VAR_DIR="$DIR" PUBLIC_BASE_URL="$public" \
+    # one process on no database: WORKERS (for the lines) would make it refuse SQLite
+    launch carrier "$DIR/carrier.log" env -u WORKERS VAR_DIR="$DIR" PUBLIC_BASE_URL="$public" \
       "$PY" -m ivr carrier --port "$CARRIER_PORT" --server "$BALANCER"
   fi
   local i=0 port

@@ -54,7 +54,7 @@ def test_check_says_how_the_owner_is_reached_and_names_a_wrong_hours_line(tmp_pa
     flow.write_text((ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8"),
                     encoding="utf-8")
     told = check(tmp_path, OWNER_PHONE="+972501234567", FLOW_FILE=str(flow),
-                 NOTIFY_EMAIL_TO="owner@example.com", SMTP_URL="smtp://mail.example.com")
+                 NOTIFY_EMAIL_TO="owner@example.com", SMTP_URL="smtp://mail.example.com?starttls=true")
     assert told.returncode == 0, told.stderr
     assert "owner +972501234567 (" in told.stdout
     assert "notifications: email to owner@example.com" in told.stdout
@@ -95,3 +95,16 @@ def test_check_says_nothing_of_the_current_default_models(tmp_path):
     result = check(tmp_path, **{**OPENAI_CHAT_ONLY, "ASR_ENGINE": "openai"})
     assert result.returncode == 0, result.stderr
     assert "OPENAI_MODEL" not in result.stderr and "OPENAI_ASR_MODEL" not in result.stderr
+
+
+@pytest.mark.parametrize("url,problem", [
+    ("smtp://owner:pw@mail.example.com:587",
+     "plain SMTP to mail.example.com would send the password and the messages unencrypted"),
+    ("smtp://owner:pw@mail.example.com:587?starttls=ture",
+     "starttls='ture': expected true or false"),
+])
+def test_check_refuses_smtp_that_would_log_in_unencrypted(tmp_path, url, problem):
+    result = check(tmp_path, NOTIFY_EMAIL_TO="owner@example.com", SMTP_URL=url)
+    assert result.returncode == 1 and "config OK" not in result.stdout
+    assert "SMTP_URL=(set)" in result.stderr and problem in result.stderr
+    assert ":pw@" not in result.stderr

@@ -254,3 +254,19 @@ def test_the_watchdog_check_of_a_killed_instance_fires_on_the_other(play_cluster
              if e["kind"] == "WATCHDOG_REDIRECT_OK"]
     heard = [h.get("url", "").rsplit("/", 1)[-1] for h in result.heard]
     assert moved and "fallback_he.mp3" in heard, result.timeline_text()
+
+
+def test_workers_set_in_the_environment_reach_the_lines_not_the_local_carrier():
+    """`WORKERS=2 bash scripts/cluster.sh` in local mode: the lines run two workers each on the
+    cluster's PostgreSQL, and the emulated carrier (one process on no database) still starts
+    and rings the balancer."""
+    root = Path(tempfile.mkdtemp(prefix="ivr-cluster-"))
+    root.chmod(0o755)
+    cluster = Cluster(root, "play", WORKERS="2")
+    try:
+        cluster.start()
+        result = cluster.call({"steps": [{"say": "שלום"}], "end": "hangup", "reply_timeout": 60})
+        assert not result.errors and result.heard, result.timeline_text()
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -252,3 +252,37 @@ def test_two_processes_creating_the_emulator_token_at_once_agree(tmp_path):
     assert stat.S_IMODE(os.stat(var / "emulator_auth_token").st_mode) == 0o600
     (var / "emulator_auth_token").write_text("")  # an empty file is replaced
     assert len(local_auth_token(var)) == 32
+
+
+@pytest.mark.parametrize("url,accepted", [
+    ("smtp://u:p@mail.example.com:587?starttls=true", True),
+    ("smtps://u:p@mail.example.com:465", True),
+    ("smtp://u:p@127.0.0.1:2525", True),  # this machine: nothing crosses a network
+    ("smtp://u:p@mail.example.com:587", False),  # the password in clear to a remote host
+    ("smtp://u:p@mail.example.com:587?starttls=false", False),
+    ("smtp://u:p@mail.example.com:587?starttls=ture", False),  # a typo is not "false"
+    ("smtp://u:p@127.0.0.1:2525?starttls=ture", False),
+])
+def test_smtp_reaches_a_remote_host_only_over_tls(tmp_path, url, accepted):
+    if accepted:
+        assert Settings.from_env(env(tmp_path, SMTP_URL=url)).smtp_url == url
+        return
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(tmp_path, SMTP_URL=url))
+    assert str(info.value).count("SMTP_URL=(set)") == 1
+
+
+def test_the_smtp_password_is_a_secret_as_written_and_as_sent(tmp_path):
+    s = Settings.from_env(env(tmp_path, SMTP_URL="smtp://me:pa%2Fss%40w0rd@127.0.0.1:2525"))
+    assert {"pa%2Fss%40w0rd", "pa/ss@w0rd"} <= set(s.secrets())
+
+
+def test_every_instance_with_the_token_keys_the_mp3_names_alike(tmp_path):
+    one, two = (Settings.from_env(env(tmp_path)) for _ in range(2))  # the local token file
+    assert one.tts_name_key == two.tts_name_key and len(one.tts_name_key) == 32
+    assert one.twilio_auth_token.encode() not in one.tts_name_key
+    remote = {"PUBLIC_BASE_URL": "https://line.example.com", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32}
+    a = Settings.from_env(env(tmp_path / "a", TWILIO_AUTH_TOKEN="token-one-0123456789", **remote))
+    b = Settings.from_env(env(tmp_path / "b", TWILIO_AUTH_TOKEN="token-one-0123456789", **remote))
+    c = Settings.from_env(env(tmp_path / "c", TWILIO_AUTH_TOKEN="token-two-0123456789", **remote))
+    assert a.tts_name_key == b.tts_name_key != c.tts_name_key

@@ -6,7 +6,6 @@ from ivr.chunking import speakable_chunks
 from ivr.engines.local import EspeakTTS
 from ivr.engines.scripted import ScriptedLLM
 from ivr.speakable import speakable
-from ivr.tts_cache import cache_key
 
 
 def test_embedded_defaults_answer_from_the_flow_in_espeak(phone_line):
@@ -21,9 +20,31 @@ def test_embedded_defaults_answer_from_the_flow_in_espeak(phone_line):
     assert plays[0] == "greeting_he.mp3"
     chunks = [chunk for reply in expected for chunk in speakable_chunks([reply])]
     assert len(chunks) > len(expected)  # each reply is played as its sentences and clauses
-    assert plays[1:] == [cache_key("espeak", tts.voice, speakable(text)) + ".mp3"
-                         for text in chunks]
+    cache = line.runtime.cache
+    assert plays[1:] == [cache.name_of(tts, speakable(text)) for text in chunks]
     assert all(h["duration"] > 1.0 for h in result.heard)
+
+
+def test_a_reply_mp3_cannot_be_found_by_hashing_a_guessed_text(phone_line):
+    """The reply's file answers under its keyed name; the sha256 of engine|voice|text (the
+    name it had before, computable by anyone who guesses the text, e.g. a caller's name)
+    answers 404, even where an old cache still holds a file of that name."""
+    import hashlib
+
+    import requests
+    line = phone_line(local=True)
+    result = line.carrier.place_call({"steps": [{"dtmf": "1"}], "end": "hangup"})
+    assert result.error_codes == []
+    tts = line.runtime.engines.tts
+    said = speakable(next(iter(speakable_chunks([ScriptedLLM().reply([], "1")]))))
+    real = line.runtime.cache.name_of(tts, said)
+    assert real in [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
+    guessed = hashlib.sha256(f"{tts.name}|{tts.voice}|{said}".encode()).hexdigest() + ".mp3"
+    tts_dir = Path(line.runtime.settings.tts_dir)
+    (tts_dir / guessed).write_bytes((tts_dir / real).read_bytes())  # as an old cache left it
+    answered = requests.get(f"{line.url}/static/tts/{real}", timeout=10)
+    assert answered.status_code == 200 and answered.headers["Content-Type"] == "audio/mpeg"
+    assert requests.get(f"{line.url}/static/tts/{guessed}", timeout=10).status_code == 404
 
 
 def test_the_hours_written_in_digits_are_said_and_cached_in_words(phone_line):
@@ -37,12 +58,12 @@ def test_the_hours_written_in_digits_are_said_and_cached_in_words(phone_line):
     assert " ".join(said) == speakable(answer) == (
         "אנחנו פתוחים בימים ראשון עד חמישי שמונה בבוקר עד שש בערב, "
         "וביום שישי שמונה בבוקר עד אחת אחר הצהריים.")
-    names = [cache_key(tts.name, tts.voice, text) + ".mp3" for text in said]
+    names = [line.runtime.cache.name_of(tts, text) for text in said]
     plays = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
     assert plays == ["greeting_he.mp3"] + names
     cached = {p.name for p in Path(line.runtime.settings.tts_dir).glob("*.mp3")}
     assert set(names) <= cached
-    raw = [cache_key(tts.name, tts.voice, text) + ".mp3" for text in chunks + [answer]]
+    raw = [line.runtime.cache.name_of(tts, text) for text in chunks + [answer]]
     assert cached.isdisjoint(raw)  # nothing was ever made from the digits
 
 

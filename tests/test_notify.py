@@ -9,6 +9,7 @@ import json
 import logging
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -234,14 +235,14 @@ def test_a_server_that_always_refuses_gets_four_attempts_then_failed(line, smtp)
 
 
 def test_the_smtp_password_never_reaches_the_log_the_events_or_the_row(line):
-    password = "s3cret-pa55word"
+    password = "s3cret/pa55@word"  # percent-encoded in the URL, sent (and echoed) decoded
     server = SMTPServer(logins={"owner@example.com": password})
     server.inbox.always = f"451 4.7.0 login owner@example.com/{password} is rate limited"
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     logging.getLogger("ivr").addHandler(handler)
     try:
-        rt = line(smtp_url=server.url(f"owner%40example.com:{password}"),
+        rt = line(smtp_url=server.url(f"owner%40example.com:{quote(password, safe='')}"),
                   notify_email_to="owner@example.com")
         leave_message(rt)
         retry = wait_until(lambda: notify_events(rt))[0]

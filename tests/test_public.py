@@ -29,7 +29,7 @@ def test_head_answers_without_a_body(client, mp3):
 
 @pytest.mark.parametrize("name", [
     "missing.mp3", "../ivr.sqlite3", "..%2Fivr.sqlite3", "%2e%2e/var/x.mp3", "sub/x.mp3",
-    ".hidden.mp3", "greeting_he.wav", "a" * 200 + ".mp3", "link.mp3",
+    ".hidden.mp3", "greeting_he.wav", "a" * 200 + ".mp3", "link.mp3", "newline.mp3%0A",
 ])
 def test_anything_but_a_plain_cache_file_is_404(client, mp3, settings, tmp_path, name):
     secret = tmp_path / "secret.mp3"
@@ -37,8 +37,25 @@ def test_anything_but_a_plain_cache_file_is_404(client, mp3, settings, tmp_path,
     os.symlink(secret, os.path.join(settings.tts_dir, "link.mp3"))
     os.makedirs(os.path.join(settings.tts_dir, "sub"))
     open(os.path.join(settings.tts_dir, "sub", "x.mp3"), "wb").close()
+    with open(os.path.join(settings.tts_dir, "newline.mp3\n"), "wb") as odd:  # not a cache name
+        odd.write(b"ID3" + b"\0" * 200)
     response = client.get("/static/tts/" + name)
     assert response.status_code == 404
+
+
+def test_a_name_with_a_line_break_after_mp3_is_not_a_cache_file(app, mp3):
+    """The file-name check itself (not only the router, whose path rule stops at a line break)."""
+    from werkzeug.exceptions import NotFound
+
+    from ivr.public import tts_file
+    with open(mp3 + "\n", "wb") as odd:
+        odd.write(b"ID3" + b"\0" * 200)
+    with app.test_request_context("/static/tts/greeting_he.mp3"):
+        served = tts_file("greeting_he.mp3")
+        assert served.status_code == 200
+        served.close()
+        with pytest.raises(NotFound):
+            tts_file("greeting_he.mp3\n")
 
 
 def test_healthz_reports_engines_scheduler_and_database(client):

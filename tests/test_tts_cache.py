@@ -16,7 +16,7 @@ from ivr.tts_cache import (
     GREETING,
     MP3_MAGIC,
     TTSCache,
-    cache_key,
+    cache_name,
 )
 from ivr.tts_cache.prompts import Prompts, prewarm, prompt_texts, read_phrases
 
@@ -39,18 +39,31 @@ class CountingTTS(TTS):
         return self.data if self.data is not None else b"ID3" + b"\0" * self.size
 
 
-def test_key_is_sha256_of_engine_voice_and_text(tmp_path):
-    cache = TTSCache(tmp_path)
+def test_the_name_is_an_hmac_of_engine_voice_and_text_under_the_servers_key(tmp_path):
+    import hashlib
+    key = b"k" * 32
+    cache = TTSCache(tmp_path, name_key=key)
     path = cache.synthesize(CountingTTS(), "שלום")
-    assert path.name == cache_key("counting", "v1", "שלום") + ".mp3"
-    assert cache_key("counting", "v2", "שלום") != cache_key("counting", "v1", "שלום")
+    assert path.name == cache_name(key, "counting", "v1", "שלום")
+    assert path.name.startswith("k_") and len(path.name) == len("k_") + 64 + len(".mp3")
+    assert cache_name(key, "counting", "v2", "שלום") != path.name
+    assert cache_name(b"other" * 8, "counting", "v1", "שלום") != path.name
+    guessed = hashlib.sha256("counting|v1|שלום".encode()).hexdigest()
+    assert guessed not in path.name  # a text cannot be tested by computing its name
+
+
+def test_the_same_key_names_a_sentence_alike_in_another_cache(tmp_path):
+    key = b"shared by every instance--------"
+    one = TTSCache(tmp_path / "a", name_key=key).synthesize(CountingTTS(), "שלום")
+    two = TTSCache(tmp_path / "b", name_key=key).synthesize(CountingTTS(), "שלום")
+    assert one.name == two.name
 
 
 def test_the_key_and_the_engine_get_the_text_as_said_so_digits_and_words_share_a_file(tmp_path):
     cache, tts = TTSCache(tmp_path), CountingTTS()
     said = "פתוחים שמונה בבוקר עד שש בערב"
     path = cache.synthesize(tts, "פתוחים 8:00-18:00")
-    assert path.name == cache_key("counting", "v1", said) + ".mp3"
+    assert path.name == cache.name_of(tts, said)
     assert tts.texts == [said]
     assert cache.lookup(tts, "פתוחים 8:00-18:00") == path == cache.synthesize(tts, said)
     assert tts.calls == 1

@@ -140,6 +140,9 @@ def test_signature_includes_the_query_string(client):
     ("From=%2B972", "application/x-www-form-urlencoded", b"CallSid missing or malformed"),
     ("CallSid=CA123&From=x", "application/x-www-form-urlencoded", b"CallSid missing"),
     ("\xff\xfe garbage", "application/x-www-form-urlencoded", b"CallSid missing"),
+    (f"CallSid={CALL_SID}%0A", "application/x-www-form-urlencoded", b"CallSid missing"),
+    (f"CallSid={CALL_SID}&AccountSid=AC{'0' * 32}%0A", "application/x-www-form-urlencoded",
+     b"AccountSid malformed (expected AC + 32 hex digits)"),
 ])
 def test_malformed_body_is_400_not_500(client, runtime, body, content_type, reason):
     from urllib.parse import parse_qsl

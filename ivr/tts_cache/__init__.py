@@ -1,10 +1,14 @@
-"""MP3 cache: sha256(engine|voice|speakable(text)) → static/tts/<key>.mp3; atomic, LRU, shared."""
+"""MP3 cache: HMAC(server key, engine|voice|speakable(text)) → static/tts/k_<hex>.mp3; atomic,
+LRU, shared."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import os
+import re
+import secrets
 import tempfile
 import threading
 from collections import OrderedDict
@@ -27,8 +31,21 @@ BEEP_MS = 400
 log = logging.getLogger("ivr")
 
 
-def cache_key(engine: str, voice: str, text: str) -> str:
-    return hashlib.sha256(f"{engine}|{voice}|{text}".encode()).hexdigest()
+NAME_PREFIX = "k_"  # keyed names; the unkeyed sha256 names of before are never served
+KEYED_NAME = re.compile(NAME_PREFIX + r"[0-9a-f]{64}\.mp3")  # fullmatch
+
+
+def cache_name(key: bytes, engine: str, voice: str, text: str) -> str:
+    """A sentence's public file name: an HMAC of what is said under the server's key, so the
+    same sentence has the same name on every instance, but a guessed text (a caller's name)
+    cannot be tested by asking for its file."""
+    digest = hmac.new(key, f"{engine}|{voice}|{text}".encode(), hashlib.sha256).hexdigest()
+    return f"{NAME_PREFIX}{digest}.mp3"
+
+
+def is_public_name(name: str) -> bool:
+    """A name /static/tts serves: a prompt's alias or a keyed sentence name."""
+    return name in ALIASES or KEYED_NAME.fullmatch(name) is not None
 
 
 def version(path: Path) -> tuple[int, int]:
@@ -54,7 +71,8 @@ class TTSCache:
     row is there, and a file missing here is taken from the table rather than made again."""
 
     def __init__(self, directory: str | Path, max_mb: int = 500,
-                 durations_kept: int = DURATIONS_KEPT, shared=None):
+                 durations_kept: int = DURATIONS_KEPT, shared=None, name_key: bytes = b""):
+        self.name_key = name_key or secrets.token_bytes(32)  # Settings.tts_name_key: shared
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_mb * 1024 * 1024
@@ -84,9 +102,13 @@ class TTSCache:
     def path(self, name: str) -> Path:
         return self.dir / name
 
+    def name_of(self, tts: TTS, said: str) -> str:
+        """The file name of a text as said (already `speakable`) by this engine and voice."""
+        return cache_name(self.name_key, tts.name, tts.voice, said)
+
     def lookup(self, tts: TTS, text: str) -> Path | None:
         """The cached file for this text (as said), touched as recently used, or None."""
-        path = self.dir / f"{cache_key(tts.name, tts.voice, speakable(text))}.mp3"
+        path = self.dir / self.name_of(tts, speakable(text))
         if path.is_file():
             self._used(path)
             return path
@@ -96,7 +118,7 @@ class TTSCache:
         """The cached file for this text (as said): here, or another instance's; else None."""
         found = self.lookup(tts, text)
         if found is None and self.shared is not None:
-            name = f"{cache_key(tts.name, tts.voice, speakable(text))}.mp3"
+            name = self.name_of(tts, speakable(text))
             if self.restore(name) is not None and self.path(name).is_file():
                 found = self.path(name)
         return found
@@ -110,7 +132,7 @@ class TTSCache:
         """A streamed text's whole μ-law, kept as its cache file (MP3, as every cache file, so
         it plays the same in every REPLY_MODE) and remembered decoded, so the next time it is a
         hit that goes out at once; None (logged) if it cannot be encoded."""
-        name = f"{cache_key(tts.name, tts.voice, text)}.mp3"
+        name = self.name_of(tts, text)
         try:
             path = self.write(name, audio.pcm16_to_mp3(audio.ulaw_to_pcm16(ulaw)))
             stamp = version(path)
@@ -134,9 +156,8 @@ class TTSCache:
         """Cached file for this text, synthesised once if missing, in words ("150 ₪" → "מאה
         וחמישים שקלים": the key is of what is said); EngineError on failure."""
         text = speakable(text)
-        key = cache_key(tts.name, tts.voice, text)
-        path = self.dir / f"{key}.mp3"
-        with self._key_lock(key):
+        path = self.dir / self.name_of(tts, text)
+        with self._key_lock(path.name):
             if path.is_file():
                 self._used(path)
                 return path
