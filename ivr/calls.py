@@ -171,6 +171,15 @@ class Calls:
                 return True
         return False
 
+    def give_back_transfer(self, call_sid: str) -> None:
+        """A transfer claimed for a reply that will not end in the owner's `<Dial>` (the reply
+        failed, or the call could not be moved): it does not count."""
+        for _ in range(HISTORY_TRIES):
+            done = (self.get(call_sid) or {}).get("transfers") or 0
+            if done == 0 or self.store.claim(call_sid, {"transfers": done},
+                                             transfers=done - 1):
+                return
+
     def owner_took_call(self, call_sid: str, dial_sid: str, outcome: str) -> bool:
         """The owner answered the `<Dial>` (`dial_sid`) the call is ringing: the call is theirs
         (`outcome`). False, changing nothing, when the call is not dialling or this result was

@@ -242,6 +242,8 @@ class Dialog:
                              after_chunks=len(reply.chunks))
             outcome.fallback = "llm-error"
             held = [LLM_FALLBACK]
+            if reply.ending == "transfer":
+                self.calls.give_back_transfer(call_sid)
             reply.ending = ""  # the caller did not hear what the action was for
         if last_reply and same_words(written, last_reply) and not outcome.fallback \
                 and not reply.ending:

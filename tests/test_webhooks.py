@@ -525,3 +525,4 @@ def test_key_0_six_times_rings_the_owner_once_then_takes_a_message(twilio_post, 
                 if e["kind"] == "TRANSFER_DECLINED"]
     assert declined == ["OWNER_MAX_TRANSFERS reached"] * 5
     assert runtime.store.get_call(CALL_SID)["transfers"] == 1
+
