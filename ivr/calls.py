@@ -158,16 +158,58 @@ class Calls:
         if mode != "dial":
             self.store.update_call(call_sid, turn_mode="dial", mode_after_dial=mode)
 
-    def back_from_owner(self, call_sid: str, next_turn: bool) -> tuple[str, int]:
+    def claim_transfer(self, call_sid: str, limit: int) -> bool:
+        """The caller asks for the owner: one more transfer, if the call has had fewer than
+        `limit`; False (no ring) once it has had them."""
+        for _ in range(HISTORY_TRIES):
+            call = self.ensure(call_sid)
+            done = call.get("transfers") or 0
+            if done >= limit:
+                return False
+            if self.store.claim(call_sid, {"transfers": call.get("transfers")},
+                                transfers=done + 1):
+                return True
+        return False
+
+    def give_back_transfer(self, call_sid: str) -> None:
+        """A transfer claimed for a reply that will not end in the owner's `<Dial>` (the reply
+        failed, or the call could not be moved): it does not count."""
+        for _ in range(HISTORY_TRIES):
+            done = (self.get(call_sid) or {}).get("transfers") or 0
+            if done == 0 or self.store.claim(call_sid, {"transfers": done},
+                                             transfers=done - 1):
+                return
+
+    def owner_took_call(self, call_sid: str, dial_sid: str, outcome: str) -> bool:
+        """The owner answered the `<Dial>` (`dial_sid`) the call is ringing: the call is theirs
+        (`outcome`). False, changing nothing, when the call is not dialling or this result was
+        acted on already (a replay)."""
+        call = self.get(call_sid)
+        return self._claim_dial(call, dial_sid, turn_mode="owner", outcome=outcome)
+
+    def back_from_owner(self, call_sid: str, next_turn: bool,
+                        dial_sid: str = "") -> tuple[str, int] | None:
         """The owner did not answer: the call listens as before, on its next turn when
         `next_turn` (a transfer ended a turn; ring-first comes before the first). Returns the
-        mode and the turn."""
+        mode and the turn; None, changing nothing, when the call is not dialling or this
+        `<Dial>`'s result (`dial_sid`) was acted on already."""
         call = self.ensure(call_sid)
         mode = call.get("mode_after_dial") or call.get("turn_mode") or "record"
-        mode = "record" if mode == "dial" else mode
-        turn = (call.get("turn") or 0) + (1 if next_turn else 0)
-        self.store.update_call(call_sid, turn_mode=mode, turn=max(turn, 1), silent_turns=0)
-        return mode, max(turn, 1)
+        mode = "record" if mode in ("dial", "owner") else mode
+        turn = max((call.get("turn") or 0) + (1 if next_turn else 0), 1)
+        if not self._claim_dial(call, dial_sid, turn_mode=mode, turn=turn, silent_turns=0):
+            return None
+        return mode, turn
+
+    def _claim_dial(self, call: dict | None, dial_sid: str, **changes) -> bool:
+        """Apply `changes` only while the call rings the owner and has not acted on `dial_sid`
+        (a result without one is never taken for a replay): one winner, whoever races."""
+        if call is None or call.get("turn_mode") != "dial" or (
+                dial_sid and call.get("dial_sid") == dial_sid):
+            return False
+        return self.store.claim(call["call_sid"], {"turn_mode": "dial", "turn": call.get("turn"),
+                                                   "dial_sid": call.get("dial_sid")},
+                                dial_sid=dial_sid or None, **changes)
 
     # ---- replies waiting for Twilio's <Connect action> ----------------------------------------
     def hold_reply(self, call_sid: str, twiml: str) -> None:

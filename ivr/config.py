@@ -293,6 +293,9 @@ class Settings:
         False, boolean, "in business hours ring OWNER_PHONE first; the line answers if not")
     owner_dial_timeout_sec: int = setting(
         20, int_range(5, 120), "seconds the owner's phone rings before the line takes the call")
+    owner_max_transfers: int = setting(
+        1, int_range(0, 10), "transfers one call may have (ring-first not counted); then a "
+        "message is taken")
     timezone: str = setting(
         "Asia/Jerusalem", time_zone, "the business hours' time zone (in the flow file)")
     notify_sms_to: str = setting("", phone_number, "send each message left to this phone")

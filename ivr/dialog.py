@@ -242,6 +242,8 @@ class Dialog:
                              after_chunks=len(reply.chunks))
             outcome.fallback = "llm-error"
             held = [LLM_FALLBACK]
+            if reply.ending == "transfer":
+                self.calls.give_back_transfer(call_sid)
             reply.ending = ""  # the caller did not hear what the action was for
         if last_reply and same_words(written, last_reply) and not outcome.fallback \
                 and not reply.ending:
@@ -252,16 +254,18 @@ class Dialog:
 
     def _act(self, call_sid: str, reply: SpokenReply, action: Action) -> str:
         """The LLM asks for an action: note what the line does after the reply (a transfer
-        only when the owner is reachable now; otherwise a message is taken). Returns what
-        the line says for it if the LLM writes nothing itself."""
+        only when the owner is reachable now and the call had fewer than OWNER_MAX_TRANSFERS;
+        otherwise a message is taken). Returns what the line says for it if the LLM writes
+        nothing itself."""
         if action.kind == "hangup":
             reply.ending = "hangup"
             return self.owner.goodbye
-        if self.owner.reachable():
+        why = ("no OWNER_PHONE" if not self.owner.phone else "out of business hours"
+               if not self.owner.reachable() else "")
+        if not why and self.calls.claim_transfer(call_sid, self.s.owner_max_transfers):
             reply.ending = "transfer"
             return self.owner.transferring
-        self.events.emit("TRANSFER_DECLINED", call_sid, why="no OWNER_PHONE"
-                         if not self.owner.phone else "out of business hours")
+        self.events.emit("TRANSFER_DECLINED", call_sid, why=why or "OWNER_MAX_TRANSFERS reached")
         return self.owner.take_message
 
     def note_said(self, call_sid: str, text: str) -> None:

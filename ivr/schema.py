@@ -25,8 +25,10 @@ calls = Table(
     Column("from_number", String(64), default=""),
     Column("to_number", String(64), default=""),
     Column("status", String(32), default="in-progress"),
-    Column("turn_mode", String(16), default=""),  # stream, record, gather; "dial": with the owner
+    Column("turn_mode", String(16), default=""),  # stream, record, gather; the owner's: dial, owner
     Column("mode_after_dial", String(16)),  # how the call listens again if the owner is not there
+    Column("dial_sid", String(64)),  # the DialCallSid whose result was acted on last
+    Column("transfers", Integer, default=0),  # transfers to the owner this call has had
     Column("reply_mode", String(16), default=""),
     Column("turn", Integer, default=0),
     Column("stream_started_turn", Integer, default=0),

@@ -149,6 +149,7 @@ class StreamTurns:
         if not self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending) \
                 and ending == "transfer":
             self.rt.calls.back_from_owner(self.call_sid, next_turn=False)  # still streaming
+            self.rt.calls.give_back_transfer(self.call_sid)
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,

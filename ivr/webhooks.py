@@ -194,24 +194,41 @@ def line_answers(rt: Runtime, call_sid: str) -> str:
 def dial_result(rt: Runtime, params: dict, call_sid: str) -> Response:
     """The owner's phone rang (`?why=ring_first` or `transfer`): answered, the call is theirs
     and ends with them; otherwise the line takes the call back, never a dead end: the first
-    turn (ring-first), or "not available" and a message taken (a transfer)."""
+    turn (ring-first), or "not available" and a message taken (a transfer). Acted on once,
+    only while the call rings the owner (a claim keyed by `DialCallSid`)."""
     why, status = request.args.get("why", "transfer"), params.get("DialCallStatus", "")
+    dial_sid = params.get("DialCallSid", "")
     rt.events.emit("DIAL_RESULT", call_sid, why=why, status=status,
-                   seconds=params.get("DialCallDuration", ""))
+                   seconds=params.get("DialCallDuration", ""), dial_sid=dial_sid)
     if status in OWNER_TALKED:
-        rt.calls.set_outcome(call_sid, "owner-answered" if why == "ring_first" else "transferred")
+        outcome = "owner-answered" if why == "ring_first" else "transferred"
+        if not rt.calls.owner_took_call(call_sid, dial_sid, outcome):
+            return dial_result_ignored(rt, call_sid, dial_sid)
         return xml(twiml.goodbye())
     if params.get("CallStatus") in ENDED_STATUSES:
         return xml(twiml.empty())
-    if why == "ring_first":
-        rt.calls.back_from_owner(call_sid, next_turn=False)
-        return xml(line_answers(rt, call_sid))
     started = time.monotonic()
-    mode, turn = rt.calls.back_from_owner(call_sid, next_turn=True)
+    back = rt.calls.back_from_owner(call_sid, next_turn=why != "ring_first", dial_sid=dial_sid)
+    if back is None:
+        return dial_result_ignored(rt, call_sid, dial_sid)
+    if why == "ring_first":
+        return xml(line_answers(rt, call_sid))
+    mode, turn = back
     text = f"{rt.owner.unavailable} {rt.owner.take_message}"
     rt.dialog.note_said(call_sid, text)
     outcome = rt.dialog.speak_text(call_sid, turn, text)
     return xml(answer_reply(rt, call_sid, turn, mode, outcome.reply, started).doc)
+
+
+def dial_result_ignored(rt: Runtime, call_sid: str, dial_sid: str) -> Response:
+    """A result acted on already (a replay: the same `DialCallSid`) or for a call that is not
+    ringing the owner: nothing changes, and Twilio is told how the call listens now."""
+    call = rt.calls.get(call_sid) or {}
+    replay = bool(dial_sid) and call.get("dial_sid") == dial_sid
+    rt.events.emit("DIAL_RESULT_IGNORED", call_sid, logging.WARNING,
+                   reason="replay" if replay else "not ringing the owner",
+                   turn_mode=call.get("turn_mode") or "", turn=call.get("turn") or 0)
+    return xml(what_the_call_does(rt, call_sid, call))
 
 
 @bp.route("/webhook/stream_status", methods=["POST"])
@@ -255,8 +272,8 @@ def stale_stream_end(rt: Runtime, call: dict, turn: str) -> str:
     """Why this stream_ended is for a `<Connect>` that newer TwiML replaced, or "": Twilio may
     request an interrupted `<Connect action>` after a calls.update (seen for `<Dial>`). With
     REPLY_MODE=stream one socket carries many turns, so only a Dial tells it there."""
-    if call.get("turn_mode") == "dial":
-        return "the call is ringing the owner"
+    if call.get("turn_mode") in ("dial", "owner"):
+        return "the call is with the owner's phone"
     newer = turn.isdigit() and int(turn) < (call.get("turn") or 0)
     if newer and call.get("turn_mode") == "stream" and (
             call.get("reply_mode") or rt.settings.reply_mode) != "stream":
@@ -265,13 +282,16 @@ def stale_stream_end(rt: Runtime, call: dict, turn: str) -> str:
 
 
 def what_the_call_does(rt: Runtime, call_sid: str, call: dict) -> str:
-    """TwiML that keeps the call where it is, should Twilio run it: the owner's `<Dial>`, or
-    the stream of the call's turn."""
-    s = rt.settings
-    if call.get("turn_mode") == "dial":
-        return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
-                                "transfer")
-    return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, call["turn"])
+    """TwiML that keeps the call where it is, should Twilio run it: nothing once it ended,
+    `<Hangup/>` once the owner has it, the owner's `<Dial>`, or how the call's turn listens
+    (its stream, `<Record>` or `<Gather>`)."""
+    if call.get("ended"):
+        return twiml.empty()
+    mode = call.get("turn_mode") or rt.settings.turn_mode
+    if mode == "owner":
+        return twiml.goodbye()
+    return listen_twiml(rt, "transfer" if mode == "dial" else mode, "", call_sid,
+                        max(call.get("turn") or 0, 1))
 
 
 @bp.route("/webhook/call_status", methods=["POST"])

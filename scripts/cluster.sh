@@ -125,8 +125,12 @@ $(for port in $LINE_PORTS; do echo "    server 127.0.0.1:$port max_fails=1 fail_
       proxy_read_timeout 3600s;                    # a media socket lives as long as its call
       proxy_send_timeout 3600s;
       proxy_connect_timeout 3s;
-      # an instance that refuses or drops the request: the next one answers it (Twilio's
-      # webhooks are safe to repeat: every state change is a claim on the call's row)
+      # an instance that refuses or drops the request: the next one answers it. POSTs too
+      # (non_idempotent): nginx resends only when no answer came (refused, reset, closed or
+      # 502/503; reads wait 1 h, so never a slow answer), and Twilio runs the second answer.
+      # A resent webhook that changes a call acts once: dial_result, stream_ended's held
+      # reply and the watchdog are claims on the call's row, a repeated sentence is deduped.
+      # Without it every webhook in flight on a killed instance is an application error.
       proxy_next_upstream error timeout http_502 http_503 non_idempotent;
       proxy_next_upstream_tries 2;
     }

@@ -131,3 +131,36 @@ def test_the_stream_start_watchdog_never_claims_a_call_whose_stream_started(call
     assert not calls.fall_back_to_record(SID, 2, "no stream start for turn 2", unstarted=True)
     assert calls.get(SID)["turn_mode"] == "stream"
     assert calls.fall_back_to_record(SID, 2, "no media for 6 s")
+
+
+def at_once(step, times: int = 8) -> list:
+    """`step()` from `times` threads at once; what each got."""
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(step())) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_a_call_gets_its_transfers_and_no_more_whoever_races(calls):
+    calls.answer(SID, "stream", "play", "in-progress")
+    assert at_once(lambda: calls.claim_transfer(SID, 2)).count(True) == 2
+    assert calls.get(SID)["transfers"] == 2 and not calls.claim_transfer(SID, 2)
+    calls.give_back_transfer(SID)  # a transfer whose <Dial> never went out
+    assert calls.claim_transfer(SID, 2) and not calls.claim_transfer(SID, 2)
+
+
+def test_a_dial_result_is_acted_on_once_and_only_while_the_call_rings_the_owner(calls):
+    calls.answer(SID, "gather", "play", "in-progress")
+    assert calls.back_from_owner(SID, next_turn=True, dial_sid="CA" + "1" * 32) is None
+    calls.hand_to_owner(SID)
+    backs = at_once(lambda: calls.back_from_owner(SID, next_turn=True, dial_sid="CA" + "1" * 32))
+    assert [b for b in backs if b] == [("gather", 2)] and calls.turn(SID) == 2
+    assert not calls.owner_took_call(SID, "CA" + "1" * 32, "transferred")  # not ringing now
+    calls.hand_to_owner(SID)  # a second transfer: its result is a new DialCallSid
+    assert not calls.owner_took_call(SID, "CA" + "1" * 32, "transferred")  # the old one, again
+    assert calls.owner_took_call(SID, "CA" + "2" * 32, "transferred")
+    call = calls.get(SID)
+    assert (call["turn_mode"], call["outcome"], call["turn"]) == ("owner", "transferred", 2)

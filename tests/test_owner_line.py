@@ -2,12 +2,13 @@
 after a goodbye, and the owner told of a message by SMS (the emulator) and e-mail (SMTP)."""
 
 import pytest
+import requests
 import yaml
 
 from ivr.engines.fake import FakeASR
 from ivr.engines.scripted import DEFAULT_FLOW
 
-from .conftest import wait_until
+from .conftest import sign, wait_until
 
 OWNER = "+972509998877"
 ENGINES = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake",
@@ -92,6 +93,49 @@ def test_a_transfer_nobody_answers_comes_back_and_takes_the_message(phone_line, 
                                                        UNAVAILABLE_THEN_NAME]
     (lead,) = wait_until(lambda: line.store.leads())
     assert (lead["name"], lead["phone"], lead["reason"]) == (NAME, "0529876543", REASON)
+
+
+class ReplaysTheDialResult(FakeASR):
+    """Hears the caller's answers in turn; while the first is heard (the call back on its live
+    stream after the owner's phone rang), the `<Dial>`'s result is POSTed again, signed, as a
+    balancer or a retry would resend it."""
+
+    def __init__(self, line, texts: list[str]):
+        super().__init__(texts)
+        self.line, self.replies = line, []
+
+    def transcribe(self, pcm16_8k: bytes) -> str:
+        if not self.replies:
+            self.replies.append(self.replay())
+        return super().transcribe(pcm16_8k)
+
+    def replay(self) -> requests.Response:
+        (call,) = self.line.store.list_calls()
+        (sent,) = [e["detail"] for e in self.line.store.events(call["call_sid"])
+                   if e["kind"] == "WEBHOOK" and e["detail"]["route"] == "/webhook/dial_result"]
+        url = self.line.url + "/webhook/dial_result?why=transfer"
+        token = self.line.runtime.settings.twilio_auth_token
+        return requests.post(url, data=sent["params"], timeout=30,
+                             headers={"X-Twilio-Signature": sign(url, sent["params"], token)})
+
+
+def test_a_replayed_dial_result_on_a_live_stream_changes_nothing(phone_line, tmp_path):
+    line = owner_line(phone_line, tmp_path, reply_mode="stream")
+    line.runtime.engines.asr = asr = ReplaysTheDialResult(line, [NAME, PHONE, REASON])
+    result = line.carrier.place_call({
+        "steps": [{"dtmf": "0"}, {"say": NAME}, {"say": PHONE}, {"say": REASON}],
+        "dial": "no-answer", "reply_timeout": 60})
+    (replay,) = asr.replies
+    assert replay.status_code == 200 and "<Record" not in replay.text and "<Play" not in replay.text
+    assert "<Stream" in replay.text  # how the call listens now: the stream it is on
+    said = said_by_line(line, result.call_sid)
+    assert said[:2] == [FLOW["transferring"], UNAVAILABLE_THEN_NAME]
+    assert said.count(UNAVAILABLE_THEN_NAME) == 1
+    (lead,) = wait_until(lambda: line.store.leads())
+    assert (lead["name"], lead["phone"], lead["reason"]) == (NAME, "0529876543", REASON)
+    kinds = [e["kind"] for e in line.store.events(result.call_sid)]
+    assert "STREAM_FALLBACK" not in kinds and kinds.count("DIAL_RESULT_IGNORED") == 1
+    assert len(result.streams) == 2  # the first turn's, then one after the owner's phone rang
 
 
 def test_a_transfer_the_owner_answers_is_theirs(phone_line, tmp_path):

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ivr import twiml
+from ivr.engines.base import LLM, TRANSFER
 
 from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign, wait_until
 
@@ -350,6 +351,7 @@ def test_a_malformed_account_sid_is_400(twilio_post):
 
 
 OWNER = "+972509998877"
+DIAL_SID = "CA" + "d" * 32  # the owner's leg of a <Dial>
 
 
 def owner_line(runtime, settings, open_now=True, mode="stream"):
@@ -398,11 +400,12 @@ def test_the_owner_answering_ends_the_call_when_they_hang_up(twilio_post, runtim
     owner_line(runtime, settings)
     twilio_post("/webhook/incoming_call")
     body = twilio_post(f"/webhook/dial_result?why={why}", DialCallStatus="completed",
-                       DialCallDuration="42").data
+                       DialCallDuration="42", DialCallSid=DIAL_SID).data
     assert body == twiml.goodbye().encode()
     assert runtime.store.get_call(CALL_SID)["outcome"] == outcome
     (result,) = [e for e in runtime.store.events(CALL_SID) if e["kind"] == "DIAL_RESULT"]
-    assert result["detail"] == {"why": why, "status": "completed", "seconds": "42"}
+    assert result["detail"] == {"why": why, "status": "completed", "seconds": "42",
+                                "dial_sid": DIAL_SID}
 
 
 @pytest.mark.parametrize("mode", ["stream", "gather"])
@@ -426,3 +429,103 @@ def test_a_transfer_nobody_answers_comes_back_to_take_a_message(twilio_post, run
         assert params["turn"] == "2"
     else:
         assert root.find("Gather") is not None
+
+
+def dial_ignored(runtime) -> list[str]:
+    return [e["detail"]["reason"] for e in runtime.store.events(CALL_SID)
+            if e["kind"] == "DIAL_RESULT_IGNORED"]
+
+
+@pytest.mark.parametrize("mode", ["stream", "gather"])
+def test_a_replayed_dial_result_changes_nothing_and_answers_how_the_call_listens(
+        twilio_post, runtime, settings, mode):
+    owner_line(runtime, settings, mode=mode)
+    runtime.owner = dataclasses.replace(runtime.owner, ring_first=False)
+    twilio_post("/webhook/incoming_call")
+    runtime.calls.hand_to_owner(CALL_SID)  # a reply ended in <Dial>
+    form = {"DialCallStatus": "no-answer", "DialCallSid": DIAL_SID, "CallStatus": "in-progress"}
+    twilio_post("/webhook/dial_result?why=transfer", **form)
+    before, history = runtime.store.get_call(CALL_SID), runtime.store.history(CALL_SID)
+    pending = runtime.watchdog.pending(CALL_SID)
+    root = ET.fromstring(twilio_post("/webhook/dial_result?why=transfer", **form).data)
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["turn"], call["turn_mode"]) == (before["turn"], mode) == (2, mode)
+    assert runtime.store.history(CALL_SID) == history  # "not available" said once
+    assert runtime.watchdog.pending(CALL_SID) == pending
+    assert root.find(".//Play") is None and root.find("Record") is None
+    if mode == "stream":
+        params = {p.get("name"): p.get("value") for p in root.findall("Connect/Stream/Parameter")}
+        assert params["turn"] == "2"  # the stream the call is on, not a new turn
+    else:
+        assert root.find("Gather") is not None
+    assert dial_ignored(runtime) == ["replay"]
+
+
+@pytest.mark.parametrize("status", ["completed", "no-answer"])
+def test_a_dial_result_for_a_call_that_never_dialled_changes_nothing(twilio_post, runtime,
+                                                                     settings, status):
+    runtime.settings = settings.replace(turn_mode="stream")
+    twilio_post("/webhook/incoming_call")
+    pending = runtime.watchdog.pending(CALL_SID)
+    root = ET.fromstring(twilio_post("/webhook/dial_result?why=ring_first",
+                                     DialCallStatus=status, DialCallSid=DIAL_SID).data)
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["outcome"], call["turn"], call["turn_mode"]) == ("", 1, "stream")
+    assert root.find("Hangup") is None and root.find("Connect/Stream") is not None
+    assert runtime.watchdog.pending(CALL_SID) == pending
+    assert dial_ignored(runtime) == ["not ringing the owner"]
+
+
+def test_the_owner_answering_is_acted_on_once(twilio_post, runtime, settings):
+    owner_line(runtime, settings)
+    twilio_post("/webhook/incoming_call")
+    form = {"DialCallStatus": "completed", "DialCallSid": DIAL_SID, "DialCallDuration": "9"}
+    first = twilio_post("/webhook/dial_result?why=ring_first", **form).data
+    again = twilio_post("/webhook/dial_result?why=ring_first", **form).data
+    late = twilio_post("/webhook/dial_result?why=ring_first", **{**form,
+                                                                  "DialCallStatus": "busy"}).data
+    assert first == again == late == twiml.goodbye().encode()  # the call is the owner's
+    call = runtime.store.get_call(CALL_SID)
+    assert (call["outcome"], call["turn"]) == ("owner-answered", 1)
+    assert dial_ignored(runtime) == ["replay", "replay"]
+
+
+class AsksForAPerson(LLM):
+    """A caller who presses 0 every turn: the LLM asks for a transfer each time."""
+
+    name = "asks-for-a-person"
+
+    def reply(self, history: list[dict], text: str) -> str:
+        return ""
+
+    def reply_stream(self, history: list[dict], text: str):
+        yield TRANSFER
+
+
+def test_key_0_six_times_rings_the_owner_once_then_takes_a_message(twilio_post, runtime,
+                                                                    settings):
+    owner_line(runtime, settings, mode="gather")
+    runtime.owner = dataclasses.replace(runtime.owner, ring_first=False)
+    runtime.engines.llm = AsksForAPerson()
+    runtime.dialog.owner = runtime.owner
+    runtime.dialog.s = runtime.dialog.s.replace(dedup_window_sec=0)  # each press is heard
+    twilio_post("/webhook/incoming_call")
+    rings = 0
+    for n in range(6):
+        root = ET.fromstring(twilio_post("/webhook/handle_gather", Digits="0").data)
+        if root.find("Dial") is not None:
+            rings += 1
+            twilio_post("/webhook/dial_result?why=transfer", DialCallStatus="no-answer",
+                        DialCallSid="CA" + f"{n:032x}", CallStatus="in-progress")
+        else:
+            assert root.find("Gather") is not None  # the line goes on listening
+    assert rings == 1
+    said = [m["text"] for m in runtime.store.history(CALL_SID) if m["role"] == "assistant"]
+    assert said.count(runtime.owner.transferring) == 1
+    after_the_ring = said[said.index(runtime.owner.transferring) + 2:]  # "not available…"
+    assert after_the_ring[0] == runtime.owner.take_message  # asking again: a message is taken
+    declined = [e["detail"]["why"] for e in runtime.store.events(CALL_SID)
+                if e["kind"] == "TRANSFER_DECLINED"]
+    assert declined == ["OWNER_MAX_TRANSFERS reached"] * 5
+    assert runtime.store.get_call(CALL_SID)["transfers"] == 1
+
