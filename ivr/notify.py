@@ -148,8 +148,10 @@ class Notifier:
 
     @property
     def summary_wait_sec(self) -> float:
-        """How long a row waits for the engine's summary: its timeout, twice, and a margin."""
-        return 2 * self.s.llm_timeout_sec + 2.0
+        """How long a row waits for the engine's summary: the engine client's timeout (the
+        longest stage's), twice, and a margin."""
+        s = self.s
+        return 2 * max(s.asr_timeout_sec, s.llm_timeout_sec, s.tts_timeout_sec) + 2.0
 
     def texts(self, channel: str, notice: Notice) -> tuple[str, str]:
         """(subject, body) of the notice on `channel` (an SMS has no subject)."""

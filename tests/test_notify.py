@@ -547,8 +547,8 @@ def test_a_tarpit_delays_no_sms_and_a_kill_loses_nothing(line, carrier, smtp, tm
             worker.stdin.write(json.dumps({"sid": SID, "lead": lead}) + "\n")
             worker.stdin.flush()
         wait_until(lambda: len(carrier.messages) == len(five_leads()))
-        assert tarpit.open >= 1 and len(rows_of(here, "email")) == len(five_leads())
-        assert all(r["status"] == "pending" for r in rows_of(here, "email"))
+        assert tarpit.accepted >= 1 and len(rows_of(here, "email")) == len(five_leads())
+        assert all(r["status"] == "pending" for r in rows_of(here, "email"))  # held there
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(30)
     finally:
