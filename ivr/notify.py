@@ -4,37 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import smtplib
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
-from urllib.parse import unquote, urlsplit
 
 from apscheduler.schedulers.base import BaseScheduler
 
 from . import twiml
-from .config import Settings, smtp_starttls
-from .delivery import Delivery, short_error
+from .config import Settings
+from .delivery import Delivery
 from .engines.base import LLM
 from .eventlog import EventLog
 from .notify_queue import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
+from .notify_send import describe, permanent, send_email
 from .notify_text import Notice, email_body, sms_body, subject
 from .store import Store
 
 log = logging.getLogger("ivr")
-WORKERS = 4  # summaries and attempts at once per process
-SWEEP_SEC = 0.5  # how often each process claims the retries that are due
+CHANNELS = ("sms", "email")
+WORKERS = 4  # attempts at once per channel per process, and summaries at once
+SWEEP_SEC = 0.5  # how often each process claims the attempts that are due
 SWEEP_JOB = "notify-sweep"
 SWEEP_ERROR_EVERY_SEC = 30.0
-SMTP_TIMEOUT_SEC = 10.0
 
 
 class Notifier:
-    """Writes each call's summary and sends the owner's notifications on its own small pool:
-    `lead_left` and `call_ended` return at once and never raise."""
+    """Writes each call's summary and sends the owner's notifications: `lead_left` and
+    `call_ended` return at once and never raise. A notice's rows are written first (one thread,
+    nothing slow before them), the summary after (its own pool), and each channel's attempts on
+    that channel's own workers, so a slow SMTP server delays neither the SMS nor the rows."""
 
     def __init__(self, settings: Settings, store: Store, events: EventLog, delivery: Delivery,
                  llm: LLM, sweep_sec: float = SWEEP_SEC, lease_sec: float = LEASE_SEC):
@@ -42,24 +40,29 @@ class Notifier:
             settings, store, events, delivery, llm)
         self.queue = NotifyQueue(store, lease_sec)
         self.sweep_sec = sweep_sec
-        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="notify")
+        self.rows = ThreadPoolExecutor(1, thread_name_prefix="notify-rows")
+        self.summaries = ThreadPoolExecutor(WORKERS, thread_name_prefix="notify-summary")
+        self.pools = {channel: ThreadPoolExecutor(WORKERS, thread_name_prefix=f"notify-{channel}")
+                      for channel in CHANNELS}
         self.lock = threading.Lock()
-        self.busy = 0  # attempts handed to the pool and not finished
+        self.busy = dict.fromkeys(CHANNELS, 0)  # attempts claimed and not finished
         self.closed = False
         self.sweep_error_at = 0.0
 
     # ---- what the line calls ----------------------------------------------------------------
     def lead_left(self, call_sid: str, lead: dict) -> None:
-        """A caller left a message: summarise the call and notify each configured channel."""
-        self._submit(call_sid, self._lead_left, call_sid, dict(lead or {}))
+        """A caller left a message: queue its notice on each configured channel, then
+        summarise the call."""
+        self._submit(self.rows, call_sid, self._lead_left, call_sid, dict(lead or {}))
 
     def call_ended(self, call_sid: str) -> None:
-        """The call is over: its final summary; with NOTIFY_EVERY_CALL, a notification unless
-        the call already has one."""
-        self._submit(call_sid, self._call_ended, call_sid)
+        """The call is over: a message it left that has no notice yet gets one (its process
+        may have died before writing it); with NOTIFY_EVERY_CALL, a call without one gets a
+        notice; then the final summary."""
+        self._submit(self.rows, call_sid, self._call_ended, call_sid)
 
     def start(self, scheduler: BaseScheduler) -> None:
-        """Sweep the due retries every `sweep_sec` (starting the scheduler if it is not)."""
+        """Sweep the due attempts every `sweep_sec` (starting the scheduler if it is not)."""
         scheduler.add_job(self.sweep, "interval", seconds=self.sweep_sec, id=SWEEP_JOB,
                           replace_existing=True, max_instances=1, coalesce=True,
                           misfire_grace_time=None)
@@ -67,37 +70,45 @@ class Notifier:
             scheduler.start()
 
     def close(self) -> None:
-        """Stop here; an attempt claimed and not finished goes to another process (or the next
-        start) once its lease expires."""
+        """Stop here; a row not sent goes to another process (or the next start): when due if
+        unclaimed, once its lease expires if an attempt had claimed it."""
         self.closed = True
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.rows, self.summaries, *self.pools.values()):
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    # ---- summaries and queueing ---------------------------------------------------------------
-    def _submit(self, call_sid: str, work, *args) -> None:
+    # ---- rows first, then the summary ---------------------------------------------------------
+    def _submit(self, pool: ThreadPoolExecutor, call_sid: str, work, *args) -> None:
         def run():
             try:
                 work(*args)
             except Exception as exc:  # noqa: BLE001 - the call never hears of it
                 self.events.emit("NOTIFY_ERR", call_sid, logging.WARNING, err=describe(exc))
         try:
-            self.pool.submit(run)
+            pool.submit(run)
         except RuntimeError as exc:  # the pool is shut down: this process is stopping
             log.warning("NOTIFY_ERR call=%s err=%s", call_sid, exc)
 
     def _lead_left(self, call_sid: str, lead: dict) -> None:
-        summary = self.summarize(call_sid, lead)
-        key = "lead-" + hashlib.sha256(
-            "|".join(str(lead.get(k, "")) for k in ("name", "phone", "reason")).encode()
-        ).hexdigest()[:12]
-        self.notify(call_sid, key, lead, summary)
+        held = self.notify(call_sid, lead_key(lead), lead)
+        self._submit(self.summaries, call_sid, self._summarize_and_release, call_sid, lead, held)
 
     def _call_ended(self, call_sid: str) -> None:
-        """A call that left a message is lead_left's to notify (its summary may still be on
-        its way when the caller hangs up right after), one already notified is done."""
         lead = self.store.last_lead(call_sid)
+        held = []
+        if lead is not None:  # nothing is added when lead_left wrote its rows
+            held = self.notify(call_sid, lead_key(lead), lead)
+        elif self.s.notify_every_call and not self.queue.of_call(call_sid):
+            held = self.notify(call_sid, "call", None)
+        self._submit(self.summaries, call_sid, self._summarize_and_release, call_sid, lead, held)
+
+    def _summarize_and_release(self, call_sid: str, lead: dict | None, held: list) -> None:
+        """The call's summary, then the held rows' final texts (due at once)."""
         summary = self.summarize(call_sid, lead)
-        if self.s.notify_every_call and lead is None and not self.queue.of_call(call_sid):
-            self.notify(call_sid, "call", lead, summary)
+        for row_id, channel, notice in held:
+            notice = notice.with_summary(summary)
+            title, body = self.texts(channel, notice)
+            if self.queue.revise(row_id, title, body):
+                self.kick(channel)
 
     def summarize(self, call_sid: str, lead: dict | None) -> str:
         """The call's two lines by the LLM engine (the built-in ones if it fails), stored."""
@@ -109,23 +120,44 @@ class Notifier:
         self.store.update_call(call_sid, summary=summary)
         return summary
 
-    def notify(self, call_sid: str, key: str, lead: dict | None, summary: str) -> None:
+    def notify(self, call_sid: str, key: str, lead: dict | None) -> list:
         """Queue the call's notice once per configured channel (`key` names it: the same notice
-        queued again, here or by another process, is not) and make each first attempt."""
+        queued again, here or by another process, is not), with the summary built from the
+        conversation (no engine). A text that needs no summary is due at once; one that shows
+        it is held for the engine's summary, and sent with the built one if that never comes
+        (this process died). The held rows: (id, channel, notice)."""
         call = self.store.get_call(call_sid) or {}
         lead = lead or {}
         notice = Notice(caller=call.get("from_number") or "", name=lead.get("name") or "",
                         phone=lead.get("phone") or "", reason=lead.get("reason") or "",
-                        at=call.get("started_at") or time.time(), summary=summary,
+                        at=call.get("started_at") or time.time(),
+                        summary=LLM.summarize(self.llm, self.store.history(call_sid), lead or None),
                         link=twiml.abs_url(self.s.public_base_url, f"/inspector/calls/{call_sid}"))
-        tz = self.s.timezone
+        held = []
         for channel, target in self.channels():
-            title = subject(notice) if channel == "email" else ""
-            body = email_body(notice, tz) if channel == "email" else sms_body(notice, tz)
-            row = self.queue.add(f"{call_sid}:{key}:{channel}", call_sid, channel, target,
-                                 title, body)
-            if row:
-                self._start(row)
+            title, body = self.texts(channel, notice)
+            waits = channel == "email" or not notice.left_message  # shows the summary
+            row_id = f"{call_sid}:{key}:{channel}"
+            if self.queue.add(row_id, call_sid, channel, target, title, body,
+                              hold_sec=self.summary_wait_sec if waits else 0.0):
+                if waits:
+                    held.append((row_id, channel, notice))
+                else:
+                    self.kick(channel)
+        return held
+
+    @property
+    def summary_wait_sec(self) -> float:
+        """How long a row waits for the engine's summary: the engine client's timeout (the
+        longest stage's), twice, and a margin."""
+        s = self.s
+        return 2 * max(s.asr_timeout_sec, s.llm_timeout_sec, s.tts_timeout_sec) + 2.0
+
+    def texts(self, channel: str, notice: Notice) -> tuple[str, str]:
+        """(subject, body) of the notice on `channel` (an SMS has no subject)."""
+        if channel == "email":
+            return subject(notice), email_body(notice, self.s.timezone)
+        return "", sms_body(notice, self.s.timezone)
 
     def channels(self) -> list[tuple[str, str]]:
         """(channel, target) of each configured channel."""
@@ -134,29 +166,43 @@ class Notifier:
 
     # ---- attempts -----------------------------------------------------------------------------
     def sweep(self) -> None:
-        """Claim the retries that are due (as many as this process has room for) and run them."""
+        """Claim the attempts that are due on each channel (as many as it has room for)."""
         if self.closed:
             return
         now = time.time()
         try:
-            with self.lock:
-                room = WORKERS - self.busy
-            if room > 0 and self.queue.waiting(now):
-                for row in self.queue.claim(now, room):
-                    self._start(row)
+            for channel in CHANNELS:
+                self.kick(channel, now)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             if now - self.sweep_error_at > SWEEP_ERROR_EVERY_SEC:
                 self.sweep_error_at = now
                 self.events.emit("NOTIFY_SWEEP_ERR", None, logging.WARNING, err=describe(exc))
 
-    def _start(self, row: dict) -> None:
-        with self.lock:
-            self.busy += 1
+    def kick(self, channel: str, now: float | None = None) -> None:
+        """Claim what is due on `channel`, up to its free workers, and start each attempt."""
+        now = time.time() if now is None else now
+        with self.lock:  # reserve the room first: two kicks never claim more than it
+            room = WORKERS - self.busy[channel]
+            self.busy[channel] += max(room, 0)
+        rows = []
         try:
-            self.pool.submit(self._attempt, row)
-        except RuntimeError:  # stopping: the lease runs out, another process sends it
+            if room > 0 and not self.closed and self.queue.waiting(now, channel):
+                rows = self.queue.claim(now, room, channel)
+        finally:
             with self.lock:
-                self.busy -= 1
+                self.busy[channel] -= max(room, 0) - len(rows)
+        for row in rows:
+            self._start(row)
+
+    def _start(self, row: dict) -> None:
+        try:
+            self.pools[row["channel"]].submit(self._attempt, row)
+        except RuntimeError:  # stopping: the lease runs out, another process sends it
+            self._done(row["channel"])
+
+    def _done(self, channel: str) -> None:
+        with self.lock:
+            self.busy[channel] -= 1
 
     def _attempt(self, row: dict) -> None:
         """One attempt of a claimed row, its outcome recorded and logged (if even that fails,
@@ -166,25 +212,25 @@ class Notifier:
         except Exception as exc:  # noqa: BLE001 - the database failed us: logged, not raised
             self.events.emit("NOTIFY_ERR", row["call_sid"], logging.WARNING, err=describe(exc))
         finally:
-            with self.lock:
-                self.busy -= 1
+            self._done(row["channel"])
 
     def _send_and_record(self, row: dict) -> None:
         if row["attempts"] > MAX_ATTEMPTS:  # the last attempt's process died mid-way
-            self._failed(row, row["last_error"] or "the process sending it stopped")
+            self._failed(row, row["last_error"] or "the process sending it stopped", True)
             return
         try:
-            self.send(row)
+            self.send(row, self.queue.deadline(row))
         except Exception as exc:  # noqa: BLE001 - retried, then given up, never raised
-            self._failed(row, describe(exc))
+            self._failed(row, describe(exc), permanent(exc))
             return
         if self.queue.finish(row, status="sent", sent_at=time.time()):
             self.events.emit("NOTIFY_SENT", row["call_sid"], channel=row["channel"],
                              attempt=row["attempts"])
 
-    def _failed(self, row: dict, error: str) -> None:
+    def _failed(self, row: dict, error: str, final: bool) -> None:
+        """A permanent failure (or the last attempt's) is `failed` at once; else a retry."""
         error, attempt = self.events.redact(error), min(row["attempts"], MAX_ATTEMPTS)
-        if attempt >= MAX_ATTEMPTS:
+        if final or attempt >= MAX_ATTEMPTS:
             if self.queue.finish(row, status="failed", last_error=error):
                 self.events.emit("NOTIFY_FAILED", row["call_sid"], logging.ERROR,
                                  channel=row["channel"], attempts=attempt, err=error)
@@ -195,50 +241,17 @@ class Notifier:
                              channel=row["channel"], attempt=attempt, err=error,
                              next_in=round(wait, 3))
 
-    def send(self, row: dict) -> None:
-        """Send one notification (raises on failure)."""
-        if row["channel"] == "sms":
+    def send(self, row: dict, deadline: float) -> None:
+        """Send one notification, over by `deadline` (raises on failure)."""
+        if row["channel"] == "sms":  # the REST client's own timeouts end it well before
             self.delivery.client().messages.create(to=row["target"], from_=self.s.notify_sms_from,
                                                    body=row["body"])
         else:
             send_email(self.s.smtp_url, self.s.notify_email_from, row["target"], row["subject"],
-                       row["body"])
+                       row["body"], deadline)
 
 
-def send_email(url: str, sender: str, to: str, title: str, body: str,
-               timeout: float = SMTP_TIMEOUT_SEC) -> None:
-    """Send a UTF-8 e-mail through SMTP_URL: smtp:// (STARTTLS with ?starttls=true; port 25)
-    or smtps:// (TLS from the start; port 465), logging in when the URL has a user."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "smtps"
-    user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    message = EmailMessage()
-    message["Subject"], message["To"] = title, to
-    message["From"] = sender or (user if "@" in user else f"ivr@{parts.hostname}")
-    message["Date"], message["Message-ID"] = formatdate(localtime=True), make_msgid()
-    message.set_content(body, charset="utf-8")
-    connect = smtplib.SMTP_SSL if secure else smtplib.SMTP
-    with connect(parts.hostname, parts.port or (465 if secure else 25), timeout=timeout) as smtp:
-        if not secure and smtp_starttls(url):
-            smtp.starttls(context=ssl.create_default_context())
-        if user:
-            smtp.login(user, password)
-        smtp.send_message(message)
-
-
-def describe(exc: Exception) -> str:
-    """One line naming a failure: the SMTP or Twilio code and message where there is one."""
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = f"{exc.smtp_code} {_decoded(exc.smtp_error)}"
-    elif isinstance(exc, smtplib.SMTPRecipientsRefused):
-        text = "; ".join(f"{who}: {code} {_decoded(msg)}"
-                         for who, (code, msg) in exc.recipients.items())
-    elif hasattr(exc, "status") and hasattr(exc, "code") and hasattr(exc, "msg"):
-        text = f"HTTP {exc.status} code {exc.code}: {exc.msg}"  # TwilioRestException
-    else:
-        return short_error(exc)
-    return f"{exc.__class__.__name__}: {' '.join(text.split())}"[:300]
-
-
-def _decoded(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def lead_key(lead: dict) -> str:
+    """A message's notice name: the same message left (or found at the call's end) is one."""
+    text = "|".join(str(lead.get(k) or "") for k in ("name", "phone", "reason"))
+    return "lead-" + hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import unicodedata
 import zoneinfo
 from dataclasses import dataclass
 
@@ -21,6 +23,13 @@ class Notice:
     at: float  # when the call started (epoch seconds)
     summary: str  # two lines
     link: str  # the call in the inspector
+
+    def __post_init__(self):
+        for field in ("caller", "name", "phone", "reason"):  # what the caller said or sent
+            object.__setattr__(self, field, one_line(getattr(self, field)))
+
+    def with_summary(self, summary: str) -> Notice:
+        return dataclasses.replace(self, summary=summary)
 
     @property
     def left_message(self) -> bool:
@@ -64,7 +73,8 @@ def sms_body(notice: Notice, tz: str) -> str:
         head = f"הודעה מ{short(notice.name, SMS_NAME_CHARS) or 'מתקשר'} {short(notice.number, 20)}"
         head += f": {reason}" if reason else ""
     else:
-        topic = short(notice.summary.splitlines()[0] if notice.summary else "", SMS_REASON_CHARS)
+        first = notice.summary.splitlines()[0] if notice.summary else ""
+        topic = short(one_line(first), SMS_REASON_CHARS)
         head = f"שיחה מ-{notice.caller or 'מספר חסוי'}: {topic}"
     return f"{head}\n{local_time(notice.at, tz)}\n{notice.link}"
 
@@ -72,3 +82,20 @@ def sms_body(notice: Notice, tz: str) -> str:
 def short(text: str, limit: int) -> str:
     """`text` cut to `limit` characters with "…"."""
     return text if len(text) <= limit else text[:limit].rstrip() + "…"
+
+
+BREAKS = {"Zl", "Zp"}  # line and paragraph separators: a space
+DROPPED = {"Cc", "Cf", "Cs", "Co"}  # controls, format characters (bidi overrides), surrogates
+
+
+def one_line(text: str) -> str:
+    """Caller text on one line for a header or an SMS: every line break or other white space a
+    single space, control and Unicode format characters removed."""
+    kept = []
+    for char in str(text or ""):
+        kind = unicodedata.category(char)
+        if char.isspace() or kind in BREAKS:
+            kept.append(" ")
+        elif kind not in DROPPED:
+            kept.append(char)
+    return " ".join("".join(kept).split())

@@ -19,7 +19,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.engines.openai_engines", "ivr.engines.openai_realtime", "ivr.engines.google_engines",
      "ivr.engines.scripted", "ivr.engines.openai_models"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe",
+     "ivr.notify", "ivr.notify_send", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe",
      "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},

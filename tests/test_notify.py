@@ -7,6 +7,10 @@ import datetime
 import io
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import quote
@@ -17,15 +21,15 @@ from ivr import create_app
 from ivr.engines.base import LLM
 from ivr.engines.openai_engines import SUMMARY_MAX_TOKENS, SUMMARY_PROMPT, OpenAILLM
 from ivr.engines.scripted import ScriptedLLM
-from ivr.notify import SWEEP_JOB
+from ivr.notify import SWEEP_JOB, WORKERS
 from ivr.notify_queue import NotifyQueue
-from ivr.notify_text import Notice, email_body, sms_body, subject
+from ivr.notify_text import Notice, email_body, one_line, sms_body, subject
 from ivr.store import Store
 
 from .conftest import database_url, make_settings, wait_until
-from .livehelpers import free_port
+from .livehelpers import ROOT, free_port
 from .providers import ProviderServer
-from .smtpserver import SMTPServer
+from .smtpserver import SMTPServer, Tarpit
 
 pytestmark = pytest.mark.usefixtures("database")
 
@@ -91,6 +95,12 @@ def finished(rt, channel: str = "email") -> dict | None:
     """The call's notification on `channel` once it is sent or failed."""
     rows = [r for r in rt.notifier.queue.of_call(SID) if r["channel"] == channel]
     return rows[0] if rows and rows[0]["status"] != "pending" else None
+
+
+def settle(rt) -> None:
+    """Wait for the notifier's rows and summaries in hand to be done (then it takes no more)."""
+    rt.notifier.rows.shutdown(wait=True)
+    rt.notifier.summaries.shutdown(wait=True)
 
 
 def inspector_page(rt) -> str:
@@ -218,8 +228,8 @@ def test_a_server_that_defers_twice_gets_it_on_the_third_attempt(line, smtp):
     assert page.index("פנייה בנושא: שעות הפתיחה") < page.index("<h2>Turns</h2>")
 
 
-def test_a_server_that_always_refuses_gets_four_attempts_then_failed(line, smtp):
-    smtp.inbox.always = "554 5.7.1 relay denied"
+def test_a_server_that_always_defers_gets_four_attempts_then_failed(line, smtp):
+    smtp.inbox.always = "451 4.3.0 try again later"
     rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com")
     leave_message(rt)
     row = wait_until(lambda: finished(rt))
@@ -230,8 +240,26 @@ def test_a_server_that_always_refuses_gets_four_attempts_then_failed(line, smtp)
     assert kinds == [("NOTIFY_RETRY", 1), ("NOTIFY_RETRY", 2), ("NOTIFY_RETRY", 3),
                      ("NOTIFY_FAILED", None)]
     assert notify_events(rt)[-1][1] == {"channel": "email", "attempts": 4,
-                                        "err": "SMTPDataError: 554 5.7.1 relay denied"}
+                                        "err": "SMTPDataError: 451 4.3.0 try again later"}
     assert '<tr class="problem">' in inspector_page(rt).split("<h2>Notifications</h2>")[1]
+
+
+def test_a_permanent_refusal_fails_at_once(line, smtp):
+    smtp.inbox.always = "554 5.7.1 relay denied"
+    rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com")
+    leave_message(rt)
+    row = wait_until(lambda: finished(rt))
+    assert (row["status"], row["attempts"], smtp.inbox.data_calls) == ("failed", 1, 1)
+    assert wait_until(lambda: notify_events(rt)) == [("NOTIFY_FAILED", {
+        "channel": "email", "attempts": 1, "err": "SMTPDataError: 554 5.7.1 relay denied"})]
+
+
+def test_a_header_the_message_cannot_carry_fails_at_once(line, smtp):
+    rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com\nBcc: x@example.com")
+    leave_message(rt)
+    row = wait_until(lambda: finished(rt))
+    assert (row["status"], row["attempts"], smtp.inbox.data_calls) == ("failed", 1, 0)
+    assert "ValueError" in row["last_error"]
 
 
 def test_the_smtp_password_never_reaches_the_log_the_events_or_the_row(line):
@@ -278,7 +306,7 @@ def test_every_call_adds_nothing_to_a_call_that_left_a_message(line, smtp):
     leave_message(rt)
     wait_until(lambda: finished(rt))
     rt.notifier.call_ended(SID)
-    rt.notifier.pool.shutdown(wait=True)  # its work done
+    settle(rt)  # its work done
     assert len(rt.notifier.queue.of_call(SID)) == 1 and len(smtp.inbox.messages) == 1
     assert rt.store.get_call(SID)["summary"] == SUMMARY
 
@@ -286,7 +314,7 @@ def test_every_call_adds_nothing_to_a_call_that_left_a_message(line, smtp):
 def test_every_call_off_stores_the_summary_and_sends_nothing(line, smtp):
     rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com")
     rt.notifier.call_ended(SID)
-    rt.notifier.pool.shutdown(wait=True)
+    settle(rt)
     assert rt.store.get_call(SID)["summary"] == \
         "פנייה בנושא: שעות הפתיחה, המחירים, שיחה עם נציג\nלא הושארה הודעה"
     assert rt.notifier.queue.of_call(SID) == [] and smtp.inbox.data_calls == 0
@@ -314,8 +342,10 @@ def test_nothing_raises_into_the_call(line, smtp):
 def test_a_lease_gives_each_attempt_to_one_claimer(tmp_path):
     store = Store(database_url(tmp_path))
     queue = NotifyQueue(store, lease_sec=0.2)
-    first = queue.add(f"{SID}:call:email", SID, "email", "o@example.com", "s", "b")
+    assert queue.add(f"{SID}:call:email", SID, "email", "o@example.com", "s", "b")
     assert queue.add(f"{SID}:call:email", SID, "email", "o@example.com", "s", "b") is None
+    [first] = queue.claim(time.time(), 10)
+    assert first["attempts"] == 1
     assert queue.claim(time.time(), 10) == []  # leased to its first attempt
     wait_until(lambda: queue.waiting(time.time()))  # its claimer died: the lease ran out
     processes = [Store(database_url(tmp_path)) for _ in range(4)]  # one writer lock each
@@ -389,10 +419,149 @@ def test_twilio_failing_twice_sends_the_sms_on_the_third_attempt(line, carrier):
         ["NOTIFY_RETRY", "NOTIFY_RETRY", "NOTIFY_SENT"]
 
 
-def test_a_bad_number_fails_after_four_attempts(line, carrier):
+def test_a_bad_number_fails_at_once(line, carrier):
     rt = sms_line(line, carrier, to="+1")
     leave_message(rt)
     row = wait_until(lambda: finished(rt, "sms"))
-    assert (row["status"], row["attempts"], carrier.messages) == ("failed", 4, [])
+    assert (row["status"], row["attempts"], carrier.messages) == ("failed", 1, [])
     assert "HTTP 400 code 21211" in row["last_error"]
-    assert wait_until(lambda: [k for k, _d in notify_events(rt)][-1:] == ["NOTIFY_FAILED"])
+    assert wait_until(lambda: [k for k, _d in notify_events(rt)]) == ["NOTIFY_FAILED"]
+
+
+@pytest.mark.parametrize("code", [21212, 21602, 21617])
+def test_twilio_refusing_the_message_itself_fails_at_once(line, carrier, code):
+    carrier.fail_messages(1, status=400, code=code)
+    rt = sms_line(line, carrier)
+    leave_message(rt)
+    row = wait_until(lambda: finished(rt, "sms"))
+    assert (row["status"], row["attempts"], carrier.messages) == ("failed", 1, [])
+    assert f"HTTP 400 code {code}" in row["last_error"]
+
+
+def test_twilio_rate_limiting_is_retried(line, carrier):
+    carrier.fail_messages(1, status=429, code=20429)
+    rt = sms_line(line, carrier)
+    leave_message(rt)
+    row = wait_until(lambda: finished(rt, "sms"))
+    assert (row["status"], row["attempts"], len(carrier.messages)) == ("sent", 2, 1)
+
+
+# ---- caller text on one line ----------------------------------------------------------------
+
+
+def test_caller_text_is_folded_to_one_line():
+    assert one_line(" דנה\r\nכהן\u2028\t\u202e\u200f\x00 ") == "דנה כהן"
+    odd = Notice(**{**NOTICE.__dict__, "name": "דנה\nכהן", "phone": "052\r\n765",
+                    "reason": "תור\u2029לשלישי\u202e"})
+    assert subject(odd) == "הודעה חדשה מדנה כהן (052 765)"
+    assert sms_body(odd, "UTC").splitlines()[0] == "הודעה מדנה כהן 052 765: תור לשלישי"
+
+
+def test_a_line_break_in_the_name_still_mails_and_texts_the_owner(line, smtp, carrier):
+    rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com",
+              twilio_api_base_url=carrier.url, notify_sms_to="+972509999999",
+              notify_sms_from="+97233333333")
+    lead = {**LEAD, "name": "דנה\nכהן\u202e"}
+    rt.store.add_lead(SID, caller=CALLER, **lead)
+    rt.notifier.lead_left(SID, lead)
+    mail = wait_until(lambda: smtp.inbox.messages)[0]
+    assert mail["Subject"] == "הודעה חדשה מדנה כהן (0527654321)"
+    assert "שם: דנה כהן\n" in mail.get_body().get_content()
+    sms = wait_until(lambda: carrier.messages)[0]
+    assert sms["body"].splitlines()[0] == "הודעה מדנה כהן 0527654321: לקבוע תור ליום שלישי"
+
+
+# ---- durable first: rows before slow work, a worker pool per channel ---------------------------
+
+
+def test_the_rows_are_written_and_the_sms_sent_while_the_summary_is_slow(line, smtp, carrier):
+    rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com",
+              twilio_api_base_url=carrier.url, notify_sms_to="+972509999999",
+              notify_sms_from="+97233333333")
+    release, summarizing = threading.Event(), threading.Event()
+
+    def slow(history, lead):
+        summarizing.set()
+        release.wait(600)  # until the test has looked (released in `finally`)
+        return "סיכום המנוע\nשורה שנייה"
+    rt.notifier.llm.summarize = slow
+    try:
+        leave_message(rt)
+        wait_until(summarizing.is_set)
+        assert wait_until(lambda: carrier.messages)[0]["body"] == sms_body(NOTICE, "Asia/Jerusalem")
+        assert sorted(r["channel"] for r in rt.notifier.queue.of_call(SID)) == ["email", "sms"]
+        assert smtp.inbox.data_calls == 0  # the e-mail waits for the summary it shows
+    finally:
+        release.set()
+    mail = wait_until(lambda: smtp.inbox.messages)[0]
+    assert "סיכום המנוע\nשורה שנייה" in mail.get_body().get_content()
+
+
+def test_a_message_left_without_its_notice_is_notified_when_the_call_ends(line, smtp):
+    rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com")
+    rt.store.add_lead(SID, caller=CALLER, **LEAD)  # the process that heard it died: no row
+    rt.notifier.call_ended(SID)
+    mail = wait_until(lambda: smtp.inbox.messages)[0]
+    assert mail["Subject"] == "הודעה חדשה מדנה כהן (0527654321)"
+    rt.notifier.lead_left(SID, LEAD)  # a late word of the same message adds nothing
+    settle(rt)
+    assert len(rt.notifier.queue.of_call(SID)) == 1
+
+
+def test_an_attempt_ends_by_its_deadline_inside_its_lease(line):
+    tarpit = Tarpit(interval=0.2)
+    try:
+        rt = line(smtp_url=tarpit.url(), notify_email_to="owner@example.com")
+        rt.notifier.queue.lease_sec = 4.0
+        leave_message(rt)
+        retries = wait_until(lambda: len(notify_events(rt)) >= 2 and notify_events(rt))
+    finally:
+        tarpit.stop()
+    # each attempt ended by itself and was recorded as its own (a row claimed again by the
+    # sweep once its lease ran out would ignore the first attempt's late word)
+    assert [(kind, detail["attempt"]) for kind, detail in retries[:2]] == \
+        [("NOTIFY_RETRY", 1), ("NOTIFY_RETRY", 2)]
+    assert all("deadline" in detail["err"] for _kind, detail in retries[:2])
+    assert tarpit.accepted >= 2
+
+
+def five_leads() -> list[dict]:
+    return [{**LEAD, "name": f"{LEAD['name']} {n}"} for n in range(WORKERS + 1)]
+
+
+def rows_of(rt, channel: str) -> list[dict]:
+    return [r for r in rt.notifier.queue.of_call(SID) if r["channel"] == channel]
+
+
+def test_a_tarpit_delays_no_sms_and_a_kill_loses_nothing(line, carrier, smtp, tmp_path):
+    """More messages than e-mail workers, on an SMTP server that sends a byte every 5 s: every
+    SMS goes out and every row is written while it holds the e-mails; after a kill -9 the next
+    process sends each e-mail once and no SMS again."""
+    here = line(sweep=False)  # the call's row; sends nothing
+    tarpit = Tarpit(interval=5.0)
+    targets = {"notify_email_to": "owner@example.com", "notify_sms_to": "+972509999999",
+               "notify_sms_from": "+97233333333", "twilio_api_base_url": carrier.url}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.notify_worker", database_url(tmp_path),
+         str(tmp_path / "worker"), "12", json.dumps({**targets, "smtp_url": tarpit.url()})],
+        cwd=ROOT, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert worker.stdout.readline().strip() == "ready"
+        for lead in five_leads():
+            here.store.add_lead(SID, caller=CALLER, **lead)
+            worker.stdin.write(json.dumps({"sid": SID, "lead": lead}) + "\n")
+            worker.stdin.flush()
+        wait_until(lambda: len(carrier.messages) == len(five_leads()) and all(
+            r["status"] == "sent" for r in rows_of(here, "sms")))  # out, and recorded so
+        assert tarpit.accepted >= 1 and len(rows_of(here, "email")) == len(five_leads())
+        assert all(r["status"] == "pending" for r in rows_of(here, "email"))  # held there
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+    finally:
+        worker.kill()
+        tarpit.stop()
+    after = line(smtp_url=smtp.url(), **targets)
+    wait_until(lambda: all(r["status"] == "sent" for r in rows_of(after, "email")))
+    subjects = sorted(m["Subject"] for m in smtp.inbox.messages)
+    assert subjects == sorted(f"הודעה חדשה מ{lead['name']} (0527654321)" for lead in five_leads())
+    assert len(carrier.messages) == len(five_leads())  # none sent again
