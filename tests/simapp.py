@@ -6,16 +6,40 @@ import json
 import threading
 from collections.abc import Callable
 
+import pytest
 from flask import Flask, Response, request
 from flask_sock import Sock
 from twilio.request_validator import RequestValidator
 
 from ivr import audio
+from ivr.sim import Carrier
 
 from .livehelpers import LiveServer, wait_until
 
 TOKEN = "fixture-token-0123456789abcdef00"
 ACCOUNT = "AC" + "f" * 32
+SPEED = 10  # the emulator's calls run ten times faster than real time
+
+
+def doc(*verbs: str) -> str:
+    """A TwiML document of these verbs."""
+    return "<?xml version='1.0' encoding='UTF-8'?><Response>" + "".join(verbs) + "</Response>"
+
+
+@pytest.fixture(name="line")
+def fixture_line_served():
+    """A FixtureLine on a loopback port (a test module uses it by importing it)."""
+    fixture = FixtureLine()
+    yield fixture
+    fixture.stop()
+
+
+@pytest.fixture(name="carrier")
+def carrier_of_fixture_line(line):
+    """The emulator calling the fixture line, with its status callback."""
+    with Carrier(line.url, account_sid=ACCOUNT, auth_token=TOKEN, status_callback="/call_status",
+                 speed=SPEED) as running:
+        yield running
 
 
 class FixtureLine:

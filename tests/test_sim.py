@@ -12,31 +12,22 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from ivr import audio
-from ivr.sim import CallerScript, Carrier
+from ivr.sim import CallerScript
 from ivr.sim.script import ScriptError
 
 from .livehelpers import wait_until
-from .simapp import ACCOUNT, TOKEN, FixtureLine, events, read_until_stop, receive
-
-SPEED = 10
-
-
-def doc(*verbs: str) -> str:
-    return "<?xml version='1.0' encoding='UTF-8'?><Response>" + "".join(verbs) + "</Response>"
-
-
-@pytest.fixture
-def line():
-    fixture = FixtureLine()
-    yield fixture
-    fixture.stop()
-
-
-@pytest.fixture
-def carrier(line):
-    with Carrier(line.url, account_sid=ACCOUNT, auth_token=TOKEN, status_callback="/call_status",
-                 speed=SPEED) as running:
-        yield running
+from .simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
+    ACCOUNT,
+    SPEED,
+    TOKEN,
+    FixtureLine,
+    carrier_of_fixture_line,
+    doc,
+    events,
+    fixture_line_served,
+    read_until_stop,
+    receive,
+)
 
 
 def rest_client(carrier) -> Client:

@@ -15,28 +15,20 @@ from twilio.rest import Client
 from ivr.sim import Carrier
 
 from .livehelpers import wait_until
-from .simapp import ACCOUNT, TOKEN, FixtureLine, read_until_stop, receive
+from .simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
+    ACCOUNT,
+    SPEED,
+    TOKEN,
+    FixtureLine,
+    carrier_of_fixture_line,
+    doc,
+    fixture_line_served,
+    read_until_stop,
+    receive,
+)
 
-SPEED = 10
 SAID = "מה שעות הפתיחה?"
 
-
-def doc(*verbs: str) -> str:
-    return "<?xml version='1.0' encoding='UTF-8'?><Response>" + "".join(verbs) + "</Response>"
-
-
-@pytest.fixture
-def line():
-    fixture = FixtureLine()
-    yield fixture
-    fixture.stop()
-
-
-@pytest.fixture
-def carrier(line):
-    with Carrier(line.url, account_sid=ACCOUNT, auth_token=TOKEN, status_callback="/call_status",
-                 speed=SPEED) as running:
-        yield running
 
 
 def monitor(carrier, token: str = TOKEN) -> Client:
