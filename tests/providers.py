@@ -193,6 +193,22 @@ def streamed_reply_provider():
     server.stop()
 
 
+@pytest.fixture(name="provider")
+def plain_provider():
+    """A ProviderServer with its default reply (a module uses it by importing it)."""
+    server = ProviderServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(name="google_speech")
+def fake_google_speech():
+    """A FakeGoogleSpeech (a module uses it by importing it)."""
+    server = FakeGoogleSpeech()
+    yield server
+    server.stop()
+
+
 class FakeGoogleSpeech:
     """google.cloud.speech.v1.Speech over an insecure loopback gRPC server.
 

@@ -23,7 +23,13 @@ from ivr.tts_cache.prompts import prewarm
 
 from .conftest import make_settings
 from .livehelpers import ROOT, free_port, start_script_env
-from .providers import SPEECH_API_LAST_DAY, FakeGoogleSpeech, ProviderServer
+from .providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
+    SPEECH_API_LAST_DAY,
+    FakeGoogleSpeech,
+    ProviderServer,
+    fake_google_speech,
+    plain_provider,
+)
 from .realtime_server import RealtimeServer
 
 KEY = "sk-test-key-123456"
@@ -33,20 +39,6 @@ PROJECT = "123456789012"
 def default(name: str):
     """A setting's declared default (the models' defaults change with the line, not here)."""
     return next(f.default for f in dataclasses.fields(Settings) if f.name == name)
-
-
-@pytest.fixture
-def provider():
-    server = ProviderServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def google_speech():
-    server = FakeGoogleSpeech()
-    yield server
-    server.stop()
 
 
 def by_kind(probes) -> dict:

@@ -20,25 +20,17 @@ from ivr.store import Store
 from ivr.tts_cache import FALLBACK, MP3_MAGIC, TTSCache
 
 from .conftest import make_settings
-from .providers import SPEECH_API_LAST_DAY, FakeGoogleSpeech, ProviderServer
+from .providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
+    SPEECH_API_LAST_DAY,
+    FakeGoogleSpeech,
+    ProviderServer,
+    fake_google_speech,
+    plain_provider,
+)
 
 SPEECH = b"\x10\x20" * 8000  # one second of PCM16
 ROOMY_SEC = 30.0  # a timeout no answer from a loopback server misses, however loaded the machine
 QUICK_SEC = 1.0  # the dialog's stage timeout where the provider stalls for good ("slow")
-
-
-@pytest.fixture
-def provider():
-    server = ProviderServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def google_speech():
-    server = FakeGoogleSpeech()
-    yield server
-    server.stop()
 
 
 def openai_settings(tmp_path, provider, **changes):
@@ -139,7 +131,6 @@ def test_an_engine_that_cannot_stream_gives_its_reply_whole(tmp_path):
     from ivr.engines.fake import FakeLLM
     llm = FakeLLM()
     assert list(llm.reply_stream([], "שלום")) == [llm.reply([], "שלום")]
-
 
 
 @pytest.mark.parametrize("mode", ["429", "500", "slow"])
