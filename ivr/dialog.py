@@ -186,6 +186,7 @@ class Dialog:
             outcome.fallback = outcome.fallback or "turn-crash"
             self._add_chunk(call_sid, outcome, LLM_FALLBACK)
         finally:
+            outcome.reply.all_added()
             self._save_history(call_sid, outcome)  # before the reply's end can be played
             outcome.reply.close()
         self._wait_synthesis(outcome)
