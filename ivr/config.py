@@ -261,11 +261,9 @@ class Settings:
     recover_to_stream: bool = setting(
         False, boolean, "after a Record fallback, try streaming again")
     continue_max_waiting: int = setting(
-        40, int_range(1, 1000), "continuations waiting for a reply's next chunk at once; one "
-        "more is answered the fallback phrase at once")
+        40, int_range(1, 1000), "continuations that may wait for a chunk; more: the fallback")
     health_max_wait_sec: float = setting(
-        3.0, float_range(0, 60), "/healthz answers 503 once a request has waited this long "
-        "for a thread, or the event loop runs this late")
+        3.0, float_range(0, 60), "/healthz is 503 past this wait for a thread, or loop lag")
     whisper_model: str = setting("tiny", text, "faster-whisper model name or path")
     openai_model: str = setting("gpt-6-luna", text, "OpenAI chat model")
     openai_chat_shape: str = setting(
