@@ -19,6 +19,7 @@ from .engines import build_engines
 from .engines.openai_models import model_notes
 from .engines.scripted import DEFAULT_FLOW
 from .eventlog import EventLog, RejectionTally
+from .lanes import Slots
 from .media_store import shared_media
 from .notify import Notifier
 from .owner import Owner
@@ -82,6 +83,7 @@ def create_app(config: Settings | None = None) -> Flask:
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
+        continuations=Slots(settings.continue_max_waiting),
         owner=owner, notifier=notifier)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()

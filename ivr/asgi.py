@@ -1,7 +1,9 @@
-"""The line's server: media WebSockets on the event loop, Flask's routes on a thread pool.
+"""The line's server: media WebSockets on the event loop, Flask's routes on thread lanes.
 
 No socket holds a thread: an idle or half-open connection costs the loop a few kilobytes, so
-no number of them can starve the webhooks (see the README's deployment section).
+no number of them can starve the webhooks; and each kind of request has its own lane of
+threads, so turns and continuations waiting on a slow engine cannot starve a call's first
+request, status callbacks or /healthz (see the README's deployment section).
 """
 
 from __future__ import annotations
@@ -11,18 +13,28 @@ import gc
 import io
 import logging
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from .lanes import Lanes
 from .media_protocol import MediaProtocol
 from .stream import MediaServer
 
-HTTP_THREADS = 32  # concurrent Flask requests; sockets never use one
+LANE_OF_ROUTE = {  # the rest: "other" (the inspector, unknown paths)
+    "/webhook/incoming_call": "calls", "/webhook/call_status": "calls",
+    "/webhook/stream_status": "calls", "/healthz": "calls",
+    "/webhook/handle_gather": "turns", "/webhook/handle_recording": "turns",
+    "/webhook/dial_result": "turns", "/webhook/stream_ended": "turns",
+    "/webhook/reply_continue": "continuations",
+}
+CALL_THREADS = 16  # a call's first request, status callbacks, /healthz: quick, never behind turns
+TURN_THREADS = 32  # turns: each waits for its reply's first chunks (up to Twilio's 15 s)
+CONTINUE_SPARE_THREADS = 8  # beyond CONTINUE_MAX_WAITING: those over the cap answer at once
 STATIC_THREADS = 4  # the <Play> MP3s: never queued behind webhooks waiting for the database
+OTHER_THREADS = 4  # the inspector and anything else
 STATIC_PREFIX = "/static/"
 HEAD_DEADLINE_SEC = 10.0  # a connection must send a whole request head this soon
 BODY_DEADLINE_SEC = 10.0  # a request body must arrive this soon (no slow-drip holds a thread)
@@ -60,8 +72,11 @@ class LineApp:
         self.flask = flask_app
         self.runtime = flask_app.extensions["ivr"]
         self.media = MediaServer(self.runtime)
-        self.pool = ThreadPoolExecutor(HTTP_THREADS, thread_name_prefix="http")
-        self.static = ThreadPoolExecutor(STATIC_THREADS, thread_name_prefix="static")
+        continuations = self.runtime.continuations.cap + CONTINUE_SPARE_THREADS
+        self.lanes = Lanes({"calls": CALL_THREADS, "turns": TURN_THREADS,
+                            "continuations": continuations, "static": STATIC_THREADS,
+                            "other": OTHER_THREADS}, self.media.probe)
+        self.runtime.lanes = self.lanes  # /healthz reports them
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "http":
@@ -75,6 +90,7 @@ class LineApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.media.probe.start(asyncio.get_running_loop())  # /healthz reports the lag
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()
@@ -82,8 +98,7 @@ class LineApp:
                 return
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.static.shutdown(wait=False, cancel_futures=True)
+        self.lanes.close()
         self.media.starts.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
 
@@ -97,12 +112,18 @@ class LineApp:
         if body is None:
             return  # the client went away
         environ = wsgi_environ(scope, body)
-        loop = asyncio.get_running_loop()
-        static = scope["method"] in ("GET", "HEAD") and scope["path"].startswith(STATIC_PREFIX)
-        pool = self.static if static else self.pool
-        status, headers, chunks = await loop.run_in_executor(pool, run_wsgi, self.flask, environ)
+        lane = self.lanes[lane_of(scope)]
+        status, headers, chunks = await asyncio.wrap_future(
+            lane.submit(run_wsgi, self.flask, environ))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": chunks})
+
+
+def lane_of(scope: dict) -> str:
+    """The lane an HTTP request runs on, by its path."""
+    if scope["method"] in ("GET", "HEAD") and scope["path"].startswith(STATIC_PREFIX):
+        return "static"
+    return LANE_OF_ROUTE.get(scope["path"], "other")
 
 
 def settle_heap() -> None:

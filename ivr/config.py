@@ -260,6 +260,10 @@ class Settings:
     tts_timeout_sec: float = setting(6.0, float_range(0.1, 120), "TTS stage timeout")
     recover_to_stream: bool = setting(
         False, boolean, "after a Record fallback, try streaming again")
+    continue_max_waiting: int = setting(
+        40, int_range(1, 1000), "continuations that may wait for a chunk; more: the fallback")
+    health_max_wait_sec: float = setting(
+        3.0, float_range(0, 60), "/healthz is 503 past this wait for a thread, or loop lag")
     whisper_model: str = setting("tiny", text, "faster-whisper model name or path")
     openai_model: str = setting("gpt-6-luna", text, "OpenAI chat model")
     openai_chat_shape: str = setting(

@@ -186,6 +186,8 @@ class Dialog:
             outcome.fallback = outcome.fallback or "turn-crash"
             self._add_chunk(call_sid, outcome, LLM_FALLBACK)
         finally:
+            outcome.reply.all_added()
+            self._save_history(call_sid, outcome)  # before the reply's end can be played
             outcome.reply.close()
         self._wait_synthesis(outcome)
         outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
@@ -395,17 +397,38 @@ class Dialog:
         outcome.reply.mark("last_chunk")
 
     # ---- the record of the turn ---------------------------------------------------------------
+    def _save_history(self, call_sid: str, outcome: TurnOutcome) -> None:
+        """The turn joins the call's history once its reply is written, before the reply is
+        closed: no answer can end the reply (and let the caller speak again) before the next
+        turn can read this one. What the caller heard of it (a barge-in, a chunk that failed)
+        is set when that is known (keep_heard, _record)."""
+        try:
+            with self.history_lock:  # against this reply's barge-in (keep_heard)
+                self._append_turn(call_sid, outcome)
+        except Exception as exc:  # noqa: BLE001 - logged; _record tries again
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="history")
+
+    def _append_turn(self, call_sid: str, outcome: TurnOutcome) -> None:
+        """The caller's text and the reply as heard so far, appended to the history."""
+        reply, now = outcome.reply, time.time()
+        outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
+        said = [{"role": "user", "text": outcome.user_text, "at": now}] \
+            if outcome.user_text else []
+        said.append({"role": "assistant", "text": outcome.reply_text, "at": now})
+        self.calls.change_history(call_sid, lambda history: history + said)
+        reply.history_saved = True
+
     def _record(self, call_sid: str, outcome: TurnOutcome, pcm: bytes | None,
                 source: str) -> None:
         reply = outcome.reply
-        now = time.time()
-        with self.history_lock:  # against this reply's barge-in (keep_heard)
+        with self.history_lock:  # the history says what was heard: a chunk may have failed
+            if not reply.history_saved:
+                self._append_turn(call_sid, outcome)
+            saved = outcome.reply_text
             outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
-            said = [{"role": "user", "text": outcome.user_text, "at": now}] \
-                if outcome.user_text else []
-            said.append({"role": "assistant", "text": outcome.reply_text, "at": now})
-            self.calls.change_history(call_sid, lambda history: history + said)
-            reply.history_saved = True
+            if outcome.reply_text != saved:
+                self.calls.change_history(call_sid, lambda history: cut_to_heard(
+                    history, saved, outcome.reply_text))
         timings = reply.ms()
         outcome.ms.update({f"{k}": v for k, v in timings.items()})
         names = reply.names

@@ -84,17 +84,21 @@ class Deadline:
 class LagProbe:
     """How late the event loop runs: every media frame waits at most that long to be handled.
     A histogram of the lateness of a 20 ms tick (1 ms bins below a second, 10 ms bins up to
-    60 s, then one bin for later), read as before/after snapshots."""
+    60 s, then one bin for later), read as before/after snapshots; and the lag now and lately
+    (any thread may ask: /healthz)."""
 
     FINE_MS, MAX_MS, COARSE_STEP_MS = 1000, 60_000, 10
     BIN_MS = [*range(FINE_MS), *range(FINE_MS, MAX_MS + 1, COARSE_STEP_MS)]  # each bin's floor
     TICK_SEC = 0.02
+    WINDOW_SEC = 5.0  # "lately": this window and the one before it
 
     def __init__(self):
         self.bins = [0] * len(self.BIN_MS)
         self.max_ms = 0.0
         self.handle: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.ticked_at = 0.0  # time.monotonic() of the last tick
+        self.window_at, self.window_max_ms, self.last_window_max_ms = 0.0, 0.0, 0.0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.loop is None:
@@ -110,7 +114,24 @@ class LagProbe:
         late = (now - expected) * 1000
         self.max_ms = max(self.max_ms, late)
         self.bins[self.bin_of(late)] += 1
+        self._keep_window(late)
         self._schedule(now)
+
+    def _keep_window(self, late_ms: float) -> None:
+        self.ticked_at = time.monotonic()
+        if self.ticked_at - self.window_at >= self.WINDOW_SEC:
+            self.window_at = self.ticked_at
+            self.last_window_max_ms, self.window_max_ms = self.window_max_ms, 0.0
+        self.window_max_ms = max(self.window_max_ms, late_ms)
+
+    def recent_lag_ms(self) -> dict[str, int]:
+        """How late the loop is now (a tick overdue: the loop is busy this very moment) and the
+        most it was late in the last 5 to 10 s; empty before the probe started."""
+        if not self.ticked_at:
+            return {}
+        overdue = (time.monotonic() - self.ticked_at - self.TICK_SEC) * 1000
+        return {"now": max(0, round(overdue)),
+                "recent_max": round(max(self.window_max_ms, self.last_window_max_ms, overdue))}
 
     @classmethod
     def bin_of(cls, late_ms: float) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, jsonify, send_file
 
 from . import programs
-from .runtime import current_runtime
+from .runtime import Runtime, current_runtime
 from .tts_cache import is_public_name
 
 bp = Blueprint("public", __name__)
@@ -41,10 +41,12 @@ def tts_file(name: str) -> Response:
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
     """Engines chosen, the programs they run found, scheduler running, database writable, disk
-    not full; 503 with the reasons when something is wrong."""
+    not full, requests not waiting for threads nor the event loop late; 503 with the reasons
+    when something is wrong."""
     rt = current_runtime()
     s = rt.settings
-    problems = []
+    load = load_report(rt)
+    problems = load_problems(load, s.health_max_wait_sec)
     db_ok = rt.store.ping()
     write_problem = rt.store.write_problem() if db_ok else "database does not answer"
     problems += [write_problem] if write_problem else []
@@ -60,11 +62,38 @@ def healthz() -> Response:
         "scheduler": {"running": scheduler_ok, "jobs": len(rt.scheduler.get_jobs()),
                       "checks": rt.watchdog.checks.count()},
         "db": {"ok": db_ok and not write_problem, "dialect": rt.store.engine.dialect.name},
-        "signatures": s.validate_twilio_signature, "local_mode": s.local_mode,
+        "signatures": s.validate_twilio_signature, "local_mode": s.local_mode, "load": load,
     }
     response = jsonify(body)
     response.status_code = 503 if problems else 200
     return response
+
+
+def load_report(rt: Runtime) -> dict:
+    """The server's lanes (threads, busy, queued, how long the oldest waited), the event loop's
+    lag (ms) and the continuations waiting for a chunk."""
+    slots = rt.continuations
+    report = rt.lanes.report() if rt.lanes is not None else {"lanes": {}, "loop_lag_ms": {}}
+    return {**report, "continuations": {"waiting": slots.held, "cap": slots.cap}}
+
+
+def load_problems(load: dict, max_wait_sec: float) -> list[str]:
+    """A problem for each lane whose requests wait longer than `max_wait_sec` for a thread, an
+    event loop that late, and continuations at their cap (more get the fallback phrase)."""
+    problems = [f"{name} requests wait for a thread: the oldest for {lane['waited_sec']:.1f} s "
+                f"({lane['busy']} of {lane['threads']} threads busy, {lane['queued']} queued; "
+                f"HEALTH_MAX_WAIT_SEC={max_wait_sec:g})"
+                for name, lane in load["lanes"].items() if lane["waited_sec"] > max_wait_sec]
+    lag_ms = load["loop_lag_ms"].get("recent_max", 0)
+    if lag_ms > max_wait_sec * 1000:
+        problems.append(f"the event loop ran {lag_ms} ms late in the last seconds "
+                        f"(HEALTH_MAX_WAIT_SEC={max_wait_sec:g})")
+    waiting = load["continuations"]
+    if waiting["waiting"] >= waiting["cap"]:
+        problems.append(f"{waiting['waiting']} continuations wait for a reply's next chunk: "
+                        "more get the fallback phrase at once (CONTINUE_MAX_WAITING="
+                        f"{waiting['cap']})")
+    return problems
 
 
 def disk_problems(folders: list[str], min_free_mb: int) -> list[str]:

@@ -11,6 +11,7 @@ from .spoken import SpokenReply
 from .tts_cache import FALLBACK
 
 CONTINUE_WAIT_SEC = 11.0  # a continuation waits this long for its chunk: Twilio allows 15 s
+SETTLE_WAIT_SEC = 2.0  # a reply whose last chunk is ready waits this long at most for its close
 
 
 @dataclass
@@ -70,6 +71,7 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     urls = [rt.tts_url(c.name) for c in ready]
     seconds = sum(c.seconds for c in ready)
     after = part + len(ready)
+    reply.settle(after, min(wait_sec, SETTLE_WAIT_SEC))  # the history first: then listen
     if reply.ends_at(after):
         return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn), urls,
                           seconds, False, reply.ending)

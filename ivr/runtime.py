@@ -15,6 +15,7 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
+from .lanes import Lanes, Slots
 from .media_store import SharedMedia
 from .notify import Notifier
 from .owner import Owner
@@ -45,9 +46,11 @@ class Runtime:
     turn_pool: ThreadPoolExecutor
     replies: PendingReplies  # streamed replies that continuation webhooks are playing
     reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
+    continuations: Slots  # continuations waiting for a chunk (CONTINUE_MAX_WAITING at most)
     media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)
     owner: Owner = field(default_factory=Owner)  # whom to transfer to and ring first, when
     notifier: Notifier | None = None  # the call summaries and the owner's SMS and e-mails
+    lanes: Lanes | None = None  # the server's thread pools and loop, when it runs on LineApp
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

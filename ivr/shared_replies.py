@@ -79,7 +79,7 @@ class ReplyWriter:
 
 class StoredReply:
     """A reply another instance is writing, read from the store with the interface of a
-    SpokenReply that replies.reply_twiml uses (wait, ready_from, ends_at, cancel)."""
+    SpokenReply that replies.reply_twiml uses (wait, ready_from, settle, ends_at, cancel)."""
 
     def __init__(self, store: Store, call_sid: str, turn: int):
         self.store, self.call_sid, self.turn = store, call_sid, turn
@@ -126,6 +126,9 @@ class StoredReply:
                 break
             index += 1
         return ready
+
+    def settle(self, index: int, timeout: float) -> None:
+        """Nothing to wait for: the writer stores the reply's end once it closed it."""
 
     def ends_at(self, index: int) -> bool:
         """True when no chunk follows the first `index` ones (as of the last read)."""

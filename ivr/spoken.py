@@ -104,6 +104,7 @@ class SpokenReply:
         self.heard_text: str | None = None  # what the caller heard, when a barge-in cut it
         self.ending = ""  # after the reply: "hangup", "transfer" (set before it closes) or ""
         self.history_saved = False
+        self.written = False  # the writer added its last chunk; it closes once the history has it
         self.cond = threading.Condition(threading.RLock())
         self.marks: dict[str, float] = {"speech_end": started or time.monotonic()}
         self.observer: ReplyObserver | None = None
@@ -156,6 +157,13 @@ class SpokenReply:
                 self.ready[index] = True
                 self.cond.notify_all()
 
+    def all_added(self) -> None:
+        """The writer will add no more chunks (it closes the reply once the turn's history is
+        written)."""
+        with self.cond:
+            self.written = True
+            self.cond.notify_all()
+
     def close(self) -> None:
         """No more chunks (the reply is complete, failed, or cancelled)."""
         with self.cond:
@@ -201,6 +209,17 @@ class SpokenReply:
                     raise TimeoutError(f"chunk {index + 1} not ready in {timeout:g} s")
                 self.cond.wait(left)
             return self.chunks[index]
+
+    def settle(self, index: int, timeout: float) -> None:
+        """When the first `index` chunks are the whole reply and only its close is pending
+        (the turn's history being written), wait for the close, `timeout` seconds at most."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.written and not self.done and index >= len(self.chunks):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.cond.wait(left)
 
     def ready_from(self, index: int) -> list[Chunk]:
         """The chunks from `index` on that are ready now, up to the first one that is not."""

@@ -406,7 +406,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
     found = rt.replies.get(call_sid, turn) or rt.reply_log.find(call_sid, turn)
     if found:
         tail, reply = found
-        answer = reply_twiml(rt, call_sid, turn, tail, reply, part, CONTINUE_WAIT_SEC)
+        answer = continue_reply(rt, call_sid, turn, tail, reply, part)
         if not answer.more:
             rt.replies.drop(call_sid, reply)
     else:  # no instance knows it (the call moved on): listen again, with a sound
@@ -420,3 +420,19 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
     rt.events.emit("REPLY_CONTINUE", call_sid, turn=turn, part=part + 1, more=answer.more,
                    seconds=round(answer.seconds, 2))
     return xml(answer.doc)
+
+
+def continue_reply(rt: Runtime, call_sid: str, turn: int, tail: str, reply, part: int
+                   ) -> ReplyTwiml:
+    """The reply's next chunks, waiting for them (CONTINUE_WAIT_SEC) while fewer than
+    CONTINUE_MAX_WAITING continuations wait; beyond that no wait at all: the chunks ready now,
+    else the fallback phrase at once and the call listens again (CONTINUE_OVER_CAP)."""
+    slots = rt.continuations
+    if not slots.take():
+        rt.events.emit("CONTINUE_OVER_CAP", call_sid, logging.WARNING, turn=turn,
+                       part=part + 1, cap=slots.cap)
+        return reply_twiml(rt, call_sid, turn, tail, reply, part, 0.0)
+    try:
+        return reply_twiml(rt, call_sid, turn, tail, reply, part, CONTINUE_WAIT_SEC)
+    finally:
+        slots.give()

@@ -44,6 +44,7 @@ class ProviderServer:
         self.requests: list[dict] = []
         self.reply_text = "אנחנו פתוחים עד שש בערב."
         self.chat_breaks_after: int | None = None  # streamed chat: drop the line after N chars
+        self.chat_holds_after: int | None = None  # streamed chat: after N chars, wait `release`
         self.tool_call = ""  # streamed chat: the model then calls this tool (after its text)
         self.held_speech = ""  # speech of a text containing this waits for `speech_go`
         self.speech_go = threading.Event()
@@ -109,6 +110,8 @@ class ProviderServer:
         for i in range(0, len(self.reply_text), 5):
             if self.chat_breaks_after is not None and i >= self.chat_breaks_after:
                 raise ConnectionAbortedError("injected: the stream breaks off")
+            if self.chat_holds_after is not None and i >= self.chat_holds_after > i - 5:
+                self.release.wait(self.slow_sec)  # a model stalled mid-reply
             yield event({"content": self.reply_text[i:i + 5]})
         if self.tool_call:  # as OpenAI streams a call: the name first, then its arguments
             call = {"index": 0, "id": "call_1", "type": "function",

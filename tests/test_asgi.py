@@ -1,14 +1,22 @@
-"""The server: no number of idle, half-open or slow connections keeps webhooks from answering."""
+"""The server: no number of idle, half-open or slow connections, nor of continuations waiting
+on a stalled engine, keeps webhooks and /healthz from answering."""
 
+import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import websocket
 
-from ivr import twiml
+from ivr import twiml, webhooks
 from ivr.asgi import wsgi_environ
+from ivr.tts_cache import FALLBACK
 
-from .conftest import CALL_SID, sign
+from .conftest import ACCOUNT_SID, CALL_SID, sign, wait_until
+from .providers import (  # noqa: F401 - streamed_reply_provider: the fixture
+    SPEECH_API_LAST_DAY,
+    streamed_reply_provider,
+)
 
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 
@@ -85,3 +93,64 @@ def test_a_body_over_256_kb_is_413_before_flask_sees_it(phone_line):
                              timeout=30)
     assert response.status_code == 413
     assert requests.get(line.url + "/healthz", timeout=30).status_code == 200
+
+
+CAP = 40  # CONTINUE_MAX_WAITING: continuations that may wait for a chunk at once
+
+
+def signed_post(line, path: str, **params: str) -> requests.Response:
+    params = {"AccountSid": ACCOUNT_SID, **params}
+    return requests.post(line.url + path, data=params, timeout=120,
+                         headers={"X-Twilio-Signature": sign(line.url + path, params)})
+
+
+def health_of(line) -> tuple[int, dict]:
+    response = requests.get(line.url + "/healthz", timeout=120)
+    return response.status_code, response.json()
+
+
+def call_sid(n: int) -> str:
+    return f"CA{n:032x}"
+
+
+def test_continuations_waiting_on_a_stalled_llm_starve_no_call_and_are_capped(
+        phone_line, provider, monkeypatch):
+    """40 continuations wait for a reply the LLM stalls in the middle of: a new call's first
+    request and /healthz are answered meanwhile (not queued behind them), /healthz says 503
+    with the load, and a 41st continuation gets the fallback phrase at once; once the LLM goes
+    on, the 40 are answered with the rest of their replies."""
+    for budget in ("CONTINUE_WAIT_SEC", "TWILIO_WEBHOOK_BUDGET_SEC"):  # Twilio's 15 s, here
+        monkeypatch.setattr(webhooks, budget, 600.0)  # stretched: they wait until the LLM goes on
+    provider.today = SPEECH_API_LAST_DAY
+    provider.chat_holds_after = 30  # after the first chunk ("כן, בשמחה,") is written
+    line = phone_line(asr_engine="fake", llm_engine="openai", tts_engine="fake",
+                      openai_api_key="sk-test-key-123456", openai_base_url=provider.url + "/v1",
+                      turn_mode="gather", llm_timeout_sec=120, continue_max_waiting=CAP)
+    continuations = []
+    for n in range(CAP + 1):  # each call's first answer: the first chunk, then a <Redirect>
+        assert signed_post(line, "/webhook/incoming_call", CallSid=call_sid(n)).ok
+        first = signed_post(line, "/webhook/handle_gather", CallSid=call_sid(n),
+                            SpeechResult=f"מה שעות הפתיחה שלכם? {n}")
+        (redirect,) = re.findall(r"/webhook/reply_continue\?[^<]+", first.text)
+        continuations.append(redirect.replace("&amp;", "&"))
+    with ThreadPoolExecutor(CAP) as pool:
+        waiting = [pool.submit(signed_post, line, continuations[n], CallSid=call_sid(n))
+                   for n in range(CAP)]
+        wait_until(lambda: health_of(line)[1]["load"]["continuations"]["waiting"] == CAP)
+        status, health = health_of(line)
+        new_call = signed_post(line, "/webhook/incoming_call", CallSid=call_sid(CAP + 1))
+        over = signed_post(line, continuations[CAP], CallSid=call_sid(CAP))
+        assert not any(f.done() for f in waiting)  # all this while the 40 still wait
+        assert new_call.ok and "<Gather" in new_call.text
+        fallback = line.runtime.prompt_url(FALLBACK)
+        assert over.ok and f"<Play>{fallback}</Play>" in over.text and "<Gather" in over.text
+        assert "CONTINUE_OVER_CAP" in [e["kind"] for e in line.store.events(call_sid(CAP))]
+        assert status == 503 and any("CONTINUE_MAX_WAITING=40" in p for p in health["problems"])
+        load = health["load"]
+        assert load["lanes"]["continuations"]["busy"] == CAP
+        assert load["lanes"]["calls"]["queued"] == 0 and {"now", "recent_max"} <= set(
+            load["loop_lag_ms"])
+        provider.release.set()
+        answers = [f.result() for f in waiting]
+    assert all(a.ok and fallback not in a.text and "/static/tts/" in a.text for a in answers)
+    assert health_of(line)[0] == 200

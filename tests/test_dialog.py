@@ -13,7 +13,7 @@ from ivr.phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import TTSCache
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_until
 
 SID = "CA" + "7" * 32
 PCM = b"\x00\x10" * 4000
@@ -117,6 +117,28 @@ def test_history_carries_over_between_turns(make_dialog):
     second = dialog.run_turn(SID, 2, pcm=PCM)
     assert second.reply_text.startswith("תשובה 2")
     assert [m["role"] for m in store.history(SID)] == ["user", "assistant"] * 2
+
+
+def test_a_turn_is_in_the_history_before_its_reply_can_end(make_dialog):
+    """A fast caller (a Gather client answering at once) may start the next turn the moment the
+    reply's last answer can be made, before the line notes that it played: that turn reads a
+    history holding the turn before, and the message left across the turns is kept."""
+    dialog, store = make_dialog(llm=ScriptedLLM())
+    outcomes = []
+    for turn, text in enumerate(("אני רוצה לדבר עם נציג", "יוסי לוי", "0541234567",
+                                 "בעיה בהזמנה"), start=1):
+        outcome = dialog.start_turn(SID, turn, text=text, source="gather")
+        outcomes.append(outcome)
+        reply = outcome.reply
+        wait_until(lambda r=reply: r.ends_at(len(r.ready_from(0))))  # its last answer: ready
+        history = store.history(SID)
+        assert [m["text"] for m in history[-2:]] == [text, reply.text]
+    for outcome in outcomes:
+        outcome.reply.audio_out()  # played (the webhook notes it after answering)
+        outcome.reply.recorded.wait(ROOMY_SEC)
+    (lead,) = store.leads()
+    assert (lead["name"], lead["phone"]) == ("יוסי לוי", "0541234567")
+    assert [m["role"] for m in store.history(SID)] == ["user", "assistant"] * 4
 
 
 def test_a_message_for_a_person_is_saved_as_a_lead(make_dialog):

@@ -1,8 +1,16 @@
-"""The public MP3 files Twilio fetches, and /healthz."""
+"""The public MP3 files Twilio fetches, and /healthz (with the server's load)."""
 
+import asyncio
 import os
+import threading
+import time
 
 import pytest
+
+from ivr.lanes import Lanes
+from ivr.media_socket import LagProbe
+
+from .conftest import wait_until
 
 
 @pytest.fixture
@@ -70,3 +78,45 @@ def test_healthz_is_503_when_the_scheduler_is_down(client, runtime):
     runtime.scheduler.shutdown(wait=False)
     response = client.get("/healthz")
     assert response.status_code == 503 and response.get_json()["status"] == "degraded"
+
+
+def unhealthy(client) -> dict | None:
+    """/healthz's body once it answers 503."""
+    response = client.get("/healthz")
+    return response.get_json() if response.status_code == 503 else None
+
+
+def test_healthz_is_503_while_requests_wait_for_a_thread_and_reports_the_lanes(client, runtime):
+    runtime.settings = runtime.settings.replace(health_max_wait_sec=0.1)
+    runtime.lanes = Lanes({"calls": 4, "turns": 1})
+    gate = threading.Event()
+    busy = runtime.lanes["turns"].submit(gate.wait, 60)  # a turn waiting on a stalled engine
+    queued = runtime.lanes["turns"].submit(lambda: "answered")
+    body = wait_until(lambda: unhealthy(client))
+    (problem,) = body["problems"]
+    assert problem.startswith("turns requests wait for a thread: the oldest for ")
+    assert "(1 of 1 threads busy, 1 queued; HEALTH_MAX_WAIT_SEC=0.1)" in problem
+    turns = body["load"]["lanes"]["turns"]
+    assert turns["busy"] == 1 and turns["queued"] == 1 and turns["waited_sec"] > 0.1
+    assert body["load"]["continuations"] == {"waiting": 0, "cap": 40}
+    gate.set()
+    assert busy.result() and queued.result() == "answered"
+    assert client.get("/healthz").status_code == 200
+    runtime.lanes.close()
+
+
+def test_healthz_is_503_after_the_event_loop_ran_late(client, runtime):
+    runtime.settings = runtime.settings.replace(health_max_wait_sec=0.1)
+    loop, probe = asyncio.new_event_loop(), LagProbe()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    loop.call_soon_threadsafe(probe.start, loop)
+    runtime.lanes = Lanes({}, probe)
+    wait_until(lambda: probe.recent_lag_ms())  # it ticks
+    loop.call_soon_threadsafe(time.sleep, 0.3)  # a handler holds the loop 300 ms
+    body = wait_until(lambda: unhealthy(client))
+    assert any(p.startswith("the event loop ran ") for p in body["problems"])
+    assert body["load"]["loop_lag_ms"]["recent_max"] > 100
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(60)
+    loop.close()

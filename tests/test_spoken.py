@@ -30,6 +30,23 @@ def test_a_player_waits_for_a_chunk_being_synthesised():
     assert reply.wait(0, 60).text == "שלום."
 
 
+def test_a_player_of_the_last_chunk_waits_for_the_close_once_all_are_added():
+    """The writer closes the reply once the turn's history is written: a player that has every
+    chunk waits for that close (then the call listens again), not while chunks may follow."""
+    reply = SpokenReply()
+    reply.set_audio(reply.add("שלום."), MP3, 1.0)
+    reply.settle(1, 60)  # more may be written: it returns at once, the reply still open
+    assert not reply.ends_at(1)
+    reply.all_added()
+    waiting = threading.Thread(target=reply.settle, args=(1, 60))
+    waiting.start()
+    waiting.join(0.1)
+    assert waiting.is_alive()  # every chunk is there: it waits for the close
+    reply.close()
+    waiting.join(60)
+    assert not waiting.is_alive() and reply.ends_at(1)
+
+
 def test_a_cancelled_reply_ends_the_wait_of_its_players():
     reply = SpokenReply()
     reply.add("שלום.")
