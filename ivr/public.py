@@ -1,4 +1,4 @@
-"""Blueprint of /healthz and the public /static/tts MP3 files that Twilio's <Play> fetches."""
+"""Blueprint of /healthz, /livez and the public /static/tts MP3 files that Twilio's <Play> fetches."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ def tts_file(name: str) -> Response:
         response = Response(data, mimetype="audio/mpeg")
     response.headers["Cache-Control"] = f"public, max-age={MP3_MAX_AGE_SEC}"
     return response
+
+
+@bp.route("/livez", methods=["GET"])
+def livez() -> Response:
+    """The process answers: for a platform that restarts an instance whose check fails (a restart
+    drops every live call, so overload or a full disk, which /healthz reports, must not cause one)."""
+    return jsonify({"status": "alive"})
 
 
 @bp.route("/healthz", methods=["GET"])

@@ -99,6 +99,7 @@ def test_healthz_is_503_while_requests_wait_for_a_thread_and_reports_the_lanes(c
     turns = body["load"]["lanes"]["turns"]
     assert turns["busy"] == 1 and turns["queued"] == 1 and turns["waited_sec"] > 0.1
     assert body["load"]["continuations"] == {"waiting": 0, "cap": 40}
+    assert client.get("/livez").get_json() == {"status": "alive"}  # no restart for overload
     gate.set()
     assert busy.result() and queued.result() == "answered"
     assert client.get("/healthz").status_code == 200
