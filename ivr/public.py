@@ -1,4 +1,4 @@
-"""Blueprint of /healthz, /livez and the public /static/tts MP3 files that Twilio's <Play> fetches."""
+"""Blueprint of /healthz, /livez and the public /static/tts MP3s that Twilio's <Play> fetches."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def tts_file(name: str) -> Response:
 
 @bp.route("/livez", methods=["GET"])
 def livez() -> Response:
-    """The process answers: for a platform that restarts an instance whose check fails (a restart
-    drops every live call, so overload or a full disk, which /healthz reports, must not cause one)."""
+    """The process answers: the check for a platform that restarts an instance whose check fails
+    (a restart drops every live call: overload, which /healthz reports, must not cause one)."""
     return jsonify({"status": "alive"})
 
 
