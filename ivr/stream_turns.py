@@ -11,7 +11,7 @@ from typing import Protocol
 
 from . import audio, replies, twiml
 from .dialog import TurnOutcome
-from .endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from .endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
 from .engines.base import LiveRecognition
 from .phrases import LLM_FALLBACK
 from .runtime import Runtime
@@ -56,7 +56,8 @@ class StreamTurns:
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
-        """One inbound 20 ms frame: endpointing, then a turn, a barge-in or the greeting."""
+        """One inbound 20 ms frame: endpointing, then a turn, a barge-in, the greeting, or the
+        record of voice that is not answered."""
         with self.detector_lock:
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
@@ -67,6 +68,10 @@ class StreamTurns:
                 self.barge_in(event)
             elif isinstance(event, Greet):
                 self.greet()
+            elif isinstance(event, Dropped):
+                self.rt.events.emit("UTTERANCE_DROPPED", self.call_sid, sid=self.channel.stream_sid,
+                                    reason=event.reason, sec=round(event.seconds, 2),
+                                    voiced=event.voiced_frames)
 
     def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
