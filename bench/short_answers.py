@@ -14,13 +14,15 @@ frame by frame, to the endpointing exactly as a stream's turns feed it:
 
 An answer is *missed* when no utterance overlaps it, *clipped* when its utterance starts more
 than 0.1 s after the answer's speech does. Line noise alone (a minute of it, fresh and after a
-mark, at −65 and −50 dBFS) must give no utterance at all.
+mark: steady at −65 and −50 dBFS, and at −55 dBFS swelling ±3 dB and ±6 dB once every 2 s)
+must give no utterance at all.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import random
 import struct
 import warnings
@@ -44,7 +46,8 @@ GAPS_SEC = tuple(i / 10 for i in range(16))  # 0–1.5 s after the stream's star
 REPLY_SEC = (0.5, 1.5, 3.0)  # the reply's playback: its first frame sent → Twilio's mark
 QUESTION = "שלום, מה שעות הפתיחה שלכם?"
 NOISE_DBFS = -65.0
-NOISY_LINE_DBFS = -50.0
+NOISE_CASES = ((NOISE_DBFS, 0.0), (-50.0, 0.0), (-55.0, 3.0), (-55.0, 6.0))  # dBFS, swing dB
+SWING_HZ = 0.5  # a swelling noise rises and falls once in 2 s
 CLICK_EVERY_SEC = 1.7
 SPEECH_RMS = 100  # a frame of the clean answer louder than this is its speech
 CLIPPED_SEC = 0.1
@@ -80,13 +83,16 @@ def answers() -> list[tuple[str, int]]:
     return kept
 
 
-def noise_bed(seconds: float, dbfs: float, seed: int) -> bytes:
-    """Line noise: Gaussian at `dbfs`, with 2 ms clicks (±3000) at random."""
+def noise_bed(seconds: float, dbfs: float, seed: int, swing_db: float = 0.0) -> bytes:
+    """Line noise: Gaussian at `dbfs` (swelling ±`swing_db` at SWING_HZ), with 2 ms clicks
+    (±3000) at random."""
     rnd = random.Random(seed)
-    sigma = FULL_SCALE * 10 ** (dbfs / 20)
     count = int(seconds * audio.RATE)
+    sigmas = (FULL_SCALE * 10 ** ((dbfs + swing_db * math.sin(2 * math.pi * SWING_HZ * i
+                                                              / audio.RATE)) / 20)
+              for i in range(count))
     samples = [max(-FULL_SCALE, min(FULL_SCALE, round(rnd.gauss(0, sigma))))
-               for _ in range(count)]
+               for sigma in sigmas]
     at = 0
     while True:
         at += int(rnd.expovariate(1 / CLICK_EVERY_SEC) * audio.RATE)
@@ -101,8 +107,8 @@ def noise_bed(seconds: float, dbfs: float, seed: int) -> bytes:
 class Line:
     """A noise bed read from a moving offset, and the frames of a trial as the line gets them."""
 
-    def __init__(self, dbfs: float, seed: int = 21):
-        self.bed = noise_bed(60.0, dbfs, seed)
+    def __init__(self, dbfs: float, seed: int = 21, swing_db: float = 0.0):
+        self.bed = noise_bed(60.0, dbfs, seed, swing_db)
         self.offset = 0
 
     def noise(self, frames: int) -> bytes:
@@ -182,9 +188,9 @@ def start_of(utterance: Utterance, frames: list[bytes]) -> int:
     raise AssertionError("an utterance of frames never fed")
 
 
-def noise_only(dbfs: float, after_mark: bool) -> int:
+def noise_only(dbfs: float, swing_db: float, after_mark: bool) -> int:
     """Utterances found in a minute of line noise alone (fresh, or after a reply's mark)."""
-    line = Line(dbfs, seed=7)
+    line = Line(dbfs, seed=7, swing_db=swing_db)
     detector = new_detector()
     if after_mark:
         question_asked(detector, line)
@@ -206,13 +212,17 @@ def cells(kept: list[tuple[str, int]], gaps: tuple[float, ...]) -> dict:
     for place, replies in (("fresh stream", (None,)), ("after a mark", REPLY_SEC)):
         for level in LEVELS_DB:
             gain = 10 ** (level / 20)
-            outcomes = [trial(line, text, wpm, gain, gap, reply) for text, wpm in kept
-                        for gap in gaps for reply in replies]
+            by_gap = {gap: [trial(line, text, wpm, gain, gap, reply) for text, wpm in kept
+                            for reply in replies] for gap in gaps}
+            outcomes = [outcome for row in by_gap.values() for outcome in row]
             total = len(outcomes)
             table[f"{place}, {level:+d} dB" if level else f"{place}, full"] = {
                 "answers": total,
                 "missed_pct": round(100 * outcomes.count("missed") / total, 1),
-                "clipped_pct": round(100 * outcomes.count("clipped") / total, 1)}
+                "clipped_pct": round(100 * outcomes.count("clipped") / total, 1),
+                "missed_pct_by_gap_sec": {f"{gap:.1f}": round(100 * row.count("missed")
+                                                              / len(row), 1)
+                                          for gap, row in by_gap.items()}}
     return table
 
 
@@ -224,9 +234,10 @@ def main() -> None:
     kept = answers()
     gaps = GAPS_SEC[::3] if args.quick else GAPS_SEC
     table = cells(kept, gaps)
-    false_utterances = {f"{dbfs:g} dBFS, {'after a mark' if mark else 'fresh'}":
-                        noise_only(dbfs, mark)
-                        for dbfs in (NOISE_DBFS, NOISY_LINE_DBFS) for mark in (False, True)}
+    false_utterances = {
+        f"{dbfs:g} dBFS{f' ±{swing:g} dB' if swing else ''}, "
+        f"{'after a mark' if mark else 'fresh'}": noise_only(dbfs, swing, mark)
+        for dbfs, swing in NOISE_CASES for mark in (False, True)}
     result = {"answers": [f"{text} @{wpm}" for text, wpm in kept], "gaps_sec": list(gaps),
               "reply_sec": list(REPLY_SEC), "noise_dbfs": NOISE_DBFS, "cells": table,
               "utterances_in_a_minute_of_noise": false_utterances}

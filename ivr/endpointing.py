@@ -18,8 +18,10 @@ SHORT_SILENCE_FLOOR_SEC = 0.35
 SHORT_SILENCE_DISCOUNT_SEC = 0.12
 GREETING_WAIT_SEC = 0.8  # seed 000 §7: greet only a caller silent this long after `start`
 NOISE_WINDOW_SEC = 2.0  # the line's noise floor: its quietest frame of the last 2 s
-NOISE_RATIO = 3.0  # a frame is voiced when this many times louder than the floor (+9.5 dB)…
-VOICE_MIN_RMS = 40  # …and than this (a line of digital silence); VAD_RMS is the ceiling
+NOISE_RATIO = 3.0  # voice starts this many times louder than the floor (+9.5 dB)…
+HOLD_RATIO = 2.5  # …and, once started (or just before), goes on while this many times (+8 dB)…
+VOICE_MIN_RMS = 40  # …and louder than this (a line of digital silence); VAD_RMS is the ceiling
+LEAD_SEC = 0.1  # the nearly voiced frames just before voice starts belong to it (its onset)
 def frames(seconds: float) -> int:
     return max(1, round(seconds / FRAME_SEC))
 
@@ -98,12 +100,13 @@ class NoiseFloor:
     def add(self, level: int) -> int:
         """Take one frame's level; returns the floor including it."""
         self.index += 1
-        while self.levels and self.levels[-1][1] >= level:
-            self.levels.pop()
-        self.levels.append((self.index, level))
-        if self.levels[0][0] <= self.index - self.window:
-            self.levels.popleft()
-        return self.levels[0][1]
+        levels = self.levels
+        while levels and levels[-1][1] >= level:
+            levels.pop()
+        levels.append((self.index, level))
+        if levels[0][0] <= self.index - self.window:
+            levels.popleft()
+        return levels[0][1]
 
 
 class VoiceRun:
@@ -129,11 +132,13 @@ class VoiceRun:
 class TurnDetector:
     """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn and Greet back.
 
-    A frame is voiced when louder than NOISE_RATIO times the line's noise floor (at least
-    VOICE_MIN_RMS), never needing more than VAD_RMS; barge-in, over the line's own audio,
-    needs VAD_RMS. The refractory (REPLY_REFRACTORY_MS) starts when the reply starts going
-    out; what is left of it when Twilio's mark says the reply has played keeps its frames: an
-    answer begun inside it is whole, and only voice that also ended inside it is dropped.
+    Voice starts at a frame louder than NOISE_RATIO times the line's noise floor (at least
+    VOICE_MIN_RMS), never needing more than VAD_RMS, and holds (its onset just before, its
+    quieter sounds after) while frames are louder than HOLD_RATIO times the floor; barge-in,
+    over the line's own audio, needs VAD_RMS. The refractory (REPLY_REFRACTORY_MS) starts
+    when the reply starts going out; what is left of it when Twilio's mark says the reply has
+    played keeps its frames: an answer begun inside it is whole, and only voice that also
+    ended inside it is dropped.
     """
 
     LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
@@ -146,8 +151,10 @@ class TurnDetector:
         self.max_frames = frames(params.max_utt_sec)
         self.hangover_frames = round(params.hangover_ms / 1000 / FRAME_SEC)
         self.noise = NoiseFloor(frames(NOISE_WINDOW_SEC))
+        self.floor, self.levels = -1, (params.vad_rms, params.vad_rms)
         self.run = VoiceRun()  # the utterance being heard
         self.unheard = VoiceRun()  # voice while the line thinks (reported, never answered)
+        self.lead: deque[bytes] = deque(maxlen=frames(LEAD_SEC))  # frames that held, just now
         self.refractory_left = 0
         self.voice_in_row = 0
         self.recent: deque[bytes] = deque(maxlen=max(1, params.barge_in_voice_frames))
@@ -189,32 +196,55 @@ class TurnDetector:
         self._reset()
 
     # ---- frames -----------------------------------------------------------------------------
-    def voice_threshold(self, floor: int) -> int:
-        return min(self.p.vad_rms, max(VOICE_MIN_RMS, round(NOISE_RATIO * floor)))
+    def thresholds(self, floor: int) -> tuple[int, int]:
+        """(where voice starts, where it holds) over this noise floor; the floor changes
+        seldom, so they are kept for it."""
+        if floor != self.floor:
+            self.floor = floor
+            self.levels = tuple(min(self.p.vad_rms, max(VOICE_MIN_RMS, round(ratio * floor)))
+                                for ratio in (NOISE_RATIO, HOLD_RATIO))
+        return self.levels
 
     def feed(self, pcm: bytes, level: int) -> list:
         self.frames_seen += 1
         floor = self.noise.add(level)
         if self.state == self.SPEAKING:
             return self._while_speaking(pcm, level > self.p.vad_rms)
-        voiced = level > self.voice_threshold(floor)
+        start_at, hold_at = self.thresholds(floor)
+        starts, holds = level > start_at, level > hold_at
         if self.state == self.THINKING:
-            return self._while_thinking(pcm, voiced)
+            return self._while_thinking(pcm, starts, holds)
         in_refractory = self.refractory_left > 0
         self.refractory_left -= in_refractory
         events: list = []
-        if voiced:
+        if starts:
             self.heard_voice = True
         elif not self.greeted and not self.heard_voice \
                 and self.frames_seen >= frames(GREETING_WAIT_SEC):
             self.greeted = True
             events.append(Greet())
-        if not self.run.frames and not voiced:
-            return events
-        self.run.add(pcm, voiced)
-        if self._ended(self.run):
+        if self._hear(self.run, pcm, starts, holds) and self._ended(self.run):
             events.append(self._finish(in_refractory))
         return events
+
+    def _hear(self, run: VoiceRun, pcm: bytes, starts: bool, holds: bool) -> bool:
+        """The frame into `run`: once open, voiced while it holds; opened by a frame that
+        starts voice, with the frames just before it that held (its onset). False while
+        no run is open."""
+        if run.frames:
+            run.add(pcm, holds)
+            return True
+        if not starts:
+            if holds:
+                self.lead.append(pcm)
+            elif self.lead:
+                self.lead.clear()
+            return False
+        run.frames = list(self.lead)
+        run.voiced = len(run.frames)
+        self.lead.clear()
+        run.add(pcm, True)
+        return True
 
     def _while_speaking(self, pcm: bytes, voiced: bool) -> list:
         self.refractory_left = max(0, self.refractory_left - 1)
@@ -229,14 +259,11 @@ class TurnDetector:
         self.run.frames, self.run.voiced, self.heard_voice = heard, len(heard), True
         return [BargeIn(len(heard))]
 
-    def _while_thinking(self, pcm: bytes, voiced: bool) -> list:
+    def _while_thinking(self, pcm: bytes, starts: bool, holds: bool) -> list:
         """One turn at a time: voice while the line prepares its reply is not answered, but
         each stretch of it is reported when it ends."""
         run = self.unheard
-        if not run.frames and not voiced:
-            return []
-        run.add(pcm, voiced)
-        if not self._ended(run):
+        if not self._hear(run, pcm, starts, holds) or not self._ended(run):
             return []
         self.unheard = VoiceRun()
         kept = self._kept(run)
@@ -274,3 +301,4 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self.run, self.unheard, self.voice_in_row = VoiceRun(), VoiceRun(), 0
+        self.lead.clear()

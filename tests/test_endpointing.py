@@ -214,3 +214,12 @@ def test_steady_noise_under_vad_rms_with_lone_clicks_is_never_an_utterance(noise
     for gap in gaps:
         pattern += [(LOUD, 1)] + hiss(gap)
     assert utterances(feed(new_detector(), pattern)) == []
+
+
+def test_a_quiet_callers_soft_start_and_end_are_part_of_the_utterance():
+    """Voice starts at 3× the line's noise floor; the softer sounds just before and after
+    (2.5× the floor) belong to it, so a quiet word is not cut under the floor."""
+    onset, tail = [(55, 3)], [(55, 5)]
+    events = feed(new_detector(), [(QUIET, 50), *onset, (SOFT, 10), *tail, (QUIET, 40)])
+    (utt,) = utterances(events)
+    assert utt.voiced_frames == 3 + 10 + 5 and utt.frames == 18 + 7
