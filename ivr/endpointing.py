@@ -151,7 +151,7 @@ class TurnDetector:
         self.max_frames = frames(params.max_utt_sec)
         self.hangover_frames = round(params.hangover_ms / 1000 / FRAME_SEC)
         self.noise = NoiseFloor(frames(NOISE_WINDOW_SEC))
-        self.floor, self.levels = -1, (params.vad_rms, params.vad_rms)
+        self.floor, self.voice_at = -1, (params.vad_rms, params.vad_rms)
         self.run = VoiceRun()  # the utterance being heard
         self.unheard = VoiceRun()  # voice while the line thinks (reported, never answered)
         self.lead: deque[bytes] = deque(maxlen=frames(LEAD_SEC))  # frames that held, just now
@@ -201,9 +201,9 @@ class TurnDetector:
         seldom, so they are kept for it."""
         if floor != self.floor:
             self.floor = floor
-            self.levels = tuple(min(self.p.vad_rms, max(VOICE_MIN_RMS, round(ratio * floor)))
+            self.voice_at = tuple(min(self.p.vad_rms, max(VOICE_MIN_RMS, round(ratio * floor)))
                                 for ratio in (NOISE_RATIO, HOLD_RATIO))
-        return self.levels
+        return self.voice_at
 
     def feed(self, pcm: bytes, level: int) -> list:
         self.frames_seen += 1
