@@ -82,13 +82,14 @@ def test_stream_mode_three_turns_on_one_socket_with_marks(phone_line):
 
 
 def test_a_yes_said_right_after_the_replys_mark_is_heard_whole_and_answered(phone_line):
-    """The caller answers "כן" (0.4 s of speech) the moment the reply has played: the line
-    hears all of it and answers; nothing it heard is dropped."""
+    """The caller answers "כן" (0.4 s of speech) as soon as the reply has played (the 0.2 s of
+    quiet that tells the caller it is over): the line hears all of it and answers; nothing it
+    heard is dropped. Before, the 750 ms refractory from the mark swallowed it whole."""
     line = line_for(phone_line, reply_mode="stream")
     script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "כן", "think": 0}],
-              "end": "hangup", "reply_pause": 0.02, "reply_timeout": 5}
+              "end": "hangup", "reply_timeout": 5}
     result = line.carrier.place_call(script)
-    assert result.said[1]["t"] - result.heard[0]["end"] <= 0.1  # right after the mark
+    assert result.said[1]["t"] - result.heard[0]["end"] <= 0.25  # right after the mark
     assert [h["kind"] for h in result.heard] == ["stream", "stream"]
     assert result.streams[0]["marks"] == ["reply-2", "reply-3"]
     yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
@@ -105,7 +106,7 @@ def test_a_yes_said_as_the_next_stream_opens_is_heard_whole(phone_line):
     script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "כן", "think": 0}],
               "end": "hangup", "reply_timeout": 5}
     result = line.carrier.place_call(script)
-    assert result.said[1]["t"] - result.streams[1]["opened"] <= 0.1
+    assert result.said[1]["t"] - result.streams[1]["opened"] <= 0.5  # at its first frames
     yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
     heard = line.runtime.engines.asr.heard
     assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC
