@@ -65,7 +65,8 @@ class Utterance:
 class Dropped:
     """Voice heard but not taken as the caller's utterance: `short` (under the floor, or too
     little of it voiced: a click, a breath), `refractory` (begun and ended inside the refractory
-    after a very short reply), `thinking` (said while the line was preparing its reply)."""
+    after a very short reply), `thinking` (said while the line was preparing its reply),
+    `stream-ended` (still being said when the stream ended)."""
 
     reason: str
     frames: int
@@ -194,6 +195,15 @@ class TurnDetector:
         """The reply has played (Twilio's mark): listen, through what is left of the refractory."""
         self.state = self.LISTENING
         self._reset()
+
+    def stop(self) -> Dropped | None:
+        """The stream has ended: the voice being heard, if any, is dropped (and reported)."""
+        run = self.run if self.run.frames else self.unheard
+        if not run.frames:
+            return None
+        self._reset()
+        why = "thinking" if self.state == self.THINKING else "stream-ended"
+        return Dropped(why if self._is_speech(run) else "short", len(self._kept(run)), run.voiced)
 
     # ---- frames -----------------------------------------------------------------------------
     def thresholds(self, floor: int) -> tuple[int, int]:

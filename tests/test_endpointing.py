@@ -223,3 +223,11 @@ def test_a_quiet_callers_soft_start_and_end_are_part_of_the_utterance():
     events = feed(new_detector(), [(QUIET, 50), *onset, (SOFT, 10), *tail, (QUIET, 40)])
     (utt,) = utterances(events)
     assert utt.voiced_frames == 3 + 10 + 5 and utt.frames == 18 + 7
+
+
+def test_voice_still_being_said_when_the_stream_ends_is_reported():
+    detector = new_detector()
+    feed(detector, [(QUIET, 10), (LOUD, 30), (QUIET, 3)])
+    assert detector.stop() == Dropped("stream-ended", 33, 30) and detector.stop() is None
+    feed(detector, [(LOUD, 30), (QUIET, 30), (LOUD, 20)], listen_after=False)  # then thinks
+    assert detector.stop() == Dropped("thinking", 20, 20)

@@ -114,3 +114,29 @@ def test_a_click_is_no_turn_but_a_dropped_utterance_on_the_calls_inspector_page(
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and "UTTERANCE_DROPPED" in html
     assert "reason</span> <bdi class=\"\">short</bdi>" in html
+
+
+def test_a_caller_cut_off_by_the_streams_end_is_a_dropped_utterance(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    frames = [audio.ulaw_to_pcm16(f) for f in audio.frames_of(voice_ulaw("שלום, מה שעות הפתיחה"))]
+    while not audio.rms(frames[-1]):
+        frames.pop()  # the stream stops as the caller says the last sound
+    for pcm in frames:
+        turns.feed(pcm)
+    turns.close()
+    (dropped,) = [e["detail"] for e in runtime.store.events(SID)
+                  if e["kind"] == "UTTERANCE_DROPPED"]
+    assert dropped["reason"] == "stream-ended" and dropped["sec"] > 1
+    assert "UTTERANCE" not in [e["kind"] for e in runtime.store.events(SID)]
+
+
+def test_an_utterance_that_ends_after_the_hang_up_is_a_dropped_utterance(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    runtime.watchdog.cancel(SID)  # the caller hung up; the last frames are still coming in
+    speak(turns, "שלום, מה שעות הפתיחה שלכם?")
+    dropped = [e["detail"] for e in runtime.store.events(SID) if e["kind"] == "UTTERANCE_DROPPED"]
+    assert [d["reason"] for d in dropped] == ["call-ended"] and channel.messages == []
