@@ -226,12 +226,13 @@ class Settings:
     ai_greeting_he: str = setting("", text, "greeting text")
     min_utt_sec: float = setting(0.48, float_range(0.1, 5.0), "shortest utterance")
     vad_hangover_ms: int = setting(140, int_range(0, 5000), "silence that ends an utterance")
-    vad_rms: int = setting(210, int_range(0, 32767), "frame loudness that counts as voice")
+    vad_rms: int = setting(210, int_range(0, 32767),
+                           "loudness always voice (less on a quiet line); barge-in needs it")
     max_utt_sec: float = setting(7.0, float_range(0.5, 60.0), "longest utterance")
     resp_min_delay_ms: int = setting(220, int_range(0, 5000), "shortest pause before a reply")
     resp_max_delay_ms: int = setting(360, int_range(0, 5000), "longest pause before a reply")
     reply_refractory_ms: int = setting(
-        750, int_range(0, 10000), "audio ignored right after the line spoke")
+        750, int_range(0, 10000), "from a reply's start: voice begun and ended in it is echo")
     barge_in: bool = setting(True, boolean, "the caller may interrupt the line")
     barge_in_voice_frames: int = setting(
         3, int_range(1, 100), "voiced 20 ms frames that interrupt the line")

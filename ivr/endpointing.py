@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from .audio import FRAME_SEC
 
 FLOOR_SEC = 0.28  # an utterance must be longer than this (seed 000 §5)
+MIN_VOICED_SEC = 0.1  # and this much of it voiced: two clicks 0.3 s apart are not speech
 SHORT_UTTERANCE_SEC = 1.2  # up to this long, a shorter silence ends it
 SHORT_SILENCE_FLOOR_SEC = 0.35
 SHORT_SILENCE_DISCOUNT_SEC = 0.12
 GREETING_WAIT_SEC = 0.8  # seed 000 §7: greet only a caller silent this long after `start`
-
-
+NOISE_WINDOW_SEC = 2.0  # the line's noise floor: its quietest frame of the last 2 s
+NOISE_RATIO = 3.0  # voice starts this many times louder than the floor (+9.5 dB)…
+HOLD_RATIO = 2.5  # …and, once started (or just before), goes on while this many times (+8 dB)…
+VOICE_MIN_RMS = 40  # …and louder than this (a line of digital silence); VAD_RMS is the ceiling
+LEAD_SEC = 0.1  # the nearly voiced frames just before voice starts belong to it (its onset)
 def frames(seconds: float) -> int:
     return max(1, round(seconds / FRAME_SEC))
 
@@ -58,6 +62,22 @@ class Utterance:
 
 
 @dataclass
+class Dropped:
+    """Voice heard but not taken as the caller's utterance: `short` (under the floor, or too
+    little of it voiced: a click, a breath), `refractory` (begun and ended inside the refractory
+    after a very short reply), `thinking` (said while the line was preparing its reply),
+    `stream-ended` (still being said when the stream ended)."""
+
+    reason: str
+    frames: int
+    voiced_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * FRAME_SEC
+
+
+@dataclass
 class BargeIn:
     """The caller talked over the line: stop speaking (send `clear`) and listen."""
 
@@ -69,8 +89,58 @@ class Greet:
     """The caller has been silent since the stream started: speak the greeting now."""
 
 
+class NoiseFloor:
+    """The line's noise level: the quietest frame of the last `window` frames (a sliding
+    minimum), so a quiet caller is heard over a quiet line and steady noise never is."""
+
+    def __init__(self, window: int):
+        self.window = window
+        self.index = 0
+        self.levels: deque[tuple[int, int]] = deque()  # (frame, level), levels increasing
+
+    def add(self, level: int) -> int:
+        """Take one frame's level; returns the floor including it."""
+        self.index += 1
+        levels = self.levels
+        while levels and levels[-1][1] >= level:
+            levels.pop()
+        levels.append((self.index, level))
+        if levels[0][0] <= self.index - self.window:
+            levels.popleft()
+        return levels[0][1]
+
+
+class VoiceRun:
+    """A stretch of voice being heard: its frames from the first voiced one, how many were
+    voiced, and the silent frames since the last voiced one."""
+
+    def __init__(self):
+        self.frames: list[bytes] = []
+        self.voiced = 0
+        self.silence = 0
+
+    def add(self, pcm: bytes, voiced: bool) -> None:
+        self.frames.append(pcm)
+        self.voiced += voiced
+        self.silence = 0 if voiced else self.silence + 1
+
+    @property
+    def speech(self) -> int:
+        """Frames from its first voiced frame to its last."""
+        return len(self.frames) - self.silence
+
+
 class TurnDetector:
-    """Feed every inbound frame with its RMS; get Utterance, BargeIn and Greet events back."""
+    """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn and Greet back.
+
+    Voice starts at a frame louder than NOISE_RATIO times the line's noise floor (at least
+    VOICE_MIN_RMS), never needing more than VAD_RMS, and holds (its onset just before, its
+    quieter sounds after) while frames are louder than HOLD_RATIO times the floor; barge-in,
+    over the line's own audio, needs VAD_RMS. The refractory (REPLY_REFRACTORY_MS) starts
+    when the reply starts going out; what is left of it when Twilio's mark says the reply has
+    played keeps its frames: an answer begun inside it is whole, and only voice that also
+    ended inside it is dropped.
+    """
 
     LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
 
@@ -78,11 +148,14 @@ class TurnDetector:
         self.p = params
         self.state = self.LISTENING
         self.floor_frames = int(FLOOR_SEC / FRAME_SEC) + 1
+        self.min_voiced = frames(MIN_VOICED_SEC)
         self.max_frames = frames(params.max_utt_sec)
         self.hangover_frames = round(params.hangover_ms / 1000 / FRAME_SEC)
-        self.buffer: list[bytes] = []
-        self.voiced = 0
-        self.silence_run = 0
+        self.noise = NoiseFloor(frames(NOISE_WINDOW_SEC))
+        self.floor, self.voice_at = -1, (params.vad_rms, params.vad_rms)
+        self.run = VoiceRun()  # the utterance being heard
+        self.unheard = VoiceRun()  # voice while the line thinks (reported, never answered)
+        self.lead: deque[bytes] = deque(maxlen=frames(LEAD_SEC))  # frames that held, just now
         self.refractory_left = 0
         self.voice_in_row = 0
         self.recent: deque[bytes] = deque(maxlen=max(1, params.barge_in_voice_frames))
@@ -90,10 +163,16 @@ class TurnDetector:
         self.heard_voice = False
         self.greeted = not params.greeting
 
+    @property
+    def buffer(self) -> list[bytes]:
+        """The frames of the utterance being heard (empty when none is)."""
+        return self.run.frames
+
     # ---- control from the call ------------------------------------------------------------
     def listen(self) -> None:
         """Back to listening with no refractory (a turn produced nothing to say)."""
         self.state = self.LISTENING
+        self.refractory_left = 0
         self._reset()
 
     def take_turn(self) -> str:
@@ -105,59 +184,105 @@ class TurnDetector:
         return before
 
     def bot_speaking(self) -> None:
+        """The reply starts going out: the refractory starts now (seed 000 §5)."""
         self.state = self.SPEAKING
+        self.refractory_left = round(self.p.refractory_ms / 1000 / FRAME_SEC)
         self.voice_in_row = 0
         self.recent.clear()
+        self.unheard = VoiceRun()
 
     def bot_done(self) -> None:
-        """The line finished speaking: listen again after the refractory period."""
+        """The reply has played (Twilio's mark): listen, through what is left of the refractory."""
         self.state = self.LISTENING
-        self.refractory_left = round(self.p.refractory_ms / 1000 / FRAME_SEC)
         self._reset()
 
+    def stop(self) -> Dropped | None:
+        """The stream has ended: the voice being heard, if any, is dropped (and reported)."""
+        run = self.run if self.run.frames else self.unheard
+        if not run.frames:
+            return None
+        self._reset()
+        why = "thinking" if self.state == self.THINKING else "stream-ended"
+        return Dropped(why if self._is_speech(run) else "short", len(self._kept(run)), run.voiced)
+
     # ---- frames -----------------------------------------------------------------------------
+    def thresholds(self, floor: int) -> tuple[int, int]:
+        """(where voice starts, where it holds) over this noise floor; the floor changes
+        seldom, so they are kept for it."""
+        if floor != self.floor:
+            self.floor = floor
+            self.voice_at = tuple(min(self.p.vad_rms, max(VOICE_MIN_RMS, round(ratio * floor)))
+                                for ratio in (NOISE_RATIO, HOLD_RATIO))
+        return self.voice_at
+
     def feed(self, pcm: bytes, level: int) -> list:
         self.frames_seen += 1
-        voiced = level > self.p.vad_rms
+        floor = self.noise.add(level)
         if self.state == self.SPEAKING:
-            return self._while_speaking(pcm, voiced)
+            return self._while_speaking(pcm, level > self.p.vad_rms)
+        start_at, hold_at = self.thresholds(floor)
+        starts, holds = level > start_at, level > hold_at
         if self.state == self.THINKING:
-            return []
-        if self.refractory_left > 0:
-            self.refractory_left -= 1
-            return []
+            return self._while_thinking(pcm, starts, holds)
+        in_refractory = self.refractory_left > 0
+        self.refractory_left -= in_refractory
         events: list = []
-        if voiced:
+        if starts:
             self.heard_voice = True
         elif not self.greeted and not self.heard_voice \
                 and self.frames_seen >= frames(GREETING_WAIT_SEC):
             self.greeted = True
             events.append(Greet())
-        if not self.buffer:
-            if voiced:
-                self.buffer, self.voiced, self.silence_run = [pcm], 1, 0
-            return events
-        self.buffer.append(pcm)
-        if voiced:
-            self.voiced += 1
-            self.silence_run = 0
-        else:
-            self.silence_run += 1
-        speech = len(self.buffer) - self.silence_run
-        if self.silence_run >= self._silence_needed(speech) or len(self.buffer) >= self.max_frames:
-            events.extend(self._finish())
+        if self._hear(self.run, pcm, starts, holds) and self._ended(self.run):
+            events.append(self._finish(in_refractory))
         return events
 
+    def _hear(self, run: VoiceRun, pcm: bytes, starts: bool, holds: bool) -> bool:
+        """The frame into `run`: once open, voiced while it holds; opened by a frame that
+        starts voice, with the frames just before it that held (its onset). False while
+        no run is open."""
+        if run.frames:
+            run.add(pcm, holds)
+            return True
+        if not starts:
+            if holds:
+                self.lead.append(pcm)
+            elif self.lead:
+                self.lead.clear()
+            return False
+        run.frames = list(self.lead)
+        run.voiced = len(run.frames)
+        self.lead.clear()
+        run.add(pcm, True)
+        return True
+
     def _while_speaking(self, pcm: bytes, voiced: bool) -> list:
+        self.refractory_left = max(0, self.refractory_left - 1)
         self.recent.append(pcm)
         self.voice_in_row = self.voice_in_row + 1 if voiced else 0
         if not (self.p.barge_in and self.voice_in_row >= self.p.barge_in_voice_frames):
             return []
         heard = list(self.recent)
         self.state = self.LISTENING
+        self.refractory_left = 0  # the caller's own voice: nothing of it is skipped
         self._reset()
-        self.buffer, self.voiced, self.heard_voice = heard, len(heard), True
+        self.run.frames, self.run.voiced, self.heard_voice = heard, len(heard), True
         return [BargeIn(len(heard))]
+
+    def _while_thinking(self, pcm: bytes, starts: bool, holds: bool) -> list:
+        """One turn at a time: voice while the line prepares its reply is not answered, but
+        each stretch of it is reported when it ends."""
+        run = self.unheard
+        if not self._hear(run, pcm, starts, holds) or not self._ended(run):
+            return []
+        self.unheard = VoiceRun()
+        kept = self._kept(run)
+        reason = "thinking" if self._is_speech(run) else "short"
+        return [Dropped(reason, len(kept), run.voiced)]
+
+    def _ended(self, run: VoiceRun) -> bool:
+        return run.silence >= self._silence_needed(run.speech) or \
+            len(run.frames) >= self.max_frames
 
     def _silence_needed(self, speech_frames: int) -> int:
         needed = self.p.min_utt_sec
@@ -165,16 +290,25 @@ class TurnDetector:
             needed = max(SHORT_SILENCE_FLOOR_SEC, needed - SHORT_SILENCE_DISCOUNT_SEC)
         return frames(max(needed, self.p.hangover_ms / 1000))
 
-    def _finish(self) -> list:
-        speech = len(self.buffer) - self.silence_run
-        trailing = max(0, self.silence_run - self.hangover_frames)
-        kept = self.buffer[:len(self.buffer) - trailing]
-        voiced, silence = self.voiced, self.silence_run
+    def _is_speech(self, run: VoiceRun) -> bool:
+        return run.speech >= self.floor_frames and run.voiced >= self.min_voiced
+
+    def _kept(self, run: VoiceRun) -> list[bytes]:
+        """The run without the silence after its hangover."""
+        trailing = max(0, run.silence - self.hangover_frames)
+        return run.frames[:len(run.frames) - trailing]
+
+    def _finish(self, in_refractory: bool) -> Utterance | Dropped:
+        run = self.run
+        kept = self._kept(run)
         self._reset()
-        if speech < self.floor_frames:
-            return []  # a click or a breath, not speech
+        if not self._is_speech(run):
+            return Dropped("short", len(kept), run.voiced)  # a click or a breath
+        if in_refractory:
+            return Dropped("refractory", len(kept), run.voiced)
         self.state = self.THINKING
-        return [Utterance(b"".join(kept), len(kept), voiced, silence)]
+        return Utterance(b"".join(kept), len(kept), run.voiced, run.silence)
 
     def _reset(self) -> None:
-        self.buffer, self.voiced, self.silence_run, self.voice_in_row = [], 0, 0, 0
+        self.run, self.unheard, self.voice_in_row = VoiceRun(), VoiceRun(), 0
+        self.lead.clear()

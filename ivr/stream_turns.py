@@ -11,7 +11,7 @@ from typing import Protocol
 
 from . import audio, replies, twiml
 from .dialog import TurnOutcome
-from .endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from .endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
 from .engines.base import LiveRecognition
 from .phrases import LLM_FALLBACK
 from .runtime import Runtime
@@ -56,7 +56,8 @@ class StreamTurns:
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
-        """One inbound 20 ms frame: endpointing, then a turn, a barge-in or the greeting."""
+        """One inbound 20 ms frame: endpointing, then a turn, a barge-in, the greeting, or the
+        record of voice that is not answered."""
         with self.detector_lock:
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
@@ -67,6 +68,8 @@ class StreamTurns:
                 self.barge_in(event)
             elif isinstance(event, Greet):
                 self.greet()
+            elif isinstance(event, Dropped):
+                self.dropped(event.reason, event.seconds, event.voiced_frames)
 
     def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
@@ -86,18 +89,27 @@ class StreamTurns:
             self.live = None
         return ended
 
+    def dropped(self, reason: str, seconds: float, voiced: int) -> None:
+        """What the caller said is not answered: never without a trace."""
+        self.rt.events.emit("UTTERANCE_DROPPED", self.call_sid, sid=self.channel.stream_sid,
+                            reason=reason, sec=round(seconds, 2), voiced=voiced)
+
     def close(self) -> None:
-        """The stream is over: an utterance being recognised is dropped."""
+        """The stream is over: an utterance being heard or recognised is dropped."""
         with self.detector_lock:
+            cut = self.detector.stop()
             if self.live is not None:
                 self.live.cancel()
                 self.live = None
+        if cut is not None:
+            self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
 
     def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
         self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,
                             sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
-        self._submit(pcm=utterance.pcm, speech_end=ended, live=live)
+        if not self._submit(pcm=utterance.pcm, speech_end=ended, live=live):
+            self.dropped("call-ended", utterance.seconds, utterance.voiced_frames)
 
     def dispatch_text(self, text: str) -> None:
         """A key press is a turn of its own (no ASR): it interrupts the line like a barge-in,
@@ -154,11 +166,12 @@ class StreamTurns:
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
                 greeting: str | None = None, speech_end: float | None = None,
-                live: LiveRecognition | None = None) -> None:
+                live: LiveRecognition | None = None) -> bool:
+        """Start a turn on the turn pool; False (and none) for a call that is over."""
         if self.rt.watchdog.has_ended(self.call_sid):
             if live is not None:
                 live.cancel()
-            return  # audio drained after the hang-up: no turn for a call that is over
+            return False  # audio drained after the hang-up: no turn for a call that is over
         with self.lock:
             self.turn_id += 1
             self.in_flight = True
@@ -171,6 +184,7 @@ class StreamTurns:
             timer.start()
         self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting,
                                  speech_end or time.monotonic(), live)
+        return True
 
     def _thinking_hint(self, my_id: int) -> None:
         """THINKING_HINT_MS: the reply is late, so say "רגע…" and keep the caller on the line."""

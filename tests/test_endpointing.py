@@ -1,4 +1,4 @@
-"""Endpointing and barge-in on synthetic frames, plus property tests of the seed's rules."""
+"""Endpointing and barge-in on synthetic frame levels, plus property tests of the seed's rules."""
 
 from dataclasses import replace
 
@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.config import Settings
-from ivr.endpointing import BargeIn, Greet, TurnDetector, TurnParams, Utterance
+from ivr.endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
 
 LOUD, QUIET = 2000, 20
+SOFT = 100  # a quiet caller: under VAD_RMS (210), well over a quiet line's noise
 FRAME = b"\x00\x00" * 160
 
 
@@ -32,6 +33,19 @@ def feed(detector, pattern, listen_after=True):
 
 def utterances(events):
     return [e for _, e in events if isinstance(e, Utterance)]
+
+
+def dropped(events):
+    return [e for _, e in events if isinstance(e, Dropped)]
+
+
+def after_a_reply(playback_frames: int, **changes) -> TurnDetector:
+    """A detector whose reply went out and played for `playback_frames` until Twilio's mark."""
+    detector = new_detector(**changes)
+    detector.bot_speaking()
+    feed(detector, [(QUIET, playback_frames)])
+    detector.bot_done()
+    return detector
 
 
 def test_an_utterance_ends_after_the_silence_even_though_frames_keep_coming():
@@ -86,11 +100,73 @@ def test_no_barge_in_when_disabled():
     assert feed(detector, [(LOUD, 50)]) == [] and detector.state == "speaking"
 
 
-def test_refractory_after_the_bot_spoke_ignores_breaths():
-    detector = new_detector()
-    detector.bot_done()
-    assert feed(detector, [(LOUD, 30), (QUIET, 30)]) == []  # within 750 ms (37 frames)
+def test_an_answer_right_after_the_mark_is_heard_whole():
+    detector = after_a_reply(100)  # a 2 s reply: the refractory was over while it played
+    (utt,) = utterances(feed(detector, [(LOUD, 20), (QUIET, 40)]))  # "כן", 0.4 s, at once
+    assert utt.voiced_frames == 20 and utt.frames == 20 + 7
+
+
+def test_an_answer_begun_in_what_is_left_of_the_refractory_is_whole():
+    detector = after_a_reply(10)  # a 0.2 s reply: 0.55 s of the refractory are left
+    (utt,) = utterances(feed(detector, [(LOUD, 40), (QUIET, 40)]))
+    assert utt.voiced_frames == 40 and utt.frames == 40 + 7
+
+
+def test_voice_begun_and_ended_in_the_refractory_of_a_very_short_reply_is_dropped_as_echo():
+    detector = after_a_reply(1)
+    events = feed(detector, [(LOUD, 15), (QUIET, 18)])
+    assert utterances(events) == [] and dropped(events) == [Dropped("refractory", 22, 15)]
     assert len(utterances(feed(detector, [(QUIET, 10), (LOUD, 30), (QUIET, 30)]))) == 1
+
+
+def test_a_barge_in_is_heard_whatever_the_refractory():
+    detector = new_detector()
+    detector.bot_speaking()
+    events = feed(detector, [(QUIET, 5), (LOUD, 20), (QUIET, 30)])
+    assert len([e for _, e in events if isinstance(e, BargeIn)]) == 1
+    (utt,) = utterances(events)
+    assert utt.voiced_frames == 20
+
+
+def test_a_quiet_caller_is_heard_over_a_quiet_line():
+    events = feed(new_detector(), [(QUIET, 50), (SOFT, 25), (QUIET, 40)])  # 0.5 s at −26 dB
+    (utt,) = utterances(events)
+    assert utt.voiced_frames == 25 and utt.frames == 25 + 7
+
+
+def test_a_quiet_caller_is_heard_right_after_the_mark():
+    (utt,) = utterances(feed(after_a_reply(100), [(SOFT, 25), (QUIET, 40)]))
+    assert utt.voiced_frames == 25
+
+
+def test_the_voice_threshold_never_goes_above_vad_rms_nor_below_the_lines_noise():
+    detector = new_detector()
+    noisy = [(150, 100), (400, 30), (150, 40)]  # noise at 150, under VAD_RMS: a voice over it
+    assert len(utterances(feed(detector, noisy))) == 1  # …is heard at VAD_RMS, as always
+    noisy = [(150, 100), (190, 30), (150, 40)]  # a voice under VAD_RMS, not 3× the noise
+    assert feed(new_detector(), noisy) == []
+
+
+def test_line_noise_and_clicks_are_never_an_utterance():
+    detector = new_detector()
+    hiss = [(QUIET + (i * 7) % 9, 1) for i in range(150)]  # a line's noise, 3 s
+    click, pair = [(LOUD, 1), (QUIET, 30)], [(LOUD, 1), (QUIET, 15), (LOUD, 1), (QUIET, 30)]
+    events = feed(detector, hiss + click + hiss + pair + hiss + pair * 3 + hiss)
+    assert utterances(events) == []
+    assert {e.reason for e in dropped(events)} == {"short"}
+
+
+def test_voice_under_the_floor_is_dropped_with_its_length():
+    events = feed(new_detector(), [(QUIET, 20), (LOUD, 10), (QUIET, 40)])
+    assert utterances(events) == [] and dropped(events) == [Dropped("short", 10 + 7, 10)]
+
+
+def test_voice_while_the_line_thinks_is_reported_not_answered():
+    detector = new_detector()
+    events = feed(detector, [(LOUD, 40), (QUIET, 30), (LOUD, 30), (QUIET, 30), (LOUD, 5),
+                             (QUIET, 30)], listen_after=False)
+    assert len(utterances(events)) == 1 and detector.state == "thinking"
+    assert dropped(events) == [Dropped("thinking", 30 + 7, 30), Dropped("short", 5 + 7, 5)]
 
 
 def test_greeting_only_for_a_caller_silent_for_0_8_s():
@@ -124,3 +200,34 @@ def test_no_utterance_is_ever_shorter_than_the_floor_or_longer_than_the_maximum(
     found = utterances(feed(new_detector(),
                             [(LOUD if loud else QUIET, n) for loud, n in pattern]))
     assert all(0.28 < u.seconds <= 7.0 for u in found)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=0, max_value=180), st.lists(st.integers(20, 120), max_size=10),
+       st.randoms(use_true_random=False))
+def test_steady_noise_under_vad_rms_with_lone_clicks_is_never_an_utterance(noise, gaps, rnd):
+    """Any steady line noise (±15 % from frame to frame, under VAD_RMS) with clicks at least
+    0.4 s apart: however low the threshold adapts, no utterance."""
+    def hiss(count):
+        return [(round(noise * rnd.uniform(0.85, 1.15)), 1) for _ in range(count)]
+    pattern = hiss(50)
+    for gap in gaps:
+        pattern += [(LOUD, 1)] + hiss(gap)
+    assert utterances(feed(new_detector(), pattern)) == []
+
+
+def test_a_quiet_callers_soft_start_and_end_are_part_of_the_utterance():
+    """Voice starts at 3× the line's noise floor; the softer sounds just before and after
+    (2.5× the floor) belong to it, so a quiet word is not cut under the floor."""
+    onset, tail = [(55, 3)], [(55, 5)]
+    events = feed(new_detector(), [(QUIET, 50), *onset, (SOFT, 10), *tail, (QUIET, 40)])
+    (utt,) = utterances(events)
+    assert utt.voiced_frames == 3 + 10 + 5 and utt.frames == 18 + 7
+
+
+def test_voice_still_being_said_when_the_stream_ends_is_reported():
+    detector = new_detector()
+    feed(detector, [(QUIET, 10), (LOUD, 30), (QUIET, 3)])
+    assert detector.stop() == Dropped("stream-ended", 33, 30) and detector.stop() is None
+    feed(detector, [(LOUD, 30), (QUIET, 30), (LOUD, 20)], listen_after=False)  # then thinks
+    assert detector.stop() == Dropped("thinking", 20, 20)

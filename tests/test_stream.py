@@ -81,6 +81,38 @@ def test_stream_mode_three_turns_on_one_socket_with_marks(phone_line):
     assert kinds(line, result.call_sid).count("STREAM_REPLY") == 3
 
 
+def test_a_yes_said_right_after_the_replys_mark_is_heard_whole_and_answered(phone_line):
+    """The caller answers "כן" (0.4 s of speech) as soon as the reply has played (the 0.2 s of
+    quiet that tells the caller it is over): the line hears all of it and answers; nothing it
+    heard is dropped. Before, the 750 ms refractory from the mark swallowed it whole."""
+    line = line_for(phone_line, reply_mode="stream")
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "כן", "think": 0}],
+              "end": "hangup", "reply_timeout": 5}
+    result = line.carrier.place_call(script)
+    assert result.said[1]["t"] - result.heard[0]["end"] <= 0.25  # right after the mark
+    assert [h["kind"] for h in result.heard] == ["stream", "stream"]
+    assert result.streams[0]["marks"] == ["reply-2", "reply-3"]
+    yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
+    heard = line.runtime.engines.asr.heard
+    assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC  # its start was not lost
+    replies = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "assistant"]
+    assert replies[1].startswith("תשובה 2")
+    assert "UTTERANCE_DROPPED" not in kinds(line, result.call_sid)
+
+
+def test_a_yes_said_as_the_next_stream_opens_is_heard_whole(phone_line):
+    """REPLY_MODE=play: the answer comes on a fresh stream, from its first frames."""
+    line = line_for(phone_line, reply_mode="play")
+    script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "כן", "think": 0}],
+              "end": "hangup", "reply_timeout": 5}
+    result = line.carrier.place_call(script)
+    assert result.said[1]["t"] - result.streams[1]["opened"] <= 0.5  # at its first frames
+    yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
+    heard = line.runtime.engines.asr.heard
+    assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC
+    assert [h["kind"] for h in result.heard] == ["play", "play"]
+
+
 def test_barge_in_clears_the_reply_and_the_caller_is_heard(phone_line):
     """The caller talks over a reply: the line sends `clear` (only once the caller's voice has
     started), the caller hears less than the whole reply, and ASR gets the whole sentence.

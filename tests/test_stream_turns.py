@@ -43,11 +43,20 @@ class RecordingChannel:
         self.closed.set()
 
 
+INSPECTOR = "inspector-token-for-turns"
+
+
 @pytest.fixture
-def runtime(tmp_path):
-    app = create_app(make_settings(tmp_path, **{**FAKES, "reply_mode": "stream"}))
-    yield app.extensions["ivr"]
+def app(tmp_path):
+    app = create_app(make_settings(tmp_path, **{**FAKES, "reply_mode": "stream"},
+                                   inspector_token=INSPECTOR))
+    yield app
     app.extensions["ivr"].close()
+
+
+@pytest.fixture
+def runtime(app):
+    return app.extensions["ivr"]
 
 
 def speak(turns: StreamTurns, text: str, silence_frames: int = 40) -> None:
@@ -87,3 +96,47 @@ def test_a_chunk_streamed_as_it_is_made_is_heard_for_as_long_as_its_audio_went_o
     schedule.extend(1.0)
     assert schedule.heard(101.0) == "אחת שתיים …"  # half of its two seconds
     assert schedule.heard(102.5) == "אחת שתיים שלוש ארבע"
+
+
+def test_a_click_is_no_turn_but_a_dropped_utterance_on_the_calls_inspector_page(app, runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    click = audio.pcm16_to_ulaw(audio.beep_pcm16(100, 440, 4000))  # 0.1 s: 5 voiced frames
+    for frame in audio.frames_of(click + audio.silence_ulaw(40)):
+        turns.feed(audio.ulaw_to_pcm16(frame))
+    events = runtime.store.events(SID)
+    assert "UTTERANCE" not in [e["kind"] for e in events] and channel.messages == []
+    (dropped,) = [e["detail"] for e in events if e["kind"] == "UTTERANCE_DROPPED"]
+    assert dropped == {"sid": channel.stream_sid, "reason": "short", "sec": 0.24, "voiced": 5}
+    page = app.test_client().get(f"/inspector/calls/{SID}",
+                                 headers={"Authorization": f"Bearer {INSPECTOR}"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "UTTERANCE_DROPPED" in html
+    assert "reason</span> <bdi class=\"\">short</bdi>" in html
+
+
+def test_a_caller_cut_off_by_the_streams_end_is_a_dropped_utterance(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    frames = [audio.ulaw_to_pcm16(f) for f in audio.frames_of(voice_ulaw("שלום, מה שעות הפתיחה"))]
+    while not audio.rms(frames[-1]):
+        frames.pop()  # the stream stops as the caller says the last sound
+    for pcm in frames:
+        turns.feed(pcm)
+    turns.close()
+    (dropped,) = [e["detail"] for e in runtime.store.events(SID)
+                  if e["kind"] == "UTTERANCE_DROPPED"]
+    assert dropped["reason"] == "stream-ended" and dropped["sec"] > 1
+    assert "UTTERANCE" not in [e["kind"] for e in runtime.store.events(SID)]
+
+
+def test_an_utterance_that_ends_after_the_hang_up_is_a_dropped_utterance(runtime):
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    runtime.watchdog.cancel(SID)  # the caller hung up; the last frames are still coming in
+    speak(turns, "שלום, מה שעות הפתיחה שלכם?")
+    dropped = [e["detail"] for e in runtime.store.events(SID) if e["kind"] == "UTTERANCE_DROPPED"]
+    assert [d["reason"] for d in dropped] == ["call-ended"] and channel.messages == []
