@@ -1,20 +1,30 @@
 """The media socket's wire, row by row against the line and a plain `websockets` server: the same
 frames, the same close code, the same messages delivered, the same clean and prompt TCP close."""
 
-import socket
+import gc
 import threading
+import weakref
 
 import pytest
 import websockets.asyncio.messages
 
 from ivr import media_protocol, stream, twiml
-from ivr.media_protocol import MAX_BUFFERED_OUT, MAX_FRAGMENTS, MediaProtocol
+from ivr.media_protocol import MAX_BUFFERED_OUT, MAX_FRAGMENTS, WRITE_HIGH_WATER, MediaProtocol
 from ivr.stream import MAX_MESSAGE_BYTES, MediaStreamSession
 
 from .conftest import sign
 from .livehelpers import wait_until
 from .wirepeers import (
-    BINARY, CLOSE, CONT, PING, PONG, TEXT, Outcome, RawClient, ReferenceServer, close_frame,
+    BINARY,
+    CLOSE,
+    CONT,
+    PING,
+    PONG,
+    TEXT,
+    Outcome,
+    RawClient,
+    ReferenceServer,
+    close_frame,
     frame,
 )
 
@@ -125,22 +135,92 @@ def test_each_row_of_frames_ends_as_rfc_6455_and_websockets_say(servers):
     assert not wrong, "\n".join(wrong)
 
 
-def flood_pings(url: str, path: str, headers: dict, until: threading.Event) -> int:
-    """Ping without reading until the server stops taking them in; the bytes it took."""
-    client = RawClient(url, path, headers)
-    client.sock.settimeout(0.5)
-    ping, sent = frame(PING, b"x" * 125) * 512, 0
-    while not until.is_set() and sent < 64 * MAX_BUFFERED_OUT:
+def flood_pings(client: RawClient, until: threading.Event, most: int) -> None:
+    """Ping without reading until told, or `most` bytes have gone; a send that does not go
+    in (the server reads nothing) is tried again."""
+    client.sock.settimeout(0.2)
+    pings, sent = frame(PING, b"x" * 125) * 512, 0
+    while not until.is_set() and sent < most:
         try:
-            sent += client.sock.send(ping)
+            sent += client.sock.send(pings)
         except TimeoutError:
-            continue  # the server is not reading: wait for the condition
+            continue
         except OSError:
-            break  # dropped
-    client.sock.close()
-    return sent
+            return  # dropped
 
 
-def line_sockets(phone_line_url_server) -> list[MediaProtocol]:
-    return [c for c in phone_line_url_server.server_state.connections
-            if isinstance(c, MediaProtocol)]
+def test_a_client_that_pings_and_never_reads_is_held_back_then_dropped(phone_line):
+    """The line stops reading a peer whose answers (pongs) it cannot write, so the memory they
+    take is bounded, and the socket ends (its start deadline, then no answer to our close):
+    nothing of it stays. A plain websockets server, for the record, buffers every pong."""
+    line = phone_line()
+    before = set(line_sockets(line))
+    client = RawClient(line.url, twiml.STREAM_PATH,
+                       {"X-Twilio-Signature": sign(twiml.stream_url(line.url), {})})
+    done = threading.Event()
+    flood = threading.Thread(target=flood_pings, args=(client, done, 64 * MAX_BUFFERED_OUT))
+    flood.start()
+    try:
+        gone = held_back(wait_until(lambda: set(line_sockets(line)) - before).pop(), flood)
+        wait_until(lambda: not any(s is gone() for s in line_sockets(line)))
+        gc.collect()
+        assert gone() is None  # the socket, its session and its buffers are freed
+    finally:
+        done.set()
+        flood.join()
+        client.sock.close()
+
+    reference = ReferenceServer(max_size=LIMIT, max_queue=None).start()
+    try:
+        client = RawClient(reference.url, "/")
+        flood_pings(client, done := threading.Event(), 32 * MAX_BUFFERED_OUT)
+        buffered = next(iter(reference.connections)).transport.get_write_buffer_size()
+        assert buffered > 4 * MAX_BUFFERED_OUT  # websockets has no such bound
+        client.sock.close()
+    finally:
+        reference.close()
+
+
+def held_back(ours: MediaProtocol, flood: threading.Thread) -> weakref.ref:
+    """Once the pongs wait to be written, nothing more is read; what waits stays bounded."""
+    wait_until(lambda: not flood.is_alive() or (
+        ours.transport.get_write_buffer_size() >= WRITE_HIGH_WATER
+        and not ours.transport.is_reading()))
+    held = ours.transport.get_write_buffer_size()
+    assert not ours.transport.is_reading() and held <= MAX_BUFFERED_OUT, held
+    return weakref.ref(ours)
+
+
+def line_sockets(line) -> list[MediaProtocol]:
+    """The line's media sockets open now (uvicorn's own registry of connections)."""
+    server = line.live.server.server_state
+    return [c for c in list(server.connections) if isinstance(c, MediaProtocol)]
+
+
+def flood_continuations(line, until: threading.Event, codes: list, opened: threading.Event):
+    """Socket after socket, a message begun and 1 MB of empty continuations, until told;
+    each socket's close code."""
+    signed = {"X-Twilio-Signature": sign(twiml.stream_url(line.url), {})}
+    while not until.is_set():
+        client = RawClient(line.url, twiml.STREAM_PATH, signed)
+        opened.set()
+        client.send(frame(TEXT, b"x", fin=False) + frame(CONT, fin=False) * 175_000)
+        codes.append(client.outcome().code)
+
+
+def test_a_frame_flood_is_cut_by_the_fragment_cap_while_a_live_call_is_answered(phone_line):
+    line = phone_line(asr_engine="fake", llm_engine="fake", tts_engine="fake",
+                      turn_mode="stream", reply_mode="play")
+    done, opened, codes = threading.Event(), threading.Event(), []
+    flood = threading.Thread(target=flood_continuations, args=(line, done, codes, opened))
+    flood.start()
+    try:
+        assert opened.wait(60)  # the flood is on before the call rings
+        result = line.carrier.place_call("three_turns")
+    finally:
+        done.set()
+        flood.join(60)
+    assert result.error_codes == [] and [h["kind"] for h in result.heard] == ["play"] * 3
+    events = [e["kind"] for e in line.store.events(result.call_sid)]
+    assert "WATCHDOG_REDIRECT_OK" not in events and events.count("PING_PONG_TX") == 3
+    assert codes and set(codes) == {1009}  # every flooding socket cut by the cap
