@@ -106,7 +106,7 @@ class MediaProtocol(asyncio.Protocol):
             self._close(1012, "server restart")
 
     def data_received(self, data: bytes) -> None:
-        self._feed(memoryview(data))
+        self._feed(data if len(data) <= FEED_BYTES else memoryview(data))
 
     def eof_received(self) -> None:
         self.conn.receive_eof()
@@ -119,7 +119,7 @@ class MediaProtocol(asyncio.Protocol):
         self._resume_reading("write")
 
     # ---- reading ------------------------------------------------------------------------------
-    def _feed(self, data: memoryview) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         """Parse FEED_BYTES of what was read; the rest in a later callback of the loop."""
         if self.transport.is_closing():
             return
@@ -217,6 +217,8 @@ class MediaProtocol(asyncio.Protocol):
         """Write what websockets has for the peer; end the session once the socket is closing;
         drop a peer that reads nothing once MAX_BUFFERED_OUT waits for it."""
         writes = self.conn.data_to_send()
+        if not writes and self.open:
+            return  # the common case: a message read, nothing to answer
         if self.transport.is_closing():
             writes = []  # dropped or gone: nothing more is written
         for data in writes:
