@@ -224,3 +224,24 @@ def test_a_frame_flood_is_cut_by_the_fragment_cap_while_a_live_call_is_answered(
     events = [e["kind"] for e in line.store.events(result.call_sid)]
     assert "WATCHDOG_REDIRECT_OK" not in events and events.count("PING_PONG_TX") == 3
     assert codes and set(codes) == {1009}  # every flooding socket cut by the cap
+
+
+def test_writes_from_other_threads_keep_their_order_and_end_with_the_close(phone_line):
+    """The session writes from turn threads: each thread's messages arrive in the order it
+    wrote them, and nothing after the close."""
+    line = phone_line()
+    client = RawClient(line.url, twiml.STREAM_PATH,
+                       {"X-Twilio-Signature": sign(twiml.stream_url(line.url), {})})
+    socket = wait_until(lambda: line_sockets(line))[0]
+    writers = [threading.Thread(target=lambda n=n: [socket.send_text(f"{n}:{i}")
+                                                    for i in range(50)]) for n in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    socket.close(1008, "done")
+    seen = client.outcome()
+    assert seen.code == 1008 and seen.clean and len(seen.texts) == 200
+    assert not socket.send_text("too late")
+    for n in range(4):
+        assert [t for t in seen.texts if t.startswith(f"{n}:")] == [f"{n}:{i}" for i in range(50)]

@@ -43,11 +43,12 @@ def close_frame(code: int | None, reason: bytes = b"") -> bytes:
 @dataclass
 class Outcome:
     """What the client saw: the server's close code (None: no code; "none": no close frame),
-    the pongs, and whether the TCP connection ended cleanly (a FIN after the close handshake,
-    before the server's close timeout)."""
+    the pongs and texts, and whether the TCP connection ended cleanly (a FIN after the close
+    handshake, before the server's close timeout)."""
 
     code: int | str | None = "none"
     pongs: list[bytes] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
     clean: bool = False
 
 
@@ -98,6 +99,8 @@ class RawClient:
                 payload = self._read(size)
                 if first & 0x0F == PONG:
                     seen.pongs.append(payload)
+                elif first & 0x0F == TEXT:
+                    seen.texts.append(payload.decode())
                 elif first & 0x0F == CLOSE:
                     seen.code = int.from_bytes(payload[:2], "big") if payload else None
                     if not sent_close:
