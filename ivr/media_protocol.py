@@ -30,7 +30,7 @@ WIRE_LOG = logging.getLogger("ivr.media_wire")  # websockets' own lines ("connec
 WIRE_LOG.setLevel(logging.WARNING)  # one per socket would drown the line's events
 MAX_FRAGMENTS = 128  # frames of one message; Twilio's messages (< 2 KB) come in one frame
 CLOSE_TIMEOUT_SEC = 2.0  # the peer's answer to our close frame is awaited this long, then abort
-MAX_BUFFERED_OUT = 1024 * 1024  # bytes waiting for a peer that reads nothing: dropped past this
+MAX_BUFFERED_OUT = 4 * 1024 * 1024  # bytes waiting for a peer that reads nothing: dropped past
 WRITE_HIGH_WATER = 64 * 1024  # past this no more is read from the peer until it reads
 FEED_BYTES = 16 * 1024  # read bytes parsed per loop callback: a flood takes turns with the others
 
