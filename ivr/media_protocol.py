@@ -63,7 +63,12 @@ def forwarded_client(config: Any, scope: dict) -> tuple[str, int]:
 
 
 class MediaProtocol(asyncio.Protocol):
-    """One media WebSocket, from the upgrade request uvicorn replays to the TCP close."""
+    """One media WebSocket, from the upgrade request uvicorn replays to the TCP close.
+
+    uvicorn's contract with a `ws` protocol class, as its own ones keep it: built with
+    (config, server_state, app_state), handed the transport and the replayed request head;
+    in server_state.connections while open, so that a stopping server calls `shutdown()` and
+    waits for the close. The MediaServer comes from app_state (the ASGI lifespan state)."""
 
     def __init__(self, config: Any, server_state: Any, app_state: dict | None = None):
         self.config, self.server_state = config, server_state

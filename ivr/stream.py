@@ -141,7 +141,8 @@ class MediaServer:
                                      "stream token of its start is checked")
         return True
 
-    def open_session(self, socket, source: str, unsigned: bool = False) -> MediaStreamSession:
+    def open_session(self, socket: MediaSocket, source: str,
+                     unsigned: bool = False) -> MediaStreamSession:
         """An accepted socket's session, with its deadline (on the running loop)."""
         loop = asyncio.get_running_loop()
         self.probe.start(loop)
