@@ -65,8 +65,9 @@ SERVER_OPTIONS: dict[str, Any] = {
 
 
 class LineApp:
-    """ASGI: `/ws/twilio-media` is served by the MediaServer on the loop, everything else by
-    the Flask app in a thread, once its whole body has arrived."""
+    """ASGI: HTTP is served by the Flask app in a thread, once its whole body has arrived; the
+    media WebSockets never come here (uvicorn hands them to SERVER_OPTIONS' `ws` protocol,
+    which finds the MediaServer in the lifespan state)."""
 
     def __init__(self, flask_app: Flask):
         self.flask = flask_app
@@ -81,16 +82,16 @@ class LineApp:
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "http":
             await self.http(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await self.media(scope, receive, send)
         elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
+            await self.lifespan(scope, receive, send)
 
-    async def lifespan(self, receive, send) -> None:
+    async def lifespan(self, scope: dict, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.media.probe.start(asyncio.get_running_loop())  # /healthz reports the lag
+                # the media sockets' protocol (SERVER_OPTIONS' `ws`) finds its server here
+                scope.get("state", {})[MediaServer.STATE_KEY] = self.media
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.close()

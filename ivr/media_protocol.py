@@ -1,102 +1,106 @@
-"""/ws/twilio-media as uvicorn's WebSocket protocol: RFC 6455 frames straight to the session.
+"""/ws/twilio-media's wire: websockets' sans-I/O ServerProtocol under uvicorn's `ws` protocol slot.
 
-uvicorn hands an upgraded connection to this asyncio Protocol (`ws` in asgi.SERVER_OPTIONS).
-It does the handshake (the MediaServer's checks before `101`, a refusal is HTTP 403), unmasks
-each frame in C (websockets' speedups) and calls the session's synchronous handler on the
-loop: no ASGI queue, task or thread hand-off per frame. Writes from any thread keep their
-order (each is a loop callback); a message over MAX_MESSAGE_BYTES closes the socket (1009).
+uvicorn hands each upgrade to this asyncio Protocol (`ws` in asgi.SERVER_OPTIONS). websockets'
+`ServerProtocol` parses the handshake and the frames and validates them (masking, opcodes,
+control frames, close codes and reasons, fragment order, message size); this class adds what
+the sans-I/O layer leaves to its caller: the MediaServer's checks before `101` (a refusal is
+HTTP 403), whole messages (a fragment cap, UTF-8 of text) handed to the session's synchronous
+handler right on the loop (no queue or task per frame), writes from any thread in order, flow
+control (no reading while the peer does not read; dropped past MAX_BUFFERED_OUT) and the TCP
+close (at once when the close handshake is done, aborted when the peer does not answer ours).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
+import functools
 import logging
 from typing import Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.protocol import OPEN
+from websockets.server import ServerProtocol
+
 from .stream import MAX_MESSAGE_BYTES, MediaServer, MediaStreamSession, chosen_subprotocol, peer
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - a platform without the C extension
-    from websockets.utils import apply_mask
-
 log = logging.getLogger("ivr")
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-CLOSE_TIMEOUT_SEC = 2.0  # after our close frame, the peer's answer is awaited this long
-MAX_BUFFERED_OUT = 4 * 1024 * 1024  # a peer that reads nothing is dropped past this
-TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
+WIRE_LOG = logging.getLogger("ivr.media_wire")  # websockets' own lines ("connection open"…)
+WIRE_LOG.setLevel(logging.WARNING)  # one per socket would drown the line's events
+MAX_FRAGMENTS = 128  # frames of one message; Twilio's messages (< 2 KB) come in one frame
+CLOSE_TIMEOUT_SEC = 2.0  # the peer's answer to our close frame is awaited this long, then abort
+MAX_BUFFERED_OUT = 4 * 1024 * 1024  # bytes waiting for a peer that reads nothing: dropped past
+WRITE_HIGH_WATER = 64 * 1024  # past this no more is read from the peer until it reads
+FEED_BYTES = 16 * 1024  # read bytes parsed per loop callback: a flood takes turns with the others
 
 
-def find_media_server(app: Any) -> tuple[MediaServer, Any]:
-    """The MediaServer of the ASGI app uvicorn loaded (inside its middlewares), and uvicorn's
-    trusted proxies (None when proxy headers are off)."""
-    trusted = None
-    while not isinstance(getattr(app, "media", None), MediaServer):
-        trusted = getattr(app, "trusted_hosts", trusted)
-        app = app.app
-    return app.media, trusted
+@functools.cache
+def proxy_headers(trusted: str | tuple[str, ...]) -> ProxyHeadersMiddleware:
+    """uvicorn's own X-Forwarded-For reader, for the trusted proxies of its config."""
+    return ProxyHeadersMiddleware(no_app, list(trusted) if isinstance(trusted, tuple) else trusted)
 
 
-def parse_head(head: bytes) -> tuple[str, str, list[tuple[bytes, bytes]]]:
-    """Method, target and headers (names lower-case) of the request head uvicorn replays."""
-    lines = head.split(b"\r\n")
-    method, target = lines[0].decode("latin-1").split(" ")[:2]
-    headers = []
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip().lower(), value.strip()))
-    return method, target, headers
+async def no_app(scope: dict, receive: Any, send: Any) -> None:
+    """The middleware's inner app: the rewritten scope is all we want."""
 
 
-def key_ok(key: str) -> bool:
-    """Sec-WebSocket-Key is the base64 of 16 bytes."""
+def forwarded_client(config: Any, scope: dict) -> tuple[str, int]:
+    """The caller's address: the socket's peer, or the address a trusted proxy forwarded,
+    read by ProxyHeadersMiddleware as uvicorn would for an ASGI app (it awaits nothing here,
+    so one step runs it to the end)."""
+    if not config.proxy_headers:
+        return scope["client"]
+    trusted = config.forwarded_allow_ips
+    step = proxy_headers(tuple(trusted) if isinstance(trusted, list) else trusted)(
+        scope, None, None)
     try:
-        return len(base64.b64decode(key, validate=True)) == 16
-    except ValueError:
-        return False
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A server frame (unmasked, FIN)."""
-    size = len(payload)
-    if size < 126:
-        head = bytes((0x80 | opcode, size))
-    elif size < 65536:
-        head = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
-    return head + payload
+        step.send(None)
+    except StopIteration:
+        return scope["client"]
+    step.close()
+    raise RuntimeError("ProxyHeadersMiddleware did not finish in one step")
 
 
 class MediaProtocol(asyncio.Protocol):
-    """One media WebSocket, from the upgrade request uvicorn replays to the TCP close."""
+    """One media WebSocket, from the upgrade request uvicorn replays to the TCP close.
 
-    def __init__(self, config: Any, server_state: Any, app_state: Any = None):
+    uvicorn's contract with a `ws` protocol class, as its own ones keep it: built with
+    (config, server_state, app_state), handed the transport and the replayed request head;
+    in server_state.connections while open, so that a stopping server calls `shutdown()` and
+    waits for the close. The MediaServer comes from app_state (the ASGI lifespan state)."""
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict | None = None):
         self.config, self.server_state = config, server_state
-        self.media, self.trusted = find_media_server(config.loaded_app)
-        self.transport: asyncio.Transport | None = None
+        self.media: MediaServer | None = (app_state or {}).get(MediaServer.STATE_KEY)
         self.loop = asyncio.get_running_loop()
+        self.conn = ServerProtocol(max_size=MAX_MESSAGE_BYTES, logger=WIRE_LOG,
+                                   select_subprotocol=lambda _conn, offered:
+                                   chosen_subprotocol(offered))
+        self.transport: asyncio.Transport | None = None
         self.session: MediaStreamSession | None = None
-        self.subprotocol: str | None = None
-        self.buffer = b""
-        self.fragments: list[bytes] | None = None
-        self.fragment_opcode = TEXT
-        self.closed = False  # no more writes: our close frame is out, or the peer is gone
+        self.open = False  # the session may write: the handshake is done and no close yet
+        self.fragments: list[Frame] = []
+        self.paused: set[str] = set()  # why reading is paused: "write" (peer not reading), "feed"
         self.close_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.conn.subprotocol
 
     # ---- uvicorn's protocol interface ---------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         self.server_state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        self.open = False
         self.server_state.connections.discard(self)
+        self.conn.receive_eof()  # idempotent: the protocol is CLOSED
         if self.close_timer is not None:
             self.close_timer.cancel()
+        self.fragments = []
         self._release()
 
     def shutdown(self) -> None:
@@ -107,86 +111,82 @@ class MediaProtocol(asyncio.Protocol):
             self._close(1012, "server restart")
 
     def data_received(self, data: bytes) -> None:
-        if self.session is None:
-            return None if self.closed else self._handshake(data)
-        data = self.buffer + data if self.buffer else data
-        pos, end = 0, len(data)
-        while end - pos >= 2 and not self.closed:
-            first, second = data[pos], data[pos + 1]
-            size, head = second & 0x7F, pos + 2
-            if size == 126:
-                if end - pos < 4:
-                    break
-                size, head = int.from_bytes(data[pos + 2:pos + 4], "big"), pos + 4
-            elif size == 127:
-                if end - pos < 10:
-                    break
-                size, head = int.from_bytes(data[pos + 2:pos + 10], "big"), pos + 10
-            if not second & 0x80:
-                return self._close(1002, "client frames must be masked")
-            if size + self._fragmented() > MAX_MESSAGE_BYTES:
-                return self._close(1009, "message too big")
-            stop = head + 4 + size
-            if stop > end:
-                break
-            payload = apply_mask(data[head + 4:stop], data[head:head + 4])
-            pos = stop
-            self._frame(first, payload)
-        self.buffer = data[pos:] if pos < end and not self.closed else b""
+        self._feed(data if len(data) <= FEED_BYTES else memoryview(data))
 
-    # ---- frames -------------------------------------------------------------------------------
-    def _fragmented(self) -> int:
-        return sum(map(len, self.fragments)) if self.fragments else 0
+    def eof_received(self) -> None:
+        self.conn.receive_eof()
+        self._flush()  # returns None: the transport closes
 
-    def _frame(self, first: int, payload: bytes) -> None:
-        fin, opcode = first & 0x80, first & 0x0F
-        if first & 0x70:
-            return self._close(1002, "no extension was negotiated")
-        if opcode >= CLOSE:
-            return self._control(opcode, payload, fin)
-        if opcode == 0:
-            if self.fragments is None:
-                return self._close(1002, "continuation of nothing")
-            self.fragments.append(payload)
-            if fin:
-                payload, opcode = b"".join(self.fragments), self.fragment_opcode
-                self.fragments = None
-                self._message(opcode, payload)
-        elif opcode in (TEXT, BINARY) and self.fragments is None:
-            if fin:
-                return self._message(opcode, payload)
-            self.fragments, self.fragment_opcode = [payload], opcode
-        else:
-            self._close(1002, "unexpected opcode")
+    def pause_writing(self) -> None:
+        self._pause_reading("write")
 
-    def _control(self, opcode: int, payload: bytes, fin: int) -> None:
-        if not fin or len(payload) > 125:
-            return self._close(1002, "bad control frame")
-        if opcode == PING:
-            self.transport.write(frame(PONG, payload))
-        elif opcode == CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-            self._close(1000 if code in (1005, 1006) else code, "")
-            self.transport.close()  # the handshake is complete: ours answered theirs
-        elif opcode != PONG:
-            self._close(1002, "unknown control opcode")
+    def resume_writing(self) -> None:
+        self._resume_reading("write")
 
-    def _message(self, opcode: int, payload: bytes) -> None:
+    # ---- reading ------------------------------------------------------------------------------
+    def _feed(self, data: bytes | memoryview) -> None:
+        """Parse FEED_BYTES of what was read; the rest in a later callback of the loop."""
+        if self.transport.is_closing():
+            return
+        self.conn.receive_data(data[:FEED_BYTES])
+        for event in self.conn.events_received():
+            if isinstance(event, Request):
+                self._handshake(event)
+            else:
+                self._frame(event)
+        self._flush()
+        if len(data) > FEED_BYTES and not self.transport.is_closing():
+            self._pause_reading("feed")
+            self.loop.call_soon(self._feed_rest, data[FEED_BYTES:])
+
+    def _feed_rest(self, data: memoryview) -> None:
+        self._resume_reading("feed")
+        self._feed(data)
+
+    def _pause_reading(self, why: str) -> None:
+        if not self.paused and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.paused.add(why)
+
+    def _resume_reading(self, why: str) -> None:
+        self.paused.discard(why)
+        if not self.paused and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _frame(self, frame: Frame) -> None:
+        """A data frame (websockets answers pings and closes itself): whole messages to the
+        session, at most MAX_FRAGMENTS frames to a message."""
+        if not self.open:
+            return  # our close or failure came first: the rest is not read
+        if frame.opcode is Opcode.CONT:
+            if len(self.fragments) >= MAX_FRAGMENTS:
+                return self._fail(1009, "too many fragments")
+            self.fragments.append(frame)
+            if frame.fin:
+                frames, self.fragments = self.fragments, []
+                self._message(frames[0].opcode, b"".join(f.data for f in frames))
+        elif frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
+            if frame.fin:
+                self._message(frame.opcode, frame.data)
+            else:
+                self.fragments = [frame]
+
+    def _message(self, opcode: Opcode, payload: bytes) -> None:
         if self.session.closed.is_set():
             return  # the session ended the call (a `stop`, a bad token): the rest is not read
-        if opcode == TEXT:
+        if opcode is Opcode.TEXT:
             try:
                 raw: str | bytes = payload.decode()
-            except UnicodeDecodeError:
-                return self._close(1007, "invalid UTF-8")
+            except UnicodeDecodeError as exc:
+                return self._fail(1007, f"{exc.reason} at position {exc.start}")
         else:
-            raw = payload
+            raw = bytes(payload)
         self.session.receive(raw)
 
     # ---- the socket interface the session writes to (any thread) -----------------------------
     def send_text(self, text: str) -> bool:
         """Queue a text message; False once the socket is closed."""
-        if self.closed:
+        if not self.open:
             return False
         try:
             self.loop.call_soon_threadsafe(self._write, text)
@@ -202,25 +202,46 @@ class MediaProtocol(asyncio.Protocol):
             pass
 
     def _write(self, text: str) -> None:
-        if self.closed:
-            return
-        if self.transport.get_write_buffer_size() > MAX_BUFFERED_OUT:
-            log.warning("media socket not reading: dropped")
-            self.closed = True
-            self.transport.abort()
-            return
-        self.transport.write(frame(TEXT, text.encode()))
+        if self.open and self.conn.state is OPEN:
+            self.conn.send_text(text.encode())
+            self._flush()
 
     def _close(self, code: int, reason: str) -> None:
-        """Send our close frame (once), release the session, and give the peer a moment."""
-        if self.closed:
-            return
-        self.closed = True
-        self.buffer, self.fragments = b"", None
-        self.transport.write(frame(CLOSE, code.to_bytes(2, "big")
-                                   + reason.encode()[:123].decode(errors="ignore").encode()))
-        self._release()
-        self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_SEC, self.transport.close)
+        """Send our close frame (once); the session is released, the peer's answer awaited."""
+        if self.conn.state is OPEN:
+            self.conn.send_close(code, reason.encode()[:123].decode(errors="ignore"))
+            self._flush()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): our close frame, then the TCP close."""
+        self.conn.fail(code, reason)
+        self._flush()
+
+    # ---- writing ------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Write what websockets has for the peer; end the session once the socket is closing;
+        drop a peer that reads nothing once MAX_BUFFERED_OUT waits for it."""
+        writes = self.conn.data_to_send()
+        if not writes and self.open:
+            return  # the common case: a message read, nothing to answer
+        if self.transport.is_closing():
+            writes = []  # dropped or gone: nothing more is written
+        for data in writes:
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()  # the close handshake is over (or failed): FIN now
+            else:
+                self.transport.close()
+        if self.conn.state is not OPEN and self.open:
+            self.open = False
+            self._release()
+        if self.conn.close_expected() and self.close_timer is None:
+            self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_SEC, self.transport.abort)
+        if self.transport.get_write_buffer_size() > MAX_BUFFERED_OUT:
+            log.warning("media socket not reading: dropped")
+            self.open = False
+            self.transport.abort()
 
     def _release(self) -> None:
         session, self.session = self.session, None
@@ -228,49 +249,34 @@ class MediaProtocol(asyncio.Protocol):
             self.media.close_session(session)
 
     # ---- the opening handshake ----------------------------------------------------------------
-    def _handshake(self, head: bytes) -> None:
-        method, target, headers = parse_head(head)
-        path, _, query = target.partition("?")
-        values = {}
-        for name, value in headers:
-            values[name] = f"{values[name]}, {value.decode('latin-1')}" if name in values \
-                else value.decode("latin-1")
-        key = values.get(b"sec-websocket-key", "")
-        if (method != "GET" or values.get(b"sec-websocket-version") != "13"
-                or "websocket" not in values.get(b"upgrade", "").lower() or not key_ok(key)):
-            return self._refuse(400, "not a WebSocket handshake")
-        scope = {"type": "websocket", "path": path, "query_string": query.encode("latin-1"),
-                 "headers": headers, "client": self._client(values),
-                 "subprotocols": [p.strip() for p in
-                                  values.get(b"sec-websocket-protocol", "").split(",")
-                                  if p.strip()]}
-        problem = self.media.handshake_problem(scope)
-        if problem:
-            self.media.rt.rejections.add("WS_REJECTED", peer(scope), stage="handshake",
-                                         reason=problem)
-            return self._refuse(403, "")
-        self.subprotocol = chosen_subprotocol(scope)
-        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-        lines = ["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Accept: {accept}"]
-        if self.subprotocol:
-            lines.append(f"Sec-WebSocket-Protocol: {self.subprotocol}")
-        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.session = self.media.open_session(self, peer(scope), self.media.is_unsigned(scope))
+    def _handshake(self, request: Request) -> None:
+        """websockets checks the WebSocket handshake (400 when it is not one); then the
+        MediaServer's checks (403), then `101` and the session."""
+        response = self.conn.accept(request)
+        scope: dict = {}
+        if response.status_code == 101:
+            scope = self._scope(request)
+            problem = (self.media.handshake_problem(scope) if self.media is not None
+                       else "no media server in the lifespan state")
+            if problem:
+                if self.media is not None:
+                    self.media.rt.rejections.add("WS_REJECTED", peer(scope),
+                                                 stage="handshake", reason=problem)
+                else:
+                    log.error("media socket refused: %s", problem)
+                response = self.conn.reject(403, "")
+        self.conn.send_response(response)
+        if response.status_code == 101:
+            self.open = True
+            self.session = self.media.open_session(self, peer(scope),
+                                                   self.media.is_unsigned(scope))
 
-    def _client(self, values: dict) -> tuple[str, int]:
+    def _scope(self, request: Request) -> dict:
+        path, _, query = request.path.partition("?")
         client = self.transport.get_extra_info("peername") or ("?", 0)
-        forwarded = values.get(b"x-forwarded-for")
-        if self.trusted is not None and forwarded and client[0] in self.trusted:
-            host, port = self.trusted.get_trusted_client_address(forwarded)
-            return (host, port) if host else client
-        return client[:2]
-
-    def _refuse(self, status: int, text: str) -> None:
-        body = text.encode()
-        reason = {400: "Bad Request", 403: "Forbidden"}[status]
-        self.transport.write(f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n"
-                             "Content-Type: text/plain\r\nConnection: close\r\n\r\n".encode()
-                             + body)
-        self.closed = True
-        self.transport.close()
+        scope = {"type": "websocket", "path": path, "query_string": query.encode("latin-1"),
+                 "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                             for k, v in request.headers.raw_items()],
+                 "client": tuple(client[:2])}
+        scope["client"] = forwarded_client(self.config, scope)
+        return scope

@@ -1,64 +1,25 @@
-"""The media WebSocket's life on the event loop: a thread-safe outbox, deadlines, the lag probe."""
+"""The media socket's life on the event loop: what a session writes to, deadlines, the lag probe."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-log = logging.getLogger("ivr")
 CHECK_EVERY_SEC = 0.5
 
 
-class LoopSocket:
-    """An accepted ASGI WebSocket that any thread may write to; writes keep their order."""
+class MediaSocket(Protocol):
+    """What a session writes to (ivr.media_protocol's socket): from any thread, in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, send: Callable, subprotocol: str | None):
-        self.loop, self._send, self.subprotocol = loop, send, subprotocol
-        self.outbox: asyncio.Queue = asyncio.Queue()
-        self.closed = False
-        self.sender = loop.create_task(self._drain())
+    subprotocol: str | None
 
     def send_text(self, text: str) -> bool:
         """Queue a text message; False once the socket is closed."""
-        if self.closed:
-            return False
-        self.loop.call_soon_threadsafe(self.outbox.put_nowait, text)
-        return True
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close from our side (after what is already queued); idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        message = {"type": "websocket.close", "code": code, "reason": reason[:120]}
-        try:
-            self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
-        except RuntimeError:  # the loop is gone: so is the socket
-            pass
-
-    async def _drain(self) -> None:
-        while True:
-            item = await self.outbox.get()
-            message = {"type": "websocket.send", "text": item} if isinstance(item, str) else item
-            try:
-                await self._send(message)
-            except Exception:  # noqa: BLE001 - the peer went away; nothing more to send
-                self.closed = True
-                return
-            if message["type"] == "websocket.close":
-                return
-
-    async def finish(self) -> None:
-        """After the receive loop: let queued writes go, then stop the sender."""
-        self.closed = True
-        if not self.sender.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(self.sender), 1.0)
-            except TimeoutError:
-                self.sender.cancel()
 
 
 class Deadline:

@@ -10,12 +10,12 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from . import audio, signatures, twiml
 from .calls import Calls
-from .media_socket import Deadline, LagProbe, LoopSocket, percentile
+from .media_socket import Deadline, LagProbe, MediaSocket, percentile
 from .runtime import Runtime
 from .stream_turns import StreamTurns
 
@@ -100,14 +100,17 @@ def peer(scope: dict) -> str:
     return (scope.get("client") or ("?",))[0]
 
 
-def chosen_subprotocol(scope: dict) -> str | None:
+def chosen_subprotocol(offered: Sequence[str]) -> str | None:
     """Media Streams' subprotocol, echoed only when the peer offers it."""
-    return twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in (scope.get("subprotocols") or []) else None
+    return twiml.SUBPROTOCOL if twiml.SUBPROTOCOL in offered else None
 
 
 class MediaServer:
-    """Accepts media WebSockets on the event loop: refuses a bad handshake before `101`, caps
-    the open sockets, and runs each socket's receive loop with its deadlines."""
+    """Accepts media WebSockets on the event loop (their wire: ivr.media_protocol): refuses a
+    bad handshake before `101`, caps the open sockets, opens each socket's session with its
+    deadline. LineApp publishes it in the ASGI lifespan state under STATE_KEY."""
+
+    STATE_KEY = "ivr.media"
 
     def __init__(self, rt: Runtime):
         self.rt = rt
@@ -138,25 +141,8 @@ class MediaServer:
                                      "stream token of its start is checked")
         return True
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        problem = self.handshake_problem(scope)
-        if problem:
-            self.rt.rejections.add("WS_REJECTED", peer(scope), stage="handshake",
-                                   reason=problem)
-            return await send({"type": "websocket.close", "code": 1008})  # HTTP 403, no 101
-        subprotocol = chosen_subprotocol(scope)
-        await send({"type": "websocket.accept", "subprotocol": subprotocol})
-        socket = LoopSocket(asyncio.get_running_loop(), send, subprotocol)
-        session = self.open_session(socket, peer(scope), self.is_unsigned(scope))
-        try:
-            await session.receive_all(receive)
-        finally:
-            self.close_session(session)
-            await socket.finish()
-
-    def open_session(self, socket, source: str, unsigned: bool = False) -> MediaStreamSession:
+    def open_session(self, socket: MediaSocket, source: str,
+                     unsigned: bool = False) -> MediaStreamSession:
         """An accepted socket's session, with its deadline (on the running loop)."""
         loop = asyncio.get_running_loop()
         self.probe.start(loop)
@@ -179,7 +165,7 @@ class MediaStreamSession:
     """One WebSocket of a call: decodes frames, finds utterances, hands them to the turns.
     Its handlers run on the event loop: they never wait for the database or another thread."""
 
-    def __init__(self, rt: Runtime, socket: LoopSocket, probe: LagProbe,
+    def __init__(self, rt: Runtime, socket: MediaSocket, probe: LagProbe,
                  heartbeat: MediaHeartbeat, starts: ThreadPoolExecutor, source: str = "",
                  unsigned: bool = False):
         self.rt, self.socket, self.probe, self.source = rt, socket, probe, source
@@ -201,15 +187,6 @@ class MediaStreamSession:
     # ---- the receive loop ---------------------------------------------------------------------
     def opened(self) -> None:
         self.rt.events.emit("WS_CONNECTED", None, sid="", protocol=self.socket.subprotocol)
-
-    async def receive_all(self, receive: Callable) -> None:
-        """The ASGI receive loop (any ASGI server; ivr.media_protocol calls `receive` itself)."""
-        while not self.closed.is_set():
-            message = await receive()
-            if message["type"] != "websocket.receive":
-                return
-            text = message.get("text")
-            self.receive(text if text is not None else message.get("bytes") or b"")
 
     def receive(self, raw: str | bytes) -> None:
         """One whole message from the peer, on the event loop."""

@@ -169,7 +169,7 @@ def phone_line(tmp_path):
         settings = settings.replace(**{"twilio_api_base_url": carrier.url, **changes})
         app = create_app(settings)
         live.serve(app)
-        line = SimpleNamespace(app=app, runtime=app.extensions["ivr"], carrier=carrier,
+        line = SimpleNamespace(app=app, runtime=app.extensions["ivr"], carrier=carrier, live=live,
                                url=live.url, store=app.extensions["ivr"].store)
         built.append((line, live))
         return line
