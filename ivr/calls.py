@@ -57,8 +57,9 @@ class Calls:
         return self.store.ensure_call(call_sid)
 
     def end(self, call_sid: str, status: str, duration_sec: int | None) -> None:
-        """Twilio says the call is over: close its record, keeping an earlier outcome."""
-        outcome = (self.get(call_sid) or {}).get("outcome") or status
+        """Twilio says the call is over: close its record (made now if no webhook's row has
+        landed: an end is never lost), keeping an earlier outcome."""
+        outcome = self.ensure(call_sid).get("outcome") or status
         self.store.update_call(call_sid, status=status, ended=True, ended_at=time.time(),
                                duration_sec=duration_sec, outcome=outcome)
 

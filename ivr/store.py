@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
     UnknownField,
@@ -100,6 +101,20 @@ def coalesced(batch: list) -> list:
     return out
 
 
+def passing(exc: Exception) -> bool:
+    """Whether a write failed for a reason that passes (a locked database, a lost or refused
+    connection), so trying again can succeed; not when the database refused the statement."""
+    return isinstance(exc, (OperationalError, InterfaceError)) or bool(
+        getattr(exc, "connection_invalidated", False))
+
+
+def statement_table(statement: Any) -> str:
+    """The table a deferred statement writes (for the log)."""
+    statement = statement[0] if isinstance(statement, tuple) else statement
+    table = getattr(statement, "table", None)
+    return getattr(table, "name", "?")
+
+
 class Store:
     """Thread-safe access to the call database; every method is one short transaction.
 
@@ -153,23 +168,38 @@ class Store:
                 return
 
     def _write_batch(self, batch: list) -> None:
-        """Write deferred rows; while the database is locked or failing, keep trying (the rows
-        land once it is back), for WRITE_RETRY_SEC at most."""
+        """Write deferred rows in one transaction; when the database refuses one of them (a
+        value it cannot hold), each row on its own, so that row alone is lost (logged), never
+        the batch, and no later write waits behind it."""
+        if self._write_retrying(coalesced(batch)) is None:
+            return
+        for statement in batch:
+            refused = self._write_retrying([statement])
+            if refused is not None:
+                logging.getLogger("ivr").error("STORE_WRITE_ERR rows=1 table=%s err=%r",
+                                               statement_table(statement), refused)
+
+    def _write_retrying(self, statements: list) -> Exception | None:
+        """Write `statements` in one transaction; while the database is locked or unreachable,
+        keep trying (they land once it is back), for WRITE_RETRY_SEC at most. The error when
+        the database refuses a statement itself (not worth a retry), else None."""
         deadline, pause = time.monotonic() + WRITE_RETRY_SEC, 0.05
         while True:
             try:
                 with self.writing() as conn:
-                    for statement in coalesced(batch):
+                    for statement in statements:
                         conn.execute(*statement) if isinstance(statement, tuple) \
                             else conn.execute(statement)
                 self.write_error = None
-                return
+                return None
             except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
+                if not passing(exc):
+                    return exc
                 self.write_error = (time.time(), repr(exc)[:200])
                 if time.monotonic() > deadline:
                     logging.getLogger("ivr").error("STORE_WRITE_ERR rows=%d err=%r",
-                                                   len(batch), exc)
-                    return
+                                                   len(statements), exc)
+                    return None
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
