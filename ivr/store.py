@@ -46,6 +46,8 @@ from .schema import (  # noqa: F401 - UnknownField is part of the store's interf
 WRITE_RETRY_SEC = 120.0  # a deferred write waits this long for a locked database, then is lost
 SCHEMA_LOCK_KEY = 0x1F5A7E  # PostgreSQL advisory lock held while the schema is created
 FLUSH_WAIT_SEC = 10.0  # a read waits this long for deferred writes, then reads what is there
+PG_POOL_SIZE = 16  # PostgreSQL connections a process keeps open: a webhook never waits to connect
+PG_POOL_OVERFLOW = 16  # more, opened for a burst and closed after it
 PURGE_BATCH = 200  # rows (calls, with their turns and events) per purge transaction
 
 
@@ -126,7 +128,8 @@ class Store:
         sqlite = url.startswith("sqlite")
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        options = {"pool_size": 20, "max_overflow": 40} if sqlite else {"pool_pre_ping": True}
+        options = {"pool_size": 20, "max_overflow": 40} if sqlite else {
+            "pool_size": PG_POOL_SIZE, "max_overflow": PG_POOL_OVERFLOW, "pool_pre_ping": True}
         self.engine: Engine = create_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
