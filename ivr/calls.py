@@ -78,13 +78,13 @@ class Calls:
 
     def advance_webhook_turn(self, call_sid: str) -> int:
         """Record or Gather heard something: the next turn, and no silent turns in a row."""
-        turn = self.turn(call_sid) + 1
+        turn = (self.ensure(call_sid).get("turn") or 0) + 1
         self.store.update_call(call_sid, turn=turn, silent_turns=0)
         return turn
 
     def count_silent_turn(self, call_sid: str) -> int:
         """Nothing was heard this turn; how many turns in a row now."""
-        silent = ((self.get(call_sid) or {}).get("silent_turns") or 0) + 1
+        silent = (self.ensure(call_sid).get("silent_turns") or 0) + 1
         self.store.update_call(call_sid, silent_turns=silent)
         return silent
 

@@ -235,7 +235,7 @@ def dial_result(rt: Runtime, params: dict, call_sid: str) -> Response:
 def dial_result_ignored(rt: Runtime, call_sid: str, dial_sid: str) -> Response:
     """A result acted on already (a replay: the same `DialCallSid`) or for a call that is not
     ringing the owner: nothing changes, and Twilio is told how the call listens now."""
-    call = rt.calls.get(call_sid) or {}
+    call = rt.calls.ensure(call_sid)
     replay = bool(dial_sid) and call.get("dial_sid") == dial_sid
     rt.events.emit("DIAL_RESULT_IGNORED", call_sid, logging.WARNING,
                    reason="replay" if replay else "not ringing the owner",
