@@ -2,14 +2,15 @@
 
 Run: `python -m bench.webhook_fuzz [--requests 2120] [--db sqlite,postgresql]` (or `make
 bench-webhooks`). The line runs as `scripts/start.sh` does (one gunicorn worker, fake engines,
-TURN_MODE=stream) on SQLite, then on a throwaway PostgreSQL cluster (tests/pgcluster.py). The
-requests are the same on both (a fixed seed): Twilio's fields with the values a fuzzer tries
-(out-of-range numbers, digits that are not ASCII, NUL, 1,000 characters…), status callbacks for
-calls the line never saw, and requests that are not Twilio's (bad or no signature, malformed
-SIDs, another content type, invalid UTF-8). Each call's requests go in order through one of 8
-lanes, so both databases see the same story and must give the same answers. Prints, per
-database: wall time, the slowest answer, answers over Twilio's 15 s, 5xx, WEBHOOK_ERR events,
-and the answers that differ between the databases.
+TURN_MODE=stream) on SQLite, then on a throwaway PostgreSQL cluster (tests/pgcluster.py, its
+commits on the disk as in production). The requests are the same on both (a fixed seed):
+Twilio's fields with the values a fuzzer tries (out-of-range numbers, digits that are not
+ASCII, NUL, 1,000 characters…), status callbacks for calls the line never saw, and requests
+that are not Twilio's (bad or no signature, malformed SIDs, another content type, invalid
+UTF-8). Each call's requests go in order through one of 8 lanes, so both databases see the same
+story and must give the same answers. Prints, per database: wall time, the slowest answer,
+answers over Twilio's 15 s, 5xx, WEBHOOK_ERR events, and the answers that differ between the
+databases.
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def main() -> None:
         cluster = url = None  # SQLite: BenchLine's own file
         if database == "postgresql":
             from tests.pgcluster import PgCluster
-            cluster = PgCluster().start()
+            cluster = PgCluster(durable=True).start()  # commits wait for the disk
             url = cluster.new_database()
         try:
             results[database], shapes[database] = run_on(database, url, args.requests,
