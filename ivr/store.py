@@ -29,7 +29,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+    StatementError,
+)
 
 from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
     UnknownField,
@@ -103,11 +110,14 @@ def coalesced(batch: list) -> list:
     return out
 
 
-def passing(exc: Exception) -> bool:
-    """Whether a write failed for a reason that passes (a locked database, a lost or refused
-    connection), so trying again can succeed; not when the database refused the statement."""
-    return isinstance(exc, (OperationalError, InterfaceError)) or bool(
-        getattr(exc, "connection_invalidated", False))
+def refused(exc: Exception) -> bool:
+    """Whether the database (or its driver) refused the statement itself: a value it cannot
+    hold, a duplicate key, a bad parameter. Writing it again fails again; anything else (a
+    locked database, a lost connection, no free connection) may pass."""
+    if isinstance(exc, (DataError, IntegrityError, ProgrammingError, NotSupportedError,
+                        ValueError, TypeError, OverflowError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
 
 
 def statement_table(statement: Any) -> str:
@@ -196,7 +206,7 @@ class Store:
                 self.write_error = None
                 return None
             except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
-                if not passing(exc):
+                if refused(exc):
                     return exc
                 self.write_error = (time.time(), repr(exc)[:200])
                 if time.monotonic() > deadline:
