@@ -12,7 +12,8 @@ from ivr.schema import calls
 from .conftest import AUTH_TOKEN, make_settings
 from .livehelpers import LiveLine
 
-FIELDS = {"CallDuration", "RecordingDuration", "DialCallDuration", "turn", "part", "Digits"}
+FIELDS = {"CallDuration", "RecordingDuration", "DialCallDuration", "turn", "part", "Digits",
+          "Confidence"}
 REQUESTS = 300  # `make bench-webhooks` sends the whole 2,120
 SEED = 21
 
