@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
 
-.PHONY: setup sysdeps run call doctor doctor-engines purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short
+.PHONY: setup sysdeps run call doctor doctor-engines purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -78,7 +78,11 @@ bench-latency: setup
 bench-short: setup
 	$(PY) -m bench.short_answers
 
-bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-short
+bench-webhooks: setup
+	@bash scripts/install_system_deps.sh --with-cluster
+	$(PY) -m bench.webhook_fuzz
+
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-short bench-webhooks
 
 deploy-check:
 	python3 scripts/deploy_check.py $(DEPLOY_CHECK_ARGS)

@@ -57,8 +57,9 @@ class Calls:
         return self.store.ensure_call(call_sid)
 
     def end(self, call_sid: str, status: str, duration_sec: int | None) -> None:
-        """Twilio says the call is over: close its record, keeping an earlier outcome."""
-        outcome = (self.get(call_sid) or {}).get("outcome") or status
+        """Twilio says the call is over: close its record (made now if no webhook's row has
+        landed: an end is never lost), keeping an earlier outcome."""
+        outcome = self.ensure(call_sid).get("outcome") or status
         self.store.update_call(call_sid, status=status, ended=True, ended_at=time.time(),
                                duration_sec=duration_sec, outcome=outcome)
 
@@ -77,13 +78,13 @@ class Calls:
 
     def advance_webhook_turn(self, call_sid: str) -> int:
         """Record or Gather heard something: the next turn, and no silent turns in a row."""
-        turn = self.turn(call_sid) + 1
+        turn = (self.ensure(call_sid).get("turn") or 0) + 1
         self.store.update_call(call_sid, turn=turn, silent_turns=0)
         return turn
 
     def count_silent_turn(self, call_sid: str) -> int:
         """Nothing was heard this turn; how many turns in a row now."""
-        silent = ((self.get(call_sid) or {}).get("silent_turns") or 0) + 1
+        silent = (self.ensure(call_sid).get("silent_turns") or 0) + 1
         self.store.update_call(call_sid, silent_turns=silent)
         return silent
 

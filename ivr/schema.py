@@ -125,19 +125,32 @@ notifications = Table(  # the owner's SMS and e-mails: one row each, retried unt
 
 CALL_FIELDS = frozenset(c.name for c in calls.columns)
 MAX_TEXT_CHARS = 64 * 1024  # any Text column; String(n) columns are cut to n
+INTEGER_RANGE = (-2**31, 2**31 - 1)  # an Integer column, on PostgreSQL as on SQLite
 
 
 class UnknownField(ValueError):
     """A call field that the calls table does not have (a typo would otherwise be dropped)."""
 
 
+class OutOfRange(ValueError):
+    """A number that its Integer column cannot hold (PostgreSQL's `integer`): refused where it
+    is written, never left to fail a batch of other rows."""
+
+
 def capped(table: Table, values: dict[str, Any]) -> dict[str, Any]:
-    """The values with every text cut to its column's size: no field grows without bound."""
+    """The values as every database takes them alike: each text without NUL (PostgreSQL
+    refuses it) and cut to its column's size, each integer checked against its column's range
+    (OutOfRange otherwise), so no field grows without bound."""
     out = {}
     for key, value in values.items():
+        column = table.c[key].type
         if isinstance(value, str):
-            length = getattr(table.c[key].type, "length", None) or MAX_TEXT_CHARS
-            value = value[:length]
+            length = getattr(column, "length", None) or MAX_TEXT_CHARS
+            value = value.replace("\x00", "")[:length]
+        elif isinstance(value, int) and not isinstance(value, bool) \
+                and isinstance(column, Integer) \
+                and not INTEGER_RANGE[0] <= value <= INTEGER_RANGE[1]:
+            raise OutOfRange(f"{table.name}.{key}={value} is outside an integer column")
         out[key] = value
     return out
 

@@ -29,6 +29,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+    StatementError,
+)
 
 from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
     UnknownField,
@@ -45,6 +53,8 @@ from .schema import (  # noqa: F401 - UnknownField is part of the store's interf
 WRITE_RETRY_SEC = 120.0  # a deferred write waits this long for a locked database, then is lost
 SCHEMA_LOCK_KEY = 0x1F5A7E  # PostgreSQL advisory lock held while the schema is created
 FLUSH_WAIT_SEC = 10.0  # a read waits this long for deferred writes, then reads what is there
+PG_POOL_SIZE = 16  # PostgreSQL connections a process keeps open: a webhook never waits to connect
+PG_POOL_OVERFLOW = 16  # more, opened for a burst and closed after it
 PURGE_BATCH = 200  # rows (calls, with their turns and events) per purge transaction
 
 
@@ -100,6 +110,23 @@ def coalesced(batch: list) -> list:
     return out
 
 
+def refused(exc: Exception) -> bool:
+    """Whether the database (or its driver) refused the statement itself: a value it cannot
+    hold, a duplicate key, a bad parameter. Writing it again fails again; anything else (a
+    locked database, a lost connection, no free connection) may pass."""
+    if isinstance(exc, (DataError, IntegrityError, ProgrammingError, NotSupportedError,
+                        ValueError, TypeError, OverflowError)):
+        return True
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+
+
+def statement_table(statement: Any) -> str:
+    """The table a deferred statement writes (for the log)."""
+    statement = statement[0] if isinstance(statement, tuple) else statement
+    table = getattr(statement, "table", None)
+    return getattr(table, "name", "?")
+
+
 class Store:
     """Thread-safe access to the call database; every method is one short transaction.
 
@@ -111,7 +138,8 @@ class Store:
         sqlite = url.startswith("sqlite")
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        options = {"pool_size": 20, "max_overflow": 40} if sqlite else {"pool_pre_ping": True}
+        options = {"pool_size": 20, "max_overflow": 40} if sqlite else {
+            "pool_size": PG_POOL_SIZE, "max_overflow": PG_POOL_OVERFLOW, "pool_pre_ping": True}
         self.engine: Engine = create_engine(url, **options)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -153,23 +181,38 @@ class Store:
                 return
 
     def _write_batch(self, batch: list) -> None:
-        """Write deferred rows; while the database is locked or failing, keep trying (the rows
-        land once it is back), for WRITE_RETRY_SEC at most."""
+        """Write deferred rows in one transaction; when the database refuses one of them (a
+        value it cannot hold), each row on its own, so that row alone is lost (logged), never
+        the batch, and no later write waits behind it."""
+        if self._write_retrying(coalesced(batch)) is None:
+            return
+        for statement in batch:
+            refused = self._write_retrying([statement])
+            if refused is not None:
+                logging.getLogger("ivr").error("STORE_WRITE_ERR rows=1 table=%s err=%r",
+                                               statement_table(statement), refused)
+
+    def _write_retrying(self, statements: list) -> Exception | None:
+        """Write `statements` in one transaction; while the database is locked or unreachable,
+        keep trying (they land once it is back), for WRITE_RETRY_SEC at most. The error when
+        the database refuses a statement itself (not worth a retry), else None."""
         deadline, pause = time.monotonic() + WRITE_RETRY_SEC, 0.05
         while True:
             try:
                 with self.writing() as conn:
-                    for statement in coalesced(batch):
+                    for statement in statements:
                         conn.execute(*statement) if isinstance(statement, tuple) \
                             else conn.execute(statement)
                 self.write_error = None
-                return
+                return None
             except Exception as exc:  # noqa: BLE001 - a lost hot-path row must not kill writes
+                if refused(exc):
+                    return exc
                 self.write_error = (time.time(), repr(exc)[:200])
                 if time.monotonic() > deadline:
                     logging.getLogger("ivr").error("STORE_WRITE_ERR rows=%d err=%r",
-                                                   len(batch), exc)
-                    return
+                                                   len(statements), exc)
+                    return None
                 time.sleep(pause)
                 pause = min(pause * 2, 2.0)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 
-from . import audio, recordings, signatures, twiml
+from . import audio, recordings, signatures, twilio_fields, twiml
 from .replies import (
     CONTINUE_WAIT_SEC,
     ReplyTwiml,
@@ -100,6 +100,7 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             params = webhook_params()
             call_sid = params["CallSid"]
             rt.events.emit("WEBHOOK", call_sid, route=request.path, params=params)
+            params = bounded_params(rt, call_sid, params)
             try:
                 rt.calls.note(call_sid, params.get("AccountSid", ""), params.get("From", ""),
                               params.get("To", ""))
@@ -116,6 +117,17 @@ def twilio_webhook(fallback: Callable[[Runtime], Response]):
             return response
         return wrapper
     return decorate
+
+
+def bounded_params(rt: Runtime, call_sid: str, params: dict[str, str]) -> dict[str, str]:
+    """Twilio's numbers (durations, `?turn=`, `?part=`) within bounds and a Gather's keys at
+    most MAX_DIGITS: a value out of range or not a number is treated as missing, each with its
+    reason logged (TWILIO_FIELD_IGNORED), so no column ever gets what it cannot hold."""
+    params, changes = twilio_fields.bounded(params)
+    for field, value, why in changes:
+        rt.events.emit("TWILIO_FIELD_IGNORED", call_sid, logging.WARNING, route=request.path,
+                       field=field, value=value, reason=why)
+    return params
 
 
 def _no_content(_rt: Runtime) -> Response:
@@ -223,7 +235,7 @@ def dial_result(rt: Runtime, params: dict, call_sid: str) -> Response:
 def dial_result_ignored(rt: Runtime, call_sid: str, dial_sid: str) -> Response:
     """A result acted on already (a replay: the same `DialCallSid`) or for a call that is not
     ringing the owner: nothing changes, and Twilio is told how the call listens now."""
-    call = rt.calls.get(call_sid) or {}
+    call = rt.calls.ensure(call_sid)
     replay = bool(dial_sid) and call.get("dial_sid") == dial_sid
     rt.events.emit("DIAL_RESULT_IGNORED", call_sid, logging.WARNING,
                    reason="replay" if replay else "not ringing the owner",
@@ -237,7 +249,7 @@ def stream_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     event = params.get("StreamEvent", "")
     rt.events.emit("STREAM_STATUS", call_sid, event=event, stream=params.get("StreamSid", ""),
                    error=params.get("StreamError", ""))
-    call = rt.calls.get(call_sid)
+    call = rt.calls.ensure(call_sid)
     if event == "stream-error" and call["turn_mode"] == "stream" and not call["ended"]:
         rt.watchdog.stream_failed(call_sid, call["turn"], params.get("StreamError", ""),
                                   STREAM_ERROR_GRACE_SEC)
@@ -252,19 +264,20 @@ def stream_ended(rt: Runtime, params: dict, call_sid: str) -> Response:
     pending = rt.calls.take_reply(call_sid)
     if pending:
         return xml(pending)
-    call = rt.calls.get(call_sid)
+    call = rt.calls.ensure(call_sid)
     if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
         return xml(twiml.empty())
-    stale = stale_stream_end(rt, call, request.args.get("turn", ""))
+    stale = stale_stream_end(rt, call, params.get("turn", ""))
     if stale:
-        rt.events.emit("STREAM_ENDED_STALE", call_sid, turn=request.args.get("turn", ""),
+        rt.events.emit("STREAM_ENDED_STALE", call_sid, turn=params.get("turn", ""),
                        call_turn=call["turn"], reason=stale)
         return xml(what_the_call_does(rt, call_sid, call))
-    reason = ("stream never started" if (call.get("stream_started_turn") or 0) < call["turn"]
+    turn = call.get("turn") or 0
+    reason = ("stream never started" if (call.get("stream_started_turn") or 0) < turn
               else "stream ended with no reply pending")
-    if not rt.calls.fall_back_to_record(call_sid, call["turn"], reason):
+    if not rt.calls.fall_back_to_record(call_sid, turn, reason):
         rt.calls.note_record_mode(call_sid, reason)
-    rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason, turn=call["turn"])
+    rt.events.emit("STREAM_FALLBACK", call_sid, to="record", reason=reason, turn=turn)
     return xml(twiml.record_turn(rt.settings.public_base_url, rt.prompt_url(FALLBACK)))
 
 
@@ -274,7 +287,7 @@ def stale_stream_end(rt: Runtime, call: dict, turn: str) -> str:
     REPLY_MODE=stream one socket carries many turns, so only a Dial tells it there."""
     if call.get("turn_mode") in ("dial", "owner"):
         return "the call is with the owner's phone"
-    newer = turn.isdigit() and int(turn) < (call.get("turn") or 0)
+    newer = bool(turn) and int(turn) < (call.get("turn") or 0)  # bounded digits, or ""
     if newer and call.get("turn_mode") == "stream" and (
             call.get("reply_mode") or rt.settings.reply_mode) != "stream":
         return "a newer turn's stream replaced it"
@@ -299,7 +312,7 @@ def what_the_call_does(rt: Runtime, call_sid: str, call: dict) -> str:
 def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     status, duration = params.get("CallStatus", ""), params.get("CallDuration", "")
     if status in ENDED_STATUSES:
-        rt.calls.end(call_sid, status, int(duration) if duration.isdigit() else None)
+        rt.calls.end(call_sid, status, int(duration) if duration else None)  # bounded digits
     else:
         rt.calls.set_status(call_sid, status)
     rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
@@ -401,8 +414,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
     """Twilio played a reply's first chunks and asks for the next ones (`?turn=&part=`):
     from this instance's reply when it is writing it, else from the store (another instance
     is, or was)."""
-    turn, part = (int(v) if v.isdigit() else 0 for v in (
-        request.args.get("turn", ""), request.args.get("part", "")))
+    turn, part = (int(params.get(k) or 0) for k in ("turn", "part"))  # bounded digits
     found = rt.replies.get(call_sid, turn) or rt.reply_log.find(call_sid, turn)
     if found:
         tail, reply = found
@@ -410,7 +422,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
         if not answer.more:
             rt.replies.drop(call_sid, reply)
     else:  # no instance knows it (the call moved on): listen again, with a sound
-        call = rt.calls.get(call_sid)
+        call = rt.calls.ensure(call_sid)
         if call.get("ended") or params.get("CallStatus") in ENDED_STATUSES:
             return xml(twiml.empty())
         turn, tail = call.get("turn") or turn, call.get("turn_mode") or "record"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .livehelpers import free_port
 
-SERVER_OPTIONS = ("-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                  "-c max_connections=400 -c shared_buffers=64MB")
+SERVER_OPTIONS = "-c max_connections=400 -c shared_buffers=64MB"
+FAST_OPTIONS = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"  # tests only
 
 
 def postgres_bin() -> Path | None:
@@ -27,9 +27,11 @@ def postgres_bin() -> Path | None:
 
 
 class PgCluster:
-    """initdb + pg_ctl start on a free loopback port; each `new_database()` is empty."""
+    """initdb + pg_ctl start on a free loopback port; each `new_database()` is empty.
+    `durable`: commits wait for the disk as in production (benchmarks), else they do not."""
 
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        self.durable = durable
         self.bin = postgres_bin()
         if self.bin is None:
             raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
@@ -49,7 +51,9 @@ class PgCluster:
     def start(self) -> PgCluster:
         self.run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
                  "--auth=trust", "-E", "UTF8", "--no-instructions")
-        options = f"{SERVER_OPTIONS} -p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        fast = "" if self.durable else f"{FAST_OPTIONS} "
+        options = (f"{fast}{SERVER_OPTIONS} -p {self.port} -k {self.root} "
+                   "-c listen_addresses=127.0.0.1")
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
                  "-o", options, "-w", "start")
         return self

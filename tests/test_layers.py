@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
      "ivr.google_voices",
-     "ivr.signatures",
+     "ivr.signatures", "ivr.twilio_fields",
      "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
      "ivr.notify_text", "ivr.programs", "ivr.lanes"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",

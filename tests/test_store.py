@@ -1,5 +1,6 @@
 """Store round trips on SQLite and PostgreSQL: calls, turns, events, leads, claims, WAL, purge."""
 
+import logging
 import threading
 import time
 
@@ -85,6 +86,59 @@ def test_claim_lets_exactly_one_of_many_threads_win(tmp_path):
     for t in threads:
         t.join()
     assert len(wins) == 1 and store.get_call(SID)["turn_mode"] == "record"
+
+
+class LoggedErrors(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_a_row_the_database_refuses_is_lost_alone_and_the_rows_queued_with_it_land(tmp_path):
+    """One deferred row the database refuses (here a duplicate key) must not hold the writer:
+    the rows queued with it land at once, reads do not wait for it, the database stays healthy."""
+    from ivr.store import INSERT_EVENT
+    store = Store(database_url(tmp_path))
+    store.add_event(SID, "FIRST", {})
+    taken = store.events(SID)[0]["id"]
+    errors = LoggedErrors()
+    logging.getLogger("ivr").addHandler(errors)
+    try:
+        store.defer((INSERT_EVENT, {"id": taken, "call_sid": SID, "ts": 1.0, "kind": "AGAIN",
+                                    "detail": "{}"}))
+        store.upsert_call(SID, from_number="+972501234567")
+        store.add_event(SID, "AFTER", {}, later=True)
+        assert store.flush()  # landed; not FLUSH_WAIT_SEC waited out
+    finally:
+        logging.getLogger("ivr").removeHandler(errors)
+    assert store.get_call(SID)["from_number"] == "+972501234567"
+    assert [e["kind"] for e in store.events(SID)] == ["FIRST", "AFTER"]
+    assert [line.split()[0] for line in errors.lines] == ["STORE_WRITE_ERR"]
+    assert "table=events" in errors.lines[0]
+    assert store.write_problem() is None
+    store.close()
+
+
+def test_text_is_kept_without_nul_and_an_integer_its_column_cannot_hold_is_refused(tmp_path):
+    """PostgreSQL refuses NUL in text and integers beyond 2**31-1, SQLite takes both: the
+    store gives both databases the same, and refuses a number where it is written (its caller
+    sees it), never in the writer's batch."""
+    from ivr.schema import OutOfRange
+    store = Store(database_url(tmp_path))
+    store.ensure_call(SID, from_number="+97250\x001234567")
+    store.add_turn(SID, turn=1, user_text="\x00כן")
+    assert store.get_call(SID)["from_number"] == "+972501234567"
+    assert store.turns(SID)[0]["user_text"] == "כן"
+    with pytest.raises(OutOfRange):
+        store.update_call(SID, duration_sec=2**31)
+    with pytest.raises(OutOfRange):
+        store.upsert_call(SID, turn=2**63)
+    store.update_call(SID, duration_sec=2**31 - 1)
+    assert store.get_call(SID)["duration_sec"] == 2**31 - 1
+    store.close()
 
 
 def test_event_log_redacts_secrets_in_log_and_row(tmp_path, caplog):

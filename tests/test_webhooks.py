@@ -183,6 +183,46 @@ def test_call_status_closes_the_call_and_cancels_its_jobs(twilio_post, runtime, 
     assert runtime.watchdog.pending(CALL_SID) == []
 
 
+@pytest.mark.parametrize("duration", ["2147483648", "99999999999999999999", "-5", "²", "4e2"])
+def test_a_call_duration_out_of_range_or_not_a_number_is_missing_with_its_reason(
+        twilio_post, runtime, duration):
+    """PostgreSQL's integer ends at 2**31-1 and SQLite's at 2**63-1; "²" passes str.isdigit:
+    none of them is a duration, so the call ends without one, said in the log, never an error."""
+    twilio_post("/webhook/incoming_call")
+    response = twilio_post("/webhook/call_status", CallStatus="completed", CallDuration=duration)
+    assert response.status_code == 204
+    call = runtime.store.get_call(CALL_SID)
+    assert call["ended"] and call["status"] == "completed" and call["duration_sec"] is None
+    events = runtime.store.events(CALL_SID)
+    ignored = [e["detail"] for e in events if e["kind"] == "TWILIO_FIELD_IGNORED"]
+    assert [(d["field"], d["value"]) for d in ignored] == [("CallDuration", duration)]
+    assert "WEBHOOK_ERR" not in [e["kind"] for e in events]
+
+
+@pytest.mark.parametrize("route, form, answer", [
+    ("/webhook/call_status", {"CallStatus": "completed", "CallDuration": "12"}, 204),
+    ("/webhook/stream_status", {"StreamEvent": "stream-error", "StreamError": "x"}, 204),
+    ("/webhook/stream_status", {"StreamEvent": "stream-stopped"}, 204),
+    ("/webhook/stream_ended?turn=1", {"CallStatus": "in-progress"}, 200),
+    ("/webhook/reply_continue?turn=2&part=1", {"CallStatus": "in-progress"}, 200),
+    ("/webhook/handle_recording", {"RecordingUrl": "", "RecordingDuration": "3"}, 200),
+    ("/webhook/dial_result?why=transfer", {"DialCallStatus": "completed",
+                                           "DialCallDuration": "9"}, 200),
+])
+def test_a_callback_for_a_call_with_no_row_is_answered_and_recorded(
+        twilio_post, runtime, route, form, answer):
+    """A webhook's own row of the call may not have landed (another instance, a write lost):
+    Twilio is answered all the same, and the call is there for the owner to see."""
+    runtime.calls.note = lambda *_args, **_kwargs: None  # the row a webhook writes: not there
+    response = twilio_post(route, **form)
+    assert response.status_code == answer
+    if answer == 200:
+        assert response.mimetype == "text/xml" and ET.fromstring(response.data).tag == "Response"
+    assert runtime.store.get_call(CALL_SID) is not None
+    kinds_seen = kinds(runtime)
+    assert "WEBHOOK" in kinds_seen and "WEBHOOK_ERR" not in kinds_seen
+
+
 def test_stream_ended_returns_pending_action_twiml_once(twilio_post, runtime):
     twilio_post("/webhook/incoming_call")
     pending = twiml.stream_turn(BASE, "k", CALL_SID, 2, BASE + "/static/tts/r.mp3")
