@@ -11,7 +11,7 @@ from ivr import asgi, notify, recordings, stream, watchdog
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.S | re.M)
+FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)
 CODE = re.compile(r"`[^`\n]*`")
 
 
@@ -149,3 +149,12 @@ def test_every_command_in_the_docs_uses_the_venv_python():
         blocks = [m.group(0) for m in FENCE.finditer(text)]
         for span in CODE.findall(FENCE.sub("", text)) + blocks:
             assert not re.search(r"(?<![/\w.])python -m (ivr|bench) \w", span), (name, span)
+
+
+def test_every_recipe_starts_the_line_with_the_start_script():
+    assert (ROOT / "Procfile").read_text(encoding="utf-8") == "web: bash scripts/start.sh\n"
+    docker = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert 'CMD ["bash", "scripts/start.sh"]' in docker
+    assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in docker
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "web: bash scripts/start.sh" in deploy
