@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import ivr
-from ivr import asgi, notify, recordings, stream, watchdog
+from ivr import asgi, media_protocol, notify, recordings, stream, watchdog
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
@@ -113,6 +113,23 @@ def test_no_doc_contradicts_the_message_and_recording_limits():
         in " ".join(arch.split())
     assert f"up to {recordings.MAX_RECORDING_BYTES // 2**20} MB" in arch
     assert f"over {asgi.MAX_BODY_BYTES // 1024} KB 413" in " ".join(arch.split())
+
+
+def test_the_media_socket_limits_are_the_codes():
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in arch.splitlines() if line.startswith("| ")}
+    kb, mb = 1024, 1024 * 1024
+    assert rows["no valid `start` after the upgrade"] == \
+        f"closed (1008) after {stream.START_DEADLINE_SEC:g} s"
+    assert f"and {media_protocol.MAX_FRAGMENTS} frames;" in rows["a message"]
+    slow_peer = rows["a peer that does not read"]
+    assert f"while {media_protocol.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
+    assert f"past {media_protocol.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
+    assert f"no answer within {media_protocol.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
+    flood = rows["a flood of frames"]
+    assert flood.startswith(f"read {media_protocol.FEED_BYTES // kb} KB per turn")
+    assert rows["open media sockets per worker"].startswith(f"{stream.MAX_MEDIA_SOCKETS};")
 
 
 def test_the_thread_table_states_each_pool_as_the_code_sizes_it():
