@@ -3,7 +3,7 @@
 No socket holds a thread: an idle or half-open connection costs the loop a few kilobytes, so
 no number of them can starve the webhooks; and each kind of request has its own lane of
 threads, so turns and continuations waiting on a slow engine cannot starve a call's first
-request, status callbacks or /healthz (see the README's deployment section).
+request, status callbacks or /healthz (see "Who runs on which thread" in ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -544,7 +544,7 @@ def _check_google_voice(values: dict, problems: list[str]) -> None:
         values["warnings"].append(f"WARNING: GOOGLE_TTS_VOICE={voice!r}: {note}")
 
 
-HEBREW_GATHER_TAG = "iw-IL"  # Hebrew as Twilio's <Gather> language table lists it (README)
+HEBREW_GATHER_TAG = "iw-IL"  # Hebrew as Twilio's <Gather> language table lists it (docs/twilio.md)
 
 
 def _resolve_gather_language(values: dict) -> None:

@@ -1,6 +1,6 @@
 """The import graph: no circle, no arrow from a lower floor to a higher one, no product module
-depending on the emulator (the README's code map, checked). The circle check covers ivr.sim too:
-there `call` (with `clock`, `result`) is the bottom and `carrier` the top."""
+depending on the emulator (ARCHITECTURE.md's layers, checked). The circle check covers ivr.sim
+too: there `call` (with `clock`, `result`) is the bottom and `carrier` the top."""
 
 import ast
 from pathlib import Path

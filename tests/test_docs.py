@@ -1,0 +1,177 @@
+"""The docs stay true: links resolve inside the repository, the settings page matches ivr/config.py,
+and the limits and thread counts the docs state are the code's constants."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import ivr
+from ivr import asgi, media_protocol, notify, recordings, stream, watchdog
+
+ROOT = Path(__file__).resolve().parent.parent
+SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)
+CODE = re.compile(r"`[^`\n]*`")
+
+
+def markdown_files() -> list[Path]:
+    return sorted(p for p in ROOT.rglob("*.md")
+                  if not SKIP & set(p.relative_to(ROOT).parts[:-1]))
+
+
+def prose(text: str) -> str:
+    """The text without code blocks and code spans (a link in code is not a link)."""
+    return CODE.sub("code", FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading.replace("`", "")).strip().lower()
+    return "".join(c for c in text if c.isalnum() or c in " -_").replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    found: set[str] = set()
+    for line in FENCE.sub("", path.read_text(encoding="utf-8")).splitlines():
+        if match := re.match(r"#{1,6} (.+?)\s*#*$", line):
+            base = slug(match.group(1))
+            name, n = base, 0
+            while name in found:
+                n += 1
+                name = f"{base}-{n}"
+            found.add(name)
+    return found
+
+
+def broken_links(path: Path) -> list[str]:
+    problems = []
+    for target in LINK.findall(prose(path.read_text(encoding="utf-8"))):
+        where = f"{path.relative_to(ROOT)}: ({target})"
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):
+            problems.append(f"{where} leaves the repository")
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        if not linked.is_relative_to(ROOT):
+            problems.append(f"{where} points outside the repository")
+        elif not linked.exists():
+            problems.append(f"{where}: no such file")
+        elif anchor and (linked.suffix != ".md" or anchor not in anchors(linked)):
+            problems.append(f"{where}: no heading with that anchor")
+    return problems
+
+
+def test_every_markdown_link_resolves_inside_the_repository():
+    files = markdown_files()
+    assert ROOT / "README.md" in files and ROOT / "docs" / "owner.md" in files
+    assert [problem for path in files for problem in broken_links(path)] == []
+
+
+def test_the_link_check_catches_what_it_must(tmp_path):
+    page = ROOT / "docs" / "owner.md"
+    assert "the-doctor" in anchors(page)
+    assert slug("The stream path (`TURN_MODE=stream`)") == "the-stream-path-turn_modestream"
+    assert slug("Twilio's warnings read back") == "twilios-warnings-read-back"
+    text = "[a](../shared/DESIGN.md) [b](https://example.com) [c](owner.md#nowhere) `[d](x.md)`"
+    assert [t for t in LINK.findall(prose(text))] == [
+        "../shared/DESIGN.md", "https://example.com", "owner.md#nowhere"]
+
+
+def settings_doc():
+    path = ROOT / "scripts" / "settings_doc.py"
+    spec = importlib.util.spec_from_file_location("settings_doc", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configuration_page_is_generated_from_the_settings():
+    doc = settings_doc()
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert page == doc.render(), \
+        "docs/configuration.md is stale: run .venv/bin/python scripts/settings_doc.py"
+    for f in ivr.config.env_fields():
+        assert f"| `{ivr.config.env_name(f)}` |" in page
+    assert "| `PORT` | `5000` | an integer from 1 to 65535 |" in page
+    assert "| `TTS_DIR` | `static/tts` |" in page  # a checkout's folder, not this machine's path
+    assert doc.main(["--check"]) == 0
+
+
+def docs_text() -> dict[str, str]:
+    return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in markdown_files()}
+
+
+def test_no_doc_contradicts_the_message_and_recording_limits():
+    for name, text in docs_text().items():
+        for paragraph in (" ".join(p.split()) for p in text.split("\n\n")):
+            assert not ("8 MB" in paragraph and "recording" not in paragraph), (name, paragraph)
+            assert not ("oversize" in paragraph and "MB" in paragraph), (name, paragraph)
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    assert f"| a message | {stream.MAX_MESSAGE_BYTES // 1024} KB at most" in arch
+    assert f"over {stream.MAX_MESSAGE_BYTES // 1024} KB (`MAX_MESSAGE_BYTES`) closes" \
+        in " ".join(arch.split())
+    assert f"up to {recordings.MAX_RECORDING_BYTES // 2**20} MB" in arch
+    assert f"over {asgi.MAX_BODY_BYTES // 1024} KB 413" in " ".join(arch.split())
+
+
+def test_the_media_socket_limits_are_the_codes():
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in arch.splitlines() if line.startswith("| ")}
+    kb, mb = 1024, 1024 * 1024
+    assert rows["no valid `start` after the upgrade"] == \
+        f"closed (1008) after {stream.START_DEADLINE_SEC:g} s"
+    assert f"and {media_protocol.MAX_FRAGMENTS} frames;" in rows["a message"]
+    slow_peer = rows["a peer that does not read"]
+    assert f"while {media_protocol.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
+    assert f"past {media_protocol.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
+    assert f"no answer within {media_protocol.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
+    flood = rows["a flood of frames"]
+    assert flood.startswith(f"read {media_protocol.FEED_BYTES // kb} KB per turn")
+    assert rows["open media sockets per worker"].startswith(f"{stream.MAX_MEDIA_SOCKETS};")
+
+
+def test_the_thread_table_states_each_pool_as_the_code_sizes_it():
+    arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in arch.splitlines() if line.startswith("| ")}
+    assert rows["lane `calls`"] == f"{asgi.CALL_THREADS} (`CALL_THREADS`)"
+    assert rows["lane `turns`"] == f"{asgi.TURN_THREADS} (`TURN_THREADS`)"
+    assert rows["lane `static`"] == f"{asgi.STATIC_THREADS} (`STATIC_THREADS`)"
+    assert rows["lane `other`"] == f"{asgi.OTHER_THREADS} (`OTHER_THREADS`)"
+    assert f"+ {asgi.CONTINUE_SPARE_THREADS} (`CONTINUE_SPARE_THREADS`)" \
+        in rows["lane `continuations`"]
+    assert rows["`stream-start`"] == f"{stream.START_THREADS} (`START_THREADS`)"
+    assert rows["`turn` (the turn pool)"] == f"{ivr.TURN_WORKERS} (`TURN_WORKERS`)"
+    assert rows["`watchdog`"] == f"{watchdog.CHECK_WORKERS} (`CHECK_WORKERS`)"
+    assert rows["`notify-rows`, `notify-summary`, `notify-sms`, `notify-email`"] == \
+        f"1, {notify.WORKERS}, {notify.WORKERS}, {notify.WORKERS} (`WORKERS`)"
+    for route, lane in asgi.LANE_OF_ROUTE.items():  # each route on the lane the code gives it
+        line = next(line for line in arch.splitlines() if line.startswith(f"| lane `{lane}`"))
+        assert f"`{route.removeprefix('/webhook/')}`" in line, (route, lane)
+
+
+def test_readme_is_short_and_names_what_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme) < 6000
+    for command in ("make run", "make test", "make call", ".venv/bin/python -m ivr"):
+        assert command in readme
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci.splitlines()
+
+
+def test_every_command_in_the_docs_uses_the_venv_python():
+    for name, text in docs_text().items():
+        blocks = [m.group(0) for m in FENCE.finditer(text)]
+        for span in CODE.findall(FENCE.sub("", text)) + blocks:
+            assert not re.search(r"(?<![/\w.])python -m (ivr|bench) \w", span), (name, span)
+
+
+def test_every_recipe_starts_the_line_with_the_start_script():
+    assert (ROOT / "Procfile").read_text(encoding="utf-8") == "web: bash scripts/start.sh\n"
+    docker = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert 'CMD ["bash", "scripts/start.sh"]' in docker
+    assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in docker
+    deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "web: bash scripts/start.sh" in deploy
