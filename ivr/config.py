@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import phonenumbers
+
 from . import google_voices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,10 +101,28 @@ def text(raw: str) -> str:
 
 
 def phone_number(raw: str) -> str:
-    """An E.164 number: + then 8 to 15 digits (spaces and hyphens are dropped)."""
+    """An E.164 number: + then the country code and the number as dialled from abroad (spaces
+    and hyphens are dropped). Read with `phonenumbers`: a trunk prefix kept after the country
+    code (+9720…, the 0 dialled only inside the country) is refused with the number to write."""
     value = "".join(raw.split()).replace("-", "")
-    if value and not (value[:1] == "+" and value[1:].isdigit() and 8 <= len(value) - 1 <= 15):
+    if not value:
+        return value
+    if not (value[:1] == "+" and value[1:].isdigit() and 8 <= len(value) - 1 <= 15):
         raise ValueError("expected an E.164 number like +972501234567")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError("expected an E.164 number like +972501234567 (unknown country "
+                         "code)") from None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 != value:  # the library dropped what follows +CC and is not part of the number
+        raise ValueError(f"the {value[1 + len(str(number.country_code)):][:1]} after "
+                         f"+{number.country_code} is dialled only inside the country; "
+                         f"write {e164}")
+    if not phonenumbers.is_possible_number(number):
+        region = phonenumbers.region_code_for_number(number) or f"+{number.country_code}"
+        raise ValueError(f"not a possible phone number of {region}; expected E.164 like "
+                         "+972501234567")
     return value
 
 
@@ -596,6 +616,8 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
                             f"{exc.strerror or exc}")
     elif sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID: expected AC followed by 32 characters")
+    elif sid:
+        _check_real_account(values, problems)
     validate = values["validate_twilio_signature"]
     if validate is None:
         validate = bool(values["twilio_auth_token"])
@@ -607,6 +629,20 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
             "WARNING: VALIDATE_TWILIO_SIGNATURE=false: anyone who finds this URL can drive calls")
     values["validate_twilio_signature"] = validate
     values["warnings"] = tuple(values["warnings"])
+
+
+def _check_real_account(values: dict, problems: list[str]) -> None:
+    """A real Twilio account needs its auth token (it signs the webhooks and every REST request:
+    recordings, redirects, SMS) and a public address Twilio can reach."""
+    if not values["twilio_auth_token"]:
+        problems.append("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: webhook "
+                        "signatures would be off and every REST request (recordings, SMS, "
+                        "redirects) refused; set the account's auth token")
+    if is_twilio_host(urlsplit(values["twilio_api_base_url"]).hostname) \
+            and is_loopback_host(urlsplit(values["public_base_url"]).hostname):
+        problems.append(f"PUBLIC_BASE_URL={values['public_base_url']!r} (unset or loopback) "
+                        "with a real Twilio account: Twilio cannot reach this machine there; "
+                        "set the https address of the line (a tunnel for a trial)")
 
 
 def local_auth_token(var_dir: Path) -> str:
