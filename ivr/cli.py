@@ -41,7 +41,7 @@ def port_holder(port: int) -> tuple[str, int | None]:
         proc = psutil.Process(min(pids))
         while (parent := proc.parent()) is not None and parent.pid in pids:
             proc = parent
-        return (" ".join(proc.cmdline()) or proc.name())[:80], proc.pid
+        return " ".join(" ".join(proc.cmdline()).split())[:80] or proc.name(), proc.pid
     except psutil.Error:
         return "a process", min(pids)
 

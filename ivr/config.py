@@ -205,7 +205,7 @@ class Settings:
     """Validated configuration of one process; build it with `Settings.from_env`."""
 
     public_base_url: str = setting(
-        "", text, "the https address Twilio reaches (default http://127.0.0.1:PORT)")
+        "", text, "the https address Twilio reaches (unset: 127.0.0.1, the emulator's)")
     port: int = setting(5000, int_range(1, 65535), "the port gunicorn listens on")
     bind_host: str = setting("0.0.0.0", text, "the address gunicorn listens on")
     workers: int = setting(
@@ -213,7 +213,8 @@ class Settings:
     twilio_account_sid: str = setting(
         "", text, "Twilio account (none and a loopback URL: the local emulator's)")
     twilio_auth_token: str = setting(
-        "", text, "signs Twilio's webhooks and our REST requests", secret=True)
+        "", text, "signs webhooks and REST requests; needed with TWILIO_ACCOUNT_SID",
+        secret=True)
     twilio_api_base_url: str = setting(
         TWILIO_API, text, "Twilio's REST API (locally the emulator's)")
     google_application_credentials: str = setting(
@@ -303,7 +304,8 @@ class Settings:
     google_tts_endpoint: str = setting("", text, "another Text-to-Speech endpoint")
     espeak_voice: str = setting("he", text, "espeak-ng voice")
     espeak_speed: int = setting(160, int_range(80, 450), "espeak-ng words per minute")
-    flow_file: str = setting("", text, "the scripted flow (default ivr/flows/default_he.yaml)")
+    flow_file: str = setting(  # the running line reads an edit; keeps the last good one
+        "", text, "the flow (default ivr/flows/default_he.yaml); edits apply without restart")
     system_prompt_file: str = setting(
         "", text, "the LLM's system prompt (default ivr/prompts/system_he.txt)")
     tts_dir: str = setting(str(ROOT / "static" / "tts"), text, "TTS MP3 cache")
@@ -313,7 +315,7 @@ class Settings:
     retention_days: int = setting(
         90, int_range(1, 3650), "calls, events and recordings older than this are deleted")
     owner_phone: str = setting(
-        "", phone_number, "the owner's phone (E.164): transfers, and ring-first in hours")
+        "", phone_number, "the owner's phone (E.164, no trunk 0): transfers, ring-first in hours")
     owner_ring_first: bool = setting(
         False, boolean, "in business hours ring OWNER_PHONE first; the line answers if not")
     owner_dial_timeout_sec: int = setting(
