@@ -66,7 +66,7 @@ def create_app(config: Settings | None = None) -> Flask:
                      name_key=settings.tts_name_key)
     cache.ensure_beep()
     cache.share_aliases()
-    prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
+    prompts = Prompts(cache, engines.tts, lambda: prompt_texts(settings, engines.llm))  # live
     delivery = Delivery(settings, events)
     reply_log = ReplyLog(store)
     owner = LiveOwner(settings, watch(settings.flow_file))  # follows edits of the flow file

@@ -10,12 +10,16 @@ import requests
 from ivr.engines.fake import FakeASR
 from ivr.engines.scripted import DEFAULT_FLOW, ScriptedLLM
 from ivr.flow import FlowFileError, read_flow
+from ivr.tts_cache import GREETING
+
+from .livehelpers import wait_until
 
 ENGINES = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake",
            "turn_mode": "stream"}
 ASKED = "מה שעות הפתיחה?"
 SHIPPED = DEFAULT_FLOW.read_text(encoding="utf-8")
 FRIDAY = 'fri: "08:00-13:00"'
+NEW_NAME = "הגעתם למספרה המשפחתית של דנה ויוסי ברחוב הרצל"  # a greeting of another length
 
 
 def copy_of_the_shipped_flow(tmp_path, edit=lambda text: text):
@@ -62,8 +66,15 @@ def test_an_edit_is_used_by_the_next_call_and_a_broken_one_is_reported_while_cal
     try:
         before = hours_said(line)
         assert before.endswith("וביום שישי 8:00-13:00.")
-        path.write_text(SHIPPED.replace(FRIDAY, 'fri: "08:00-14:30"'), encoding="utf-8")
+        assert line.runtime.prompt_url(GREETING).endswith("/" + GREETING)
+        greeting = line.runtime.cache.path(GREETING).read_bytes()
+        path.write_text(SHIPPED.replace(FRIDAY, 'fri: "08:00-14:30"')
+                        .replace("הגעתם לעסק שלנו", NEW_NAME), encoding="utf-8")
         assert hours_said(line).endswith("וביום שישי 8:00-14:30.")  # no restart
+        assert line.runtime.prompt_url(GREETING).endswith("/" + GREETING)  # made again
+        tts, cache = line.runtime.engines.tts, line.runtime.cache
+        new = cache.lookup(tts, f"שלום, {NEW_NAME}. במה אפשר לעזור?")
+        assert greeting != line.runtime.cache.path(GREETING).read_bytes() == new.read_bytes()
 
         broken = SHIPPED.replace(FRIDAY, 'fri: "08:00-15:00"').replace("  sun:", "\tsun:")
         path.write_text(broken, encoding="utf-8")
@@ -93,8 +104,13 @@ class Records(logging.Handler):
 
 
 def hours_said(line) -> str:
-    """One call asking for the hours: what the line answered."""
+    """One call asking for the hours: what the line answered (the caller hangs up at once, so
+    the answer may be stored just after the call ends)."""
     result = line.carrier.place_call({"steps": [{"say": ASKED}, "hangup"]})
-    said = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "assistant"]
-    assert len(said) == 1, said
-    return said[0]
+
+    def said() -> list[str]:
+        return [m["text"] for m in line.store.history(result.call_sid)
+                if m["role"] == "assistant"]
+    wait_until(said)
+    assert len(said()) == 1, said()
+    return said()[0]
