@@ -63,6 +63,25 @@ def read_flow(path: str | Path) -> dict:
     return data
 
 
+def entry_line(path: Path, key: str) -> int | None:
+    """The line of the entry `key` ("hours.sun", "intents.2.answer") in the YAML file, if any."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    for part in key.split("."):
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() \
+                and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node.start_mark.line + 1
+
+
 class FlowFile:
     """One flow file as the line uses it. `current()` looks at the file (a stat) and reads it
     again when it changed: a good edit is used from then on; a bad one (YAML or a failed check)
@@ -92,11 +111,14 @@ class FlowFile:
                 self.checks.append(check)
 
     def _run(self, check: Check, data: dict) -> None:
+        """`check(data)`; its error named by the file, and by the line of the entry its message
+        starts with (hours.sun: …) when the file has that entry."""
         try:
             check(data)
         except ValueError as exc:  # an HoursError stays one (a FlowFileError too)
             kind = type(exc) if isinstance(exc, FlowFileError) else FlowFileError
-            raise kind(f"{self.path}: {exc}") from None
+            line = entry_line(self.path, str(exc).split(": ", 1)[0])
+            raise kind(f"{self.path}{f':{line}' if line else ''}: {exc}") from None
 
     def current(self) -> dict:
         """The flow as the file says now, or the last good version with `problem` set."""
