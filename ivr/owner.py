@@ -7,7 +7,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .flow import FlowFile, FlowFileError
+from .flow import FlowFile, FlowFileError, watch
 from .phrases import DEFAULT_GOODBYE, OWNER_UNAVAILABLE, TAKE_MESSAGE, TRANSFERRING
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
@@ -149,13 +149,13 @@ class Owner:
     def from_settings(cls, settings, flow_path: str | Path | None = None) -> Owner:
         """OWNER_* and TIMEZONE from the settings, hours and texts from the flow file as it is
         now (FlowFileError naming the file, and the line or entry, when it cannot be used)."""
-        from .flow import watch
         flow = watch(flow_path or settings.flow_file)
         flow.add_check(check_hours)
         return cls.from_flow(settings, flow.current())
 
     @classmethod
     def from_flow(cls, settings, flow: dict) -> Owner:
+        """The Owner of these settings and this (checked) flow."""
         hours = BusinessHours.from_flow(flow, settings.timezone)
         lead = flow.get("lead") or {}
         return cls(settings.owner_phone, settings.owner_ring_first,
@@ -192,4 +192,6 @@ class LiveOwner:
         return owner
 
     def __getattr__(self, name: str):
+        if name.startswith("_"):  # copy, pickle: not an Owner's attribute
+            raise AttributeError(name)
         return getattr(self.now(), name)
