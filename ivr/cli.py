@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, account_problems
 
 GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5", "app:app"]
 
@@ -65,6 +65,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings.prepare()
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
+    account = account_problems(settings)
+    for problem in account:
+        print(f"bad configuration: {problem}", file=sys.stderr)
+    if account:
+        return 1
     from .engines import EngineError, build_engines
     from .engines.scripted import DEFAULT_FLOW
     from .owner import Owner

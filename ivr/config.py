@@ -618,8 +618,6 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
                             f"{exc.strerror or exc}")
     elif sid and not (sid.startswith("AC") and len(sid) == 34):
         problems.append("TWILIO_ACCOUNT_SID: expected AC followed by 32 characters")
-    elif sid:
-        _check_real_account(values, problems)
     validate = values["validate_twilio_signature"]
     if validate is None:
         validate = bool(values["twilio_auth_token"])
@@ -633,18 +631,22 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
     values["warnings"] = tuple(values["warnings"])
 
 
-def _check_real_account(values: dict, problems: list[str]) -> None:
-    """A real Twilio account needs its auth token (it signs the webhooks and every REST request:
-    recordings, redirects, SMS) and a public address Twilio can reach."""
-    if not values["twilio_auth_token"]:
+def account_problems(settings: Settings) -> list[str]:
+    """What a line on a real Twilio account cannot work without (`check` refuses it; the
+    emulator's tools may run so): the auth token, which signs the webhooks and every REST
+    request (recordings, redirects, SMS), and a public address Twilio can reach."""
+    if settings.local_mode or not settings.twilio_account_sid:
+        return []
+    problems = []
+    if not settings.twilio_auth_token:
         problems.append("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: webhook "
                         "signatures would be off and every REST request (recordings, SMS, "
                         "redirects) refused; set the account's auth token")
-    if is_twilio_host(urlsplit(values["twilio_api_base_url"]).hostname) \
-            and is_loopback_host(urlsplit(values["public_base_url"]).hostname):
-        problems.append(f"PUBLIC_BASE_URL={values['public_base_url']!r} (unset or loopback) "
+    if not settings.twilio_gateway and settings.public_on_loopback:
+        problems.append(f"PUBLIC_BASE_URL={settings.public_base_url!r} (unset or loopback) "
                         "with a real Twilio account: Twilio cannot reach this machine there; "
                         "set the https address of the line (a tunnel for a trial)")
+    return problems
 
 
 def local_auth_token(var_dir: Path) -> str:
