@@ -17,12 +17,12 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import build_engines
 from .engines.openai_models import model_notes
-from .engines.scripted import DEFAULT_FLOW
 from .eventlog import EventLog, RejectionTally
+from .flow import watch
 from .lanes import Slots
 from .media_store import shared_media
 from .notify import Notifier
-from .owner import Owner
+from .owner import LiveOwner
 from .retention import schedule_daily
 from .runtime import Runtime
 from .shared_replies import ReplyLog
@@ -66,10 +66,10 @@ def create_app(config: Settings | None = None) -> Flask:
                      name_key=settings.tts_name_key)
     cache.ensure_beep()
     cache.share_aliases()
-    prompts = Prompts(cache, engines.tts, prompt_texts(settings, engines.llm))
+    prompts = Prompts(cache, engines.tts, lambda: prompt_texts(settings, engines.llm))  # live
     delivery = Delivery(settings, events)
     reply_log = ReplyLog(store)
-    owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
+    owner = LiveOwner(settings, watch(settings.flow_file))  # follows edits of the flow file
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
     def prompt_url(alias: str) -> str:

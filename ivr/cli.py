@@ -8,7 +8,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, account_problems
 
 GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5", "app:app"]
 
@@ -24,12 +24,52 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def cmd_check(_args: argparse.Namespace) -> int:
-    """Validate the environment; print every problem at once; exit 1 on any."""
+def port_holder(port: int) -> tuple[str, int | None]:
+    """Who listens on TCP `port`, as psutil sees it: ("gunicorn: master [app:app]", 123), the
+    topmost of the processes sharing the socket (a master, not its workers); a process this
+    user may not look into is (a description, None)."""
+    import psutil
+    try:
+        sockets = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return "another process", None
+    pids = {c.pid for c in sockets if c.status == psutil.CONN_LISTEN and c.laddr
+            and c.laddr.port == port and c.pid}
+    if not pids:
+        return "a process of another user", None
+    try:
+        proc = psutil.Process(min(pids))
+        while (parent := proc.parent()) is not None and parent.pid in pids:
+            proc = parent
+        return " ".join(" ".join(proc.cmdline()).split())[:80] or proc.name(), proc.pid
+    except psutil.Error:
+        return "a process", min(pids)
+
+
+def port_problem(host: str, port: int) -> str:
+    """One line when a new server could not listen on host:port, naming who holds it (and the
+    one process to stop, never a pattern that matches others); "" if it could listen."""
+    if not port_in_use(host, port):
+        return ""
+    holder, pid = port_holder(port)
+    if pid is None:
+        return f"port {port} is already in use by {holder}; stop it or set PORT"
+    return (f"port {port} is already in use by {holder} (pid {pid}): if that is an old server, "
+            f"stop it (kill {pid}), else set PORT")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the environment; print every problem at once; exit 1 on any. Beside a running
+    line as well: the port is probed only with --port (a new server is about to listen)."""
     settings = Settings.from_env()
     settings.prepare()
     for warning in settings.warnings:
         print(warning, file=sys.stderr)
+    account = account_problems(settings)
+    for problem in account:
+        print(f"bad configuration: {problem}", file=sys.stderr)
+    if account:
+        return 1
     from .engines import EngineError, build_engines
     from .engines.scripted import DEFAULT_FLOW
     from .owner import Owner
@@ -42,9 +82,9 @@ def cmd_check(_args: argparse.Namespace) -> int:
     models_fine, programs_fine = models_ok(settings), programs_ready(settings)
     if not (models_fine and programs_fine):
         return 1
-    if port_in_use(settings.bind_host, settings.port):
-        print(f"port {settings.port} is already in use: an old server is still running; "
-              f"stop it first (e.g. pkill -f 'gunicorn.*app:app')", file=sys.stderr)
+    problem = port_problem(settings.bind_host, settings.port) if args.port else ""
+    if problem:
+        print(problem, file=sys.stderr)
         return 1
     mode = "local emulator" if settings.local_mode else settings.twilio_api_base_url
     print(f"config OK: base={settings.public_base_url} turn_mode={settings.turn_mode} "
@@ -182,7 +222,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ivr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("check", help="validate the environment").set_defaults(func=cmd_check)
+    check = sub.add_parser("check", help="validate the environment (also beside a running line)")
+    check.add_argument("--port", action="store_true",
+                       help="also refuse a PORT another process listens on (before a new server)")
+    check.set_defaults(func=cmd_check)
     sub.add_parser("serve", help="run gunicorn (WORKERS workers)").set_defaults(func=cmd_serve)
     prewarm = sub.add_parser("prewarm", help="fill the TTS MP3 cache (greeting, fallbacks, flow)")
     prewarm.add_argument("--phrases", help="a text file with one more phrase a line")

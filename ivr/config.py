@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import phonenumbers
+
 from . import google_voices
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,10 +101,28 @@ def text(raw: str) -> str:
 
 
 def phone_number(raw: str) -> str:
-    """An E.164 number: + then 8 to 15 digits (spaces and hyphens are dropped)."""
+    """An E.164 number: + then the country code and the number as dialled from abroad (spaces
+    and hyphens are dropped). Read with `phonenumbers`: a trunk prefix kept after the country
+    code (+9720…, the 0 dialled only inside the country) is refused with the number to write."""
     value = "".join(raw.split()).replace("-", "")
-    if value and not (value[:1] == "+" and value[1:].isdigit() and 8 <= len(value) - 1 <= 15):
+    if not value:
+        return value
+    if not (value[:1] == "+" and value[1:].isdigit() and 8 <= len(value) - 1 <= 15):
         raise ValueError("expected an E.164 number like +972501234567")
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        raise ValueError("expected an E.164 number like +972501234567 (unknown country "
+                         "code)") from None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if e164 != value:  # the library dropped what follows +CC and is not part of the number
+        raise ValueError(f"the {value[1 + len(str(number.country_code)):][:1]} after "
+                         f"+{number.country_code} is dialled only inside the country; "
+                         f"write {e164}")
+    if not phonenumbers.is_possible_number(number):
+        region = phonenumbers.region_code_for_number(number) or f"+{number.country_code}"
+        raise ValueError(f"not a possible phone number of {region}; expected E.164 like "
+                         "+972501234567")
     return value
 
 
@@ -185,7 +205,7 @@ class Settings:
     """Validated configuration of one process; build it with `Settings.from_env`."""
 
     public_base_url: str = setting(
-        "", text, "the https address Twilio reaches (default http://127.0.0.1:PORT)")
+        "", text, "the https address Twilio reaches (unset: 127.0.0.1, the emulator's)")
     port: int = setting(5000, int_range(1, 65535), "the port gunicorn listens on")
     bind_host: str = setting("0.0.0.0", text, "the address gunicorn listens on")
     workers: int = setting(
@@ -193,7 +213,8 @@ class Settings:
     twilio_account_sid: str = setting(
         "", text, "Twilio account (none and a loopback URL: the local emulator's)")
     twilio_auth_token: str = setting(
-        "", text, "signs Twilio's webhooks and our REST requests", secret=True)
+        "", text, "signs webhooks and REST requests; needed with TWILIO_ACCOUNT_SID",
+        secret=True)
     twilio_api_base_url: str = setting(
         TWILIO_API, text, "Twilio's REST API (locally the emulator's)")
     google_application_credentials: str = setting(
@@ -283,7 +304,8 @@ class Settings:
     google_tts_endpoint: str = setting("", text, "another Text-to-Speech endpoint")
     espeak_voice: str = setting("he", text, "espeak-ng voice")
     espeak_speed: int = setting(160, int_range(80, 450), "espeak-ng words per minute")
-    flow_file: str = setting("", text, "the scripted flow (default ivr/flows/default_he.yaml)")
+    flow_file: str = setting(  # the running line reads an edit; keeps the last good one
+        "", text, "the flow (default ivr/flows/default_he.yaml); edits apply without restart")
     system_prompt_file: str = setting(
         "", text, "the LLM's system prompt (default ivr/prompts/system_he.txt)")
     tts_dir: str = setting(str(ROOT / "static" / "tts"), text, "TTS MP3 cache")
@@ -293,7 +315,7 @@ class Settings:
     retention_days: int = setting(
         90, int_range(1, 3650), "calls, events and recordings older than this are deleted")
     owner_phone: str = setting(
-        "", phone_number, "the owner's phone (E.164): transfers, and ring-first in hours")
+        "", phone_number, "the owner's phone (E.164, no trunk 0): transfers, ring-first in hours")
     owner_ring_first: bool = setting(
         False, boolean, "in business hours ring OWNER_PHONE first; the line answers if not")
     owner_dial_timeout_sec: int = setting(
@@ -607,6 +629,24 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
             "WARNING: VALIDATE_TWILIO_SIGNATURE=false: anyone who finds this URL can drive calls")
     values["validate_twilio_signature"] = validate
     values["warnings"] = tuple(values["warnings"])
+
+
+def account_problems(settings: Settings) -> list[str]:
+    """What a line on a real Twilio account cannot work without (`check` refuses it; the
+    emulator's tools may run so): the auth token, which signs the webhooks and every REST
+    request (recordings, redirects, SMS), and a public address Twilio can reach."""
+    if settings.local_mode or not settings.twilio_account_sid:
+        return []
+    problems = []
+    if not settings.twilio_auth_token:
+        problems.append("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: webhook "
+                        "signatures would be off and every REST request (recordings, SMS, "
+                        "redirects) refused; set the account's auth token")
+    if not settings.twilio_gateway and settings.public_on_loopback:
+        problems.append(f"PUBLIC_BASE_URL={settings.public_base_url!r} (unset or loopback) "
+                        "with a real Twilio account: Twilio cannot reach this machine there; "
+                        "set the https address of the line (a tunnel for a trial)")
+    return problems
 
 
 def local_auth_token(var_dir: Path) -> str:

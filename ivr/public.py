@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, send_file
 
-from . import programs
+from . import flow, programs
 from .runtime import Runtime, current_runtime
 from .tts_cache import is_public_name
 
@@ -48,8 +48,8 @@ def livez() -> Response:
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
     """Engines chosen, the programs they run found, scheduler running, database writable, disk
-    not full, requests not waiting for threads nor the event loop late; 503 with the reasons
-    when something is wrong."""
+    not full, requests not waiting for threads nor the event loop late, the flow file's last
+    edit usable; 503 with the reasons when something is wrong."""
     rt = current_runtime()
     s = rt.settings
     load = load_report(rt)
@@ -61,6 +61,7 @@ def healthz() -> Response:
     problems += [] if scheduler_ok else ["scheduler not running"]
     problems += disk_problems([s.var_dir, s.tts_dir], s.min_free_disk_mb)
     problems += programs.problems(s)
+    problems += [flow_problem] if (flow_problem := flow.problem(s.flow_file)) else []
     body = {
         "status": "degraded" if problems else "ok", "problems": problems,
         "engines": {"asr": s.asr_engine, "llm": s.llm_engine, "tts": s.tts_engine},

@@ -9,6 +9,6 @@ PY=python3
 export PORT="${PORT:-5000}"
 export BIND_HOST="${BIND_HOST:-0.0.0.0}"
 export WORKERS="${WORKERS:-1}"
-"$PY" -m ivr check
+"$PY" -m ivr check --port
 exec "$PY" -m gunicorn -w "$WORKERS" -k ivr.asgi.Worker --graceful-timeout 5 \
   -b "$BIND_HOST:$PORT" app:app

@@ -108,3 +108,66 @@ def test_check_refuses_smtp_that_would_log_in_unencrypted(tmp_path, url, problem
     assert result.returncode == 1 and "config OK" not in result.stdout
     assert "SMTP_URL=(set)" in result.stderr and problem in result.stderr
     assert ":pw@" not in result.stderr
+
+
+@pytest.fixture
+def running_line(tmp_path):
+    """A listener on the port the checked configuration names, as a running line holds it."""
+    import socket
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def check_beside(tmp_path, port: int, *options: str, **extra: str) -> subprocess.CompletedProcess:
+    env = start_script_env(tmp_path, port, **extra)
+    return subprocess.run([sys.executable, "-m", "ivr", "check", *options], cwd=ROOT, env=env,
+                          text=True, capture_output=True, timeout=60)
+
+
+REAL_SID = "AC" + "7" * 32
+TAB_FLOW = (ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8").replace(
+    '  fri: "08:00-13:00"', '\tfri: "08:00-13:00"')
+
+
+@pytest.mark.parametrize("extra, says", [
+    ({"TWILIO_ACCOUNT_SID": REAL_SID, "PUBLIC_BASE_URL": "https://line.example.com"},
+     "TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: webhook signatures would be off "
+     "and every REST request (recordings, SMS, redirects) refused; set the account's auth token"),
+    ({"TWILIO_ACCOUNT_SID": REAL_SID, "TWILIO_AUTH_TOKEN": "t" * 32},
+     "PUBLIC_BASE_URL='http://127.0.0.1:{port}' (unset or loopback) with a real Twilio account: "
+     "Twilio cannot reach this machine there; set the https address of the line"),
+    ({"OWNER_PHONE": "+9720501234567"},
+     "OWNER_PHONE='+9720501234567': the 0 after +972 is dialled only inside the country; "
+     "write +972501234567"),
+    ({"TTS_ENGINE": "espeak", "PATH": "{empty}"},
+     "espeak-ng not found on PATH: TTS_ENGINE=espeak speaks every reply with it"),
+    ({"REPLY_MODE": "stream", "ASR_ENGINE": "fake", "PATH": "{empty}"},
+     "ffmpeg not found on PATH: REPLY_MODE=stream decodes every MP3 reply to μ-law with it"),
+    ({"FLOW_FILE": "{flow}"}, "{flow}:20:1: a tab: indent with spaces only"),
+], ids=["no-token", "no-public-url", "trunk-0", "no-espeak", "no-ffmpeg", "flow-tab"])
+def test_check_names_each_mistake_in_one_line_beside_a_running_line(tmp_path, running_line,
+                                                                    extra, says):
+    flow, empty = tmp_path / "flow.yaml", tmp_path / "empty-path"
+    flow.write_text(TAB_FLOW, encoding="utf-8")
+    empty.mkdir()
+    fill = {"port": running_line, "flow": flow, "empty": empty}
+    result = check_beside(tmp_path, running_line,
+                          **{k: v.format(**fill) for k, v in extra.items()})
+    assert result.returncode == 1 and "config OK" not in result.stdout
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert [line for line in lines if says.format(**fill) in line], result.stderr
+    assert "Traceback" not in result.stderr and "already in use" not in result.stderr
+
+
+def test_check_passes_beside_a_running_line_and_names_the_holder_only_when_asked(tmp_path,
+                                                                                 running_line):
+    import os
+    fine = check_beside(tmp_path, running_line)
+    assert fine.returncode == 0 and "config OK" in fine.stdout, fine.stderr
+    asked = check_beside(tmp_path, running_line, "--port")
+    assert asked.returncode == 1 and "pkill" not in asked.stderr
+    assert f"port {running_line} is already in use by " in asked.stderr
+    assert f"(pid {os.getpid()}): if that is an old server, stop it (kill {os.getpid()})" \
+        in asked.stderr and "pytest" in asked.stderr  # this test's process holds it

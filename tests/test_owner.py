@@ -40,6 +40,29 @@ def test_the_hours_are_the_owners_local_time_whatever_the_clock_of_the_server():
     assert not BusinessHours.from_flow({"hours": WEEK}, "America/New_York").is_open(utc)
 
 
+def test_a_span_over_midnight_runs_into_the_next_morning():
+    hours = BusinessHours.from_flow({"hours": {"fri": "20:00-02:00", "sat": "21:00-23:00"}},
+                                    "Asia/Jerusalem")
+    assert not hours.is_open(at("2026-11-27", "19:59"))  # Friday, before it opens
+    assert hours.is_open(at("2026-11-27", "23:30"))
+    assert hours.is_open(at("2026-11-28", "01:59"))  # Saturday night: still Friday's span
+    assert not hours.is_open(at("2026-11-28", "02:00"))  # closes at 2 sharp
+    assert hours.is_open(at("2026-11-28", "22:00")) and not hours.is_open(at("2026-11-29", "01:00"))
+    assert hours.spoken() == "ביום שישי 20:00-2:00, וביום שבת 21:00-23:00"
+
+
+def test_the_hours_are_said_as_the_owner_wrote_them_in_words():
+    from ivr.speakable import speakable
+    week = BusinessHours.from_flow({"hours": WEEK}, "Asia/Jerusalem")
+    assert week.spoken() == ("ביום ראשון 8:00-18:00, ביום שני 8:00-12:00 וגם 16:00-19:00, "
+                             "ביום חמישי 20:00-0:00, וביום שישי 8:00-13:00")
+    default = Owner.from_settings(Settings(), DEFAULT_FLOW).hours.spoken()
+    assert default == "בימים ראשון עד חמישי 8:00-18:00, וביום שישי 8:00-13:00"
+    assert speakable(default) == ("בימים ראשון עד חמישי שמונה בבוקר עד שש בערב, וביום שישי "
+                                  "שמונה בבוקר עד אחת אחר הצהריים")
+    assert BusinessHours().spoken() == "בכל יום, בכל שעה"
+
+
 def test_a_holiday_is_closed_all_day_and_no_hours_at_all_means_any_time():
     hours = BusinessHours.from_flow({"hours": WEEK, "holidays": ["2026-11-22"]}, "Asia/Jerusalem")
     assert not hours.is_open(at("2026-11-22", "10:00"))
@@ -54,7 +77,7 @@ def test_a_holiday_is_closed_all_day_and_no_hours_at_all_means_any_time():
     ({"hours": {"sunday": "08:00-18:00"}}, "unknown day(s) sunday"),
     ({"hours": {"sun": "8-18"}}, "'8' is not a time like 08:00"),
     ({"hours": {"sun": "08:00"}}, "not a range like 08:00-18:00"),
-    ({"hours": {"sun": "18:00-08:00"}}, "closes before it opens"),
+    ({"hours": {"sun": "08:00-08:00"}}, "opens and closes at the same time; for the whole day"),
     ({"hours": {"sun": "08:00-25:00"}}, "is not a time of day"),
     ({"hours": "always"}, "one line per day"),
     ({"holidays": ["next friday"]}, "expected dates like 2026-12-25"),
@@ -76,6 +99,6 @@ def test_the_owner_is_reachable_with_a_phone_in_business_hours_only(tmp_path):
     assert not owner.reachable(at("2026-11-28", "10:00"))  # Saturday
     assert not Owner.from_settings(Settings(), DEFAULT_FLOW).reachable(at("2026-11-22", "10:00"))
     bad = tmp_path / "flow.yaml"
-    bad.write_text('hours: {sun: "9-5"}\n', encoding="utf-8")
-    with pytest.raises(HoursError, match=f"{bad}: hours.sun"):
+    bad.write_text('greeting: "שלום"\nhours:\n  mon: closed\n  sun: "9-5"\n', encoding="utf-8")
+    with pytest.raises(HoursError, match=f"^{bad}:4: hours.sun: '9' is not a time like 08:00$"):
         Owner.from_settings(settings, bad)

@@ -85,7 +85,8 @@ def test_a_second_server_on_a_busy_port_is_refused(tmp_path, serve):
     result = subprocess.run(["bash", "scripts/start.sh"], cwd=ROOT, text=True,
                             env=start_script_env(tmp_path, port), capture_output=True,
                             timeout=120)
-    assert result.returncode == 1 and "already in use" in result.stderr
+    assert result.returncode == 1 and f"port {port} is already in use by " in result.stderr
+    assert "gunicorn" in result.stderr and "pkill" not in result.stderr  # the holder, by pid
 
 
 def test_run_local_starts_the_carrier_and_call_rings_through_it(tmp_path):

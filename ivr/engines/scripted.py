@@ -8,9 +8,13 @@ from pathlib import Path
 
 import yaml
 
+from ..flow import DEFAULT_FLOW, FlowFileError, watch
+from ..owner import BusinessHours
 from .base import HANG_UP, LLM, TRANSFER, Action, last_said, lead_line
 
-DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
+NEEDED = ("greeting", "goodbye", "clarify", "intents", "lead")
+LEAD_STEPS = ("ask_name", "ask_phone", "ask_reason", "done")
+HOURS = "{hours}"  # in any text of the flow: the `hours:` as said (BusinessHours.spoken)
 HEBREW_DIGITS = {"אפס": "0", "אחת": "1", "אחד": "1", "שתיים": "2", "שתים": "2", "שניים": "2",
                  "שלוש": "3", "שלושה": "3", "ארבע": "4", "ארבעה": "4", "חמש": "5", "חמישה": "5",
                  "שש": "6", "שישה": "6", "שבע": "7", "שבעה": "7", "שמונה": "8", "תשע": "9",
@@ -58,25 +62,68 @@ def asr_keywords(flow_path: str | Path) -> list[str]:
     return list(found.values())[:MAX_ASR_KEYWORDS]
 
 
-class FlowError(ValueError):
-    """The flow YAML is missing something the line needs."""
+FlowError = FlowFileError  # the flow YAML is missing something the line needs
+
+
+def check_script(flow: dict) -> None:
+    """The flow has what the scripted line says (FlowError naming what is missing)."""
+    missing = [k for k in NEEDED if k not in flow]
+    if missing:
+        raise FlowError(f"missing {', '.join(missing)}")
+    if not isinstance(flow["intents"], list) or not all(
+            isinstance(i, dict) for i in flow["intents"]):
+        raise FlowError("intents: expected a list of entries starting with  - name: …")
+    lead = flow["lead"]
+    missing = [k for k in LEAD_STEPS if not isinstance(lead, dict) or k not in lead]
+    if missing:
+        raise FlowError(f"lead: missing {', '.join(missing)}")
+
+
+def with_hours(flow: dict) -> dict:
+    """The flow with every `{hours}` in its texts replaced by its `hours:` as said."""
+    spoken = BusinessHours.from_flow(flow, "UTC").spoken()
+
+    def fill(value):
+        if isinstance(value, str):
+            return value.replace(HOURS, spoken)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+    return fill(flow)
 
 
 class ScriptedLLM(LLM):
-    """Answers from the owner's YAML flow; takes a message (name, phone, reason) as a lead."""
+    """Answers from the owner's YAML flow; takes a message (name, phone, reason) as a lead.
+    The flow is the file as it is now (flow.FlowFile): an edit is used from the next turn."""
 
     name = "scripted"
 
     def __init__(self, flow_path: str | Path = DEFAULT_FLOW):
-        self.path = Path(flow_path)
-        flow = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
-        needed = ("greeting", "goodbye", "clarify", "intents", "lead")
-        missing = [k for k in needed if k not in flow]
-        if missing:
-            raise FlowError(f"{self.path}: missing {', '.join(missing)}")
-        self.flow = flow
-        self.lead_texts = flow["lead"]
-        self.intents = flow["intents"]
+        self.source = watch(flow_path)
+        self.path = self.source.path
+        self.source.add_check(check_script)
+        self.source.add_check(with_hours)  # its hours can be said
+        self.built: tuple[dict | None, dict] = (None, {})
+
+    @property
+    def flow(self) -> dict:
+        """The flow's texts, `{hours}` filled in, as the file says now."""
+        data = self.source.current()
+        seen, flow = self.built
+        if seen is not data:
+            flow = with_hours(data)
+            self.built = (data, flow)
+        return flow
+
+    @property
+    def intents(self) -> list[dict]:
+        return self.flow["intents"]
+
+    @property
+    def lead_texts(self) -> dict:
+        return self.flow["lead"]
 
     @classmethod
     def from_settings(cls, settings) -> ScriptedLLM:

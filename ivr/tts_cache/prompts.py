@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..chunking import speakable_chunks
@@ -23,32 +24,43 @@ def prompt_texts(settings, llm) -> dict[str, str]:
 
 
 class Prompts:
-    """Resolves a prompt to a file that exists: the alias, synthesised once if missing, or beep."""
+    """Resolves a prompt to a file that exists: the alias, synthesised once if missing, or beep.
+    `texts` may be a function: then a prompt whose text changed (the flow file edited while the
+    line runs) is made again from its new text the next time it is asked for."""
 
-    def __init__(self, cache: TTSCache, tts, texts: dict[str, str]):
-        self.cache, self.tts, self.texts = cache, tts, texts
+    def __init__(self, cache: TTSCache, tts,
+                 texts: dict[str, str] | Callable[[], dict[str, str]]):
+        self.cache, self.tts = cache, tts
+        self.source = texts if callable(texts) else (lambda: texts)
+        self.made = dict(self.source())  # the text each alias file holds, as far as known
         self.lock = threading.Lock()
+
+    @property
+    def texts(self) -> dict[str, str]:
+        return self.source()
 
     def has(self, alias: str) -> bool:
         return bool(self.texts.get(alias))
 
     def ensure(self, alias: str) -> bool:
-        """Make the alias file from its text if it is missing; False if that failed."""
+        """Make the alias file from its text if it is missing or its text changed; False if
+        there is none (a changed text that cannot be made keeps the file it had)."""
         path = self.cache.path(alias)
-        if path.is_file():
-            return True
         text = self.texts.get(alias, "")
+        if path.is_file() and self.made.get(alias, text) == text:
+            return True
         if not text or self.tts is None:
-            return False
+            return path.is_file()
         with self.lock:
-            if path.is_file():
+            if path.is_file() and self.made.get(alias, text) == text:
                 return True
             try:
                 self.cache.alias(alias, self.cache.synthesize(self.tts, text))
+                self.made[alias] = text
                 return True
             except Exception as exc:  # noqa: BLE001 - the beep stands in
                 log.error("TTS_ERR alias=%s err=%r", alias, exc)
-                return False
+                return path.is_file()
 
     def name(self, alias: str) -> str:
         """The file to <Play> for this prompt: the alias, or the beep when it cannot be made."""
