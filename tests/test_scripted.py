@@ -88,3 +88,14 @@ def test_the_transcription_keywords_are_the_flow_s_words_each_once_and_few(tmp_p
     assert asr_keywords(tmp_path / "missing.yaml") == []
     flow.write_text("intents: [", encoding="utf-8")
     assert asr_keywords(flow) == []  # the flow's own loading names what is wrong
+
+
+def test_asking_for_a_person_is_a_topic_whether_transferred_or_not(flow):
+    """The dialog says the transfer (the owner reachable), "not available" and the message's
+    first question (the owner's phone did not answer), or that question alone (out of hours)."""
+    person = flow.intents[3]["label"]
+    for answer in (flow.flow["transferring"],
+                   f"{flow.flow['owner_unavailable']} {flow.lead_texts['ask_name']}",
+                   flow.lead_texts["ask_name"]):
+        history = said(said([], "כמה זה עולה?", flow.intents[2]["answer"]), "0", answer)
+        assert flow.summarize(history, None).splitlines()[0] == f"פנייה בנושא: המחירים, {person}"

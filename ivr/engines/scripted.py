@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ..owner import person_texts
 from .base import HANG_UP, LLM, TRANSFER, Action, last_said, lead_line
 
 DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "flows" / "default_he.yaml"
@@ -77,6 +78,8 @@ class ScriptedLLM(LLM):
         self.flow = flow
         self.lead_texts = flow["lead"]
         self.intents = flow["intents"]
+        person = person_texts(flow)  # the dialog says one of these for a request for a person
+        self.person_said = (self.lead_texts["ask_name"], person["transferring"])
 
     @classmethod
     def from_settings(cls, settings) -> ScriptedLLM:
@@ -165,11 +168,13 @@ class ScriptedLLM(LLM):
         return f"{first}\n{lead_line(lead)}"
 
     def answered(self, message: dict) -> dict | None:
-        """The intent whose answer (or, for the message intent, first question) this was, whole
-        or the beginning the caller heard before cutting in."""
+        """The intent whose answer this was, whole or the beginning the caller heard before
+        cutting in; for a request for a person, whatever the line said to it: the message's
+        first question (alone, or after "the owner is not available"), or the transfer."""
         heard = message["text"]
         for intent in self.intents:
-            said = self.lead_texts["ask_name"] if intent.get("lead") else intent.get("answer")
-            if said and (heard == said or len(heard) >= HEARD_CHARS and said.startswith(heard)):
+            said = self.person_said if intent.get("lead") else (intent.get("answer"),)
+            if any(text and (heard == text or len(heard) >= HEARD_CHARS and text.startswith(heard)
+                             or intent.get("lead") and heard.endswith(text)) for text in said):
                 return intent
         return None
