@@ -90,6 +90,7 @@ leads = Table(
     Column("name", Text, default=""),
     Column("phone", Text, default=""),
     Column("reason", Text, default=""),
+    Column("incomplete", Boolean),  # the caller hung up before the message's last answer
     Column("created_at", Float),
 )
 

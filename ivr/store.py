@@ -433,9 +433,9 @@ class Store:
             return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
 
     def last_lead(self, call_sid: str) -> dict | None:
-        """The latest message the call left (name, phone, reason), or None."""
+        """The latest message the call left (name, phone, reason, incomplete), or None."""
         self.flush()
-        query = (select(leads.c.name, leads.c.phone, leads.c.reason)
+        query = (select(leads.c.name, leads.c.phone, leads.c.reason, leads.c.incomplete)
                  .where(leads.c.call_sid == call_sid).order_by(leads.c.id.desc()).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()

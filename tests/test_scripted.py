@@ -99,3 +99,14 @@ def test_asking_for_a_person_is_a_topic_whether_transferred_or_not(flow):
                    flow.lead_texts["ask_name"]):
         history = said(said([], "כמה זה עולה?", flow.intents[2]["answer"]), "0", answer)
         assert flow.summarize(history, None).splitlines()[0] == f"פנייה בנושא: המחירים, {person}"
+
+
+def test_a_message_begun_and_hung_up_on_is_its_answers_so_far(flow):
+    history = said([], "0", flow.lead_texts["ask_name"])
+    assert flow.partial_lead(history) is None  # asked, not answered
+    history = said(history, "דנה כהן", flow.lead_texts["ask_phone"])
+    assert flow.partial_lead(history) == {"name": "דנה כהן", "phone": "", "reason": ""}
+    history = said(history, "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש",
+                   flow.lead_texts["ask_reason"])
+    assert flow.partial_lead(history) == {"name": "דנה כהן", "phone": "0529876543", "reason": ""}
+    assert flow.partial_lead(said([], "כמה זה עולה?", flow.intents[2]["answer"])) is None

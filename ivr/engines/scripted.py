@@ -145,15 +145,27 @@ class ScriptedLLM(LLM):
         """The message taken when the caller has answered the last lead question, else None."""
         if self._lead_step(history) != "ask_reason":
             return None
+        return {**self._answers(history), "reason": text}
+
+    def partial_lead(self, history: list[dict]) -> dict | None:
+        """The answers the caller gave to the message's questions, if any (the call ended
+        before the last one)."""
+        answers = self._answers(history)
+        return answers if any(answers.values()) else None
+
+    def _answers(self, history: list[dict]) -> dict[str, str]:
+        """The caller's answers to the message's questions in `history` (the latest of each)."""
         answers: dict[str, str] = {}
         for question, answer in zip(history, history[1:], strict=False):
-            if question["role"] == "assistant" and answer["role"] == "user":
-                for step, key in (("ask_name", "name"), ("ask_phone", "phone")):
+            if question["role"] == "assistant" and answer["role"] == "user" and answer["text"]:
+                for step, key in (("ask_name", "name"), ("ask_phone", "phone"),
+                                  ("ask_reason", "reason")):
                     if question["text"].endswith(self.lead_texts[step]):
                         answers[key] = answer["text"]
         phone = phone_digits(answers.get("phone", ""))
         return {"name": answers.get("name", ""),
-                "phone": phone if len(phone) >= 7 else answers.get("phone", ""), "reason": text}
+                "phone": phone if len(phone) >= 7 else answers.get("phone", ""),
+                "reason": answers.get("reason", "")}
 
     def summarize(self, history: list[dict], lead: dict | None) -> str:
         """Line 1: the intents the caller reached (by the flow's answers they heard, each intent's
