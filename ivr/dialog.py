@@ -118,8 +118,9 @@ class Dialog:
         if outcome.user_text and self._repeated_user_text(history, outcome.user_text):
             self.events.emit("DEDUP", call_sid, kind="user", text=outcome.user_text)
             outcome.skipped = True
+            outcome.fallback = "repeated"  # the caller said it again: not answered twice
             outcome.reply.close()
-            outcome.reply.recorded.set()  # nothing to record: the turn did not happen
+            self.writers.submit(self._record_line_turn, call_sid, outcome, source)
             return outcome
         self.writers.submit(self._write_reply, call_sid, history, outcome, pcm, source)
         return outcome
@@ -133,13 +134,27 @@ class Dialog:
 
     def speak_text(self, call_sid: str, turn: int, text: str,
                    on_stream: bool = False) -> TurnOutcome:
-        """A turn the line starts itself (the greeting): TTS only."""
+        """A turn the line starts itself (the greeting, the owner not answering): TTS only."""
         outcome = TurnOutcome(turn=turn, reply_text=text, reply=SpokenReply(),
                               on_stream=on_stream)
         self._add_chunk(call_sid, outcome, text)
         outcome.reply.close()
-        outcome.reply.recorded.set()
+        self.writers.submit(self._record_line_turn, call_sid, outcome, "line")
         return outcome
+
+    def _record_line_turn(self, call_sid: str, outcome: TurnOutcome, source: str) -> None:
+        """A turn without an answer written for it (the line speaking on its own, or the
+        caller's words said again) joins the call's turns once its audio is ready."""
+        try:
+            self._wait_synthesis(outcome)
+            self.store.add_turn(call_sid, turn=outcome.turn, source=source,
+                                user_text=outcome.user_text, reply_text=outcome.reply_text,
+                                audio_url=" ".join(outcome.reply.names),
+                                fallback=outcome.fallback, tts_ms=outcome.ms.get("tts"))
+        except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="record")
+        finally:
+            outcome.reply.recorded.set()
 
     def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str,
                     live: LiveRecognition | None = None) -> str:

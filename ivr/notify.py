@@ -18,6 +18,7 @@ from .eventlog import EventLog
 from .notify_queue import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
 from .notify_send import describe, permanent, send_email
 from .notify_text import Notice, email_body, sms_body, subject
+from .schema import DOCTOR_FROM
 from .store import Store
 
 log = logging.getLogger("ivr")
@@ -98,7 +99,8 @@ class Notifier:
         held = []
         if lead is not None:  # nothing is added when lead_left wrote its rows
             held = self.notify(call_sid, lead_key(lead), lead)
-        elif self.s.notify_every_call and not self.queue.of_call(call_sid):
+        elif self.s.notify_every_call and not self.queue.of_call(call_sid) \
+                and (self.store.get_call(call_sid) or {}).get("from_number") != DOCTOR_FROM:
             held = self.notify(call_sid, "call", None)
         self._submit(self.summaries, call_sid, self._summarize_and_release, call_sid, lead, held)
 
