@@ -75,11 +75,13 @@ class Dialog:
 
     def __init__(self, settings: Any, store: Store, events: EventLog, engines: Engines,
                  cache: TTSCache, owner: Owner | None = None,
-                 on_lead: Callable[[str, dict], None] | None = None):
+                 on_lead: Callable[[str, dict], None] | None = None,
+                 on_late_turn: Callable[[str], None] | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
         self.owner = owner or Owner()
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
+        self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
         self.calls = Calls(store)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
         self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
@@ -204,6 +206,7 @@ class Dialog:
             outcome.reply.all_added()
             self._save_history(call_sid, outcome)  # before the reply's end can be played
             outcome.reply.close()
+        self._late_for_the_call(call_sid, history, outcome)
         self._wait_synthesis(outcome)
         outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
         outcome.reply.played.wait(RECORD_WAIT_SEC)  # the row carries first_audio_ms
@@ -213,6 +216,21 @@ class Dialog:
             self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="record")
         finally:
             outcome.reply.recorded.set()
+
+    def _late_for_the_call(self, call_sid: str, history: list[dict],
+                           outcome: TurnOutcome) -> None:
+        """The caller answered a question of a message and hung up while the answer was being
+        heard: its end came first and found the message without it, so it is told again."""
+        llm = self.engines.llm
+        if self.on_late_turn is None or llm is None or not outcome.user_text:
+            return
+        said = [{"role": m["role"], "text": m["text"]} for m in history[-1:]]
+        try:
+            if llm.partial_lead(said + [{"role": "user", "text": outcome.user_text}]) \
+                    and (self.calls.get(call_sid) or {}).get("ended"):
+                self.on_late_turn(call_sid)
+        except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="late")
 
     def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
         """LLM deltas → speakable chunks → TTS. The reply dedup holds chunks back while the
