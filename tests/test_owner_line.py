@@ -223,3 +223,5 @@ def test_a_caller_who_hangs_up_after_giving_a_name_leaves_an_incomplete_lead_the
     summary = wait_until(lambda: line.store.get_call(result.call_sid)["summary"])
     assert summary.splitlines() == ["פנייה בנושא: שיחה עם נציג",
                                     f"הודעה חלקית (המתקשר ניתק לפני שסיים): {NAME}"]
+    listing = line.app.test_client().get("/inspector").get_data(as_text=True)
+    assert "incomplete: hung up before the end" in listing
