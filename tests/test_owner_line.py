@@ -93,6 +93,9 @@ def test_a_transfer_nobody_answers_comes_back_and_takes_the_message(phone_line, 
                                                        UNAVAILABLE_THEN_NAME]
     (lead,) = wait_until(lambda: line.store.leads())
     assert (lead["name"], lead["phone"], lead["reason"]) == (NAME, "0529876543", REASON)
+    turns = wait_until(lambda: (t := line.store.turns(result.call_sid)) and len(t) == 5 and t)
+    assert [(t["source"], t["reply_text"]) for t in turns][:2] == [  # every one in the table
+        ("stream", FLOW["transferring"]), ("line", UNAVAILABLE_THEN_NAME)]
 
 
 class ReplaysTheDialResult(FakeASR):
