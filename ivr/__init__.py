@@ -78,7 +78,7 @@ def create_app(config: Settings | None = None) -> Flask:
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
-                                         notifier.lead_left),
+                                         notifier.lead_left, notifier.call_ended),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),

@@ -324,7 +324,8 @@ class Settings:
         1, int_range(0, 10), "transfers one call may have (ring-first not counted); then a "
         "message is taken")
     timezone: str = setting(
-        "Asia/Jerusalem", time_zone, "the business hours' time zone (in the flow file)")
+        "Asia/Jerusalem", time_zone, "time zone of the business hours and of the times in SMS, "
+        "e-mail and inspector")
     notify_sms_to: str = setting("", phone_number, "send each message left to this phone")
     notify_sms_from: str = setting(
         "", phone_number, "your Twilio number the notification SMS is sent from")

@@ -75,11 +75,13 @@ class Dialog:
 
     def __init__(self, settings: Any, store: Store, events: EventLog, engines: Engines,
                  cache: TTSCache, owner: Owner | None = None,
-                 on_lead: Callable[[str, dict], None] | None = None):
+                 on_lead: Callable[[str, dict], None] | None = None,
+                 on_late_turn: Callable[[str], None] | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
         self.owner = owner or Owner()
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
+        self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
         self.calls = Calls(store)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
         self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
@@ -118,8 +120,9 @@ class Dialog:
         if outcome.user_text and self._repeated_user_text(history, outcome.user_text):
             self.events.emit("DEDUP", call_sid, kind="user", text=outcome.user_text)
             outcome.skipped = True
+            outcome.fallback = "repeated"  # the caller said it again: not answered twice
             outcome.reply.close()
-            outcome.reply.recorded.set()  # nothing to record: the turn did not happen
+            self.writers.submit(self._record_line_turn, call_sid, outcome, source)
             return outcome
         self.writers.submit(self._write_reply, call_sid, history, outcome, pcm, source)
         return outcome
@@ -133,13 +136,27 @@ class Dialog:
 
     def speak_text(self, call_sid: str, turn: int, text: str,
                    on_stream: bool = False) -> TurnOutcome:
-        """A turn the line starts itself (the greeting): TTS only."""
+        """A turn the line starts itself (the greeting, the owner not answering): TTS only."""
         outcome = TurnOutcome(turn=turn, reply_text=text, reply=SpokenReply(),
                               on_stream=on_stream)
         self._add_chunk(call_sid, outcome, text)
         outcome.reply.close()
-        outcome.reply.recorded.set()
+        self.writers.submit(self._record_line_turn, call_sid, outcome, "line")
         return outcome
+
+    def _record_line_turn(self, call_sid: str, outcome: TurnOutcome, source: str) -> None:
+        """A turn without an answer written for it (the line speaking on its own, or the
+        caller's words said again) joins the call's turns once its audio is ready."""
+        try:
+            self._wait_synthesis(outcome)
+            self.store.add_turn(call_sid, turn=outcome.turn, source=source,
+                                user_text=outcome.user_text, reply_text=outcome.reply_text,
+                                audio_url=" ".join(outcome.reply.names),
+                                fallback=outcome.fallback, tts_ms=outcome.ms.get("tts"))
+        except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="record")
+        finally:
+            outcome.reply.recorded.set()
 
     def _transcribe(self, call_sid: str, pcm: bytes, outcome: TurnOutcome, source: str,
                     live: LiveRecognition | None = None) -> str:
@@ -189,6 +206,7 @@ class Dialog:
             outcome.reply.all_added()
             self._save_history(call_sid, outcome)  # before the reply's end can be played
             outcome.reply.close()
+        self._late_for_the_call(call_sid, history, outcome)
         self._wait_synthesis(outcome)
         outcome.ms["total"] = round((time.perf_counter() - started) * 1000)
         outcome.reply.played.wait(RECORD_WAIT_SEC)  # the row carries first_audio_ms
@@ -198,6 +216,21 @@ class Dialog:
             self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="record")
         finally:
             outcome.reply.recorded.set()
+
+    def _late_for_the_call(self, call_sid: str, history: list[dict],
+                           outcome: TurnOutcome) -> None:
+        """The caller answered a question of a message and hung up while the answer was being
+        heard: its end came first and found the message without it, so it is told again."""
+        llm = self.engines.llm
+        if self.on_late_turn is None or llm is None or not outcome.user_text:
+            return
+        said = [{"role": m["role"], "text": m["text"]} for m in history[-1:]]
+        try:
+            if llm.partial_lead(said + [{"role": "user", "text": outcome.user_text}]) \
+                    and (self.calls.get(call_sid) or {}).get("ended"):
+                self.on_late_turn(call_sid)
+        except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
+            self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="late")
 
     def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
         """LLM deltas → speakable chunks → TTS. The reply dedup holds chunks back while the

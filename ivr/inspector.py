@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import json
 import re
 import time
+import zoneinfo
 from pathlib import PurePath
 from xml.dom import minidom
 
@@ -14,6 +16,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from . import recordings
 from .config import is_loopback_host
 from .runtime import Runtime, current_runtime
+from .schema import DOCTOR_FROM
+from .tts_cache import GREETING
 from .twilio_alerts import AlertLog
 
 bp = Blueprint("inspector", __name__)
@@ -22,6 +26,12 @@ ERROR_CODE = re.compile(r"\b(1[0-9]{4}|2[0-9]{4}|3[0-9]{4})\b")
 PROBLEM = re.compile(r"(_ERR|_FAIL|REJECTED|REFUSED|_BAD)$")
 QUIET_KINDS = frozenset({"WS_MEDIA", "WS_TX"})
 CODE_KINDS = frozenset({"STREAM_STATUS", "CALL_STATUS", "TWILIO_ALERT"})  # Twilio's codes in
+NO_STATUS_AFTER_SEC = 900  # a call not ended this long after its last event: Twilio's final
+# status never came (a live call has an event at least every turn, and its stream's media)
+TWILIO_MAX_CALL_SEC = 4 * 3600  # Twilio ends any call after four hours
+NO_STATUS = "ended (no status from Twilio)"
+WITH_OWNER = frozenset({"dial", "owner"})  # turn modes of a call on the owner's phone: quiet here
+ANSWERING_ROUTES = ("/webhook/incoming_call", "/webhook/dial_result")  # may play the greeting
 
 
 def locked_reason(rt: Runtime) -> str | None:
@@ -70,14 +80,36 @@ def no_store(response: Response) -> Response:
 
 @bp.route("/inspector")
 def calls() -> str:
+    """Every call but doctor's probes (`?checks=1` lists them too, marked), and the messages."""
     rt = current_runtime()
     rows = rt.store.call_summaries()
     now = time.time()
+    checks = sum(1 for row in rows if row["from_number"] == DOCTOR_FROM)
+    if not request.args.get("checks"):
+        rows = [row for row in rows if row["from_number"] != DOCTOR_FROM]
     for row in rows:
         end = row["ended_at"] or (row["updated_at"] if row["ended"] else now)
         row["seconds"] = row["duration_sec"] or round((end or now) - (row["started_at"] or now))
+        row["state"] = call_state(row, now)
+        row["check"] = row["from_number"] == DOCTOR_FROM
     return render_template("inspector_calls.html", calls=rows, leads=rt.store.leads()[-20:],
-                           alerts=AlertLog(rt.store).recent(), when=_when)
+                           alerts=AlertLog(rt.store).recent(), when=when_in(rt), checks=checks,
+                           zone=rt.settings.timezone)
+
+
+def call_state(call: dict, now: float) -> str:
+    """What the call's status is for the owner: its outcome or Twilio's status, or, when Twilio
+    never sent the final one, that it ended without it: NO_STATUS_AFTER_SEC after its last
+    event (a call with the owner's phone is quiet here: after Twilio's limit on a call).
+    Decided when shown, never written: a late status callback still ends the call."""
+    if call.get("ended") or not call.get("started_at"):
+        return call.get("outcome") or call.get("status") or ""
+    last = max(t for t in (call["started_at"], call.get("updated_at"), call.get("last_media_at"),
+                           call.get("last_event_at")) if t)
+    quiet = now - last > NO_STATUS_AFTER_SEC
+    if call.get("turn_mode") in WITH_OWNER:
+        quiet = quiet and now - call["started_at"] > TWILIO_MAX_CALL_SEC
+    return NO_STATUS if quiet else call.get("outcome") or call.get("status") or ""
 
 
 @bp.route("/inspector/calls/<call_sid>")
@@ -87,12 +119,18 @@ def call(call_sid: str) -> str:
     if record is None:
         abort(404)
     start = record["started_at"] or 0
-    events = [_view(e, start) for e in rt.store.events(call_sid) if e["kind"] not in QUIET_KINDS]
+    stored = rt.store.events(call_sid)
+    record["last_event_at"] = max((e["ts"] for e in stored), default=None)
+    record["state"] = call_state(record, time.time())
+    record["check"] = record["from_number"] == DOCTOR_FROM
+    events = [_view(e, start) for e in stored if e["kind"] not in QUIET_KINDS]
     codes = sorted({code for e in events for code in e["codes"]})
     turns = rt.store.turns(call_sid)
     notices = rt.notifier.queue.of_call(call_sid) if rt.notifier else []
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
-                           turns=turns, bars=timing_bars(turns), when=_when, notices=notices,
+                           turns=as_heard(rt, stored, turns), bars=timing_bars(turns),
+                           when=when_in(rt), zone=rt.settings.timezone, no_status=NO_STATUS,
+                           notices=notices,
                            alerts=AlertLog(rt.store).recent(call_sid=call_sid),
                            tts=lambda name: rt.tts_url(name) if name else "",
                            recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
@@ -158,5 +196,23 @@ def _pretty(xml_text: str) -> str:
         return xml_text
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+def as_heard(rt: Runtime, events: list[dict], turns: list[dict]) -> list[dict]:
+    """The call's turns as the caller heard them, numbered from 1: the greeting the answer's
+    TwiML played (not a turn the dialog wrote), then each turn in the order it was kept."""
+    played = any(e["kind"] == "TWIML" and e["detail"].get("route") in ANSWERING_ROUTES
+                 and f"/{GREETING}<" in (e["detail"].get("twiml") or "") for e in events)
+    heard = [{"id": None, "source": "greeting", "user_text": "", "utterance_ms": None,
+              "reply_text": rt.prompts.texts.get(GREETING, ""), "audio_url": GREETING,
+              "fallback": ""}] if played else []
+    return [{**turn, "n": n} for n, turn in enumerate(heard + turns, 1)]
+
+
+def when_in(rt: Runtime):
+    """A time as the owner reads it: in TIMEZONE, the zone named (as SMS and e-mail show it)."""
+    zone = zoneinfo.ZoneInfo(rt.settings.timezone)
+
+    def when(ts: float | None) -> str:
+        if not ts:
+            return ""
+        return datetime.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return when

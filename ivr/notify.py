@@ -18,6 +18,7 @@ from .eventlog import EventLog
 from .notify_queue import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
 from .notify_send import describe, permanent, send_email
 from .notify_text import Notice, email_body, sms_body, subject
+from .schema import DOCTOR_FROM
 from .store import Store
 
 log = logging.getLogger("ivr")
@@ -57,8 +58,9 @@ class Notifier:
 
     def call_ended(self, call_sid: str) -> None:
         """The call is over: a message it left that has no notice yet gets one (its process
-        may have died before writing it); with NOTIFY_EVERY_CALL, a call without one gets a
-        notice; then the final summary."""
+        may have died before writing it), and so does a message the caller began and hung up
+        on (kept as a lead marked incomplete); with NOTIFY_EVERY_CALL, a call without one gets
+        a notice; then the final summary."""
         self._submit(self.rows, call_sid, self._call_ended, call_sid)
 
     def start(self, scheduler: BaseScheduler) -> None:
@@ -93,13 +95,26 @@ class Notifier:
         self._submit(self.summaries, call_sid, self._summarize_and_release, call_sid, lead, held)
 
     def _call_ended(self, call_sid: str) -> None:
-        lead = self.store.last_lead(call_sid)
+        lead = self.store.last_lead(call_sid) or self.keep_partial_lead(call_sid)
         held = []
         if lead is not None:  # nothing is added when lead_left wrote its rows
             held = self.notify(call_sid, lead_key(lead), lead)
-        elif self.s.notify_every_call and not self.queue.of_call(call_sid):
+        elif self.s.notify_every_call and not self.queue.of_call(call_sid) \
+                and (self.store.get_call(call_sid) or {}).get("from_number") != DOCTOR_FROM:
             held = self.notify(call_sid, "call", None)
         self._submit(self.summaries, call_sid, self._summarize_and_release, call_sid, lead, held)
+
+    def keep_partial_lead(self, call_sid: str) -> dict | None:
+        """The parts of a message the caller gave before hanging up (the conversation says
+        which), kept as a lead marked incomplete; None when they gave none."""
+        partial = self.llm.partial_lead(self.store.history(call_sid))
+        if not partial:
+            return None
+        lead = {**partial, "incomplete": True}
+        call = self.store.get_call(call_sid) or {}
+        self.store.add_lead(call_sid, caller=call.get("from_number") or "", **lead)
+        self.events.emit("LEAD", call_sid, **lead)
+        return lead
 
     def _summarize_and_release(self, call_sid: str, lead: dict | None, held: list) -> None:
         """The call's summary, then the held rows' final texts (due at once)."""
@@ -130,6 +145,7 @@ class Notifier:
         lead = lead or {}
         notice = Notice(caller=call.get("from_number") or "", name=lead.get("name") or "",
                         phone=lead.get("phone") or "", reason=lead.get("reason") or "",
+                        incomplete=bool(lead.get("incomplete")),
                         at=call.get("started_at") or time.time(),
                         summary=LLM.summarize(self.llm, self.store.history(call_sid), lead or None),
                         link=twiml.abs_url(self.s.public_base_url, f"/inspector/calls/{call_sid}"))

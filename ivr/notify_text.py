@@ -23,6 +23,7 @@ class Notice:
     at: float  # when the call started (epoch seconds)
     summary: str  # two lines
     link: str  # the call in the inspector
+    incomplete: bool = False  # the caller hung up before the message's last answer
 
     def __post_init__(self):
         for field in ("caller", "name", "phone", "reason"):  # what the caller said or sent
@@ -50,13 +51,22 @@ def local_time(ts: float, tz: str) -> str:
 def subject(notice: Notice) -> str:
     """The e-mail's subject: who, and the number to call back."""
     if notice.left_message:
-        return f"הודעה חדשה מ{notice.name or 'מתקשר'} ({notice.number})"
+        return f"{message_kind(notice)} מ{notice.name or 'מתקשר'} ({notice.number})"
     return f"שיחה מ-{notice.caller or 'מספר חסוי'}"
+
+
+def message_kind(notice: Notice) -> str:
+    """What the caller left: a new message, or one they hung up on before its end."""
+    return "הודעה חלקית" if notice.incomplete else "הודעה חדשה"
 
 
 def email_body(notice: Notice, tz: str) -> str:
     """The e-mail: the call's details, the summary and the link to the call."""
-    lines = ["התקבלה הודעה חדשה בקו." if notice.left_message else "התקבלה שיחה בקו.", "",
+    first = "התקבלה שיחה בקו."
+    if notice.left_message:
+        first = (f"התקבלה {message_kind(notice)} בקו"
+                 + (": המתקשר ניתק לפני שסיים להשאיר אותה." if notice.incomplete else "."))
+    lines = [first, "",
              f"מספר המתקשר: {notice.caller or 'חסוי'}"]
     if notice.left_message:
         lines += [f"שם: {notice.name or '—'}", f"טלפון לחזרה: {notice.number or '—'}",
@@ -70,7 +80,8 @@ def sms_body(notice: Notice, tz: str) -> str:
     """The SMS: who, the number, the reason cut short, when, and the link."""
     if notice.left_message:
         reason = short(notice.reason, SMS_REASON_CHARS)
-        head = f"הודעה מ{short(notice.name, SMS_NAME_CHARS) or 'מתקשר'} {short(notice.number, 20)}"
+        kind = "הודעה חלקית" if notice.incomplete else "הודעה"
+        head = f"{kind} מ{short(notice.name, SMS_NAME_CHARS) or 'מתקשר'} {short(notice.number, 20)}"
         head += f": {reason}" if reason else ""
     else:
         first = notice.summary.splitlines()[0] if notice.summary else ""

@@ -132,6 +132,16 @@ def _days_words(days: list[str]) -> str:
     return f"בימים {names[0]} עד {names[-1]}"
 
 
+def person_texts(flow: dict) -> dict[str, str]:
+    """What the line says around a caller's request for a person, from the flow file (or the
+    defaults): the transfer, the owner not answering, the first question of a message, goodbye."""
+    lead = flow.get("lead") or {}
+    return {"transferring": flow.get("transferring") or TRANSFERRING,
+            "unavailable": flow.get("owner_unavailable") or OWNER_UNAVAILABLE,
+            "take_message": lead.get("ask_name") or TAKE_MESSAGE,
+            "goodbye": flow.get("goodbye") or DEFAULT_GOODBYE}
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who the line transfers to and rings first, when, and what it says around a transfer."""
@@ -157,12 +167,8 @@ class Owner:
     def from_flow(cls, settings, flow: dict) -> Owner:
         """The Owner of these settings and this (checked) flow."""
         hours = BusinessHours.from_flow(flow, settings.timezone)
-        lead = flow.get("lead") or {}
         return cls(settings.owner_phone, settings.owner_ring_first,
-                   settings.owner_dial_timeout_sec, hours,
-                   flow.get("transferring") or TRANSFERRING,
-                   flow.get("owner_unavailable") or OWNER_UNAVAILABLE,
-                   lead.get("ask_name") or TAKE_MESSAGE, flow.get("goodbye") or DEFAULT_GOODBYE)
+                   settings.owner_dial_timeout_sec, hours, **person_texts(flow))
 
     def reachable(self, at: dt.datetime | None = None) -> bool:
         """There is a phone to ring and it is business hours."""

@@ -16,13 +16,14 @@ from sqlalchemy import (
     Text,
 )
 
+DOCTOR_FROM = "doctor"  # the From of `python -m ivr doctor`'s probe call (no phone number is)
 metadata = MetaData()
 
 calls = Table(
     "calls", metadata,
     Column("call_sid", String(64), primary_key=True),
     Column("account_sid", String(64), default=""),
-    Column("from_number", String(64), default=""),
+    Column("from_number", String(64), default=""),  # DOCTOR_FROM: doctor's probe
     Column("to_number", String(64), default=""),
     Column("status", String(32), default="in-progress"),
     Column("turn_mode", String(16), default=""),  # stream, record, gather; the owner's: dial, owner
@@ -90,6 +91,7 @@ leads = Table(
     Column("name", Text, default=""),
     Column("phone", Text, default=""),
     Column("reason", Text, default=""),
+    Column("incomplete", Boolean),  # the caller hung up before the message's last answer
     Column("created_at", Float),
 )
 

@@ -379,7 +379,8 @@ class Store:
             return [dict(r) for r in conn.execute(stmt).mappings()]
 
     def call_summaries(self, limit: int = 200) -> list[dict]:
-        """Newest calls with their number of turns and of error events (the inspector's list)."""
+        """Newest calls with their number of turns and of error events, and when their last
+        event was (the inspector's list)."""
         self.flush()
         turn_count = (select(func.count()).where(turns.c.call_sid == calls.c.call_sid)
                       .scalar_subquery())
@@ -389,7 +390,10 @@ class Store:
                                   events.c.kind.like("%REJECTED", escape="\\"),
                                   events.c.kind.like("%REFUSED", escape="\\")))
                        .scalar_subquery())
-        stmt = (select(calls, turn_count.label("turn_count"), error_count.label("error_count"))
+        last_event = (select(func.max(events.c.ts)).where(events.c.call_sid == calls.c.call_sid)
+                      .scalar_subquery())
+        stmt = (select(calls, turn_count.label("turn_count"), error_count.label("error_count"),
+                       last_event.label("last_event_at"))
                 .order_by(calls.c.started_at.desc()).limit(limit))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(stmt).mappings()]
@@ -433,9 +437,9 @@ class Store:
             return conn.execute(insert(leads).values(**values)).inserted_primary_key[0]
 
     def last_lead(self, call_sid: str) -> dict | None:
-        """The latest message the call left (name, phone, reason), or None."""
+        """The latest message the call left (name, phone, reason, incomplete), or None."""
         self.flush()
-        query = (select(leads.c.name, leads.c.phone, leads.c.reason)
+        query = (select(leads.c.name, leads.c.phone, leads.c.reason, leads.c.incomplete)
                  .where(leads.c.call_sid == call_sid).order_by(leads.c.id.desc()).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()

@@ -157,7 +157,11 @@ def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
     """Nothing heard: re-prompt, or after MAX_SILENT_TURNS say goodbye and hang up."""
     silent = rt.calls.count_silent_turn(call_sid)
     rt.events.emit("SILENT_TURN", call_sid, count=silent, limit=rt.settings.max_silent_turns)
-    if silent >= rt.settings.max_silent_turns:
+    prompt = GOODBYE if silent >= rt.settings.max_silent_turns else FALLBACK
+    rt.store.add_turn(call_sid, turn=rt.calls.turn(call_sid) or 0, source=mode,  # heard too
+                      reply_text=rt.prompts.texts.get(prompt, ""),
+                      audio_url=rt.prompts.name(prompt), fallback="silence")
+    if prompt == GOODBYE:
         rt.calls.set_outcome(call_sid, "silent-hangup")
         return twiml.goodbye(rt.prompt_url(GOODBYE))
     return listen_twiml(rt, mode, rt.prompt_url(FALLBACK))

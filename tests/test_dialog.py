@@ -1,5 +1,7 @@
 """One turn: fallbacks for every failing stage, dedup of caller and reply, timings, leads."""
 
+import json
+
 import pytest
 
 from ivr.dialog import Dialog
@@ -26,7 +28,7 @@ QUICK_SEC = 0.5  # the timeout of a stage a test stalls for good
 @pytest.fixture
 def make_dialog(tmp_path):
     def build(timeouts: dict | None = None, owner: Owner | None = None, on_lead=None,
-              **engines):
+              on_late_turn=None, **engines):
         limits = {"asr_timeout_sec": ROOMY_SEC, "llm_timeout_sec": ROOMY_SEC,
                   "tts_timeout_sec": ROOMY_SEC, **(timeouts or {})}
         settings = make_settings(tmp_path).replace(dedup_window_sec=14, **limits)
@@ -36,7 +38,7 @@ def make_dialog(tmp_path):
                  **engines}
         cache = TTSCache(settings.tts_dir)
         return Dialog(settings, store, EventLog(store), Engines(**parts), cache, owner,
-                      on_lead), store
+                      on_lead, on_late_turn), store
     return build
 
 
@@ -204,3 +206,20 @@ def test_each_message_left_is_handed_to_the_owners_notifications(make_dialog):
     for text in ("אני רוצה לדבר עם נציג", "יוסי לוי", "0541234567", "בעיה בהזמנה"):
         dialog.run_turn(SID, 1, text=text, source="gather")
     assert told == [(SID, {"name": "יוסי לוי", "phone": "0541234567", "reason": "בעיה בהזמנה"})]
+
+
+def test_a_message_s_answer_kept_after_the_call_ended_has_the_owner_told_again(make_dialog):
+    """The caller gave their name and hung up while it was heard: call_status came first."""
+    told = []
+    flow = ScriptedLLM()
+    dialog, store = make_dialog(llm=flow, on_late_turn=told.append)
+    store.update_call(SID, history=json.dumps([{"role": "assistant",
+                                                "text": flow.lead_texts["ask_name"]}]))
+    dialog.run_turn(SID, 2, text="מה שעות הפתיחה?", source="gather")  # the call goes on: not told
+    dialog.calls.end(SID, "completed", 20)
+    store.update_call(SID, history=json.dumps([{"role": "assistant",
+                                                "text": flow.lead_texts["ask_name"]}]))
+    dialog.run_turn(SID, 3, text="דנה כהן", source="gather")
+    assert told == [SID]
+    assert flow.partial_lead(store.history(SID)) == {"name": "דנה כהן", "phone": "",
+                                                     "reason": ""}

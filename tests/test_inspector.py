@@ -1,13 +1,18 @@
 """The request inspector: locked by default, and a whole emulated call readable in Chromium."""
 
+import datetime
+import html
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import AUTH_TOKEN, BASE, wait_until
+from ivr.phrases import REPEAT_PROMPT
+
+from .conftest import AUTH_TOKEN, BASE, CALL_SID, backdate, wait_until
 from .livehelpers import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -120,3 +125,78 @@ def test_each_turn_shows_its_stage_timing_bar(phone_line):
         as_text=True)
     assert 'class="bar"' in page and 'class="seg first_audio"' in page
     assert f"first audio out {first_audio} ms" in page
+
+
+SCRIPTED = {"asr_engine": "fake", "llm_engine": "scripted", "tts_engine": "fake"}
+TURN_ROW = re.compile(r'<tr class="[^"]*">\s*<td[^>]*>(\d+)</td><td>(\w+)</td>\s*'
+                      r'<td class="he">([^<]*)')
+
+
+def test_turns_are_numbered_from_1_as_heard_the_greeting_and_silence_included(phone_line):
+    line = phone_line(bind_host="127.0.0.1", turn_mode="gather", **SCRIPTED)
+    flow = line.runtime.engines.llm.flow
+    result = line.carrier.place_call({"steps": [{"say": "מה שעות הפתיחה?"}, {"silence": 20},
+                                                {"say": "מה הכתובת?"}], "reply_timeout": 60})
+    wait_until(lambda: "מה הכתובת?" in [t["user_text"] for t in line.store.turns(result.call_sid)])
+    page = line.app.test_client().get(f"/inspector/calls/{result.call_sid}").get_data(
+        as_text=True)
+    rows = [(int(n), source, said.strip()) for n, source, said in TURN_ROW.findall(page)]
+    assert [n for n, _s, _t in rows] == list(range(1, len(rows) + 1))
+    assert rows[0] == (1, "greeting", "") and rows[1] == (2, "gather", "מה שעות הפתיחה?")
+    assert rows[-1] == (len(rows), "gather", "מה הכתובת?")
+    assert len(rows) >= 4 and all(said == "" for _n, _s, said in rows[2:-1])  # silence
+    assert page.count(REPEAT_PROMPT) == len(rows) - 3  # the line's answer to each silence
+    for heard in (flow["greeting"], flow["intents"][0]["answer"], flow["intents"][1]["answer"]):
+        assert html.escape(heard, quote=False) in page, heard
+
+
+NO_STATUS = "ended (no status from Twilio)"
+NOV_23_1405_IST = datetime.datetime(2026, 11, 23, 12, 5, tzinfo=datetime.UTC).timestamp()
+
+
+def local_inspector(client, runtime, settings, **changes):
+    """The inspector's pages by path, with the token (webhooks stay signed for BASE)."""
+    runtime.settings = settings.replace(inspector_token="s3cret-inspector", **changes)
+    return lambda path: client.get(path, headers={"Authorization": "Bearer s3cret-inspector"}
+                                   ).get_data(as_text=True)
+
+
+def test_times_are_in_the_line_s_time_zone_with_the_zone_named(client, runtime, settings):
+    page = local_inspector(client, runtime, settings)
+    runtime.store.ensure_call(CALL_SID, from_number="+972501111111")
+    runtime.store.update_call(CALL_SID, started_at=NOV_23_1405_IST)
+    runtime.store.add_lead(CALL_SID, caller="+972501111111", name="דנה")
+    for text in (page("/inspector"), page(f"/inspector/calls/{CALL_SID}")):
+        assert "2026-11-23 14:05:00 IST" in text and "12:05:00" not in text
+        assert "Times in Asia/Jerusalem" in text
+
+
+def test_doctor_s_probe_is_not_in_the_owner_s_list_but_can_be_shown_as_a_check(
+        client, runtime, settings, twilio_post):
+    page = local_inspector(client, runtime, settings)
+    probe = "CA" + "d0c" * 10 + "00"
+    twilio_post("/webhook/incoming_call", CallSid=probe, From="doctor", To="doctor")
+    twilio_post("/webhook/stream_ended", CallSid=probe, From="doctor", To="doctor")
+    twilio_post("/webhook/incoming_call", From="+972501111111")
+    listing = page("/inspector")
+    assert probe not in listing and CALL_SID in listing and "Show</a> 1 check call" in listing
+    shown = page("/inspector?checks=1")
+    assert probe in shown and "check (doctor)" in shown
+    assert "A check call by" in page(f"/inspector/calls/{probe}")
+
+
+def test_a_call_twilio_never_sent_a_final_status_for_ends_after_the_timeout(
+        client, runtime, settings, twilio_post):
+    page = local_inspector(client, runtime, settings)  # NO_STATUS_AFTER_SEC: 900
+    quiet, live = CALL_SID, "CA" + "b" * 32
+    for sid in (quiet, live):
+        twilio_post("/webhook/incoming_call", CallSid=sid, From="+972501111111",
+                    CallStatus="ringing")
+    runtime.store.flush()
+    backdate(runtime.store, quiet, 901 / 86400)  # its last event fifteen minutes ago
+    listing = page("/inspector")
+    assert listing.count(NO_STATUS) == 1
+    assert NO_STATUS in page(f"/inspector/calls/{quiet}")
+    assert NO_STATUS not in page(f"/inspector/calls/{live}")
+    twilio_post("/webhook/call_status", CallSid=quiet, CallStatus="completed", CallDuration="30")
+    assert NO_STATUS not in page("/inspector")  # the status came after all

@@ -313,10 +313,11 @@ def test_every_call_adds_nothing_to_a_call_that_left_a_message(line, smtp):
 
 def test_every_call_off_stores_the_summary_and_sends_nothing(line, smtp):
     rt = line(smtp_url=smtp.url(), notify_email_to="owner@example.com")
+    rt.store.update_call(SID, history=json.dumps(HISTORY[:4], ensure_ascii=False))  # no message
     rt.notifier.call_ended(SID)
     settle(rt)
     assert rt.store.get_call(SID)["summary"] == \
-        "פנייה בנושא: שעות הפתיחה, המחירים, שיחה עם נציג\nלא הושארה הודעה"
+        "פנייה בנושא: שעות הפתיחה, המחירים\nלא הושארה הודעה"
     assert rt.notifier.queue.of_call(SID) == [] and smtp.inbox.data_calls == 0
     assert "None sent for this call." in inspector_page(rt)
 

@@ -94,6 +94,9 @@ def test_a_transfer_nobody_answers_comes_back_and_takes_the_message(phone_line, 
                                                        UNAVAILABLE_THEN_NAME]
     (lead,) = wait_until(lambda: line.store.leads())
     assert (lead["name"], lead["phone"], lead["reason"]) == (NAME, "0529876543", REASON)
+    turns = wait_until(lambda: (t := line.store.turns(result.call_sid)) and len(t) == 5 and t)
+    assert [(t["source"], t["reply_text"]) for t in turns][:2] == [  # every one in the table
+        ("stream", FLOW["transferring"]), ("line", UNAVAILABLE_THEN_NAME)]
 
 
 class ReplaysTheDialResult(FakeASR):
@@ -203,3 +206,26 @@ def test_a_message_left_reaches_the_owner_by_sms_and_email_with_the_call_link(
     sms_row = next(r for r in line.runtime.notifier.queue.of_call(result.call_sid)
                    if r["channel"] == "sms")
     assert (sms_row["status"], sms_row["attempts"]) == ("sent", 3)
+
+
+def test_a_caller_who_hangs_up_after_giving_a_name_leaves_an_incomplete_lead_the_owner_is_told(
+        phone_line, tmp_path, smtp):
+    line = owner_line(phone_line, tmp_path, open_now=False, asr_texts=[NAME],
+                      notify_sms_to="+972507777777", notify_sms_from="+97233333333",
+                      smtp_url=smtp.url(), notify_email_to="owner@example.com")
+    result = line.carrier.place_call({"steps": [{"dtmf": "0"}, {"say": NAME}],
+                                      "from": "+972529876543", "reply_timeout": 60})
+    assert said_by_line(line, result.call_sid)[-1] == FLOW["lead"]["ask_phone"]  # then hung up
+    (lead,) = wait_until(lambda: line.store.leads())
+    assert (lead["name"], lead["phone"], lead["reason"], lead["incomplete"]) == (
+        NAME, "", "", True)
+    (sms,) = wait_until(lambda: line.carrier.messages)
+    assert "הודעה חלקית" in sms["body"] and NAME in sms["body"] and "+972529876543" in sms["body"]
+    (mail,) = wait_until(lambda: smtp.inbox.messages)
+    assert "הודעה חלקית" in mail["Subject"] and NAME in mail["Subject"]
+    assert "ניתק לפני שסיים" in mail.get_content()
+    summary = wait_until(lambda: line.store.get_call(result.call_sid)["summary"])
+    assert summary.splitlines() == ["פנייה בנושא: שיחה עם נציג",
+                                    f"הודעה חלקית (המתקשר ניתק לפני שסיים): {NAME}"]
+    listing = line.app.test_client().get("/inspector").get_data(as_text=True)
+    assert "incomplete: hung up before the end" in listing

@@ -88,3 +88,25 @@ def test_the_transcription_keywords_are_the_flow_s_words_each_once_and_few(tmp_p
     assert asr_keywords(tmp_path / "missing.yaml") == []
     flow.write_text("intents: [", encoding="utf-8")
     assert asr_keywords(flow) == []  # the flow's own loading names what is wrong
+
+
+def test_asking_for_a_person_is_a_topic_whether_transferred_or_not(flow):
+    """The dialog says the transfer (the owner reachable), "not available" and the message's
+    first question (the owner's phone did not answer), or that question alone (out of hours)."""
+    person = flow.intents[3]["label"]
+    for answer in (flow.flow["transferring"],
+                   f"{flow.flow['owner_unavailable']} {flow.lead_texts['ask_name']}",
+                   flow.lead_texts["ask_name"]):
+        history = said(said([], "כמה זה עולה?", flow.intents[2]["answer"]), "0", answer)
+        assert flow.summarize(history, None).splitlines()[0] == f"פנייה בנושא: המחירים, {person}"
+
+
+def test_a_message_begun_and_hung_up_on_is_its_answers_so_far(flow):
+    history = said([], "0", flow.lead_texts["ask_name"])
+    assert flow.partial_lead(history) is None  # asked, not answered
+    history = said(history, "דנה כהן", flow.lead_texts["ask_phone"])
+    assert flow.partial_lead(history) == {"name": "דנה כהן", "phone": "", "reason": ""}
+    history = said(history, "אפס חמש שתיים תשע שמונה שבע שש חמש ארבע שלוש",
+                   flow.lead_texts["ask_reason"])
+    assert flow.partial_lead(history) == {"name": "דנה כהן", "phone": "0529876543", "reason": ""}
+    assert flow.partial_lead(said([], "כמה זה עולה?", flow.intents[2]["answer"])) is None

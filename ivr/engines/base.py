@@ -131,6 +131,11 @@ class LLM:
         """A message to keep for the owner (name, phone, reason) once the caller left one."""
         return None
 
+    def partial_lead(self, history: list[dict]) -> dict | None:
+        """The parts of a message (name, phone, reason) the caller gave before the call ended
+        without the rest, or None (none given, or an engine that takes no messages)."""
+        return None
+
     def texts(self) -> list[str]:
         """Fixed sentences this engine says (worth prewarming in the TTS cache)."""
         return []
@@ -163,6 +168,7 @@ class TTS:
 
 SUMMARY_LINE_CHARS = 160  # a summary line longer than this is cut with "…"
 NO_MESSAGE = "לא הושארה הודעה"
+INCOMPLETE_MESSAGE = "הודעה חלקית (המתקשר ניתק לפני שסיים)"
 
 
 def clipped(text: str, limit: int) -> str:
@@ -177,4 +183,5 @@ def lead_line(lead: dict | None) -> str:
         return NO_MESSAGE
     who = ", ".join(v for v in (lead.get("name"), lead.get("phone")) if v) or "ללא שם וטלפון"
     reason = lead.get("reason") or ""
-    return clipped(f"הודעה: {who}" + (f" — {reason}" if reason else ""), SUMMARY_LINE_CHARS)
+    head = INCOMPLETE_MESSAGE if lead.get("incomplete") else "הודעה"
+    return clipped(f"{head}: {who}" + (f" — {reason}" if reason else ""), SUMMARY_LINE_CHARS)

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ..flow import DEFAULT_FLOW, FlowFileError, watch
-from ..owner import BusinessHours
+from ..owner import BusinessHours, person_texts
 from .base import HANG_UP, LLM, TRANSFER, Action, last_said, lead_line
 
 NEEDED = ("greeting", "goodbye", "clarify", "intents", "lead")
@@ -125,6 +125,12 @@ class ScriptedLLM(LLM):
     def lead_texts(self) -> dict:
         return self.flow["lead"]
 
+    @property
+    def person_said(self) -> tuple[str, str]:
+        """What the dialog says for a request for a person: the first message question or the
+        transfer sentence."""
+        return self.lead_texts["ask_name"], person_texts(self.flow)["transferring"]
+
     @classmethod
     def from_settings(cls, settings) -> ScriptedLLM:
         return cls(getattr(settings, "flow_file", "") or DEFAULT_FLOW)
@@ -189,15 +195,27 @@ class ScriptedLLM(LLM):
         """The message taken when the caller has answered the last lead question, else None."""
         if self._lead_step(history) != "ask_reason":
             return None
+        return {**self._answers(history), "reason": text}
+
+    def partial_lead(self, history: list[dict]) -> dict | None:
+        """The answers the caller gave to the message's questions, if any (the call ended
+        before the last one)."""
+        answers = self._answers(history)
+        return answers if any(answers.values()) else None
+
+    def _answers(self, history: list[dict]) -> dict[str, str]:
+        """The caller's answers to the message's questions in `history` (the latest of each)."""
         answers: dict[str, str] = {}
         for question, answer in zip(history, history[1:], strict=False):
-            if question["role"] == "assistant" and answer["role"] == "user":
-                for step, key in (("ask_name", "name"), ("ask_phone", "phone")):
+            if question["role"] == "assistant" and answer["role"] == "user" and answer["text"]:
+                for step, key in (("ask_name", "name"), ("ask_phone", "phone"),
+                                  ("ask_reason", "reason")):
                     if question["text"].endswith(self.lead_texts[step]):
                         answers[key] = answer["text"]
         phone = phone_digits(answers.get("phone", ""))
         return {"name": answers.get("name", ""),
-                "phone": phone if len(phone) >= 7 else answers.get("phone", ""), "reason": text}
+                "phone": phone if len(phone) >= 7 else answers.get("phone", ""),
+                "reason": answers.get("reason", "")}
 
     def summarize(self, history: list[dict], lead: dict | None) -> str:
         """Line 1: the intents the caller reached (by the flow's answers they heard, each intent's
@@ -212,11 +230,13 @@ class ScriptedLLM(LLM):
         return f"{first}\n{lead_line(lead)}"
 
     def answered(self, message: dict) -> dict | None:
-        """The intent whose answer (or, for the message intent, first question) this was, whole
-        or the beginning the caller heard before cutting in."""
+        """The intent whose answer this was, whole or the beginning the caller heard before
+        cutting in; for a request for a person, whatever the line said to it: the message's
+        first question (alone, or after "the owner is not available"), or the transfer."""
         heard = message["text"]
         for intent in self.intents:
-            said = self.lead_texts["ask_name"] if intent.get("lead") else intent.get("answer")
-            if said and (heard == said or len(heard) >= HEARD_CHARS and said.startswith(heard)):
+            said = self.person_said if intent.get("lead") else (intent.get("answer"),)
+            if any(text and (heard == text or len(heard) >= HEARD_CHARS and text.startswith(heard)
+                             or intent.get("lead") and heard.endswith(text)) for text in said):
                 return intent
         return None
