@@ -42,7 +42,9 @@ doctor-engines: setup
 # make call SCRIPT=barge_in FAULT="ws_refuse slow_rest=2" SPEED=10 (a shipped script's name or a
 # YAML file; faults as `python -m ivr call --fault`, space- or comma-separated)
 call: setup
-	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl $(if $(SCRIPT),--script '$(SCRIPT)') $(foreach f,$(subst $(comma), ,$(FAULT)),--fault '$(f)') $(if $(SPEED),--speed $(SPEED))
+	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) \
+	  --wav "$${VAR_DIR:-var}/last_call.wav" --log "$${VAR_DIR:-var}/last_call.jsonl" \
+	  $(if $(SCRIPT),--script '$(SCRIPT)') $(foreach f,$(subst $(comma), ,$(FAULT)),--fault '$(f)') $(if $(SPEED),--speed $(SPEED))
 
 purge: $(STAMP)
 	$(PY) -m ivr purge

@@ -86,7 +86,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     except ScriptError as exc:
         raise SystemExit(f"caller script: {exc}") from None
     result = place(args, settings, raw)
-    turns = line_turns(settings.database_url, result.call_sid)
+    turns = line_turns(settings.database_url, result.call_sid, script.answered)
     print(result.timeline_text(words_of_files(turns)))
     if turns:
         print("what the line heard and said (its records):\n" + conversation(turns))

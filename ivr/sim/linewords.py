@@ -4,25 +4,34 @@ DATABASE_URL; locally the same as `make run`'s) to print words and check a scrip
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ..chunking import speakable_chunks
 from ..store import Store
 
 
-def line_turns(database_url: str, call_sid: str) -> list[dict]:
+def line_turns(database_url: str, call_sid: str, answered: int = 0,
+               wait_sec: float = 10.0) -> list[dict]:
     """The call's turns as the line recorded them: what it heard ("caller"), what it answered
     ("line") and the MP3 files it answered with ("names"); [] when the line keeps its records
-    elsewhere."""
+    elsewhere. The line records a turn once its reply is whole, which may be after the call
+    ended: until `answered` turns with the caller's words are there, read again for up to
+    `wait_sec` (a line that lost some of them has fewer, and the wait runs out)."""
     if database_url.startswith("sqlite:///") and not Path(database_url[10:]).is_file():
         return []  # no line keeps its records here: make none
     store = Store(database_url)
+    deadline = time.monotonic() + wait_sec
     try:
-        rows = store.turns(call_sid)
+        while True:
+            turns = [{"caller": row["user_text"] or "", "line": row["reply_text"] or "",
+                      "names": (row["audio_url"] or "").split()}
+                     for row in store.turns(call_sid)]
+            if len(replies(turns)) >= answered or time.monotonic() >= deadline:
+                return turns
+            time.sleep(0.1)
     finally:
         store.close()
-    return [{"caller": row["user_text"] or "", "line": row["reply_text"] or "",
-             "names": (row["audio_url"] or "").split()} for row in rows]
 
 
 def words_of_files(turns: list[dict]) -> dict[str, str]:

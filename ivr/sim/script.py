@@ -72,6 +72,11 @@ class CallerScript:
                    dial=parse_dial(data.get("dial")),
                    dial_talk=float(data.get("dial_talk", cls.dial_talk)))
 
+    @property
+    def answered(self) -> int:
+        """How many turns the line answers if it hears every step the caller speaks or keys."""
+        return sum(step.action in SPOKEN for step in self.steps)
+
     def dial_outcome(self, number: str) -> str:
         """How the far end of a <Dial> to `number` behaves; a number not listed: no-answer."""
         return self.dial.get(digits(number), self.dial.get("*", "no-answer"))
