@@ -114,6 +114,7 @@ def test_make_call_barge_in_fails_on_a_line_that_loses_the_question(phone_line, 
     out = proc.stdout
     assert proc.returncode != 0, out + proc.stderr
     assert "EXPECTED: step 2 (barge_in 'רגע, בעצם רציתי לשאול על מחירים')" in out
+    assert "the caller's \"רגע, בעצם רציתי לשאול על מחירים\" is lost, as on Twilio" in out
     timeline = out.split("what the line heard and said")[0]
     assert 'line    plays "אנחנו פתוחים בימים ראשון עד חמישי' in timeline
     assert "plays k_" not in timeline  # a reply's file is named by its words

@@ -85,3 +85,19 @@ def test_input_speech_ignores_keys_and_plays_on(line, carrier):
     answer_docs(line, 'input="speech"')
     result = carrier.place_call(KEY)
     assert gathered(line) is None and played(result) >= PROMPT_SEC - 0.1
+
+
+def test_speech_begun_during_a_play_outside_the_gather_is_lost_whole(line, carrier):
+    """A bare <Play> before the <Gather> (as a reply's first chunk once was): Twilio listens to
+    nothing during it, so the sentence begun there is not recognised from the tail the Gather
+    hears; the timeline says so."""
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Play loop="2">{line.url}/media/tone.mp3</Play>',
+        f'<Gather input="speech" language="iw-IL" action="{line.url}/gathered" timeout="2"/>',
+        f"<Redirect>{line.url}/nothing</Redirect>")
+    line.docs["/gathered"] = doc("<Hangup/>")
+    line.docs["/nothing"] = doc("<Hangup/>")
+    result = carrier.place_call(BARGE)
+    assert result.said[0]["t"] + 2.5 > result.heard[0]["t"] + 2.0  # it runs into the Gather
+    assert gathered(line) is None and "/nothing" in line.paths()
+    assert any(f'"{SENTENCE}" is lost' in e["text"] for e in result.timeline)

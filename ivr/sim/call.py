@@ -98,6 +98,7 @@ class Call(Protocol):
     tick_at: float
     forks: list[Any]
     recordings: dict[str, bytes]
+    dropped: set[str]
 
     def log(self, who: str, text: str) -> None: ...
 

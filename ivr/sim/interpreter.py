@@ -35,6 +35,7 @@ class CallRun:
         self.forks: list[Any] = []
         self.caller: Caller | None = None
         self.recordings: dict[str, bytes] = {}  # what <Record> kept, served by the carrier
+        self.dropped: set[str] = set()  # sentences begun while nothing listened: lost whole
         self.web = WebClient(self)
 
     # ---- records -------------------------------------------------------------------------
@@ -104,6 +105,10 @@ class CallRun:
             self.result.max_tick_late_ms = max(self.result.max_tick_late_ms, round(late_ms, 1))
             frame, text, key = self.mic.read()
             self.tick_at = self.next_tick
+            if text and on_tick is None and not self.forks and text not in self.dropped:
+                self.dropped.add(text)
+                self.log("carrier", f'nothing listens (no <Gather>, <Record> or stream): the '
+                                    f'caller\'s "{text}" is lost, as on Twilio')
             if self.caller is not None:  # the caller acts on what it heard; speaks from next tick
                 self.caller.advance(self.next_tick)
                 self.check()

@@ -267,6 +267,7 @@ class Caller:
         self.run_.log("caller", f'says "{text}"')
         self.run_.result.said.append({"t": round(self.now, 3), "text": text})
         self.replies_seen = self.line.replies  # a reply begun from now on answers this
+        self.run_.dropped.discard(text)  # said again: this time it may be heard
         self.run_.mic.speak(voice_ulaw(text), text)
         yield from self.wait_until(self.run_.mic.idle, 60)
 

@@ -130,14 +130,14 @@ class GatherInput:
     always does; speech does with bargeIn="true" (Twilio's default), and with bargeIn="false"
     speech begun during the prompts is not heard at all (the utterance is lost whole)."""
 
-    def __init__(self, element: ET.Element):
+    def __init__(self, element: ET.Element, lost: set[str]):
         self.inputs = element.get("input", "dtmf").split()
         self.barge = element.get("bargeIn", "true").strip().lower() != "false"
         self.finish = element.get("finishOnKey", "#")
         self.num_digits = int(element.get("numDigits", "0") or 0)
         self.digits, self.speech = "", []
         self.done = False  # finishOnKey pressed or numDigits reached: the Gather ends now
-        self.lost: set[str] = set()
+        self.lost = lost  # the call's sentences begun unheard: not recognised from their tail
         self.voiced = 0
 
     def hear(self, frame: bytes, text: str | None, key: str | None) -> bool:
@@ -184,7 +184,7 @@ def gather(run: Call, element: ET.Element) -> None:
     """Play the nested prompts, stopped by the caller's input (Twilio's bargeIn), then listen
     for speech (the script's text) or keys. Speech in a language Twilio does not list is
     heard as nothing (an empty SpeechResult), with a warning."""
-    heard = GatherInput(element)
+    heard = GatherInput(element, run.dropped)
     language = element.get("language", "en-US")
     unheard = language_problem(run, language) if "speech" in heard.inputs else None
     if unheard:
