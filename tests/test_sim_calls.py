@@ -14,7 +14,7 @@ from ivr import audio
 from ivr.chunking import speakable_chunks
 from ivr.engines.scripted import ScriptedLLM
 from ivr.sim.linewords import line_turns, replies
-from ivr.sim.script import CallerScript, unmet_expectations, voice_ulaw
+from ivr.sim.script import CallerScript, ScriptError, unmet_expectations, voice_ulaw
 from ivr.speakable import speakable
 
 from .livehelpers import ROOT
@@ -139,3 +139,15 @@ def test_make_call_with_an_unknown_script_lists_the_shipped_ones(tmp_path):
     assert proc.returncode != 0
     assert "no caller script 'barge'" in proc.stderr
     assert "barge_in, dtmf, silent, talk_to_person, three_turns" in proc.stderr
+
+
+def test_expect_belongs_to_a_spoken_step_and_is_met_by_a_later_answer():
+    with pytest.raises(ScriptError, match="step 1: expect goes with a say"):
+        CallerScript.load({"steps": [{"silence": 1, "expect": "x"}]})
+    with pytest.raises(ScriptError, match="step 1: expect needs a word"):
+        CallerScript.load({"steps": [{"say": "שלום", "expect": []}]})
+    script = CallerScript.load({"steps": [{"say": "א", "expect": "שלום"}, {"say": "ב"},
+                                          {"dtmf": "3", "expect": ["₪", "שקל"]}]})
+    assert unmet_expectations(script, ["שלום לך", "", "150 ₪"]) == []
+    assert unmet_expectations(script, ["", "שלום", "לא"]) == [
+        "step 3 (dtmf '3'): the line never answered it with '₪' or 'שקל'"]
