@@ -54,7 +54,7 @@ def pause(run: Call, element: ET.Element, until: OnTick | None = None) -> bool:
     def listen(frame: bytes, text: str | None, key: str | None) -> bool:
         state["stopped"] = bool(until and until(frame, text, key))
         return state["stopped"]
-    run.tick_for(_float(element, "length", 1.0), listen)
+    run.tick_for(_float(element, "length", 1.0), listen if until else None)
     return state["stopped"]
 
 
