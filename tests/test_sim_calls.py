@@ -117,7 +117,8 @@ def test_make_call_barge_in_fails_on_a_line_that_loses_the_question(phone_line, 
     assert "the caller's \"רגע, בעצם רציתי לשאול על מחירים\" is lost, as on Twilio" in out
     timeline = out.split("what the line heard and said")[0]
     assert 'line    plays "אנחנו פתוחים בימים ראשון עד חמישי' in timeline
-    assert "plays k_" not in timeline  # a reply's file is named by its words
+    assert "plays k_" not in timeline  # a reply's file is named by its words, so is a prompt's
+    assert 'line    plays "שלום, הגעתם לעסק שלנו. במה אפשר לעזור?"' in timeline
     assert "  line    אנחנו פתוחים" in out and "  caller  תודה רבה" in out
     assert (tmp_path / "var" / "last_call.wav").stat().st_size > 8000
 

@@ -12,7 +12,7 @@ import requests
 
 from ..config import Settings, is_loopback_host
 from .carrier import FAULTS, Carrier
-from .linewords import conversation, line_turns, replies, words_of_files
+from .linewords import conversation, line_turns, prompt_words, replies, words_of_files
 from .result import CallResult
 from .script import CallerScript, ScriptError, read_script, shipped_scripts, unmet_expectations
 
@@ -87,7 +87,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         raise SystemExit(f"caller script: {exc}") from None
     result = place(args, settings, raw)
     turns = line_turns(settings.database_url, result.call_sid, script.answered)
-    print(result.timeline_text(words_of_files(turns)))
+    print(result.timeline_text({**prompt_words(settings), **words_of_files(turns)}))
     if turns:
         print("what the line heard and said (its records):\n" + conversation(turns))
     else:

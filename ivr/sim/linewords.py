@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from ..chunking import speakable_chunks
+from ..engines.scripted import ScriptedLLM
 from ..store import Store
+from ..tts_cache.prompts import prompt_texts
 
 
 def line_turns(database_url: str, call_sid: str, answered: int = 0,
@@ -45,6 +47,16 @@ def words_of_files(turns: list[dict]) -> dict[str, str]:
             chunks = [turn["line"]] + ["…"] * (len(names) - 1)
         words.update(zip(names, chunks, strict=False))
     return words
+
+
+def prompt_words(settings) -> dict[str, str]:
+    """The line's fixed prompts' files (greeting_he.mp3, …) → their words, from the same
+    settings and flow file the line reads; {} when the flow does not load."""
+    try:
+        texts = prompt_texts(settings, ScriptedLLM.from_settings(settings))
+    except (OSError, ValueError):
+        return {}
+    return {name: text for name, text in texts.items() if text}
 
 
 def replies(turns: list[dict]) -> list[str]:
