@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 5000
 export PORT
+comma := ,
 
 .PHONY: setup sysdeps run call doctor doctor-engines purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
 
@@ -38,8 +39,12 @@ doctor: setup
 doctor-engines: setup
 	$(PY) -m ivr doctor --engines
 
+# make call SCRIPT=barge_in FAULT="ws_refuse slow_rest=2" SPEED=10 (a shipped script's name or a
+# YAML file; faults as `python -m ivr call --fault`, space- or comma-separated)
 call: setup
-	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) --wav var/last_call.wav --log var/last_call.jsonl
+	$(PY) -m ivr call --server http://127.0.0.1:$(PORT) \
+	  --wav "$${VAR_DIR:-var}/last_call.wav" --log "$${VAR_DIR:-var}/last_call.jsonl" \
+	  $(if $(SCRIPT),--script '$(SCRIPT)') $(foreach f,$(subst $(comma), ,$(FAULT)),--fault '$(f)') $(if $(SPEED),--speed $(SPEED))
 
 purge: $(STAMP)
 	$(PY) -m ivr purge

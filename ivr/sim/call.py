@@ -98,6 +98,7 @@ class Call(Protocol):
     tick_at: float
     forks: list[Any]
     recordings: dict[str, bytes]
+    dropped: set[str]
 
     def log(self, who: str, text: str) -> None: ...
 
@@ -109,6 +110,7 @@ class Call(Protocol):
 
     def tick_for(self, seconds: float | None, on_tick: OnTick | None = None) -> None: ...
 
-    def play_to_caller(self, pcm: bytes, reply: bool = True, **info: Any) -> None: ...
+    def play_to_caller(self, pcm: bytes, reply: bool = True, until: OnTick | None = None,
+                       **info: Any) -> bool: ...
 
     def far_end(self, number: str) -> tuple[str, float]: ...

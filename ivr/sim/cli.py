@@ -12,8 +12,9 @@ import requests
 
 from ..config import Settings, is_loopback_host
 from .carrier import FAULTS, Carrier
+from .linewords import conversation, line_turns, prompt_words, replies, words_of_files
 from .result import CallResult
-from .script import SCRIPTS_DIR, CallerScript, read_script
+from .script import CallerScript, ScriptError, read_script, shipped_scripts, unmet_expectations
 
 
 def cmd_carrier(args: argparse.Namespace) -> int:
@@ -74,15 +75,30 @@ def place(args: argparse.Namespace, settings: Settings, raw: dict) -> CallResult
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    """Ring the line with a caller script; print the timeline; write the WAV and request log."""
+    """Ring the line with a caller script; print the timeline with the line's words, and what
+    the script expected it to answer; write the WAV and request log. Exit 1 on a Twilio error
+    or an unmet `expect`."""
     settings = Settings.from_env()
     args.server = (args.server or f"http://127.0.0.1:{settings.port}").rstrip("/")
-    raw = read_script(args.script)
-    CallerScript.from_dict(raw)  # a bad script stops here, with the step that is wrong
+    try:
+        raw = read_script(args.script)
+        script = CallerScript.from_dict(raw)  # a bad script stops here, with the step wrong
+    except ScriptError as exc:
+        raise SystemExit(f"caller script: {exc}") from None
     result = place(args, settings, raw)
-    print(result.timeline_text())
+    turns = line_turns(settings.database_url, result.call_sid, script.answered)
+    print(result.timeline_text({**prompt_words(settings), **words_of_files(turns)}))
+    if turns:
+        print("what the line heard and said (its records):\n" + conversation(turns))
+    else:
+        print(f"(the line's words are not in {settings.database_url}: its records are kept "
+              "elsewhere; set DATABASE_URL to the line's to see them)")
+    unmet = unmet_expectations(script, replies(turns)) if turns else []
+    for problem in unmet:
+        print(f"EXPECTED: {problem}")
     print(f"heard {len(result.heard)} time(s), said {len(result.said)} sentence(s), "
-          f"{len(result.requests)} request(s), Twilio errors: {result.error_codes or 'none'}")
+          f"{len(result.requests)} request(s), Twilio errors: {result.error_codes or 'none'}"
+          + (f", {len(unmet)} expectation(s) unmet" if unmet else ""))
     if args.wav:
         Path(args.wav).parent.mkdir(parents=True, exist_ok=True)
         Path(args.wav).write_bytes(result.wav)
@@ -93,7 +109,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         print(f"request log: {args.log}")
     if args.json:
         print(json.dumps(result.to_dict(with_audio=False), ensure_ascii=False))
-    return 1 if result.error_codes else 0
+    return 1 if result.error_codes or unmet else 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -109,8 +125,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     call = sub.add_parser("call", help="call the line with a caller script and print the call")
     call.add_argument("--server", help="the line's URL (default http://127.0.0.1:$PORT)")
     call.add_argument("--script", default="three_turns",
-                      help="a YAML file or a shipped script: " +
-                      ", ".join(sorted(p.stem for p in SCRIPTS_DIR.glob("*.yaml"))))
+                      help="a YAML file or a shipped script: " + ", ".join(shipped_scripts()))
     call.add_argument("--wav", help="write the call as a stereo WAV (caller left, line right)")
     call.add_argument("--log", help="write the request log as JSONL")
     call.add_argument("--speed", type=float, default=1.0, help="run N times faster than real time")

@@ -35,6 +35,7 @@ class CallRun:
         self.forks: list[Any] = []
         self.caller: Caller | None = None
         self.recordings: dict[str, bytes] = {}  # what <Record> kept, served by the carrier
+        self.dropped: set[str] = set()  # sentences begun while nothing listened: lost whole
         self.web = WebClient(self)
 
     # ---- records -------------------------------------------------------------------------
@@ -104,6 +105,10 @@ class CallRun:
             self.result.max_tick_late_ms = max(self.result.max_tick_late_ms, round(late_ms, 1))
             frame, text, key = self.mic.read()
             self.tick_at = self.next_tick
+            if text and on_tick is None and not self.forks and text not in self.dropped:
+                self.dropped.add(text)
+                self.log("carrier", f'nothing listens (no <Gather>, <Record> or stream): the '
+                                    f'caller\'s "{text}" is lost, as on Twilio')
             if self.caller is not None:  # the caller acts on what it heard; speaks from next tick
                 self.caller.advance(self.next_tick)
                 self.check()
@@ -115,19 +120,34 @@ class CallRun:
             if on_tick and on_tick(frame, text, key):
                 return
 
-    def play_to_caller(self, pcm: bytes, reply: bool = True, **info: Any) -> None:
-        """The line speaks (Play, Say, beep): the caller hears it for its whole duration."""
+    def play_to_caller(self, pcm: bytes, reply: bool = True, until: OnTick | None = None,
+                       **info: Any) -> bool:
+        """The line speaks (Play, Say, beep): the caller hears it for its whole duration, or
+        until `until` says the caller's input stops it (a <Gather>'s barge-in): then True."""
         duration = audio.duration_sec(pcm)
-        self.result.heard.append({"t": round(self.clock.now(), 3),
-                                  "duration": round(duration, 3), **info})
-        self.tape.put("line", self.clock.now(), pcm)
+        began = self.clock.now()
+        heard = {"t": round(began, 3), "duration": round(duration, 3), **info}
+        self.result.heard.append(heard)
         self.line.speaking = True
         if reply:
             self.line.replies += 1
+        state = {"stopped": False, "whole": False}
+
+        def listen(frame: bytes, text: str | None, key: str | None) -> bool:
+            state["stopped"] = bool(until and until(frame, text, key))
+            return state["stopped"]
         try:
-            self.tick_for(duration)
+            self.tick_for(duration, listen if until else None)
+            state["whole"] = not state["stopped"]
         finally:
             self.line.speaking = False
+            played = pcm
+            if not state["whole"]:  # stopped by the caller, a hang-up or a REST update
+                played = pcm[:max(0, int((self.tick_at + TICK - began) * audio.RATE)) * 2]
+                heard["duration"] = round(audio.duration_sec(played), 3)
+                heard["stopped"] = state["stopped"]
+            self.tape.put("line", began, played)
+        return state["stopped"]
 
     def far_end(self, number: str) -> tuple[str, float]:
         """A <Dial>'s far end: (outcome, seconds it talks if it answers); the fault wins."""

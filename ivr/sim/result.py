@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ ERROR_TEXT = {
     31924: "Stream - WebSocket - Protocol Error",
     32018: "TwiML is longer than 4000 characters",
 }
+
+PLAYS = re.compile(r"plays (\S+\.mp3)")  # the timeline's "plays k_….mp3 (2.1 s)"
 
 
 @dataclass
@@ -71,10 +74,14 @@ class CallResult:
         """The request log, one JSON object a line, like Twilio's Request Inspector."""
         return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.requests)
 
-    def timeline_text(self) -> str:
+    def timeline_text(self, words: dict[str, str] | None = None) -> str:
+        """The call, one event a line; `words` (MP3 file name → its words) shows what the
+        line said where the emulator saw only the file it played."""
         lines = [f"call {self.call_sid}: {self.status}, {self.duration:.1f} s"]
         for entry in self.timeline:
-            lines.append(f"{entry['t']:7.2f}s  {entry['who']:<7} {entry['text']}")
+            text = PLAYS.sub(lambda m: f'plays "{words[m[1]]}"' if m[1] in words else m[0],
+                             entry["text"]) if words else entry["text"]
+            lines.append(f"{entry['t']:7.2f}s  {entry['who']:<7} {text}")
         for error in self.errors:
             lines.append(f"  error {error['code']} ({ERROR_TEXT.get(error['code'], '')}): "
                          f"{error['message']}")

@@ -17,7 +17,9 @@ from .call import Call
 
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
-DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False}
+DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False,
+            "expect": None}
+SPOKEN = ("say", "barge_in", "dtmf")  # the steps the line answers, each with a turn
 DIAL_OUTCOMES = ("answer", "no-answer", "busy", "failed")
 
 
@@ -70,6 +72,11 @@ class CallerScript:
                    dial=parse_dial(data.get("dial")),
                    dial_talk=float(data.get("dial_talk", cls.dial_talk)))
 
+    @property
+    def answered(self) -> int:
+        """How many turns the line answers if it hears every step the caller speaks or keys."""
+        return sum(step.action in SPOKEN for step in self.steps)
+
     def dial_outcome(self, number: str) -> str:
         """How the far end of a <Dial> to `number` behaves; a number not listed: no-answer."""
         return self.dial.get(digits(number), self.dial.get("*", "no-answer"))
@@ -95,6 +102,11 @@ def parse_dial(raw: Any) -> dict[str, str]:
             for number, outcome in mapping.items()}
 
 
+def shipped_scripts() -> list[str]:
+    """The names of the caller scripts that come with the emulator."""
+    return sorted(p.stem for p in SCRIPTS_DIR.glob("*.yaml"))
+
+
 def read_script(source: str | Path | dict) -> dict:
     """A script's raw mapping from a dict, a YAML text, a file path or a shipped script's name."""
     if isinstance(source, dict):
@@ -103,6 +115,9 @@ def read_script(source: str | Path | dict) -> dict:
     shipped = SCRIPTS_DIR / f"{text}.yaml"
     if "\n" not in text and (shipped.is_file() or Path(text).is_file()):
         text = (shipped if shipped.is_file() else Path(text)).read_text(encoding="utf-8")
+    elif "\n" not in text and ":" not in text:
+        raise ScriptError(f"no caller script {text!r}: the shipped ones are "
+                          f"{', '.join(shipped_scripts())}; or give a YAML file's path")
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise ScriptError("a caller script is a YAML mapping with a 'steps' list")
@@ -129,7 +144,34 @@ def parse_step(number: int, raw: Any) -> Step:
         raise ScriptError(f"step {number}: silence needs a number of seconds")
     if action == "dtmf" and not str(value).strip("0123456789*#") == "":
         raise ScriptError(f"step {number}: dtmf keys are 0-9, * and #")
+    expect = options.get("expect")
+    if expect is not None:
+        if action not in SPOKEN:
+            raise ScriptError(f"step {number}: expect goes with a say, barge_in or dtmf step")
+        words = [expect] if isinstance(expect, str) else expect
+        if not (isinstance(words, list) and words and all(
+                isinstance(w, str) and w.strip() for w in words)):
+            raise ScriptError(f"step {number}: expect needs a word or a list of words")
+        options["expect"] = [w.strip() for w in words]
     return Step(action, str(value) if action == "dtmf" else value, options)
+
+
+def unmet_expectations(script: CallerScript, replies: list[str]) -> list[str]:
+    """What the line failed to say: a step's `expect` is met when one of its words is in a
+    reply the line gave to that step or a later one (`replies`: the line's answers to the
+    caller's turns, in order, as its records keep them). An empty list: every expectation met."""
+    unmet = []
+    spoken = 0
+    for number, step in enumerate(script.steps, 1):
+        if step.action not in SPOKEN:
+            continue
+        words = step.opt("expect")
+        later = " ".join(replies[spoken:])
+        spoken += 1
+        if words and not any(word in later for word in words):
+            unmet.append(f"step {number} ({step.action} {step.value!r}): the line never answered "
+                         f"it with {' or '.join(repr(w) for w in words)}")
+    return unmet
 
 
 @functools.lru_cache(maxsize=256)
@@ -225,6 +267,7 @@ class Caller:
         self.run_.log("caller", f'says "{text}"')
         self.run_.result.said.append({"t": round(self.now, 3), "text": text})
         self.replies_seen = self.line.replies  # a reply begun from now on answers this
+        self.run_.dropped.discard(text)  # said again: this time it may be heard
         self.run_.mic.speak(voice_ulaw(text), text)
         yield from self.wait_until(self.run_.mic.idle, 60)
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from urllib.parse import urljoin
 
 from .. import audio
-from .call import TICK, Call, Ended, Replace
+from .call import TICK, Call, Ended, OnTick, Replace
 from .mediaclient import connect_stream, start_stream
 
 ALL_KEYS = "0123456789*#"
@@ -15,6 +15,8 @@ HEBREW_TAGS = ("he-IL", "iw-IL")  # which one Twilio's Gather table lists is dis
 REGIONAL_API = "api.dublin.ie1.twilio.com"  # fault recording_regional: the RecordingUrl's host
 ANSWER_AFTER_SEC = 1.0  # a far end that answers rings this long first
 BUSY_AFTER_SEC = 0.5
+BARGE_VOICED_FRAMES = 3  # voiced 20 ms frames in a row that Twilio takes for speech
+VOICE_RMS = 210  # a frame this loud is voice
 
 
 def _float(element: ET.Element, name: str, default: float) -> float:
@@ -24,27 +26,36 @@ def _float(element: ET.Element, name: str, default: float) -> float:
         return default
 
 
-def play(run: Call, element: ET.Element) -> None:
+def play(run: Call, element: ET.Element, until: OnTick | None = None) -> bool:
+    """Play the URL (`loop` times); `until`: the caller's input that stops it (in a Gather)."""
     url = (element.text or "").strip()
     pcm = run.web.audio(url)
     if pcm is None:
-        return
+        return False
     loops = int(element.get("loop", "1") or 1) or 1
     run.log("line", f"plays {url.rsplit('/', 1)[-1]} ({audio.duration_sec(pcm):.1f} s)")
     for _ in range(min(loops, 10)):
-        run.play_to_caller(pcm, kind="play", url=url)
+        if run.play_to_caller(pcm, kind="play", url=url, until=until):
+            return True
+    return False
 
 
-def say(run: Call, element: ET.Element) -> None:
+def say(run: Call, element: ET.Element, until: OnTick | None = None) -> bool:
     text = (element.text or "").strip()
     voice = "he" if element.get("language", "he-IL").startswith("he") else "en"
     pcm = audio.espeak_pcm16(text, voice)
     run.log("line", f'says "{text}"')
-    run.play_to_caller(pcm, kind="say", text=text)
+    return run.play_to_caller(pcm, kind="say", text=text, until=until)
 
 
-def pause(run: Call, element: ET.Element) -> None:
-    run.tick_for(_float(element, "length", 1.0))
+def pause(run: Call, element: ET.Element, until: OnTick | None = None) -> bool:
+    state = {"stopped": False}
+
+    def listen(frame: bytes, text: str | None, key: str | None) -> bool:
+        state["stopped"] = bool(until and until(frame, text, key))
+        return state["stopped"]
+    run.tick_for(_float(element, "length", 1.0), listen if until else None)
+    return state["stopped"]
 
 
 def hangup(run: Call, _element: ET.Element) -> None:
@@ -113,54 +124,97 @@ def language_problem(run: Call, language: str) -> int | None:
     return 13331 if language in HEBREW_TAGS and language != listed else None
 
 
+class GatherInput:
+    """What a <Gather> hears, as Twilio does: keys (input has dtmf), speech (input has speech)
+    and, while its nested <Say>/<Play>/<Pause> run, whether the caller's input stops them: a key
+    always does; speech does with bargeIn="true" (Twilio's default), and with bargeIn="false"
+    speech begun during the prompts is not heard at all (the utterance is lost whole)."""
+
+    def __init__(self, element: ET.Element, lost: set[str]):
+        self.inputs = element.get("input", "dtmf").split()
+        self.barge = element.get("bargeIn", "true").strip().lower() != "false"
+        self.finish = element.get("finishOnKey", "#")
+        self.num_digits = int(element.get("numDigits", "0") or 0)
+        self.digits, self.speech = "", []
+        self.done = False  # finishOnKey pressed or numDigits reached: the Gather ends now
+        self.lost = lost  # the call's sentences begun unheard: not recognised from their tail
+        self.voiced = 0
+
+    def hear(self, frame: bytes, text: str | None, key: str | None) -> bool:
+        """Take one frame's input; True when it is input the Gather accepts (speech once it
+        has lasted BARGE_VOICED_FRAMES voiced frames)."""
+        if key and "dtmf" in self.inputs:
+            if key == self.finish:
+                self.done = True
+            else:
+                self.digits += key
+                self.done = bool(self.num_digits and len(self.digits) >= self.num_digits)
+            return True
+        if not text or "speech" not in self.inputs or text in self.lost:
+            self.voiced = 0
+            return False
+        if not self.speech or self.speech[-1] != text:
+            loud = audio.rms(audio.ulaw_to_pcm16(frame)) > VOICE_RMS
+            self.voiced = self.voiced + 1 if loud else 0
+            if self.voiced < BARGE_VOICED_FRAMES:
+                return False
+            self.speech.append(text)
+        return True
+
+    def during_prompt(self, frame: bytes, text: str | None, key: str | None) -> bool:
+        """While the nested prompts play: True when the caller's input stops them."""
+        if text and not key and "speech" in self.inputs and not self.barge:
+            if text not in self.speech:
+                self.lost.add(text)
+            return False
+        return self.hear(frame, text, key)
+
+    def result(self, unheard: int | None) -> dict | None:
+        """The action's parameters, or None when nothing was heard."""
+        if self.digits:
+            return {"Digits": self.digits}
+        if self.speech and unheard:
+            return {"SpeechResult": "", "Confidence": "0.0"}
+        if self.speech:
+            return {"SpeechResult": " ".join(self.speech), "Confidence": "0.92"}
+        return None
+
+
 def gather(run: Call, element: ET.Element) -> None:
-    """Play the nested prompt, then listen for speech (the script's text) or keys. Speech in a
-    language Twilio does not list is heard as nothing (an empty SpeechResult), with a warning."""
-    inputs = element.get("input", "dtmf").split()
+    """Play the nested prompts, stopped by the caller's input (Twilio's bargeIn), then listen
+    for speech (the script's text) or keys. Speech in a language Twilio does not list is
+    heard as nothing (an empty SpeechResult), with a warning."""
+    heard = GatherInput(element, run.dropped)
     language = element.get("language", "en-US")
-    unheard = language_problem(run, language) if "speech" in inputs else None
+    unheard = language_problem(run, language) if "speech" in heard.inputs else None
     if unheard:
         run.error(unheard, f"<Gather language=\"{language}\"> is not a language Twilio lists; "
                            "speech is not recognised")
     for child in element:
-        if child.tag in ("Say", "Play", "Pause"):
-            VERBS[child.tag](run, child)
+        if child.tag in ("Say", "Play", "Pause") and VERBS[child.tag](run, child,
+                                                                       heard.during_prompt):
+            run.log("carrier", "the caller's input stops the prompt (bargeIn): listening")
+            break
     timeout = _float(element, "timeout", 5.0)
     speech_timeout = element.get("speechTimeout", str(timeout))
     end_of_speech = 1.0 if speech_timeout == "auto" else _float(element, "speechTimeout", timeout)
-    finish = element.get("finishOnKey", "#")
-    num_digits = int(element.get("numDigits", "0") or 0)
-    got = {"digits": "", "speech": [], "quiet": 0}
+    quiet = {"ticks": 0}
 
-    def on_tick(_frame: bytes, text: str | None, key: str | None) -> bool:
-        got["quiet"] += 1
-        if key and "dtmf" in inputs:
-            if key == finish:
-                return True
-            got["digits"] += key
-            got["quiet"] = 0
-            return bool(num_digits and len(got["digits"]) >= num_digits)
-        if text and "speech" in inputs:
-            if not got["speech"] or got["speech"][-1] != text:
-                got["speech"].append(text)
-            got["quiet"] = 0
-        limit = end_of_speech if got["speech"] else timeout
-        return got["quiet"] * TICK >= limit
+    def on_tick(frame: bytes, text: str | None, key: str | None) -> bool:
+        quiet["ticks"] = 0 if heard.hear(frame, text, key) else quiet["ticks"] + 1
+        limit = end_of_speech if heard.speech else timeout
+        return heard.done or quiet["ticks"] * TICK >= limit
 
-    run.line.listening = True
-    try:
-        run.tick_for(None, on_tick)
-    finally:
-        run.line.listening = False
-    if got["digits"]:
-        extra = {"Digits": got["digits"]}
-    elif got["speech"] and unheard:
-        extra = {"SpeechResult": "", "Confidence": "0.0"}
-    elif got["speech"]:
-        extra = {"SpeechResult": " ".join(got["speech"]), "Confidence": "0.92"}
-    elif element.get("actionOnEmptyResult") == "true":
+    if not heard.done:
+        run.line.listening = True
+        try:
+            run.tick_for(None, on_tick)
+        finally:
+            run.line.listening = False
+    extra = heard.result(unheard)
+    if extra is None and element.get("actionOnEmptyResult") == "true":
         extra = {}
-    else:
+    elif extra is None:
         run.log("carrier", "gather heard nothing: next verb")
         return
     action = element.get("action") or run.doc_url
