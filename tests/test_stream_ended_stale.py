@@ -48,7 +48,7 @@ def test_stream_ended_for_a_replaced_turn_answers_the_current_stream(twilio_post
 
 
 def test_stream_ended_while_the_owner_is_rung_changes_nothing(twilio_post, runtime):
-    runtime.owner = dataclasses.replace(runtime.owner, phone="+972501234567")
+    runtime.owner = dataclasses.replace(runtime.owner.now(), phone="+972501234567")
     runtime.calls.answer(CALL_SID, "stream", "stream", "in-progress")
     runtime.calls.hand_to_owner(CALL_SID)
     root = stream_ended(twilio_post, 1)
