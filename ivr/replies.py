@@ -106,7 +106,7 @@ def rest_of_reply(reply: SpokenReply | StoredReply, after: int, ready: list,
     """The chunks from `after` on, each waited for while `wait_sec` lasts in all, so that a
     reply ready soon is played in one answer, with no continuation's gap."""
     deadline, more = time.monotonic() + wait_sec, []
-    while ready and not (more or ready)[-1].fallback and not reply.ends_at(after):
+    while ready and not (more or ready)[-1].fallback and not reply.complete_at(after):
         left = deadline - time.monotonic()
         try:
             if left <= 0 or reply.wait(after, left) is None:
