@@ -222,17 +222,11 @@ class Settings:
     ws_mode: str = setting(
         "AI", upper_one_of("AI", "ECHO"), "ECHO streams the caller's audio back (a diagnostic)")
     twiml_play_greeting: bool = setting(
-        False, boolean, "stream mode: play the greeting (greeting_he.mp3) before the stream "
-        "opens, heard in full even by a caller who speaks at once; the stream then does not "
-        "greet again")
+        False, boolean, "stream mode: play the greeting whole before the stream opens instead")
     stream_greeting: bool = setting(
-        True, boolean, "stream mode: say the greeting on the stream once the caller has said "
-        "nothing for 0.8 s after it opened (a caller who speaks first is answered, not "
-        "greeted; speaking over it interrupts it); false: the line waits in silence for the "
-        "caller to speak")
+        True, boolean, "stream mode: greet a caller silent 0.8 s; false: wait for them to speak")
     ai_greeting_he: str = setting(
-        "", text, "the greeting's words, instead of the flow's `greeting:` (every mode); "
-        "empty: the flow's")
+        "", text, "the greeting's words in every mode (empty: the flow's `greeting:`)")
     min_utt_sec: float = setting(0.48, float_range(0.1, 5.0), "shortest utterance")
     vad_hangover_ms: int = setting(140, int_range(0, 5000), "silence that ends an utterance")
     vad_rms: int = setting(210, int_range(0, 32767),
