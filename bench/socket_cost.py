@@ -185,7 +185,7 @@ def top_functions(raw: Path, limit: int = 30) -> dict[str, list[tuple[str, float
 
 
 def run_level(sockets: int, seconds: float, with_profile: bool) -> dict:
-    with BenchLine(ASR_ENGINE="fake", AI_GREETING_HE="") as line:
+    with BenchLine(ASR_ENGINE="fake", STREAM_GREETING="false") as line:  # sockets, not turns
         streams = [answer_call(line, "CA" + secrets.token_hex(16)) for _ in range(sockets)]
         pid = line.worker_pid()
         ours, theirs = multiprocessing.Pipe()

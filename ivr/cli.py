@@ -195,7 +195,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from .config import LOCAL_ACCOUNT_SID, is_loopback_host, local_auth_token
-    from .doctor import Doctor, report
+    from .doctor import EMULATOR_TOKEN, Doctor, report
     from .engine_probe import probe_configured
     from .engine_probe import report as engines_report
     if not args.url and not args.engines:
@@ -208,13 +208,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(engines_report(probes))
         return 0 if all(probe.ok for probe in probes) else 1
     token, account = args.token or "", args.account or ""
+    source = "--token" if token else "TWILIO_AUTH_TOKEN"
     if not settings.local_mode:  # the emulator's account is for a line on this machine only
         token = token or settings.twilio_auth_token
         account = account or settings.twilio_account_sid
     if not token and is_loopback_host(urlsplit(args.url).hostname):
-        token = local_auth_token(Path(settings.var_dir))
+        token, source = local_auth_token(Path(settings.var_dir)), EMULATOR_TOKEN
         account = account or LOCAL_ACCOUNT_SID
-    results = Doctor(args.url, token, account, settings).run()
+    results = Doctor(args.url, token, account, settings, source).run()
     print(report(results))
     return 0 if all(check.ok for check in results) else 1
 

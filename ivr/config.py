@@ -243,8 +243,11 @@ class Settings:
     ws_mode: str = setting(
         "AI", upper_one_of("AI", "ECHO"), "ECHO streams the caller's audio back (a diagnostic)")
     twiml_play_greeting: bool = setting(
-        False, boolean, "play greeting_he.mp3 before the stream")
-    ai_greeting_he: str = setting("", text, "greeting text")
+        False, boolean, "stream mode: play the greeting whole before the stream opens instead")
+    stream_greeting: bool = setting(
+        True, boolean, "stream mode: greet a caller silent 0.8 s; false: wait for them to speak")
+    ai_greeting_he: str = setting(
+        "", text, "the greeting's words in every mode (empty: the flow's `greeting:`)")
     min_utt_sec: float = setting(0.48, float_range(0.1, 5.0), "shortest utterance")
     vad_hangover_ms: int = setting(140, int_range(0, 5000), "silence that ends an utterance")
     vad_rms: int = setting(210, int_range(0, 32767),

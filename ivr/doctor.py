@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import secrets
+import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -12,10 +16,17 @@ import requests
 import websocket
 from twilio.request_validator import RequestValidator
 
+from . import audio
 from .config import is_loopback_host
 from .twiml import SUBPROTOCOL, dial_url, stream_url
 
 TIMEOUT = 10
+FIRST_AUDIO_SEC = 2.0  # a new call hears the line within this, saying nothing (issue 22)
+EMULATOR_TOKEN = "the local emulator's token"  # how cmd_doctor names VAR_DIR's token
+WS_FIX = ("serve the line with its own command, scripts/start.sh or `make run` (gunicorn with "
+          "the ivr.asgi.Worker uvicorn worker, which serves /ws/twilio-media; `flask run` or a "
+          "plain gunicorn worker does not), and let the proxy or tunnel in front pass WebSocket "
+          "upgrades (the Upgrade and Connection headers) to /ws/twilio-media")
 
 
 @dataclass
@@ -29,11 +40,13 @@ class Check:
 class Doctor:
     """Runs every check against one deployment; signs requests when it has the auth token."""
 
-    def __init__(self, url: str, auth_token: str = "", account_sid: str = "", settings=None):
+    def __init__(self, url: str, auth_token: str = "", account_sid: str = "", settings=None,
+                 token_source: str = "TWILIO_AUTH_TOKEN"):
         self.settings = settings  # the environment whose engines check_engines probes, if any
         self.raw_url = url
         self.base = url.rstrip("/")
         self.token = auth_token
+        self.token_source = token_source  # where the token came from, as the report names it
         self.account = account_sid or "AC" + "0" * 32
         self.call_sid = "CA" + secrets.token_hex(16)
         self.http = requests.Session()
@@ -62,8 +75,14 @@ class Doctor:
                  "set PUBLIC_BASE_URL to the https:// address Twilio reaches")
         self.add("base URL has no trailing slash", not self.raw_url.endswith("/"), self.raw_url,
                  "remove the trailing / from PUBLIC_BASE_URL (it makes // in TwiML URLs)")
-        self.add("credentials to sign requests", bool(self.token),
-                 "TWILIO_AUTH_TOKEN present" if self.token else "no auth token",
+        if not self.token:
+            detail = "no auth token"
+        elif self.token_source == EMULATOR_TOKEN:
+            detail = (f"{EMULATOR_TOKEN} (VAR_DIR/emulator_auth_token): this line answers the "
+                      "emulator; a Twilio number needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
+        else:
+            detail = f"{self.token_source} present"
+        self.add("credentials to sign requests", bool(self.token), detail,
                  "export TWILIO_AUTH_TOKEN (the doctor signs like Twilio)")
 
     def check_health(self) -> None:
@@ -79,7 +98,8 @@ class Doctor:
                  "server lists them)" if body.get("problems") else
                  "start the server: bash scripts/start.sh (make run)")
 
-    def check_incoming_call(self) -> None:
+    def check_incoming_call(self) -> ET.Element | None:
+        """The first turn's TwiML as Twilio would get it; returns it when it is sound."""
         response = self.post("/webhook/incoming_call")
         fix = ("the server rejected the signature: its PUBLIC_BASE_URL must be exactly "
                f"{self.base} and its TWILIO_AUTH_TOKEN must match" if response.status_code == 403
@@ -99,6 +119,92 @@ class Doctor:
         self.add("incoming_call TwiML", not problems, "; ".join(problems) or f"200 {verbs}",
                  "set PUBLIC_BASE_URL on the server to " + self.base
                  if any("not on" in p for p in problems) else "fix the first-turn TwiML")
+        return None if problems else root
+
+    def check_first_audio(self, root: ET.Element | None) -> None:
+        """A new call whose caller says nothing hears the line within FIRST_AUDIO_SEC: the
+        first turn's `<Play>` (the greeting before the stream, or inside the Gather), or, on a
+        stream, audio the line sends over the WebSocket opened as Twilio would, fed silence."""
+        name = f"a silent caller hears the line within {FIRST_AUDIO_SEC:g} s"
+        if root is None:
+            self.add(name, False, "not tried: the first turn's TwiML failed",
+                     "fix incoming_call first")
+            return
+        play = root.find("Play") if root.find("Play") is not None else root.find("Gather/Play")
+        stream = root.find("Connect/Stream")
+        if play is not None and (stream is None or list(root).index(play) == 0):
+            response = self.http.get(play.text or "", timeout=TIMEOUT)
+            ok = response.status_code == 200 and response.headers.get(
+                "Content-Type", "").startswith("audio/mpeg")
+            self.add(name, ok, f"<Play> first: {urlsplit(play.text or '').path} "
+                     f"{response.status_code}", "run `python -m ivr prewarm` on the server")
+            return
+        if stream is None:
+            self.add(name, False, "the first turn plays nothing and streams nothing",
+                     "fix the first-turn TwiML")
+            return
+        try:
+            heard = self.stream_first_audio(stream)
+        except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
+            self.add(name, False, f"the stream: {exc.__class__.__name__}: {str(exc)[:80]}",
+                     WS_FIX)
+            return
+        self.add(name, heard is not None,
+                 f"the stream's first audio after {heard:.2f} s of silence" if heard is not None
+                 else f"the stream said nothing in {FIRST_AUDIO_SEC:g} s of the caller's silence",
+                 "the line waits for the caller to speak: set STREAM_GREETING=true (the "
+                 "default), or TWIML_PLAY_GREETING=true to play the greeting before the "
+                 "stream; the greeting comes from the flow's `greeting:` (or AI_GREETING_HE)")
+
+    def stream_first_audio(self, stream: ET.Element) -> float | None:
+        """Open the first turn's stream as Twilio does and send 20 ms of silence at a time:
+        the seconds of the call's audio sent when the line's first audio came back, or None
+        after FIRST_AUDIO_SEC of it. Measured in the call's own audio (frames sent), so a
+        slow doctor does not count against the line."""
+        url = stream.get("url", "")
+        params = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
+        options: dict = {"timeout": TIMEOUT, "subprotocols": [SUBPROTOCOL]}
+        if self.token:
+            signature = RequestValidator(self.token).compute_signature(url, {})
+            options["header"] = [f"X-Twilio-Signature: {signature}"]
+        ws = websocket.create_connection(dial_url(url), **options)
+        sid, sent, heard = "MZ" + secrets.token_hex(16), [0], threading.Event()
+        first: list[float] = []
+
+        def receive() -> None:
+            while not heard.is_set():
+                try:
+                    message = json.loads(ws.recv() or "null")
+                except Exception:  # noqa: BLE001 - closed
+                    return
+                if isinstance(message, dict) and message.get("event") == "media":
+                    first.append(sent[0] * audio.FRAME_SEC)
+                    heard.set()
+        try:
+            ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+            ws.send(json.dumps({"event": "start", "sequenceNumber": "1", "streamSid": sid,
+                                "start": {"accountSid": self.account, "streamSid": sid,
+                                          "callSid": params.get("call_sid", self.call_sid),
+                                          "tracks": ["inbound"], "customParameters": params,
+                                          "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                          "sampleRate": 8000, "channels": 1}}}))
+            threading.Thread(target=receive, daemon=True, name="doctor-ws").start()
+            payload = base64.b64encode(audio.silence_ulaw(1)).decode()
+            started = time.monotonic()
+            while not heard.is_set() and sent[0] * audio.FRAME_SEC < FIRST_AUDIO_SEC:
+                sent[0] += 1
+                ws.send(json.dumps({"event": "media", "streamSid": sid, "media": {
+                    "track": "inbound", "chunk": str(sent[0]),
+                    "timestamp": str(round(sent[0] * audio.FRAME_SEC * 1000)),
+                    "payload": payload}}))
+                time.sleep(max(0.0, started + sent[0] * audio.FRAME_SEC - time.monotonic()))
+            heard.wait(audio.FRAME_SEC)  # a reply to the last frame sent
+            ws.send(json.dumps({"event": "stop", "streamSid": sid, "stop": {
+                "accountSid": self.account, "callSid": params.get("call_sid", "")}}))
+        finally:
+            heard.set()
+            ws.close()
+        return first[0] if first else None
 
     def check_mp3(self, name: str) -> None:
         response = self.http.get(f"{self.base}/static/tts/{name}", timeout=TIMEOUT)
@@ -120,9 +226,11 @@ class Doctor:
         try:
             ws = websocket.create_connection(dial_url(wss), **options)
         except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
-            self.add(name, False, f"{exc.__class__.__name__}: {str(exc)[:80]}",
-                     "run under gunicorn gthread (scripts/start.sh) and let the proxy pass "
-                     "WebSocket upgrades to /ws/twilio-media")
+            status = getattr(exc, "status_code", None)
+            fix = (f"the server rejected the upgrade's signature: its PUBLIC_BASE_URL must be "
+                   f"exactly {self.base} and its TWILIO_AUTH_TOKEN must match"
+                   if status == 403 else WS_FIX)
+            self.add(name, False, f"{exc.__class__.__name__}: {str(exc)[:80]}", fix)
             return
         chosen = ws.getsubprotocol()
         ws.close()
@@ -198,7 +306,7 @@ class Doctor:
         self.check_health()
         if self.settings is not None:
             self.check_engines()
-        self.check_incoming_call()
+        self.check_first_audio(self.check_incoming_call())
         self.check_mp3("greeting_he.mp3")
         self.check_mp3("fallback_he.mp3")
         self.check_websocket(offer=False)

@@ -86,7 +86,8 @@ class BargeIn:
 
 @dataclass
 class Greet:
-    """The caller has been silent since the stream started: speak the greeting now."""
+    """The caller has had no turn and is not speaking GREETING_WAIT_SEC (or later, once a
+    click is dropped) after the stream started: speak the greeting now."""
 
 
 class NoiseFloor:
@@ -180,6 +181,7 @@ class TurnDetector:
         Returns the state before, so a key pressed while the line speaks acts as a barge-in."""
         before = self.state
         self.state = self.THINKING
+        self.greeted = True  # a caller who pressed a key first is answered, not greeted
         self._reset()
         return before
 
@@ -227,14 +229,13 @@ class TurnDetector:
         in_refractory = self.refractory_left > 0
         self.refractory_left -= in_refractory
         events: list = []
-        if starts:
-            self.heard_voice = True
-        elif not self.greeted and not self.heard_voice \
+        if not self.greeted and not self.heard_voice and not starts and not self.run.frames \
                 and self.frames_seen >= frames(GREETING_WAIT_SEC):
             self.greeted = True
             events.append(Greet())
         if self._hear(self.run, pcm, starts, holds) and self._ended(self.run):
             events.append(self._finish(in_refractory))
+            self.heard_voice |= isinstance(events[-1], Utterance)
         return events
 
     def _hear(self, run: VoiceRun, pcm: bytes, starts: bool, holds: bool) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 
 from . import twiml
@@ -12,6 +14,9 @@ from .tts_cache import FALLBACK
 
 CONTINUE_WAIT_SEC = 11.0  # a continuation waits this long for its chunk: Twilio allows 15 s
 SETTLE_WAIT_SEC = 2.0  # a reply whose last chunk is ready waits this long at most for its close
+GATHER_WHOLE_WAIT_SEC = 1.5  # a <Gather> call's answer waits this long for the rest of the reply:
+# each continuation plays inside a Gather that listens 1 s (Twilio's least) before going on
+ASKS_FOR_NUMBER = re.compile(r"(?<!\w)[וה]?(?:מספר|טלפון|phone|number)(?!\w)", re.IGNORECASE)
 
 
 @dataclass
@@ -27,10 +32,10 @@ class ReplyTwiml:
 
 
 def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
-                 turn: int = 0) -> str:
-    """Play `plays`, then listen the way the call listens (`tail`): a `<Record>`, a `<Gather>`,
-    or a fresh stream for `call_sid`'s `turn`; or end there: `<Hangup/>` ("hangup"), or
-    `<Dial>` the owner ("transfer")."""
+                 turn: int = 0, said: str = "") -> str:
+    """Play `plays` (the words `said`, when known), then listen the way the call listens
+    (`tail`): a `<Record>`, a `<Gather>` (around the plays), or a fresh stream for `call_sid`'s
+    `turn`; or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner ("transfer")."""
     s = rt.settings
     if tail == "hangup":
         return twiml.goodbye(plays)
@@ -40,8 +45,19 @@ def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: 
     if tail == "stream":
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
     if tail == "gather":
-        return twiml.gather_turn(s.public_base_url, s.gather_language, plays)
+        return twiml.gather_turn(s.public_base_url, s.gather_language, plays,
+                                 gather_digits(rt, call_sid, said))
     return twiml.record_turn(s.public_base_url, plays)
+
+
+def gather_digits(rt: Runtime, call_sid: str = "", said: str = "") -> int:
+    """A `<Gather>`'s numDigits after the line said `said` (unknown: the call's last line in
+    its history): 0, keys until `#`, when it asked for a phone number; else 1, so a menu key
+    answers at once."""
+    if not said and call_sid:
+        said = next((m["text"] for m in reversed(rt.calls.history(call_sid))
+                     if m["role"] == "assistant"), "")
+    return 0 if ASKS_FOR_NUMBER.search(said or "") else 1
 
 
 def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str) -> ReplyTwiml:
@@ -68,15 +84,39 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     if first is None and not reply.ends_at(part):  # cancelled: the chunk will never come
         return fallback_twiml(rt, call_sid, turn, tail)
     ready = reply.ready_from(part) if first else []
+    if tail == "gather":
+        ready += rest_of_reply(reply, part + len(ready), ready, GATHER_WHOLE_WAIT_SEC)
     urls = [rt.tts_url(c.name) for c in ready]
     seconds = sum(c.seconds for c in ready)
+    said = " ".join(c.text for c in ready if c.text and not c.fallback)
     after = part + len(ready)
     reply.settle(after, min(wait_sec, SETTLE_WAIT_SEC))  # the history first: then listen
     if reply.ends_at(after):
-        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn), urls,
-                          seconds, False, reply.ending)
-    doc = twiml.continue_reply(rt.settings.public_base_url, urls, turn, after)
+        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said),
+                          urls, seconds, False, reply.ending)
+    s = rt.settings
+    language = s.gather_language if tail == "gather" else None  # heard while it plays
+    doc = twiml.continue_reply(s.public_base_url, urls, turn, after, language,
+                               gather_digits(rt, call_sid, said) if language else 1)
     return ReplyTwiml(doc, urls, seconds, True)
+
+
+def rest_of_reply(reply: SpokenReply | StoredReply, after: int, ready: list,
+                  wait_sec: float) -> list:
+    """The chunks from `after` on, each waited for while `wait_sec` lasts in all, so that a
+    reply ready soon is played in one answer, with no continuation's gap."""
+    deadline, more = time.monotonic() + wait_sec, []
+    while ready and not (more or ready)[-1].fallback and not reply.complete_at(after):
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0 or reply.wait(after, left) is None:
+                break
+        except TimeoutError:
+            break
+        got = reply.ready_from(after)
+        more += got
+        after += len(got)
+    return more
 
 
 def first_reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,

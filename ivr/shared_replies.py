@@ -134,6 +134,10 @@ class StoredReply:
         """True when no chunk follows the first `index` ones (as of the last read)."""
         return self.parts is not None and index >= self.parts
 
+    def complete_at(self, index: int) -> bool:
+        """As ends_at: the writer stores the reply's end once it closed it."""
+        return self.ends_at(index)
+
     def cancel(self) -> None:
         """A continuation gave up on it: later ones do not wait again."""
         self.store.defer(update(shared_replies).where(

@@ -238,6 +238,12 @@ class SpokenReply:
         with self.cond:
             return self.done and index >= len(self.chunks)
 
+    def complete_at(self, index: int) -> bool:
+        """True when the writer added its last chunk and there are no more than `index`
+        (the close may still be pending)."""
+        with self.cond:
+            return self.written and index >= len(self.chunks)
+
     def audio_out(self) -> None:
         """The first audio of the reply went out to the caller."""
         self.mark("first_audio")

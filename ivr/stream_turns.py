@@ -16,7 +16,7 @@ from .engines.base import LiveRecognition
 from .phrases import LLM_FALLBACK
 from .runtime import Runtime
 from .spoken import Chunk, SpokenReply
-from .tts_cache import THINKING
+from .tts_cache import GREETING, THINKING
 
 log = logging.getLogger("ivr")
 
@@ -39,7 +39,7 @@ class StreamTurns:
 
     def __init__(self, rt: Runtime, channel: MediaChannel, call_sid: str, turn: int):
         self.rt, self.channel, self.call_sid, self.turn = rt, channel, call_sid, turn
-        greeting = bool(rt.settings.ai_greeting_he) and turn == 1
+        greeting = turn == 1 and greets_on_stream(rt)
         self.detector = TurnDetector(TurnParams.from_settings(rt.settings, greeting))
         self.detector_lock = threading.Lock()
         self.lock = threading.Lock()
@@ -121,9 +121,10 @@ class StreamTurns:
         self._submit(text=text)
 
     def greet(self) -> None:
+        """The caller said nothing GREETING_WAIT_SEC after the stream opened: the greeting."""
         with self.detector_lock:
             self.detector.take_turn()
-        self._submit(greeting=self.rt.settings.ai_greeting_he)
+        self._submit(greeting=True)
 
     def barge_in(self, event: BargeIn, by: str = "voice") -> None:
         self.stop_speaking.set()
@@ -165,7 +166,7 @@ class StreamTurns:
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
-                greeting: str | None = None, speech_end: float | None = None,
+                greeting: bool = False, speech_end: float | None = None,
                 live: LiveRecognition | None = None) -> bool:
         """Start a turn on the turn pool; False (and none) for a call that is over."""
         if self.rt.watchdog.has_ended(self.call_sid):
@@ -176,7 +177,8 @@ class StreamTurns:
             self.turn_id += 1
             self.in_flight = True
             my_id = self.turn_id
-        self.rt.watchdog.watch_turn(self.call_sid, self.turn)
+        if not greeting:  # the greeting is no turn: the call stays on it, waiting for the caller
+            self.rt.watchdog.watch_turn(self.call_sid, self.turn)
         hint_ms = self.rt.settings.thinking_hint_ms
         if hint_ms and not greeting and self.rt.settings.reply_mode != "action":
             timer = threading.Timer(hint_ms / 1000, self._thinking_hint, args=(my_id,))
@@ -202,13 +204,12 @@ class StreamTurns:
         self.rt.delivery.update(self.call_sid, twiml.hold(url, hold_sec), "THINKING_HINT",
                                 url=url)
 
-    def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: str | None,
+    def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: bool,
              speech_end: float, live: LiveRecognition | None = None) -> None:
         turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
-                on_stream = self.rt.settings.reply_mode == "stream"
-                outcome = self.rt.dialog.speak_text(self.call_sid, turn, greeting, on_stream)
+                outcome = TurnOutcome(turn=turn, reply=self.prompt_reply(GREETING))
             else:
                 outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
                                                     live=live, source="stream",
@@ -222,7 +223,8 @@ class StreamTurns:
         finally:
             with self.lock:
                 self.in_flight = False
-        socket_needed = self.rt.settings.reply_mode != "play"  # play delivers by REST alone
+        # play delivers by REST alone; the greeting is always said on the socket
+        socket_needed = greeting or self.rt.settings.reply_mode != "play"
         if my_id != self.turn_id or (socket_needed and self.channel.closed.is_set()):
             outcome.reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn)
@@ -232,7 +234,10 @@ class StreamTurns:
                 self.detector.listen()
             return
         try:
-            self.deliver(reply, my_id)
+            if greeting:
+                self.speak_on_stream(reply, my_id, greeting=True)
+            else:
+                self.deliver(reply, my_id)
         except Exception as exc:  # noqa: BLE001
             log.exception("delivery crashed")
             self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
@@ -244,11 +249,16 @@ class StreamTurns:
 
     def fallback_reply(self, why: str) -> SpokenReply:
         """A reply of one chunk: the fallback sound."""
-        chunk, reply = self.fallback_chunk(why), SpokenReply()
-        reply.add(chunk.text)
-        reply.set_audio(0, chunk.audio, chunk.seconds, why)
-        reply.close()
-        return reply
+        return one_chunk_reply(self.fallback_chunk(why), why)
+
+    def prompt_reply(self, alias: str) -> SpokenReply:
+        """A reply of one chunk: a fixed prompt's cached MP3 (made once if missing; the
+        fallback sound, or the beep, when it cannot be)."""
+        name = self.rt.prompts.name(alias)
+        why = "" if name == alias else "prompt-missing"
+        text = self.rt.prompts.texts.get(alias, "") if name == alias else LLM_FALLBACK
+        chunk = Chunk(text, self.rt.cache.path(name), self.rt.cache.duration(name), why)
+        return one_chunk_reply(chunk, why)
 
     def _first_chunk(self, outcome: TurnOutcome) -> SpokenReply | None:
         """The reply to deliver once its first chunk is ready (the thinking hint stays armed
@@ -290,14 +300,17 @@ class StreamTurns:
             reply.audio_out()
         replies.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
 
-    def speak_on_stream(self, reply: SpokenReply, my_id: int) -> None:
+    def speak_on_stream(self, reply: SpokenReply, my_id: int, greeting: bool = False) -> None:
         """Bidirectional: a short human pause, then each chunk's frames as soon as it is ready,
-        then a mark. A barge-in (or a newer turn) stops it; the history keeps what was heard."""
+        then a mark. A barge-in (or a newer turn) stops it; the history keeps what was heard.
+        The greeting (in every REPLY_MODE) has had its pause, and is no turn: the stream's
+        turn stays the one the caller's first words will have."""
         s = self.rt.settings
-        pause = random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000
-        time.sleep(max(0.0, reply.marks["speech_end"] + pause - time.monotonic()))
+        if not greeting:
+            pause = random.uniform(s.resp_min_delay_ms, s.resp_max_delay_ms) / 1000
+            time.sleep(max(0.0, reply.marks["speech_end"] + pause - time.monotonic()))
         number = self.rt.calls.turn(self.call_sid) + 1
-        mark = f"reply-{number}"
+        mark = "greeting" if greeting else f"reply-{number}"
         with self.detector_lock:
             self.detector.bot_speaking()
         schedule = PlaySchedule()
@@ -317,9 +330,9 @@ class StreamTurns:
             index += 1
         reply.unwatched()  # (when nothing went out) the turn's record need not wait
         interrupted = self._interrupted(my_id)
-        # the same stream carries the next turn: it has started, and its media is watched
-        self.rt.calls.advance_stream_turn(self.call_sid, number)
-        self.rt.watchdog.watch_media(self.call_sid, number)
+        if not greeting:  # the same stream carries the next turn: started, its media watched
+            self.rt.calls.advance_stream_turn(self.call_sid, number)
+            self.rt.watchdog.watch_media(self.call_sid, number)
         if interrupted:
             reply.cancel()  # barge_in kept what the caller heard
         else:
@@ -386,6 +399,22 @@ class StreamTurns:
 
     def _interrupted(self, my_id: int) -> bool:
         return self.stop_speaking.is_set() or my_id != self.turn_id or self.channel.closed.is_set()
+
+
+def greets_on_stream(rt: Runtime) -> bool:
+    """Whether a call's first stream says the greeting (STREAM_GREETING, unless
+    TWIML_PLAY_GREETING played it before the stream, or there is no greeting text)."""
+    s = rt.settings
+    return s.stream_greeting and not s.twiml_play_greeting and rt.prompts.has(GREETING)
+
+
+def one_chunk_reply(chunk: Chunk, why: str = "") -> SpokenReply:
+    """A finished reply of one ready chunk (a fixed prompt or the fallback sound)."""
+    reply = SpokenReply()
+    reply.add(chunk.text)
+    reply.set_audio(0, chunk.audio, chunk.seconds, why)
+    reply.close()
+    return reply
 
 
 class PlaySchedule:

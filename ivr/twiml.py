@@ -15,6 +15,7 @@ SUBPROTOCOL = "audio.twilio.com"  # Media Streams' WebSocket subprotocol
 RECORD_MAX_SEC = 20
 RECORD_SILENCE_SEC = 2
 GATHER_TIMEOUT_SEC = 5
+CONTINUE_GATHER_TIMEOUT_SEC = 1  # Twilio's least: a continuation listens this long between parts
 
 
 def abs_url(base: str, path: str) -> str:
@@ -92,23 +93,40 @@ def record_turn(base: str, play_url: str | list[str] = "") -> str:
     return str(response)
 
 
-def gather_turn(base: str, language: str, play_url: str | list[str] = "") -> str:
-    """`<Gather input="speech dtmf">` (Twilio recognises) around the prompt, then a Redirect."""
+def _gather(base: str, language: str, num_digits: int,
+            timeout: int = GATHER_TIMEOUT_SEC) -> Gather:
+    """`<Gather input="speech dtmf">` (Twilio recognises) to handle_gather: `num_digits` 1
+    answers a menu key at once; 0 takes keys until `#` (a phone number)."""
+    extra = {"num_digits": num_digits} if num_digits else {}
+    return Gather(input="speech dtmf", language=language,
+                  action=abs_url(base, "/webhook/handle_gather"), method="POST",
+                  speech_timeout="auto", timeout=timeout, finish_on_key="#", **extra)
+
+
+def gather_turn(base: str, language: str, play_url: str | list[str] = "",
+                num_digits: int = 1) -> str:
+    """The `<Gather>` around the prompt, then a Redirect (nothing heard: handle_gather)."""
     response = VoiceResponse()
-    target = abs_url(base, "/webhook/handle_gather")
-    gather = Gather(input="speech dtmf", language=language, action=target, method="POST",
-                    speech_timeout="auto", timeout=GATHER_TIMEOUT_SEC, finish_on_key="#")
+    gather = _gather(base, language, num_digits)
     _play_all(gather, play_url)
     response.append(gather)
-    response.redirect(target, method="POST")
+    response.redirect(abs_url(base, "/webhook/handle_gather"), method="POST")
     return str(response)
 
 
-def continue_reply(base: str, play_url: str | list[str], turn: int, part: int) -> str:
+def continue_reply(base: str, play_url: str | list[str], turn: int, part: int,
+                   gather_language: str | None = None, num_digits: int = 1) -> str:
     """The reply's chunks ready so far, then a `<Redirect>` for the next ones (`part` is the
-    index of the first chunk still to play)."""
+    index of the first chunk still to play). With `gather_language` (a call that listens by
+    `<Gather>`) the chunks play inside a `<Gather>`, so the caller who speaks or presses a key
+    over them is heard; silent, it listens CONTINUE_GATHER_TIMEOUT_SEC before going on."""
     response = VoiceResponse()
-    _play_all(response, play_url)
+    if gather_language is None:
+        _play_all(response, play_url)
+    else:
+        gather = _gather(base, gather_language, num_digits, CONTINUE_GATHER_TIMEOUT_SEC)
+        _play_all(gather, play_url)
+        response.append(gather)
     response.redirect(abs_url(base, f"/webhook/reply_continue?turn={turn}&part={part}"),
                       method="POST")
     return str(response)

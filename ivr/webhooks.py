@@ -164,7 +164,7 @@ def silent_turn_twiml(rt: Runtime, call_sid: str, mode: str) -> str:
     if prompt == GOODBYE:
         rt.calls.set_outcome(call_sid, "silent-hangup")
         return twiml.goodbye(rt.prompt_url(GOODBYE))
-    return listen_twiml(rt, mode, rt.prompt_url(FALLBACK))
+    return listen_twiml(rt, mode, rt.prompt_url(FALLBACK), call_sid)
 
 
 @bp.route("/webhook/incoming_call", methods=["GET", "POST"])
@@ -408,7 +408,7 @@ def answer_text(rt: Runtime, call_sid: str, text: str, mode: str) -> str:
     outcome = rt.dialog.start_turn(call_sid, turn, text=text, source=mode,
                                    budget_sec=TWILIO_WEBHOOK_BUDGET_SEC, speech_end=started)
     if outcome.skipped:
-        return listen_twiml(rt, mode)
+        return listen_twiml(rt, mode, "", call_sid)
     return answer_reply(rt, call_sid, turn, mode, outcome.reply, started).doc
 
 

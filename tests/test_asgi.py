@@ -123,6 +123,7 @@ def test_continuations_waiting_on_a_stalled_llm_starve_no_call_and_are_capped(
         monkeypatch.setattr(webhooks, budget, 600.0)  # stretched: they wait until the LLM goes on
     provider.today = SPEECH_API_LAST_DAY
     provider.chat_holds_after = 30  # after the first chunk ("כן, בשמחה,") is written
+    provider.slow_sec = 600.0  # held until released: the 41 first answers take a minute or more
     line = phone_line(asr_engine="fake", llm_engine="openai", tts_engine="fake",
                       openai_api_key="sk-test-key-123456", openai_base_url=provider.url + "/v1",
                       turn_mode="gather", llm_timeout_sec=120, continue_max_waiting=CAP)

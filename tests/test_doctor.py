@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ivr.doctor import Doctor, report
+from ivr.doctor import FIRST_AUDIO_SEC, Doctor, report
 from ivr.tts_cache.prompts import prewarm
 
 from .livehelpers import ROOT
@@ -34,6 +34,51 @@ def test_a_healthy_line_is_go(healthy):
     assert "Connect" in checks["incoming_call TwiML"].detail
     assert all(c["ended"] for c in healthy.store.list_calls())  # the doctor closed its call
     assert report(results).endswith(f"GO: {len(results)} passed, 0 failed")
+
+
+FIRST_AUDIO = f"a silent caller hears the line within {FIRST_AUDIO_SEC:g} s"
+
+
+def test_a_new_call_on_a_streaming_line_hears_the_greeting_within_2_s(healthy):
+    checks, _ = run(healthy)
+    first = checks[FIRST_AUDIO]
+    assert first.ok and first.detail.startswith("the stream's first audio after"), first.detail
+    heard = float(first.detail.split("after ")[1].split(" s")[0])
+    assert 0.8 <= heard < FIRST_AUDIO_SEC  # the caller's 0.8 s, then the greeting
+
+
+def test_a_streaming_line_silent_until_the_caller_speaks_is_no_go(healthy):
+    rt = healthy.runtime
+    rt.settings = rt.settings.replace(stream_greeting=False)
+    checks, results = run(healthy)
+    silent = checks[FIRST_AUDIO]
+    assert not silent.ok and "said nothing" in silent.detail
+    assert "STREAM_GREETING=true" in silent.fix
+    assert "NO-GO" in report(results)
+
+
+def test_a_line_without_websockets_is_told_how_to_serve_them_not_gunicorn_gthread(tmp_path):
+    import http.server
+    import threading
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        doctor = Doctor(f"http://127.0.0.1:{server.server_address[1]}", "token")
+        doctor.check_websocket(offer=True)
+    finally:
+        server.shutdown()
+    (failed,) = doctor.results
+    assert not failed.ok and "gthread" not in failed.fix
+    assert "ivr.asgi.Worker" in failed.fix and "scripts/start.sh" in failed.fix
+    assert "Upgrade" in failed.fix
+
+
+def test_a_websocket_refused_for_its_signature_names_the_url_and_token(healthy):
+    doctor = Doctor(healthy.url, "not-the-lines-token")
+    doctor.check_websocket(offer=True)
+    (failed,) = doctor.results
+    assert not failed.ok and "403" in failed.detail
+    assert f"PUBLIC_BASE_URL must be exactly {healthy.url}" in failed.fix
 
 
 def test_a_wrong_public_base_url_fails_with_its_fix(healthy):
@@ -85,6 +130,10 @@ def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
     good = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0 and "GO:" in good.stdout, good.stdout
+    credentials = next(line for line in good.stdout.splitlines() if "credentials" in line)
+    assert "TWILIO_AUTH_TOKEN present" not in credentials  # it is the emulator's token
+    assert "the local emulator's token" in credentials
+    assert FIRST_AUDIO in good.stdout
     bad = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url + "/"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "NO-GO" in bad.stdout

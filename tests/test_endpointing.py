@@ -177,6 +177,24 @@ def test_greeting_only_for_a_caller_silent_for_0_8_s():
     assert not any(isinstance(e, Greet) for _, e in events)
 
 
+def test_a_click_before_0_8_s_does_not_cost_the_caller_the_greeting():
+    clicked = new_detector(greeting=True)
+    events = feed(clicked, [(QUIET, 10), (LOUD, 3), (QUIET, 100)])
+    assert dropped(events) == [Dropped("short", 3 + 7, 3)]
+    greets = [i for i, e in events if isinstance(e, Greet)]
+    assert len(greets) == 1 and greets[0] >= 39  # once the click is dropped, not over it
+
+
+def test_a_caller_who_pressed_a_key_first_is_not_greeted_after_the_answer():
+    keyed = new_detector(greeting=True)
+    feed(keyed, [(QUIET, 10)])
+    keyed.take_turn()  # the key's turn
+    keyed.bot_speaking()
+    feed(keyed, [(QUIET, 50)])
+    keyed.bot_done()
+    assert not any(isinstance(e, Greet) for _, e in feed(keyed, [(QUIET, 100)]))
+
+
 speech = st.integers(min_value=15, max_value=330)
 noise = st.integers(min_value=1, max_value=14)
 gap = st.integers(min_value=25, max_value=80)

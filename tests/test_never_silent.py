@@ -116,7 +116,7 @@ def test_silent_caller_is_reprompted_then_told_goodbye(phone_line):
     line = phone_line(**{**FAKES, "turn_mode": "record"})
     result = line.carrier.place_call("silent")
     kinds_heard = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
-    assert kinds_heard == ["fallback_he.mp3"] * 2 + ["goodbye_he.mp3"]
+    assert kinds_heard == ["greeting_he.mp3"] + ["fallback_he.mp3"] * 2 + ["goodbye_he.mp3"]
     assert any(e["who"] == "line" and e["text"] == "hangs up" for e in result.timeline)
     call = line.store.get_call(result.call_sid)
     assert call["outcome"] == "silent-hangup" and call["silent_turns"] == 3
@@ -129,7 +129,8 @@ def test_recording_not_ready_twice_then_fetched(phone_line):
                and "/Recordings/" in r["url"]]
     assert fetches == [404, 404, 200]
     assert len(fallback_turns(line, result.call_sid)) == 1
-    assert [h["kind"] for h in result.heard] == ["play"]
+    heard = [h["url"].rsplit("/", 1)[-1] for h in result.heard if h["kind"] == "play"]
+    assert len(result.heard) == 2 and heard[0] == "greeting_he.mp3"  # then the one reply
 
 
 def test_a_recording_url_on_a_loopback_port_is_refused_not_fetched(twilio_post, runtime):

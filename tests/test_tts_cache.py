@@ -204,6 +204,23 @@ def test_prewarm_synthesises_prompts_flow_and_phrases_and_skips_cached(tmp_path)
     assert second["cached"] == second["total"] and second["synthesized"] == 0
 
 
+def test_a_line_whose_replies_are_not_scripted_greets_with_the_flows_greeting(tmp_path):
+    """An OpenAI line (no scripted flow in its LLM) still has the flow file's greeting, and
+    prewarm caches it under greeting_he.mp3."""
+    from ivr.engines.fake import FakeLLM
+    settings = make_settings(tmp_path)
+    assert prompt_texts(settings, FakeLLM())[GREETING] == ScriptedLLM().flow["greeting"]
+    own = tmp_path / "flow.yaml"
+    own.write_text('greeting: "שלום מהמספרה"\n', encoding="utf-8")
+    texts = prompt_texts(settings.replace(flow_file=str(own)), FakeLLM())
+    assert texts[GREETING] == "שלום מהמספרה"
+    cache, tts = TTSCache(tmp_path / "cache"), CountingTTS()
+    prewarm(cache, tts, FakeLLM(), settings, out=io.StringIO())
+    made = cache.lookup(tts, ScriptedLLM().flow["greeting"])
+    assert made is not None
+    assert (tmp_path / "cache" / GREETING).read_bytes() == made.read_bytes()
+
+
 def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
     import subprocess
     import sys

@@ -45,12 +45,18 @@ def test_record_turn_exact():
 
 
 def test_gather_turn_exact():
+    """A menu key is answered as it is pressed (numDigits 1), not after `#` or 5 s."""
     assert twiml.gather_turn(BASE, "he-IL") == (
         HEAD + '<Response><Gather action="https://line.example.com/webhook/handle_gather" '
-        'finishOnKey="#" input="speech dtmf" language="he-IL" method="POST" '
+        'finishOnKey="#" input="speech dtmf" language="he-IL" method="POST" numDigits="1" '
         'speechTimeout="auto" timeout="5" />'
         '<Redirect method="POST">https://line.example.com/webhook/handle_gather</Redirect>'
         "</Response>")
+
+
+def test_a_gather_for_a_phone_number_takes_keys_until_the_hash():
+    body = twiml.gather_turn(BASE, "he-IL", num_digits=0)
+    assert 'finishOnKey="#"' in body and "numDigits" not in body
 
 
 def test_a_continued_reply_plays_its_ready_chunks_then_asks_for_the_next():
@@ -63,6 +69,17 @@ def test_a_continued_reply_plays_its_ready_chunks_then_asks_for_the_next():
     body = twiml.gather_turn(BASE, "he-IL", urls)
     assert "<Play>https://line.example.com/static/tts/a.mp3</Play><Play>https://line.example." \
         "com/static/tts/b.mp3</Play></Gather>" in body
+
+
+def test_a_continued_reply_in_a_gather_call_plays_inside_a_gather_that_hears_the_caller():
+    urls = ["https://line.example.com/static/tts/a.mp3"]
+    assert twiml.continue_reply(BASE, urls, 5, 1, "iw-IL") == (
+        HEAD + '<Response><Gather action="https://line.example.com/webhook/handle_gather" '
+        'finishOnKey="#" input="speech dtmf" language="iw-IL" method="POST" numDigits="1" '
+        'speechTimeout="auto" timeout="1">'
+        "<Play>https://line.example.com/static/tts/a.mp3</Play></Gather>"
+        '<Redirect method="POST">https://line.example.com/webhook/reply_continue?turn=5&amp;'
+        "part=1</Redirect></Response>")
 
 
 def test_goodbye_and_empty_exact():

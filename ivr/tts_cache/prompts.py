@@ -8,7 +8,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from ..chunking import speakable_chunks
+from ..engines.scripted import DEFAULT_FLOW
 from ..phrases import DEFAULT_GOODBYE, REPEAT_PROMPT, THINKING_TEXT
 from . import BEEP, FALLBACK, GOODBYE, GREETING, THINKING, TTSCache
 
@@ -16,11 +19,22 @@ log = logging.getLogger("ivr")
 
 
 def prompt_texts(settings, llm) -> dict[str, str]:
-    """Alias file → the sentence it holds; the greeting comes from AI_GREETING_HE or the flow."""
-    flow = getattr(llm, "flow", {}) or {}
+    """Alias file → the sentence it holds; the greeting comes from AI_GREETING_HE or the flow
+    (the scripted engine's, else the flow file's: an OpenAI line greets with it too)."""
+    flow = getattr(llm, "flow", None) or flow_file_texts(settings)
     return {GREETING: settings.ai_greeting_he or flow.get("greeting", ""),
             FALLBACK: REPEAT_PROMPT, GOODBYE: flow.get("goodbye") or DEFAULT_GOODBYE,
             THINKING: THINKING_TEXT}
+
+
+def flow_file_texts(settings) -> dict:
+    """The flow file's top level (FLOW_FILE, else the shipped one); {} when it cannot be read,
+    which the owner's hours, read from the same file next, report."""
+    try:
+        flow = yaml.safe_load(Path(settings.flow_file or DEFAULT_FLOW).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return flow if isinstance(flow, dict) else {}
 
 
 class Prompts:
