@@ -81,10 +81,6 @@ def test_barge_in_script_is_answered_in_stream_mode(phone_line):
     assert unmet_expectations(SCRIPT, said) == [] and said[1].startswith(PRICES), said
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the line sends a reply's first chunks as a bare <Play> before a <Redirect> "
-    "(twiml.continue_reply), outside any <Gather>: speech during them is lost, on Twilio too; "
-    "the greet helper's fix of issue 22 puts them inside the <Gather>; remove this mark then"))
 def test_barge_in_script_is_answered_in_gather_mode(phone_line):
     line = phone_line()  # the default line: no ASR key, so Twilio's <Gather> hears the caller
     later_chunks_slow(line.runtime.engines.tts, seconds=2.0)
