@@ -152,6 +152,8 @@ class StreamTurns:
                                 name=name)
         ending, self.ending_after = self.ending_after, None
         if ending is not None and ending[0] == name:
+            with self.detector_lock:  # the call leaves this stream: nothing said now is a turn
+                self.detector.take_turn()
             self.rt.turn_pool.submit(self.end_after_reply, ending[1])
         return True
 
@@ -159,10 +161,13 @@ class StreamTurns:
         """The reply before a hang-up or a transfer was heard to its end: do it."""
         doc = replies.listen_twiml(self.rt, ending)  # <Hangup/>, or <Dial> the owner
         replies.end_listening(self.rt, self.call_sid, ending)
-        if not self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending) \
-                and ending == "transfer":
+        if self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending):
+            return
+        if ending == "transfer":
             self.rt.calls.back_from_owner(self.call_sid, next_turn=False)  # still streaming
             self.rt.calls.give_back_transfer(self.call_sid)
+        with self.detector_lock:  # the call stays on this stream: listen again
+            self.detector.listen()
 
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,

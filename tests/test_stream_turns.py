@@ -140,3 +140,23 @@ def test_an_utterance_that_ends_after_the_hang_up_is_a_dropped_utterance(runtime
     speak(turns, "שלום, מה שעות הפתיחה שלכם?")
     dropped = [e["detail"] for e in runtime.store.events(SID) if e["kind"] == "UTTERANCE_DROPPED"]
     assert [d["reason"] for d in dropped] == ["call-ended"] and channel.messages == []
+
+
+def test_a_caller_speaking_while_the_line_moves_the_call_to_the_owner_starts_no_turn(runtime):
+    """After the reply before a transfer is heard to its end, the call leaves this stream for a
+    <Dial>: words said meanwhile are no turn (no phantom answer in the call's turns)."""
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    moved = []
+    runtime.delivery.update = lambda call_sid, doc, *a, **k: moved.append(doc) or True
+    channel = RecordingChannel()
+    turns = StreamTurns(runtime, channel, SID, 1)
+    speak(turns, "שלום, מה שעות הפתיחה שלכם?")
+    wait_for(lambda: any(m["event"] == "mark" for m in channel.messages))
+    turns.ending_after = ("reply-2", "transfer")  # what a reply with a TRANSFER action leaves
+    assert turns.mark_played("reply-2")
+    speak(turns, "דנה כהן")
+    drops = wait_for(lambda: [e for e in runtime.store.events(SID)
+                              if e["kind"] == "UTTERANCE_DROPPED"])
+    assert drops[0]["detail"]["reason"] == "thinking"
+    assert moved and runtime.calls.get(SID)["turn"] == 2
+    assert [m["mark"]["name"] for m in channel.messages if m["event"] == "mark"] == ["reply-2"]
