@@ -31,11 +31,18 @@ class ReplyTwiml:
     ending: str = ""  # the reply ends the call's listening: "hangup" or "transfer"
 
 
+def forks(rt: Runtime, tail: str) -> bool:
+    """Whether a reply's Plays are heard over by a fork (`<Start><Stream>`): a stream call
+    whose replies are Plays by calls.update (REPLY_MODE=play)."""
+    return tail == "stream" and rt.settings.reply_mode == "play"
+
+
 def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
-                 turn: int = 0, said: str = "") -> str:
+                 turn: int = 0, said: str = "", part: int = 0) -> str:
     """Play `plays` (the words `said`, when known), then listen the way the call listens
     (`tail`): a `<Record>`, a `<Gather>` (around the plays), or a fresh stream for `call_sid`'s
-    `turn`; or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner ("transfer")."""
+    `turn` (a fork hearing the caller over the plays of a REPLY_MODE=play reply, started by
+    its first part, `part` 0); or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner."""
     s = rt.settings
     if tail == "hangup":
         return twiml.goodbye(plays)
@@ -43,7 +50,9 @@ def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: 
         return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
                                 "transfer", plays)
     if tail == "stream":
-        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
+        fork = forks(rt, tail) and bool(twiml.plays(plays))
+        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays,
+                                 fork_starts=fork and part == 0, fork_stops=fork)
     if tail == "gather":
         return twiml.gather_turn(s.public_base_url, s.gather_language, plays,
                                  gather_digits(rt, call_sid, said))
@@ -60,11 +69,12 @@ def gather_digits(rt: Runtime, call_sid: str = "", said: str = "") -> int:
     return 0 if ASKS_FOR_NUMBER.search(said or "") else 1
 
 
-def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str) -> ReplyTwiml:
+def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
+                   part: int = 0) -> ReplyTwiml:
     """The fallback phrase, then listen again: what a reply that cannot go on ends with."""
     name = rt.prompts.name(FALLBACK)
     url = rt.tts_url(name)
-    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn), [url],
+    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn, part=part), [url],
                       rt.cache.duration(name), False)
 
 
@@ -80,9 +90,9 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     except TimeoutError as exc:
         reply.cancel()
         rt.events.emit("REPLY_LATE", call_sid, turn=turn, part=part + 1, err=str(exc))
-        return fallback_twiml(rt, call_sid, turn, tail)
+        return fallback_twiml(rt, call_sid, turn, tail, part)
     if first is None and not reply.ends_at(part):  # cancelled: the chunk will never come
-        return fallback_twiml(rt, call_sid, turn, tail)
+        return fallback_twiml(rt, call_sid, turn, tail, part)
     ready = reply.ready_from(part) if first else []
     if tail == "gather":
         ready += rest_of_reply(reply, part + len(ready), ready, GATHER_WHOLE_WAIT_SEC)
@@ -92,12 +102,14 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     after = part + len(ready)
     reply.settle(after, min(wait_sec, SETTLE_WAIT_SEC))  # the history first: then listen
     if reply.ends_at(after):
-        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said),
-                          urls, seconds, False, reply.ending)
+        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said,
+                                       part), urls, seconds, False, reply.ending)
     s = rt.settings
     language = s.gather_language if tail == "gather" else None  # heard while it plays
+    fork = twiml.start_fork(s.public_base_url, s.signing_key, call_sid, turn) \
+        if forks(rt, tail) and part == 0 else None
     doc = twiml.continue_reply(s.public_base_url, urls, turn, after, language,
-                               gather_digits(rt, call_sid, said) if language else 1)
+                               gather_digits(rt, call_sid, said) if language else 1, fork)
     return ReplyTwiml(doc, urls, seconds, True)
 
 

@@ -18,6 +18,7 @@ from .eventlog import EventLog, RejectionTally
 from .lanes import Lanes, Slots
 from .media_store import SharedMedia
 from .notify import Notifier
+from .overheard import Overheard
 from .owner import Owner
 from .shared_replies import ReplyLog
 from .spoken import PendingReplies
@@ -51,6 +52,7 @@ class Runtime:
     owner: Owner = field(default_factory=Owner)  # whom to transfer to and ring first, when
     notifier: Notifier | None = None  # the call summaries and the owner's SMS and e-mails
     lanes: Lanes | None = None  # the server's thread pools and loop, when it runs on LineApp
+    overheard: Overheard = field(default_factory=Overheard)  # said over Plays, for next stream
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

@@ -431,7 +431,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
             return xml(twiml.empty())
         turn, tail = call.get("turn") or turn, call.get("turn_mode") or "record"
         rt.events.emit("REPLY_LOST", call_sid, logging.WARNING, turn=turn, part=part + 1)
-        answer = fallback_twiml(rt, call_sid, turn, tail)
+        answer = fallback_twiml(rt, call_sid, turn, tail, part)
     watch_after(rt, call_sid, turn, tail, answer)
     rt.events.emit("REPLY_CONTINUE", call_sid, turn=turn, part=part + 1, more=answer.more,
                    seconds=round(answer.seconds, 2))

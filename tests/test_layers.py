@@ -11,7 +11,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.google_voices",
      "ivr.signatures", "ivr.twilio_fields",
      "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
-     "ivr.notify_text", "ivr.programs", "ivr.lanes", "ivr.flow"},
+     "ivr.notify_text", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.overheard"},
     {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify_queue",
      "ivr.engines.google_stream",
