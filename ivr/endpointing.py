@@ -71,6 +71,7 @@ class Dropped:
     reason: str
     frames: int
     voiced_frames: int
+    pcm: bytes = b""  # `stream-ended` speech: what was heard of it (it may be transcribed)
 
     @property
     def seconds(self) -> float:
@@ -204,8 +205,12 @@ class TurnDetector:
         if not run.frames:
             return None
         self._reset()
-        why = "thinking" if self.state == self.THINKING else "stream-ended"
-        return Dropped(why if self._is_speech(run) else "short", len(self._kept(run)), run.voiced)
+        kept = self._kept(run)
+        if not self._is_speech(run):
+            return Dropped("short", len(kept), run.voiced)
+        if self.state == self.THINKING:
+            return Dropped("thinking", len(kept), run.voiced)
+        return Dropped("stream-ended", len(kept), run.voiced, b"".join(kept))
 
     # ---- frames -----------------------------------------------------------------------------
     def thresholds(self, floor: int) -> tuple[int, int]:

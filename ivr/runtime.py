@@ -16,6 +16,7 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .lanes import Lanes, Slots
+from .last_words import LastWords
 from .media_store import SharedMedia
 from .notify import Notifier
 from .overheard import Overheard
@@ -53,6 +54,7 @@ class Runtime:
     notifier: Notifier | None = None  # the call summaries and the owner's SMS and e-mails
     lanes: Lanes | None = None  # the server's thread pools and loop, when it runs on LineApp
     overheard: Overheard = field(default_factory=Overheard)  # said over Plays, for next stream
+    last_words: LastWords = field(default_factory=LastWords)  # cut off by the hang-up
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

@@ -143,8 +143,9 @@ class StreamTurns:
                             reason=reason, sec=round(seconds, 2), voiced=voiced)
 
     def close(self) -> None:
-        """The stream is over: an utterance being heard or recognised is dropped (a fork's
-        is in the next stream's hands)."""
+        """The stream is over: an utterance being recognised is dropped; one still being said
+        (the caller hung up saying their name) is transcribed into the history, and the call's
+        end waits for it (a fork's is in the next stream's hands)."""
         if self.fork:
             return
         with self.detector_lock:
@@ -152,8 +153,19 @@ class StreamTurns:
             if self.live is not None:
                 self.live.cancel()
                 self.live = None
-        if cut is not None:
-            self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
+        if cut is None:
+            return
+        self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
+        if cut.pcm:
+            self.rt.last_words.begin(self.call_sid)
+            self.rt.turn_pool.submit(self.hear_last_words, cut.pcm)
+
+    def hear_last_words(self, pcm: bytes) -> None:
+        try:
+            turn = self.rt.calls.turn(self.call_sid) or self.turn
+            self.rt.dialog.last_words(self.call_sid, turn, pcm)
+        finally:
+            self.rt.last_words.done(self.call_sid)
 
     def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
         self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,

@@ -322,8 +322,8 @@ def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
     if status in ENDED_STATUSES:
         rt.watchdog.cancel(call_sid)
-        if rt.notifier is not None:
-            rt.notifier.call_ended(call_sid)  # the summary; the owner told (on its own threads)
+        if rt.notifier is not None:  # once words the hang-up cut off are in the history
+            rt.last_words.after(call_sid, lambda: rt.notifier.call_ended(call_sid))
     return Response(status=204)
 
 
