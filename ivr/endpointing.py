@@ -7,7 +7,7 @@ silence, so "time since the last frame" is always ~20 ms and cannot end an utter
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .audio import FRAME_SEC
 
@@ -71,7 +71,8 @@ class Dropped:
     reason: str
     frames: int
     voiced_frames: int
-    pcm: bytes = b""  # `stream-ended` speech: what was heard of it (it may be transcribed)
+    pcm: bytes = field(default=b"", compare=False, repr=False)  # `stream-ended` speech:
+    # what was heard of it (the caller hung up saying it: it is transcribed)
 
     @property
     def seconds(self) -> float:
