@@ -31,28 +31,32 @@ class ReplyTwiml:
     ending: str = ""  # the reply ends the call's listening: "hangup" or "transfer"
 
 
-def forks(rt: Runtime, tail: str) -> bool:
-    """Whether a reply's Plays are heard over by a fork (`<Start><Stream>`): a stream call
-    whose replies are Plays by calls.update (REPLY_MODE=play)."""
-    return tail == "stream" and rt.settings.reply_mode == "play"
+def fork_of(rt: Runtime, tail: str, part: int) -> str:
+    """The fork (`<Start><Stream>`) that hears the caller over a reply's Plays, for the answer
+    that plays the reply from `part`: "start" (the first part of a stream call's reply in
+    REPLY_MODE=play), "running" (a later part: the first one started it) or "" (none)."""
+    if tail != "stream" or rt.settings.reply_mode != "play":
+        return ""
+    return "start" if part == 0 else "running"
 
 
 def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
-                 turn: int = 0, said: str = "", part: int = 0) -> str:
+                 turn: int = 0, said: str = "", fork: str = "") -> str:
     """Play `plays` (the words `said`, when known), then listen the way the call listens
     (`tail`): a `<Record>`, a `<Gather>` (around the plays), or a fresh stream for `call_sid`'s
-    `turn` (a fork hearing the caller over the plays of a REPLY_MODE=play reply, started by
-    its first part, `part` 0); or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner."""
+    `turn`; or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner ("transfer"). `fork`
+    (fork_of): a fork hears the caller over the plays, and ends before what follows them."""
     s = rt.settings
+    running = turn if fork == "running" else 0
     if tail == "hangup":
-        return twiml.goodbye(plays)
+        return twiml.goodbye(plays, running)
     if tail == "transfer":
         return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
-                                "transfer", plays)
+                                "transfer", plays, running)
     if tail == "stream":
-        fork = forks(rt, tail) and bool(twiml.plays(plays))
+        starts = fork == "start" and bool(twiml.plays(plays))
         return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays,
-                                 fork_starts=fork and part == 0, fork_stops=fork)
+                                 fork_starts=starts, fork_stops=starts or bool(running))
     if tail == "gather":
         return twiml.gather_turn(s.public_base_url, s.gather_language, plays,
                                  gather_digits(rt, call_sid, said))
@@ -74,7 +78,8 @@ def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     """The fallback phrase, then listen again: what a reply that cannot go on ends with."""
     name = rt.prompts.name(FALLBACK)
     url = rt.tts_url(name)
-    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn, part=part), [url],
+    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn,
+                                   fork=fork_of(rt, tail, part)), [url],
                       rt.cache.duration(name), False)
 
 
@@ -103,11 +108,12 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     reply.settle(after, min(wait_sec, SETTLE_WAIT_SEC))  # the history first: then listen
     if reply.ends_at(after):
         return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said,
-                                       part), urls, seconds, False, reply.ending)
+                                       fork_of(rt, tail, part)),
+                          urls, seconds, False, reply.ending)
     s = rt.settings
     language = s.gather_language if tail == "gather" else None  # heard while it plays
     fork = twiml.start_fork(s.public_base_url, s.signing_key, call_sid, turn) \
-        if forks(rt, tail) and part == 0 else None
+        if fork_of(rt, tail, part) == "start" else None
     doc = twiml.continue_reply(s.public_base_url, urls, turn, after, language,
                                gather_digits(rt, call_sid, said) if language else 1, fork)
     return ReplyTwiml(doc, urls, seconds, True)

@@ -176,20 +176,27 @@ def hold(play_url: str, seconds: int) -> str:
     return str(response)
 
 
-def goodbye(play_url: str | list[str] = "") -> str:
-    """Optional goodbye `<Play>`s and `<Hangup/>`."""
+def goodbye(play_url: str | list[str] = "", fork_stops: int = 0) -> str:
+    """Optional goodbye `<Play>`s and `<Hangup/>` (`fork_stops`: that turn's fork ends first:
+    the caller cannot talk the line out of its goodbye once it is said)."""
     response = VoiceResponse()
     _play_all(response, play_url)
+    if fork_stops:
+        response.append(stop_fork(fork_stops))
     response.hangup()
     return str(response)
 
 
 def dial_owner(base: str, phone: str, timeout: int, why: str,
-               play_url: str | list[str] = "") -> str:
+               play_url: str | list[str] = "", fork_stops: int = 0) -> str:
     """Optional `<Play>`s, then `<Dial>` the owner; Twilio asks dial_result how it went (`why`:
-    ring_first or transfer), and the line takes the call back unless the owner answered."""
+    ring_first or transfer), and the line takes the call back unless the owner answered.
+    `fork_stops`: the turn whose fork (started by an earlier part of the reply) ends before
+    the Dial, so nothing the caller says to the owner is taken for a barge-in."""
     response = VoiceResponse()
     _play_all(response, play_url)
+    if fork_stops:
+        response.append(stop_fork(fork_stops))
     dial = response.dial(timeout=timeout, method="POST",
                          action=abs_url(base, f"/webhook/dial_result?why={why}"))
     dial.number(phone)
