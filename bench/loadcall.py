@@ -83,8 +83,9 @@ class Shared:
 
 
 class LoadCall:
-    """Rings the line, runs its TwiML (Play, Connect/Stream, Redirect, Pause, Hangup), obeys
-    `calls.update`, and speaks its utterances one per stream, waiting for each reply."""
+    """Rings the line, runs its TwiML (Play, Connect/Stream, Start/Stream and Stop/Stream,
+    Redirect, Pause, Hangup), obeys `calls.update`, and speaks its utterances one per stream,
+    waiting for each reply (over the Plays its forks send the background)."""
 
     def __init__(self, shared: Shared):
         self.g = shared
@@ -98,6 +99,7 @@ class LoadCall:
         self.turn_ms: list[float] = []
         self.errors: list[str] = []
         self.streams = 0
+        self.forks: dict[str, ForkSession] = {}  # running <Start><Stream>s by name
         self.started = self.ended_at = 0.0
         self.hung_up = False
 
@@ -146,6 +148,8 @@ class LoadCall:
         self.status = "in-progress"
         while doc and not self.hung_up:
             doc = await self.execute(doc)
+        for fork in list(self.forks.values()):
+            fork.stop()
         self.ended_at = time.monotonic()
         self.status = "completed"
         await self.post(self.g.url + "/webhook/call_status",
@@ -174,6 +178,12 @@ class LoadCall:
                 return await self.twiml((verb.text or "").strip())
             elif verb.tag == "Connect" and verb.find("Stream") is not None:
                 return await self.stream(verb, verb.find("Stream"))
+            elif verb.tag == "Start" and verb.find("Stream") is not None:
+                await self.fork(verb.find("Stream"))
+            elif verb.tag == "Stop" and verb.find("Stream") is not None:
+                fork = self.forks.pop(verb.find("Stream").get("name", ""), None)
+                if fork is not None:
+                    fork.stop()
             elif verb.tag == "Hangup":
                 return None
             else:
@@ -204,9 +214,9 @@ class LoadCall:
             return
         await self.wait(audio.mp3_duration_sec(body))
 
-    async def stream(self, connect: ET.Element, stream: ET.Element) -> str | None:
+    async def open_socket(self, stream: ET.Element, stream_sid: str) -> WebSocket | None:
+        """A signed Media Streams socket, `connected` and `start` sent; None: refused."""
         url = stream.get("url", "")
-        stream_sid = "MZ" + secrets.token_hex(16)
         custom = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
         signature = self.g.validator.compute_signature(url, {})
         asked = time.monotonic()
@@ -218,9 +228,6 @@ class LoadCall:
             self.post_later(stream.get("statusCallback", ""), StreamSid=stream_sid,
                             StreamEvent="stream-error", StreamError=f"31920 {exc}")
             return None
-        self.streams += 1
-        status_url = stream.get("statusCallback", "")
-        session = StreamSession(self, ws, stream_sid)
         ws.send_text(json.dumps({"event": "connected", "protocol": "Call",
                                  "version": "1.0.0", "sequenceNumber": "1"}))
         ws.send_text(json.dumps({"event": "start", "sequenceNumber": "2", "start": {
@@ -228,6 +235,23 @@ class LoadCall:
             "tracks": ["inbound"], "customParameters": custom,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
             "streamSid": stream_sid}))
+        return ws
+
+    async def fork(self, stream: ET.Element) -> None:
+        """<Start><Stream>: a socket fed the background on the clock until <Stop> or the end."""
+        stream_sid = "MZ" + secrets.token_hex(16)
+        ws = await self.open_socket(stream, stream_sid)
+        if ws is not None:
+            self.forks[stream.get("name", "")] = ForkSession(self, ws, stream_sid)
+
+    async def stream(self, connect: ET.Element, stream: ET.Element) -> str | None:
+        stream_sid = "MZ" + secrets.token_hex(16)
+        ws = await self.open_socket(stream, stream_sid)
+        if ws is None:
+            return None
+        self.streams += 1
+        status_url = stream.get("statusCallback", "")
+        session = StreamSession(self, ws, stream_sid)
         self.post_later(status_url, StreamSid=stream_sid, StreamEvent="stream-started")
         closed_by_line = await session.run()
         self.post_later(status_url, StreamSid=stream_sid, StreamEvent="stream-stopped")
@@ -237,6 +261,35 @@ class LoadCall:
             action = connect.get("action")
             return await self.twiml(action, StreamSid=stream_sid) if action else None
         return self.take_pending()
+
+
+class ForkSession:
+    """One <Start><Stream> socket: the caller's background on the shared clock while the Plays
+    run, until <Stop><Stream> or the call's end (the caller of a load run never barges in)."""
+
+    def __init__(self, call: LoadCall, ws: WebSocket, stream_sid: str):
+        self.g, self.ws, self.sid, self.call_sid = call.g, ws, stream_sid, call.sid
+        self.sequence, self.sent, self.t0 = 2, 0, time.monotonic()
+        self.reader = asyncio.ensure_future(ws.receive_all())
+        self.g.active.add(self)
+
+    def tick(self, now: float) -> None:
+        while self.t0 + self.sent * TICK <= now and not self.ws.closed:
+            payload = self.g.background[self.sent % len(self.g.background)]
+            self.sequence += 1
+            self.ws.send_text(MEDIA.format(self.sequence, self.sent + 1, self.sent * 20,
+                                           payload, self.sid))
+            self.sent += 1
+            self.g.frames += 1
+
+    def stop(self) -> None:
+        self.g.active.discard(self)
+        if not self.ws.closed:
+            self.ws.send_text(json.dumps({
+                "event": "stop", "sequenceNumber": str(self.sequence + 1), "streamSid": self.sid,
+                "stop": {"accountSid": self.g.account, "callSid": self.call_sid}}))
+            self.ws.close()
+        self.g.keep(asyncio.wait_for(self.reader, asynchttp.TIMEOUT_SEC))
 
 
 class StreamSession:

@@ -303,6 +303,22 @@ class Dialog:
         self.events.emit("TRANSFER_DECLINED", call_sid, why=why or "OWNER_MAX_TRANSFERS reached")
         return self.owner.take_message
 
+    def last_words(self, call_sid: str, turn: int, pcm: bytes) -> str:
+        """What the caller was still saying when the stream ended (a name said as they hung
+        up): transcribed into the history and the call's turns, with no reply."""
+        outcome = TurnOutcome(turn=turn, reply=SpokenReply())
+        text = self._transcribe(call_sid, pcm, outcome, "stream").strip()
+        if text:
+            said = {"role": "user", "text": text, "at": time.time()}
+            self.calls.change_history(call_sid, lambda history: history + [said])
+            self.store.add_turn(call_sid, turn=turn, source="stream", user_text=text,
+                                reply_text="", fallback="stream-ended",
+                                utterance_ms=round(len(pcm) / 16),
+                                asr_ms=outcome.ms.get("asr"))
+        self.events.emit("LAST_WORDS", call_sid, turn=turn, text=text,
+                         sec=round(len(pcm) / 16000, 2))
+        return text
+
     def note_said(self, call_sid: str, text: str) -> None:
         """The line said `text` outside a turn (the owner did not answer): in the history."""
         said = {"role": "assistant", "text": text, "at": time.time()}

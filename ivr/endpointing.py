@@ -7,7 +7,7 @@ silence, so "time since the last frame" is always ~20 ms and cannot end an utter
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .audio import FRAME_SEC
 
@@ -71,6 +71,8 @@ class Dropped:
     reason: str
     frames: int
     voiced_frames: int
+    pcm: bytes = field(default=b"", compare=False, repr=False)  # `stream-ended` speech:
+    # what was heard of it (the caller hung up saying it: it is transcribed)
 
     @property
     def seconds(self) -> float:
@@ -204,8 +206,12 @@ class TurnDetector:
         if not run.frames:
             return None
         self._reset()
-        why = "thinking" if self.state == self.THINKING else "stream-ended"
-        return Dropped(why if self._is_speech(run) else "short", len(self._kept(run)), run.voiced)
+        kept = self._kept(run)
+        if not self._is_speech(run):
+            return Dropped("short", len(kept), run.voiced)
+        if self.state == self.THINKING:
+            return Dropped("thinking", len(kept), run.voiced)
+        return Dropped("stream-ended", len(kept), run.voiced, b"".join(kept))
 
     # ---- frames -----------------------------------------------------------------------------
     def thresholds(self, floor: int) -> tuple[int, int]:

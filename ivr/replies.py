@@ -31,19 +31,32 @@ class ReplyTwiml:
     ending: str = ""  # the reply ends the call's listening: "hangup" or "transfer"
 
 
+def fork_of(rt: Runtime, tail: str, part: int) -> str:
+    """The fork (`<Start><Stream>`) that hears the caller over a reply's Plays, for the answer
+    that plays the reply from `part`: "start" (the first part of a stream call's reply in
+    REPLY_MODE=play), "running" (a later part: the first one started it) or "" (none)."""
+    if tail != "stream" or rt.settings.reply_mode != "play":
+        return ""
+    return "start" if part == 0 else "running"
+
+
 def listen_twiml(rt: Runtime, tail: str, plays: str | list[str] = "", call_sid: str = "",
-                 turn: int = 0, said: str = "") -> str:
+                 turn: int = 0, said: str = "", fork: str = "") -> str:
     """Play `plays` (the words `said`, when known), then listen the way the call listens
     (`tail`): a `<Record>`, a `<Gather>` (around the plays), or a fresh stream for `call_sid`'s
-    `turn`; or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner ("transfer")."""
+    `turn`; or end there: `<Hangup/>` ("hangup"), or `<Dial>` the owner ("transfer"). `fork`
+    (fork_of): a fork hears the caller over the plays, and ends before what follows them."""
     s = rt.settings
+    running = turn if fork == "running" else 0
     if tail == "hangup":
-        return twiml.goodbye(plays)
+        return twiml.goodbye(plays, running)
     if tail == "transfer":
         return twiml.dial_owner(s.public_base_url, rt.owner.phone, rt.owner.dial_timeout,
-                                "transfer", plays)
+                                "transfer", plays, running)
     if tail == "stream":
-        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays)
+        starts = fork == "start" and bool(twiml.plays(plays))
+        return twiml.stream_turn(s.public_base_url, s.signing_key, call_sid, turn, plays,
+                                 fork_starts=starts, fork_stops=starts or bool(running))
     if tail == "gather":
         return twiml.gather_turn(s.public_base_url, s.gather_language, plays,
                                  gather_digits(rt, call_sid, said))
@@ -60,11 +73,13 @@ def gather_digits(rt: Runtime, call_sid: str = "", said: str = "") -> int:
     return 0 if ASKS_FOR_NUMBER.search(said or "") else 1
 
 
-def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str) -> ReplyTwiml:
+def fallback_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
+                   part: int = 0) -> ReplyTwiml:
     """The fallback phrase, then listen again: what a reply that cannot go on ends with."""
     name = rt.prompts.name(FALLBACK)
     url = rt.tts_url(name)
-    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn), [url],
+    return ReplyTwiml(listen_twiml(rt, tail, [url], call_sid, turn,
+                                   fork=fork_of(rt, tail, part)), [url],
                       rt.cache.duration(name), False)
 
 
@@ -80,9 +95,9 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     except TimeoutError as exc:
         reply.cancel()
         rt.events.emit("REPLY_LATE", call_sid, turn=turn, part=part + 1, err=str(exc))
-        return fallback_twiml(rt, call_sid, turn, tail)
+        return fallback_twiml(rt, call_sid, turn, tail, part)
     if first is None and not reply.ends_at(part):  # cancelled: the chunk will never come
-        return fallback_twiml(rt, call_sid, turn, tail)
+        return fallback_twiml(rt, call_sid, turn, tail, part)
     ready = reply.ready_from(part) if first else []
     if tail == "gather":
         ready += rest_of_reply(reply, part + len(ready), ready, GATHER_WHOLE_WAIT_SEC)
@@ -92,12 +107,15 @@ def reply_twiml(rt: Runtime, call_sid: str, turn: int, tail: str,
     after = part + len(ready)
     reply.settle(after, min(wait_sec, SETTLE_WAIT_SEC))  # the history first: then listen
     if reply.ends_at(after):
-        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said),
+        return ReplyTwiml(listen_twiml(rt, reply.ending or tail, urls, call_sid, turn, said,
+                                       fork_of(rt, tail, part)),
                           urls, seconds, False, reply.ending)
     s = rt.settings
     language = s.gather_language if tail == "gather" else None  # heard while it plays
+    fork = twiml.start_fork(s.public_base_url, s.signing_key, call_sid, turn) \
+        if fork_of(rt, tail, part) == "start" else None
     doc = twiml.continue_reply(s.public_base_url, urls, turn, after, language,
-                               gather_digits(rt, call_sid, said) if language else 1)
+                               gather_digits(rt, call_sid, said) if language else 1, fork)
     return ReplyTwiml(doc, urls, seconds, True)
 
 

@@ -16,8 +16,10 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .lanes import Lanes, Slots
+from .last_words import LastWords
 from .media_store import SharedMedia
 from .notify import Notifier
+from .overheard import Overheard
 from .owner import Owner
 from .shared_replies import ReplyLog
 from .spoken import PendingReplies
@@ -51,6 +53,8 @@ class Runtime:
     owner: Owner = field(default_factory=Owner)  # whom to transfer to and ring first, when
     notifier: Notifier | None = None  # the call summaries and the owner's SMS and e-mails
     lanes: Lanes | None = None  # the server's thread pools and loop, when it runs on LineApp
+    overheard: Overheard = field(default_factory=Overheard)  # said over Plays, for next stream
+    last_words: LastWords = field(default_factory=LastWords)  # cut off by the hang-up
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

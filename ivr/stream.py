@@ -273,8 +273,12 @@ class MediaStreamSession:
             raise StopStream(1008, problem)
         self.stream_sid, self.call_sid, self.turn = start["streamSid"], call_sid, turn
         self.started = True
-        self.turns = StreamTurns(self.rt, self, call_sid, turn)
+        fork = custom.get("fork") == "1"  # <Start><Stream>: it hears the caller over Plays
+        self.turns = StreamTurns(self.rt, self, call_sid, turn, fork)
         self.start_wall = time.time()
+        if fork:  # no turn of its own: the call's stream is the <Connect> after the Plays
+            self.rt.events.emit("WS_START", call_sid, sid=self.stream_sid, turn=turn, fork=1)
+            return
         self.starts.submit(self.record_start)  # frames keep flowing meanwhile
 
     def record_start(self) -> None:

@@ -37,9 +37,12 @@ class StreamTurns:
     """The turns of one stream: endpointing of its frames, one turn in flight, the reply's
     delivery by REPLY_MODE; the conversation itself lives in the store."""
 
-    def __init__(self, rt: Runtime, channel: MediaChannel, call_sid: str, turn: int):
+    def __init__(self, rt: Runtime, channel: MediaChannel, call_sid: str, turn: int,
+                 fork: bool = False):
         self.rt, self.channel, self.call_sid, self.turn = rt, channel, call_sid, turn
-        greeting = turn == 1 and greets_on_stream(rt)
+        self.fork = fork  # a <Start><Stream> over the Plays before `turn`: it only listens
+        self.carrying = False  # the fork heard the caller: its frames go to the next stream
+        greeting = turn == 1 and greets_on_stream(rt) and not fork
         self.detector = TurnDetector(TurnParams.from_settings(rt.settings, greeting))
         self.detector_lock = threading.Lock()
         self.lock = threading.Lock()
@@ -52,12 +55,29 @@ class StreamTurns:
         self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
         asr = rt.engines.asr
-        self.live_asr = asr if asr is not None and asr.streams_live else None
+        self.live_asr = asr if asr is not None and asr.streams_live and not fork else None
+        if fork:
+            self.detector.bot_speaking()  # the Plays run: voice over them is a barge-in
+        else:
+            self.hear_overheard()
+
+    def hear_overheard(self) -> None:
+        """What a fork heard of the caller over the Plays before this stream (the start of
+        an utterance still being said) is this stream's first audio: the question is whole."""
+        frames = self.rt.overheard.take(self.call_sid)
+        if frames:
+            self.rt.events.emit("OVERHEARD", self.call_sid, sid=self.channel.stream_sid,
+                                frames=len(frames))
+        for pcm in frames:
+            self.feed(pcm)
 
     # ---- from the receive loop ----------------------------------------------------------------
     def feed(self, pcm: bytes) -> None:
         """One inbound 20 ms frame: endpointing, then a turn, a barge-in, the greeting, or the
-        record of voice that is not answered."""
+        record of voice that is not answered. A fork only listens for a barge-in, then carries
+        the frames to the call's next stream."""
+        if self.fork:
+            return self.feed_fork(pcm)
         with self.detector_lock:
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
@@ -70,6 +90,34 @@ class StreamTurns:
                 self.greet()
             elif isinstance(event, Dropped):
                 self.dropped(event.reason, event.seconds, event.voiced_frames)
+
+    def feed_fork(self, pcm: bytes) -> None:
+        if self.carrying:
+            self.carrying = self.rt.overheard.add(self.call_sid, pcm)
+            return
+        with self.detector_lock:
+            events = self.detector.feed(pcm, audio.rms(pcm))
+            barge = next((e for e in events if isinstance(e, BargeIn)), None)
+            if barge is None:
+                return
+            self.rt.overheard.begin(self.call_sid, self.detector.buffer)
+            self.detector.take_turn()
+        self.carrying = True
+        self.rt.events.emit("BARGE_IN", self.call_sid, sid=self.channel.stream_sid,
+                            voiced=barge.voiced_frames, by="voice", over="play")
+        self.rt.turn_pool.submit(self.stop_plays)
+
+    def stop_plays(self) -> None:
+        """The caller speaks over the reply's Plays: the fork ends and the call's stream of
+        this turn listens at once (calls.update); the rest of the reply is not played."""
+        s = self.rt.settings
+        found = self.rt.replies.get(self.call_sid, self.turn)
+        if found:  # its continuation will not be asked for
+            self.rt.replies.drop(self.call_sid, found[1])
+            found[1].cancel()
+        doc = twiml.stream_turn(s.public_base_url, s.signing_key, self.call_sid, self.turn,
+                                fork_stops=True)
+        self.rt.delivery.update(self.call_sid, doc, "BARGE_IN_PLAY", turn=self.turn)
 
     def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
@@ -95,14 +143,29 @@ class StreamTurns:
                             reason=reason, sec=round(seconds, 2), voiced=voiced)
 
     def close(self) -> None:
-        """The stream is over: an utterance being heard or recognised is dropped."""
+        """The stream is over: an utterance being recognised is dropped; one still being said
+        (the caller hung up saying their name) is transcribed into the history, and the call's
+        end waits for it (a fork's is in the next stream's hands)."""
+        if self.fork:
+            return
         with self.detector_lock:
             cut = self.detector.stop()
             if self.live is not None:
                 self.live.cancel()
                 self.live = None
-        if cut is not None:
-            self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
+        if cut is None:
+            return
+        self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
+        if cut.pcm:
+            self.rt.last_words.begin(self.call_sid)
+            self.rt.turn_pool.submit(self.hear_last_words, cut.pcm)
+
+    def hear_last_words(self, pcm: bytes) -> None:
+        try:
+            turn = self.rt.calls.turn(self.call_sid) or self.turn
+            self.rt.dialog.last_words(self.call_sid, turn, pcm)
+        finally:
+            self.rt.last_words.done(self.call_sid)
 
     def dispatch(self, utterance: Utterance, live: LiveRecognition | None = None) -> None:
         self.rt.events.emit("UTTERANCE", self.call_sid, sid=self.channel.stream_sid,

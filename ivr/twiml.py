@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from urllib.parse import urlsplit, urlunsplit
 
-from twilio.twiml.voice_response import Connect, Gather, VoiceResponse
+from twilio.twiml.voice_response import Connect, Gather, Start, Stop, VoiceResponse
 
 from .config import is_loopback_host
 
@@ -63,6 +63,31 @@ def _connect(base: str, key: str, call_sid: str, turn: int) -> Connect:
     return connect
 
 
+def fork_name(turn: int) -> str:
+    """The name of the fork that hears the caller over the Plays before `turn`'s stream."""
+    return f"listen-{turn}"
+
+
+def start_fork(base: str, key: str, call_sid: str, turn: int) -> Start:
+    """`<Start><Stream>`: a one-way fork of the caller's audio, heard while the `<Play>`s
+    after it run (so the line hears a caller who speaks over them); its Parameters are those
+    of `turn`'s stream, and `fork`."""
+    start = Start()
+    stream = start.stream(name=fork_name(turn), url=stream_url(base))
+    stream.parameter(name="call_sid", value=call_sid)
+    stream.parameter(name="turn", value=str(turn))
+    stream.parameter(name="token", value=stream_token(key, call_sid, turn))
+    stream.parameter(name="fork", value="1")
+    return start
+
+
+def stop_fork(turn: int) -> Stop:
+    """`<Stop><Stream name>`: the fork ends (before `turn`'s own stream hears the caller)."""
+    stop = Stop()
+    stop.stream(name=fork_name(turn))
+    return stop
+
+
 def plays(play_url: str | list[str]) -> list[str]:
     """One URL or several (a reply's chunks) as a list; "" is none."""
     return [play_url] if isinstance(play_url, str) and play_url else list(play_url or [])
@@ -74,10 +99,17 @@ def _play_all(parent, play_url: str | list[str]) -> None:
 
 
 def stream_turn(base: str, key: str, call_sid: str, turn: int,
-                play_url: str | list[str] = "") -> str:
-    """Optional `<Play>`s then `<Connect><Stream>`: the first turn and every ping-pong turn."""
+                play_url: str | list[str] = "", fork_starts: bool = False,
+                fork_stops: bool = False) -> str:
+    """Optional `<Play>`s then `<Connect><Stream>`: the first turn and every ping-pong turn.
+    `fork_starts`: a fork hears the caller over the Plays; `fork_stops`: the fork (started
+    here or by an earlier part of the reply) ends before the stream."""
     response = VoiceResponse()
+    if fork_starts:
+        response.append(start_fork(base, key, call_sid, turn))
     _play_all(response, play_url)
+    if fork_stops:
+        response.append(stop_fork(turn))
     response.append(_connect(base, key, call_sid, turn))
     return str(response)
 
@@ -115,12 +147,16 @@ def gather_turn(base: str, language: str, play_url: str | list[str] = "",
 
 
 def continue_reply(base: str, play_url: str | list[str], turn: int, part: int,
-                   gather_language: str | None = None, num_digits: int = 1) -> str:
+                   gather_language: str | None = None, num_digits: int = 1,
+                   fork: Start | None = None) -> str:
     """The reply's chunks ready so far, then a `<Redirect>` for the next ones (`part` is the
     index of the first chunk still to play). With `gather_language` (a call that listens by
     `<Gather>`) the chunks play inside a `<Gather>`, so the caller who speaks or presses a key
-    over them is heard; silent, it listens CONTINUE_GATHER_TIMEOUT_SEC before going on."""
+    over them is heard; silent, it listens CONTINUE_GATHER_TIMEOUT_SEC before going on.
+    `fork` (a stream call's first part): it hears the caller over this part and the next."""
     response = VoiceResponse()
+    if fork is not None:
+        response.append(fork)
     if gather_language is None:
         _play_all(response, play_url)
     else:
@@ -140,20 +176,27 @@ def hold(play_url: str, seconds: int) -> str:
     return str(response)
 
 
-def goodbye(play_url: str | list[str] = "") -> str:
-    """Optional goodbye `<Play>`s and `<Hangup/>`."""
+def goodbye(play_url: str | list[str] = "", fork_stops: int = 0) -> str:
+    """Optional goodbye `<Play>`s and `<Hangup/>` (`fork_stops`: that turn's fork ends first:
+    the caller cannot talk the line out of its goodbye once it is said)."""
     response = VoiceResponse()
     _play_all(response, play_url)
+    if fork_stops:
+        response.append(stop_fork(fork_stops))
     response.hangup()
     return str(response)
 
 
 def dial_owner(base: str, phone: str, timeout: int, why: str,
-               play_url: str | list[str] = "") -> str:
+               play_url: str | list[str] = "", fork_stops: int = 0) -> str:
     """Optional `<Play>`s, then `<Dial>` the owner; Twilio asks dial_result how it went (`why`:
-    ring_first or transfer), and the line takes the call back unless the owner answered."""
+    ring_first or transfer), and the line takes the call back unless the owner answered.
+    `fork_stops`: the turn whose fork (started by an earlier part of the reply) ends before
+    the Dial, so nothing the caller says to the owner is taken for a barge-in."""
     response = VoiceResponse()
     _play_all(response, play_url)
+    if fork_stops:
+        response.append(stop_fork(fork_stops))
     dial = response.dial(timeout=timeout, method="POST",
                          action=abs_url(base, f"/webhook/dial_result?why={why}"))
     dial.number(phone)

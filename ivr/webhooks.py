@@ -322,8 +322,8 @@ def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
     if status in ENDED_STATUSES:
         rt.watchdog.cancel(call_sid)
-        if rt.notifier is not None:
-            rt.notifier.call_ended(call_sid)  # the summary; the owner told (on its own threads)
+        if rt.notifier is not None:  # once words the hang-up cut off are in the history
+            rt.last_words.after(call_sid, lambda: rt.notifier.call_ended(call_sid))
     return Response(status=204)
 
 
@@ -431,7 +431,7 @@ def reply_continue(rt: Runtime, params: dict, call_sid: str) -> Response:
             return xml(twiml.empty())
         turn, tail = call.get("turn") or turn, call.get("turn_mode") or "record"
         rt.events.emit("REPLY_LOST", call_sid, logging.WARNING, turn=turn, part=part + 1)
-        answer = fallback_twiml(rt, call_sid, turn, tail)
+        answer = fallback_twiml(rt, call_sid, turn, tail, part)
     watch_after(rt, call_sid, turn, tail, answer)
     rt.events.emit("REPLY_CONTINUE", call_sid, turn=turn, part=part + 1, more=answer.more,
                    seconds=round(answer.seconds, 2))

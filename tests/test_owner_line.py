@@ -229,3 +229,18 @@ def test_a_caller_who_hangs_up_after_giving_a_name_leaves_an_incomplete_lead_the
                                     f"הודעה חלקית (המתקשר ניתק לפני שסיים): {NAME}"]
     listing = line.app.test_client().get("/inspector").get_data(as_text=True)
     assert "incomplete: hung up before the end" in listing
+
+
+def test_a_caller_who_hangs_up_while_saying_their_name_leaves_it_in_the_lead(phone_line,
+                                                                            tmp_path):
+    """The stream ends while the name is still being said: what was heard of it is
+    transcribed into the conversation before the call's end is summarised."""
+    line = owner_line(phone_line, tmp_path, open_now=False, asr_texts=[NAME])
+    result = line.carrier.place_call({"steps": [{"dtmf": "0"},
+                                                {"say": NAME, "hang_up_after": 0.6}],
+                                      "from": "+972529876543", "reply_timeout": 60})
+    assert hung_up_by(result) == ["caller"]
+    (lead,) = wait_until(lambda: line.store.leads())
+    assert (lead["name"], lead["incomplete"]) == (NAME, True)
+    summary = wait_until(lambda: line.store.get_call(result.call_sid)["summary"])
+    assert NAME in summary.splitlines()[-1]

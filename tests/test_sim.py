@@ -378,6 +378,42 @@ def test_start_stream_forks_audio_while_the_twiml_goes_on(line, carrier):
     assert 45 <= len(media) <= 52 and events(line.session())[-1] == "stop"
 
 
+def test_stop_stream_by_name_ends_that_fork_and_the_other_goes_on(line, carrier):
+    line.docs["/webhook/incoming_call"] = doc(
+        f'<Start><Stream name="a" url="{line.wss}"><Parameter name="n" value="a"/></Stream>'
+        "</Start>",
+        f'<Start><Stream name="b" url="{line.wss}"><Parameter name="n" value="b"/></Stream>'
+        "</Start>",
+        '<Pause length="1"/>', f'<Redirect>{line.url}/next</Redirect>')
+    line.docs["/next"] = doc('<Stop><Stream name="a"/></Stop>', '<Pause length="1"/>',
+                             "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    first, second = line.session(0), line.session(1)
+    by_name = {s["messages"][1]["start"]["customParameters"]["n"]: s for s in (first, second)}
+    media = {n: len([m for m in s["messages"] if m["event"] == "media"])
+             for n, s in by_name.items()}
+    assert 45 <= media["a"] <= 55 and 95 <= media["b"] <= 105  # "b" lived through /next
+    assert by_name["a"]["messages"][1]["start"]["tracks"] == ["inbound"]
+    assert events(by_name["a"])[-1] == "stop" and events(by_name["b"])[-1] == "stop"
+    assert [s["closed_by"] for s in result.streams] == ["stop", "carrier"]
+
+
+def test_start_stream_refusals_as_twilio(line, carrier):
+    fork = '<Start><Stream name="{}" url="{}"{}/></Start>'
+    line.docs["/webhook/incoming_call"] = doc(
+        fork.format("x", line.wss, ""), fork.format("x", line.wss, ""),
+        fork.format("y", line.wss, ' track="left"'),
+        *(fork.format(f"n{i}", line.wss, "") for i in range(4)),
+        '<Stop><Stream name="nope"/></Stop>', '<Pause length="0.2"/>', "<Hangup/>")
+    result = carrier.place_call(SILENT)
+    assert [s["name"] for s in result.streams] == ["x", "n0", "n1", "n2"]
+    warnings = [e["text"] for e in result.timeline if "warning" in e["text"]]
+    assert any('"x" is already running' in w for w in warnings)
+    assert any('track="left"' in w for w in warnings)
+    assert any("at most 4" in w for w in warnings)
+    assert any('name="nope"' in w for w in warnings)
+
+
 def test_stereo_wav_has_the_caller_left_and_the_line_right(line, carrier):
     line.docs["/webhook/incoming_call"] = doc(
         f"<Play>{line.url}/media/tone.wav</Play>",

@@ -81,6 +81,16 @@ def test_barge_in_script_is_answered_in_stream_mode(phone_line):
     assert unmet_expectations(SCRIPT, said) == [] and said[1].startswith(PRICES), said
 
 
+def test_barge_in_script_is_answered_in_play_mode(phone_line):
+    """REPLY_MODE=play: the reply is <Play>s by calls.update; a fork hears the caller over
+    them, and the question said there is answered."""
+    line = asr_line(phone_line, turn_mode="stream", reply_mode="play")
+    result = line.carrier.place_call(SCRIPT)
+    said = answers(line, result.call_sid)
+    assert any(s["fork"] for s in result.streams)  # the caller was heard over the Plays
+    assert unmet_expectations(SCRIPT, said) == [] and said[1].startswith(PRICES), said
+
+
 def test_barge_in_script_is_answered_in_gather_mode(phone_line):
     line = phone_line()  # the default line: no ASR key, so Twilio's <Gather> hears the caller
     later_chunks_slow(line.runtime.engines.tts, seconds=2.0)

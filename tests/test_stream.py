@@ -35,8 +35,9 @@ def test_play_mode_every_turn_is_a_new_websocket_and_history_carries_over(phone_
     line = line_for(phone_line, reply_mode="play")
     result = line.carrier.place_call("three_turns")
     assert result.error_codes == []
-    turns = [s["params"]["turn"] for s in result.streams]
+    turns = [s["params"]["turn"] for s in result.connects]
     assert turns == ["1", "2", "3", "4"]
+    assert [s["params"]["turn"] for s in result.forks] == ["2", "3", "4"]  # over each reply
     assert {s["params"]["call_sid"] for s in result.streams} == {result.call_sid}
     assert [h["kind"] for h in result.heard] == ["play"] * 3
     assert kinds(line, result.call_sid).count("PING_PONG_TX") == 3
@@ -106,7 +107,7 @@ def test_a_yes_said_as_the_next_stream_opens_is_heard_whole(phone_line):
     script = {"steps": [{"say": "שלום, מה שעות הפתיחה שלכם?"}, {"say": "כן", "think": 0}],
               "end": "hangup", "reply_timeout": 5}
     result = line.carrier.place_call(script)
-    assert result.said[1]["t"] - result.streams[1]["opened"] <= 0.5  # at its first frames
+    assert result.said[1]["t"] - result.connects[1]["opened"] <= 0.5  # at its first frames
     yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
     heard = line.runtime.engines.asr.heard
     assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC

@@ -26,7 +26,7 @@ def test_a_stale_stream_ended_after_each_ping_pong_leaves_the_call_on_its_stream
     assert [r["url"].rsplit("=", 1)[-1] for r in stale] == ["1", "2", "3"]  # ?turn= replaced
     events = kinds(line, result.call_sid)
     assert events.count("STREAM_ENDED_STALE") == 3 and "STREAM_FALLBACK" not in events
-    assert result.error_codes == [] and [s["params"]["turn"] for s in result.streams] == [
+    assert result.error_codes == [] and [s["params"]["turn"] for s in result.connects] == [
         "1", "2", "3", "4"]
     call = line.store.get_call(result.call_sid)
     assert call["turn_mode"] == "stream" and call["fallback_reason"] is None

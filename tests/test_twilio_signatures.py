@@ -58,7 +58,8 @@ def closed_with(ws) -> tuple[int, str]:
 def test_unsigned_upgrades_with_good_tokens_stream_every_turn_and_are_logged_once(phone_line):
     line = phone_line(**FAKES, reply_mode="play")
     result = line.carrier.place_call("three_turns", ws_unsigned=True)
-    assert result.error_codes == [] and len(result.streams) == 4  # a new socket every turn
+    assert result.error_codes == [] and len(result.connects) == 4  # a new socket every turn
+    assert len(result.forks) == 3  # and one over each reply
     assert all(s["opened"] is not None for s in result.streams)
     assert kinds(line, result.call_sid).count("PING_PONG_TX") == 3
     assert [e["kind"] for e in line.store.events("")].count("WS_UNSIGNED") == 1

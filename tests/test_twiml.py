@@ -115,3 +115,26 @@ def test_hold_plays_a_filler_then_pauses_for_the_reply():
     assert twiml.hold("https://h/static/tts/thinking_he.mp3", 27) == (
         HEAD + "<Response><Play>https://h/static/tts/thinking_he.mp3</Play>"
         '<Pause length="27" /></Response>')
+
+
+def test_a_ping_pong_reply_is_heard_over_by_a_fork_stopped_before_the_stream():
+    """<Start><Stream> (one way, the turn's token, fork=1) before the Plays, stopped by name
+    before the <Connect>: the caller who speaks over the reply is heard."""
+    token = twiml.stream_token("key", SID, 3)
+    doc = twiml.stream_turn(BASE, "key", SID, 3, [BASE + "/a.mp3"], fork_starts=True,
+                            fork_stops=True)
+    assert doc.startswith(
+        HEAD + '<Response><Start><Stream name="listen-3" '
+        'url="wss://line.example.com/ws/twilio-media">'
+        f'<Parameter name="call_sid" value="{SID}" /><Parameter name="turn" value="3" />'
+        f'<Parameter name="token" value="{token}" /><Parameter name="fork" value="1" />'
+        '</Stream></Start><Play>https://line.example.com/a.mp3</Play>'
+        '<Stop><Stream name="listen-3" /></Stop><Connect ')
+
+
+def test_a_fork_still_running_ends_before_the_owner_is_dialled_or_the_line_hangs_up():
+    dial = twiml.dial_owner(BASE, "+972501111111", 20, "transfer", [BASE + "/a.mp3"], 4)
+    assert '</Play><Stop><Stream name="listen-4" /></Stop><Dial ' in dial
+    assert twiml.goodbye([BASE + "/a.mp3"], 4).endswith(
+        '</Play><Stop><Stream name="listen-4" /></Stop><Hangup /></Response>')
+    assert "<Stop>" not in twiml.goodbye([BASE + "/a.mp3"])

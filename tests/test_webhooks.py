@@ -240,7 +240,8 @@ def test_a_continuation_whose_reply_was_lost_plays_the_fallback_and_listens_agai
     response = twilio_post("/webhook/reply_continue?turn=2&part=1")
     assert response.status_code == 200
     body = response.data.decode()
-    assert re.search(r"/static/tts/(fallback_he|beep)\.mp3</Play><Connect", body)
+    assert re.search(r"/static/tts/(fallback_he|beep)\.mp3</Play>"
+                     r"<Stop><Stream name=\"listen-\d+\" /></Stop><Connect", body)
     assert '<Parameter name="turn" value="2" />' in body
     assert "REPLY_LOST" in [e["kind"] for e in runtime.store.events(CALL_SID)]
 

@@ -105,7 +105,8 @@ class CallRun:
             self.result.max_tick_late_ms = max(self.result.max_tick_late_ms, round(late_ms, 1))
             frame, text, key = self.mic.read()
             self.tick_at = self.next_tick
-            if text and on_tick is None and not self.forks and text not in self.dropped:
+            if text and on_tick is None and text not in self.dropped and not any(
+                    fork.running for fork in self.forks):
                 self.dropped.add(text)
                 self.log("carrier", f'nothing listens (no <Gather>, <Record> or stream): the '
                                     f'caller\'s "{text}" is lost, as on Twilio')

@@ -16,6 +16,9 @@ from .. import audio
 from ..twiml import SUBPROTOCOL, dial_url
 from .call import Call, Ended, Replace, signature_headers
 
+TRACKS = ("inbound_track", "outbound_track", "both_tracks")  # <Stream track>'s values
+MAX_FORKS = 4  # unidirectional streams one call may run at once
+
 
 class MediaSession:
     """One Media Streams WebSocket from the carrier to the app."""
@@ -23,6 +26,7 @@ class MediaSession:
     def __init__(self, run: Call, stream: ET.Element, two_way: bool):
         self.run, self.two_way = run, two_way
         self.url = stream.get("url", "")
+        self.name = stream.get("name", "")
         self.status_url = stream.get("statusCallback", "")
         self.status_method = stream.get("statusCallbackMethod", "POST")
         self.custom = {p.get("name"): p.get("value") for p in stream.findall("Parameter")}
@@ -38,8 +42,15 @@ class MediaSession:
         self.server_closed = threading.Event()
         self.info = {"sid": self.sid, "url": self.url, "params": {k: v for k, v in
                      self.custom.items() if k != "token"}, "sent": 0, "received": 0,
-                     "marks": [], "clears": 0, "opened": None, "closed_by": None}
+                     "marks": [], "clears": 0, "opened": None, "closed_by": None,
+                     "name": self.name, "fork": not two_way}
         run.result.streams.append(self.info)
+
+    @property
+    def running(self) -> bool:
+        """Open and closed by neither side."""
+        closed = self.info["closed_by"] or self.server_closed.is_set()
+        return self.ws is not None and not closed
 
     def status(self, event: str, error: str = "") -> None:
         if not self.status_url:
@@ -51,6 +62,7 @@ class MediaSession:
         self.run.web.request(self.status_method, self.status_url, params, what="stream-status")
 
     def fail(self, message: str) -> None:
+        """The handshake failed: Twilio's 31920, the status callback's stream-error."""
         self.run.error(31920, f"{self.url}: {message}", self.url)
         self.info["closed_by"] = "handshake-error"
         self.status("stream-error", f"31920 Stream - WebSocket - Handshake Error: {message}")
@@ -224,10 +236,40 @@ def connect_stream(run: Call, connect: ET.Element, stream: ET.Element) -> None:
 
 
 def start_stream(run: Call, stream: ET.Element) -> None:
-    """<Start><Stream>: fork the caller's audio to the app while the TwiML goes on."""
+    """<Start><Stream>: fork the caller's audio to the app while the TwiML goes on, through
+    later documents too, until <Stop><Stream name>, the app closing it or the call's end.
+    Refused as Twilio refuses it: a bad `track`, a `name` already running, a fifth fork."""
+    track = stream.get("track", "inbound_track")
+    name = stream.get("name", "")
+    running = [fork for fork in run.forks if fork.running]
+    refusal = (f"track=\"{track}\" is not one of {', '.join(TRACKS)}" if track not in TRACKS
+               else f'a stream named "{name}" is already running'
+               if name and any(fork.name == name for fork in running)
+               else f"a call has at most {MAX_FORKS} <Start><Stream> forks"
+               if len(running) >= MAX_FORKS else "")
+    if refusal:
+        run.log("carrier", f"warning: <Start><Stream> refused: {refusal}")
+        return
+    if track != "inbound_track":
+        run.log("carrier", f"warning: track=\"{track}\": the emulator forks the inbound track "
+                           "only (the line's own audio is not sent)")
     session = MediaSession(run, stream, two_way=False)
     if session.open():
         run.forks.append(session)
+
+
+def stop_stream(run: Call, stream: ET.Element) -> None:
+    """<Stop><Stream name>: the fork of that name ends (`stop`, the socket closed, its
+    stream-stopped callback); a name no running fork has is a warning, nothing stops."""
+    name = stream.get("name", "")
+    fork = next((f for f in run.forks if name and f.name == name and f.running), None)
+    if fork is None:
+        run.log("carrier", f'warning: <Stop><Stream name="{name}">: no running stream has '
+                           "that name")
+        return
+    run.log("carrier", f'<Stop><Stream name="{name}">: the fork ends')
+    fork.close("stop")
+    run.forks.remove(fork)
 
 
 def request_stale_action(run: Call, action: str, method: str, stream_sid: str) -> None:

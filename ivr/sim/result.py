@@ -46,7 +46,7 @@ class CallResult:
     said: list[dict] = field(default_factory=list)
     errors: list[dict] = field(default_factory=list)
     recordings: list[dict] = field(default_factory=list)
-    streams: list[dict] = field(default_factory=list)
+    streams: list[dict] = field(default_factory=list)  # <Connect><Stream>s and forks, in order
     dials: list[dict] = field(default_factory=list)
     wav: bytes = b""
     max_tick_late_ms: float = 0.0  # how late (real ms) the emulator itself sent a frame
@@ -54,6 +54,15 @@ class CallResult:
     @property
     def error_codes(self) -> list[int]:
         return [e["code"] for e in self.errors]
+
+    @property
+    def connects(self) -> list[dict]:
+        """The call's <Connect><Stream>s (its streams but the <Start><Stream> forks)."""
+        return [s for s in self.streams if not s.get("fork")]
+
+    @property
+    def forks(self) -> list[dict]:
+        return [s for s in self.streams if s.get("fork")]
 
     def requests_to(self, path: str) -> list[dict]:
         return [r for r in self.requests if path in r["url"]]

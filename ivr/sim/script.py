@@ -18,7 +18,7 @@ from .call import Call
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
 DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False,
-            "expect": None}
+            "expect": None, "hang_up_after": None}  # hang_up_after: s into a sentence
 SPOKEN = ("say", "barge_in", "dtmf")  # the steps the line answers, each with a turn
 DIAL_OUTCOMES = ("answer", "no-answer", "busy", "failed")
 
@@ -263,19 +263,25 @@ class Caller:
         yield from self.wait_until(lambda: self.line.listening and not self.line.speaking,
                                    timeout, True)
 
-    def speak(self, text: str) -> Generator[Wait, bool, None]:
+    def speak(self, text: str, hang_up_after: float | None = None
+              ) -> Generator[Wait, bool, None]:
+        """Say `text`; with `hang_up_after`, hang up that many seconds into it."""
         self.run_.log("caller", f'says "{text}"')
         self.run_.result.said.append({"t": round(self.now, 3), "text": text})
         self.replies_seen = self.line.replies  # a reply begun from now on answers this
         self.run_.dropped.discard(text)  # said again: this time it may be heard
         self.run_.mic.speak(voice_ulaw(text), text)
+        if hang_up_after is not None:
+            yield from self.pause(float(hang_up_after))
+            self.run_.hangup("caller")
+            return
         yield from self.wait_until(self.run_.mic.idle, 60)
 
     def do(self, step: Step) -> Generator[Wait, bool, None]:
         if step.action == "say":
             yield from self.wait_for_turn(step)
             yield from self.pause(step.opt("think"))
-            yield from self.speak(step.value)
+            yield from self.speak(step.value, step.opt("hang_up_after"))
         elif step.action == "barge_in":
             yield from self.wait_until(lambda: self.line.speaking, self.script.reply_timeout, True)
             yield from self.pause(step.opt("after"))

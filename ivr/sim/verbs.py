@@ -8,7 +8,7 @@ from urllib.parse import urljoin
 
 from .. import audio
 from .call import TICK, Call, Ended, OnTick, Replace
-from .mediaclient import connect_stream, start_stream
+from .mediaclient import connect_stream, start_stream, stop_stream
 
 ALL_KEYS = "0123456789*#"
 HEBREW_TAGS = ("he-IL", "iw-IL")  # which one Twilio's Gather table lists is disputed
@@ -299,5 +299,12 @@ def start(run: Call, element: ET.Element) -> None:
         start_stream(run, stream)
 
 
+def stop(run: Call, element: ET.Element) -> None:
+    stream = element.find("Stream")
+    if stream is not None:
+        stop_stream(run, stream)
+
+
 VERBS = {"Play": play, "Say": say, "Pause": pause, "Hangup": hangup, "Redirect": redirect,
-         "Record": record, "Gather": gather, "Connect": connect, "Start": start, "Dial": dial}
+         "Record": record, "Gather": gather, "Connect": connect, "Start": start, "Stop": stop,
+         "Dial": dial}
