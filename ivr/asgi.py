@@ -20,8 +20,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from .lanes import Lanes
-from .media_protocol import MediaProtocol
-from .stream import MediaServer
+from .media.session import MediaServer
+from .media.wire import MediaProtocol
 
 LANE_OF_ROUTE = {  # the rest: "other" (the inspector, unknown paths)
     "/webhook/incoming_call": "calls", "/webhook/call_status": "calls",

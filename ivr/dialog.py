@@ -22,7 +22,7 @@ from .engines.base import LLM, Action, LiveRecognition, TranscriptMismatch, last
 from .eventlog import EventLog
 from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
-from .spoken import LiveAudio, SpokenReply
+from .reply import LiveAudio, SpokenReply
 from .store import Store
 from .tts_cache import TTSCache
 

@@ -9,6 +9,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from flask import current_app
 
 from . import twiml
+from .blob_store import SharedMedia
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -16,13 +17,12 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .lanes import Lanes, Slots
-from .last_words import LastWords
-from .media_store import SharedMedia
-from .notify import Notifier
-from .overheard import Overheard
+from .media.last_words import LastWords
+from .media.overheard import Overheard
+from .notify.notifier import Notifier
 from .owner import Owner
-from .shared_replies import ReplyLog
-from .spoken import PendingReplies
+from .reply import PendingReplies
+from .reply_store import ReplyLog
 from .store import Store
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts

@@ -45,7 +45,7 @@ calls = Table(
     Column("updated_at", Float),
     Column("ended_at", Float),
     Column("ended", Boolean, default=False),
-    Column("summary", Text),  # two lines for the owner (ivr/notify.py), once the call ends
+    Column("summary", Text),  # two lines for the owner (ivr/notify/notifier.py), once the call ends
 )
 
 turns = Table(

@@ -8,7 +8,7 @@ import time
 import pytest
 from twilio.request_validator import RequestValidator
 
-from ivr import create_app
+from ivr.app import create_app
 from ivr.config import Settings
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from ivr import audio, create_app
+from ivr import audio
+from ivr.app import create_app
 from ivr.tts_cache import BEEP, MP3_MAGIC
 
 from .conftest import BASE, make_settings, sign

@@ -5,8 +5,10 @@ import importlib.util
 import re
 from pathlib import Path
 
-import ivr
-from ivr import asgi, media_protocol, notify, recordings, stream, watchdog
+import ivr.app
+from ivr import asgi, recordings, watchdog
+from ivr.media import session, wire
+from ivr.notify import notifier
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
@@ -108,8 +110,8 @@ def test_no_doc_contradicts_the_message_and_recording_limits():
             assert not ("8 MB" in paragraph and "recording" not in paragraph), (name, paragraph)
             assert not ("oversize" in paragraph and "MB" in paragraph), (name, paragraph)
     arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    assert f"| a message | {stream.MAX_MESSAGE_BYTES // 1024} KB at most" in arch
-    assert f"over {stream.MAX_MESSAGE_BYTES // 1024} KB (`MAX_MESSAGE_BYTES`) closes" \
+    assert f"| a message | {session.MAX_MESSAGE_BYTES // 1024} KB at most" in arch
+    assert f"over {session.MAX_MESSAGE_BYTES // 1024} KB (`MAX_MESSAGE_BYTES`) closes" \
         in " ".join(arch.split())
     assert f"up to {recordings.MAX_RECORDING_BYTES // 2**20} MB" in arch
     assert f"over {asgi.MAX_BODY_BYTES // 1024} KB 413" in " ".join(arch.split())
@@ -121,15 +123,15 @@ def test_the_media_socket_limits_are_the_codes():
             for line in arch.splitlines() if line.startswith("| ")}
     kb, mb = 1024, 1024 * 1024
     assert rows["no valid `start` after the upgrade"] == \
-        f"closed (1008) after {stream.START_DEADLINE_SEC:g} s"
-    assert f"and {media_protocol.MAX_FRAGMENTS} frames;" in rows["a message"]
+        f"closed (1008) after {session.START_DEADLINE_SEC:g} s"
+    assert f"and {wire.MAX_FRAGMENTS} frames;" in rows["a message"]
     slow_peer = rows["a peer that does not read"]
-    assert f"while {media_protocol.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
-    assert f"past {media_protocol.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
-    assert f"no answer within {media_protocol.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
+    assert f"while {wire.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
+    assert f"past {wire.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
+    assert f"no answer within {wire.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
     flood = rows["a flood of frames"]
-    assert flood.startswith(f"read {media_protocol.FEED_BYTES // kb} KB per turn")
-    assert rows["open media sockets per worker"].startswith(f"{stream.MAX_MEDIA_SOCKETS};")
+    assert flood.startswith(f"read {wire.FEED_BYTES // kb} KB per turn")
+    assert rows["open media sockets per worker"].startswith(f"{session.MAX_MEDIA_SOCKETS};")
 
 
 def test_the_thread_table_states_each_pool_as_the_code_sizes_it():
@@ -142,11 +144,11 @@ def test_the_thread_table_states_each_pool_as_the_code_sizes_it():
     assert rows["lane `other`"] == f"{asgi.OTHER_THREADS} (`OTHER_THREADS`)"
     assert f"+ {asgi.CONTINUE_SPARE_THREADS} (`CONTINUE_SPARE_THREADS`)" \
         in rows["lane `continuations`"]
-    assert rows["`stream-start`"] == f"{stream.START_THREADS} (`START_THREADS`)"
-    assert rows["`turn` (the turn pool)"] == f"{ivr.TURN_WORKERS} (`TURN_WORKERS`)"
+    assert rows["`stream-start`"] == f"{session.START_THREADS} (`START_THREADS`)"
+    assert rows["`turn` (the turn pool)"] == f"{ivr.app.TURN_WORKERS} (`TURN_WORKERS`)"
     assert rows["`watchdog`"] == f"{watchdog.CHECK_WORKERS} (`CHECK_WORKERS`)"
     assert rows["`notify-rows`, `notify-summary`, `notify-sms`, `notify-email`"] == \
-        f"1, {notify.WORKERS}, {notify.WORKERS}, {notify.WORKERS} (`WORKERS`)"
+        f"1, {notifier.WORKERS}, {notifier.WORKERS}, {notifier.WORKERS} (`WORKERS`)"
     for route, lane in asgi.LANE_OF_ROUTE.items():  # each route on the lane the code gives it
         line = next(line for line in arch.splitlines() if line.startswith(f"| lane `{lane}`"))
         assert f"`{route.removeprefix('/webhook/')}`" in line, (route, lane)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.config import Settings
-from ivr.endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
+from ivr.media.endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
 
 LOUD, QUIET = 2000, 20
 SOFT = 100  # a quiet caller: under VAD_RMS (210), well over a quiet line's noise

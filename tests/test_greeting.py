@@ -3,7 +3,7 @@ never said over a caller who speaks first, cut short by one who speaks over it."
 
 import pytest
 
-from ivr.endpointing import GREETING_WAIT_SEC
+from ivr.media.endpointing import GREETING_WAIT_SEC
 from ivr.sim.call import TICK
 from ivr.tts_cache import GREETING
 

@@ -7,26 +7,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
-    {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
-     "ivr.google_voices",
-     "ivr.signatures", "ivr.twilio_fields",
-     "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
-     "ivr.notify_text", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.overheard",
-     "ivr.last_words"},
-    {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
-     "ivr.notify_queue",
-     "ivr.engines.google_stream",
-     "ivr.engines", "ivr.engines.base", "ivr.engines.fake", "ivr.engines.local",
-     "ivr.engines.openai_engines", "ivr.engines.openai_realtime", "ivr.engines.google_engines",
-     "ivr.engines.scripted", "ivr.engines.openai_models"},
+    {"ivr", "ivr.media", "ivr.web", "ivr.notify",  # the packages' faces import nothing
+     "ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.schema", "ivr.google_voices",
+     "ivr.signatures", "ivr.twilio_fields", "ivr.chunking", "ivr.reply", "ivr.speakable",
+     "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts",
+     "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words"},
+    {"ivr.store", "ivr.blob_store", "ivr.reply_store", "ivr.due_checks", "ivr.eventlog",
+     "ivr.notify.outbox", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",
+     "ivr.engines.local", "ivr.engines.openai_engines", "ivr.engines.openai_realtime",
+     "ivr.engines.google_engines", "ivr.engines.google_stream", "ivr.engines.scripted",
+     "ivr.engines.openai_models"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify", "ivr.notify_send", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe",
-     "ivr.twilio_alerts"},
+     "ivr.notify.notifier", "ivr.notify.send", "ivr.engine_errors", "ivr.engine_faults",
+     "ivr.engine_probe", "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
-    {"ivr.stream_turns", "ivr.replies"},
-    {"ivr.stream", "ivr.webhooks", "ivr.public", "ivr.inspector"},
-    {"ivr.asgi", "ivr.media_protocol", "ivr", "ivr.doctor", "ivr.cli", "ivr.__main__"},
+    {"ivr.media.turns", "ivr.reply_twiml"},
+    {"ivr.media.session", "ivr.web.webhooks", "ivr.web.public", "ivr.web.inspector"},
+    {"ivr.asgi", "ivr.media.wire", "ivr.app", "ivr.doctor", "ivr.cli", "ivr.__main__"},
 ]
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from ivr.media_socket import Deadline, LagProbe, percentile
+from ivr.media.loop import Deadline, LagProbe, percentile
 
 
 def run(coroutine):

@@ -8,9 +8,10 @@ import weakref
 import pytest
 import websockets.asyncio.messages
 
-from ivr import media_protocol, stream, twiml
-from ivr.media_protocol import MAX_BUFFERED_OUT, MAX_FRAGMENTS, WRITE_HIGH_WATER, MediaProtocol
-from ivr.stream import MAX_MESSAGE_BYTES, MediaStreamSession
+from ivr import twiml
+from ivr.media import session, wire
+from ivr.media.session import MAX_MESSAGE_BYTES, MediaStreamSession
+from ivr.media.wire import MAX_BUFFERED_OUT, MAX_FRAGMENTS, WRITE_HIGH_WATER, MediaProtocol
 
 from .conftest import sign
 from .livehelpers import wait_until
@@ -91,7 +92,7 @@ def servers(phone_line, monkeypatch):
     """The line and a plain websockets server with the same limits; each is given a close
     timeout far above the client's wait, so only a close that follows the peer's answer (or
     the failure) is clean. Yields {name: (url, path, headers, delivered, connections)}."""
-    for module, name in ((media_protocol, "CLOSE_TIMEOUT_SEC"), (stream, "START_DEADLINE_SEC")):
+    for module, name in ((wire, "CLOSE_TIMEOUT_SEC"), (session, "START_DEADLINE_SEC")):
         monkeypatch.setattr(module, name, 600.0)
     monkeypatch.setattr(websockets.asyncio.messages, "MAX_FRAGMENTS", MAX_FRAGMENTS)
     delivered = []
@@ -155,7 +156,7 @@ def test_a_client_that_pings_and_never_reads_is_held_back_then_dropped(phone_lin
     take is bounded; what the line itself writes to it (a streamed reply) drops it past
     MAX_BUFFERED_OUT, and nothing of it stays. A plain websockets server, for the record,
     buffers every pong."""
-    for module, name in ((media_protocol, "CLOSE_TIMEOUT_SEC"), (stream, "START_DEADLINE_SEC")):
+    for module, name in ((wire, "CLOSE_TIMEOUT_SEC"), (session, "START_DEADLINE_SEC")):
         monkeypatch.setattr(module, name, 600.0)  # only the cap can end this socket
     line = phone_line()
     before = set(line_sockets(line))

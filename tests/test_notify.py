@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 import pytest
 
-from ivr import create_app
+from ivr.app import create_app
 from ivr.engines.base import LLM
 from ivr.engines.openai_engines import SUMMARY_MAX_TOKENS, SUMMARY_PROMPT, OpenAILLM
 from ivr.engines.scripted import ScriptedLLM
-from ivr.notify import SWEEP_JOB, WORKERS
-from ivr.notify_queue import NotifyQueue
-from ivr.notify_text import Notice, email_body, one_line, sms_body, subject
+from ivr.notify.notifier import SWEEP_JOB, WORKERS
+from ivr.notify.outbox import NotifyQueue
+from ivr.notify.texts import Notice, email_body, one_line, sms_body, subject
 from ivr.store import Store
 
 from .conftest import database_url, make_settings, wait_until

@@ -122,7 +122,7 @@ def test_start_up_logs_a_retired_model_once_and_goes_on(tmp_path, caplog):
     MODEL_RETIRED in the log and the inspector's line events."""
     import logging
 
-    from ivr import create_app
+    from ivr.app import create_app
     settings = make_settings(tmp_path, openai_api_key="sk-test", llm_engine="openai",
                              openai_model="o1-mini")  # shut down 2025-10-27
     logging.getLogger("ivr").addHandler(caplog.handler)  # "ivr" does not propagate

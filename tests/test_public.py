@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ivr.lanes import Lanes
-from ivr.media_socket import LagProbe
+from ivr.media.loop import LagProbe
 
 from .conftest import wait_until
 
@@ -55,7 +55,7 @@ def test_a_name_with_a_line_break_after_mp3_is_not_a_cache_file(app, mp3):
     """The file-name check itself (not only the router, whose path rule stops at a line break)."""
     from werkzeug.exceptions import NotFound
 
-    from ivr.public import tts_file
+    from ivr.web.public import tts_file
     with open(mp3 + "\n", "wb") as odd:
         odd.write(b"ID3" + b"\0" * 200)
     with app.test_request_context("/static/tts/greeting_he.mp3"):

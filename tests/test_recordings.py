@@ -12,7 +12,8 @@ import time
 import pytest
 from flask import Flask, Response, redirect, request
 
-from ivr import audio, create_app, recordings, webhooks
+from ivr import audio, recordings
+from ivr.app import create_app
 from ivr.recordings import (
     RecordingRefused,
     RecordingTimeout,
@@ -22,6 +23,7 @@ from ivr.recordings import (
     purge_before,
 )
 from ivr.sim import Carrier
+from ivr.web import webhooks
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, BASE, CALL_SID, make_settings, sign
 from .livehelpers import LiveServer

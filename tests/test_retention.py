@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from ivr import recordings
 from ivr.eventlog import EventLog
-from ivr.notify_queue import NotifyQueue
+from ivr.notify.outbox import NotifyQueue
 from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
 from ivr.schema import notifications
 from ivr.store import Store

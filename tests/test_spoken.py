@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.spoken import LiveAudio, PendingReplies, SpokenReply
+from ivr.reply import LiveAudio, PendingReplies, SpokenReply
 
 MP3 = Path("chunk.mp3")
 

@@ -13,8 +13,8 @@ import pytest
 import websocket
 
 from ivr import audio, twiml
+from ivr.media.turns import StreamTurns
 from ivr.sim.script import first_barge_frame, voice_ulaw
-from ivr.stream_turns import StreamTurns
 
 from .conftest import AUTH_TOKEN, sign
 from .livehelpers import wait_until
@@ -437,7 +437,7 @@ def test_a_stream_start_is_recorded_while_every_turn_thread_is_busy(phone_line):
     ({"streamSid": "MZ" + "a" * 32, "accountSid": "AC" + "2" * 32 + "\n"}, "CA" + "1" * 32),
 ])
 def test_a_sid_with_a_line_break_after_it_is_not_of_twilios_shape(start, call_sid):
-    from ivr.stream import start_problem
+    from ivr.media.session import start_problem
     assert start_problem(start, call_sid, 1).endswith("missing or not of Twilio's shape")
     assert start_problem({**start, "streamSid": "MZ" + "a" * 32, "accountSid": "AC" + "2" * 32},
                          "CA" + "1" * 32, 1) is None

@@ -5,9 +5,10 @@ import threading
 
 import pytest
 
-from ivr import audio, create_app
+from ivr import audio
+from ivr.app import create_app
+from ivr.media.turns import StreamTurns
 from ivr.sim.script import voice_ulaw
-from ivr.stream_turns import StreamTurns
 
 from .conftest import make_settings
 from .conftest import wait_until as wait_for
@@ -89,7 +90,7 @@ def test_a_key_while_the_line_speaks_clears_it_and_is_the_next_turn(runtime):
 
 
 def test_a_chunk_streamed_as_it_is_made_is_heard_for_as_long_as_its_audio_went_out():
-    from ivr.stream_turns import PlaySchedule
+    from ivr.media.turns import PlaySchedule
     schedule = PlaySchedule(clock=lambda: 100.0)  # every batch sent at once
     schedule.add("אחת שתיים שלוש ארבע", 0.0)  # its audio comes in batches
     schedule.extend(1.0)

@@ -6,7 +6,7 @@ import logging
 from sqlalchemy import select
 
 from bench.webhook_fuzz import bad_answer, burst, send, shape
-from ivr import create_app
+from ivr.app import create_app
 from ivr.schema import calls
 
 from .conftest import AUTH_TOKEN, make_settings

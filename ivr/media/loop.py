@@ -11,7 +11,7 @@ CHECK_EVERY_SEC = 0.5
 
 
 class MediaSocket(Protocol):
-    """What a session writes to (ivr.media_protocol's socket): from any thread, in order."""
+    """What a session writes to (ivr.media.wire's socket): from any thread, in order."""
 
     subprotocol: str | None
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import and_, delete, select, update
 
+from .reply import Chunk
 from .schema import reply_parts, shared_replies
-from .spoken import Chunk
 from .store import Store
 
 ENDINGS = ("hangup", "transfer")  # a reply's tail that is not a way of listening

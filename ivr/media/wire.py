@@ -23,7 +23,7 @@ from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from .stream import MAX_MESSAGE_BYTES, MediaServer, MediaStreamSession, chosen_subprotocol, peer
+from .session import MAX_MESSAGE_BYTES, MediaServer, MediaStreamSession, chosen_subprotocol, peer
 
 log = logging.getLogger("ivr")
 WIRE_LOG = logging.getLogger("ivr.media_wire")  # websockets' own lines ("connection open"…)

@@ -12,8 +12,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
 
-from .config import smtp_starttls
-from .delivery import short_error
+from ..config import smtp_starttls
+from ..delivery import short_error
 
 SMTP_TIMEOUT_SEC = 10.0  # each socket operation; the whole attempt has its own deadline
 # Twilio's codes for a message it will never send as asked: invalid To/From, no body, too long,

@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass
 
 from . import twiml
+from .reply import SpokenReply
+from .reply_store import StoredReply
 from .runtime import Runtime
-from .shared_replies import StoredReply
-from .spoken import SpokenReply
 from .tts_cache import FALLBACK
 
 CONTINUE_WAIT_SEC = 11.0  # a continuation waits this long for its chunk: Twilio allows 15 s

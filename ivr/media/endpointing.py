@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .audio import FRAME_SEC
+from ..audio import FRAME_SEC
 
 FLOOR_SEC = 0.28  # an utterance must be longer than this (seed 000 §5)
 MIN_VOICED_SEC = 0.1  # and this much of it voiced: two clicks 0.3 s apart are not speech

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 
-from .schema import capped, notifications
-from .store import Store
+from ..schema import capped, notifications
+from ..store import Store
 
 LEASE_SEC = 60.0  # an attempt is over well before then (its deadline: ATTEMPT_SHARE of it)
 ATTEMPT_SHARE = 0.5  # an attempt's overall deadline as a share of its lease

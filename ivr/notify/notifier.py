@@ -10,16 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.base import BaseScheduler
 
-from . import twiml
-from .config import Settings
-from .delivery import Delivery
-from .engines.base import LLM
-from .eventlog import EventLog
-from .notify_queue import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
-from .notify_send import describe, permanent, send_email
-from .notify_text import Notice, email_body, sms_body, subject
-from .schema import DOCTOR_FROM
-from .store import Store
+from .. import twiml
+from ..config import Settings
+from ..delivery import Delivery
+from ..engines.base import LLM
+from ..eventlog import EventLog
+from ..schema import DOCTOR_FROM
+from ..store import Store
+from .outbox import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
+from .send import describe, permanent, send_email
+from .texts import Notice, email_body, sms_body, subject
 
 log = logging.getLogger("ivr")
 CHANNELS = ("sms", "email")

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, request
 
-from . import audio, recordings, signatures, twilio_fields, twiml
-from .replies import (
+from .. import audio, recordings, signatures, twilio_fields, twiml
+from ..reply_twiml import (
     CONTINUE_WAIT_SEC,
     ReplyTwiml,
     fallback_twiml,
@@ -20,8 +20,8 @@ from .replies import (
     reply_twiml,
     watch_after,
 )
-from .runtime import Runtime, current_runtime
-from .tts_cache import FALLBACK, GOODBYE, GREETING
+from ..runtime import Runtime, current_runtime
+from ..tts_cache import FALLBACK, GOODBYE, GREETING
 
 bp = Blueprint("webhooks", __name__)
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")  # fullmatch

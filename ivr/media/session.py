@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from . import audio, signatures, twiml
-from .calls import Calls
-from .media_socket import Deadline, LagProbe, MediaSocket, percentile
-from .runtime import Runtime
-from .stream_turns import StreamTurns
+from .. import audio, signatures, twiml
+from ..calls import Calls
+from ..runtime import Runtime
+from .loop import Deadline, LagProbe, MediaSocket, percentile
+from .turns import StreamTurns
 
 MAX_MESSAGE_BYTES = 16 * 1024  # Twilio's messages are < 2 KB; the server refuses bigger (1009)
 MAX_MEDIA_SOCKETS = 1000  # open sockets per process; past that the handshake is refused
@@ -106,7 +106,7 @@ def chosen_subprotocol(offered: Sequence[str]) -> str | None:
 
 
 class MediaServer:
-    """Accepts media WebSockets on the event loop (their wire: ivr.media_protocol): refuses a
+    """Accepts media WebSockets on the event loop (their wire: ivr.media.wire): refuses a
     bad handshake before `101`, caps the open sockets, opens each socket's session with its
     deadline. LineApp publishes it in the ASGI lifespan state under STATE_KEY."""
 

@@ -9,14 +9,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from . import audio, replies, twiml
-from .dialog import TurnOutcome
+from .. import audio, reply_twiml, twiml
+from ..dialog import TurnOutcome
+from ..engines.base import LiveRecognition
+from ..phrases import LLM_FALLBACK
+from ..reply import Chunk, SpokenReply
+from ..runtime import Runtime
+from ..tts_cache import GREETING, THINKING
 from .endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
-from .engines.base import LiveRecognition
-from .phrases import LLM_FALLBACK
-from .runtime import Runtime
-from .spoken import Chunk, SpokenReply
-from .tts_cache import GREETING, THINKING
 
 log = logging.getLogger("ivr")
 
@@ -222,8 +222,8 @@ class StreamTurns:
 
     def end_after_reply(self, ending: str) -> None:
         """The reply before a hang-up or a transfer was heard to its end: do it."""
-        doc = replies.listen_twiml(self.rt, ending)  # <Hangup/>, or <Dial> the owner
-        replies.end_listening(self.rt, self.call_sid, ending)
+        doc = reply_twiml.listen_twiml(self.rt, ending)  # <Hangup/>, or <Dial> the owner
+        reply_twiml.end_listening(self.rt, self.call_sid, ending)
         if self.rt.delivery.update(self.call_sid, doc, "ENDING", ending=ending):
             return
         if ending == "transfer":
@@ -354,7 +354,7 @@ class StreamTurns:
             reply.cancel()
             self.rt.events.emit("TURN_STALE", self.call_sid, turn=turn, why="call moved on")
             return
-        answer = replies.first_reply_twiml(self.rt, self.call_sid, next_turn, "stream",
+        answer = reply_twiml.first_reply_twiml(self.rt, self.call_sid, next_turn, "stream",
                                            reply, 0)
         url = " ".join(answer.urls)
         if s.reply_mode == "play" and self.rt.delivery.ping_pong(self.call_sid, answer.doc, url):
@@ -366,7 +366,7 @@ class StreamTurns:
                                 reason=reason)
             self.channel.close()
             reply.audio_out()
-        replies.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
+        reply_twiml.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
 
     def speak_on_stream(self, reply: SpokenReply, my_id: int, greeting: bool = False) -> None:
         """Bidirectional: a short human pause, then each chunk's frames as soon as it is ready,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, jsonify, send_file
 
-from . import flow, programs
-from .runtime import Runtime, current_runtime
-from .tts_cache import is_public_name
+from .. import flow, programs
+from ..runtime import Runtime, current_runtime
+from ..tts_cache import is_public_name
 
 bp = Blueprint("public", __name__)
 MP3_MAX_AGE_SEC = 86400

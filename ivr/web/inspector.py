@@ -13,12 +13,12 @@ from xml.dom import minidom
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from . import recordings
-from .config import is_loopback_host
-from .runtime import Runtime, current_runtime
-from .schema import DOCTOR_FROM
-from .tts_cache import GREETING
-from .twilio_alerts import AlertLog
+from .. import recordings
+from ..config import is_loopback_host
+from ..runtime import Runtime, current_runtime
+from ..schema import DOCTOR_FROM
+from ..tts_cache import GREETING
+from ..twilio_alerts import AlertLog
 
 bp = Blueprint("inspector", __name__)
 COOKIE = "inspector_token"
