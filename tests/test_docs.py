@@ -177,3 +177,14 @@ def test_every_recipe_starts_the_line_with_the_start_script():
     assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in docker
     deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert "web: bash scripts/start.sh" in deploy
+
+
+def test_the_code_map_lists_every_module_of_the_line():
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    code_map = text[text.index("## Code map"):text.index("Outside `ivr/`:")]
+    listed = set(re.findall(r"`(ivr/[\w/]+\.py)`", code_map))
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "ivr").rglob("*.py")
+               if "sim" not in p.relative_to(ROOT).parts}
+    faces = {"ivr/media/__init__.py", "ivr/web/__init__.py", "ivr/notify/__init__.py"}
+    assert sorted(modules - listed - faces) == []  # a module missing from the map
+    assert sorted(listed - modules) == []  # the map names a module that is gone

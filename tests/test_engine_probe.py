@@ -14,11 +14,11 @@ import pytest
 from ivr.cli import main
 from ivr.config import Settings
 from ivr.doctor import Doctor, report
-from ivr.engine_probe import probe_configured, probe_engines
-from ivr.engine_probe import report as engines_report
 from ivr.engines import TTS, EngineError, Engines
 from ivr.engines.google_engines import GoogleASR
 from ivr.engines.openai_engines import OpenAITTS, openai_client
+from ivr.engines.probe import probe_configured, probe_engines
+from ivr.engines.probe import report as engines_report
 from ivr.tts_cache.prompts import prewarm
 
 from .conftest import make_settings
@@ -180,7 +180,7 @@ def test_an_engine_wrapping_the_provider_error_is_read_through_its_cause(tmp_pat
 
 def test_an_engines_own_error_quoting_a_provider_code_is_read(tmp_path):
     """As an engine on a WebSocket API reports an error event: its code in the message."""
-    from ivr.engine_faults import FailedEngine, diagnose
+    from ivr.engines.faults import FailedEngine, diagnose
     settings = make_settings(tmp_path).replace(openai_api_key=KEY, tts_engine="openai")
     error = EngineError("speech error event: model_not_found: The model `tts-0` does not exist "
                         "or you do not have access to it.")
@@ -288,7 +288,7 @@ def test_a_refused_google_sign_in_names_its_fix(tmp_path, error, cause, fix):
     from google.api_core.exceptions import ServiceUnavailable
     from google.auth.exceptions import RefreshError
 
-    from ivr.engine_faults import FailedEngine, diagnose
+    from ivr.engines.faults import FailedEngine, diagnose
     revoked = {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
     raised = {
         "RefreshError": RefreshError("invalid_grant: Token has been expired or revoked.", revoked),

@@ -3,6 +3,8 @@ depending on the emulator (ARCHITECTURE.md's layers, checked). The circle check 
 too: there `call` (with `clock`, `result`) is the bottom and `carrier` the top."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "ivr"
@@ -18,8 +20,8 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.engines.google_engines", "ivr.engines.google_stream", "ivr.engines.scripted",
      "ivr.engines.openai_models"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify.notifier", "ivr.notify.send", "ivr.engine_errors", "ivr.engine_faults",
-     "ivr.engine_probe", "ivr.twilio_alerts"},
+     "ivr.notify.notifier", "ivr.notify.send", "ivr.engines.errors", "ivr.engines.faults",
+     "ivr.engines.probe", "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
     {"ivr.media.turns", "ivr.reply_twiml"},
@@ -80,3 +82,14 @@ def test_the_product_does_not_depend_on_its_emulator():
     users = sorted(m for m in graph if not m.startswith("ivr.sim")
                    and any(t.startswith("ivr.sim") for t in graph[m]))
     assert users == ["ivr.cli"]  # only to offer the `carrier` and `call` commands
+
+
+def test_a_small_module_loads_without_the_app():
+    """`import ivr.chunking` (a tool, a benchmark, the emulator) loads neither Flask, the
+    database nor Twilio's SDK: the package's face builds nothing."""
+    probe = ("import sys, ivr.chunking, ivr.media.endpointing, ivr.notify.texts; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'flask', 'sqlalchemy', 'twilio', 'apscheduler', 'openai', 'uvicorn'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT.parent, check=True).stdout.strip()
+    assert out == "[]"

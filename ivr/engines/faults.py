@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .config import Settings, env_fields, env_name
-from .engine_errors import Signal, signals, with_root
+from ..config import Settings, env_fields, env_name
+from .errors import Signal, signals, with_root
 
 GOOGLE_SERVICES = {"asr": "speech.googleapis.com", "tts": "texttospeech.googleapis.com"}
 GOOGLE_ENDPOINTS = {"asr": "google_speech_endpoint", "tts": "google_tts_endpoint"}

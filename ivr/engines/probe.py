@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import audio
-from .config import Settings
-from .engine_errors import EmptyAnswer
-from .engine_faults import FailedEngine, diagnose
-from .engines import Engines, build_engine
+from .. import audio
+from ..config import Settings
+from . import Engines, build_engine
+from .errors import EmptyAnswer
+from .faults import FailedEngine, diagnose
 
 KINDS = ("asr", "llm", "tts")
 PROBE_WORD = "שלום"
