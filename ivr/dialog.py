@@ -1,4 +1,4 @@
-"""One turn of a call: ASR → dedup → the reply streamed from the LLM, cut into chunks, each
+"""One turn of a call: ASR → dedup → the reply in tokens from the LLM, cut into chunks, each
 synthesised as soon as it is complete (reply dedup, timeouts, fallbacks); always a sound."""
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ class Dialog:
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
-            streams = type(llm).reply_stream is not LLM.reply_stream
+            streams = type(llm).reply_tokens is not LLM.reply_tokens
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
@@ -332,7 +332,7 @@ class Dialog:
 
         def read() -> None:
             try:
-                for delta in llm.reply_stream(context, outcome.user_text):
+                for delta in llm.reply_tokens(context, outcome.user_text):
                     if reply.done:
                         break  # cancelled or cut: closing the generator closes the stream
                     pieces.put(delta)
@@ -374,7 +374,7 @@ class Dialog:
 
     def _speak(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
         reply, tts = outcome.reply, self.engines.tts
-        if outcome.on_stream and tts is not None and tts.streams_audio \
+        if outcome.on_stream and tts is not None and tts.speaks_live \
                 and self.cache.find(tts, text) is None:
             return self._speak_live(call_sid, outcome, index, text)
         try:
@@ -400,7 +400,7 @@ class Dialog:
         some, the fallback sound follows what was heard. A cancelled reply (a barge-in)
         cancels the synthesis."""
         reply, live = outcome.reply, LiveAudio()
-        synthesis = self.cache.stream(self.engines.tts, text)
+        synthesis = self.cache.live(self.engines.tts, text)
         started = time.perf_counter()
         try:
             for piece in synthesis:

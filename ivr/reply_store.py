@@ -1,4 +1,4 @@
-"""Streamed replies written through to the store: a continuation on any instance plays them."""
+"""Replies in chunks written through to the store: a continuation on any instance plays them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A streamed reply as TwiML: the chunks ready so far, then a continuation or the next turn."""
+"""A reply in chunks as TwiML: the chunks ready so far, then a continuation or the next turn."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ class Runtime:
     delivery: Delivery
     watchdog: Watchdog
     turn_pool: ThreadPoolExecutor
-    replies: PendingReplies  # streamed replies that continuation webhooks are playing
+    replies: PendingReplies  # replies in chunks that continuation webhooks are playing
     reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
     continuations: Slots  # continuations waiting for a chunk (CONTINUE_MAX_WAITING at most)
     media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)

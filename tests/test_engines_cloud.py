@@ -101,7 +101,7 @@ def test_openai_chat_streams_the_reply_as_it_is_written(tmp_path, provider):
     settings = openai_settings(tmp_path, provider, llm_engine="openai", llm_max_chars=20)
     llm = build_engines(settings).llm
     provider.reply_text = "כן, בשמחה. אנחנו פתוחים עד שש בערב."
-    pieces = list(llm.reply_stream([], "מה שעות הפתיחה?"))
+    pieces = list(llm.reply_tokens([], "מה שעות הפתיחה?"))
     assert len(pieces) > 1 and "".join(pieces) == provider.reply_text[:20]  # LLM_MAX_CHARS
     sent = provider.requests[-1]["json"]
     assert sent["stream"] is True and sent["tools"] and sent["reasoning_effort"] == "none"
@@ -112,7 +112,7 @@ def test_openai_chat_streams_the_reply_as_it_is_written(tmp_path, provider):
 def test_a_tool_the_model_calls_is_the_lines_action(tmp_path, provider, tool, action):
     llm = build_engines(openai_settings(tmp_path, provider, llm_engine="openai")).llm
     provider.reply_text, provider.tool_call = "בשמחה.", tool
-    pieces = list(llm.reply_stream([], "אפשר לדבר עם בעל העסק?"))
+    pieces = list(llm.reply_tokens([], "אפשר לדבר עם בעל העסק?"))
     assert "".join(p for p in pieces if isinstance(p, str)) == "בשמחה."
     assert [p for p in pieces if not isinstance(p, str)] == [action]
     offered = provider.requests[-1]["json"]["tools"]
@@ -122,7 +122,7 @@ def test_a_tool_the_model_calls_is_the_lines_action(tmp_path, provider, tool, ac
 def test_key_0_asks_for_a_person_whatever_the_model_says(tmp_path, provider):
     llm = build_engines(openai_settings(tmp_path, provider, llm_engine="openai")).llm
     provider.reply_text = "אשמח לעזור."
-    pieces = list(llm.reply_stream([], "0"))
+    pieces = list(llm.reply_tokens([], "0"))
     assert pieces[0] == TRANSFER and "".join(pieces[1:]) == "אשמח לעזור."
     assert provider.requests[-1]["json"]["messages"][-1]["content"] != "0"  # said in words
 
@@ -130,7 +130,7 @@ def test_key_0_asks_for_a_person_whatever_the_model_says(tmp_path, provider):
 def test_an_engine_that_cannot_stream_gives_its_reply_whole(tmp_path):
     from ivr.engines.fake import FakeLLM
     llm = FakeLLM()
-    assert list(llm.reply_stream([], "שלום")) == [llm.reply([], "שלום")]
+    assert list(llm.reply_tokens([], "שלום")) == [llm.reply([], "שלום")]
 
 
 @pytest.mark.parametrize("mode", ["429", "500", "slow"])

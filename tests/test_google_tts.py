@@ -32,19 +32,19 @@ def spoken(text: str) -> bytes:
 
 def test_a_standard_voice_gives_mp3_and_does_not_stream(google_tts):
     tts = GoogleTTS(google_tts.client(), "he-IL-Standard-A", timeout=ROOMY_SEC)
-    assert not tts.streams_audio
+    assert not tts.speaks_live
     mp3 = tts.synthesize("שלום")
     assert mp3.startswith(MP3_MAGIC)  # as the cache accepts it
     request = google_tts.requests[-1]
     assert (request.voice.name, request.voice.language_code) == ("he-IL-Standard-A", "he-IL")
     with pytest.raises(EngineError, match="only Chirp 3: HD voices"):
-        tts.stream("שלום")
+        tts.live("שלום")
     assert google_tts.streams == []
 
 
 def test_a_chirp_voice_also_gives_mp3_for_the_cache(google_tts):
     tts = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC)
-    assert tts.streams_audio
+    assert tts.speaks_live
     mp3 = tts.synthesize("שלום")
     assert mp3.startswith(MP3_MAGIC)  # as the cache accepts it
     assert google_tts.requests[-1].audio_config.audio_encoding.name == "MP3"
@@ -52,7 +52,7 @@ def test_a_chirp_voice_also_gives_mp3_for_the_cache(google_tts):
 
 def test_a_chirp_voice_streams_mulaw_before_its_synthesis_ends(google_tts):
     google_tts.hold_after = 1  # the service holds the rest until the test has the first piece
-    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT)
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).live(TEXT)
     first = next(stream)
     (held,) = google_tts.streams
     assert held["pieces"] == 1 and held["ended"] == ""  # the synthesis is still going on
@@ -69,13 +69,13 @@ def test_a_chirp_voice_streams_mulaw_before_its_synthesis_ends(google_tts):
 
 def test_a_wav_header_before_the_streamed_audio_is_dropped(google_tts):
     google_tts.wav_header = 8000
-    pieces = list(GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT))
+    pieces = list(GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).live(TEXT))
     assert b"".join(pieces) == spoken(TEXT)
 
 
 def test_a_streamed_wav_of_another_rate_is_an_engine_error_and_cancelled(google_tts):
     google_tts.wav_header, google_tts.hold_after = 24000, 1
-    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT)
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).live(TEXT)
     with pytest.raises(EngineError, match="not μ-law mono 8000 Hz"):
         next(stream)
     assert google_tts.wait(lambda: google_tts.streams[0]["ended"] == "cancelled")
@@ -92,7 +92,7 @@ def test_a_wav_header_is_read_whole_before_the_audio():
 
 def test_closing_the_stream_early_cancels_the_synthesis(google_tts):
     google_tts.hold_after = 1
-    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT)
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).live(TEXT)
     assert next(stream)
     stream.close()
     assert google_tts.wait(lambda: google_tts.streams[0]["ended"] == "cancelled")
@@ -104,7 +104,7 @@ def test_closing_the_stream_early_cancels_the_synthesis(google_tts):
 def test_a_stream_closed_while_waiting_for_its_first_audio_ends_quietly(google_tts):
     """A barge-in: another thread closes the stream its reader is blocked on."""
     google_tts.hold_first = True
-    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).stream(TEXT)
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=ROOMY_SEC).live(TEXT)
     heard: list = []
     reader = threading.Thread(target=lambda: heard.append(list(stream)))
     reader.start()
@@ -118,7 +118,7 @@ def test_a_stream_closed_while_waiting_for_its_first_audio_ends_quietly(google_t
 
 def test_a_first_audio_later_than_the_tts_timeout_is_an_engine_error(google_tts):
     google_tts.hold_first = True
-    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=QUICK_SEC).stream(TEXT)
+    stream = GoogleTTS(google_tts.client(), CHIRP, timeout=QUICK_SEC).live(TEXT)
     with pytest.raises(EngineError, match="no audio within 1 s"):
         next(stream)
     assert google_tts.wait(lambda: google_tts.streams[0]["ended"] == "cancelled")
@@ -131,7 +131,7 @@ def test_a_first_audio_later_than_the_tts_timeout_is_an_engine_error(google_tts)
 def test_a_refused_voice_is_an_engine_error_naming_it(google_tts, voice, error):
     tts = GoogleTTS(google_tts.client(), voice, timeout=ROOMY_SEC)
     with pytest.raises(EngineError, match=f"google TTS {voice}: 400 .*{error}"):
-        next(tts.stream(TEXT))
+        next(tts.live(TEXT))
     with pytest.raises(EngineError, match=error):
         tts.synthesize(TEXT)
     assert google_tts.streams[0]["ended"] == "refused"
@@ -187,10 +187,10 @@ def test_a_chirp_voice_is_given_a_grpc_client_and_a_standard_one_rest(tmp_path):
                                GOOGLE_TTS_ENDPOINT="https://eu-texttospeech.googleapis.com")
     settings.prepare()
     tts = build_engines(settings).tts
-    assert tts.streams_audio and tts.client.transport.kind == "grpc"
+    assert tts.speaks_live and tts.client.transport.kind == "grpc"
     assert tts.client.transport._host == "eu-texttospeech.googleapis.com:443"
     standard = build_engines(settings.replace(google_tts_voice="he-IL-Standard-B")).tts
-    assert not standard.streams_audio and standard.client.transport.kind == "rest"
+    assert not standard.speaks_live and standard.client.transport.kind == "rest"
 
 
 @pytest.mark.parametrize("voice, problem", [

@@ -142,7 +142,7 @@ def llm_for(tmp_path, provider, **changes) -> OpenAILLM:
 def test_reply_stream_and_summary_are_accepted_by_current_models(tmp_path, provider, model):
     llm = llm_for(tmp_path, provider, openai_model=model)
     provider.tool_call = "transfer_to_person"
-    assert list(llm.reply_stream([], "אפשר לדבר עם מישהו?"))[-1] == TRANSFER
+    assert list(llm.reply_tokens([], "אפשר לדבר עם מישהו?"))[-1] == TRANSFER
     assert llm.reply([], "מה שעות הפתיחה?") == provider.reply_text
     assert llm.summarize([{"role": "user", "text": "שלום"}], None).startswith(
         provider.reply_text[:10])
@@ -152,7 +152,7 @@ def test_reply_stream_and_summary_are_accepted_by_current_models(tmp_path, provi
 def test_a_compatible_server_gets_the_classic_request(tmp_path, provider):
     provider.compatible = True  # an older OpenAI-compatible server: any model, classic fields
     llm = llm_for(tmp_path, provider, openai_model="llama-3.1-8b-instruct")
-    assert "".join(p for p in llm.reply_stream([], "שלום") if isinstance(p, str)) == \
+    assert "".join(p for p in llm.reply_tokens([], "שלום") if isinstance(p, str)) == \
         provider.reply_text
     sent = provider.requests[-1]["json"]
     assert sent["max_tokens"] == 210 and sent["temperature"] == 0.5

@@ -58,7 +58,7 @@ def responses_done(server: RealtimeServer) -> list[str]:
 def test_texts_are_read_as_mulaw_on_one_kept_session(realtime):
     engine = engine_for(realtime)
     for text in TEXTS:
-        assert len(b"".join(engine.stream(text))) == audio_bytes(text)
+        assert len(b"".join(engine.live(text))) == audio_bytes(text)
     assert realtime.connections == 1  # the handshake is paid once
     (update,) = sent(realtime, "session.update")
     output = update["session"]["audio"]["output"]
@@ -83,7 +83,7 @@ def test_synthesize_gives_an_mp3_of_the_whole_text(realtime):
 def test_closing_a_stream_early_cancels_its_response_and_keeps_the_session(realtime):
     realtime.hold_after = 2  # the response waits after two deltas: it is still in progress
     engine = engine_for(realtime)
-    pieces = engine.stream(TEXTS[1])
+    pieces = engine.live(TEXTS[1])
     audio_pieces = (piece for piece in pieces if piece)  # (empty ones: nothing came yet)
     assert next(audio_pieces) and next(audio_pieces)
     pieces.close()
@@ -93,7 +93,7 @@ def test_closing_a_stream_early_cancels_its_response_and_keeps_the_session(realt
     assert realtime.wait_for(lambda log: any(
         e["type"] == "response.done" for e in log))
     realtime.hold_after = None
-    assert len(b"".join(engine.stream(TEXTS[0]))) == audio_bytes(TEXTS[0])
+    assert len(b"".join(engine.live(TEXTS[0]))) == audio_bytes(TEXTS[0])
     assert realtime.connections == 1 and sent(realtime, "response.cancel") == [cancel]
 
 
@@ -104,7 +104,7 @@ def test_a_voice_that_answers_instead_of_reading_is_caught(realtime):
         engine.synthesize("מה שעות הפתיחה?")
     heard = []
     with pytest.raises(TranscriptMismatch):
-        for piece in engine.stream("מה שעות הפתיחה?"):
+        for piece in engine.live("מה שעות הפתיחה?"):
             heard.append(piece)
     assert b"".join(heard)  # in a stream the audio went out first: the mismatch can only be told
     assert realtime.connections == 1  # a mismatch is no reason to drop the session
@@ -144,10 +144,10 @@ def test_a_model_the_sdk_still_lists_works_until_its_shutdown_day():
 
 def test_a_session_closed_by_the_service_between_texts_is_replaced(realtime):
     engine = engine_for(realtime)
-    assert b"".join(engine.stream(TEXTS[0]))
+    assert b"".join(engine.live(TEXTS[0]))
     realtime.close_all()  # the kept session expires while idle
     assert realtime.wait_for(lambda log: not realtime.open)
-    assert len(b"".join(engine.stream(TEXTS[1]))) == audio_bytes(TEXTS[1])
+    assert len(b"".join(engine.live(TEXTS[1]))) == audio_bytes(TEXTS[1])
     assert realtime.connections == 2
 
 
@@ -156,7 +156,7 @@ def test_a_connection_lost_midway_and_a_stalled_response_are_engine_errors(realt
     engine = engine_for(realtime)
     heard = []
     with pytest.raises(EngineError, match="connection"):
-        for piece in engine.stream(TEXTS[1]):
+        for piece in engine.live(TEXTS[1]):
             heard.append(piece)
     assert len(b"".join(heard)) == 2 * 1600  # two deltas of 0.2 s
     realtime.drop_after = None

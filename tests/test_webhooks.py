@@ -539,7 +539,7 @@ class AsksForAPerson(LLM):
     def reply(self, history: list[dict], text: str) -> str:
         return ""
 
-    def reply_stream(self, history: list[dict], text: str):
+    def reply_tokens(self, history: list[dict], text: str):
         yield TRANSFER
 
 

@@ -39,7 +39,7 @@ class ASR:
     """Speech recognition of one utterance of 8 kHz 16-bit PCM."""
 
     name = "asr"
-    streams_live = False  # True: live() sends audio while it is spoken (worth opening early)
+    hears_live = False  # True: live() sends audio while it is spoken (worth opening early)
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         raise NotImplementedError
@@ -122,7 +122,7 @@ class LLM:
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+    def reply_tokens(self, history: list[dict], text: str) -> Iterator[str | Action]:
         """The reply as it is written, a piece at a time (engines that cannot: all at once),
         and, anywhere among the pieces, TRANSFER (the caller asks for a person) or HANG_UP."""
         yield self.reply(history, text)
@@ -152,14 +152,14 @@ class TTS:
 
     name = "tts"
     voice = ""
-    streams_audio = False  # True: stream() yields the audio while it is being synthesised
+    speaks_live = False  # True: live() yields the audio while it is being synthesised
 
     def synthesize(self, text: str) -> bytes:
         raise NotImplementedError
 
-    def stream(self, text: str) -> Iterator[bytes]:
+    def live(self, text: str) -> Iterator[bytes]:
         """μ-law 8 kHz audio of `text` as it is synthesised, in pieces of any length (engines
-        with `streams_audio`); closing the iterator early cancels the synthesis."""
+        with `speaks_live`); closing the iterator early cancels the synthesis."""
         raise NotImplementedError
 
     def close(self) -> None:

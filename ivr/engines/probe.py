@@ -51,7 +51,7 @@ def ask_asr(asr, clip: bytes) -> str:
 
 def ask_llm(llm, _clip: bytes) -> str:
     """The reply's first words, then the stream is closed (the model stops writing)."""
-    pieces = iter(llm.reply_stream([], PROBE_WORD))
+    pieces = iter(llm.reply_tokens([], PROBE_WORD))
     try:
         text = next((p for p in pieces if isinstance(p, str) and p.strip()), "")
     finally:

@@ -55,7 +55,7 @@ class StreamTurns:
         self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
         asr = rt.engines.asr
-        self.live_asr = asr if asr is not None and asr.streams_live and not fork else None
+        self.live_asr = asr if asr is not None and asr.hears_live and not fork else None
         if fork:
             self.detector.bot_speaking()  # the Plays run: voice over them is a barge-in
         else:
@@ -303,7 +303,7 @@ class StreamTurns:
             return
         try:
             if greeting:
-                self.speak_on_stream(reply, my_id, greeting=True)
+                self.speak_on_socket(reply, my_id, greeting=True)
             else:
                 self.deliver(reply, my_id)
         except Exception as exc:  # noqa: BLE001
@@ -348,7 +348,7 @@ class StreamTurns:
         answers, then continuations), stream (frames on this socket)."""
         s = self.rt.settings
         if s.reply_mode == "stream":
-            return self.speak_on_stream(reply, my_id)
+            return self.speak_on_socket(reply, my_id)
         turn, next_turn = self.turn, self.turn + 1
         if not self.rt.calls.advance_turn(self.call_sid, turn):
             reply.cancel()
@@ -368,7 +368,7 @@ class StreamTurns:
             reply.audio_out()
         reply_twiml.watch_after(self.rt, self.call_sid, next_turn, "stream", answer)
 
-    def speak_on_stream(self, reply: SpokenReply, my_id: int, greeting: bool = False) -> None:
+    def speak_on_socket(self, reply: SpokenReply, my_id: int, greeting: bool = False) -> None:
         """Bidirectional: a short human pause, then each chunk's frames as soon as it is ready,
         then a mark. A barge-in (or a newer turn) stops it; the history keeps what was heard.
         The greeting (in every REPLY_MODE) has had its pause, and is no turn: the stream's

@@ -355,7 +355,7 @@ def handle_recording(rt: Runtime, params: dict, call_sid: str) -> Response:
 
 def answer_reply(rt: Runtime, call_sid: str, turn: int, tail: str, reply, started: float
                  ) -> ReplyTwiml:
-    """A webhook's answer to a streamed reply: its first chunks (waiting for them within what
+    """A webhook's answer to a reply in chunks: its first chunks (waiting for them within what
     is left of Twilio's 15 s), then a continuation or the listening `tail`."""
     left = TWILIO_WEBHOOK_BUDGET_SEC - (time.monotonic() - started)
     answer = first_reply_twiml(rt, call_sid, turn, tail, reply, max(0.1, left))
