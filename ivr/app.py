@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from . import twilio_alerts, twiml
+from . import threads, twilio_alerts, twiml
 from .blob_store import shared_media
 from .calls import Calls
 from .config import Settings
@@ -33,7 +32,6 @@ from .tts_cache.prompts import Prompts, prompt_texts
 from .watchdog import Watchdog
 
 MAX_WEBHOOK_BYTES = 256 * 1024
-TURN_WORKERS = 16
 
 
 def configure_logging() -> None:
@@ -81,7 +79,7 @@ def create_app(config: Settings | None = None) -> Flask:
                                          notifier.lead_left, notifier.call_ended),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
-        turn_pool=ThreadPoolExecutor(max_workers=TURN_WORKERS, thread_name_prefix="turn"),
+        turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
         owner=owner, notifier=notifier)

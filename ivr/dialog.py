@@ -9,12 +9,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import threads
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
@@ -83,8 +84,8 @@ class Dialog:
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
         self.calls = Calls(store)
-        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
-        self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
+        self.pool = threads.executor("engine")  # engine calls
+        self.writers = threads.executor("reply")  # replies being written (they wait)
         self.history_lock = threading.Lock()
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
@@ -339,7 +340,7 @@ class Dialog:
                 pieces.put(END)
             except Exception as exc:  # noqa: BLE001 - handed to the writer
                 pieces.put(exc)
-        threading.Thread(target=read, name=f"llm-{call_sid[-6:]}", daemon=True).start()
+        threads.start("llm", read, tag=call_sid[-6:])
         while True:
             timeout = self.s.llm_timeout_sec
             if outcome.budgeted():

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
 
+from . import threads
 from .config import Settings
 
 MAX_RECORDING_BYTES = 8 * 1024 * 1024  # ~8 minutes of 8 kHz 16-bit WAV
@@ -121,7 +122,7 @@ class _Fetch:
         self.error: BaseException | None = None
 
     def within_deadline(self, budget_sec: float) -> bytes:
-        threading.Thread(target=self._work, name="recording-fetch", daemon=True).start()
+        threads.start("recording-fetch", self._work)
         if not self.done.wait(max(0.0, self.deadline - time.monotonic())):
             self.cancel()
             raise RecordingTimeout(f"recording not fetched within {budget_sec:g} s")

@@ -12,7 +12,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr", "ivr.media", "ivr.web", "ivr.notify",  # the packages' faces import nothing
      "ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.schema", "ivr.google_voices",
      "ivr.signatures", "ivr.twilio_fields", "ivr.chunking", "ivr.reply", "ivr.speakable",
-     "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts",
+     "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
      "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words"},
     {"ivr.store", "ivr.blob_store", "ivr.reply_store", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify.outbox", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",

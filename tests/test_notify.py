@@ -21,10 +21,11 @@ from ivr.app import create_app
 from ivr.engines.base import LLM
 from ivr.engines.openai_engines import SUMMARY_MAX_TOKENS, SUMMARY_PROMPT, OpenAILLM
 from ivr.engines.scripted import ScriptedLLM
-from ivr.notify.notifier import SWEEP_JOB, WORKERS
+from ivr.notify.notifier import SWEEP_JOB
 from ivr.notify.outbox import NotifyQueue
 from ivr.notify.texts import Notice, email_body, one_line, sms_body, subject
 from ivr.store import Store
+from ivr.threads import POOLS
 
 from .conftest import database_url, make_settings, wait_until
 from .livehelpers import ROOT, free_port
@@ -527,7 +528,7 @@ def test_an_attempt_ends_by_its_deadline_inside_its_lease(line):
 
 
 def five_leads() -> list[dict]:
-    return [{**LEAD, "name": f"{LEAD['name']} {n}"} for n in range(WORKERS + 1)]
+    return [{**LEAD, "name": f"{LEAD['name']} {n}"} for n in range(POOLS["notify-sms"].size + 1)]
 
 
 def rows_of(rt, channel: str) -> list[dict]:

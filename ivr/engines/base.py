@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .. import threads
+
 
 def last_said(history: list[dict], role: str) -> str:
     """The text of the latest message of `role` ("user" or "assistant"), or ""."""
@@ -98,8 +100,7 @@ class LiveRecognition:
             except Exception as exc:
                 if not self.cancelled:  # a cancelled recognition's error is its cancellation
                     self.error = exc
-        self.thread = threading.Thread(target=run, name=f"{self.asr.name}-live", daemon=True)
-        self.thread.start()
+        self.thread = threads.start("live", run, tag=self.asr.name)
 
     def wait(self, timeout: float) -> list[tuple[str, str]]:
         """The results once the thread is done ([] if nothing was fed); a late one is cancelled."""

@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
-from .. import audio
+from .. import audio, threads
 from .base import TTS, EngineError, TranscriptMismatch
 from .openai_engines import OpenAITTS, openai_client
 
@@ -74,7 +74,7 @@ class RealtimeSession:
         self.started = time.monotonic()
         self.closed = False
         self.request = ""  # the tag of the request in progress (its client events' ids)
-        threading.Thread(target=self._read, name="realtime-read", daemon=True).start()
+        threads.start("realtime-read", self._read)
 
     @classmethod
     def open(cls, client, model: str, config: dict, timeout: float) -> RealtimeSession:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import audio
+from .. import audio, threads
 from ..config import Settings
 from . import Engines, build_engine
 from .errors import EmptyAnswer
@@ -78,8 +78,7 @@ class Pending:
         self.done = threading.Event()
         self.said, self.error, self.seconds = "", None, 0.0
         self.started = time.monotonic()
-        threading.Thread(target=self.run, args=(ASK[kind], engine, clip), daemon=True,
-                         name=f"probe-{kind}").start()
+        threads.start("engine-probe", self.run, ASK[kind], engine, clip, tag=kind)
 
     def run(self, ask, engine, clip: bytes) -> None:
         try:

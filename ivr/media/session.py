@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import audio, signatures, twiml
+from .. import audio, signatures, threads, twiml
 from ..calls import Calls
 from ..runtime import Runtime
 from .loop import Deadline, LagProbe, MediaSocket, percentile
@@ -27,7 +27,6 @@ MEDIA_LOG_FIRST = 50  # WS_MEDIA / WS_TX once a second of audio has gone by (med
 MEDIA_LOG_EVERY = 3000  # then once a minute of audio; WS_DONE has the totals
 BAD_LOG_EVERY = 100
 MEDIA_STORE_EVERY_SEC = 1.0
-START_THREADS = 4  # record a stream's start: never queued behind turns busy in engines
 SID_SHAPES = {"callSid": re.compile(r"CA[0-9a-fA-F]{32}"),  # fullmatch
               "streamSid": re.compile(r"MZ[0-9a-fA-F]{32}"),
               "accountSid": re.compile(r"AC[0-9a-fA-F]{32}")}
@@ -117,7 +116,7 @@ class MediaServer:
         self.open = 0
         self.probe = LagProbe()
         self.heartbeat = MediaHeartbeat(rt.calls, rt.settings.no_media_timeout_sec)
-        self.starts = ThreadPoolExecutor(START_THREADS, thread_name_prefix="stream-start")
+        self.starts = threads.executor("stream-start")
         self.unsigned_seen = False  # WS_UNSIGNED is logged once per process
 
     def handshake_problem(self, scope: dict) -> str | None:

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.base import BaseScheduler
 
-from .. import twiml
+from .. import threads, twiml
 from ..config import Settings
 from ..delivery import Delivery
 from ..engines.base import LLM
@@ -23,7 +23,6 @@ from .texts import Notice, email_body, sms_body, subject
 
 log = logging.getLogger("ivr")
 CHANNELS = ("sms", "email")
-WORKERS = 4  # attempts at once per channel per process, and summaries at once
 SWEEP_SEC = 0.5  # how often each process claims the attempts that are due
 SWEEP_JOB = "notify-sweep"
 SWEEP_ERROR_EVERY_SEC = 30.0
@@ -41,9 +40,9 @@ class Notifier:
             settings, store, events, delivery, llm)
         self.queue = NotifyQueue(store, lease_sec)
         self.sweep_sec = sweep_sec
-        self.rows = ThreadPoolExecutor(1, thread_name_prefix="notify-rows")
-        self.summaries = ThreadPoolExecutor(WORKERS, thread_name_prefix="notify-summary")
-        self.pools = {channel: ThreadPoolExecutor(WORKERS, thread_name_prefix=f"notify-{channel}")
+        self.rows = threads.executor("notify-rows")
+        self.summaries = threads.executor("notify-summary")
+        self.pools = {channel: threads.executor(f"notify-{channel}")
                       for channel in CHANNELS}
         self.lock = threading.Lock()
         self.busy = dict.fromkeys(CHANNELS, 0)  # attempts claimed and not finished
@@ -198,7 +197,7 @@ class Notifier:
         """Claim what is due on `channel`, up to its free workers, and start each attempt."""
         now = time.time() if now is None else now
         with self.lock:  # reserve the room first: two kicks never claim more than it
-            room = WORKERS - self.busy[channel]
+            room = threads.size(f"notify-{channel}") - self.busy[channel]
             self.busy[channel] += max(room, 0)
         rows = []
         try:
