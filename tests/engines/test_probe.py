@@ -21,16 +21,16 @@ from ivr.engines.probe import probe_configured, probe_engines
 from ivr.engines.probe import report as engines_report
 from ivr.tts_cache.prompts import prewarm
 
-from .conftest import make_settings
-from .livehelpers import ROOT, free_port, start_script_env
-from .providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
+from ..conftest import make_settings
+from ..livehelpers import ROOT, free_port, start_script_env
+from ..providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
     SPEECH_API_LAST_DAY,
     FakeGoogleSpeech,
     ProviderServer,
     fake_google_speech,
     plain_provider,
 )
-from .realtime_server import RealtimeServer
+from ..realtime_server import RealtimeServer
 
 KEY = "sk-test-key-123456"
 PROJECT = "123456789012"

@@ -9,8 +9,8 @@ import pytest
 from ivr.engines.base import TRANSFER
 from ivr.engines.openai_engines import OpenAIASR, OpenAILLM, chat_shape, lowest_effort
 
-from .conftest import make_settings
-from .providers import ProviderServer
+from ..conftest import make_settings
+from ..providers import ProviderServer
 
 SPEECH = b"\x10\x20" * 8000  # one second of PCM16
 HELLO = [{"role": "user", "content": "שלום"}]

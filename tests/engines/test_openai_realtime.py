@@ -16,9 +16,9 @@ from ivr.engines.openai_engines import OpenAITTS
 from ivr.engines.openai_realtime import OpenAIRealtimeTTS, reads_as
 from ivr.speakable import speakable
 
-from .conftest import make_settings, wait_until
-from .providers import CHUNKS, streamed_reply_provider  # noqa: F401 - the fixture
-from .realtime_server import CHARS_PER_AUDIO_SEC, RealtimeServer
+from ..conftest import make_settings, wait_until
+from ..providers import CHUNKS, streamed_reply_provider  # noqa: F401 - the fixture
+from ..realtime_server import CHARS_PER_AUDIO_SEC, RealtimeServer
 
 TEXTS = ["כן, בשמחה,", "אנחנו פתוחים היום עד שש בערב.", "ביום שישי עד אחת בצהריים."]
 QUESTION = "מה שעות הפתיחה שלכם?"

@@ -13,9 +13,9 @@ from ivr.media import session, wire
 from ivr.media.session import MAX_MESSAGE_BYTES, MediaStreamSession
 from ivr.media.wire import MAX_BUFFERED_OUT, MAX_FRAGMENTS, WRITE_HIGH_WATER, MediaProtocol
 
-from .conftest import sign
-from .livehelpers import wait_until
-from .wirepeers import (
+from ..conftest import sign
+from ..livehelpers import wait_until
+from ..wirepeers import (
     BINARY,
     CLOSE,
     CONT,

@@ -10,8 +10,8 @@ from ivr.app import create_app
 from ivr.media.turns import StreamTurns
 from ivr.sim.script import voice_ulaw
 
-from .conftest import make_settings
-from .conftest import wait_until as wait_for
+from ..conftest import make_settings
+from ..conftest import wait_until as wait_for
 
 SID = "CA" + "4" * 32
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream",

@@ -10,7 +10,7 @@ import pytest
 from ivr.lanes import Lanes
 from ivr.media.loop import LagProbe
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from ivr.notify.texts import Notice, email_body, one_line, sms_body, subject
 from ivr.store import Store
 from ivr.threads import POOLS
 
-from .conftest import database_url, make_settings, wait_until
-from .livehelpers import ROOT, free_port
-from .providers import ProviderServer
-from .smtpserver import SMTPServer, Tarpit
+from ..conftest import database_url, make_settings, wait_until
+from ..livehelpers import ROOT, free_port
+from ..providers import ProviderServer
+from ..smtpserver import SMTPServer, Tarpit
 
 pytestmark = pytest.mark.usefixtures("database")
 

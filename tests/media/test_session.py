@@ -16,8 +16,8 @@ from ivr import audio, twiml
 from ivr.media.turns import StreamTurns
 from ivr.sim.script import first_barge_frame, voice_ulaw
 
-from .conftest import AUTH_TOKEN, sign
-from .livehelpers import wait_until
+from ..conftest import AUTH_TOKEN, sign
+from ..livehelpers import wait_until
 
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}
 

@@ -17,7 +17,7 @@ from ivr.sim.linewords import line_turns, replies
 from ivr.sim.script import CallerScript, ScriptError, unmet_expectations, voice_ulaw
 from ivr.speakable import speakable
 
-from .livehelpers import ROOT
+from ..livehelpers import ROOT
 
 SCRIPT = CallerScript.load("barge_in")
 SENTENCES = [step.value for step in SCRIPT.steps if step.action in ("say", "barge_in")]

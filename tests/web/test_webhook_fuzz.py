@@ -9,8 +9,8 @@ from bench.webhook_fuzz import bad_answer, burst, send, shape
 from ivr.app import create_app
 from ivr.schema import calls
 
-from .conftest import AUTH_TOKEN, make_settings
-from .livehelpers import LiveLine
+from ..conftest import AUTH_TOKEN, make_settings
+from ..livehelpers import LiveLine
 
 FIELDS = {"CallDuration", "RecordingDuration", "DialCallDuration", "turn", "part", "Digits",
           "Confidence"}

@@ -14,8 +14,8 @@ from twilio.rest import Client
 
 from ivr.sim import Carrier
 
-from .livehelpers import wait_until
-from .simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
+from ..livehelpers import wait_until
+from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
     ACCOUNT,
     SPEED,
     TOKEN,

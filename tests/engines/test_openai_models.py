@@ -16,7 +16,7 @@ from ivr.engines.openai_models import (
     shutdown_date,
 )
 
-from .conftest import make_settings
+from ..conftest import make_settings
 
 
 @pytest.mark.parametrize("model,day", [

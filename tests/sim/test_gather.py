@@ -1,7 +1,7 @@
 """The emulator's <Gather> as Twilio runs it: the caller's input stops the nested prompts
 (bargeIn, default true, for speech; a key always), and what each `input` hears."""
 
-from .simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
+from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
     carrier_of_fixture_line,
     doc,
     fixture_line_served,

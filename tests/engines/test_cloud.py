@@ -19,8 +19,8 @@ from ivr.phrases import LLM_FALLBACK, REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import FALLBACK, MP3_MAGIC, TTSCache
 
-from .conftest import make_settings
-from .providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
+from ..conftest import make_settings
+from ..providers import (  # noqa: F401 - plain_provider, fake_google_speech: the fixtures
     SPEECH_API_LAST_DAY,
     FakeGoogleSpeech,
     ProviderServer,

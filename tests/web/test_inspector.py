@@ -12,8 +12,8 @@ import pytest
 
 from ivr.phrases import REPEAT_PROMPT
 
-from .conftest import AUTH_TOKEN, BASE, CALL_SID, backdate, wait_until
-from .livehelpers import ROOT
+from ..conftest import AUTH_TOKEN, BASE, CALL_SID, backdate, wait_until
+from ..livehelpers import ROOT
 
 ARTIFACTS = ROOT / "test-artifacts"
 FAKES = {"asr_engine": "fake", "llm_engine": "fake", "tts_engine": "fake", "turn_mode": "stream"}

@@ -15,8 +15,8 @@ from ivr import audio
 from ivr.sim import CallerScript
 from ivr.sim.script import ScriptError
 
-from .livehelpers import wait_until
-from .simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
+from ..livehelpers import wait_until
+from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
     ACCOUNT,
     SPEED,
     TOKEN,

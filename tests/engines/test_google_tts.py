@@ -9,8 +9,8 @@ from ivr.engines import EngineError, build_engines
 from ivr.engines.google_engines import GoogleTTS
 from ivr.tts_cache import MP3_MAGIC
 
-from .google_tts_server import FakeGoogleTTS, mulaw_wav_header
-from .test_engines_cloud import service_account_json
+from ..google_tts_server import FakeGoogleTTS, mulaw_wav_header
+from .test_cloud import service_account_json
 
 CHIRP = "he-IL-Chirp3-HD-Kore"
 TEXT = "אנחנו פתוחים היום עד שש בערב."

@@ -10,7 +10,7 @@ import pytest
 from ivr import twiml
 from ivr.engines.base import LLM, TRANSFER
 
-from .conftest import AUTH_TOKEN, BASE, CALL_SID, sign, wait_until
+from ..conftest import AUTH_TOKEN, BASE, CALL_SID, sign, wait_until
 
 pytestmark = pytest.mark.usefixtures("database")
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import wave
 
-from .livehelpers import ROOT
+from ..livehelpers import ROOT
 
 
 def test_the_real_line_accepts_the_emulators_signed_webhooks(phone_line):
