@@ -207,3 +207,13 @@ def wait_until(condition, seconds: float = 60.0):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
     return result
+
+
+def pytest_collection_modifyitems(items):
+    """A test on PostgreSQL (the `database` fixture's second run, or `pg_cluster`) is a
+    `cluster` test: `make test-fast` leaves it to `make test`."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if "pg_cluster" in item.fixturenames or (
+                params is not None and params.params.get("database") == "postgresql"):
+            item.add_marker(pytest.mark.cluster)
