@@ -171,3 +171,38 @@ def test_check_passes_beside_a_running_line_and_names_the_holder_only_when_asked
     assert f"port {running_line} is already in use by " in asked.stderr
     assert f"(pid {os.getpid()}): if that is an old server, stop it (kill {os.getpid()})" \
         in asked.stderr and "pytest" in asked.stderr  # this test's process holds it
+
+
+FORKED_SERVER = r"""
+import os, socket, sys, time
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+if os.fork() == 0:  # the worker: the inherited socket is now its alone, as psutil lists it
+    os.write(1, f"worker {os.getpid()}\n".encode())
+    while True:
+        time.sleep(60)
+server.close()
+os.write(1, f"master {os.getpid()}\n".encode())
+os.wait()
+"""
+
+
+def test_check_names_the_master_of_a_forked_server_not_its_worker(tmp_path):
+    """A second `make run` beside a gunicorn line: psutil lists the port under the worker, but
+    killing the worker only makes the master fork another; the advice names the master."""
+    import os
+    import signal
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", FORKED_SERVER, str(port)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pids = dict(server.stdout.readline().split() for _ in range(2))
+        result = check_beside(tmp_path, port, "--port")
+        assert result.returncode == 1
+        assert f"(pid {server.pid}): if that is an old server, stop it (kill {server.pid})" \
+            in result.stderr, result.stderr
+        assert pids["master"] == str(server.pid) and f"kill {pids['worker']}" not in result.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the master and its worker, started here
+        server.wait(timeout=30)
