@@ -279,10 +279,8 @@ class Doctor:
         if not self.token:
             self.add(name, True, "not read: no TWILIO_AUTH_TOKEN")
             return
-        try:  # the emulator of local mode stands for Twilio only for a line on this machine
-            env = self.settings or Settings.from_env()
-            local = env.local_mode and not is_loopback_host(urlsplit(self.base).hostname)
-            api = TWILIO_API if local else env.twilio_api_base_url
+        try:
+            api = monitor_api(self.settings or Settings.from_env(), self.base)
         except ConfigError:
             api = TWILIO_API
         try:
@@ -318,6 +316,22 @@ class Doctor:
                                 CallDuration="0")
         self.check_twilio_alerts()
         return self.results
+
+
+def monitor_api(env, base: str) -> str:
+    """Where the doctor reads Twilio's alerts about the line at `base`: the environment's
+    TWILIO_API_BASE_URL, except in local mode, whose emulator stands for Twilio only for a
+    line on this machine, and runs beside it on the line's port + 1 (scripts/run_local.sh):
+    the port of `base`, which PORT need not name (`doctor --url http://127.0.0.1:5050`)."""
+    from .config import TWILIO_API
+    if not env.local_mode:
+        return env.twilio_api_base_url
+    parts = urlsplit(base)
+    if not is_loopback_host(parts.hostname):
+        return TWILIO_API
+    if env.twilio_api_base_url == f"http://127.0.0.1:{env.port + 1}" and parts.port:
+        return f"http://127.0.0.1:{parts.port + 1}"  # not set by hand: the line's emulator
+    return env.twilio_api_base_url
 
 
 def twiml_problems(root: ET.Element, text: str, base: str) -> list[str]:

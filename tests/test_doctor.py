@@ -138,3 +138,25 @@ def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "NO-GO" in bad.stdout
     assert "fix: remove the trailing /" in bad.stdout
+
+
+def test_a_local_line_on_another_port_reads_the_alerts_of_its_own_emulator(tmp_path):
+    """`doctor --url http://127.0.0.1:5050` with PORT unset: scripts/run_local.sh started that
+    line's emulator on 5051, which the alerts check reads (not PORT+1 of the environment)."""
+    from ivr.config import LOCAL_ACCOUNT_SID, Settings, local_auth_token
+    from ivr.sim import Carrier
+
+    from .livehelpers import free_port
+    settings = Settings.from_env({"VAR_DIR": str(tmp_path / "var")})  # local mode, PORT unset
+    token = local_auth_token(tmp_path / "var")
+    carrier = Carrier("http://127.0.0.1:9", account_sid=LOCAL_ACCOUNT_SID, auth_token=token,
+                      port=free_port()).start()
+    try:
+        line = f"http://127.0.0.1:{int(carrier.url.rsplit(':', 1)[1]) - 1}"
+        doctor = Doctor(line, token, LOCAL_ACCOUNT_SID, settings)
+        doctor.check_twilio_alerts()
+    finally:
+        carrier.stop()
+    (alerts,) = doctor.results
+    assert settings.port + 1 != int(carrier.url.rsplit(":", 1)[1])
+    assert alerts.ok and alerts.detail == "none", alerts
