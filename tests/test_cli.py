@@ -17,9 +17,13 @@ def check(tmp_path, **extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=60)
 
 
+ACCOUNT = {"TWILIO_ACCOUNT_SID": "AC" + "7" * 32, "TWILIO_AUTH_TOKEN": "t" * 32}
+
+
 @pytest.mark.parametrize("extra,locked", [
-    ({"PUBLIC_BASE_URL": "https://line.example.com"}, True),
-    ({"PUBLIC_BASE_URL": "https://line.example.com", "INSPECTOR_TOKEN": "t0ken"}, False),
+    ({"PUBLIC_BASE_URL": "https://line.example.com", **ACCOUNT}, True),
+    ({"PUBLIC_BASE_URL": "https://line.example.com", "INSPECTOR_TOKEN": "t0ken", **ACCOUNT},
+     False),
     ({}, False),  # a local line: PUBLIC_BASE_URL defaults to http://127.0.0.1:PORT
 ])
 def test_check_says_when_the_inspector_stays_locked(tmp_path, extra, locked):
@@ -146,7 +150,11 @@ TAB_FLOW = (ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8").repl
     ({"REPLY_MODE": "stream", "ASR_ENGINE": "fake", "PATH": "{empty}"},
      "ffmpeg not found on PATH: REPLY_MODE=stream decodes every MP3 reply to μ-law with it"),
     ({"FLOW_FILE": "{flow}"}, "{flow}:20:1: a tab: indent with spaces only"),
-], ids=["no-token", "no-public-url", "trunk-0", "no-espeak", "no-ffmpeg", "flow-tab"])
+    ({"PUBLIC_BASE_URL": "https://my-line.example.com"},
+     "PUBLIC_BASE_URL='https://my-line.example.com' is a public address but TWILIO_ACCOUNT_SID "
+     "and TWILIO_AUTH_TOKEN are not both set"),
+], ids=["no-token", "no-public-url", "trunk-0", "no-espeak", "no-ffmpeg", "flow-tab",
+        "public-no-account"])
 def test_check_names_each_mistake_in_one_line_beside_a_running_line(tmp_path, running_line,
                                                                     extra, says):
     flow, empty = tmp_path / "flow.yaml", tmp_path / "empty-path"
