@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .config import ConfigError, Settings, account_problems
 
-GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5", "app:app"]
+GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5",
+            "--no-control-socket", "app:app"]  # as scripts/start.sh runs it
 
 
 def port_in_use(host: str, port: int) -> bool:
