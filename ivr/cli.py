@@ -52,9 +52,12 @@ def same_server(parent, child, pids: set[int], port: int) -> bool:
     """Whether `parent` is the server `child` belongs to (stopping the child alone would only
     make it start another): it is listed on the port, or holds the listening socket itself (an
     inherited one is listed under one pid only), or runs the very same command (a forked
-    worker: gunicorn's without setproctitle), or is a gunicorn master."""
+    worker: gunicorn's without setproctitle), or is a gunicorn master. Never init or systemd,
+    which hold a socket-activated service's socket."""
     import psutil
     try:
+        if parent.pid == 1 or parent.name() == "systemd":
+            return False
         if parent.pid in pids or parent.cmdline() == child.cmdline() \
                 or parent.name().startswith("gunicorn: master"):
             return True
