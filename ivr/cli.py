@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .config import ConfigError, Settings, account_problems
 
-GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5", "app:app"]
+GUNICORN = ["-m", "gunicorn", "-k", "ivr.asgi.Worker", "--graceful-timeout", "5",
+            "--no-control-socket", "app:app"]  # as scripts/start.sh runs it
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -26,8 +27,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def port_holder(port: int) -> tuple[str, int | None]:
     """Who listens on TCP `port`, as psutil sees it: ("gunicorn: master [app:app]", 123), the
-    topmost of the processes sharing the socket (a master, not its workers); a process this
-    user may not look into is (a description, None)."""
+    topmost of the processes that make up that server (a master, not the worker psutil lists:
+    killing a worker only makes the master fork another); a process this user may not look
+    into is (a description, None)."""
     import psutil
     try:
         sockets = psutil.net_connections(kind="tcp")
@@ -39,11 +41,30 @@ def port_holder(port: int) -> tuple[str, int | None]:
         return "a process of another user", None
     try:
         proc = psutil.Process(min(pids))
-        while (parent := proc.parent()) is not None and parent.pid in pids:
+        while (parent := proc.parent()) is not None and same_server(parent, proc, pids, port):
             proc = parent
         return " ".join(" ".join(proc.cmdline()).split())[:80] or proc.name(), proc.pid
     except psutil.Error:
         return "a process", min(pids)
+
+
+def same_server(parent, child, pids: set[int], port: int) -> bool:
+    """Whether `parent` is the server `child` belongs to (stopping the child alone would only
+    make it start another): it is listed on the port, or holds the listening socket itself (an
+    inherited one is listed under one pid only), or runs the very same command (a forked
+    worker: gunicorn's without setproctitle), or is a gunicorn master. Never init or systemd,
+    which hold a socket-activated service's socket."""
+    import psutil
+    try:
+        if parent.pid == 1 or parent.name() == "systemd":
+            return False
+        if parent.pid in pids or parent.cmdline() == child.cmdline() \
+                or parent.name().startswith("gunicorn: master"):
+            return True
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                   for c in parent.net_connections(kind="tcp"))
+    except psutil.Error:
+        return False
 
 
 def port_problem(host: str, port: int) -> str:

@@ -602,7 +602,8 @@ def _check_owner(values: dict, problems: list[str]) -> None:
         problems.append("OWNER_RING_FIRST=true needs OWNER_PHONE (the number to ring)")
     if values["notify_sms_to"] and not values["notify_sms_from"]:
         problems.append("NOTIFY_SMS_TO needs NOTIFY_SMS_FROM (your Twilio number that sends it)")
-    if values["notify_email_to"] and not values["smtp_url"]:
+    smtp_refused = any(p.startswith("SMTP_URL=") for p in problems)  # set, named already
+    if values["notify_email_to"] and not values["smtp_url"] and not smtp_refused:
         problems.append("NOTIFY_EMAIL_TO needs SMTP_URL (the mail server that sends it)")
 
 
@@ -625,10 +626,14 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
     validate = values["validate_twilio_signature"]
     if validate is None:
         validate = bool(values["twilio_auth_token"])
-    if validate and not values["twilio_auth_token"]:
+        if not validate:  # not the owner's choice: said after its real cause
+            values["warnings"].append(
+                "WARNING: webhook signatures are not checked: no TWILIO_AUTH_TOKEN is set; "
+                "anyone who finds this URL can drive calls")
+    elif validate and not values["twilio_auth_token"]:
         problems.append("VALIDATE_TWILIO_SIGNATURE=true needs TWILIO_AUTH_TOKEN "
                         "(set it, or VALIDATE_TWILIO_SIGNATURE=false to accept unsigned webhooks)")
-    if not validate:
+    elif not validate:
         values["warnings"].append(
             "WARNING: VALIDATE_TWILIO_SIGNATURE=false: anyone who finds this URL can drive calls")
     values["validate_twilio_signature"] = validate
@@ -638,9 +643,18 @@ def _resolve_twilio(values: dict, problems: list[str]) -> None:
 def account_problems(settings: Settings) -> list[str]:
     """What a line on a real Twilio account cannot work without (`check` refuses it; the
     emulator's tools may run so): the auth token, which signs the webhooks and every REST
-    request (recordings, redirects, SMS), and a public address Twilio can reach."""
-    if settings.local_mode or not settings.twilio_account_sid:
+    request (recordings, redirects, SMS), and a public address Twilio can reach; and a public
+    address with no account at all (loopback with none is the local emulator)."""
+    if settings.local_mode:
         return []
+    if not settings.twilio_account_sid:
+        if settings.public_on_loopback:
+            return []
+        return [f"PUBLIC_BASE_URL={settings.public_base_url!r} is a public address but "
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: Twilio's webhooks "
+                "would go unchecked and every REST request (recordings, SMS, redirects) has no "
+                "account; set both (or leave PUBLIC_BASE_URL unset to try the line here on the "
+                "emulator)"]
     problems = []
     if not settings.twilio_auth_token:
         problems.append("TWILIO_ACCOUNT_SID is set but TWILIO_AUTH_TOKEN is not: webhook "

@@ -66,6 +66,13 @@ class Doctor:
             headers["X-Twilio-Signature"] = signature
         return self.http.post(self.base + path, data=params, headers=headers, timeout=TIMEOUT)
 
+    def signature_fix(self, what: str) -> str:
+        """The fix for a 403 from a signed webhook or upgrade: the URL or the token differs."""
+        return (f"the server rejected {what}: its PUBLIC_BASE_URL must be exactly {self.base} "
+                "(the URL given to --url and to Twilio, character for character: 127.0.0.1 "
+                "and localhost differ) and its TWILIO_AUTH_TOKEN must be the account's (the "
+                "one the doctor signs with)")
+
     # ---- the checks ------------------------------------------------------------------------
     def check_config(self) -> None:
         parts = urlsplit(self.raw_url)
@@ -73,8 +80,9 @@ class Doctor:
                                              and is_loopback_host(parts.hostname))
         self.add("base URL is https (http only on loopback)", secure, self.raw_url,
                  "set PUBLIC_BASE_URL to the https:// address Twilio reaches")
-        self.add("base URL has no trailing slash", not self.raw_url.endswith("/"), self.raw_url,
-                 "remove the trailing / from PUBLIC_BASE_URL (it makes // in TwiML URLs)")
+        self.add("base URL has no trailing slash", not self.raw_url.endswith("/"),
+                 f"--url {self.raw_url}", "remove the trailing / from --url: give the line's "
+                 "address exactly as PUBLIC_BASE_URL is, https://host with no / at the end")
         if not self.token:
             detail = "no auth token"
         elif self.token_source == EMULATOR_TOKEN:
@@ -101,8 +109,7 @@ class Doctor:
     def check_incoming_call(self) -> ET.Element | None:
         """The first turn's TwiML as Twilio would get it; returns it when it is sound."""
         response = self.post("/webhook/incoming_call")
-        fix = ("the server rejected the signature: its PUBLIC_BASE_URL must be exactly "
-               f"{self.base} and its TWILIO_AUTH_TOKEN must match" if response.status_code == 403
+        fix = (self.signature_fix("the signature") if response.status_code == 403
                else "the route must answer 200 text/xml")
         if response.status_code != 200 or "xml" not in response.headers.get("Content-Type", ""):
             self.add("incoming_call TwiML", False, f"{response.status_code} "
@@ -227,9 +234,7 @@ class Doctor:
             ws = websocket.create_connection(dial_url(wss), **options)
         except Exception as exc:  # noqa: BLE001 - every failure is this check's FAIL
             status = getattr(exc, "status_code", None)
-            fix = (f"the server rejected the upgrade's signature: its PUBLIC_BASE_URL must be "
-                   f"exactly {self.base} and its TWILIO_AUTH_TOKEN must match"
-                   if status == 403 else WS_FIX)
+            fix = self.signature_fix("the upgrade's signature") if status == 403 else WS_FIX
             self.add(name, False, f"{exc.__class__.__name__}: {str(exc)[:80]}", fix)
             return
         chosen = ws.getsubprotocol()
@@ -244,7 +249,9 @@ class Doctor:
         ok = response.status_code == expected and (expected != 200 or "xml" in ctype)
         want = "200 text/xml" if expected == 200 else str(expected)
         fix = f"{path} must answer {want}"
-        if path.endswith("stream_ended"):
+        if response.status_code == 403:  # a signed webhook: the signature, not the route
+            fix = self.signature_fix("the signature")
+        elif path.endswith("stream_ended"):
             fix += " (a 204 there makes Twilio fail the call with 12100)"
         self.add(f"{path.rsplit('/', 1)[-1]} answers {want}", ok,
                  f"{response.status_code} {ctype}".strip(), fix)
@@ -279,10 +286,8 @@ class Doctor:
         if not self.token:
             self.add(name, True, "not read: no TWILIO_AUTH_TOKEN")
             return
-        try:  # the emulator of local mode stands for Twilio only for a line on this machine
-            env = self.settings or Settings.from_env()
-            local = env.local_mode and not is_loopback_host(urlsplit(self.base).hostname)
-            api = TWILIO_API if local else env.twilio_api_base_url
+        try:
+            api = monitor_api(self.settings or Settings.from_env(), self.base)
         except ConfigError:
             api = TWILIO_API
         try:
@@ -318,6 +323,22 @@ class Doctor:
                                 CallDuration="0")
         self.check_twilio_alerts()
         return self.results
+
+
+def monitor_api(env, base: str) -> str:
+    """Where the doctor reads Twilio's alerts about the line at `base`: the environment's
+    TWILIO_API_BASE_URL, except in local mode, whose emulator stands for Twilio only for a
+    line on this machine, and runs beside it on the line's port + 1 (scripts/run_local.sh):
+    the port of `base`, which PORT need not name (`doctor --url http://127.0.0.1:5050`)."""
+    from .config import TWILIO_API
+    if not env.local_mode:
+        return env.twilio_api_base_url
+    parts = urlsplit(base)
+    if not is_loopback_host(parts.hostname):
+        return TWILIO_API
+    if env.twilio_api_base_url == f"http://127.0.0.1:{env.port + 1}" and parts.port:
+        return f"http://127.0.0.1:{parts.port + 1}"  # not set by hand: the line's emulator
+    return env.twilio_api_base_url
 
 
 def twiml_problems(root: ET.Element, text: str, base: str) -> list[str]:

@@ -156,9 +156,7 @@ start_line() {
   if [ -n "$local_token" ]; then  # the emulator's account: one token for every instance
     install -m 600 "$DIR/emulator_auth_token" "$home/var/emulator_auth_token"
   fi
-  # GUNICORN_CMD_ARGS: each instance's control socket in its own folder, not ~/.gunicorn
   launch "$name" "$home/line.log" env PORT="$port" BIND_HOST=127.0.0.1 \
-    GUNICORN_CMD_ARGS="--control-socket $home/gunicorn.ctl" \
     WORKERS="${WORKERS:-2}" VAR_DIR="$home/var" TTS_DIR="$home/tts" DATABASE_URL="$database" \
     PUBLIC_BASE_URL="$public" ${carrier:+TWILIO_API_BASE_URL="$carrier"} bash scripts/start.sh
 }

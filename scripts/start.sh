@@ -10,5 +10,7 @@ export PORT="${PORT:-5000}"
 export BIND_HOST="${BIND_HOST:-0.0.0.0}"
 export WORKERS="${WORKERS:-1}"
 "$PY" -m ivr check --port
-exec "$PY" -m gunicorn -w "$WORKERS" -k ivr.asgi.Worker --graceful-timeout 5 \
+# --no-control-socket: gunicorn's default ~/.gunicorn/gunicorn.ctl is one path for every master
+# on the machine (a second line, a cluster's instances); the line does not use it
+exec "$PY" -m gunicorn -w "$WORKERS" -k ivr.asgi.Worker --graceful-timeout 5 --no-control-socket \
   -b "$BIND_HOST:$PORT" app:app

@@ -17,9 +17,13 @@ def check(tmp_path, **extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, timeout=60)
 
 
+ACCOUNT = {"TWILIO_ACCOUNT_SID": "AC" + "7" * 32, "TWILIO_AUTH_TOKEN": "t" * 32}
+
+
 @pytest.mark.parametrize("extra,locked", [
-    ({"PUBLIC_BASE_URL": "https://line.example.com"}, True),
-    ({"PUBLIC_BASE_URL": "https://line.example.com", "INSPECTOR_TOKEN": "t0ken"}, False),
+    ({"PUBLIC_BASE_URL": "https://line.example.com", **ACCOUNT}, True),
+    ({"PUBLIC_BASE_URL": "https://line.example.com", "INSPECTOR_TOKEN": "t0ken", **ACCOUNT},
+     False),
     ({}, False),  # a local line: PUBLIC_BASE_URL defaults to http://127.0.0.1:PORT
 ])
 def test_check_says_when_the_inspector_stays_locked(tmp_path, extra, locked):
@@ -146,7 +150,11 @@ TAB_FLOW = (ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8").repl
     ({"REPLY_MODE": "stream", "ASR_ENGINE": "fake", "PATH": "{empty}"},
      "ffmpeg not found on PATH: REPLY_MODE=stream decodes every MP3 reply to μ-law with it"),
     ({"FLOW_FILE": "{flow}"}, "{flow}:20:1: a tab: indent with spaces only"),
-], ids=["no-token", "no-public-url", "trunk-0", "no-espeak", "no-ffmpeg", "flow-tab"])
+    ({"PUBLIC_BASE_URL": "https://my-line.example.com"},
+     "PUBLIC_BASE_URL='https://my-line.example.com' is a public address but TWILIO_ACCOUNT_SID "
+     "and TWILIO_AUTH_TOKEN are not both set"),
+], ids=["no-token", "no-public-url", "trunk-0", "no-espeak", "no-ffmpeg", "flow-tab",
+        "public-no-account"])
 def test_check_names_each_mistake_in_one_line_beside_a_running_line(tmp_path, running_line,
                                                                     extra, says):
     flow, empty = tmp_path / "flow.yaml", tmp_path / "empty-path"
@@ -171,3 +179,38 @@ def test_check_passes_beside_a_running_line_and_names_the_holder_only_when_asked
     assert f"port {running_line} is already in use by " in asked.stderr
     assert f"(pid {os.getpid()}): if that is an old server, stop it (kill {os.getpid()})" \
         in asked.stderr and "pytest" in asked.stderr  # this test's process holds it
+
+
+FORKED_SERVER = r"""
+import os, socket, sys, time
+server = socket.socket()
+server.bind(("127.0.0.1", int(sys.argv[1])))
+server.listen()
+if os.fork() == 0:  # the worker: the inherited socket is now its alone, as psutil lists it
+    os.write(1, f"worker {os.getpid()}\n".encode())
+    while True:
+        time.sleep(60)
+server.close()
+os.write(1, f"master {os.getpid()}\n".encode())
+os.wait()
+"""
+
+
+def test_check_names_the_master_of_a_forked_server_not_its_worker(tmp_path):
+    """A second `make run` beside a gunicorn line: psutil lists the port under the worker, but
+    killing the worker only makes the master fork another; the advice names the master."""
+    import os
+    import signal
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", FORKED_SERVER, str(port)],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pids = dict(server.stdout.readline().split() for _ in range(2))
+        result = check_beside(tmp_path, port, "--port")
+        assert result.returncode == 1
+        assert f"(pid {server.pid}): if that is an old server, stop it (kill {server.pid})" \
+            in result.stderr, result.stderr
+        assert pids["master"] == str(server.pid) and f"kill {pids['worker']}" not in result.stderr
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the master and its worker, started here
+        server.wait(timeout=30)

@@ -285,3 +285,25 @@ def test_every_instance_with_the_token_keys_the_mp3_names_alike(tmp_path):
     b = Settings.from_env(env(tmp_path / "b", TWILIO_AUTH_TOKEN="token-one-0123456789", **remote))
     c = Settings.from_env(env(tmp_path / "c", TWILIO_AUTH_TOKEN="token-two-0123456789", **remote))
     assert a.tts_name_key == b.tts_name_key != c.tts_name_key
+
+
+@pytest.mark.parametrize("account", [{"TWILIO_ACCOUNT_SID": "AC" + "3" * 32}, {}],
+                         ids=["sid-no-token", "no-account"])
+def test_signatures_off_for_want_of_a_token_are_said_so_not_blamed_on_a_setting(tmp_path,
+                                                                               account):
+    """VALIDATE_TWILIO_SIGNATURE was never set: the warning names the missing token."""
+    s = Settings.from_env(env(tmp_path, PUBLIC_BASE_URL="https://h.example", **account))
+    assert not s.validate_twilio_signature
+    assert s.warnings == ("WARNING: webhook signatures are not checked: no TWILIO_AUTH_TOKEN is "
+                          "set; anyone who finds this URL can drive calls",)
+
+
+def test_a_refused_smtp_url_is_not_also_reported_missing(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env(tmp_path, NOTIFY_EMAIL_TO="owner@example.com",
+                              SMTP_URL="smtp://user:pw@smtp.gmail.com:587"))
+    assert info.value.problems == [
+        "SMTP_URL=(set): plain SMTP to smtp.gmail.com would send the password and the messages "
+        "unencrypted: add ?starttls=true or use smtps://"]
+    with pytest.raises(ConfigError, match="NOTIFY_EMAIL_TO needs SMTP_URL"):
+        Settings.from_env(env(tmp_path, NOTIFY_EMAIL_TO="owner@example.com"))

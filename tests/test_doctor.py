@@ -121,7 +121,8 @@ def test_config_checks_fail_on_http_and_trailing_slash():
     doctor = Doctor("http://line.example.com/", "")
     doctor.check_config()
     assert [c.ok for c in doctor.results] == [False, False, False]
-    assert "https://" in doctor.results[0].fix and "trailing /" in doctor.results[1].fix
+    assert "https://" in doctor.results[0].fix
+    assert doctor.results[1].fix.startswith("remove the trailing / from --url")
 
 
 def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
@@ -137,4 +138,45 @@ def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ivr", "doctor", "--url", healthy.url + "/"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 1 and "NO-GO" in bad.stdout
-    assert "fix: remove the trailing /" in bad.stdout
+    assert "fix: remove the trailing / from --url" in bad.stdout
+
+
+def test_a_local_line_on_another_port_reads_the_alerts_of_its_own_emulator(tmp_path):
+    """`doctor --url http://127.0.0.1:5050` with PORT unset: scripts/run_local.sh started that
+    line's emulator on 5051, which the alerts check reads (not PORT+1 of the environment)."""
+    from ivr.config import LOCAL_ACCOUNT_SID, Settings, local_auth_token
+    from ivr.sim import Carrier
+
+    from .livehelpers import free_port
+    settings = Settings.from_env({"VAR_DIR": str(tmp_path / "var")})  # local mode, PORT unset
+    token = local_auth_token(tmp_path / "var")
+    carrier = Carrier("http://127.0.0.1:9", account_sid=LOCAL_ACCOUNT_SID, auth_token=token,
+                      port=free_port()).start()
+    try:
+        line = f"http://127.0.0.1:{int(carrier.url.rsplit(':', 1)[1]) - 1}"
+        doctor = Doctor(line, token, LOCAL_ACCOUNT_SID, settings)
+        doctor.check_twilio_alerts()
+    finally:
+        carrier.stop()
+    (alerts,) = doctor.results
+    assert settings.port + 1 != int(carrier.url.rsplit(":", 1)[1])
+    assert alerts.ok and alerts.detail == "none", alerts
+
+
+@pytest.mark.parametrize("path", ["/webhook/stream_status", "/webhook/stream_ended",
+                                  "/webhook/call_status"])
+def test_a_status_webhook_refusing_the_signature_is_told_the_signature_fix(healthy, path):
+    """A 403 there is a signature mismatch (the URL or the token), not a route to repair."""
+    inner = healthy.app.wsgi_app
+
+    def refusing(environ, start_response):
+        if environ["PATH_INFO"] == path:
+            start_response("403 Forbidden", [])
+            return [b""]
+        return inner(environ, start_response)
+    healthy.app.wsgi_app = refusing
+    _, results = run(healthy)
+    (failed,) = [c for c in results if not c.ok]
+    assert failed.detail.startswith("403") and "must answer" not in failed.fix
+    assert f"PUBLIC_BASE_URL must be exactly {healthy.url}" in failed.fix
+    assert "127.0.0.1 and localhost differ" in failed.fix and "TWILIO_AUTH_TOKEN" in failed.fix

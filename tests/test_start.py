@@ -178,3 +178,13 @@ def test_a_worker_killed_mid_call_comes_back_and_its_watchdog_still_moves_the_ca
         proc.terminate()
         proc.wait(15)
         carrier.stop()
+
+
+def test_the_line_leaves_no_control_socket_another_line_would_share(serve, tmp_path):
+    """gunicorn's control socket is ~/.gunicorn/gunicorn.ctl by default, one path for every
+    master on the machine (two lines, a cluster's instances): start.sh runs without one."""
+    home = tmp_path / "home"
+    home.mkdir()
+    base, _ = serve(HOME=str(home))
+    assert requests.get(base + "/healthz", timeout=HTTP_TIMEOUT).status_code == 200
+    assert not (home / ".gunicorn").exists()
