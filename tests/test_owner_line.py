@@ -234,8 +234,10 @@ def test_a_caller_who_hangs_up_after_giving_a_name_leaves_an_incomplete_lead_the
 def test_a_caller_who_hangs_up_while_saying_their_name_leaves_it_in_the_lead(phone_line,
                                                                             tmp_path):
     """The stream ends while the name is still being said: what was heard of it is
-    transcribed into the conversation before the call's end is summarised."""
-    line = owner_line(phone_line, tmp_path, open_now=False, asr_texts=[NAME])
+    transcribed into the conversation before the call's end is summarised, and the owner's
+    text message has it."""
+    line = owner_line(phone_line, tmp_path, open_now=False, asr_texts=[NAME],
+                      notify_sms_to="+972509999999", notify_sms_from="+97233333333")
     result = line.carrier.place_call({"steps": [{"dtmf": "0"},
                                                 {"say": NAME, "hang_up_after": 0.6}],
                                       "from": "+972529876543", "reply_timeout": 60})
@@ -244,3 +246,5 @@ def test_a_caller_who_hangs_up_while_saying_their_name_leaves_it_in_the_lead(pho
     assert (lead["name"], lead["incomplete"]) == (NAME, True)
     summary = wait_until(lambda: line.store.get_call(result.call_sid)["summary"])
     assert NAME in summary.splitlines()[-1]
+    (sms,) = wait_until(lambda: line.carrier.messages)
+    assert sms["to"] == "+972509999999" and NAME in sms["body"]
