@@ -159,5 +159,6 @@ def test_a_caller_speaking_while_the_line_moves_the_call_to_the_owner_starts_no_
     drops = wait_for(lambda: [e for e in runtime.store.events(SID)
                               if e["kind"] == "UTTERANCE_DROPPED"])
     assert drops[0]["detail"]["reason"] == "thinking"
-    assert moved and runtime.calls.get(SID)["turn"] == 2
+    wait_for(lambda: moved)  # the <Dial> goes out on the turn pool
+    assert runtime.calls.get(SID)["turn"] == 2
     assert [m["mark"]["name"] for m in channel.messages if m["event"] == "mark"] == ["reply-2"]
