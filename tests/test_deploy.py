@@ -21,6 +21,8 @@ from ivr.tts_cache import BEEP, MP3_MAGIC
 from .conftest import BASE, make_settings, sign
 from .livehelpers import ROOT, free_port, start_script_env, wait_for
 
+pytestmark = pytest.mark.live  # starts processes
+
 SHELL_TOOLS = ("bash", "dirname")  # what scripts/start.sh itself runs
 CALL = "CA" + "e" * 32
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr", "ivr.media", "ivr.web", "ivr.notify",  # the packages' faces import nothing
@@ -84,6 +86,7 @@ def test_the_product_does_not_depend_on_its_emulator():
     assert users == ["ivr.cli"]  # only to offer the `carrier` and `call` commands
 
 
+@pytest.mark.live  # starts a process
 def test_a_small_module_loads_without_the_app():
     """`import ivr.chunking` (a tool, a benchmark, the emulator) loads neither Flask, the
     database nor Twilio's SDK: the package's face builds nothing."""

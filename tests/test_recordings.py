@@ -89,7 +89,8 @@ class HeaderDrip(socketserver.ThreadingTCPServer):
         self.stopping = threading.Event()
         super().__init__(("127.0.0.1", 0), self.Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, daemon=True,
+                         kwargs={"poll_interval": 0.05}).start()  # a quick shutdown
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):

@@ -221,6 +221,7 @@ def test_a_line_whose_replies_are_not_scripted_greets_with_the_flows_greeting(tm
     assert (tmp_path / "cache" / GREETING).read_bytes() == made.read_bytes()
 
 
+@pytest.mark.live  # starts a process
 def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
     import subprocess
     import sys

@@ -67,6 +67,7 @@ def test_the_local_engines_answer_with_no_keys(tmp_path):
     assert engines_report(probes).endswith("GO: every engine answered a real request")
 
 
+@pytest.mark.live  # starts a process
 def test_doctor_engines_needs_no_line_and_exits_1_on_a_no_go(tmp_path, provider):
     def doctor_engines(**extra):
         env = start_script_env(tmp_path, free_port(), **extra)

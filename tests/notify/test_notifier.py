@@ -535,6 +535,7 @@ def rows_of(rt, channel: str) -> list[dict]:
     return [r for r in rt.notifier.queue.of_call(SID) if r["channel"] == channel]
 
 
+@pytest.mark.live  # starts a process
 def test_a_tarpit_delays_no_sms_and_a_kill_loses_nothing(line, carrier, smtp, tmp_path):
     """More messages than e-mail workers, on an SMTP server that sends a byte every 5 s: every
     SMS goes out and every row is written while it holds the e-mails; after a kill -9 the next

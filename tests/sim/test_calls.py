@@ -19,6 +19,8 @@ from ivr.speakable import speakable
 
 from ..livehelpers import ROOT
 
+pytestmark = pytest.mark.live  # rings whole calls through the emulator
+
 SCRIPT = CallerScript.load("barge_in")
 SENTENCES = [step.value for step in SCRIPT.steps if step.action in ("say", "barge_in")]
 PRICES = "שירות בסיסי עולה"  # how the default flow's prices answer begins

@@ -29,6 +29,8 @@ from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_l
     receive,
 )
 
+pytestmark = pytest.mark.live  # rings whole calls through the emulator
+
 
 def rest_client(carrier) -> Client:
     client = Client(ACCOUNT, TOKEN)

@@ -1,11 +1,15 @@
 """The emulator's <Gather> as Twilio runs it: the caller's input stops the nested prompts
 (bargeIn, default true, for speech; a key always), and what each `input` hears."""
 
+import pytest
+
 from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_line: the fixtures
     carrier_of_fixture_line,
     doc,
     fixture_line_served,
 )
+
+pytestmark = pytest.mark.live  # rings whole calls through the emulator
 
 SENTENCE = "רגע, בעצם רציתי לשאול על מחירים"
 PROMPT_SEC = 6.0  # the fixture's media is a 1 s tone, played six times

@@ -6,7 +6,11 @@ import subprocess
 import sys
 import wave
 
+import pytest
+
 from ..livehelpers import ROOT
+
+pytestmark = pytest.mark.live  # rings whole calls through the emulator
 
 
 def test_the_real_line_accepts_the_emulators_signed_webhooks(phone_line):

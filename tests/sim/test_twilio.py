@@ -27,6 +27,8 @@ from ..simapp import (  # noqa: F401 - fixture_line_served, carrier_of_fixture_l
     receive,
 )
 
+pytestmark = pytest.mark.live  # rings whole calls through the emulator
+
 SAID = "מה שעות הפתיחה?"
 
 

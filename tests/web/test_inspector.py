@@ -97,6 +97,7 @@ def chromium() -> str:
     return path
 
 
+@pytest.mark.live  # starts a process
 def test_inspector_in_headless_chromium_with_a_screenshot(fallback_call, tmp_path):
     line, result = fallback_call
     ARTIFACTS.mkdir(exist_ok=True)
