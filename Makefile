@@ -10,7 +10,7 @@ PORT ?= 5000
 export PORT
 comma := ,
 
-.PHONY: setup sysdeps run call doctor doctor-engines purge test lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
+.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -52,6 +52,9 @@ purge: $(STAMP)
 test: setup
 	@bash scripts/install_system_deps.sh --with-browser
 	$(PY) -m pytest -q
+
+test-fast: setup  # the quick tests: no process started, no PostgreSQL/nginx/browser, no whole call
+	$(PY) -m pytest -q -m "not live and not cluster"
 
 bench-frame: setup
 	$(PY) -m bench.frame_cost

@@ -1,6 +1,6 @@
 """gunicorn entry point: `gunicorn -w $WORKERS -k ivr.asgi.Worker app:app` (scripts/start.sh)."""
 
-from ivr import create_app
+from ivr.app import create_app
 from ivr.asgi import LineApp
 
 flask_app = create_app()

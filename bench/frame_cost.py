@@ -11,7 +11,7 @@ import time
 
 from ivr import audio
 from ivr.config import Settings
-from ivr.endpointing import TurnDetector, TurnParams
+from ivr.media.endpointing import TurnDetector, TurnParams
 from ivr.sim.script import voice_ulaw
 
 from .common import write_result

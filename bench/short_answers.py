@@ -29,7 +29,7 @@ import warnings
 
 from ivr import audio
 from ivr.config import Settings
-from ivr.endpointing import TurnDetector, TurnParams, Utterance
+from ivr.media.endpointing import TurnDetector, TurnParams, Utterance
 
 from .common import write_result
 

@@ -33,7 +33,7 @@ from websockets.speedups import apply_mask
 
 from ivr import twiml
 from ivr.config import LOCAL_ACCOUNT_SID
-from ivr.media_socket import percentile
+from ivr.media.loop import percentile
 
 from .common import write_result
 from .harness import CLOCK_TICKS, BenchLine, log

@@ -14,7 +14,7 @@ import time
 
 from twilio.request_validator import RequestValidator
 
-from ivr import create_app
+from ivr.app import create_app
 from ivr.config import Settings
 from ivr.engines.base import LLM
 

@@ -19,10 +19,12 @@ from flask import Flask
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
+from . import threads
 from .lanes import Lanes
-from .media_protocol import MediaProtocol
-from .stream import MediaServer
+from .media.session import MediaServer
+from .media.wire import MediaProtocol
 
+LANES = ("calls", "turns", "continuations", "static", "other")  # ivr/threads.py sizes them
 LANE_OF_ROUTE = {  # the rest: "other" (the inspector, unknown paths)
     "/webhook/incoming_call": "calls", "/webhook/call_status": "calls",
     "/webhook/stream_status": "calls", "/healthz": "calls", "/livez": "calls",
@@ -30,11 +32,6 @@ LANE_OF_ROUTE = {  # the rest: "other" (the inspector, unknown paths)
     "/webhook/dial_result": "turns", "/webhook/stream_ended": "turns",
     "/webhook/reply_continue": "continuations",
 }
-CALL_THREADS = 16  # a call's first request, status callbacks, /healthz: quick, never behind turns
-TURN_THREADS = 32  # turns: each waits for its reply's first chunks (up to Twilio's 15 s)
-CONTINUE_SPARE_THREADS = 8  # beyond CONTINUE_MAX_WAITING: those over the cap answer at once
-STATIC_THREADS = 4  # the <Play> MP3s: never queued behind webhooks waiting for the database
-OTHER_THREADS = 4  # the inspector and anything else
 STATIC_PREFIX = "/static/"
 HEAD_DEADLINE_SEC = 10.0  # a connection must send a whole request head this soon
 BODY_DEADLINE_SEC = 10.0  # a request body must arrive this soon (no slow-drip holds a thread)
@@ -73,10 +70,9 @@ class LineApp:
         self.flask = flask_app
         self.runtime = flask_app.extensions["ivr"]
         self.media = MediaServer(self.runtime)
-        continuations = self.runtime.continuations.cap + CONTINUE_SPARE_THREADS
-        self.lanes = Lanes({"calls": CALL_THREADS, "turns": TURN_THREADS,
-                            "continuations": continuations, "static": STATIC_THREADS,
-                            "other": OTHER_THREADS}, self.media.probe)
+        sizes = {lane: threads.size(lane) for lane in LANES}
+        sizes["continuations"] += self.runtime.continuations.cap  # the spares beyond the cap
+        self.lanes = Lanes(sizes, self.media.probe)
         self.runtime.lanes = self.lanes  # /healthz reports them
 
     async def __call__(self, scope: dict, receive, send) -> None:

@@ -217,8 +217,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from .config import LOCAL_ACCOUNT_SID, is_loopback_host, local_auth_token
     from .doctor import EMULATOR_TOKEN, Doctor, report
-    from .engine_probe import probe_configured
-    from .engine_probe import report as engines_report
+    from .engines.probe import probe_configured
+    from .engines.probe import report as engines_report
     if not args.url and not args.engines:
         print("doctor: give --url https://your-host, or --engines", file=sys.stderr)
         return 2

@@ -239,7 +239,7 @@ class Settings:
         "auto", one_of("auto", "stream", "record", "gather"),
         "how a turn is heard; auto: stream with an ASR engine, else gather")
     reply_mode: str = setting(
-        "play", one_of("play", "action", "stream"), "how a streamed reply reaches the caller")
+        "play", one_of("play", "action", "stream"), "how a reply in chunks reaches the caller")
     ws_mode: str = setting(
         "AI", upper_one_of("AI", "ECHO"), "ECHO streams the caller's audio back (a diagnostic)")
     twiml_play_greeting: bool = setting(

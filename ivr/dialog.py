@@ -1,4 +1,4 @@
-"""One turn of a call: ASR → dedup → the reply streamed from the LLM, cut into chunks, each
+"""One turn of a call: ASR → dedup → the reply in tokens from the LLM, cut into chunks, each
 synthesised as soon as it is complete (reply dedup, timeouts, fallbacks); always a sound."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import threads
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
@@ -22,7 +23,7 @@ from .engines.base import LLM, Action, LiveRecognition, TranscriptMismatch, last
 from .eventlog import EventLog
 from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
-from .spoken import LiveAudio, SpokenReply
+from .reply import LiveAudio, SpokenReply
 from .store import Store
 from .tts_cache import TTSCache
 
@@ -83,8 +84,8 @@ class Dialog:
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
         self.calls = Calls(store)
-        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")  # calls
-        self.writers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="reply")  # waits
+        self.pool = threads.executor("engine")  # engine calls
+        self.writers = threads.executor("reply")  # replies being written (they wait)
         self.history_lock = threading.Lock()
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
@@ -245,7 +246,7 @@ class Dialog:
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
-            streams = type(llm).reply_stream is not LLM.reply_stream
+            streams = type(llm).reply_tokens is not LLM.reply_tokens
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
@@ -332,14 +333,14 @@ class Dialog:
 
         def read() -> None:
             try:
-                for delta in llm.reply_stream(context, outcome.user_text):
+                for delta in llm.reply_tokens(context, outcome.user_text):
                     if reply.done:
                         break  # cancelled or cut: closing the generator closes the stream
                     pieces.put(delta)
                 pieces.put(END)
             except Exception as exc:  # noqa: BLE001 - handed to the writer
                 pieces.put(exc)
-        threading.Thread(target=read, name=f"llm-{call_sid[-6:]}", daemon=True).start()
+        threads.start("llm", read, tag=call_sid[-6:])
         while True:
             timeout = self.s.llm_timeout_sec
             if outcome.budgeted():
@@ -374,7 +375,7 @@ class Dialog:
 
     def _speak(self, call_sid: str, outcome: TurnOutcome, index: int, text: str) -> None:
         reply, tts = outcome.reply, self.engines.tts
-        if outcome.on_stream and tts is not None and tts.streams_audio \
+        if outcome.on_stream and tts is not None and tts.speaks_live \
                 and self.cache.find(tts, text) is None:
             return self._speak_live(call_sid, outcome, index, text)
         try:
@@ -400,7 +401,7 @@ class Dialog:
         some, the fallback sound follows what was heard. A cancelled reply (a barge-in)
         cancels the synthesis."""
         reply, live = outcome.reply, LiveAudio()
-        synthesis = self.cache.stream(self.engines.tts, text)
+        synthesis = self.cache.live(self.engines.tts, text)
         started = time.perf_counter()
         try:
             for piece in synthesis:

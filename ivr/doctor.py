@@ -259,7 +259,7 @@ class Doctor:
     def check_engines(self) -> None:
         """One real request per engine, made from here with this environment (engine_probe):
         the server's engines when the doctor runs where the line runs, or with its settings."""
-        from .engine_probe import KINDS, probe_configured
+        from .engines.probe import KINDS, probe_configured
         here = {kind: getattr(self.settings, f"{kind}_engine") for kind in KINDS}
         try:
             served = self.http.get(self.base + "/healthz", timeout=TIMEOUT).json().get("engines")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .media_socket import LagProbe
+from .media.loop import LagProbe
 
 
 class Lane:

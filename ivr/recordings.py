@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
 
+from . import threads
 from .config import Settings
 
 MAX_RECORDING_BYTES = 8 * 1024 * 1024  # ~8 minutes of 8 kHz 16-bit WAV
@@ -121,7 +122,7 @@ class _Fetch:
         self.error: BaseException | None = None
 
     def within_deadline(self, budget_sec: float) -> bytes:
-        threading.Thread(target=self._work, name="recording-fetch", daemon=True).start()
+        threads.start("recording-fetch", self._work)
         if not self.done.wait(max(0.0, self.deadline - time.monotonic())):
             self.cancel()
             raise RecordingTimeout(f"recording not fetched within {budget_sec:g} s")
@@ -205,7 +206,7 @@ def _status_error(response: requests.Response) -> Exception:
 
 def keep(var_dir: str, sid: str, data: bytes, meta: dict, shared=None) -> Path:
     """Save the recording and its metadata for the owner: var/recordings/<RecordingSid>.wav;
-    with `shared` (a media_store.SharedMedia) also in the shared table, by the store's
+    with `shared` (a blob_store.SharedMedia) also in the shared table, by the store's
     background writer (the owner reads it later; Twilio never does)."""
     folder = Path(var_dir) / "recordings"
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import recordings
+from .blob_store import SharedMedia
 from .config import Settings
 from .eventlog import EventLog
-from .media_store import SharedMedia
-from .notify_queue import NotifyQueue
-from .shared_replies import ReplyLog
+from .notify.outbox import NotifyQueue
+from .reply_store import ReplyLog
 from .store import Store
 from .tts_cache import ALIASES, TTSCache
 from .twilio_alerts import AlertLog

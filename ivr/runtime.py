@@ -9,6 +9,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from flask import current_app
 
 from . import twiml
+from .blob_store import SharedMedia
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -16,13 +17,12 @@ from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
 from .lanes import Lanes, Slots
-from .last_words import LastWords
-from .media_store import SharedMedia
-from .notify import Notifier
-from .overheard import Overheard
+from .media.last_words import LastWords
+from .media.overheard import Overheard
+from .notify.notifier import Notifier
 from .owner import Owner
-from .shared_replies import ReplyLog
-from .spoken import PendingReplies
+from .reply import PendingReplies
+from .reply_store import ReplyLog
 from .store import Store
 from .tts_cache import TTSCache
 from .tts_cache.prompts import Prompts
@@ -46,7 +46,7 @@ class Runtime:
     delivery: Delivery
     watchdog: Watchdog
     turn_pool: ThreadPoolExecutor
-    replies: PendingReplies  # streamed replies that continuation webhooks are playing
+    replies: PendingReplies  # replies in chunks that continuation webhooks are playing
     reply_log: ReplyLog  # the same replies in the store, for a continuation on any instance
     continuations: Slots  # continuations waiting for a chunk (CONTINUE_MAX_WAITING at most)
     media: SharedMedia | None = None  # MP3s and recordings in the store (PostgreSQL only)

@@ -45,7 +45,7 @@ calls = Table(
     Column("updated_at", Float),
     Column("ended_at", Float),
     Column("ended", Boolean, default=False),
-    Column("summary", Text),  # two lines for the owner (ivr/notify.py), once the call ends
+    Column("summary", Text),  # two lines for the owner (ivr/notify/notifier.py), once the call ends
 )
 
 turns = Table(
@@ -175,7 +175,7 @@ media = Table(  # MP3s and recordings any instance can serve (written on Postgre
     Column("used_at", Float, index=True),  # retention: rows not used since RETENTION_DAYS go
 )
 
-shared_replies = Table(  # a streamed reply whose later chunks a continuation webhook plays
+shared_replies = Table(  # a reply in chunks whose later chunks a continuation webhook plays
     "shared_replies", metadata,
     Column("call_sid", String(64), primary_key=True),
     Column("turn", Integer, primary_key=True),

@@ -38,6 +38,7 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from . import threads
 from .schema import (  # noqa: F401 - UnknownField is part of the store's interface
     UnknownField,
     call_values,
@@ -151,9 +152,7 @@ class Store:
         self.writes: queue.Queue = queue.Queue()
         self.landing = threading.Condition()  # deferred writes queued / landed so far, so a
         self.queued = self.landed = 0  # read waits for those before it, never for a lull
-        self.writer = threading.Thread(target=self._write_forever, daemon=True,
-                                       name="store-writer")
-        self.writer.start()
+        self.writer = threads.start("store-writer", self._write_forever)
 
     def defer(self, statement: Any) -> None:
         """Hand a write to the background writer (a statement, or (statement, rows)): written

@@ -14,11 +14,10 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from apscheduler.schedulers.base import BaseScheduler
 
-from . import twiml
+from . import threads, twiml
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -32,7 +31,6 @@ ENDED_KEPT = 10000  # ended calls remembered, so a late turn schedules nothing f
 RECOVER_WITHIN_SEC = 3600.0  # a call untouched for an hour is not live, whatever its row says
 SWEEP_SEC = 0.25  # how often each process claims the due checks: the bound on their lateness
 SWEEP_JOB = "watchdog-sweep"
-CHECK_WORKERS = 32  # checks run at once per process (each may wait on Twilio's REST API)
 MAX_ATTEMPTS = 3  # a check that failed this often (an exception, a dead claimer) is dropped
 FIRED_KEPT = 1000  # (check id, ms late) of the checks this process ran, newest last
 SWEEP_ERROR_EVERY_SEC = 30.0
@@ -59,7 +57,7 @@ class Watchdog:
         self.sweep_sec = sweep_sec
         self.lock = threading.Lock()
         self.ended: OrderedDict[str, None] = OrderedDict()  # recently ended calls, bounded
-        self.pool = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="watchdog")
+        self.pool = threads.executor("watchdog")
         self.busy = 0  # claimed checks not yet finished
         self.fired: deque[tuple[str, int]] = deque(maxlen=FIRED_KEPT)
         self.firing = threading.local()  # the lateness of the check this thread runs
@@ -143,7 +141,7 @@ class Watchdog:
         them on its pool. Returns how many it claimed."""
         now = time.time()
         with self.lock:
-            room = 0 if self.closed else CHECK_WORKERS - self.busy
+            room = 0 if self.closed else threads.size("watchdog") - self.busy
         try:
             claimed = self.checks.claim(now, room) if room > 0 and self.checks.waiting(now) else []
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again

@@ -8,7 +8,7 @@ import time
 import pytest
 from twilio.request_validator import RequestValidator
 
-from ivr import create_app
+from ivr.app import create_app
 from ivr.config import Settings
 
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -207,3 +207,16 @@ def wait_until(condition, seconds: float = 60.0):
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
     return result
+
+
+def pytest_collection_modifyitems(items):
+    """Markers that follow from a test's fixtures (`make test-fast` leaves both to `make test`):
+    on PostgreSQL (the `database` fixture's second run, or `pg_cluster`) it is a `cluster`
+    test; ringing the whole line through the emulator (`phone_line`) it is a `live` one."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if "pg_cluster" in item.fixturenames or (
+                params is not None and params.params.get("database") == "postgresql"):
+            item.add_marker(pytest.mark.cluster)
+        if "phone_line" in item.fixturenames:
+            item.add_marker(pytest.mark.live)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import requests
 
+from ivr.sim.clock import SERVE_POLL_SEC
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,7 +71,8 @@ class LiveServer:
         self.server = make_server("127.0.0.1", 0, self, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         import threading
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       kwargs={"poll_interval": SERVE_POLL_SEC})
 
     def __call__(self, environ, start_response):
         return self.app(environ, start_response)

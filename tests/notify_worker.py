@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from ivr import create_app
+    from ivr.app import create_app
 
     from .conftest import DATABASE, make_settings
     database_url, folder, lease_sec, changes = sys.argv[1:5]

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 import websocket
 
-from ivr import twiml, webhooks
+from ivr import twiml
 from ivr.asgi import wsgi_environ
 from ivr.tts_cache import FALLBACK
+from ivr.web import webhooks
 
 from .conftest import ACCOUNT_SID, CALL_SID, sign, wait_until
 from .providers import (  # noqa: F401 - streamed_reply_provider: the fixture

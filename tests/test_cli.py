@@ -8,6 +8,8 @@ import pytest
 
 from .livehelpers import ROOT, free_port, start_script_env
 
+pytestmark = pytest.mark.live  # starts processes
+
 LOCKED = "inspector: locked (401) until INSPECTOR_TOKEN is set"
 
 

@@ -42,9 +42,9 @@ NOTABLE = {"STREAM_FALLBACK", "REPLY_LOST", "REPLY_LATE", "WATCHDOG_REDIRECT_OK"
 ENGINES = {"ASR_ENGINE": "fake", "LLM_ENGINE": "scripted", "TTS_ENGINE": "fake",
            "TURN_MODE": "stream"}
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.live, pytest.mark.cluster, pytest.mark.skipif(
     postgres_bin() is None or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
-    reason="needs PostgreSQL and nginx (scripts/install_system_deps.sh --with-browser)")
+    reason="needs PostgreSQL and nginx (scripts/install_system_deps.sh --with-browser)")]
 
 
 class Cluster:

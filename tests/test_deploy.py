@@ -14,11 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from ivr import audio, create_app
+from ivr import audio
+from ivr.app import create_app
 from ivr.tts_cache import BEEP, MP3_MAGIC
 
 from .conftest import BASE, make_settings, sign
 from .livehelpers import ROOT, free_port, start_script_env, wait_for
+
+pytestmark = pytest.mark.live  # starts processes
 
 SHELL_TOOLS = ("bash", "dirname")  # what scripts/start.sh itself runs
 CALL = "CA" + "e" * 32

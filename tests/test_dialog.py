@@ -185,7 +185,7 @@ class ActionOnly(LLM):
     def __init__(self, action):
         self.action = action
 
-    def reply_stream(self, history, text):
+    def reply_tokens(self, history, text):
         yield self.action
 
 

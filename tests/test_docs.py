@@ -5,8 +5,9 @@ import importlib.util
 import re
 from pathlib import Path
 
-import ivr
-from ivr import asgi, media_protocol, notify, recordings, stream, watchdog
+from ivr import asgi, config, recordings
+from ivr.media import session, wire
+from ivr.threads import POOLS
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
@@ -91,8 +92,8 @@ def test_configuration_page_is_generated_from_the_settings():
     page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert page == doc.render(), \
         "docs/configuration.md is stale: run .venv/bin/python scripts/settings_doc.py"
-    for f in ivr.config.env_fields():
-        assert f"| `{ivr.config.env_name(f)}` |" in page
+    for f in config.env_fields():
+        assert f"| `{config.env_name(f)}` |" in page
     assert "| `PORT` | `5000` | an integer from 1 to 65535 |" in page
     assert "| `TTS_DIR` | `static/tts` |" in page  # a checkout's folder, not this machine's path
     assert doc.main(["--check"]) == 0
@@ -108,8 +109,8 @@ def test_no_doc_contradicts_the_message_and_recording_limits():
             assert not ("8 MB" in paragraph and "recording" not in paragraph), (name, paragraph)
             assert not ("oversize" in paragraph and "MB" in paragraph), (name, paragraph)
     arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
-    assert f"| a message | {stream.MAX_MESSAGE_BYTES // 1024} KB at most" in arch
-    assert f"over {stream.MAX_MESSAGE_BYTES // 1024} KB (`MAX_MESSAGE_BYTES`) closes" \
+    assert f"| a message | {session.MAX_MESSAGE_BYTES // 1024} KB at most" in arch
+    assert f"over {session.MAX_MESSAGE_BYTES // 1024} KB (`MAX_MESSAGE_BYTES`) closes" \
         in " ".join(arch.split())
     assert f"up to {recordings.MAX_RECORDING_BYTES // 2**20} MB" in arch
     assert f"over {asgi.MAX_BODY_BYTES // 1024} KB 413" in " ".join(arch.split())
@@ -121,35 +122,40 @@ def test_the_media_socket_limits_are_the_codes():
             for line in arch.splitlines() if line.startswith("| ")}
     kb, mb = 1024, 1024 * 1024
     assert rows["no valid `start` after the upgrade"] == \
-        f"closed (1008) after {stream.START_DEADLINE_SEC:g} s"
-    assert f"and {media_protocol.MAX_FRAGMENTS} frames;" in rows["a message"]
+        f"closed (1008) after {session.START_DEADLINE_SEC:g} s"
+    assert f"and {wire.MAX_FRAGMENTS} frames;" in rows["a message"]
     slow_peer = rows["a peer that does not read"]
-    assert f"while {media_protocol.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
-    assert f"past {media_protocol.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
-    assert f"no answer within {media_protocol.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
+    assert f"while {wire.WRITE_HIGH_WATER // kb} KB wait" in slow_peer
+    assert f"past {wire.MAX_BUFFERED_OUT // mb} MB waiting" in slow_peer
+    assert f"no answer within {wire.CLOSE_TIMEOUT_SEC:g} s" in rows["our close frame"]
     flood = rows["a flood of frames"]
-    assert flood.startswith(f"read {media_protocol.FEED_BYTES // kb} KB per turn")
-    assert rows["open media sockets per worker"].startswith(f"{stream.MAX_MEDIA_SOCKETS};")
+    assert flood.startswith(f"read {wire.FEED_BYTES // kb} KB per turn")
+    assert rows["open media sockets per worker"].startswith(f"{session.MAX_MEDIA_SOCKETS};")
 
 
 def test_the_thread_table_states_each_pool_as_the_code_sizes_it():
     arch = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
             for line in arch.splitlines() if line.startswith("| ")}
-    assert rows["lane `calls`"] == f"{asgi.CALL_THREADS} (`CALL_THREADS`)"
-    assert rows["lane `turns`"] == f"{asgi.TURN_THREADS} (`TURN_THREADS`)"
-    assert rows["lane `static`"] == f"{asgi.STATIC_THREADS} (`STATIC_THREADS`)"
-    assert rows["lane `other`"] == f"{asgi.OTHER_THREADS} (`OTHER_THREADS`)"
-    assert f"+ {asgi.CONTINUE_SPARE_THREADS} (`CONTINUE_SPARE_THREADS`)" \
-        in rows["lane `continuations`"]
-    assert rows["`stream-start`"] == f"{stream.START_THREADS} (`START_THREADS`)"
-    assert rows["`turn` (the turn pool)"] == f"{ivr.TURN_WORKERS} (`TURN_WORKERS`)"
-    assert rows["`watchdog`"] == f"{watchdog.CHECK_WORKERS} (`CHECK_WORKERS`)"
-    assert rows["`notify-rows`, `notify-summary`, `notify-sms`, `notify-email`"] == \
-        f"1, {notify.WORKERS}, {notify.WORKERS}, {notify.WORKERS} (`WORKERS`)"
+    for pool in POOLS.values():  # each kind of thread, with the size ivr/threads.py gives it
+        label = f"lane `{pool.name}`" if pool.name in asgi.LANES else f"`{pool.name}`"
+        size = {0: "one per job"}.get(pool.size, str(pool.size))
+        if pool.name == "continuations":
+            size = f"`CONTINUE_MAX_WAITING` + {pool.size}"
+        assert rows.get(label) == size, pool.name
     for route, lane in asgi.LANE_OF_ROUTE.items():  # each route on the lane the code gives it
         line = next(line for line in arch.splitlines() if line.startswith(f"| lane `{lane}`"))
         assert f"`{route.removeprefix('/webhook/')}`" in line, (route, lane)
+
+
+def test_every_thread_the_line_starts_is_a_kind_the_table_names():
+    """No pool or thread is made outside ivr/threads.py (so its table is the whole list)."""
+    makers = re.compile(r"ThreadPoolExecutor\(|threading\.Thread\(")
+    found = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ivr").rglob("*.py")
+             if "sim" not in p.parts and p.name != "threads.py"
+             and makers.search(p.read_text(encoding="utf-8")))
+    assert found == ["ivr/doctor.py", "ivr/lanes.py"]  # the doctor: its own process; a lane: sized
+    # from ivr/threads.py by asgi.py
 
 
 def test_readme_is_short_and_names_what_ci_runs():
@@ -175,3 +181,14 @@ def test_every_recipe_starts_the_line_with_the_start_script():
     assert "pip install --no-cache-dir --disable-pip-version-check -r requirements.txt" in docker
     deploy = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert "web: bash scripts/start.sh" in deploy
+
+
+def test_the_code_map_lists_every_module_of_the_line():
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    code_map = text[text.index("## Code map"):text.index("Outside `ivr/`:")]
+    listed = set(re.findall(r"`(ivr/[\w/]+\.py)`", code_map))
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "ivr").rglob("*.py")
+               if "sim" not in p.relative_to(ROOT).parts}
+    faces = {"ivr/media/__init__.py", "ivr/web/__init__.py", "ivr/notify/__init__.py"}
+    assert sorted(modules - listed - faces) == []  # a module missing from the map
+    assert sorted(listed - modules) == []  # the map names a module that is gone

@@ -61,7 +61,8 @@ def test_a_line_without_websockets_is_told_how_to_serve_them_not_gunicorn_gthrea
     import http.server
     import threading
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, daemon=True,
+                     kwargs={"poll_interval": 0.05}).start()  # a quick shutdown
     try:
         doctor = Doctor(f"http://127.0.0.1:{server.server_address[1]}", "token")
         doctor.check_websocket(offer=True)
@@ -125,6 +126,7 @@ def test_config_checks_fail_on_http_and_trailing_slash():
     assert doctor.results[1].fix.startswith("remove the trailing / from --url")
 
 
+@pytest.mark.live  # starts a process
 def test_the_command_exits_1_on_any_fail(healthy, tmp_path):
     env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "ASR_ENGINE": "fake",  # the line's
            "TWILIO_API_BASE_URL": healthy.carrier.url}

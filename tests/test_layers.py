@@ -3,30 +3,32 @@ depending on the emulator (ARCHITECTURE.md's layers, checked). The circle check 
 too: there `call` (with `clock`, `result`) is the bottom and `carrier` the top."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "ivr"
 FLOORS = [  # lowest first; a module may import its own floor or lower ones
-    {"ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.endpointing", "ivr.schema",
-     "ivr.google_voices",
-     "ivr.signatures", "ivr.twilio_fields",
-     "ivr.chunking", "ivr.media_socket", "ivr.spoken", "ivr.speakable", "ivr.owner",
-     "ivr.notify_text", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.overheard",
-     "ivr.last_words"},
-    {"ivr.store", "ivr.media_store", "ivr.shared_replies", "ivr.due_checks", "ivr.eventlog",
-     "ivr.notify_queue",
-     "ivr.engines.google_stream",
-     "ivr.engines", "ivr.engines.base", "ivr.engines.fake", "ivr.engines.local",
-     "ivr.engines.openai_engines", "ivr.engines.openai_realtime", "ivr.engines.google_engines",
-     "ivr.engines.scripted", "ivr.engines.openai_models"},
+    {"ivr", "ivr.media", "ivr.web", "ivr.notify",  # the packages' faces import nothing
+     "ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.schema", "ivr.google_voices",
+     "ivr.signatures", "ivr.twilio_fields", "ivr.chunking", "ivr.reply", "ivr.speakable",
+     "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
+     "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words"},
+    {"ivr.store", "ivr.blob_store", "ivr.reply_store", "ivr.due_checks", "ivr.eventlog",
+     "ivr.notify.outbox", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",
+     "ivr.engines.local", "ivr.engines.openai_engines", "ivr.engines.openai_realtime",
+     "ivr.engines.google_engines", "ivr.engines.google_stream", "ivr.engines.scripted",
+     "ivr.engines.openai_models"},
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
-     "ivr.notify", "ivr.notify_send", "ivr.engine_errors", "ivr.engine_faults", "ivr.engine_probe",
-     "ivr.twilio_alerts"},
+     "ivr.notify.notifier", "ivr.notify.send", "ivr.engines.errors", "ivr.engines.faults",
+     "ivr.engines.probe", "ivr.twilio_alerts"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
-    {"ivr.stream_turns", "ivr.replies"},
-    {"ivr.stream", "ivr.webhooks", "ivr.public", "ivr.inspector"},
-    {"ivr.asgi", "ivr.media_protocol", "ivr", "ivr.doctor", "ivr.cli", "ivr.__main__"},
+    {"ivr.media.turns", "ivr.reply_twiml"},
+    {"ivr.media.session", "ivr.web.webhooks", "ivr.web.public", "ivr.web.inspector"},
+    {"ivr.asgi", "ivr.media.wire", "ivr.app", "ivr.doctor", "ivr.cli", "ivr.__main__"},
 ]
 
 
@@ -82,3 +84,15 @@ def test_the_product_does_not_depend_on_its_emulator():
     users = sorted(m for m in graph if not m.startswith("ivr.sim")
                    and any(t.startswith("ivr.sim") for t in graph[m]))
     assert users == ["ivr.cli"]  # only to offer the `carrier` and `call` commands
+
+
+@pytest.mark.live  # starts a process
+def test_a_small_module_loads_without_the_app():
+    """`import ivr.chunking` (a tool, a benchmark, the emulator) loads neither Flask, the
+    database nor Twilio's SDK: the package's face builds nothing."""
+    probe = ("import sys, ivr.chunking, ivr.media.endpointing, ivr.notify.texts; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'flask', 'sqlalchemy', 'twilio', 'apscheduler', 'openai', 'uvicorn'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT.parent, check=True).stdout.strip()
+    assert out == "[]"

@@ -2,10 +2,14 @@
 
 from pathlib import Path
 
+import pytest
+
 from ivr.chunking import speakable_chunks
 from ivr.engines.local import EspeakTTS
 from ivr.engines.scripted import ScriptedLLM
 from ivr.speakable import speakable
+
+pytestmark = pytest.mark.live  # starts processes
 
 
 def test_embedded_defaults_answer_from_the_flow_in_espeak(phone_line):

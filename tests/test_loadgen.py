@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench.harness import ROOT, BenchLine, free_port
+
+pytestmark = pytest.mark.live  # starts processes
 
 
 def test_two_generated_calls_get_every_reply_from_a_live_line():

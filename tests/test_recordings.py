@@ -12,7 +12,8 @@ import time
 import pytest
 from flask import Flask, Response, redirect, request
 
-from ivr import audio, create_app, recordings, webhooks
+from ivr import audio, recordings
+from ivr.app import create_app
 from ivr.recordings import (
     RecordingRefused,
     RecordingTimeout,
@@ -22,6 +23,7 @@ from ivr.recordings import (
     purge_before,
 )
 from ivr.sim import Carrier
+from ivr.web import webhooks
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, BASE, CALL_SID, make_settings, sign
 from .livehelpers import LiveServer
@@ -87,7 +89,8 @@ class HeaderDrip(socketserver.ThreadingTCPServer):
         self.stopping = threading.Event()
         super().__init__(("127.0.0.1", 0), self.Handler)
         self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, daemon=True,
+                         kwargs={"poll_interval": 0.05}).start()  # a quick shutdown
 
     class Handler(socketserver.BaseRequestHandler):
         def handle(self):

@@ -7,11 +7,12 @@ import time
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import update
 
 from ivr import recordings
 from ivr.eventlog import EventLog
-from ivr.notify_queue import NotifyQueue
+from ivr.notify.outbox import NotifyQueue
 from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
 from ivr.schema import notifications
 from ivr.store import Store
@@ -83,6 +84,7 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     assert purge(settings, store, EventLog(store))["calls"] == 0
 
 
+@pytest.mark.live  # starts a process
 def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_path):
     env = start_script_env(tmp_path, free_port(), RETENTION_DAYS="365")
     store = Store(env["DATABASE_URL"])

@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import update
 
-from ivr import create_app, recordings, webhooks
-from ivr.media_store import SharedMedia
+from ivr import recordings
+from ivr.app import create_app
+from ivr.blob_store import SharedMedia
 from ivr.retention import purge
 from ivr.schema import media
 from ivr.tts_cache import ALIASES, FALLBACK
+from ivr.web import webhooks
 
 from .conftest import ACCOUNT_SID, BASE, CALL_SID, make_settings, sign, wait_until
 from .providers import (  # noqa: F401 - streamed_reply_provider: the fixture

@@ -14,6 +14,8 @@ import requests
 from .conftest import sign
 from .livehelpers import ROOT, free_port, start_script_env, wait_for
 
+pytestmark = pytest.mark.live  # starts processes
+
 CALL_SID = "CA" + "d" * 32
 HTTP_TIMEOUT = 30  # a deadline for a loaded machine, not a speed requirement
 

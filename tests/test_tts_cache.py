@@ -221,6 +221,7 @@ def test_a_line_whose_replies_are_not_scripted_greets_with_the_flows_greeting(tm
     assert (tmp_path / "cache" / GREETING).read_bytes() == made.read_bytes()
 
 
+@pytest.mark.live  # starts a process
 def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
     import subprocess
     import sys
@@ -239,12 +240,12 @@ def test_prewarm_command_makes_greeting_and_fallback_answer_at_once(tmp_path):
 class StreamingTTS(TTS):
     """μ-law in pieces as a streaming engine yields them; `fail` raises after the audio."""
 
-    name, voice, streams_audio = "streaming", "v1", True
+    name, voice, speaks_live = "streaming", "v1", True
 
     def __init__(self, fail: Exception | None = None):
         self.fail, self.texts, self.closed = fail, [], 0
 
-    def stream(self, text):
+    def live(self, text):
         self.texts.append(text)
         try:
             for n in range(3):
@@ -258,7 +259,7 @@ class StreamingTTS(TTS):
 def test_a_streamed_text_is_kept_once_whole_and_goes_out_as_it_came(tmp_path, monkeypatch):
     cache, tts = TTSCache(tmp_path), StreamingTTS()
     assert cache.find(tts, "150 ₪") is None
-    synthesis = cache.stream(tts, "150 ₪")
+    synthesis = cache.live(tts, "150 ₪")
     pieces = list(synthesis)
     assert tts.texts == ["מאה וחמישים שקלים"]  # in words, as synthesize gives it
     assert synthesis.path == cache.find(tts, "מאה וחמישים שקלים") == cache.find(tts, "150 ₪")
@@ -275,7 +276,7 @@ def test_a_streamed_text_cut_short_or_misread_is_not_kept(tmp_path, how):
     from ivr.engines.base import TranscriptMismatch
     cache = TTSCache(tmp_path)
     tts = StreamingTTS(TranscriptMismatch("שלום", "מה נשמע") if how == "mismatch" else None)
-    synthesis = cache.stream(tts, "שלום")
+    synthesis = cache.live(tts, "שלום")
     if how == "closed":
         assert next(iter(synthesis))
         synthesis.close()

@@ -156,6 +156,7 @@ def test_a_line_without_the_shared_key_refuses_what_is_signed_with_it(phone_line
     assert "TWILIO_WEBHOOK_SHARED_KEY is not set" in json.dumps(reasons, ensure_ascii=False)
 
 
+@pytest.mark.live  # starts a process
 def test_the_carrier_command_signs_with_the_environments_shared_key(phone_line, tmp_path):
     line = phone_line(**{**FAKES, "turn_mode": "gather"}, twilio_webhook_shared_key=SECRET)
     port = free_port()

@@ -205,6 +205,7 @@ def test_a_check_that_re_armed_itself_or_was_re_armed_is_kept(make_dog):
     assert f"{SID}:start:2" in dog.pending()
 
 
+@pytest.mark.live  # starts a process
 def test_checks_armed_in_this_process_fire_exactly_once_in_two_others(make_dog, carrier,
                                                                       tmp_path):
     here = make_dog()  # arms, never sweeps

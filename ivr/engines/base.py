@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .. import threads
+
 
 def last_said(history: list[dict], role: str) -> str:
     """The text of the latest message of `role` ("user" or "assistant"), or ""."""
@@ -39,7 +41,7 @@ class ASR:
     """Speech recognition of one utterance of 8 kHz 16-bit PCM."""
 
     name = "asr"
-    streams_live = False  # True: live() sends audio while it is spoken (worth opening early)
+    hears_live = False  # True: live() sends audio while it is spoken (worth opening early)
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         raise NotImplementedError
@@ -98,8 +100,7 @@ class LiveRecognition:
             except Exception as exc:
                 if not self.cancelled:  # a cancelled recognition's error is its cancellation
                     self.error = exc
-        self.thread = threading.Thread(target=run, name=f"{self.asr.name}-live", daemon=True)
-        self.thread.start()
+        self.thread = threads.start("live", run, tag=self.asr.name)
 
     def wait(self, timeout: float) -> list[tuple[str, str]]:
         """The results once the thread is done ([] if nothing was fed); a late one is cancelled."""
@@ -122,7 +123,7 @@ class LLM:
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+    def reply_tokens(self, history: list[dict], text: str) -> Iterator[str | Action]:
         """The reply as it is written, a piece at a time (engines that cannot: all at once),
         and, anywhere among the pieces, TRANSFER (the caller asks for a person) or HANG_UP."""
         yield self.reply(history, text)
@@ -152,14 +153,14 @@ class TTS:
 
     name = "tts"
     voice = ""
-    streams_audio = False  # True: stream() yields the audio while it is being synthesised
+    speaks_live = False  # True: live() yields the audio while it is being synthesised
 
     def synthesize(self, text: str) -> bytes:
         raise NotImplementedError
 
-    def stream(self, text: str) -> Iterator[bytes]:
+    def live(self, text: str) -> Iterator[bytes]:
         """μ-law 8 kHz audio of `text` as it is synthesised, in pieces of any length (engines
-        with `streams_audio`); closing the iterator early cancels the synthesis."""
+        with `speaks_live`); closing the iterator early cancels the synthesis."""
         raise NotImplementedError
 
     def close(self) -> None:

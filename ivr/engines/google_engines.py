@@ -49,7 +49,7 @@ class GoogleASR(ASR):
     """One utterance through streaming_recognize: interim and final results, like a live call."""
 
     name = "google"
-    streams_live = True
+    hears_live = True
 
     def __init__(self, client, language: str = "he-IL", timeout: float = 8.0):
         self.speech = _import("google.cloud.speech_v1")
@@ -172,8 +172,8 @@ class GoogleTTS(TTS):
         self.tts = _import("google.cloud.texttospeech_v1")
         self.errors = _import("google.api_core.exceptions")
         self.client, self.voice, self.language, self.timeout = client, voice, language, timeout
-        self.streams_audio = google_voices.streams(voice)
-        if self.streams_audio:
+        self.speaks_live = google_voices.streams(voice)
+        if self.speaks_live:
             if client.transport.kind != "grpc":
                 raise EngineError(f"{voice} streams over gRPC, not {client.transport.kind}")
             # the call returns at once, not after the first audio: it can be cancelled before
@@ -204,8 +204,8 @@ class GoogleTTS(TTS):
             raise EngineError(f"google TTS {self.voice}: {exc}") from exc
         return response.audio_content
 
-    def stream(self, text: str) -> SpeechStream:
+    def live(self, text: str) -> SpeechStream:
         """The audio of `text` as it is synthesised (a Chirp 3: HD voice); see SpeechStream."""
-        if not self.streams_audio:
+        if not self.speaks_live:
             raise EngineError(f"{self.voice} cannot stream: only Chirp 3: HD voices do")
         return SpeechStream(self, text)

@@ -138,7 +138,7 @@ class OpenAILLM(LLM):
         reply = (result.choices[0].message.content or "").strip()
         return clip(reply, self.max_chars)
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+    def reply_tokens(self, history: list[dict], text: str) -> Iterator[str | Action]:
         """The reply's text as the model writes it (`stream=True`), cut off at LLM_MAX_CHARS;
         a tool the model calls (TOOLS) as its Action; key 0 asks for a person."""
         if text.strip() == PERSON_KEY:

@@ -12,7 +12,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 
-from .. import audio
+from .. import audio, threads
 from .base import TTS, EngineError, TranscriptMismatch
 from .openai_engines import OpenAITTS, openai_client
 
@@ -74,7 +74,7 @@ class RealtimeSession:
         self.started = time.monotonic()
         self.closed = False
         self.request = ""  # the tag of the request in progress (its client events' ids)
-        threading.Thread(target=self._read, name="realtime-read", daemon=True).start()
+        threads.start("realtime-read", self._read)
 
     @classmethod
     def open(cls, client, model: str, config: dict, timeout: float) -> RealtimeSession:
@@ -150,7 +150,7 @@ class OpenAIRealtimeTTS(TTS):
     the text its only input, instructed to read it), μ-law deltas yielded as they come."""
 
     name = "openai-realtime"
-    streams_audio = True
+    speaks_live = True
 
     def __init__(self, client, model: str = "gpt-realtime-2.1-mini", voice: str = "marin",
                  timeout: float = 6.0):
@@ -183,7 +183,7 @@ class OpenAIRealtimeTTS(TTS):
         ulaw = b"".join(self._speak(text, time.monotonic() + self.timeout))
         return audio.pcm16_to_mp3(audio.ulaw_to_pcm16(ulaw))
 
-    def stream(self, text: str) -> Iterator[bytes]:
+    def live(self, text: str) -> Iterator[bytes]:
         """μ-law 8 kHz as the deltas arrive (each within TTS_TIMEOUT_SEC of the one before;
         an empty piece every WAKE_SEC meanwhile, so that the reader may stop); closing it early
         cancels the response. A voice that did not read the text raises TranscriptMismatch

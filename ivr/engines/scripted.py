@@ -164,7 +164,7 @@ class ScriptedLLM(LLM):
     def reply(self, history: list[dict], text: str) -> str:
         return self.respond(history, text)[0]
 
-    def reply_stream(self, history: list[dict], text: str) -> Iterator[str | Action]:
+    def reply_tokens(self, history: list[dict], text: str) -> Iterator[str | Action]:
         """The answer, after its action: a caller asking for a person is transferred in
         business hours (then the dialog says so instead), else this answer takes a message."""
         answer, action = self.respond(history, text)

@@ -12,6 +12,7 @@ from .. import audio
 from ..config import LOCAL_ACCOUNT_SID, ROOT, local_auth_token
 from .alerts import AlertBook
 from .call import Account
+from .clock import SERVE_POLL_SEC
 from .interpreter import CallRun
 from .messages import Outbox, invalid, resource
 from .result import ERROR_TEXT, CallResult
@@ -81,7 +82,8 @@ class Carrier:
 
     def start(self) -> Carrier:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                       name="carrier-rest")
+                                       name="carrier-rest",
+                                       kwargs={"poll_interval": SERVE_POLL_SEC})
         self.thread.start()
         return self
 

@@ -8,6 +8,7 @@ from collections import deque
 
 from .. import audio
 
+SERVE_POLL_SEC = 0.05  # a serving loop looks for its shutdown this often (socketserver: 0.5 s)
 SAMPLE_BYTES = 2
 
 

@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
+from .clock import SERVE_POLL_SEC
+
 EXPIRES_SEC = 300
 BUCKET = "emulator-recordings"
 ONE_AUTH = ("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
@@ -42,7 +44,7 @@ class Storage:
         self.server = make_server(host, 0, app, threaded=True)
         self.url = f"http://{host}:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True,
-                         name="emulator-storage").start()
+                         name="emulator-storage", kwargs={"poll_interval": SERVE_POLL_SEC}).start()
 
     def stop(self) -> None:
         self.server.shutdown()

@@ -66,7 +66,7 @@ class _KeyLock:
 class TTSCache:
     """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency.
 
-    With `shared` (a media_store.SharedMedia: PostgreSQL, several instances) every file
+    With `shared` (a blob_store.SharedMedia: PostgreSQL, several instances) every file
     written is also put in the shared table before its URL can go out, a hit makes sure its
     row is there, and a file missing here is taken from the table rather than made again."""
 
@@ -123,10 +123,10 @@ class TTSCache:
                 found = self.path(name)
         return found
 
-    def stream(self, tts: TTS, text: str) -> StreamedSynthesis:
-        """The text's synthesis as the engine streams it (in words, as `synthesize`); kept
+    def live(self, tts: TTS, text: str) -> LiveSynthesis:
+        """The text's synthesis as the engine makes it (in words, as `synthesize`); kept
         as the text's cache file once it is whole."""
-        return StreamedSynthesis(self, tts, speakable(text))
+        return LiveSynthesis(self, tts, speakable(text))
 
     def keep(self, tts: TTS, text: str, ulaw: bytes) -> Path | None:
         """A streamed text's whole μ-law, kept as its cache file (MP3, as every cache file, so
@@ -318,7 +318,7 @@ class TTSCache:
         return removed
 
 
-class StreamedSynthesis:
+class LiveSynthesis:
     """One text synthesised as a stream: iterate it for the μ-law as the engine makes it; once
     whole it is the text's cache file (`path`). `close()` early cancels it and keeps nothing;
     an engine that streamed no audio, or other words than the text, leaves nothing kept."""
@@ -336,7 +336,7 @@ class StreamedSynthesis:
 
     def _pieces(self) -> Iterator[bytes]:
         made: list[bytes] = []
-        stream = self.tts.stream(self.text)
+        stream = self.tts.live(self.text)
         try:
             for piece in stream:
                 if piece:

@@ -89,7 +89,7 @@ class Prompts:
 def prewarm(cache: TTSCache, tts, llm, settings, phrases: list[str] = (),
             out=sys.stderr) -> dict[str, int]:
     """Synthesise prompts, the flow's sentences and extra phrases, each whole and as the
-    chunks a streamed reply is cut into; skip what is cached."""
+    chunks a reply in chunks is cut into; skip what is cached."""
     texts = prompt_texts(settings, llm)
     replies = list(llm.texts() if llm else []) + list(phrases)
     sentences = [t for t in texts.values() if t] + replies + [

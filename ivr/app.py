@@ -1,0 +1,113 @@
+"""The Hebrew AI phone line: `create_app` wires config, store, engines, scheduler and routes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from flask import Flask
+
+from . import threads, twilio_alerts, twiml
+from .blob_store import shared_media
+from .calls import Calls
+from .config import Settings
+from .delivery import Delivery
+from .dialog import Dialog
+from .engines import build_engines
+from .engines.openai_models import model_notes
+from .eventlog import EventLog, RejectionTally
+from .flow import watch
+from .lanes import Slots
+from .notify.notifier import Notifier
+from .owner import LiveOwner
+from .reply import PendingReplies
+from .reply_store import ReplyLog
+from .retention import schedule_daily
+from .runtime import Runtime
+from .store import Store
+from .tts_cache import TTSCache
+from .tts_cache.prompts import Prompts, prompt_texts
+from .watchdog import Watchdog
+
+MAX_WEBHOOK_BYTES = 256 * 1024
+
+
+def configure_logging() -> None:
+    """One plain line per event on stderr, once per process."""
+    root = logging.getLogger("ivr")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+def create_app(config: Settings | None = None) -> Flask:
+    """Build the Flask app; `config=None` reads and validates the environment."""
+    settings = config or Settings.from_env()
+    settings.prepare()
+    configure_logging()
+    for warning in settings.warnings:
+        logging.getLogger("ivr").warning("%s", warning)
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_WEBHOOK_BYTES
+    store = Store(settings.database_url)
+    calls = Calls(store)
+    scheduler = BackgroundScheduler(daemon=True, job_defaults={"misfire_grace_time": 30})
+    events = EventLog(store, settings.secrets())
+    engines = build_engines(settings)
+    media = shared_media(store)
+    cache = TTSCache(settings.tts_dir, settings.tts_cache_max_mb, shared=media,
+                     name_key=settings.tts_name_key)
+    cache.ensure_beep()
+    cache.share_aliases()
+    prompts = Prompts(cache, engines.tts, lambda: prompt_texts(settings, engines.llm))  # live
+    delivery = Delivery(settings, events)
+    reply_log = ReplyLog(store)
+    owner = LiveOwner(settings, watch(settings.flow_file))  # follows edits of the flow file
+    notifier = Notifier(settings, store, events, delivery, engines.llm)
+
+    def prompt_url(alias: str) -> str:
+        return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
+    runtime = Runtime(
+        settings=settings, store=store, calls=calls, events=events,
+        rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
+        prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
+                                         notifier.lead_left, notifier.call_ended),
+        delivery=delivery,
+        watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
+        turn_pool=threads.executor("turn"),
+        replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
+        continuations=Slots(settings.continue_max_waiting),
+        owner=owner, notifier=notifier)
+    runtime.watchdog.recover()  # before the first sweep, which may run what it counts
+    runtime.watchdog.start()
+    runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
+    schedule_daily(runtime)
+    twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
+    app.extensions["ivr"] = runtime
+
+    from .web import inspector, public, webhooks
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(inspector.bp)
+    runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
+                        asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
+                        base=settings.public_base_url, local=settings.local_mode)
+    log_retiring_models(settings, runtime.events)
+    return app
+
+
+def log_retiring_models(settings: Settings, events: EventLog) -> None:
+    """One MODEL_RETIRED / MODEL_DEPRECATED warning per configured OpenAI model with an announced
+    shutdown. Start-up goes on either way: a retired model's calls get the engines' fallbacks."""
+    try:
+        notes = model_notes(settings, date.today())
+    except (ImportError, LookupError, OSError, SyntaxError) as exc:  # the SDK's source changed
+        events.emit("MODEL_LIST_ERR", None, logging.WARNING, err=str(exc))
+        return
+    for note in notes:
+        events.emit(note.event, None, logging.WARNING, **note.detail())

@@ -1,0 +1,1 @@
+"""Telling the owner: the notifier, its outbox of rows, sending, the texts."""

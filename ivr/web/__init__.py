@@ -1,0 +1,1 @@
+"""The webhook side: Twilio's webhooks, the public files and health, the inspector."""
