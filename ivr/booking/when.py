@@ -179,9 +179,10 @@ MONTHS = ("ינואר", "פברואר", "מרץ", "אפריל", "מאי", "יו�
 PAST_WORDS = re.compile(rf"{S}{P}(?:אתמול|שלשום){E}")
 DAY_WORDS = re.compile(rf"{S}[ובל]{{0,2}}(?P<w>היום|מחרתיים|מחר){E}")
 TODAY_PARTS = re.compile(rf"{S}ו?(?P<w>הבוקר|הערב|הלילה){E}")
+_DAYS_DUALS = "|".join(d for d, (unit, _) in DUALS.items() if unit != "hour")
 IN = re.compile(
     rf"{S}ו?ב?עוד\s+(?:(?P<n>\d+|{NUMBER})\s+(?P<unit>ימים|יום|שבועות|שבוע|חודשים|חודש)"
-    rf"|(?P<dual>{'|'.join(DUALS)})|(?P<one>יום|שבוע|חודש)|(?P<few>כמה|מספר)\s+\S+){E}")
+    rf"|(?P<dual>{_DAYS_DUALS})|(?P<one>יום|שבוע|חודש)|(?P<few>כמה|מספר)\s+\S+){E}")
 DIGIT_DATE = re.compile(
     rf"{S}{P}(?P<d>\d{{1,2}})[./](?P<m>\d{{1,2}})(?:[./](?P<y>\d{{2}}|\d{{4}}))?{E}")
 NAMED_DATE = re.compile(
@@ -263,6 +264,12 @@ def _relative(text: _Text, today: dt.date) -> list[_Day]:
     for m in text.take(DAY_WORDS):
         ahead = {"היום": 0, "מחר": 1, "מחרתיים": 2}[m["w"]]
         found.append(_Day(day=today + dt.timedelta(days=ahead), words=m.group(0)))
+    return found
+
+
+def _in(text: _Text, today: dt.date) -> list[_Day]:
+    """"בעוד שבועיים", "בעוד 3 ימים": read before the holidays, whose שבועות is also "weeks"."""
+    found = []
     for m in text.take(IN):
         if m["few"]:
             found.append(_Day(ask="בעוד כמה ימים בדיוק? או לאיזה יום?", words=m.group(0)))
@@ -279,6 +286,11 @@ def _relative(text: _Text, today: dt.date) -> list[_Day]:
         else:
             day = today + dt.timedelta(days=n * (7 if unit == "week" else 1))
         found.append(_Day(day=day, words=m.group(0)))
+    return found
+
+
+def _weeks(text: _Text, today: dt.date) -> list[_Day]:
+    found = []
     for m in text.take(WEEKEND):
         friday = _week_start(today) + dt.timedelta(days=5 + (7 if m["next"] else 0))
         found.append(_Day(days=(max(friday, today), friday + dt.timedelta(days=1)),
@@ -313,7 +325,10 @@ def _weekdays(text: _Text) -> list[tuple[int, str | None, str]]:
         else:
             n = WEEKDAYS.index(m["name"] or m["short"])
         found.append((n, _which(m["which"]), m.group(0)))
-    for m in text.take(BARE_WEEKDAY):  # "שלישי" alone, an answer to "which day?"
+    def weekday_meant(m: re.Match) -> bool:  # "שני תורים" is two appointments, not Monday
+        return m["name"] not in ("ראשון", "שני") or bool(m["which"]) or not text.s.replace(
+            m.group(0), "").strip()
+    for m in text.take(BARE_WEEKDAY, weekday_meant):  # "שלישי": an answer to "which day?"
         found.append((WEEKDAYS.index(m["name"]), _which(m["which"]), m.group(0)))
     return found
 
@@ -433,8 +448,7 @@ def _holidays(text: _Text, today: dt.date) -> list[_Day]:
     matches = text.take(HOLIDAY)
     festivals = _festival_days(today) if matches else {}
     for m in matches:
-        rel = (m["rel"] or "").replace("מיד ", "").replace("ב", "", 1) if m["rel"] else ""
-        rel = "ערב" if rel.endswith("ערב") else rel
+        rel = next((r for r in ("ערב", "אחרי", "לפני") if r in (m["rel"] or "")), "")
         said = HOLIDAY_NAMES[m["name"]]
         name, (first, last) = _holiday_run(said, today, festivals)
         if rel == "ערב" or rel == "לפני":
@@ -476,9 +490,19 @@ CLOCK = re.compile(rf"{S}(?:{P}|ב?שעה\s+)(?P<h>\d{{1,2}})[:.](?P<m>\d{{2}}){
 TO_HOUR = re.compile(  # "רבע לעשר", "עשרה לשמונה", "עשר פחות רבע"
     rf"{S}{P}(?:(?P<before>רבע|עשרה|עשר|חמישה|חמש|עשרים|\d{{1,2}})\s+ל(?P<h>{_HOUR})"
     rf"|(?P<h2>{_HOUR})\s+פחות\s+(?P<before2>רבע|עשרה|עשר|חמישה|חמש|עשרים)){E}")
+_PLAIN_MINS = {"עשרים": 20, "שלושים": 30, "ארבעים": 40, "חמישים": 50, "חמש עשרה": 15,
+               "עשרים וחמש": 25, "שלושים וחמש": 35, "ארבעים וחמש": 45, "חמישים וחמש": 55}
+_PLAIN = "|".join(sorted(_PLAIN_MINS, key=len, reverse=True))
+_PART_AHEAD = r"(?=\s+(?:ו?[בל]?(?:בוקר|ערב|לילה|צהר[י]?ים)|אחרי\s+ה?צהר|אחר\s+ה?צהר|אחה))"
 WORD_TIME = re.compile(
-    rf"{S}(?:(?P<pre>[ו]?[בל]|ב?שעה\s+|ו?בשעה\s+)?(?P<h>{_HOUR})(?:\s+(?P<min>{_MINS}|ו-?\d{{1,2}}"
-    rf"(?:\s+דקות)?|ו(?:{NUMBER})\s+דקות))?){E}")
+    rf"{S}(?:(?P<pre>[ו]?[בל]|ו?ב?שעה\s+)?(?P<h>{_HOUR})(?:\s+(?P<min>ו-?\d{{1,2}}\s+דקות"
+    rf"|ו(?:{NUMBER})\s+דקות|{_MINS}|ו-?\d{{1,2}}|{_PLAIN}))?(?P<tail>{_PART_AHEAD})?){E}")
+IN_HOURS = re.compile(
+    rf"{S}ו?ב?עוד\s+(?:(?P<half>חצי\s+שעה)|(?P<quarter>רבע\s+שעה)|(?P<two>שעתיים)"
+    rf"|(?P<n>\d+|{NUMBER})\s+שעות|(?P<one>שעה))(?P<and_half>\s+וחצי)?{E}")
+AROUND = re.compile(  # "אחרי ארבע", "לפני עשר", "בין ארבע לשש"
+    rf"{S}ו?(?:(?P<rel>אחרי|לפני)\s+(?:ה?שעה\s+)?(?P<h>{_HOUR})(?:\s+(?P<min>{_MINS}))?"
+    rf"|בין\s+(?:ה?שעות\s+)?(?P<a>{_HOUR})\s+ל(?P<b>{_HOUR})){E}")
 EXACTLY = re.compile(rf"{S}(?:בדיוק|בול){E}")
 
 
@@ -487,6 +511,8 @@ def _minutes(word: str | None) -> int:
         return 0
     if word in _MIN_WORDS:
         return _MIN_WORDS[word]
+    if word in _PLAIN_MINS:
+        return _PLAIN_MINS[word]
     value = number(word.removeprefix("ו").removeprefix("-").removesuffix(" דקות").strip())
     return value or 0
 
@@ -496,25 +522,51 @@ def _before(word: str) -> int:
         or int(word)
 
 
-def _times(text: _Text) -> list[tuple[int, int, str]]:
-    """(hour as said 0–23, minutes, words) for each time said."""
-    found = []
+@dataclasses.dataclass
+class _Clock:
+    hour: int  # as said, 0–23
+    minute: int
+    words: str
+    kind: str = "at"  # "at", "exact" (already a 24-hour time), "after", "before", "between"
+    until: tuple[int, int] | None = None  # "between": the later hour and minute as said
+
+
+def _times(text: _Text, now: dt.datetime, hours_ahead: list[re.Match]):
+    """The times said, and the day that "בעוד שעתיים" (`hours_ahead`, taken before the days are
+    read) falls on."""
+    found, days = [], []
+    for m in hours_ahead:
+        minutes = {"half": 30, "quarter": 15, "two": 120, "one": 60}
+        amount = next((v for k, v in minutes.items() if m[k]), None) or 60 * number(m["n"])
+        at = now + dt.timedelta(minutes=amount + (30 if m["and_half"] else 0))
+        found.append(_Clock(at.hour, at.minute, m.group(0), "exact"))
+        days.append(_Day(day=at.date(), words=m.group(0)))
+    for m in text.take(AROUND, lambda m: all(number(x) is not None and 0 < number(x) < 24
+                                             for x in (m["h"] or m["a"], m["h"] or m["b"]))):
+        if m["rel"]:
+            found.append(_Clock(number(m["h"]), _minutes(m["min"]), m.group(0),
+                                "after" if m["rel"] == "אחרי" else "before"))
+        else:
+            found.append(_Clock(number(m["a"]), 0, m.group(0), "between", (number(m["b"]), 0)))
     for m in text.take(CLOCK, lambda m: int(m["h"]) < 24 and int(m["m"]) < 60):
-        found.append((int(m["h"]), int(m["m"]), m.group(0)))
+        found.append(_Clock(int(m["h"]), int(m["m"]), m.group(0)))
     for m in text.take(TO_HOUR, lambda m: 1 <= (number(m["h"] or m["h2"]) or 0) <= 12):
         hour = number(m["h"] or m["h2"])
         mins = 60 - _before(m["before"] or m["before2"])
-        found.append(((hour - 1) or 12, mins, m.group(0)))
+        found.append(_Clock((hour - 1) or 12, mins, m.group(0)))
 
     def is_time(m: re.Match) -> bool:
         hour = number(m["h"])
-        if hour is None or not 0 <= hour <= 23 or not (m["pre"] or m["min"]):
-            return False
-        return hour <= 12 or m["h"].isdigit() or "שעה" in (m["pre"] or "")
+        if hour is None or not 0 <= hour <= 23 or not (m["pre"] or m["min"] or
+                                                       m["tail"] is not None):
+            return False  # a number alone is not a time
+        # 13–23 in words: "בשמונה עשרה" (feminine, as hours are said), not "חמישה עשר" (a date)
+        return hour <= 12 or m["h"].isdigit() or m["h"].endswith("עשרה") or "שעה" in (
+            m["pre"] or "")
     for m in text.take(WORD_TIME, is_time):
-        found.append((number(m["h"]), _minutes(m["min"]), m.group(0)))
+        found.append(_Clock(number(m["h"]), _minutes(m["min"]), m.group(0)))
     text.take(EXACTLY)
-    return found
+    return found, days
 
 
 def _parts(text: _Text) -> list[tuple[str, bool, str]]:
@@ -531,6 +583,8 @@ def _readings(hour: int, minute: int, part: str | None) -> list[dt.time]:
     if hour >= 13 or hour == 0:
         return [dt.time(hour % 24, minute)]
     h = hour % 12  # 12 o'clock counts from 0
+    if part == "noon" and hour not in (11, 12, 1, 2, 3):
+        part = None  # "שמונה בצהריים" says nothing: read as the bare hour
     if part == "morning":
         return [dt.time(h, minute)]
     if part == "noon":
@@ -563,9 +617,12 @@ def resolve(text: str, now: dt.datetime, tz: str = TIMEZONE) -> When:
     local = _local_now(now, tz)
     today = local.date()
     words = _Text(text)
-    days = _holidays(words, today) + _dates(words, today) + _relative(words, today)
+    hours_ahead = words.take(IN_HOURS)  # "בעוד שעתיים": read first, see _times
+    days = _in(words, today) + _holidays(words, today) + _dates(words, today)
+    days += _relative(words, today) + _weeks(words, today)
+    times, hour_days = _times(words, local, hours_ahead)
+    days += hour_days
     weekdays = _weekdays(words)
-    times = _times(words)
     parts = _parts(words)
     notes = [d.note for d in days if d.note]
     matched = " ".join(w for _, w in sorted(words.understood))
@@ -575,35 +632,51 @@ def resolve(text: str, now: dt.datetime, tz: str = TIMEZONE) -> When:
     if any(p[1] for p in parts):  # "הערב", "הבוקר": today
         days.append(_Day(day=today, words=next(p[2] for p in parts if p[1])))
     asks = [d for d in days if d.ask]
-    if asks:
-        return When(ask=asks[0].ask, matched=matched, day_choices=asks[0].choices)
-    day, span, problem = _one_day(days, weekdays, today)
+    day, span, problem = (None, None, asks[0]) if asks else _one_day(days, weekdays, today)
+    time, window, ask, choices = _time_of(times, parts, local if day == today else None)
     if problem:
-        return When(ask=problem.ask, matched=matched, day_choices=problem.choices)
+        ask = problem.ask
+    return When(day=day, days=span, time=time, window=window, ask=ask, matched=matched,
+                day_choices=problem.choices if problem else (), time_choices=choices)
 
+
+def _time_of(times: list[_Clock], parts, now: dt.datetime | None):
+    """(time, window, question, times offered) from the times and parts of the day said; `now`
+    when the day is today (a time already past is not offered)."""
     kinds = list(dict.fromkeys(p[0] for p in parts))
     if len(kinds) > 1:
-        ask = " או ".join(PART_WORDS[k] for k in kinds) + "?"
-        return When(day=day, days=span, ask=ask, matched=matched)
+        return None, None, " או ".join(PART_WORDS[k] for k in kinds) + "?", ()
     part = kinds[0] if kinds else None
     window = WINDOWS[part] if part else None
     if not times:
-        return When(day=day, days=span, window=window, matched=matched)
-    if len({(h, m) for h, m, _ in times}) > 1:
-        ask = " או ".join(t[2] for t in times) + "?"
-        return When(day=day, days=span, window=window, ask=ask, matched=matched)
-    hour, minute, _ = times[0]
-    readings = _readings(hour, minute, part)
-    if day == today:
-        readings = [t for t in readings if t > local.time()] or readings
-        if all(t <= local.time() for t in readings):
-            return When(day=day, ask="השעה הזאת כבר עברה היום. באיזו שעה, או באיזה יום אחר?",
-                        matched=matched, time_choices=tuple(readings))
+        return None, window, "", ()
+    if len({(c.hour, c.minute, c.kind, c.until) for c in times}) > 1:
+        return None, window, " או ".join(c.words for c in times) + "?", ()
+    clock = times[0]
+    if clock.kind == "exact":
+        return dt.time(clock.hour, clock.minute), None, "", ()
+    readings = _readings(clock.hour, clock.minute, part)
+    if clock.kind == "between":
+        ends = _readings(*clock.until, part)
+        pairs = [(a, b) for a in readings for b in ends
+                 if a < b and (b.hour - a.hour) <= 6]
+        if len(pairs) == 1:
+            return None, pairs[0], "", ()
+        return None, None, f"{clock.words} בבוקר או בערב?", ()
+    if clock.kind in ("after", "before"):
+        if len(readings) > 1:
+            return None, None, f"{clock.words} בבוקר או בערב?", ()
+        t = readings[0]
+        if clock.kind == "after":
+            return None, (t, max(t, dt.time(22, 0))), "", ()
+        return None, (min(t, EARLIEST), t), "", ()
+    if now is not None:
+        if all(t <= now.time() for t in readings):
+            return None, None, "השעה הזאת כבר עברה היום. באיזו שעה, או באיזה יום אחר?", ()
+        readings = [t for t in readings if t > now.time()]
     if len(readings) == 1:
-        return When(day=day, days=span, time=readings[0], matched=matched)
-    said = _said_hour(readings[0])
-    return When(day=day, days=span, ask=f"{said} בבוקר או בערב?", matched=matched,
-                time_choices=tuple(readings))
+        return readings[0], None, "", ()
+    return None, None, f"{_said_hour(readings[0])} בבוקר או בערב?", tuple(readings)
 
 
 def _one_day(days: list[_Day], weekdays, today: dt.date):
