@@ -196,7 +196,8 @@ WEEK_PHRASE = re.compile(
     rf"{S}{P}(?P<start>תחילת\s+)?(?:(?P<this>השבוע)(?:\s+הזה)?|(?:ה?שבוע)\s+(?P<next>הבא|שאחרי)){E}")
 MONTH_PHRASE = re.compile(
     rf"{S}{P}(?:(?P<end>סוף)\s+)?(?:(?P<this>החודש)(?:\s+הזה)?|ה?חודש\s+(?P<next>הבא)){E}")
-MONTH_ALONE = re.compile(rf"{S}(?:ו?ב?(?:חודש\s+))?(?P<mon>[ובל]{{0,2}}[א-ת]{{3,}}){E}")
+MONTH_ALONE = re.compile(  # "בינואר", "לקראת חודש מרץ": a month named with ב/ל or "חודש"
+    rf"{S}(?:ו?[בל]?חודש\s+(?P<mon>[א-ת]{{3,}})|(?P<pmon>ו?[בל][א-ת]{{3,}})){E}")
 _WD = "|".join(WEEKDAYS)
 WEEKDAY = re.compile(
     rf"{S}(?:ו?[בל]?יום\s+(?:(?P<name>{_WD})|(?P<letter>[{LETTERS}])'?)|ו?[בל](?P<short>{_WD}))"
@@ -308,8 +309,8 @@ def _weeks(text: _Text, today: dt.date) -> list[_Day]:
         last = _month_end(first.year, first.month)
         start = last - dt.timedelta(days=6) if m["end"] else first
         found.append(_Day(days=(max(start, today), last), words=m.group(0)))
-    for m in text.take(MONTH_ALONE, lambda m: month_number(m["mon"]) is not None):
-        month = month_number(m["mon"])
+    for m in text.take(MONTH_ALONE, lambda m: month_number(m["mon"] or m["pmon"]) is not None):
+        month = month_number(m["mon"] or m["pmon"])
         first = dt.date(today.year + (month < today.month), month, 1)
         found.append(_Day(days=(max(first, today), _month_end(first.year, month)),
                           words=m.group(0)))
@@ -319,7 +320,11 @@ def _weeks(text: _Text, today: dt.date) -> list[_Day]:
 def _weekdays(text: _Text) -> list[tuple[int, str | None, str]]:
     """(weekday Sunday=0, "הבא"/"הזה"/"הקרוב"/"next week" or None, words) for each weekday said."""
     found = []
-    for m in text.take(WEEKDAY):
+
+    def counted(m: re.Match) -> bool:  # "לשני אנשים", "בשני שבועות": two of something
+        after = text.s[m.end():].split()[:1]
+        return m["short"] in ("ראשון", "שני") and bool(after) and after[0].endswith(("ים", "ות"))
+    for m in text.take(WEEKDAY, lambda m: not counted(m)):
         if m["letter"]:
             n = LETTERS.index(m["letter"]) if m["letter"] != "ש" else 6
         else:
@@ -503,6 +508,7 @@ IN_HOURS = re.compile(
 AROUND = re.compile(  # "אחרי ארבע", "לפני עשר", "בין ארבע לשש"
     rf"{S}ו?(?:(?P<rel>אחרי|לפני)\s+(?:ה?שעה\s+)?(?P<h>{_HOUR})(?:\s+(?P<min>{_MINS}))?"
     rf"|בין\s+(?:ה?שעות\s+)?(?P<a>{_HOUR})\s+ל(?P<b>{_HOUR})){E}")
+NOT_HOURS = {"שני", "שתי", "שנים", "שניים", "אחד"}  # "לשני אנשים": hours are said "בשתיים", "באחת"
 EXACTLY = re.compile(rf"{S}(?:בדיוק|בול){E}")
 
 
@@ -557,6 +563,8 @@ def _times(text: _Text, now: dt.datetime, hours_ahead: list[re.Match]):
 
     def is_time(m: re.Match) -> bool:
         hour = number(m["h"])
+        if m["h"] in NOT_HOURS:
+            return False
         if hour is None or not 0 <= hour <= 23 or not (m["pre"] or m["min"] or
                                                        m["tail"] is not None):
             return False  # a number alone is not a time

@@ -147,6 +147,8 @@ ROWS = [
     ("בין ארבע לשש", SUN, {"window": (T(16, 0), T(18, 0))}),
     ("אחרי שמונה", SUN, {"ask": "אחרי שמונה בבוקר או בערב?"}),
     ("אני רוצה שני תורים", SUN, {}),  # two appointments, not Monday
+    ("זה לשני אנשים", SUN, {}),  # for two people, not at two
+    ("אפר", SUN, {}),  # ash, not April
     ("שני", SUN, {"day": D(1, 11)}),  # the answer to "which day?"
     ("בעוד שעתיים", SUN, {"day": D(1, 10), "time": T(11, 0)}),
     # day and time together
