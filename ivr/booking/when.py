@@ -129,7 +129,7 @@ class _Text:
 @functools.lru_cache(maxsize=512)
 def month_number(word: str) -> int | None:
     """The month a Hebrew word names ("בינואר" → 1, "למרס" → 3), by dateparser's Hebrew data."""
-    import dateparser  # loads its language data: only when a number is followed by a word
+    import dateparser  # its language data loads on the first word asked about, not at import
     try:
         parsed = dateparser.parse(f"1 {word} 2000", languages=["he"], settings={
             "REQUIRE_PARTS": ["month"], "RELATIVE_BASE": dt.datetime(1990, 6, 6)})
@@ -168,17 +168,16 @@ def _week_start(day: dt.date) -> dt.date:
     return day - dt.timedelta(days=(day.weekday() + 1) % 7)  # Sunday
 
 
+MONTHS = ("ינואר", "פברואר", "מרץ", "אפריל", "מאי", "יוני", "יולי", "אוגוסט", "ספטמבר",
+          "אוקטובר", "נובמבר", "דצמבר")  # as the line says them; reading them is dateparser's
+
+
 def said_date(day: dt.date) -> str:
     """"השבעה עשר בדצמבר" — a date as said, through ivr/speakable.py."""
     return speakable(f"ה-{day.day} ב{MONTHS[day.month - 1]}")
 
-
-MONTHS = ("ינואר", "פברואר", "מרץ", "אפריל", "מאי", "יוני", "יולי", "אוגוסט", "ספטמבר",
-          "אוקטובר", "נובמבר", "דצמבר")
-
 PAST_WORDS = re.compile(rf"{S}{P}(?:אתמול|שלשום){E}")
 DAY_WORDS = re.compile(rf"{S}[ובל]{{0,2}}(?P<w>היום|מחרתיים|מחר){E}")
-TODAY_PARTS = re.compile(rf"{S}ו?(?P<w>הבוקר|הערב|הלילה){E}")
 _DAYS_DUALS = "|".join(d for d, (unit, _) in DUALS.items() if unit != "hour")
 IN = re.compile(
     rf"{S}ו?ב?עוד\s+(?:(?P<n>\d+|{NUMBER})\s+(?P<unit>ימים|יום|שבועות|שבוע|חודשים|חודש)"
@@ -326,7 +325,7 @@ def _weekdays(text: _Text) -> list[tuple[int, str | None, str]]:
         return m["short"] in ("ראשון", "שני") and bool(after) and after[0].endswith(("ים", "ות"))
     for m in text.take(WEEKDAY, lambda m: not counted(m)):
         if m["letter"]:
-            n = LETTERS.index(m["letter"]) if m["letter"] != "ש" else 6
+            n = LETTERS.index(m["letter"])
         else:
             n = WEEKDAYS.index(m["name"] or m["short"])
         found.append((n, _which(m["which"]), m.group(0)))
