@@ -342,6 +342,17 @@ class Settings:
         False, boolean, "notify after every call, not only when a message was left")
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
+    calendar_url: str = setting(
+        "", text, "the owner's CalDAV calendar (its collection URL): bookings written to it, "
+        "its events block their times")
+    calendar_user: str = setting("", text, "the CalDAV user name (often the e-mail address)")
+    calendar_password: str = setting(
+        "", text, "the CalDAV password (an app password for Google or iCloud)", secret=True)
+    calendar_timeout_sec: float = setting(
+        5.0, float_range(0.5, 60), "one CalDAV request waits this long, then the booking is "
+        "kept locally and synced later")
+    calendar_feed_token: str = setting(
+        "", text, "the secret in the appointments feed's address (unset: no feed)", secret=True)
     # resolved by from_env, not read from the environment
     local_mode: bool = False
     # origins (scheme://host:port) whose pre-signed URLs a recording may redirect to besides
@@ -415,8 +426,9 @@ class Settings:
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
-        password = urlsplit(self.smtp_url).password or ""  # alone, as an SMTP error shows it,
-        values += [password, unquote(password)]  # as written in the URL and as sent
+        for url in (self.smtp_url, self.calendar_url):
+            password = urlsplit(url).password or ""  # alone, as an SMTP error shows it,
+            values += [password, unquote(password)]  # as written in the URL and as sent
         return [value for value in values if value]
 
 
@@ -519,6 +531,9 @@ def _check_urls(values: dict, problems: list[str]) -> None:
         values[name] = url
         if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
             problems.append(f"{name.upper()}={url!r}: expected an http(s) URL")
+    url = values["calendar_url"]  # a CalDAV collection keeps its trailing slash
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+        problems.append("CALENDAR_URL: expected the calendar's http(s) URL")
     url = values["openai_websocket_base_url"].rstrip("/")
     values["openai_websocket_base_url"] = url
     if url and (urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname):
