@@ -15,18 +15,10 @@ from ivr.booking.slots import free_slots
 from ivr.config import Settings
 from ivr.store import Store
 
-from .radicale_server import Radicale
 from .rules import at, clocks, rules
 
 NOW = at("2026-03-29", "09:00")
 TUESDAY = dt.date(2026, 3, 31)
-
-
-@pytest.fixture
-def radicale(tmp_path):
-    server = Radicale(tmp_path / "radicale").start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
