@@ -343,16 +343,15 @@ class Settings:
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     calendar_url: str = setting(
-        "", text, "the owner's CalDAV calendar (its collection URL): bookings written to it, "
-        "its events block their times")
+        "", text, "the owner's CalDAV calendar's URL: bookings go in, its events block times")
     calendar_user: str = setting("", text, "the CalDAV user name (often the e-mail address)")
     calendar_password: str = setting(
         "", text, "the CalDAV password (an app password for Google or iCloud)", secret=True)
     calendar_timeout_sec: float = setting(
-        5.0, float_range(0.5, 60), "one CalDAV request waits this long, then the booking is "
-        "kept locally and synced later")
+        5.0, float_range(0.5, 60), "a CalDAV request's wait; then the booking syncs later")
     calendar_feed_token: str = setting(
-        "", text, "the secret in the appointments feed's address (unset: no feed)", secret=True)
+        "", text, "the secret in the appointments feed's address (unset: no feed)",
+        secret=True)
     # resolved by from_env, not read from the environment
     local_mode: bool = False
     # origins (scheme://host:port) whose pre-signed URLs a recording may redirect to besides

@@ -98,3 +98,14 @@ def test_a_calendar_that_is_down_keeps_the_booking_local_and_gets_it_once_back(
     assert appointments.get(booked.id).synced
     uid = f"{booked.id}@ivr-booking"
     assert str(radicale.calendar().event_by_uid(uid).icalendar_component["uid"]) == uid
+
+
+def test_the_calendar_settings_keep_their_secrets_and_refuse_a_url_that_is_not_http():
+    from ivr.config import ConfigError
+    settings = Settings.from_env({"CALENDAR_URL": "https://me:url-pass-9@dav.example.com/cal/",
+                                  "CALENDAR_PASSWORD": "app-password-123",
+                                  "CALENDAR_FEED_TOKEN": "feed-token-456"})
+    assert {"app-password-123", "feed-token-456", "url-pass-9"} <= set(settings.secrets())
+    assert "app-password-123" not in repr(settings)
+    with pytest.raises(ConfigError, match="CALENDAR_URL: expected"):
+        Settings.from_env({"CALENDAR_URL": "webcal://dav.example.com/cal/"})
