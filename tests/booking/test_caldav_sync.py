@@ -109,3 +109,14 @@ def test_the_calendar_settings_keep_their_secrets_and_refuse_a_url_that_is_not_h
     assert "app-password-123" not in repr(settings)
     with pytest.raises(ConfigError, match="CALENDAR_URL: expected"):
         Settings.from_env({"CALENDAR_URL": "webcal://dav.example.com/cal/"})
+
+
+def test_the_caldav_client_leaves_the_pinned_urllib3_in_place():
+    """caldav's niquests brings urllib3-future, whose wheel replaces urllib3 for every program
+    of the venv; built with URLLIB3_NO_OVERRIDE=1 (requirements.txt) it keeps to itself."""
+    from pathlib import Path
+
+    import caldav  # noqa: F401 - imported first, as the line imports it
+    import urllib3
+    pins = (Path(__file__).resolve().parents[2] / "requirements.txt").read_text()
+    assert f"urllib3=={urllib3.__version__}" in pins
