@@ -9,8 +9,6 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt .
-# caldav's urllib3-future must not replace urllib3 (see requirements.txt)
-ENV URLLIB3_NO_OVERRIDE=1
 RUN pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
 COPY . .
 # var/ (SQLite, tokens, recordings) and static/tts/ (the MP3 cache) are written at run time:

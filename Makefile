@@ -14,8 +14,7 @@ comma := ,
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
-	URLLIB3_NO_OVERRIDE=1 $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt \
-		-r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	@touch $(STAMP)
 
 sysdeps:

@@ -170,8 +170,7 @@ def check_python(python: str, keep: bool) -> bool:
             pip = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install",
                                   "--disable-pip-version-check", "-r", "requirements.txt"],
                                  cwd=src, stdout=log, stderr=subprocess.STDOUT,
-                                 timeout=PIP_TIMEOUT_SEC,  # urllib3 stays (requirements.txt)
-                                 env={**os.environ, "URLLIB3_NO_OVERRIDE": "1"})
+                                 timeout=PIP_TIMEOUT_SEC)
         print(f"    pip install -r requirements.txt: exit {pip.returncode} in "
               f"{time.monotonic() - began:.0f} s (log: {work / 'pip.log'})")
         if pip.returncode != 0:

@@ -67,8 +67,7 @@ class CalendarSync:
         import caldav  # loaded only when a calendar is configured
 
         client = caldav.DAVClient(url=self.url, username=self.user or None,
-                                  password=self.password or None, timeout=self.timeout,
-                                  enable_rfc6764=False, rate_limit_handle=False)
+                                  password=self.password or None, timeout=self.timeout)
         return client.calendar(url=self.url)
 
     def push(self, appointment: Appointment) -> bool:

@@ -38,12 +38,27 @@ class Radicale:
         return self
 
     def client(self) -> caldav.DAVClient:
-        return caldav.DAVClient(url=self.base, username=OWNER, password="any",
-                                enable_rfc6764=False)
+        return caldav.DAVClient(url=self.base, username=OWNER, password="any")
 
     def calendar(self):
         """The owner's calendar as the owner's own phone sees it."""
         return self.client().calendar(url=self.calendar_url)
+
+    def owner_event(self, start, end, summary: str, uid: str = "") -> None:
+        """An event the owner adds by hand on their phone."""
+        import uuid
+
+        import icalendar
+        cal, event = icalendar.Calendar(), icalendar.Event()
+        cal.add("prodid", "-//owner's phone//")
+        cal.add("version", "2.0")
+        event.add("uid", uid or f"{uuid.uuid4()}@owner-phone")
+        event.add("dtstamp", start)
+        event.add("dtstart", start)
+        event.add("dtend", end)
+        event.add("summary", summary)
+        cal.add_component(event)
+        self.calendar().add_event(ical=cal.to_ical().decode())
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -61,9 +61,8 @@ def test_a_booking_appears_in_the_calendar_and_its_cancellation_removes_it(radic
 
 def test_an_event_the_owner_added_blocks_its_time_and_the_lines_own_bookings_do_not(
         radicale, appointments, sync):
-    radicale.calendar().add_event(dtstart=at("2026-03-31", "12:00"),
-                                  dtend=at("2026-03-31", "13:00"), summary="רופא שיניים",
-                                  uid="dentist@owner-phone")
+    radicale.owner_event(at("2026-03-31", "12:00"), at("2026-03-31", "13:00"), "רופא שיניים",
+                         uid="dentist@owner-phone")
     assert sync.push(book(appointments, "10:00").appointment)
     day = (at("2026-03-31"), at("2026-04-01"))
     busy = sync.busy(*day)
@@ -79,8 +78,7 @@ def test_an_event_the_owner_added_blocks_its_time_and_the_lines_own_bookings_do_
 
 def test_a_calendar_that_is_down_keeps_the_booking_local_and_gets_it_once_back(
         radicale, appointments, sync, caplog):
-    radicale.calendar().add_event(dtstart=at("2026-03-31", "12:00"),
-                                  dtend=at("2026-03-31", "13:00"), summary="פגישה")
+    radicale.owner_event(at("2026-03-31", "12:00"), at("2026-03-31", "13:00"), "פגישה")
     day = (at("2026-03-31"), at("2026-04-01"))
     known = sync.busy(*day)
     sync.fresh_sec = 0  # every question reads the calendar again
@@ -112,8 +110,8 @@ def test_the_calendar_settings_keep_their_secrets_and_refuse_a_url_that_is_not_h
 
 
 def test_the_caldav_client_leaves_the_pinned_urllib3_in_place():
-    """caldav's niquests brings urllib3-future, whose wheel replaces urllib3 for every program
-    of the venv; built with URLLIB3_NO_OVERRIDE=1 (requirements.txt) it keeps to itself."""
+    """caldav from 2.1 brings niquests, whose urllib3-future wheel replaces urllib3 for every
+    program of the venv: the pinned caldav runs on requests, and urllib3 is the one pinned."""
     from pathlib import Path
 
     import caldav  # noqa: F401 - imported first, as the line imports it

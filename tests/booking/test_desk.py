@@ -32,8 +32,7 @@ def desks(tmp_path, radicale):
 
 def test_a_caller_is_offered_times_around_the_owners_event_books_moves_and_cancels(
         radicale, desks):
-    radicale.calendar().add_event(dtstart=at("2026-03-31", "12:00"),
-                                  dtend=at("2026-03-31", "13:00"), summary="רופא שיניים")
+    radicale.owner_event(at("2026-03-31", "12:00"), at("2026-03-31", "13:00"), "רופא שיניים")
     first, second = desks
     haircut = first.service("תספורת")
     offers = first.offer(haircut, at("2026-03-31", "11:45"))
