@@ -11,6 +11,7 @@ from flask import Flask
 
 from . import threads, twilio_alerts, twiml
 from .blob_store import shared_media
+from .booking.desk import Desk
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -82,7 +83,8 @@ def create_app(config: Settings | None = None) -> Flask:
         turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
-        owner=owner, notifier=notifier)
+        owner=owner, notifier=notifier,
+        desk=Desk.from_settings(settings, store, watch(settings.flow_file), events))
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending

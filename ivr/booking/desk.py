@@ -31,6 +31,16 @@ class Desk:
                  calendar: CalendarSync | None = None, clock: Clock = utc_now):
         self.live, self.appointments, self.calendar, self.clock = (rules, appointments,
                                                                    calendar, clock)
+        self.listeners: list[Callable[[str, Appointment], None]] = []  # told of each change
+
+    def on_change(self, listener: Callable[[str, Appointment], None]) -> None:
+        """`listener(kind, appointment)` after each booking ("booked"), move ("moved") and
+        cancellation ("cancelled"): the caller's SMS, the owner's notice, the reminder."""
+        self.listeners.append(listener)
+
+    def _tell(self, kind: str, appointment: Appointment | None) -> None:
+        for listener in self.listeners if appointment is not None else ():
+            listener(kind, appointment)
 
     @classmethod
     def from_settings(cls, settings, store: Store, flow: FlowFile,
@@ -84,7 +94,9 @@ class Desk:
         now, end = self._horizon(rules)
         outcome = self.appointments.book(rules, service, start, now, caller, name, call_sid,
                                          self.busy(now, end))
-        return self._pushed(outcome)
+        outcome = self._pushed(outcome)
+        self._tell("booked", outcome.appointment)
+        return outcome
 
     def move(self, appointment: Appointment, start: dt.datetime,
              service: Service | None = None) -> Outcome:
@@ -98,13 +110,16 @@ class Desk:
         now, end = self._horizon(rules)
         outcome = self.appointments.move(appointment.id, rules, service, start, now,
                                          self.busy(now, end))
-        return self._pushed(outcome)
+        outcome = self._pushed(outcome)
+        self._tell("moved", outcome.appointment)
+        return outcome
 
     def cancel(self, appointment: Appointment) -> Appointment | None:
         """Cancel it (None: it was not booked any more); the calendar's event deleted."""
         cancelled = self.appointments.cancel(appointment.id)
         if cancelled and self.calendar:
             self.calendar.push(cancelled)
+        self._tell("cancelled", cancelled)
         return cancelled
 
     def of_caller(self, caller: str) -> list[Appointment]:
