@@ -8,6 +8,7 @@ import re
 
 import phonenumbers
 
+from .. import twiml
 from ..config import Settings
 from ..eventlog import EventLog
 from ..flow import FlowFile
@@ -81,7 +82,7 @@ class BookingNotices:
         try:
             change = f"{appointment.id}:{kind}:{appointment.updated_at:.6f}"
             self.to_caller(change, kind, appointment, call_sid)
-            link = self.notifier.s.public_base_url.rstrip("/") + "/inspector/appointments"
+            link = twiml.abs_url(self.s.public_base_url, "/inspector/appointments")
             title, body, sms = owner_texts(kind, appointment, link)
             for channel, target in self.notifier.channels():
                 self._queue(f"{change}:owner:{channel}", call_sid, channel, target,

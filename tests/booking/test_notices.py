@@ -81,3 +81,18 @@ def test_the_sms_reads_without_a_business_name_or_a_known_number(line):
     appointment = book(line)
     assert caller_sms("reminder", appointment) == (
         "תזכורת: יש לך תור לתספורת ביום שלישי 31.3 בשעה 10:00. לביטול או לשינוי התקשרו אלינו.")
+
+
+def test_the_owner_s_e_mail_says_what_for_whom_and_when(tmp_path, carrier, smtp):
+    rt = booking_line(booking_settings(tmp_path / "line", carrier.url, smtp_url=smtp.url(),
+                                       notify_email_to="owner@example.com"), Clock())
+    try:
+        book(rt)
+        wait_until(lambda: smtp.inbox.messages)
+        mail = smtp.inbox.messages[0]
+        assert mail["Subject"] == "תור חדש: תספורת ביום שלישי 31.3 בשעה 10:00 (דני, +972501234567)"
+        body = mail.get_content()
+        assert "שם: דני" in body and "טלפון: +972501234567" in body
+        assert "/inspector/appointments" in body
+    finally:
+        rt.close()
