@@ -116,6 +116,7 @@ def wire_bookings(rt: Runtime) -> None:
     rt.reminders = Reminders(rt.settings, rt.desk, notices, rt.events)
     rt.desk.on_change(notices.changed)
     rt.desk.on_change(rt.reminders.changed)
+    rt.reminders.recover()  # a timer lost with a killed process
     rt.reminders.start(rt.scheduler)
     if rt.desk.calendar is not None:
         rt.scheduler.add_job(rt.desk.sync_pending, "interval", seconds=CALENDAR_SYNC_SEC,

@@ -69,6 +69,22 @@ class Reminders:
             self.events.emit("REMINDER_ERR", appointment.call_sid or None, logging.WARNING,
                              appointment=appointment.id, err=describe(exc))
 
+    def recover(self) -> int:
+        """At a start: a coming appointment whose reminder is still ahead but has no timer (its
+        process died between the booking and the arming) gets one. How many were armed."""
+        if not self.s.reminder_hours:
+            return 0
+        now = self.now()
+        armed = set(self.timers.ids())
+        lost = [a for a in self.desk.appointments.since(self.desk.clock())
+                if a.status == BOOKED and timer_id(a.id) not in armed
+                and (a.start - self.ahead).timestamp() > now]
+        for appointment in lost:
+            self.changed("booked", appointment)
+        if lost:
+            self.events.emit("REMINDER_RECOVERED", None, logging.WARNING, armed=len(lost))
+        return len(lost)
+
     def start(self, scheduler: BaseScheduler) -> None:
         """Sweep the due reminders every `sweep_sec` (starting the scheduler if it is not)."""
         scheduler.add_job(self.sweep, "interval", seconds=self.sweep_sec, id=SWEEP_JOB,

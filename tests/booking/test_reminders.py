@@ -138,3 +138,15 @@ def test_after_a_kill_9_between_booking_and_reminder_the_reminder_goes_once(
         sweeper.wait(30)
     assert to_caller(carrier) == [to_caller(carrier)[0], REMINDER]
     assert len(carrier.messages) == 2
+
+
+def test_a_reminder_whose_arming_died_with_its_process_is_armed_at_the_next_start(lines):
+    clock = Clock()
+    rt = lines(clock)
+    appointment = book(rt)
+    near = book(rt, "2026-03-29", "15:00", caller="+972507777777")  # no reminder: too near
+    rt.reminders.timers.drop(timer_id(appointment.id))  # killed before the arming landed
+    assert rt.reminders.pending() == []
+    assert rt.reminders.recover() == 1
+    assert rt.reminders.pending() == [timer_id(appointment.id)] and near.id != appointment.id
+    assert rt.reminders.recover() == 0
