@@ -331,7 +331,8 @@ class Settings:
         "e-mail and inspector")
     notify_sms_to: str = setting("", phone_number, "send each message left to this phone")
     notify_sms_from: str = setting(
-        "", phone_number, "your Twilio number the notification SMS is sent from")
+        "", phone_number, "your Twilio number the SMS are sent from (yours, and callers' "
+        "booking confirmations and reminders)")
     smtp_url: str = setting(
         "", smtp_url, "mail server for notifications: smtp://user:pass@host:587?starttls=true",
         secret=True)
@@ -349,6 +350,8 @@ class Settings:
         "", text, "the CalDAV password (an app password for Google or iCloud)", secret=True)
     calendar_timeout_sec: float = setting(
         5.0, float_range(0.5, 60), "a CalDAV request's wait; then the booking syncs later")
+    reminder_hours: int = setting(
+        24, int_range(0, 336), "the reminder SMS goes this long before an appointment (0: none)")
     calendar_feed_token: str = setting(
         "", text, "the secret in the appointments feed's address (unset: no feed)",
         secret=True)

@@ -11,6 +11,7 @@ from flask import current_app
 from . import twiml
 from .blob_store import SharedMedia
 from .booking.desk import Desk
+from .booking.reminders import Reminders
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -57,6 +58,7 @@ class Runtime:
     overheard: Overheard = field(default_factory=Overheard)  # said over Plays, for next stream
     last_words: LastWords = field(default_factory=LastWords)  # cut off by the hang-up
     desk: Desk | None = None  # the appointments callers book (the flow's booking: section)
+    reminders: Reminders | None = None  # the reminder SMS before each appointment
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

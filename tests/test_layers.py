@@ -27,10 +27,12 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.notify.notifier", "ivr.notify.send", "ivr.engines.errors", "ivr.engines.faults",
      "ivr.engines.probe", "ivr.twilio_alerts", "ivr.booking.caldav_sync",
      "ivr.booking.desk"},
-    {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
+    {"ivr.dialog", "ivr.watchdog", "ivr.retention", "ivr.booking.notices",
+     "ivr.booking.reminders"},
     {"ivr.runtime"},
     {"ivr.media.turns", "ivr.reply_twiml"},
-    {"ivr.media.session", "ivr.web.webhooks", "ivr.web.public", "ivr.web.inspector"},
+    {"ivr.media.session", "ivr.web.webhooks", "ivr.web.public", "ivr.web.inspector",
+     "ivr.web.calendar_feed"},
     {"ivr.asgi", "ivr.media.wire", "ivr.app", "ivr.doctor", "ivr.cli", "ivr.__main__"},
 ]
 

@@ -14,6 +14,7 @@ from .services import BookingRules, LiveBooking, Service
 from .slots import Interval, free_slots
 
 Clock = Callable[[], dt.datetime]
+Listener = Callable[[str, Appointment, str], None]
 
 
 def utc_now() -> dt.datetime:
@@ -31,16 +32,17 @@ class Desk:
                  calendar: CalendarSync | None = None, clock: Clock = utc_now):
         self.live, self.appointments, self.calendar, self.clock = (rules, appointments,
                                                                    calendar, clock)
-        self.listeners: list[Callable[[str, Appointment], None]] = []  # told of each change
+        self.listeners: list[Listener] = []  # told of each change
 
-    def on_change(self, listener: Callable[[str, Appointment], None]) -> None:
-        """`listener(kind, appointment)` after each booking ("booked"), move ("moved") and
-        cancellation ("cancelled"): the caller's SMS, the owner's notice, the reminder."""
+    def on_change(self, listener: Listener) -> None:
+        """`listener(kind, appointment, call_sid)` after each booking ("booked"), move
+        ("moved") and cancellation ("cancelled") made in the call `call_sid` ("": not in a
+        call): the caller's SMS, the owner's notice, the reminder."""
         self.listeners.append(listener)
 
-    def _tell(self, kind: str, appointment: Appointment | None) -> None:
+    def _tell(self, kind: str, appointment: Appointment | None, call_sid: str = "") -> None:
         for listener in self.listeners if appointment is not None else ():
-            listener(kind, appointment)
+            listener(kind, appointment, call_sid)
 
     @classmethod
     def from_settings(cls, settings, store: Store, flow: FlowFile,
@@ -95,12 +97,13 @@ class Desk:
         outcome = self.appointments.book(rules, service, start, now, caller, name, call_sid,
                                          self.busy(now, end))
         outcome = self._pushed(outcome)
-        self._tell("booked", outcome.appointment)
+        self._tell("booked", outcome.appointment, call_sid)
         return outcome
 
     def move(self, appointment: Appointment, start: dt.datetime,
-             service: Service | None = None) -> Outcome:
-        """Move the caller's appointment (their old time kept if the new one is refused)."""
+             service: Service | None = None, call_sid: str = "") -> Outcome:
+        """Move the caller's appointment (their old time kept if the new one is refused);
+        `call_sid`: the call it is moved in."""
         rules = self.rules
         if rules is None:
             return Outcome(None, "off")
@@ -111,15 +114,16 @@ class Desk:
         outcome = self.appointments.move(appointment.id, rules, service, start, now,
                                          self.busy(now, end))
         outcome = self._pushed(outcome)
-        self._tell("moved", outcome.appointment)
+        self._tell("moved", outcome.appointment, call_sid)
         return outcome
 
-    def cancel(self, appointment: Appointment) -> Appointment | None:
-        """Cancel it (None: it was not booked any more); the calendar's event deleted."""
+    def cancel(self, appointment: Appointment, call_sid: str = "") -> Appointment | None:
+        """Cancel it (None: it was not booked any more); the calendar's event deleted.
+        `call_sid`: the call it is cancelled in."""
         cancelled = self.appointments.cancel(appointment.id)
         if cancelled and self.calendar:
             self.calendar.push(cancelled)
-        self._tell("cancelled", cancelled)
+        self._tell("cancelled", cancelled, call_sid)
         return cancelled
 
     def of_caller(self, caller: str) -> list[Appointment]:
