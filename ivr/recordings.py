@@ -206,7 +206,7 @@ def _status_error(response: requests.Response) -> Exception:
 
 def keep(var_dir: str, sid: str, data: bytes, meta: dict, shared=None) -> Path:
     """Save the recording and its metadata for the owner: var/recordings/<RecordingSid>.wav;
-    with `shared` (a media_store.SharedMedia) also in the shared table, by the store's
+    with `shared` (a blob_store.SharedMedia) also in the shared table, by the store's
     background writer (the owner reads it later; Twilio never does)."""
     folder = Path(var_dir) / "recordings"
     folder.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ class _KeyLock:
 class TTSCache:
     """MP3 files Twilio can fetch; each key is synthesised once, even under concurrency.
 
-    With `shared` (a media_store.SharedMedia: PostgreSQL, several instances) every file
+    With `shared` (a blob_store.SharedMedia: PostgreSQL, several instances) every file
     written is also put in the shared table before its URL can go out, a hit makes sure its
     row is there, and a file missing here is taken from the table rather than made again."""
 
