@@ -21,6 +21,7 @@ SDK's TypedDict for its role does not have (the wording of that refusal is the s
 from __future__ import annotations
 
 import re
+import typing
 from datetime import date
 
 from ivr.engines.openai_models import is_listed, shutdown_date
@@ -45,6 +46,14 @@ def error(status: int, message: str, param: str | None = None,
     """OpenAI's error body and HTTP status."""
     return {"error": {"message": message, "type": "invalid_request_error", "param": param,
                       "code": code}}, status
+
+
+def required_keys(typed_dict) -> set[str]:
+    """The keys a TypedDict marks Required (the SDK's modules postpone their annotations, so
+    `__required_keys__` does not know them: the hints are read)."""
+    hints = typing.get_type_hints(typed_dict, include_extras=True)
+    return {k for k, v in hints.items() if typing.get_origin(v) is typing.Required} | set(
+        typed_dict.__required_keys__)
 
 
 def typed_keys(typed_dict) -> set[str]:
@@ -142,7 +151,7 @@ def message_refusal(i: int, message: dict) -> tuple[dict, int] | None:
         return error(400, f"Invalid value: '{message.get('role')}'. Supported values are: "
                           "'system', 'assistant', 'user', 'function', 'tool', and 'developer'.",
                      f"messages[{i}].role", "invalid_value")
-    missing = sorted(kind.__required_keys__ - set(message))
+    missing = sorted(required_keys(kind) - set(message))
     if "tool_call_id" in missing:
         return error(400, "Missing parameter 'tool_call_id': messages with role 'tool' must have "
                           "a 'tool_call_id'.", f"messages.[{i}].tool_call_id")

@@ -92,6 +92,9 @@ class BookingTools:
             result = getattr(self, name)(**{k: str(v) for k, v in args.items()})
         except (ToolError, TypeError, ValueError) as exc:
             result = {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - the database or calendar failed: say so
+            result = {"error": f"the booking system failed ({type(exc).__name__}): tell the "
+                               "caller it cannot be done now and offer to take a message"}
         return json.dumps(result, ensure_ascii=False)
 
     # ---- the tools -----------------------------------------------------------------------------
