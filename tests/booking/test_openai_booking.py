@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 
 import pytest
+
+from ivr.engines.scripted import DEFAULT_FLOW
+from ivr.phrases import LLM_FALLBACK
 
 from ..conftest import wait_until
 from ..providers import (  # noqa: F401 - plain_provider: the fixture
@@ -82,3 +86,41 @@ def test_a_caller_books_a_haircut_by_voice_with_the_openai_engine(phone_line, pr
     assert json.loads(find["function"]["arguments"]) == {"service": "תספורת",
                                                         "when_words": "מחר בעשר"}
     assert "2026" not in chats[1]["messages"][-1]["content"]  # words and ids, no ISO date
+
+
+@pytest.fixture
+def stalled_desk_dialog(tmp_path, provider):
+    """A Dialog on the OpenAI chat whose desk never answers (its database stuck), and a way out."""
+    from ivr.booking.desk import Desk
+    from ivr.dialog import Dialog
+    from ivr.engines import Engines
+    from ivr.engines.fake import FakeASR, FakeTTS
+    from ivr.engines.openai_engines import OpenAILLM
+    from ivr.eventlog import EventLog
+    from ivr.flow import FlowFile
+    from ivr.store import Store
+    from ivr.tts_cache import TTSCache
+
+    from ..conftest import make_settings
+    settings = make_settings(tmp_path, openai_api_key="sk-test",
+                             openai_base_url=provider.url + "/v1", llm_timeout_sec=1.0)
+    store = Store(settings.database_url)
+    desk = Desk.from_settings(settings, store, FlowFile(settings.flow_file or DEFAULT_FLOW),
+                              clock=lambda: NOW)
+    stuck = threading.Event()
+    desk.offer = desk.free = lambda *args, **kwargs: stuck.wait(60) and []
+    cache = TTSCache(settings.tts_dir)
+    cache.ensure_beep()
+    engines = Engines(asr=FakeASR([ASKED]), llm=OpenAILLM.from_settings(settings), tts=FakeTTS())
+    yield Dialog(settings, store, EventLog(store), engines, cache, desk=desk), store
+    stuck.set()
+    store.close()
+
+
+def test_a_desk_that_does_not_answer_still_ends_in_a_sound(stalled_desk_dialog, provider):
+    dialog, store = stalled_desk_dialog
+    provider.model = receptionist
+    store.upsert_call("CA1", from_number=CALLER)
+    outcome = dialog.run_turn("CA1", 1, text=ASKED)
+    assert outcome.fallback == "llm-error" and outcome.reply.text == LLM_FALLBACK
+    assert [e["kind"] for e in store.events("CA1")].count("LLM_ERR") == 1

@@ -208,3 +208,12 @@ def test_tools_that_outlast_the_llm_timeout_end_the_reply(tmp_path, provider):
     with pytest.raises(EngineError, match="took over 0.5 s"):
         list(llm.reply_tokens([], "תור", Tools(answer)))
     assert len(provider.requests) == 1  # no second round after the deadline
+
+
+def test_the_system_prompt_sends_every_booking_to_the_tools():
+    from ivr.engines.openai_engines import PROMPT_FILE
+    text = PROMPT_FILE.read_text(encoding="utf-8")
+    assert all(name in text for name, _, _ in DEFINITIONS)
+    assert "אל תאמר יום או שעה של תור שהכלי לא החזיר" in text  # never a time of its own
+    assert "הפעל book רק אחרי שאישר" in text  # read back and confirmed first
+    text.format(min_chars=1, max_chars=2)  # still a template with only these two fields
