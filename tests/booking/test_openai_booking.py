@@ -86,6 +86,9 @@ def test_a_caller_books_a_haircut_by_voice_with_the_openai_engine(phone_line, pr
     assert json.loads(find["function"]["arguments"]) == {"service": "תספורת",
                                                         "when_words": "מחר בעשר"}
     assert "2026" not in chats[1]["messages"][-1]["content"]  # words and ids, no ISO date
+    kept = line.runtime.calls.history(result.call_sid)  # the slot ids, for the next turn
+    assert [m["role"] for m in next(m for m in kept if m.get("tools"))["tools"]] == [
+        "assistant", "tool"]
 
 
 @pytest.fixture
