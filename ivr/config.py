@@ -425,6 +425,12 @@ class Settings:
         sentence alike; a new token renames every file (they are synthesised again)."""
         return hmac.new(self.signing_key.encode(), b"ivr tts cache names", hashlib.sha256).digest()
 
+    @property
+    def slot_key(self) -> bytes:
+        """Key of the booking tools' slot ids (ivr/booking/tools.py), derived from the signing
+        key: every worker and instance with the same TWILIO_AUTH_TOKEN reads the others' ids."""
+        return hmac.new(self.signing_key.encode(), b"ivr booking slot ids", hashlib.sha256).digest()
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from . import threads
+from .booking.desk import Desk
+from .booking.tools import BookingTools
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
@@ -44,6 +46,7 @@ class TurnOutcome:
     reply: SpokenReply = field(default_factory=SpokenReply)
     ms: dict[str, int] = field(default_factory=dict)
     synthesis: list[Future] = field(default_factory=list, repr=False)
+    tools: BookingTools | None = field(default=None, repr=False)  # the LLM's, this turn
     deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
     on_stream: bool = False  # heard as frames on the call's stream (REPLY_MODE=stream)
 
@@ -77,9 +80,11 @@ class Dialog:
     def __init__(self, settings: Any, store: Store, events: EventLog, engines: Engines,
                  cache: TTSCache, owner: Owner | None = None,
                  on_lead: Callable[[str, dict], None] | None = None,
-                 on_late_turn: Callable[[str], None] | None = None):
+                 on_late_turn: Callable[[str], None] | None = None,
+                 desk: Desk | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
+        self.desk = desk  # the appointments the LLM's booking tools reach
         self.owner = owner or Owner()
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
@@ -239,7 +244,7 @@ class Dialog:
         goes at once all the same (replies often open alike), so a repeated reply is heard as
         its opener, then DEDUP_REPLY."""
         reply, llm = outcome.reply, self.engines.llm
-        context = [{"role": m["role"], "text": m["text"]} for m in history]
+        context = [{"role": m["role"], "text": m["text"], **kept_tools(m)} for m in history]
         last_reply = last_said(history, "assistant")
         chunker, held, written, released = SpeakableChunks(), [], "", 0
         instead = ""  # what to say if the LLM asked for an action and wrote nothing
@@ -330,10 +335,12 @@ class Dialog:
         (LLM_TIMEOUT_SEC until each next piece) and a cancelled reply stops reading."""
         pieces: queue.Queue = queue.Queue()
         reply = outcome.reply
+        outcome.tools = self.booking_tools(call_sid, llm)
+        tools = {"tools": outcome.tools} if outcome.tools is not None else {}
 
         def read() -> None:
             try:
-                for delta in llm.reply_tokens(context, outcome.user_text):
+                for delta in llm.reply_tokens(context, outcome.user_text, **tools):
                     if reply.done:
                         break  # cancelled or cut: closing the generator closes the stream
                     pieces.put(delta)
@@ -354,6 +361,15 @@ class Dialog:
             if isinstance(piece, Exception):
                 raise piece
             yield piece
+
+    # ---- the booking tools an LLM runs (ivr/booking/tools.py) ---------------------------------
+    def booking_tools(self, call_sid: str, llm: LLM) -> BookingTools | None:
+        """This call's booking tools for an LLM that runs tools, when the flow takes bookings:
+        the caller is the call's From (never the model's word); None otherwise."""
+        if not llm.runs_tools or self.desk is None or self.desk.rules is None:
+            return None
+        caller = (self.calls.get(call_sid) or {}).get("from_number") or ""
+        return BookingTools(self.desk, call_sid, caller, self.s.slot_key, self.s.timezone)
 
     def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
         lead = llm.lead(context, text)
@@ -464,7 +480,8 @@ class Dialog:
         outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
         said = [{"role": "user", "text": outcome.user_text, "at": now}] \
             if outcome.user_text else []
-        said.append({"role": "assistant", "text": outcome.reply_text, "at": now})
+        said.append({"role": "assistant", "text": outcome.reply_text, "at": now,
+                     **kept_tools({"tools": outcome.tools.kept if outcome.tools else []})})
         self.calls.change_history(call_sid, lambda history: history + said)
         reply.history_saved = True
 
@@ -505,6 +522,12 @@ class Dialog:
                 return  # _record will write `heard` itself
             self.calls.change_history(call_sid, lambda history: cut_to_heard(
                 history, reply.text, heard))
+
+
+def kept_tools(message: dict) -> dict:
+    """The tool calls and results a reply used (kept with it in the history, for the LLM's
+    next turns: the slot ids it was given), as {"tools": […]}, or {} when none."""
+    return {"tools": list(message["tools"])} if message.get("tools") else {}
 
 
 def cut_to_heard(history: list[dict], said: str, heard: str) -> list[dict] | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .. import threads
 
@@ -22,6 +23,17 @@ class Action:
 
 
 TRANSFER, HANG_UP = Action("transfer"), Action("hangup")
+
+
+class Tools(Protocol):
+    """Functions an LLM may call, run by code (the booking tools, ivr/booking/tools.py, handed
+    in by the dialog: an engine never reaches the desk itself)."""
+
+    definitions: Sequence[tuple[str, str, dict]]  # (name, what for, its arguments' JSON schema)
+    kept: list  # what the engine wants in the history of this turn (calls and results)
+
+    def run(self, name: str, arguments: str) -> str:
+        """The result of tool `name` called with JSON `arguments`, as JSON (an error too)."""
 
 
 class EngineError(RuntimeError):
@@ -119,6 +131,7 @@ class LLM:
     """Writes the line's reply to the caller's text, given the conversation so far."""
 
     name = "llm"
+    runs_tools = False  # True: reply_tokens takes `tools` (Tools) and runs the calls it gets
 
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError
