@@ -71,20 +71,22 @@ def create_app(config: Settings | None = None) -> Flask:
     owner = LiveOwner(settings, watch(settings.flow_file))  # follows edits of the flow file
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
+    desk = Desk.from_settings(settings, store, watch(settings.flow_file), events)
+
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
     runtime = Runtime(
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
-                                         notifier.lead_left, notifier.call_ended),
+                                         notifier.lead_left, notifier.call_ended, desk),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
         owner=owner, notifier=notifier,
-        desk=Desk.from_settings(settings, store, watch(settings.flow_file), events))
+        desk=desk)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending

@@ -26,7 +26,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.calls", "ivr.tts_cache", "ivr.tts_cache.prompts", "ivr.recordings", "ivr.delivery",
      "ivr.notify.notifier", "ivr.notify.send", "ivr.engines.errors", "ivr.engines.faults",
      "ivr.engines.probe", "ivr.twilio_alerts", "ivr.booking.caldav_sync",
-     "ivr.booking.desk"},
+     "ivr.booking.desk", "ivr.booking.conversation"},
     {"ivr.dialog", "ivr.watchdog", "ivr.retention"},
     {"ivr.runtime"},
     {"ivr.media.turns", "ivr.reply_twiml"},
