@@ -21,7 +21,15 @@ from .booking.desk import Desk
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import BOOKING_KEY, LLM, Action, LiveRecognition, TranscriptMismatch, last_said
+from .engines.base import (
+    BOOKING_KEY,
+    LLM,
+    Action,
+    LiveRecognition,
+    TranscriptMismatch,
+    booking_step,
+    last_said,
+)
 from .eventlog import EventLog
 from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
@@ -190,6 +198,10 @@ class Dialog:
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:
+        """The caller's last words heard again (a second transcript of one utterance); not a
+        key pressed again to answer the booking's next question ("1" picks, "1" confirms)."""
+        if text.isdigit() and booking_step(history):
+            return False
         last = next((m for m in reversed(history) if m["role"] == "user"), None)
         return bool(last and last["text"] == text
                     and time.time() - last.get("at", 0) <= self.s.dedup_window_sec)

@@ -152,6 +152,8 @@ class ScriptedLLM(LLM):
         out += [i["answer"] for i in self.intents if i.get("answer")]
         out += [v for k, v in self.lead_texts.items() if k not in ("done", "hangup")]
         out += [self.flow[k] for k in ("transferring", "owner_unavailable") if self.flow.get(k)]
+        out += [text for text in (self.flow.get("booking_texts") or {}).values()
+                if isinstance(text, str) and "{" not in text]  # said as they are
         return out
 
     def match(self, text: str) -> dict | None:

@@ -116,6 +116,9 @@ def test_the_scripted_flow_hands_booking_turns_to_the_conversation():
     asked = [{"role": "assistant", "text": "לאיזה יום?", "booking": {"step": "when"}}]
     assert list(flow.reply_tokens(asked, "מחר")) == [BOOK, ""]
     assert flow.reply([], "מה שעות הפתיחה?").startswith("אנחנו פתוחים")
+    assert TEXTS["ask_name"] in flow.texts()  # prewarmed: said as it is
+    summary = flow.summarize(asked, None).splitlines()[0]
+    assert summary == "פנייה בנושא: קביעת תור"  # the owner's summary names the booking
 
 
 def test_the_shipped_flow_holds_every_booking_text_and_a_wrong_one_is_named(tmp_path):

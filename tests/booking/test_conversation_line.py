@@ -68,16 +68,17 @@ def test_a_taken_time_offers_the_nearest_and_the_caller_picks_one_by_key(phone_l
     line = booking_line(phone_line, SUNDAY, [REQUEST, "משה לוי"])
     desk = line.runtime.desk
     desk.book(desk.service("תספורת"), at("2026-11-02", "10:00"), OTHER, name="אחר")
-    said = call(line, {"say": REQUEST}, {"dtmf": "2"}, {"dtmf": "1"}, {"say": "משה לוי"})
+    said = call(line, {"say": REQUEST}, {"dtmf": "1"}, {"dtmf": "1"}, {"say": "משה לוי"})
     nearest = [at("2026-11-02", t) for t in ("08:45", "09:15", "10:45")]
     taken = TEXTS["taken"].format(slot=spoken_slot(at("2026-11-02", "10:00")))
     offers = TEXTS["offers"].format(offers=said_offers(nearest), keys="1, 2 או 3")
     assert said[0] == f"{taken} {offers}"
-    assert said[1] == TEXTS["confirm"].format(service="תספורת", slot=spoken_slot(nearest[1]))
-    assert said[-1] == TEXTS["booked"].format(service="תספורת", slot=spoken_slot(nearest[1]),
-                                              name="משה לוי")
+    assert said[1] == TEXTS["confirm"].format(service="תספורת", slot=spoken_slot(nearest[0]))
+    assert said[2] == TEXTS["ask_name"]  # the same key again answers the next question
+    assert said[3] == TEXTS["booked"].format(service="תספורת", slot=spoken_slot(nearest[0]),
+                                             name="משה לוי")
     (booked,) = appointments(line)
-    assert booked.start == at("2026-11-02", "09:15")
+    assert booked.start == at("2026-11-02", "08:45")
 
 
 def test_a_slot_taken_while_the_caller_confirms_is_said_and_the_next_ones_offered(phone_line):
