@@ -2,6 +2,12 @@
 the read-back and confirmation, the name; a caller who calls again cancels or moves. Each
 reply's next step is kept with it in the call's history (any worker reads it), never in memory.
 
+A caller whose number has a coming appointment hears it ("יש לך תור…; לבטל או להזיז?") as
+soon as they speak of booking (the flow's booking intent: a booking word or its key), not in
+the greeting, as a receptionist looks the caller up once they say why they call: the greeting
+is one sound made before the call, a shared phone's other users would hear the appointment, and
+most callers who call again ask something else.
+
 The days and times are the code's (`when.resolve`/`refine` read the caller, the desk decides,
 `spoken_slot` says them); the sentences are the flow's `booking_texts:` (TEXTS by default)."""
 

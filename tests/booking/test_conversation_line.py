@@ -145,3 +145,16 @@ def test_a_caller_who_calls_again_moves_their_appointment_by_keys(phone_line):
                     TEXTS["moved"].format(slot=new)]
     (moved,) = appointments(line)
     assert (moved.id, moved.start) == (mine.id, at("2026-11-05", "11:00"))
+
+
+def test_in_gather_mode_twilio_hears_the_request_and_a_key_confirms(phone_line):
+    """The embedded defaults (no ASR engine: Twilio's <Gather> recognises the speech)."""
+    line = phone_line(local=True)
+    assert line.runtime.settings.turn_mode == "gather"
+    line.runtime.desk.clock = lambda: SUNDAY
+    said = call(line, {"say": REQUEST}, {"dtmf": "1"}, {"say": "דנה כהן"})
+    slot = spoken_slot(at("2026-11-02", "10:00"))
+    assert said == [TEXTS["confirm"].format(service="תספורת", slot=slot), TEXTS["ask_name"],
+                    TEXTS["booked"].format(service="תספורת", slot=slot, name="דנה כהן")]
+    (booked,) = appointments(line)
+    assert (booked.start, booked.name) == (at("2026-11-02", "10:00"), "דנה כהן")
