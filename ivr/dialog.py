@@ -213,6 +213,7 @@ class Dialog:
         try:
             if not outcome.user_text:
                 outcome.fallback = outcome.fallback or "no-text"
+                outcome.booking = booking_step(history)  # its question still waits
                 self._add_chunk(call_sid, outcome, REPEAT_PROMPT)
             else:
                 self._stream_reply(call_sid, history, outcome)

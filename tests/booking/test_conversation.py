@@ -20,6 +20,7 @@ from ivr.engines.fake import FakeTTS
 from ivr.engines.scripted import DEFAULT_FLOW, ScriptedLLM
 from ivr.eventlog import EventLog
 from ivr.flow import FlowFile, FlowFileError
+from ivr.phrases import REPEAT_PROMPT
 from ivr.store import Store
 from ivr.tts_cache import TTSCache
 
@@ -48,8 +49,9 @@ def test_each_turn_may_land_on_another_worker_the_step_is_in_the_store(tmp_path)
     first = a.run_turn(SID, 1, text="אני רוצה לקבוע תור לתספורת מחר בעשר")
     assert first.reply_text == TEXTS["confirm"].format(service="תספורת", slot=slot)
     assert booking_step(store_b.history(SID))["step"] == "confirm"
-    assert b.run_turn(SID, 2, text="כן").reply_text == TEXTS["ask_name"]
-    third = a.run_turn(SID, 3, text="דנה כהן")
+    assert b.run_turn(SID, 2, text="").reply_text == REPEAT_PROMPT  # nothing heard: asked
+    assert b.run_turn(SID, 3, text="כן").reply_text == TEXTS["ask_name"]  # …and still waits
+    third = a.run_turn(SID, 4, text="דנה כהן")
     assert third.reply_text == TEXTS["booked"].format(service="תספורת", slot=slot,
                                                       name="דנה כהן")
     assert booking_step(store_a.history(SID)) is None  # the talk is over
