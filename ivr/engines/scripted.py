@@ -194,9 +194,9 @@ class ScriptedLLM(LLM):
         if step == "ask_reason":
             done = self.lead_texts["done"].format(**self.lead(history, text))
             return done, HANG_UP if self.lead_texts.get("hangup") else None
-        if booking_step(history):  # the booking's question is answered: it says the reply
-            return "", BOOK
         intent = self.match(text)
+        if booking_step(history) and not (intent and intent.get("lead") and text.isdigit()):
+            return "", BOOK  # the booking's question is answered (its person key leaves it)
         if intent is None:
             last = last_said(history, "assistant")
             return (self.flow.get("menu") or self.lead_texts["ask_name"]

@@ -117,6 +117,7 @@ def test_the_scripted_flow_hands_booking_turns_to_the_conversation():
     assert list(flow.reply_tokens([], "4")) == [BOOK, ""]  # the menu's key
     asked = [{"role": "assistant", "text": "לאיזה יום?", "booking": {"step": "when"}}]
     assert list(flow.reply_tokens(asked, "מחר")) == [BOOK, ""]
+    assert list(flow.reply_tokens(asked, "0"))[-1] == flow.lead_texts["ask_name"]  # a person
     assert flow.reply([], "מה שעות הפתיחה?").startswith("אנחנו פתוחים")
     assert TEXTS["ask_name"] in flow.texts()  # prewarmed: said as it is
     summary = flow.summarize(asked, None).splitlines()[0]
