@@ -17,7 +17,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
      "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words",
      "ivr.booking", "ivr.booking.hebrew_numbers", "ivr.booking.when",
-     "ivr.booking.services", "ivr.booking.slots"},
+     "ivr.booking.services", "ivr.booking.slots", "ivr.booking.sayings"},
     {"ivr.store", "ivr.blob_store", "ivr.reply_store", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify.outbox", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",
      "ivr.engines.local", "ivr.engines.openai_engines", "ivr.engines.openai_realtime",

@@ -9,8 +9,9 @@ import shutil
 import pytest
 import yaml
 
-from ivr.booking.conversation import TEXTS, Conversation, check_texts, said_offers
+from ivr.booking.conversation import Conversation
 from ivr.booking.desk import Desk
+from ivr.booking.sayings import TEXTS, check_texts, said_offers
 from ivr.booking.when import spoken_slot
 from ivr.config import Settings
 from ivr.dialog import Dialog

@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 import yaml
 
-from ivr.booking.conversation import said_day, said_offers
+from ivr.booking.sayings import said_day, said_offers
 from ivr.booking.when import spoken_slot
 from ivr.engines.fake import FakeASR
 from ivr.engines.scripted import DEFAULT_FLOW
