@@ -131,9 +131,9 @@ class Conversation:
             return self.attempt(state, service, when.start(self.desk.rules.zone))
         if when.day:
             return self.day(state, service, when.day, when.window)
-        if when.days:
-            first = dt.datetime.combine(when.days[0], when.window[0] if when.window
-                                        else dt.time(0), zone)
+        if when.days:  # "שבוע הבא (בעשר)": the first free times from its start
+            at = when.time or (when.window[0] if when.window else dt.time(0))
+            first = dt.datetime.combine(when.days[0], at, zone)
             return self.offer(state, "", self.desk.offer(service, first, MAX_OFFERS))
         key = "ask_day" if when.time or when.window else (
             "ask_move" if state.get("mode") == "move" else "ask_when")
@@ -168,6 +168,8 @@ class Conversation:
             return self.offer(state, "", spread(free, free[0], apart))
         zone = zoneinfo.ZoneInfo(self.desk.rules.zone)
         start = dt.datetime.combine(day, window[0] if window else dt.time(0), zone)
+        if (day - self.desk.clock().astimezone(zone).date()).days > self.desk.rules.max_days_ahead:
+            return self.refused(state, service, start, "too_far")
         closed = self.desk.rules.closed_because(day)
         why = self.closed(day, closed) if closed else self.say("day_full", day=said_day(day))
         return self.offer(state, why, self.desk.offer(service, start, MAX_OFFERS))

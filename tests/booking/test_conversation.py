@@ -142,3 +142,10 @@ def test_the_shipped_flow_holds_every_booking_text_and_a_wrong_one_is_named(tmp_
                                                    FlowFile(edited), clock=lambda: NOW))
     assert talk(conversation, "תור מחר בעשר", "כן")[-1] == "ומה השם?"
     store.close()
+
+
+def test_a_day_beyond_the_days_ahead_says_how_far_and_offers_the_soonest(barber):
+    (said,) = talk(barber, "תור לתספורת בעוד חודשיים")
+    soonest = [at("2026-11-01", t) for t in ("10:00", "10:30", "11:00")]  # an hour's notice
+    assert said == TEXTS["too_far"].format(days=30) + " " + TEXTS["offers"].format(
+        offers=said_offers(soonest), keys="1, 2 או 3")
