@@ -11,7 +11,7 @@ from ..store import Store
 from .appointments import Appointment, Appointments, Outcome
 from .caldav_sync import CalendarSync
 from .services import BookingRules, LiveBooking, Service
-from .slots import Interval, free_slots
+from .slots import Interval, free_slots, why_not
 
 Clock = Callable[[], dt.datetime]
 Listener = Callable[[str, Appointment, str], None]
@@ -76,6 +76,17 @@ class Desk:
         start, end = self._horizon(rules)
         return free_slots(rules, service, first, last, start,
                           self.appointments.held(start, end), self.busy(start, end))
+
+    def check(self, service: Service, start: dt.datetime, but: str = "") -> str:
+        """Why `service` cannot be booked at `start` now ("" when it can: the caller is asked
+        to confirm it), as slots.why_not says; `but`: an appointment being moved (its own
+        place does not count)."""
+        rules = self.rules
+        if rules is None:
+            return "off"
+        now, end = self._horizon(rules)
+        return why_not(rules, service, start, now, self.appointments.held(now, end, but=but),
+                       self.busy(now, end))
 
     def offer(self, service: Service, after: dt.datetime, n: int = 3) -> list[dt.datetime]:
         """The next `n` free starts from `after` on: what to offer the caller."""

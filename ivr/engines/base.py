@@ -15,14 +15,25 @@ def last_said(history: list[dict], role: str) -> str:
     return next((m["text"] for m in reversed(history) if m["role"] == role), "")
 
 
+BOOKING_KEY = "booking"  # on the line's message in the history: the booking's next step
+
+
+def booking_step(history: list[dict]) -> dict | None:
+    """The booking's next step, if the line's last message asked a booking question (the
+    dialog keeps it there beside the words: ivr/booking/conversation.py)."""
+    last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
+    return last.get(BOOKING_KEY) if last else None
+
+
 @dataclass(frozen=True)
 class Action:
     """What the line does once the reply is said, yielded by an LLM among the reply's text."""
 
-    kind: str  # "transfer": to the owner (in business hours); "hangup": end the call
+    kind: str  # "transfer": to the owner (in business hours); "hangup": end the call;
+    # "book": the booking conversation says the reply (ivr/booking/conversation.py)
 
 
-TRANSFER, HANG_UP = Action("transfer"), Action("hangup")
+TRANSFER, HANG_UP, BOOK = Action("transfer"), Action("hangup"), Action("book")
 
 
 class Tools(Protocol):
