@@ -141,6 +141,13 @@ class Calls:
                                 unstarted=turn if unstarted else None, turn_mode="record",
                                 fallback_reason=reason[:200], pending_twiml=None)
 
+    def claim_barge_over_play(self, call_sid: str, turn: int) -> bool:
+        """A caller spoke over the Plays before `turn`'s stream (a fork heard it): True only
+        while the call is still on those Plays (live, streaming, on `turn`, its stream not
+        started). A call the watchdog moved to <Record>, or one that moved on, is left alone."""
+        return self.store.claim(call_sid, {"turn": turn, "turn_mode": "stream", "ended": False},
+                                unstarted=turn)
+
     def note_record_mode(self, call_sid: str, reason: str) -> None:
         """The call is in record mode whoever moved it; keep the first reason given."""
         first = (self.get(call_sid) or {}).get("fallback_reason") or reason

@@ -36,8 +36,10 @@ def test_a_silent_caller_hears_the_flows_greeting_on_the_stream(phone_line, repl
     # the caller had their chance (the stream's `opened` stamp and its 20 ms ticks differ by
     # up to a few frames on the emulator's clock)
     assert greeting["t"] - stream["opened"] >= GREETING_WAIT_SEC - 3 * TICK
-    seconds = line.runtime.cache.duration(GREETING)  # the cached prompt, whole
-    assert greeting["duration"] == pytest.approx(seconds, abs=0.1)
+    # the cached prompt, whole: in pieces if a loaded machine's frames came late (a gap, not
+    # a word less)
+    seconds = line.runtime.cache.duration(GREETING)
+    assert sum(h["duration"] for h in heard) == pytest.approx(seconds, abs=0.1)
     assert line.runtime.prompts.texts[GREETING] == line.runtime.engines.llm.flow["greeting"]
     assert "greeting" in stream["marks"]  # played to its end, and the line listens again
     reply = kinds(line, result.call_sid, "STREAM_REPLY")
@@ -47,7 +49,8 @@ def test_a_silent_caller_hears_the_flows_greeting_on_the_stream(phone_line, repl
 
 def test_a_caller_who_speaks_first_is_answered_not_greeted(phone_line):
     line = streaming_line(phone_line)
-    result = line.carrier.place_call({"steps": [{"say": QUESTION}], "end": "hangup"})
+    result = line.carrier.place_call({"steps": [{"say": QUESTION, "think": 0}],
+                                      "end": "hangup"})  # at once, however loaded the machine
     assert result.error_codes == []
     spoke = result.said[0]["t"]
     assert spoke - result.streams[0]["opened"] < GREETING_WAIT_SEC

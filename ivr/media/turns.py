@@ -22,7 +22,7 @@ log = logging.getLogger("ivr")
 
 
 class MediaChannel(Protocol):
-    """What the turns need of their WebSocket (stream.MediaStreamSession provides it)."""
+    """What the turns need of their WebSocket (session.MediaStreamSession provides it)."""
 
     stream_sid: str
     closed: threading.Event
@@ -109,8 +109,16 @@ class StreamTurns:
 
     def stop_plays(self) -> None:
         """The caller speaks over the reply's Plays: the fork ends and the call's stream of
-        this turn listens at once (calls.update); the rest of the reply is not played."""
+        this turn listens at once (calls.update); the rest of the reply is not played. A fork
+        outlives the document that started it: if the call is no longer on those Plays (the
+        watchdog moved it to <Record>, it moved on), the fork only closes."""
         s = self.rt.settings
+        if not self.rt.calls.claim_barge_over_play(self.call_sid, self.turn):
+            self.rt.overheard.take(self.call_sid)
+            self.rt.events.emit("BARGE_IN_IGNORED", self.call_sid, turn=self.turn,
+                                why="the call is no longer on the Plays of this fork")
+            self.channel.close(1000, "the call moved on")
+            return
         found = self.rt.replies.get(self.call_sid, self.turn)
         if found:  # its continuation will not be asked for
             self.rt.replies.drop(self.call_sid, found[1])

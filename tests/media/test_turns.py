@@ -162,3 +162,37 @@ def test_a_caller_speaking_while_the_line_moves_the_call_to_the_owner_starts_no_
     wait_for(lambda: moved)  # the <Dial> goes out on the turn pool
     assert runtime.calls.get(SID)["turn"] == 2
     assert [m["mark"]["name"] for m in channel.messages if m["event"] == "mark"] == ["reply-2"]
+
+
+def fork_over_plays(runtime, moved: list) -> tuple[StreamTurns, RecordingChannel]:
+    """Turn 1's reply is playing (the call is on turn 2, its stream not started) and a fork
+    listens over the Plays; calls.update is recorded, not sent."""
+    runtime.calls.answer(SID, "stream", "play", "in-progress")
+    assert runtime.calls.advance_turn(SID, 1)
+    runtime.delivery.update = lambda call_sid, doc, *a, **k: moved.append(doc) or True
+    channel = RecordingChannel()
+    return StreamTurns(runtime, channel, SID, 2, fork=True), channel
+
+
+def test_a_caller_over_the_plays_stops_them_for_the_turns_stream(runtime):
+    moved = []
+    fork, channel = fork_over_plays(runtime, moved)
+    speak(fork, "רגע, עוד שאלה")
+    wait_for(lambda: moved)
+    assert '<Stop><Stream name="listen-2" /></Stop><Connect' in moved[0]
+    assert not channel.closed.is_set()  # Twilio ends the fork (the <Stop>), not the line
+
+
+def test_a_fork_left_running_over_a_record_turn_takes_nothing_back(runtime):
+    """The watchdog moved the call to <Record> while the fork still listens (a fork outlives
+    the document that started it): the caller answering the <Record> is no barge-in, so no
+    calls.update takes the call back from <Record> (seen in the cluster: the caller then
+    waited three minutes for a reply that was stale); the fork closes."""
+    moved = []
+    fork, channel = fork_over_plays(runtime, moved)
+    assert runtime.calls.fall_back_to_record(SID, 2, "no stream start for turn 2",
+                                             unstarted=True)
+    speak(fork, "רגע, עוד שאלה")
+    wait_for(lambda: channel.closed.is_set())
+    assert moved == []
+    assert [e for e in runtime.store.events(SID) if e["kind"] == "BARGE_IN_IGNORED"]
