@@ -344,10 +344,12 @@ class Settings:
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     calendar_url: str = setting(
-        "", text, "the owner's CalDAV calendar's URL: bookings go in, its events block times")
+        "", text, "the owner's CalDAV calendar's own URL (the collection, not the server's): "
+        "bookings go in, its events block times")
     calendar_user: str = setting("", text, "the CalDAV user name (often the e-mail address)")
     calendar_password: str = setting(
-        "", text, "the CalDAV password (an app password for Google or iCloud)", secret=True)
+        "", text, "the CalDAV password: an app-specific one (iCloud, Fastmail, Nextcloud; "
+        "Google needs OAuth: use the feed)", secret=True)
     calendar_timeout_sec: float = setting(
         5.0, float_range(0.5, 60), "a CalDAV request's wait; then the booking syncs later")
     reminder_hours: int = setting(

@@ -26,11 +26,11 @@ CALLER, OTHER = "+972529876543", "+972501112233"
 REQUEST = "אני רוצה לקבוע תור לתספורת מחר בעשר"
 
 
-def booking_line(phone_line, now: dt.datetime, asr_texts=()):
+def booking_line(phone_line, now: dt.datetime, asr_texts=(), **changes):
     """The scripted line with the shipped flow (its hours and booking:), its desk's clock at
-    `now`; the fake ASR hears `asr_texts` in turn."""
+    `now`; the fake ASR hears `asr_texts` in turn; `changes`: other settings."""
     line = phone_line(asr_engine="fake", llm_engine="scripted", tts_engine="fake",
-                      turn_mode="stream")
+                      turn_mode="stream", **changes)
     line.runtime.desk.clock = lambda: now
     if asr_texts:
         line.runtime.engines.asr = FakeASR(list(asr_texts))
