@@ -22,6 +22,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import phonenumbers
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +30,22 @@ from ..schema import appointment_cells, appointments, capped
 from ..store import Store
 from .services import BookingRules, Service
 from .slots import Held, Interval, cells, next_free, why_not
+
+# What Twilio sends as From for a withheld number: a word, or (as its docs describe them, from
+# memory: both forms are handled) the word spelled on a keypad: ANONYMOUS, UNAVAILABLE, UNKNOWN,
+# RESTRICTED, BLOCKED.
+WITHHELD = {"+266696687", "+86282452253", "+8656696", "+7378742833", "+2562533"}
+
+
+def identifies(number: str) -> bool:
+    """Whether a caller's From names one person's phone: a possible number, not "anonymous" or a
+    withheld placeholder (two withheld callers must never see each other's appointments)."""
+    if not number or number in WITHHELD:
+        return False
+    try:
+        return phonenumbers.is_possible_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 BOOKED, CANCELLED = "booked", "cancelled"
 
@@ -112,7 +129,7 @@ class Appointments:
                  .where(appointments.c.caller == caller, appointments.c.status == BOOKED,
                         appointments.c.ends_at > now.timestamp())
                  .order_by(appointments.c.starts_at))
-        return self._rows(query) if caller else []
+        return self._rows(query) if identifies(caller) else []
 
     def since(self, start: dt.datetime) -> list[Appointment]:
         """Every appointment (cancelled too) ending after `start`, by start: the feed's."""

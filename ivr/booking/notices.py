@@ -16,7 +16,7 @@ from ..notify.notifier import Notifier
 from ..notify.send import describe
 from ..notify.texts import one_line, short
 from ..store import Store
-from .appointments import Appointment
+from .appointments import Appointment, identifies
 from .when import WEEKDAYS
 
 PHONE = re.compile(r"\+\d{8,15}")  # a number an SMS can reach (not "anonymous")
@@ -98,7 +98,7 @@ class BookingNotices:
         return self.to_caller(key, "reminder", appointment, appointment.call_sid)
 
     def to_caller(self, key: str, kind: str, appointment: Appointment, call_sid: str) -> bool:
-        if not PHONE.fullmatch(appointment.caller or ""):
+        if not identifies(appointment.caller or ""):
             return False  # a withheld number: nowhere to send it
         if not self.s.notify_sms_from:
             self.events.emit("BOOKING_SMS_OFF", call_sid or None, logging.WARNING,

@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from ivr.booking.appointments import Appointments
+from ivr.booking.appointments import Appointments, identifies
 from ivr.schema import appointments as table
 from ivr.store import Store
 
@@ -133,3 +133,15 @@ def test_a_time_the_rules_refuse_is_not_booked_and_the_next_open_ones_are_offere
     late = appointments.book(book, haircut, at("2026-04-03", "12:45"), NOW, "+972501111111")
     assert late.refused == "hours"  # Friday closes at 13:00
     assert appointments.unsynced() == []
+
+
+@pytest.mark.parametrize("withheld", ["anonymous", "Restricted", "+266696687", "+7378742833",
+                                      "12345", ""])
+def test_a_withheld_number_finds_no_appointment_not_even_one_booked_under_it(stores, withheld):
+    """Callers who withhold their number share one From: one must never hear, cancel or move
+    another's appointment. The booking itself is kept (the owner sees it)."""
+    book = rules()
+    made = desk(stores[0]).book(book, book.service("תספורת"), TEN, NOW, withheld, name="דני")
+    assert made.appointment is not None
+    assert desk(stores[1]).of_caller(withheld, NOW) == []
+    assert not identifies(withheld) and identifies("+972501234567")
