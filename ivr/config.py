@@ -331,8 +331,7 @@ class Settings:
         "e-mail and inspector")
     notify_sms_to: str = setting("", phone_number, "send each message left to this phone")
     notify_sms_from: str = setting(
-        "", phone_number, "your Twilio number the SMS are sent from (yours, and callers' "
-        "booking confirmations and reminders)")
+        "", phone_number, "your Twilio number SMS go from (yours; callers' bookings, reminders)")
     smtp_url: str = setting(
         "", smtp_url, "mail server for notifications: smtp://user:pass@host:587?starttls=true",
         secret=True)
@@ -344,12 +343,11 @@ class Settings:
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     calendar_url: str = setting(
-        "", text, "the owner's CalDAV calendar's own URL (the collection, not the server's): "
-        "bookings go in, its events block times")
+        "", text, "the CalDAV calendar's own URL (not the server's): bookings in, busy out")
     calendar_user: str = setting("", text, "the CalDAV user name (often the e-mail address)")
     calendar_password: str = setting(
-        "", text, "the CalDAV password: an app-specific one (iCloud, Fastmail, Nextcloud; "
-        "Google needs OAuth: use the feed)", secret=True)
+        "", text, "an app-specific CalDAV password (Google needs OAuth: use the feed)",
+        secret=True)
     calendar_timeout_sec: float = setting(
         5.0, float_range(0.5, 60), "a CalDAV request's wait; then the booking syncs later")
     reminder_hours: int = setting(
