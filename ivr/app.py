@@ -11,6 +11,9 @@ from flask import Flask
 
 from . import threads, twilio_alerts, twiml
 from .blob_store import shared_media
+from .booking.desk import Desk
+from .booking.notices import BookingNotices
+from .booking.reminders import Reminders
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -32,6 +35,8 @@ from .tts_cache.prompts import Prompts, prompt_texts
 from .watchdog import Watchdog
 
 MAX_WEBHOOK_BYTES = 256 * 1024
+CALENDAR_SYNC_JOB = "calendar-sync"
+CALENDAR_SYNC_SEC = 60  # a booking the owner's calendar missed reaches it within this
 
 
 def configure_logging() -> None:
@@ -70,19 +75,23 @@ def create_app(config: Settings | None = None) -> Flask:
     owner = LiveOwner(settings, watch(settings.flow_file))  # follows edits of the flow file
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
+    desk = Desk.from_settings(settings, store, watch(settings.flow_file), events)
+
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
     runtime = Runtime(
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
-                                         notifier.lead_left, notifier.call_ended),
+                                         notifier.lead_left, notifier.call_ended, desk),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
-        owner=owner, notifier=notifier)
+        owner=owner, notifier=notifier,
+        desk=desk)
+    wire_bookings(runtime)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
@@ -90,15 +99,31 @@ def create_app(config: Settings | None = None) -> Flask:
     twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
     app.extensions["ivr"] = runtime
 
-    from .web import inspector, public, webhooks
+    from .web import calendar_feed, inspector, public, webhooks
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(inspector.bp)
+    app.register_blueprint(calendar_feed.bp)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,
                         base=settings.public_base_url, local=settings.local_mode)
     log_retiring_models(settings, runtime.events)
     return app
+
+
+def wire_bookings(rt: Runtime) -> None:
+    """What follows a booking: the caller's SMS and the owner's notice, the reminder (its
+    timers swept), and the owner's calendar brought up to date every minute."""
+    notices = BookingNotices(rt.settings, rt.store, rt.events, rt.notifier, rt.desk.live.flow)
+    rt.reminders = Reminders(rt.settings, rt.desk, notices, rt.events)
+    rt.desk.on_change(notices.changed)
+    rt.desk.on_change(rt.reminders.changed)
+    rt.reminders.recover()  # a timer lost with a killed process
+    rt.reminders.start(rt.scheduler)
+    if rt.desk.calendar is not None:
+        rt.scheduler.add_job(rt.desk.sync_pending, "interval", seconds=CALENDAR_SYNC_SEC,
+                             id=CALENDAR_SYNC_JOB, replace_existing=True, max_instances=1,
+                             coalesce=True, misfire_grace_time=CALENDAR_SYNC_SEC)
 
 
 def log_retiring_models(settings: Settings, events: EventLog) -> None:

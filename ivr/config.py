@@ -331,7 +331,7 @@ class Settings:
         "e-mail and inspector")
     notify_sms_to: str = setting("", phone_number, "send each message left to this phone")
     notify_sms_from: str = setting(
-        "", phone_number, "your Twilio number the notification SMS is sent from")
+        "", phone_number, "your Twilio number SMS go from (yours; callers' bookings, reminders)")
     smtp_url: str = setting(
         "", smtp_url, "mail server for notifications: smtp://user:pass@host:587?starttls=true",
         secret=True)
@@ -342,6 +342,19 @@ class Settings:
         False, boolean, "notify after every call, not only when a message was left")
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
+    calendar_url: str = setting(
+        "", text, "the CalDAV calendar's own URL (not the server's): bookings in, busy out")
+    calendar_user: str = setting("", text, "the CalDAV user name (often the e-mail address)")
+    calendar_password: str = setting(
+        "", text, "an app-specific CalDAV password (Google needs OAuth: use the feed)",
+        secret=True)
+    calendar_timeout_sec: float = setting(
+        5.0, float_range(0.5, 60), "a CalDAV request's wait; then the booking syncs later")
+    reminder_hours: int = setting(
+        24, int_range(0, 336), "the reminder SMS goes this long before an appointment (0: none)")
+    calendar_feed_token: str = setting(
+        "", text, "the secret in the appointments feed's address (unset: no feed)",
+        secret=True)
     # resolved by from_env, not read from the environment
     local_mode: bool = False
     # origins (scheme://host:port) whose pre-signed URLs a recording may redirect to besides
@@ -412,11 +425,18 @@ class Settings:
         sentence alike; a new token renames every file (they are synthesised again)."""
         return hmac.new(self.signing_key.encode(), b"ivr tts cache names", hashlib.sha256).digest()
 
+    @property
+    def slot_key(self) -> bytes:
+        """Key of the booking tools' slot ids (ivr/booking/tools.py), derived from the signing
+        key: every worker and instance with the same TWILIO_AUTH_TOKEN reads the others' ids."""
+        return hmac.new(self.signing_key.encode(), b"ivr booking slot ids", hashlib.sha256).digest()
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
-        password = urlsplit(self.smtp_url).password or ""  # alone, as an SMTP error shows it,
-        values += [password, unquote(password)]  # as written in the URL and as sent
+        for url in (self.smtp_url, self.calendar_url):
+            password = urlsplit(url).password or ""  # alone, as an SMTP error shows it,
+            values += [password, unquote(password)]  # as written in the URL and as sent
         return [value for value in values if value]
 
 
@@ -519,6 +539,9 @@ def _check_urls(values: dict, problems: list[str]) -> None:
         values[name] = url
         if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
             problems.append(f"{name.upper()}={url!r}: expected an http(s) URL")
+    url = values["calendar_url"]  # a CalDAV collection keeps its trailing slash
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+        problems.append("CALENDAR_URL: expected the calendar's http(s) URL")
     url = values["openai_websocket_base_url"].rstrip("/")
     values["openai_websocket_base_url"] = url
     if url and (urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname):

@@ -16,10 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from . import threads
+from .booking.conversation import Conversation
+from .booking.desk import Desk
+from .booking.tools import BookingTools
 from .calls import Calls
 from .chunking import SpeakableChunks
 from .engines import Engines
-from .engines.base import LLM, Action, LiveRecognition, TranscriptMismatch, last_said
+from .engines.base import (
+    BOOKING_KEY,
+    LLM,
+    Action,
+    LiveRecognition,
+    TranscriptMismatch,
+    booking_step,
+    last_said,
+)
 from .eventlog import EventLog
 from .owner import Owner
 from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
@@ -44,8 +55,10 @@ class TurnOutcome:
     reply: SpokenReply = field(default_factory=SpokenReply)
     ms: dict[str, int] = field(default_factory=dict)
     synthesis: list[Future] = field(default_factory=list, repr=False)
+    tools: BookingTools | None = field(default=None, repr=False)  # the LLM's, this turn
     deadline: float | None = field(default=None, repr=False)  # monotonic; caps every stage
     on_stream: bool = False  # heard as frames on the call's stream (REPLY_MODE=stream)
+    booking: dict | None = None  # the booking's next step, kept with the reply in the history
 
     def budgeted(self) -> bool:
         """The webhook's budget caps the stages until its answer went out, not after."""
@@ -77,9 +90,11 @@ class Dialog:
     def __init__(self, settings: Any, store: Store, events: EventLog, engines: Engines,
                  cache: TTSCache, owner: Owner | None = None,
                  on_lead: Callable[[str, dict], None] | None = None,
-                 on_late_turn: Callable[[str], None] | None = None):
+                 on_late_turn: Callable[[str], None] | None = None,
+                 desk: Desk | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
+        self.desk = desk  # the appointments the LLM's booking tools reach
         self.owner = owner or Owner()
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
@@ -87,6 +102,7 @@ class Dialog:
         self.pool = threads.executor("engine")  # engine calls
         self.writers = threads.executor("reply")  # replies being written (they wait)
         self.history_lock = threading.Lock()
+        self.booking = Conversation(desk) if desk is not None else None  # the scripted flow's
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
                outcome: TurnOutcome) -> Any:
@@ -185,6 +201,10 @@ class Dialog:
         return text
 
     def _repeated_user_text(self, history: list[dict], text: str) -> bool:
+        """The caller's last words heard again (a second transcript of one utterance); not a
+        key pressed again to answer the booking's next question ("1" picks, "1" confirms)."""
+        if text.isdigit() and booking_step(history):
+            return False
         last = next((m for m in reversed(history) if m["role"] == "user"), None)
         return bool(last and last["text"] == text
                     and time.time() - last.get("at", 0) <= self.s.dedup_window_sec)
@@ -196,6 +216,7 @@ class Dialog:
         try:
             if not outcome.user_text:
                 outcome.fallback = outcome.fallback or "no-text"
+                outcome.booking = booking_step(history)  # its question still waits
                 self._add_chunk(call_sid, outcome, REPEAT_PROMPT)
             else:
                 self._stream_reply(call_sid, history, outcome)
@@ -239,7 +260,9 @@ class Dialog:
         goes at once all the same (replies often open alike), so a repeated reply is heard as
         its opener, then DEDUP_REPLY."""
         reply, llm = outcome.reply, self.engines.llm
-        context = [{"role": m["role"], "text": m["text"]} for m in history]
+        context = [{"role": m["role"], "text": m["text"], **kept_tools(m),
+                    **({BOOKING_KEY: m[BOOKING_KEY]} if m.get(BOOKING_KEY) else {})}
+                   for m in history]
         last_reply = last_said(history, "assistant")
         chunker, held, written, released = SpeakableChunks(), [], "", 0
         instead = ""  # what to say if the LLM asked for an action and wrote nothing
@@ -250,6 +273,9 @@ class Dialog:
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
+                if isinstance(delta, Action) and delta.kind == "book":
+                    instead = self._book(call_sid, history, outcome)
+                    continue
                 if isinstance(delta, Action):
                     instead = self._act(call_sid, reply, delta)
                     if reply.ending == "transfer":
@@ -282,7 +308,7 @@ class Dialog:
                 self.calls.give_back_transfer(call_sid)
             reply.ending = ""  # the caller did not hear what the action was for
         if last_reply and same_words(written, last_reply) and not outcome.fallback \
-                and not reply.ending:
+                and not reply.ending and outcome.booking is None:
             self.events.emit("DEDUP", call_sid, kind="reply", text=written.strip())
             held = [DEDUP_REPLY if not same_words(last_reply, DEDUP_REPLY) else LLM_FALLBACK]
         for text in held:
@@ -303,6 +329,16 @@ class Dialog:
             return self.owner.transferring
         self.events.emit("TRANSFER_DECLINED", call_sid, why=why or "OWNER_MAX_TRANSFERS reached")
         return self.owner.take_message
+
+    def _book(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> str:
+        """The scripted flow's booking turn (ivr/booking/conversation.py): what the line says,
+        and its next step noted on the outcome, kept with the reply in the history."""
+        if self.booking is None:
+            return self.owner.take_message
+        caller = (self.calls.get(call_sid) or {}).get("from_number", "")
+        said = self.booking.turn(history, outcome.user_text, caller, call_sid)
+        outcome.booking = said.state
+        return said.text
 
     def last_words(self, call_sid: str, turn: int, pcm: bytes) -> str:
         """What the caller was still saying when the stream ended (a name said as they hung
@@ -330,10 +366,12 @@ class Dialog:
         (LLM_TIMEOUT_SEC until each next piece) and a cancelled reply stops reading."""
         pieces: queue.Queue = queue.Queue()
         reply = outcome.reply
+        outcome.tools = self.booking_tools(call_sid, llm)
+        tools = {"tools": outcome.tools} if outcome.tools is not None else {}
 
         def read() -> None:
             try:
-                for delta in llm.reply_tokens(context, outcome.user_text):
+                for delta in llm.reply_tokens(context, outcome.user_text, **tools):
                     if reply.done:
                         break  # cancelled or cut: closing the generator closes the stream
                     pieces.put(delta)
@@ -354,6 +392,15 @@ class Dialog:
             if isinstance(piece, Exception):
                 raise piece
             yield piece
+
+    # ---- the booking tools an LLM runs (ivr/booking/tools.py) ---------------------------------
+    def booking_tools(self, call_sid: str, llm: LLM) -> BookingTools | None:
+        """This call's booking tools for an LLM that runs tools, when the flow takes bookings:
+        the caller is the call's From (never the model's word); None otherwise."""
+        if not llm.runs_tools or self.desk is None or self.desk.rules is None:
+            return None
+        caller = (self.calls.get(call_sid) or {}).get("from_number") or ""
+        return BookingTools(self.desk, call_sid, caller, self.s.slot_key, self.s.timezone)
 
     def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
         lead = llm.lead(context, text)
@@ -464,7 +511,9 @@ class Dialog:
         outcome.reply_text = reply.heard_text if reply.heard_text is not None else reply.text
         said = [{"role": "user", "text": outcome.user_text, "at": now}] \
             if outcome.user_text else []
-        said.append({"role": "assistant", "text": outcome.reply_text, "at": now})
+        said.append({"role": "assistant", "text": outcome.reply_text, "at": now,
+                     **kept_tools({"tools": outcome.tools.kept if outcome.tools else []}),
+                     **({BOOKING_KEY: outcome.booking} if outcome.booking else {})})
         self.calls.change_history(call_sid, lambda history: history + said)
         reply.history_saved = True
 
@@ -505,6 +554,12 @@ class Dialog:
                 return  # _record will write `heard` itself
             self.calls.change_history(call_sid, lambda history: cut_to_heard(
                 history, reply.text, heard))
+
+
+def kept_tools(message: dict) -> dict:
+    """The tool calls and results a reply used (kept with it in the history, for the LLM's
+    next turns: the slot ids it was given), as {"tools": […]}, or {} when none."""
+    return {"tools": list(message["tools"])} if message.get("tools") else {}
 
 
 def cut_to_heard(history: list[dict], said: str, heard: str) -> list[dict] | None:

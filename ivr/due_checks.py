@@ -32,27 +32,49 @@ class Check:
 class DueChecks:
     """Rows of the checks table: arming upserts one, a sweep claims the due ones with a lease
     (`FOR UPDATE SKIP LOCKED` on PostgreSQL, one atomic compare-and-set on SQLite's single
-    writer), and a finished run deletes its own arming only."""
+    writer), and a finished run deletes its own arming only. `kinds` are the kinds this one
+    arms and runs (the watchdog's, the reminders'): each sees and claims only its own rows."""
 
-    def __init__(self, store: Store, lease_sec: float = LEASE_SEC):
-        self.store, self.lease_sec = store, lease_sec
+    def __init__(self, store: Store, lease_sec: float = LEASE_SEC,
+                 kinds: tuple[str, ...] = ()):
+        self.store, self.lease_sec, self.kinds = store, lease_sec, kinds
+
+    def _mine(self, condition=None):
+        """`condition` on this one's kinds of rows only."""
+        own = checks.c.kind.in_(self.kinds) if self.kinds else None
+        parts = [c for c in (own, condition) if c is not None]
+        return and_(*parts) if parts else checks.c.id.is_not(None)
 
     def arm(self, check_id: str, call_sid: str, kind: str, turn: int, due_at: float,
-            **detail: Any) -> str:
+            wait: bool = False, **detail: Any) -> str:
         """Arm (or re-arm: the id's previous arming is replaced) without waiting: the store's
-        writer lands the row in order with the call's own writes. Returns the arming's token."""
+        writer lands the row in order with the call's own writes; with `wait`, written before
+        it returns. Returns the arming's token."""
         token = uuid.uuid4().hex
         values = capped(checks, {
             "id": check_id, "call_sid": call_sid, "kind": kind, "turn": turn, "due_at": due_at,
             "token": token, "lease_until": None, "attempts": 0,
             "detail": json.dumps(detail, ensure_ascii=False)})
-        self.store.defer(self.store.upsert(
-            checks, values, {k: v for k, v in values.items() if k != "id"}))
+        statement = self.store.upsert(checks, values,
+                                      {k: v for k, v in values.items() if k != "id"})
+        if wait:
+            with self.store.writing() as conn:
+                conn.execute(statement)
+        else:
+            self.store.defer(statement)
         return token
 
+    def drop(self, check_id: str) -> bool:
+        """Retire a check, whatever its arming (once the armings on their way have landed)."""
+        self.store.flush()
+        with self.store.writing() as conn:
+            return conn.execute(delete(checks).where(self._mine(checks.c.id == check_id))
+                                ).rowcount == 1
+
     def _due(self, now: float):
-        return and_(checks.c.due_at <= now,
-                    or_(checks.c.lease_until.is_(None), checks.c.lease_until < now))
+        return self._mine(and_(checks.c.due_at <= now,
+                               or_(checks.c.lease_until.is_(None),
+                                   checks.c.lease_until < now)))
 
     def waiting(self, now: float) -> bool:
         """Whether a check is due and unclaimed (a read: an idle sweep takes no write lock)."""
@@ -80,12 +102,13 @@ class DueChecks:
         """Delete every check of the call, once the armings still on their way have landed."""
         self.store.flush()
         with self.store.writing() as conn:
-            return conn.execute(delete(checks).where(checks.c.call_sid == call_sid)).rowcount
+            return conn.execute(delete(checks).where(
+                self._mine(checks.c.call_sid == call_sid))).rowcount
 
     def ids(self, call_sid: str | None = None) -> list[str]:
         """The pending checks' ids (of one call, or all), armings on their way included."""
         self.store.flush()
-        query = select(checks.c.id).order_by(checks.c.id)
+        query = select(checks.c.id).where(self._mine()).order_by(checks.c.id)
         if call_sid is not None:
             query = query.where(checks.c.call_sid == call_sid)
         with self.store.engine.connect() as conn:
@@ -95,9 +118,11 @@ class DueChecks:
         """The calls that have a pending check."""
         self.store.flush()
         with self.store.engine.connect() as conn:
-            return set(conn.execute(select(checks.c.call_sid).distinct()).scalars())
+            return set(conn.execute(select(checks.c.call_sid).where(self._mine())
+                                    .distinct()).scalars())
 
     def count(self) -> int:
         """How many checks are pending (a quick read, for /healthz)."""
         with self.store.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(checks)).scalar() or 0
+            return conn.execute(select(func.count()).select_from(checks)
+                                .where(self._mine())).scalar() or 0

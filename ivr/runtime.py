@@ -10,6 +10,8 @@ from flask import current_app
 
 from . import twiml
 from .blob_store import SharedMedia
+from .booking.desk import Desk
+from .booking.reminders import Reminders
 from .calls import Calls
 from .config import Settings
 from .delivery import Delivery
@@ -55,6 +57,8 @@ class Runtime:
     lanes: Lanes | None = None  # the server's thread pools and loop, when it runs on LineApp
     overheard: Overheard = field(default_factory=Overheard)  # said over Plays, for next stream
     last_words: LastWords = field(default_factory=LastWords)  # cut off by the hang-up
+    desk: Desk | None = None  # the appointments callers book (the flow's booking: section)
+    reminders: Reminders | None = None  # the reminder SMS before each appointment
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

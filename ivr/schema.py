@@ -1,4 +1,4 @@
-"""The tables (calls, turns, events, leads, notifications, media, replies, checks, alerts), caps."""
+"""Tables (calls, turns, events, leads, notices, media, replies, checks, alerts, bookings), caps."""
 
 from __future__ import annotations
 
@@ -207,4 +207,32 @@ twilio_alerts = Table(  # Twilio's own warnings about this line (the Monitor Ale
     Column("more_info", Text, default=""),
     Column("generated_at", Float, index=True),
     Column("seen_at", Float),  # when this line first read it
+)
+
+
+# ---- appointments booked by phone (issue 24: ivr/booking/) -------------------------------------
+appointments = Table(  # one row per booking, kept when cancelled
+    "appointments", metadata,
+    Column("id", String(32), primary_key=True),  # 32 hex: also the calendar event's UID
+    Column("call_sid", String(64), index=True),  # the call that booked it
+    Column("caller", String(64), index=True),  # the caller's number: finds their bookings
+    Column("name", Text, default=""),
+    Column("service", String(200), default=""),
+    Column("starts_at", Float, index=True),  # UTC epoch seconds (shown in TIMEZONE)
+    Column("ends_at", Float),
+    Column("busy_until", Float),  # ends_at and the service's buffer: the place is held till then
+    Column("unit", Integer),  # which of the `capacity` places (chair, room) it holds
+    Column("status", String(16), default="booked"),  # booked or cancelled
+    Column("synced", Boolean, default=False),  # the owner's calendar shows it as it is now
+    Column("external_uid", String(200), default=""),  # the event's UID in the owner's calendar
+    Column("sync_error", Text, default=""),  # why the last sync failed
+    Column("created_at", Float),
+    Column("updated_at", Float),
+)
+
+appointment_cells = Table(  # the places a booking holds, 5 minutes a row: claimed by INSERT, so
+    "appointment_cells", metadata,  # two workers racing for one place cannot both write it
+    Column("unit", Integer, primary_key=True),
+    Column("cell", Integer, primary_key=True),  # 5-minute pieces of time since the epoch
+    Column("appointment_id", String(32), index=True),
 )

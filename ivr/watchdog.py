@@ -34,6 +34,7 @@ SWEEP_JOB = "watchdog-sweep"
 MAX_ATTEMPTS = 3  # a check that failed this often (an exception, a dead claimer) is dropped
 FIRED_KEPT = 1000  # (check id, ms late) of the checks this process ran, newest last
 SWEEP_ERROR_EVERY_SEC = 30.0
+KINDS = ("start", "media", "error", "stall")  # its checks' kinds (the table has others' too)
 
 
 class SkippedSweeps(logging.Filter):
@@ -53,7 +54,7 @@ class Watchdog:
                  lease_sec: float = LEASE_SEC, sweep_sec: float = SWEEP_SEC):
         self.settings, self.scheduler, self.calls = settings, scheduler, calls
         self.events, self.delivery, self.prompt_url = events, delivery, prompt_url
-        self.checks = DueChecks(calls.store, lease_sec)
+        self.checks = DueChecks(calls.store, lease_sec, KINDS)
         self.sweep_sec = sweep_sec
         self.lock = threading.Lock()
         self.ended: OrderedDict[str, None] = OrderedDict()  # recently ended calls, bounded

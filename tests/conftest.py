@@ -212,11 +212,12 @@ def wait_until(condition, seconds: float = 60.0):
 def pytest_collection_modifyitems(items):
     """Markers that follow from a test's fixtures (`make test-fast` leaves both to `make test`):
     on PostgreSQL (the `database` fixture's second run, or `pg_cluster`) it is a `cluster`
-    test; ringing the whole line through the emulator (`phone_line`) it is a `live` one."""
+    test; ringing the whole line through the emulator (`phone_line`) or starting a calendar
+    server (`radicale`) it is a `live` one."""
     for item in items:
         params = getattr(item, "callspec", None)
         if "pg_cluster" in item.fixturenames or (
                 params is not None and params.params.get("database") == "postgresql"):
             item.add_marker(pytest.mark.cluster)
-        if "phone_line" in item.fixturenames:
+        if {"phone_line", "radicale"} & set(item.fixturenames):  # the whole line; a server
             item.add_marker(pytest.mark.live)

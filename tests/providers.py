@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from dataclasses import dataclass, field
 from datetime import date
 
 import grpc
@@ -22,6 +24,17 @@ from .livehelpers import LiveServer
 
 SPEECH_API_LAST_DAY = date(2027, 1, 5)  # /v1/audio/speech's models shut down the day after:
 # tests of that endpoint answer as on this day, so they do not fail once it has passed
+
+
+@dataclass(frozen=True)
+class Called:
+    """A function call a scripted model makes (ProviderServer.model): streamed as OpenAI does."""
+
+    name: str
+    arguments: dict = field(default_factory=dict)
+
+
+CALL_IDS = itertools.count(1)
 
 
 class ProviderServer:
@@ -46,6 +59,8 @@ class ProviderServer:
         self.chat_breaks_after: int | None = None  # streamed chat: drop the line after N chars
         self.chat_holds_after: int | None = None  # streamed chat: after N chars, wait `release`
         self.tool_call = ""  # streamed chat: the model then calls this tool (after its text)
+        # a scripted model: the chat request's body → what it writes, text and Called calls
+        self.model: Callable[[dict], list[str | Called]] | None = None
         self.held_speech = ""  # speech of a text containing this waits for `speech_go`
         self.speech_go = threading.Event()
         self.speech_chars_per_sec = 0.0  # speech as long as the text says (else 0.5 s always)
@@ -99,26 +114,37 @@ class ProviderServer:
                             mimetype="application/json")
         return None
 
-    def chat_events(self, model: str):
-        """The reply as OpenAI streams it (SSE): a role, then a few characters a chunk."""
+    def chat_events(self, model: str, body: dict):
+        """The reply as OpenAI streams it (SSE): a role, then a few characters a chunk; a
+        function call as its name and id first, then its arguments in pieces."""
         def event(delta: dict, finish: str | None = None) -> str:
             return "data: " + json.dumps({
                 "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
                 "model": model, "choices": [{"index": 0, "delta": delta,
                                              "finish_reason": finish}]}) + "\n\n"
-        yield event({"role": "assistant", "content": ""})
-        for i in range(0, len(self.reply_text), 5):
+        pieces = self.model(body) if self.model else [self.reply_text] + (
+            [Called(self.tool_call)] if self.tool_call else [])
+        text = "".join(p for p in pieces if isinstance(p, str))
+        calls = [p for p in pieces if isinstance(p, Called)]
+        if text or not calls:
+            yield event({"role": "assistant", "content": "", "refusal": None})
+        for i in range(0, len(text), 5):
             if self.chat_breaks_after is not None and i >= self.chat_breaks_after:
                 raise ConnectionAbortedError("injected: the stream breaks off")
             if self.chat_holds_after is not None and i >= self.chat_holds_after > i - 5:
                 self.release.wait(self.slow_sec)  # a model stalled mid-reply
-            yield event({"content": self.reply_text[i:i + 5]})
-        if self.tool_call:  # as OpenAI streams a call: the name first, then its arguments
-            call = {"index": 0, "id": "call_1", "type": "function",
-                    "function": {"name": self.tool_call, "arguments": ""}}
-            yield event({"tool_calls": [call]})
-            yield event({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]})
-        yield event({}, "tool_calls" if self.tool_call else "stop")
+            yield event({"content": text[i:i + 5]})
+        for index, call in enumerate(calls):
+            head = {"index": index, "id": f"call_{next(CALL_IDS):024d}", "type": "function",
+                    "function": {"name": call.name, "arguments": ""}}
+            first = {"tool_calls": [head]}
+            yield event(first if text or index else
+                        {"role": "assistant", "content": None, "refusal": None, **first})
+            arguments = json.dumps(call.arguments, ensure_ascii=False)
+            for i in range(0, len(arguments), 7):
+                yield event({"tool_calls": [{"index": index,
+                                             "function": {"arguments": arguments[i:i + 7]}}]})
+        yield event({}, "tool_calls" if calls else "stop")
         yield "data: [DONE]\n\n"
 
     def add_routes(self):
@@ -133,7 +159,8 @@ class ProviderServer:
             if refusal:
                 return jsonify(refusal[0]), refusal[1]
             if body.get("stream"):
-                return Response(self.chat_events(body["model"]), mimetype="text/event-stream")
+                return Response(self.chat_events(body["model"], body),
+                                mimetype="text/event-stream")
             return jsonify({"id": "chatcmpl-1", "object": "chat.completion", "created": 0,
                             "model": body["model"], "choices": [{
                                 "index": 0, "finish_reason": "stop",

@@ -135,6 +135,7 @@ def check_beside(tmp_path, port: int, *options: str, **extra: str) -> subprocess
 REAL_SID = "AC" + "7" * 32
 TAB_FLOW = (ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8").replace(
     '  fri: "08:00-13:00"', '\tfri: "08:00-13:00"')
+TAB_LINE = TAB_FLOW.splitlines().index('\tfri: "08:00-13:00"') + 1  # where the mistake is
 
 
 @pytest.mark.parametrize("extra, says", [
@@ -151,7 +152,7 @@ TAB_FLOW = (ROOT / "ivr/flows/default_he.yaml").read_text(encoding="utf-8").repl
      "espeak-ng not found on PATH: TTS_ENGINE=espeak speaks every reply with it"),
     ({"REPLY_MODE": "stream", "ASR_ENGINE": "fake", "PATH": "{empty}"},
      "ffmpeg not found on PATH: REPLY_MODE=stream decodes every MP3 reply to μ-law with it"),
-    ({"FLOW_FILE": "{flow}"}, "{flow}:20:1: a tab: indent with spaces only"),
+    ({"FLOW_FILE": "{flow}"}, f"{{flow}}:{TAB_LINE}:1: a tab: indent with spaces only"),
     ({"PUBLIC_BASE_URL": "https://my-line.example.com"},
      "PUBLIC_BASE_URL='https://my-line.example.com' is a public address but TWILIO_ACCOUNT_SID "
      "and TWILIO_AUTH_TOKEN are not both set"),

@@ -24,6 +24,7 @@ def flow_file(tmp_path, open_now: bool) -> str:
     flow = dict(FLOW)
     if open_now:
         flow.pop("hours")
+        flow.pop("booking")  # appointments are booked in the hours: none without them
     else:
         flow["hours"] = {}
     path = tmp_path / ("open.yaml" if open_now else "closed.yaml")

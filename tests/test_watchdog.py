@@ -240,7 +240,8 @@ def test_checks_armed_in_this_process_fire_exactly_once_in_two_others(make_dog, 
 
 def test_a_check_that_keeps_failing_is_retried_after_its_lease_then_dropped(make_dog):
     dog = make_dog(lease_sec=0.1, **QUICK)
-    dog.checks.arm(f"{SID}:bogus", SID, "bogus", 1, time.time())  # no such check: it raises
+    dog.checks.arm(f"{SID}:bogus", SID, "start", 1, time.time(), bogus="1")  # no such argument:
+    # it raises
     dog.start()
     wait_until(lambda: not dog.pending())
     events = [e for e in dog.calls.store.events(SID) if e["kind"].startswith("WATCHDOG_CHECK")]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from .. import threads
 
@@ -14,14 +15,36 @@ def last_said(history: list[dict], role: str) -> str:
     return next((m["text"] for m in reversed(history) if m["role"] == role), "")
 
 
+BOOKING_KEY = "booking"  # on the line's message in the history: the booking's next step
+
+
+def booking_step(history: list[dict]) -> dict | None:
+    """The booking's next step, if the line's last message asked a booking question (the
+    dialog keeps it there beside the words: ivr/booking/conversation.py)."""
+    last = next((m for m in reversed(history) if m["role"] == "assistant"), None)
+    return last.get(BOOKING_KEY) if last else None
+
+
 @dataclass(frozen=True)
 class Action:
     """What the line does once the reply is said, yielded by an LLM among the reply's text."""
 
-    kind: str  # "transfer": to the owner (in business hours); "hangup": end the call
+    kind: str  # "transfer": to the owner (in business hours); "hangup": end the call;
+    # "book": the booking conversation says the reply (ivr/booking/conversation.py)
 
 
-TRANSFER, HANG_UP = Action("transfer"), Action("hangup")
+TRANSFER, HANG_UP, BOOK = Action("transfer"), Action("hangup"), Action("book")
+
+
+class Tools(Protocol):
+    """Functions an LLM may call, run by code (the booking tools, ivr/booking/tools.py, handed
+    in by the dialog: an engine never reaches the desk itself)."""
+
+    definitions: Sequence[tuple[str, str, dict]]  # (name, what for, its arguments' JSON schema)
+    kept: list  # what the engine wants in the history of this turn (calls and results)
+
+    def run(self, name: str, arguments: str) -> str:
+        """The result of tool `name` called with JSON `arguments`, as JSON (an error too)."""
 
 
 class EngineError(RuntimeError):
@@ -119,6 +142,7 @@ class LLM:
     """Writes the line's reply to the caller's text, given the conversation so far."""
 
     name = "llm"
+    runs_tools = False  # True: reply_tokens takes `tools` (Tools) and runs the calls it gets
 
     def reply(self, history: list[dict], text: str) -> str:
         raise NotImplementedError

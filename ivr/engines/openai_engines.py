@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -16,26 +17,27 @@ from .base import (
     TTS,
     Action,
     EngineError,
+    Tools,
     clipped,
     lead_line,
 )
+from .openai_models import is_listed
 from .scripted import DEFAULT_FLOW, asr_keywords
 
 PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.txt"
 PERSON_KEY = "0"  # a caller who presses 0 asks for a person, whatever the model makes of it
 PERSON_KEY_TEXT = "הקשתי 0: אני רוצה לדבר עם בעל העסק."
-TOOLS = [  # the actions the model may take besides talking (Chat Completions "tools")
-    {"type": "function", "function": {
-        "name": "transfer_to_person",
-        "description": "The caller asks to speak with a person (the owner, a manager, staff). "
-                       "The line transfers the call in business hours, else takes a message.",
-        "parameters": {"type": "object", "properties": {}}}},
-    {"type": "function", "function": {
-        "name": "end_call",
-        "description": "The conversation is over (the caller said goodbye or has nothing more):"
-                       " say a short goodbye, then the line hangs up.",
-        "parameters": {"type": "object", "properties": {}}}},
+NO_ARGUMENTS = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+ACTION_TOOLS = [  # the actions the model may take besides talking: (name, description, schema)
+    ("transfer_to_person",
+     "The caller asks to speak with a person (the owner, a manager, staff). "
+     "The line transfers the call in business hours, else takes a message.", NO_ARGUMENTS),
+    ("end_call",
+     "The conversation is over (the caller said goodbye or has nothing more):"
+     " say a short goodbye, then the line hangs up.", NO_ARGUMENTS),
 ]
+ACTION_DONE = '{"ok": true, "note": "the line does it once you have spoken"}'
+TOOL_ROUNDS = 4  # model → tools → model…: the last round may only talk (tool_choice "none")
 ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP}
 SUMMARY_PROMPT = ("סכם את שיחת הטלפון בשתי שורות קצרות בעברית. שורה ראשונה: במה המתקשר התעניין. "
                   "שורה שנייה: ההודעה שהשאיר (שם, טלפון, סיבה), או 'לא הושארה הודעה'.")
@@ -105,11 +107,14 @@ def lowest_effort(model: str) -> str:
 
 class OpenAILLM(LLM):
     name = "openai"
+    runs_tools = True
 
     def __init__(self, client, model: str = "gpt-6-luna", system_prompt: str = "",
-                 max_chars: int = 420, shape: str = "auto"):
+                 max_chars: int = 420, shape: str = "auto", timeout: float = 8.0):
         self.client, self.model, self.system_prompt = client, model, system_prompt
         self.max_chars, self.shape = max_chars, chat_shape(model, shape)
+        self.timeout = timeout  # LLM_TIMEOUT_SEC: one reply, its tool rounds included
+        self.strict = is_listed(model, "chat")  # OpenAI's own models take strict schemas
 
     @classmethod
     def from_settings(cls, settings) -> OpenAILLM:
@@ -117,7 +122,7 @@ class OpenAILLM(LLM):
         prompt = path.read_text(encoding="utf-8").format(min_chars=settings.llm_min_chars,
                                                          max_chars=settings.llm_max_chars)
         return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars,
-                   settings.openai_chat_shape)
+                   settings.openai_chat_shape, settings.llm_timeout_sec)
 
     def limits(self, max_tokens: int, temperature: float) -> dict:
         """The length limit and sampling in the shape the model accepts (see REASONING_FAMILY)."""
@@ -127,9 +132,22 @@ class OpenAILLM(LLM):
         return {"max_tokens": max_tokens, "temperature": temperature}
 
     def messages(self, history: list[dict], text: str) -> list[dict]:
+        """The chat so far: a turn whose reply used tools brings its calls and their results
+        (kept in the history as "tools") before its words."""
         messages = [{"role": "system", "content": self.system_prompt}]
-        messages += [{"role": m["role"], "content": m["text"]} for m in history]
+        for m in history:
+            messages += m.get("tools") or []
+            messages.append({"role": m["role"], "content": m["text"]})
         return messages + [{"role": "user", "content": text}]
+
+    def tool_list(self, tools: Tools | None) -> list[dict]:
+        """The functions offered: the line's actions, and the booking tools when given; strict
+        schemas where the model takes them."""
+        defined = ACTION_TOOLS + (list(tools.definitions) if tools is not None else [])
+        strict = {"strict": True} if self.strict else {}
+        return [{"type": "function", "function": {"name": name, "description": about,
+                                                  "parameters": schema, **strict}}
+                for name, about, schema in defined]
 
     def reply(self, history: list[dict], text: str) -> str:
         result = self.client.chat.completions.create(
@@ -138,32 +156,62 @@ class OpenAILLM(LLM):
         reply = (result.choices[0].message.content or "").strip()
         return clip(reply, self.max_chars)
 
-    def reply_tokens(self, history: list[dict], text: str) -> Iterator[str | Action]:
+    def reply_tokens(self, history: list[dict], text: str,
+                     tools: Tools | None = None) -> Iterator[str | Action]:
         """The reply's text as the model writes it (`stream=True`), cut off at LLM_MAX_CHARS;
-        a tool the model calls (TOOLS) as its Action; key 0 asks for a person."""
+        an action the model calls (ACTION_TOOLS) as its Action; key 0 asks for a person.
+        With `tools`, a call of one of them is run by `tools.run` and its result given back to
+        the model, whose next words follow (TOOL_ROUNDS at most), all within `timeout`; the
+        calls and results are appended to `tools.kept` for the history."""
+        from openai.lib.streaming.chat import ChatCompletionStreamState
         if text.strip() == PERSON_KEY:
             yield TRANSFER
             text = PERSON_KEY_TEXT
-        stream = self.client.chat.completions.create(
-            model=self.model, messages=self.messages(history, text), stream=True, tools=TOOLS,
-            **self.limits(max(64, self.max_chars // 2), 0.5))
+        deadline = time.monotonic() + self.timeout
+        messages, offered = self.messages(history, text), self.tool_list(tools)
+        strict = {"parallel_tool_calls": False} if self.strict else {}
         written = 0
-        try:
-            for chunk in stream:
-                choice = chunk.choices[0] if chunk.choices else None
-                for call in (choice.delta.tool_calls or []) if choice else []:
-                    name = call.function.name if call.function else None
-                    if name in ACTIONS:
-                        yield ACTIONS[name]
-                delta = choice.delta.content if choice else None
-                if delta:
-                    delta = delta[:max(0, self.max_chars - written)]
-                    written += len(delta)
-                    yield delta
-                if written >= self.max_chars:
-                    return
-        finally:
-            stream.close()
+        for round_ in range(TOOL_ROUNDS if tools is not None else 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise EngineError(f"the reply and its tools took over {self.timeout:.3g} s")
+            last = round_ == TOOL_ROUNDS - 1
+            stream = self.client.chat.completions.create(
+                model=self.model, messages=messages, stream=True, tools=offered,
+                **({"tool_choice": "none"} if last and tools is not None else strict),
+                timeout=left, **self.limits(max(64, self.max_chars // 2), 0.5))
+            state, named = ChatCompletionStreamState(), set()
+            try:
+                for chunk in stream:
+                    state.handle_chunk(chunk)
+                    choice = chunk.choices[0] if chunk.choices else None
+                    for call in (choice.delta.tool_calls or []) if choice else []:
+                        name = call.function.name if call.function else None
+                        if name in ACTIONS and call.index not in named:
+                            named.add(call.index)
+                            yield ACTIONS[name]
+                    delta = choice.delta.content if choice else None
+                    if delta and written < self.max_chars:
+                        delta = delta[:self.max_chars - written]
+                        written += len(delta)
+                        yield delta
+                    if written >= self.max_chars and tools is None:
+                        return  # said in full: nothing more of this reply is heard
+            finally:
+                stream.close()
+            calls = called(state)
+            if tools is None or not any(c.function.name not in ACTIONS for c in calls):
+                return
+            exchange = [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.function.name, "arguments": c.function.arguments}}
+                for c in calls]}]
+            for c in calls:
+                result = ACTION_DONE if c.function.name in ACTIONS else \
+                    tools.run(c.function.name, c.function.arguments)
+                exchange.append({"role": "tool", "tool_call_id": c.id, "content": result})
+            messages += exchange
+            tools.kept += exchange
 
     def summarize(self, history: list[dict], lead: dict | None) -> str:
         """Two lines written by the model (one short completion); any failure: the base's."""
@@ -179,6 +227,17 @@ class OpenAILLM(LLM):
         except Exception:  # noqa: BLE001 - the owner still gets the summary built from the call
             pass
         return super().summarize(history, lead)
+
+
+def called(state) -> list:
+    """The function calls of a streamed completion, whole (the SDK's accumulator joined their
+    pieces); none when the stream ended without a choice."""
+    try:
+        completion = state.get_final_completion()
+    except AssertionError:  # no chunk came at all
+        return []
+    message = completion.choices[0].message if completion.choices else None
+    return [c for c in (message.tool_calls or []) if c.type == "function"] if message else []
 
 
 def clip(text: str, max_chars: int) -> str:

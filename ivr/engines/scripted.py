@@ -10,7 +10,17 @@ import yaml
 
 from ..flow import DEFAULT_FLOW, FlowFileError, watch
 from ..owner import BusinessHours, person_texts
-from .base import HANG_UP, LLM, TRANSFER, Action, last_said, lead_line
+from .base import (
+    BOOK,
+    BOOKING_KEY,
+    HANG_UP,
+    LLM,
+    TRANSFER,
+    Action,
+    booking_step,
+    last_said,
+    lead_line,
+)
 
 NEEDED = ("greeting", "goodbye", "clarify", "intents", "lead")
 LEAD_STEPS = ("ask_name", "ask_phone", "ask_reason", "done")
@@ -142,6 +152,8 @@ class ScriptedLLM(LLM):
         out += [i["answer"] for i in self.intents if i.get("answer")]
         out += [v for k, v in self.lead_texts.items() if k not in ("done", "hangup")]
         out += [self.flow[k] for k in ("transferring", "owner_unavailable") if self.flow.get(k)]
+        out += [text for text in (self.flow.get("booking_texts") or {}).values()
+                if isinstance(text, str) and "{" not in text]  # said as they are
         return out
 
     def match(self, text: str) -> dict | None:
@@ -183,12 +195,16 @@ class ScriptedLLM(LLM):
             done = self.lead_texts["done"].format(**self.lead(history, text))
             return done, HANG_UP if self.lead_texts.get("hangup") else None
         intent = self.match(text)
+        if booking_step(history) and not (intent and intent.get("lead") and text.isdigit()):
+            return "", BOOK  # the booking's question is answered (its person key leaves it)
         if intent is None:
             last = last_said(history, "assistant")
             return (self.flow.get("menu") or self.lead_texts["ask_name"]
                     if last == self.flow["clarify"] else self.flow["clarify"]), None
         if intent.get("lead"):
             return self.lead_texts["ask_name"], TRANSFER
+        if intent.get("booking"):
+            return "", BOOK
         return intent["answer"], HANG_UP if intent.get("hangup") else None
 
     def lead(self, history: list[dict], text: str) -> dict | None:
@@ -234,6 +250,8 @@ class ScriptedLLM(LLM):
         cutting in; for a request for a person, whatever the line said to it: the message's
         first question (alone, or after "the owner is not available"), or the transfer."""
         heard = message["text"]
+        if message.get(BOOKING_KEY) is not None:
+            return next((i for i in self.intents if i.get("booking")), None)
         for intent in self.intents:
             said = self.person_said if intent.get("lead") else (intent.get("answer"),)
             if any(text and (heard == text or len(heard) >= HEARD_CHARS and text.startswith(heard)

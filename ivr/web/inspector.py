@@ -128,12 +128,54 @@ def call(call_sid: str) -> str:
     turns = rt.store.turns(call_sid)
     notices = rt.notifier.queue.of_call(call_sid) if rt.notifier else []
     return render_template("inspector_call.html", call=record, events=events, codes=codes,
+                           bookings=bookings_in(rt, stored),
                            turns=as_heard(rt, stored, turns), bars=timing_bars(turns),
                            when=when_in(rt), zone=rt.settings.timezone, no_status=NO_STATUS,
                            notices=notices,
                            alerts=AlertLog(rt.store).recent(call_sid=call_sid),
                            tts=lambda name: rt.tts_url(name) if name else "",
                            recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
+
+
+APPOINTMENTS_DAYS_BACK = 30  # the appointments page: the last 30 days and all coming ones
+BOOKING_KINDS = {"APPOINTMENT_BOOKED": "booked", "APPOINTMENT_MOVED": "moved",
+                 "APPOINTMENT_CANCELLED": "cancelled"}
+
+
+@bp.route("/inspector/appointments")
+def appointments() -> str:
+    """Coming appointments first (soonest first), then the last 30 days' (latest first);
+    cancelled ones shown as such; times in TIMEZONE."""
+    rt = current_runtime()
+    now = rt.desk.clock()
+    rows = rt.desk.appointments.since(now - datetime.timedelta(days=APPOINTMENTS_DAYS_BACK))
+    coming = [a for a in rows if a.end > now]
+    past = [a for a in reversed(rows) if a.end <= now]
+    return render_template("inspector_appointments.html", coming=coming, past=past,
+                           zone=rt.settings.timezone, when=when_in(rt),
+                           calendar=bool(rt.desk.calendar))
+
+
+def bookings_in(rt: Runtime, events: list[dict]) -> list[dict]:
+    """The bookings, moves and cancellations made in a call (its APPOINTMENT_* events), each
+    with its appointment as it is now."""
+    made = []
+    for e in events:
+        if e["kind"] in BOOKING_KINDS:
+            found = rt.desk.appointments.get(str(e["detail"].get("appointment") or ""))
+            made.append({"ts": e["ts"], "change": BOOKING_KINDS[e["kind"]], "appointment": found,
+                         "service": e["detail"].get("service", ""),
+                         "start": _local(rt, e["detail"].get("start"))})
+    return made
+
+
+def _local(rt: Runtime, iso: str | None) -> str:
+    """An ISO time from an event, as the owner reads it in TIMEZONE."""
+    try:
+        moment = datetime.datetime.fromisoformat(str(iso))
+    except ValueError:
+        return str(iso or "")
+    return moment.astimezone(zoneinfo.ZoneInfo(rt.settings.timezone)).strftime("%Y-%m-%d %H:%M")
 
 
 @bp.route("/inspector/recordings/<name>")
