@@ -1,0 +1,184 @@
+"""The owner's facts file (YAML beside the flow) and the site's reviewed passages, as passages
+with their sources and the figures they name; read again when either file changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..flow import FlowFile, FlowFileError, node_line, watch
+from .figures import figures
+
+DEFAULT_FACTS = Path(__file__).resolve().parent.parent / "flows" / "facts_he.yaml"
+IMPORTED = "facts_imported.yaml"  # the site importer's passages, beside the facts file
+SERVICE_TITLE = "שירות מחיר עולה עלות"  # what a question about a service says
+TEXTS = {"hours": "שעות הפתיחה", "address": "הכתובת", "parking": "חניה"}  # key → its title
+log = logging.getLogger("ivr")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One thing the business says: `text` as said, where it is written (`source`:
+    "facts_he.yaml:12" or a page's URL), and `title`: words it answers that its text may not
+    say (a Q&A's question, "חניה")."""
+
+    text: str
+    source: str
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The passages the line may answer from, and every figure they name (figures.figures)."""
+
+    passages: tuple[Passage, ...] = ()
+    figures: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def of(cls, passages: list[Passage]) -> Facts:
+        found: set[str] = set()
+        for passage in passages:
+            found |= figures(passage.text)
+        return cls(tuple(passages), frozenset(found))
+
+
+def _text(value, key: str) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool) or not str(value).strip():
+        raise ValueError(f"{key}: expected a text")
+    return " ".join(str(value).split())
+
+
+def _list(data: dict, key: str) -> list:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise ValueError(f"{key}: expected a list of entries starting with  - ")
+    return value
+
+
+def service_text(service: dict, key: str) -> str:
+    """A service as said: "תספורת: 80 ₪, 30 דקות. <about>"."""
+    if not isinstance(service, dict) or "name" not in service:
+        raise ValueError(f"{key}: expected name: (and price:, minutes:, about:)")
+    said = _text(service["name"], f"{key}.name")
+    if service.get("price") is not None:
+        said += f": {_text(service['price'], f'{key}.price')} ₪"
+    if service.get("minutes") is not None:
+        said += f", {_text(service['minutes'], f'{key}.minutes')} דקות"
+    return said + (f". {_text(service['about'], f'{key}.about')}" if service.get("about") else ".")
+
+
+def entries(data: dict) -> list[tuple[str, str, str]]:
+    """The facts file's passages as (key in the file, text, title); ValueError naming the entry
+    ("qa.2: expected q: and a:") for one the line cannot say."""
+    out = []
+    for n, service in enumerate(_list(data, "services")):
+        out.append((f"services.{n}", service_text(service, f"services.{n}"), SERVICE_TITLE))
+    for key, title in TEXTS.items():
+        if data.get(key) is not None:
+            out.append((key, _text(data[key], key), title))
+    for n, policy in enumerate(_list(data, "policies")):
+        out.append((f"policies.{n}", _text(policy, f"policies.{n}"), ""))
+    for n, pair in enumerate(_list(data, "qa")):
+        if not isinstance(pair, dict) or "q" not in pair or "a" not in pair:
+            raise ValueError(f"qa.{n}: expected q: and a: (and source:)")
+        out.append((f"qa.{n}", _text(pair["a"], f"qa.{n}.a"), _text(pair["q"], f"qa.{n}.q")))
+    return out
+
+
+def imported_entries(data: dict) -> list[tuple[str, str, str, bool]]:
+    """The review file's passages as (key, text, source URL, reviewed)."""
+    out = []
+    for n, item in enumerate(_list(data, "passages")):
+        key = f"passages.{n}"
+        if not isinstance(item, dict) or "text" not in item or "source" not in item:
+            raise ValueError(f"{key}: expected text:, source: and reviewed:")
+        if not isinstance(item.get("reviewed", False), bool):
+            raise ValueError(f"{key}.reviewed: expected true or false")
+        out.append((key, _text(item["text"], f"{key}.text"), _text(item["source"], key),
+                    item.get("reviewed", False)))
+    return out
+
+
+def check_facts(data: dict) -> None:
+    """The facts file can be said (ValueError naming the entry that cannot)."""
+    entries(data)
+
+
+def check_imported(data: dict) -> None:
+    imported_entries(data)
+
+
+def _composed(path: Path) -> yaml.Node | None:
+    try:
+        return yaml.compose(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+
+
+def passages_of(data: dict, path: Path) -> list[Passage]:
+    """The facts file's passages, each with its file:line."""
+    node = _composed(path)
+    out = []
+    for key, text, title in entries(data):
+        source = data.get("qa")[int(key.split(".")[1])].get("source") \
+            if key.startswith("qa.") else None
+        line = node_line(node, key)
+        out.append(Passage(text, str(source) if source else f"{path.name}:{line or 1}", title))
+    return out
+
+
+def reviewed_passages(data: dict) -> list[Passage]:
+    """The review file's passages the owner marked `reviewed: true`, with their URLs."""
+    return [Passage(text, url) for _, text, url, reviewed in imported_entries(data) if reviewed]
+
+
+class LiveFacts:
+    """The facts as the files say now: the facts file (FACTS_FILE) and the reviewed passages of
+    facts_imported.yaml beside it. An edit is used from the next look; a broken one is logged
+    (FACTS_ERR, file:line:column) while the last good version answers (flow.FlowFile)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.source = watch(path or DEFAULT_FACTS, kind="FACTS")
+        self.source.add_check(check_facts)
+        self.imported_path = self.source.path.parent / IMPORTED
+        self.lock = threading.Lock()
+        self.built: tuple[tuple, Facts] = ((), Facts())
+
+    @classmethod
+    def from_settings(cls, settings) -> LiveFacts:
+        return cls(getattr(settings, "facts_file", "") or DEFAULT_FACTS)
+
+    def _imported(self) -> FlowFile | None:
+        """The review file, when there is one that could be read once."""
+        if not self.imported_path.exists():
+            return None
+        try:
+            imported = watch(self.imported_path, kind="FACTS")
+            imported.add_check(check_imported)
+        except FlowFileError as exc:
+            log.error("FACTS_ERR %s; its passages are not used", exc)
+            return None
+        return imported
+
+    @property
+    def problem(self) -> str:
+        """What is wrong with the files now ("" when nothing)."""
+        self.current()
+        imported = self._imported()
+        return "; ".join(p for p in (self.source.problem, imported and imported.problem) if p)
+
+    def current(self) -> Facts:
+        """The facts as the files say now (the last good version of each)."""
+        data = self.source.current()
+        imported = self._imported()
+        extra = imported.current() if imported else {}
+        seen = (id(data), id(extra))
+        with self.lock:
+            if self.built[0] != seen:
+                passages = passages_of(data, self.source.path) + reviewed_passages(extra)
+                self.built = (seen, Facts.of(passages))
+            return self.built[1]
