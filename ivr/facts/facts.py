@@ -47,7 +47,9 @@ class Facts:
 
 
 def _text(value, key: str) -> str:
-    if not isinstance(value, str | int | float) or isinstance(value, bool) or not str(value).strip():
+    """A text (or a number) of the file, on one line; ValueError naming `key` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float) \
+            or not str(value).strip():
         raise ValueError(f"{key}: expected a text")
     return " ".join(str(value).split())
 

@@ -1,0 +1,197 @@
+"""`python -m ivr import-site URL`: a few pages of the owner's own site, fetched politely (same
+host, robots.txt, a delay, page and size caps, one deadline), their text without navigation or
+footers (trafilatura), written as passages with their URLs for the owner to review."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import urllib.robotparser
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import lxml.html
+import requests
+import trafilatura
+import yaml
+
+from .facts import imported_entries
+
+AGENT = "ivr-facts-importer"  # the name robots.txt rules address
+USER_AGENT = f"{AGENT}/1.0 (a phone line reading its owner's site for the owner to review)"
+PASSAGE_CHARS = 400  # paragraphs are joined into passages up to about this long
+HEADING_CHARS = 60  # a shorter line without a full stop is a heading: it joins what follows
+HEADER = """\
+# Passages imported from {site} on {day}, each with the page it came from.
+# The line does not use a passage until you read it and set `reviewed: true` (edit its text
+# as you like; delete what is wrong or not for callers). Importing again keeps every passage
+# you reviewed, and replaces the others with what the site says then.
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a site one import reads, and how politely."""
+
+    pages: int = 10
+    page_bytes: int = 1_000_000
+    deadline_sec: float = 60.0
+    delay_sec: float = 1.0  # between two requests (more when robots.txt asks a Crawl-delay)
+
+
+@dataclass
+class Crawl:
+    """What one import did: its passages (text, URL), the pages read and the ones skipped."""
+
+    passages: list[tuple[str, str]] = field(default_factory=list)
+    fetched: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
+
+
+class Fetcher:
+    """HTTP GETs with the importer's User-Agent, a delay between them, and one deadline."""
+
+    def __init__(self, limits: Limits):
+        self.limits, self.session = limits, requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.ends = time.monotonic() + limits.deadline_sec
+        self.last = 0.0
+        self.delay = limits.delay_sec
+
+    def left(self) -> float:
+        return self.ends - time.monotonic()
+
+    def get(self, url: str) -> tuple[int, str, bytes] | str:
+        """(status, content type, body up to the size cap) or why not."""
+        wait = self.last + self.delay - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, max(self.left(), 0)))
+        if self.left() <= 0:
+            return "the import's deadline passed"
+        self.last = time.monotonic()
+        try:
+            with self.session.get(url, timeout=min(10.0, self.left()), stream=True,
+                                  allow_redirects=False) as response:
+                body = b""
+                for chunk in response.iter_content(65536):
+                    body += chunk
+                    if len(body) > self.limits.page_bytes:
+                        return f"larger than {self.limits.page_bytes} bytes"
+                    if self.left() <= 0:
+                        return "the import's deadline passed"
+                kind = response.headers.get("Content-Type", "")
+                location = response.headers.get("Location", "")
+                return response.status_code, location or kind, body
+        except requests.RequestException as exc:
+            return f"{type(exc).__name__}"
+
+
+def robots(fetcher: Fetcher, start: str) -> urllib.robotparser.RobotFileParser:
+    """The site's robots.txt, read with the importer's User-Agent; none: everything allowed;
+    401/403: nothing (as urllib.robotparser reads them)."""
+    parts = urlsplit(start)
+    rules = urllib.robotparser.RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
+    got = fetcher.get(rules.url)
+    if isinstance(got, str) or got[0] >= 500:
+        rules.disallow_all = True  # cannot tell what the owner allows: read nothing
+    elif got[0] in (401, 403):
+        rules.disallow_all = True
+    elif got[0] >= 400:
+        rules.allow_all = True
+    else:
+        rules.parse(got[2].decode("utf-8", "replace").splitlines())
+    delay = rules.crawl_delay(AGENT)
+    fetcher.delay = max(fetcher.delay, float(delay or 0))
+    return rules
+
+
+def links(html: bytes, url: str) -> list[str]:
+    """The page's links as absolute URLs without their #fragment."""
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return []
+    return [urldefrag(urljoin(url, href.strip()))[0] for href in tree.xpath("//a/@href")]
+
+
+def passages(text: str) -> list[str]:
+    """A page's text as passages: a heading joined to its paragraph, short paragraphs joined
+    up to about PASSAGE_CHARS."""
+    out: list[str] = []
+    current = ""
+    for line in (" ".join(line.split()) for line in text.splitlines()):
+        if not line:
+            continue
+        heading = len(line) < HEADING_CHARS and line[-1] not in ".!?:;"
+        if current and (len(current) + len(line) > PASSAGE_CHARS or heading
+                        and not current.endswith(":")):
+            out.append(current)
+            current = ""
+        current = f"{current} {line}".strip() if not heading else \
+            f"{current} {line}:".strip()
+    if current and not current.endswith(":"):
+        out.append(current)
+    return out
+
+
+def same_site(url: str, start: str) -> bool:
+    a, b = urlsplit(url), urlsplit(start)
+    return a.scheme in ("http", "https") and (a.hostname, a.port) == (b.hostname, b.port)
+
+
+def crawl(start: str, limits: Limits = Limits()) -> Crawl:
+    """Read up to `limits.pages` HTML pages of `start`'s site, breadth first from it."""
+    start = urlsplit(start)._replace(path=urlsplit(start).path or "/", fragment="").geturl()
+    fetcher, result = Fetcher(limits), Crawl()
+    rules = robots(fetcher, start)
+    queue, seen, texts = deque([start]), {start}, set()
+    while queue and len(result.fetched) < limits.pages and fetcher.left() > 0:
+        url = queue.popleft()
+        if not rules.can_fetch(AGENT, url):
+            result.skipped.append((url, "robots.txt disallows it"))
+            continue
+        got = fetcher.get(url)
+        if isinstance(got, str):
+            result.skipped.append((url, got))
+            continue
+        status, kind, body = got
+        if 300 <= status < 400 and kind:
+            found = [urldefrag(urljoin(url, kind))[0]]
+        elif status != 200 or "html" not in kind:
+            result.skipped.append((url, f"HTTP {status} {kind}".strip()))
+            continue
+        else:
+            result.fetched.append(url)
+            found = links(body, url)
+            text = trafilatura.extract(body, url=url, include_comments=False,
+                                       include_tables=True) or ""
+            for passage in passages(text):
+                if passage not in texts:
+                    texts.add(passage)
+                    result.passages.append((passage, url))
+        for link in found:
+            if link not in seen and same_site(link, start):
+                seen.add(link)
+                queue.append(link)
+    return result
+
+
+def write_review(path: Path, site: str, found: list[tuple[str, str]],
+                 today: dt.date | None = None) -> int:
+    """Write the review file: the passages the owner already reviewed, as they left them, then
+    each new one with `reviewed: false`. Returns how many are new."""
+    kept: list[dict] = []
+    if path.exists():
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        kept = [{"source": url, "text": text, "reviewed": True}
+                for _, text, url, reviewed in imported_entries(data) if reviewed]
+    known = {(p["source"], p["text"]) for p in kept}
+    new = [{"source": url, "text": text, "reviewed": False}
+           for text, url in found if (url, text) not in known]
+    day = (today or dt.date.today()).isoformat()
+    body = yaml.safe_dump({"site": site, "imported": day, "passages": kept + new},
+                          allow_unicode=True, sort_keys=False, width=100)
+    path.write_text(HEADER.format(site=site, day=day) + body, encoding="utf-8")
+    return len(new)
