@@ -143,7 +143,7 @@ class FlowFile:
             for check in self.checks:
                 self._run(check, data)
         except FlowFileError as exc:
-            self.problem = f"{exc}; the line goes on with the flow it read before"
+            self.problem = f"{exc}; the line goes on with the {self.kind.lower()} it read before"
             log.error("%s_ERR %s", self.kind, self.problem)
             return
         self.data, self.problem = data, ""

@@ -17,6 +17,7 @@ DEFAULT_FACTS = Path(__file__).resolve().parent.parent / "flows" / "facts_he.yam
 IMPORTED = "facts_imported.yaml"  # the site importer's passages, beside the facts file
 SERVICE_TITLE = "שירות מחיר עולה עלות"  # what a question about a service says
 TEXTS = {"hours": "שעות הפתיחה", "address": "הכתובת", "parking": "חניה"}  # key → its title
+NOTHING: dict = {}  # no review file
 log = logging.getLogger("ivr")
 
 
@@ -177,10 +178,10 @@ class LiveFacts:
         """The facts as the files say now (the last good version of each)."""
         data = self.source.current()
         imported = self._imported()
-        extra = imported.current() if imported else {}
-        seen = (id(data), id(extra))
+        extra = imported.current() if imported else NOTHING
         with self.lock:
-            if self.built[0] != seen:
+            seen = self.built[0]
+            if len(seen) != 2 or seen[0] is not data or seen[1] is not extra:
                 passages = passages_of(data, self.source.path) + reviewed_passages(extra)
-                self.built = (seen, Facts.of(passages))
+                self.built = ((data, extra), Facts.of(passages))
             return self.built[1]

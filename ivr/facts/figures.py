@@ -8,12 +8,14 @@ import re
 from ..booking.hebrew_numbers import WORDS
 from .words import clean, fold, forms
 
-PHONE = re.compile(r"(?<![\d.,:])\+?\d(?:[\d-]*\d){6,}(?![\d.,:])")  # 03-5551234, 050-1234567
-TIME = re.compile(r"(?<![\d.,:])(\d{1,2}):(\d{2})(?![\d.,:])")
-NUMBER = re.compile(r"(?<![\d.,:])\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+BEFORE, AFTER = r"(?<!\d)(?<!\d[.,:])", r"(?![.,:]?\d)"  # not inside a longer figure
+PHONE = re.compile(rf"{BEFORE}\+?\d(?:[\d-]*\d){{6,}}{AFTER}")  # 03-5551234, 050-1234567
+TIME = re.compile(rf"{BEFORE}(\d{{1,2}}):(\d{{2}}){AFTER}")
+NUMBER = re.compile(rf"{BEFORE}(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?{AFTER}")
 MORE_TENS = {"שישים": 60, "שבעים": 70, "שמונים": 80, "תשעים": 90}
 HUNDREDS = {"מאה": 100, "מאתיים": 200, "אלף": 1000, "אלפיים": 2000}
 TIMES = {"מאות": 100, "אלפים": 1000}  # "שלוש מאות", "חמשת אלפים"
+BREAKS = re.compile(r"[,.;:!?()\n]")  # a number said does not run across these
 TEENS = ("עשר", "עשרה")  # after a unit: "חמש עשרה" is 15
 # said alone these are seldom a figure ("יום שני", "אחד הדברים", "לפני שנים")
 NOT_ALONE = {"אחד", "אחת", "שני", "שתי", "שנים", "שניים", "שתיים", "שתים"}
@@ -50,12 +52,13 @@ def said_numbers(text: str) -> list[str]:
     """The numbers said in Hebrew words in `text`, each run of number words as one number."""
     out: list[str] = []
     run: list[tuple[str, int]] = []
-    for word in clean(text).split() + [""]:
+    alone = {fold(w) for w in NOT_ALONE}
+    for word in [w for part in BREAKS.split(text) for w in clean(part).split() + [""]]:
         found = _value(word) if word else None
         if found:
             run.append(found)
             continue
-        if run and not (len(run) == 1 and run[0][0] in {fold(w) for w in NOT_ALONE}):
+        if run and not all(w in alone for w, _ in run):
             out.append(str(_total(run)))
         run = []
     return out

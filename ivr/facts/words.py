@@ -14,13 +14,15 @@ PREFIXES = sorted({a + b + c + d for a in ("", "ו") for b in ("", "ש", "כש")
                    for c in ("", "ב", "ל", "כ", "מ") for d in ("", "ה")} - {""}, key=len)
 MIN_STEM = 3  # what is left after a prefix: shorter is a word of its own ("בית", "לכם")
 PLURALS = ("ימ", "ות")  # folded: "מחירים" is also "מחיר", "ילדים" "ילד" (not "שעות": too short)
-# words that say nothing about a business (folded): a question made of them alone finds nothing
-STOPWORDS = frozenset("""
+# words that say nothing about a business (and verbs any question has): a question made of
+# them alone finds nothing
+STOPWORDS = frozenset(w.translate(FINALS) for w in """
 של את על עם אל יש אינ אינכמ אני אנחנו אתה אתמ אתנ הוא היא המ הנ זה זאת זו אלה
 מה מי איכ כמה מתי איפה האמ למה גמ רק כל או אבל אמ כי לא כנ אפשר רוצה רציתי רוצים לשאול
 שאלה שלכמ שלכ שלי שלנו לכמ לכ לי לנו לו לה אצלכמ אצלכ אותו אותה הזה הזאת פה כאנ שמ
 עד אחרי לפני בבקשה תודה שלומ היי טוב מאוד יותר פחות אז עוד כבר גמ היה יהיה הייתי
-תגיד תגידי תגידו אפשרי צריכ צריכה משהו איזה איזו יכול יכולה יכולים
+תגיד תגידי תגידו אפשרי צריכ צריכה משהו איזה איזו יכול יכולה יכולים לגבי בקשר
+לבוא בא באה באים להביא לקבל לעשות עושים לקחת לדעת לבדוק לברר
 """.split())
 
 
@@ -58,8 +60,11 @@ def match_forms(word: str) -> list[str]:
 
 
 def is_stopword(word: str) -> bool:
-    """A word that says nothing about the business, also with a prefix ("ויש", "בשביל")."""
-    return any(form in STOPWORDS for form in forms(word)) or fold(word) in STOPWORDS
+    """A word that says nothing about the business, also with a prefix ("בשבילכם"; a short
+    one after ו or ש only: "ויש", "שיש", but "בעל" is not ב+על)."""
+    folded = fold(word)
+    return any(form in STOPWORDS for form in forms(word)) \
+        or folded[:1] in ("ו", "ש") and folded[1:] in STOPWORDS
 
 
 def content_words(text: str) -> list[list[str]]:

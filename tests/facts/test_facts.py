@@ -1,0 +1,94 @@
+"""The owner's facts file: its passages with file:line, the figures they name, a mistake named
+by file:line:column, an edit used from the next look and a broken one reported while the last
+good one answers, and the site's passages used only once reviewed."""
+
+import logging
+import os
+
+import pytest
+
+from ivr.facts.facts import DEFAULT_FACTS, IMPORTED, LiveFacts, Passage
+from ivr.flow import FlowFileError
+
+from .samples import FACTS, LINES, PARKING, facts_file
+
+
+def touch_later(path):
+    """Make the next stat see a change even on a file system with coarse times."""
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+
+
+def test_each_fact_is_a_passage_naming_its_line_or_its_url(tmp_path):
+    facts = LiveFacts(facts_file(tmp_path)).current()
+    by_text = {p.text: p for p in facts.passages}
+    assert by_text["תספורת גברים: 80 ₪, 30 דקות."].source == f"facts.yaml:{LINES['services.0']}"
+    assert by_text["צבע שורשים: 220 ₪. כולל חפיפה."].source == f"facts.yaml:{LINES['services.1']}"
+    assert by_text[PARKING] == Passage(PARKING, f"facts.yaml:{LINES['parking']}", "חניה")
+    assert by_text["כלבים קטנים מוזמנים, ברצועה."] == Passage(
+        "כלבים קטנים מוזמנים, ברצועה.", f"facts.yaml:{LINES['qa.0']}", "אפשר להגיע עם כלב?")
+    soldiers = by_text["חיילים בשירות סדיר מקבלים 15 אחוז הנחה בהצגת חוגר."]
+    assert soldiers.source == "https://example.co.il/soldiers"
+    assert len(facts.passages) == 9
+
+
+def test_the_figures_are_every_price_hour_and_number_the_facts_name(tmp_path):
+    facts = LiveFacts(facts_file(tmp_path)).current()
+    assert facts.figures == {"80", "30", "220", "9:00", "19:00", "8:00", "13:00", "5", "3",
+                             "15"}
+
+
+def test_the_shipped_example_can_be_said():
+    facts = LiveFacts(DEFAULT_FACTS).current()
+    assert len(facts.passages) >= 10 and {"80", "150", "250"} <= facts.figures
+
+
+def test_a_yaml_mistake_names_file_line_and_column(tmp_path):
+    path = facts_file(tmp_path, FACTS.replace('  - q: "אפשר להגיע', '\t- q: "אפשר להגיע'))
+    with pytest.raises(FlowFileError) as info:
+        LiveFacts(path)
+    assert str(info.value).startswith(f"{path}:{LINES['qa.0']}:")
+    assert "a tab: indent with spaces only" in str(info.value)
+
+
+def test_an_entry_the_line_cannot_say_is_named_by_its_line(tmp_path):
+    path = facts_file(tmp_path, FACTS.replace('    a: "כלבים', '    answer: "כלבים'))
+    with pytest.raises(FlowFileError) as info:
+        LiveFacts(path)
+    assert str(info.value) == f"{path}:{LINES['qa.0']}: qa.0: expected q: and a: (and source:)"
+
+
+def test_an_edit_is_used_and_a_broken_one_is_reported_while_the_last_good_one_answers(
+        tmp_path, caplog):
+    path = facts_file(tmp_path)
+    live = LiveFacts(path)
+    assert PARKING in {p.text for p in live.current().passages}
+    path.write_text(FACTS.replace(PARKING, "אין חניה באזור."), encoding="utf-8")
+    touch_later(path)
+    assert "אין חניה באזור." in {p.text for p in live.current().passages}
+    good = live.current()
+    with caplog.at_level(logging.ERROR, logger="ivr"):
+        path.write_text(FACTS.replace("address:", "\taddress:"), encoding="utf-8")
+        touch_later(path)
+        assert live.current() is good
+    assert live.problem.startswith(f"{path}:{LINES['address']}:")
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["FACTS_ERR"]
+
+
+def test_the_site_s_passages_are_used_only_once_reviewed(tmp_path):
+    path = facts_file(tmp_path)
+    live = LiveFacts(path)
+    (tmp_path / IMPORTED).write_text("""\
+site: https://example.co.il
+passages:
+  - source: https://example.co.il/about
+    text: "המספרה נפתחה בשנת 2006."
+    reviewed: true
+  - source: https://example.co.il/prices
+    text: "תספורת ילדים 50 ₪."
+    reviewed: false
+""", encoding="utf-8")
+    facts = live.current()
+    assert Passage("המספרה נפתחה בשנת 2006.", "https://example.co.il/about") in facts.passages
+    assert "תספורת ילדים 50 ₪." not in {p.text for p in facts.passages}
+    assert "2006" in facts.figures and "50" not in facts.figures
