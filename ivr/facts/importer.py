@@ -70,7 +70,6 @@ class Fetcher:
             time.sleep(min(wait, max(self.left(), 0)))
         if self.left() <= 0:
             return "the import's deadline passed"
-        self.last = time.monotonic()
         try:
             with self.session.get(url, timeout=min(10.0, self.left()), stream=True,
                                   allow_redirects=False) as response:
@@ -86,15 +85,19 @@ class Fetcher:
                 return response.status_code, location or kind, body
         except requests.RequestException as exc:
             return f"{type(exc).__name__}"
+        finally:
+            self.last = time.monotonic()  # the pause runs from the end of this request
 
 
-def robots(fetcher: Fetcher, start: str) -> urllib.robotparser.RobotFileParser:
-    """The site's robots.txt, read with the importer's User-Agent; none: everything allowed;
-    401/403: nothing (as urllib.robotparser reads them)."""
+def robots(fetcher: Fetcher, start: str) -> urllib.robotparser.RobotFileParser | str:
+    """The site's robots.txt, read with the importer's User-Agent (none: everything allowed;
+    401/403: nothing, as urllib.robotparser reads them), or why it could not be read."""
     parts = urlsplit(start)
     rules = urllib.robotparser.RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
     got = fetcher.get(rules.url)
-    if isinstance(got, str) or got[0] >= 500:
+    if isinstance(got, str):
+        return got
+    if got[0] >= 500:
         rules.disallow_all = True  # cannot tell what the owner allows: read nothing
     elif got[0] in (401, 403):
         rules.disallow_all = True
@@ -113,7 +116,13 @@ def links(html: bytes, url: str) -> list[str]:
         tree = lxml.html.fromstring(html)
     except (ValueError, lxml.etree.ParserError):
         return []
-    return [urldefrag(urljoin(url, href.strip()))[0] for href in tree.xpath("//a/@href")]
+    return [page_url(urljoin(url, href.strip())) for href in tree.xpath("//a/@href")]
+
+
+def page_url(url: str) -> str:
+    """`url` without its #fragment, and with "/" for an empty path (one page, one URL)."""
+    parts = urlsplit(urldefrag(url)[0])
+    return parts._replace(path=parts.path or "/").geturl()
 
 
 def passages(text: str) -> list[str]:
@@ -143,9 +152,12 @@ def same_site(url: str, start: str) -> bool:
 
 def crawl(start: str, limits: Limits = Limits()) -> Crawl:
     """Read up to `limits.pages` HTML pages of `start`'s site, breadth first from it."""
-    start = urlsplit(start)._replace(path=urlsplit(start).path or "/", fragment="").geturl()
+    start = page_url(start)
     fetcher, result = Fetcher(limits), Crawl()
     rules = robots(fetcher, start)
+    if isinstance(rules, str):
+        result.skipped.append((start, f"its robots.txt cannot be read: {rules}"))
+        return result
     queue, seen, texts = deque([start]), {start}, set()
     while queue and len(result.fetched) < limits.pages and fetcher.left() > 0:
         url = queue.popleft()
@@ -158,7 +170,7 @@ def crawl(start: str, limits: Limits = Limits()) -> Crawl:
             continue
         status, kind, body = got
         if 300 <= status < 400 and kind:
-            found = [urldefrag(urljoin(url, kind))[0]]
+            found = [page_url(urljoin(url, kind))]
         elif status != 200 or "html" not in kind:
             result.skipped.append((url, f"HTTP {status} {kind}".strip()))
             continue

@@ -10,6 +10,7 @@ import pytest
 from ivr.facts.facts import DEFAULT_FACTS, IMPORTED, LiveFacts, Passage
 from ivr.flow import FlowFileError
 
+from ..test_flow_file import Records
 from .samples import FACTS, LINES, PARKING, facts_file
 
 
@@ -59,7 +60,7 @@ def test_an_entry_the_line_cannot_say_is_named_by_its_line(tmp_path):
 
 
 def test_an_edit_is_used_and_a_broken_one_is_reported_while_the_last_good_one_answers(
-        tmp_path, caplog):
+        tmp_path):
     path = facts_file(tmp_path)
     live = LiveFacts(path)
     assert PARKING in {p.text for p in live.current().passages}
@@ -67,12 +68,17 @@ def test_an_edit_is_used_and_a_broken_one_is_reported_while_the_last_good_one_an
     touch_later(path)
     assert "אין חניה באזור." in {p.text for p in live.current().passages}
     good = live.current()
-    with caplog.at_level(logging.ERROR, logger="ivr"):
+    logged = Records()
+    logging.getLogger("ivr").addHandler(logged)
+    try:
         path.write_text(FACTS.replace("address:", "\taddress:"), encoding="utf-8")
         touch_later(path)
-        assert live.current() is good
-    assert live.problem.startswith(f"{path}:{LINES['address']}:")
-    assert [r.getMessage().split()[0] for r in caplog.records] == ["FACTS_ERR"]
+        assert live.current() is good and live.current() is good
+    finally:
+        logging.getLogger("ivr").removeHandler(logged)
+    assert live.problem.startswith(f"{path}:{LINES['address']}:1: a tab")
+    assert live.problem.endswith("the line goes on with the facts it read before")
+    assert [m.split()[0] for m in logged.messages] == ["FACTS_ERR"]  # once
 
 
 def test_the_site_s_passages_are_used_only_once_reviewed(tmp_path):
