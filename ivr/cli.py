@@ -94,10 +94,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     from .engines import EngineError, build_engines
     from .engines.scripted import DEFAULT_FLOW
+    from .facts.facts import LiveFacts
     from .owner import Owner
     try:
         build_engines(settings)
         owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
+        facts = LiveFacts.from_settings(settings)
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
@@ -113,9 +115,19 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"reply_mode={settings.reply_mode} asr={settings.asr_engine} llm={settings.llm_engine} "
           f"tts={settings.tts_engine} twilio={mode} workers={settings.workers}")
     print(owner_line(settings, owner))
+    print(facts_line(facts))
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
+
+
+def facts_line(facts) -> str:
+    """What the line knows of the business: its facts file's passages, and the site's reviewed
+    ones (and a broken review file named)."""
+    now = facts.current()
+    line = f"facts: {len(now.passages) - now.from_site} passages from {facts.source.path}"
+    line += f", {now.from_site} reviewed from the site" if now.from_site else ""
+    return line + (f" ({facts.problem})" if facts.problem else "")
 
 
 def models_ok(settings: Settings) -> bool:

@@ -34,17 +34,19 @@ class Passage:
 
 @dataclass(frozen=True)
 class Facts:
-    """The passages the line may answer from, and every figure they name (figures.figures)."""
+    """The passages the line may answer from (the last `from_site` of them the site's, as the
+    owner reviewed them), and every figure they name (figures.figures)."""
 
     passages: tuple[Passage, ...] = ()
     figures: frozenset[str] = field(default_factory=frozenset)
+    from_site: int = 0
 
     @classmethod
-    def of(cls, passages: list[Passage]) -> Facts:
+    def of(cls, passages: list[Passage], site: list[Passage] = ()) -> Facts:
         found: set[str] = set()
-        for passage in passages:
+        for passage in [*passages, *site]:
             found |= figures(passage.text)
-        return cls(tuple(passages), frozenset(found))
+        return cls((*passages, *site), frozenset(found), len(site))
 
 
 def _text(value, key: str) -> str:
@@ -182,6 +184,6 @@ class LiveFacts:
         with self.lock:
             seen = self.built[0]
             if len(seen) != 2 or seen[0] is not data or seen[1] is not extra:
-                passages = passages_of(data, self.source.path) + reviewed_passages(extra)
-                self.built = ((data, extra), Facts.of(passages))
+                self.built = ((data, extra), Facts.of(passages_of(data, self.source.path),
+                                                      reviewed_passages(extra)))
             return self.built[1]

@@ -96,5 +96,20 @@ passages:
 """, encoding="utf-8")
     facts = live.current()
     assert Passage("המספרה נפתחה בשנת 2006.", "https://example.co.il/about") in facts.passages
+    assert facts.from_site == 1
     assert "תספורת ילדים 50 ₪." not in {p.text for p in facts.passages}
     assert "2006" in facts.figures and "50" not in facts.figures
+
+
+@pytest.mark.live  # starts a process
+def test_check_names_a_broken_facts_file_whatever_engine_answers(tmp_path):
+    from ..test_cli import OPENAI_CHAT_ONLY as env
+    from ..test_cli import check
+    path = facts_file(tmp_path, FACTS.replace("address:", "\taddress:"))
+    broken = check(tmp_path, FACTS_FILE=str(path), **env)
+    assert broken.returncode == 1
+    assert f"{path}:{LINES['address']}:1: a tab: indent with spaces only" in broken.stderr
+    facts_file(tmp_path)
+    told = check(tmp_path, FACTS_FILE=str(path), **env)
+    assert told.returncode == 0, told.stderr
+    assert f"facts: 9 passages from {path}" in told.stdout
