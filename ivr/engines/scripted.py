@@ -154,7 +154,8 @@ class ScriptedLLM(LLM):
                    Lookup(LiveFacts.from_settings(settings)))
 
     def texts(self) -> list[str]:
-        """Every fixed sentence of the flow (the prewarm script synthesises them)."""
+        """Every fixed sentence of the flow and of the facts (the prewarm script synthesises
+        them)."""
         out = [self.flow["greeting"], self.flow["goodbye"], self.flow["clarify"]]
         out += [self.flow["menu"]] if self.flow.get("menu") else []
         out += [i["answer"] for i in self.intents if i.get("answer")]
@@ -162,7 +163,8 @@ class ScriptedLLM(LLM):
         out += [self.flow[k] for k in ("transferring", "owner_unavailable") if self.flow.get(k)]
         out += [text for text in (self.flow.get("booking_texts") or {}).values()
                 if isinstance(text, str) and "{" not in text]  # said as they are
-        return out
+        facts = getattr(self.lookup, "facts", None)  # a Lookup: the facts' passages are said too
+        return out + ([p.text for p in facts.current().passages] if facts else [])
 
     def match(self, text: str) -> dict | None:
         words = normalize(text)

@@ -123,3 +123,4 @@ def test_a_question_no_intent_takes_is_answered_from_the_facts_before_clarify(tm
     assert flow.reply([], "מה שעות הפתיחה?").startswith("אנחנו פתוחים")  # the flow's first
     assert flow.reply([], "האם אתם מוכרים חדי קרן?") == flow.flow["clarify"]
     assert flow.reply([], "9") == flow.flow["clarify"]  # a key is not a question
+    assert PARKING in flow.texts()  # prewarmed like the flow's sentences
