@@ -4,6 +4,7 @@ with their sources and the figures they name; read again when either file change
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,21 +153,30 @@ class LiveFacts:
         self.imported_path = self.source.path.parent / IMPORTED
         self.lock = threading.Lock()
         self.built: tuple[tuple, Facts] = ((), Facts())
+        self.unread: tuple[tuple | None, str] = (None, "")  # the review file's version, why
 
     @classmethod
     def from_settings(cls, settings) -> LiveFacts:
         return cls(getattr(settings, "facts_file", "") or DEFAULT_FACTS)
 
     def _imported(self) -> FlowFile | None:
-        """The review file, when there is one that could be read once."""
-        if not self.imported_path.exists():
+        """The review file while there is one that could be read (a version that cannot is
+        logged once, FACTS_ERR, and its passages are not used)."""
+        try:
+            info = os.stat(self.imported_path)
+        except OSError:
+            return None  # none, or deleted: nothing imported is used
+        version = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if self.unread[0] == version:
             return None
         try:
             imported = watch(self.imported_path, kind="FACTS")
             imported.add_check(check_imported)
         except FlowFileError as exc:
-            log.error("FACTS_ERR %s; its passages are not used", exc)
+            self.unread = (version, f"{exc}; its passages are not used")
+            log.error("FACTS_ERR %s", self.unread[1])
             return None
+        self.unread = (None, "")
         return imported
 
     @property
@@ -174,7 +184,8 @@ class LiveFacts:
         """What is wrong with the files now ("" when nothing)."""
         self.current()
         imported = self._imported()
-        return "; ".join(p for p in (self.source.problem, imported and imported.problem) if p)
+        problems = (self.source.problem, imported.problem if imported else self.unread[1])
+        return "; ".join(p for p in problems if p)
 
     def current(self) -> Facts:
         """The facts as the files say now (the last good version of each)."""

@@ -113,3 +113,23 @@ def test_check_names_a_broken_facts_file_whatever_engine_answers(tmp_path):
     told = check(tmp_path, FACTS_FILE=str(path), **env)
     assert told.returncode == 0, told.stderr
     assert f"facts: 9 passages from {path}" in told.stdout
+
+
+def test_a_review_file_that_cannot_be_read_is_reported_once_and_not_used(tmp_path):
+    live = LiveFacts(facts_file(tmp_path))
+    review = tmp_path / IMPORTED
+    review.write_text("passages:\n\t- text: x\n", encoding="utf-8")
+    logged = Records()
+    logging.getLogger("ivr").addHandler(logged)
+    try:
+        assert live.current().from_site == 0 and live.current().from_site == 0
+    finally:
+        logging.getLogger("ivr").removeHandler(logged)
+    assert [m.split()[0] for m in logged.messages] == ["FACTS_ERR"]  # once, not every turn
+    assert live.problem.startswith(f"{review}:2:1: a tab")
+    review.write_text("passages:\n  - {source: 'https://a.example/', text: x, reviewed: true}\n",
+                      encoding="utf-8")
+    touch_later(review)
+    assert live.current().from_site == 1 and live.problem == ""
+    review.unlink()
+    assert live.current().from_site == 0  # deleted: nothing imported is used
