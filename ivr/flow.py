@@ -65,11 +65,15 @@ def read_flow(path: str | Path) -> dict:
 
 def entry_line(path: Path, key: str) -> int | None:
     """The line of the entry `key` ("hours.sun", "intents.2.answer") in the YAML file, if any."""
+    return node_line(composed(path), key)
+
+
+def composed(path: Path) -> yaml.Node | None:
+    """The YAML file's node tree (yaml.compose: each entry with its line), None if unreadable."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
+        return yaml.compose(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    return node_line(node, key)
 
 
 def node_line(node: yaml.Node | None, key: str) -> int | None:

@@ -9,9 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from ..flow import FlowFile, FlowFileError, node_line, watch
+from ..flow import FlowFile, FlowFileError, composed, node_line, watch
 from .figures import figures
 
 DEFAULT_FACTS = Path(__file__).resolve().parent.parent / "flows" / "facts_he.yaml"
@@ -77,21 +75,23 @@ def service_text(service: dict, key: str) -> str:
     return said + (f". {_text(service['about'], f'{key}.about')}" if service.get("about") else ".")
 
 
-def entries(data: dict) -> list[tuple[str, str, str]]:
-    """The facts file's passages as (key in the file, text, title); ValueError naming the entry
-    ("qa.2: expected q: and a:") for one the line cannot say."""
+def entries(data: dict) -> list[tuple[str, str, str, str]]:
+    """The facts file's passages as (key in the file, text, title, source named or ""):
+    ValueError naming the entry ("qa.2: expected q: and a:") for one the line cannot say."""
     out = []
     for n, service in enumerate(_list(data, "services")):
-        out.append((f"services.{n}", service_text(service, f"services.{n}"), SERVICE_TITLE))
+        out.append((f"services.{n}", service_text(service, f"services.{n}"), SERVICE_TITLE, ""))
     for key, title in TEXTS.items():
         if data.get(key) is not None:
-            out.append((key, _text(data[key], key), title))
+            out.append((key, _text(data[key], key), title, ""))
     for n, policy in enumerate(_list(data, "policies")):
-        out.append((f"policies.{n}", _text(policy, f"policies.{n}"), ""))
+        out.append((f"policies.{n}", _text(policy, f"policies.{n}"), "", ""))
     for n, pair in enumerate(_list(data, "qa")):
         if not isinstance(pair, dict) or "q" not in pair or "a" not in pair:
             raise ValueError(f"qa.{n}: expected q: and a: (and source:)")
-        out.append((f"qa.{n}", _text(pair["a"], f"qa.{n}.a"), _text(pair["q"], f"qa.{n}.q")))
+        source = _text(pair["source"], f"qa.{n}.source") if pair.get("source") else ""
+        out.append((f"qa.{n}", _text(pair["a"], f"qa.{n}.a"), _text(pair["q"], f"qa.{n}.q"),
+                    source))
     return out
 
 
@@ -118,23 +118,11 @@ def check_imported(data: dict) -> None:
     imported_entries(data)
 
 
-def _composed(path: Path) -> yaml.Node | None:
-    try:
-        return yaml.compose(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-
-
 def passages_of(data: dict, path: Path) -> list[Passage]:
-    """The facts file's passages, each with its file:line."""
-    node = _composed(path)
-    out = []
-    for key, text, title in entries(data):
-        source = data.get("qa")[int(key.split(".")[1])].get("source") \
-            if key.startswith("qa.") else None
-        line = node_line(node, key)
-        out.append(Passage(text, str(source) if source else f"{path.name}:{line or 1}", title))
-    return out
+    """The facts file's passages, each with its file:line (or the source its entry names)."""
+    node = composed(path)
+    return [Passage(text, source or f"{path.name}:{node_line(node, key) or 1}", title)
+            for key, text, title, source in entries(data)]
 
 
 def reviewed_passages(data: dict) -> list[Passage]:
