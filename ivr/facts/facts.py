@@ -95,8 +95,8 @@ def entries(data: dict) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def imported_entries(data: dict) -> list[tuple[str, str, str, bool]]:
-    """The review file's passages as (key, text, source URL, reviewed)."""
+def imported_entries(data: dict) -> list[tuple[str, str, str, str, bool]]:
+    """The review file's passages as (key, text, source URL, title, reviewed)."""
     out = []
     for n, item in enumerate(_list(data, "passages")):
         key = f"passages.{n}"
@@ -104,7 +104,8 @@ def imported_entries(data: dict) -> list[tuple[str, str, str, bool]]:
             raise ValueError(f"{key}: expected text:, source: and reviewed:")
         if not isinstance(item.get("reviewed", False), bool):
             raise ValueError(f"{key}.reviewed: expected true or false")
-        out.append((key, _text(item["text"], f"{key}.text"), _text(item["source"], key),
+        title = _text(item["title"], f"{key}.title") if item.get("title") else ""
+        out.append((key, _text(item["text"], f"{key}.text"), _text(item["source"], key), title,
                     item.get("reviewed", False)))
     return out
 
@@ -127,7 +128,8 @@ def passages_of(data: dict, path: Path) -> list[Passage]:
 
 def reviewed_passages(data: dict) -> list[Passage]:
     """The review file's passages the owner marked `reviewed: true`, with their URLs."""
-    return [Passage(text, url) for _, text, url, reviewed in imported_entries(data) if reviewed]
+    return [Passage(text, url, title)
+            for _, text, url, title, reviewed in imported_entries(data) if reviewed]
 
 
 class LiveFacts:

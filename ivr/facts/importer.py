@@ -5,6 +5,7 @@ footers (trafilatura), written as passages with their URLs for the owner to revi
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import urllib.robotparser
 from collections import deque
@@ -21,8 +22,10 @@ from .facts import imported_entries
 
 AGENT = "ivr-facts-importer"  # the name robots.txt rules address
 USER_AGENT = f"{AGENT}/1.0 (a phone line reading its owner's site for the owner to review)"
-PASSAGE_CHARS = 400  # paragraphs are joined into passages up to about this long
-HEADING_CHARS = 60  # a shorter line without a full stop is a heading: it joins what follows
+PASSAGE_CHARS = 400  # a list's items are joined into passages up to about this long
+ITEM = re.compile(r"([-*+]|\d+\.|\|)\s")  # a block of list items or table rows (Markdown)
+MARKUP = re.compile(r"^\s*(#+|[-*+]|\d+\.)\s+|\*\*|__|`|\s*\|\s*")  # said without it
+RULE = re.compile(r"^[\s|:-]+$")  # a table's |---|---| line
 HEADER = """\
 # Passages imported from {site} on {day}, each with the page it came from.
 # The line does not use a passage until you read it and set `reviewed: true` (edit its text
@@ -43,9 +46,10 @@ class Limits:
 
 @dataclass
 class Crawl:
-    """What one import did: its passages (text, URL), the pages read and the ones skipped."""
+    """What one import did: its passages (text, URL, title), the pages read and the ones
+    skipped."""
 
-    passages: list[tuple[str, str]] = field(default_factory=list)
+    passages: list[tuple[str, str, str]] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
 
@@ -125,23 +129,34 @@ def page_url(url: str) -> str:
     return parts._replace(path=parts.path or "/").geturl()
 
 
-def passages(text: str) -> list[str]:
-    """A page's text as passages: a heading joined to its paragraph, short paragraphs joined
-    up to about PASSAGE_CHARS."""
-    out: list[str] = []
-    current = ""
-    for line in (" ".join(line.split()) for line in text.splitlines()):
-        if not line:
+def passages(markdown: str) -> list[tuple[str, str]]:
+    """A page's text (trafilatura's Markdown) as passages (text, title): each paragraph, each
+    list or table joined up to about PASSAGE_CHARS; the heading above it as its title."""
+    out: list[tuple[str, str]] = []
+    title, items = "", []
+
+    def flush() -> None:
+        if items:
+            out.append(("; ".join(items) + ".", title))
+            items.clear()
+    for block in re.split(r"\n\s*\n", markdown):
+        lines = [" ".join(MARKUP.sub(" ", ln).split()) for ln in block.splitlines()
+                 if not RULE.match(ln)]
+        lines = [ln for ln in lines if ln]
+        if not lines:
             continue
-        heading = len(line) < HEADING_CHARS and line[-1] not in ".!?:;"
-        if current and (len(current) + len(line) > PASSAGE_CHARS or heading
-                        and not current.endswith(":")):
-            out.append(current)
-            current = ""
-        current = f"{current} {line}".strip() if not heading else \
-            f"{current} {line}:".strip()
-    if current and not current.endswith(":"):
-        out.append(current)
+        if block.lstrip().startswith("#"):
+            flush()
+            title = " ".join(lines)
+        elif ITEM.match(block.lstrip()):
+            for line in lines:
+                if items and len("; ".join(items)) + len(line) > PASSAGE_CHARS:
+                    flush()
+                items.append(line.rstrip(".;,"))
+        else:
+            flush()
+            out.append((" ".join(lines), title))
+    flush()
     return out
 
 
@@ -177,12 +192,12 @@ def crawl(start: str, limits: Limits = Limits()) -> Crawl:
         else:
             result.fetched.append(url)
             found = links(body, url)
-            text = trafilatura.extract(body, url=url, include_comments=False,
-                                       include_tables=True) or ""
-            for passage in passages(text):
-                if passage not in texts:
+            text = trafilatura.extract(body, url=url, output_format="markdown",
+                                       include_comments=False, include_tables=True) or ""
+            for passage, title in passages(text):
+                if passage not in texts:  # a block every page repeats: once
                     texts.add(passage)
-                    result.passages.append((passage, url))
+                    result.passages.append((passage, url, title))
         for link in found:
             if link not in seen and same_site(link, start):
                 seen.add(link)
@@ -190,18 +205,18 @@ def crawl(start: str, limits: Limits = Limits()) -> Crawl:
     return result
 
 
-def write_review(path: Path, site: str, found: list[tuple[str, str]],
+def write_review(path: Path, site: str, found: list[tuple[str, str, str]],
                  today: dt.date | None = None) -> int:
     """Write the review file: the passages the owner already reviewed, as they left them, then
-    each new one with `reviewed: false`. Returns how many are new."""
+    each new one (text, URL, title) with `reviewed: false`. Returns how many are new."""
     kept: list[dict] = []
     if path.exists():
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        kept = [{"source": url, "text": text, "reviewed": True}
-                for _, text, url, reviewed in imported_entries(data) if reviewed]
+        kept = [{"source": url, "title": title, "text": text, "reviewed": True}
+                for _, text, url, title, reviewed in imported_entries(data) if reviewed]
     known = {(p["source"], p["text"]) for p in kept}
-    new = [{"source": url, "text": text, "reviewed": False}
-           for text, url in found if (url, text) not in known]
+    new = [{"source": url, "title": title, "text": text, "reviewed": False}
+           for text, url, title in found if (url, text) not in known]
     day = (today or dt.date.today()).isoformat()
     body = yaml.safe_dump({"site": site, "imported": day, "passages": kept + new},
                           allow_unicode=True, sort_keys=False, width=100)

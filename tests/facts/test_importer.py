@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from ivr.cli import main
-from ivr.facts.facts import IMPORTED, LiveFacts
+from ivr.facts.facts import IMPORTED, LiveFacts, Passage
 from ivr.facts.importer import USER_AGENT, Limits, crawl, write_review
+from ivr.facts.retrieval import Lookup
 
 from .samples import facts_file
 from .site import Site
@@ -33,8 +34,8 @@ def test_the_site_becomes_passages_with_their_urls_and_no_boilerplate(sites, tmp
     passages = {p["text"]: p for p in data["passages"]}
     prices = next(p for text, p in passages.items() if "תספורת גברים עולה 80 שקלים" in text)
     assert prices["source"] == site.url + "/prices" and prices["reviewed"] is False
-    parking = next(p for text, p in passages.items() if text.startswith("חניה: יש חניון"))
-    assert parking["source"] == site.url + "/"
+    parking = next(p for text, p in passages.items() if text.startswith("יש חניון ציבורי"))
+    assert (parking["source"], parking["title"]) == (site.url + "/", "חניה")  # its heading
     assert any(p["source"] == site.url + "/about" for p in data["passages"])
     text = " ".join(passages)
     for boilerplate in ("כל הזכויות שמורות", "תנאי שימוש", "עקבו אחרינו", "מחירון |"):
@@ -62,15 +63,18 @@ def test_the_page_and_size_caps_are_kept(tmp_path):
 def test_unreviewed_passages_are_not_used_and_a_new_import_keeps_the_owner_s_review(tmp_path):
     facts = LiveFacts(facts_file(tmp_path))
     review = tmp_path / IMPORTED
-    found = [("המספרה נפתחה בשנת 2006.", "https://example.co.il/about"),
-             ("צבע מלא 320 שקלים.", "https://example.co.il/prices")]
+    found = [("המספרה נפתחה בשנת 2006.", "https://example.co.il/about", "עלינו"),
+             ("צבע מלא 320 שקלים.", "https://example.co.il/prices", "מחירון")]
     assert write_review(review, "https://example.co.il", found) == 2
     assert "2006" not in facts.current().figures  # nothing reviewed yet
     review.write_text(review.read_text(encoding="utf-8").replace(
         "reviewed: false", "reviewed: true", 1), encoding="utf-8")
     assert "2006" in facts.current().figures and "320" not in facts.current().figures
-    again = [("המספרה נפתחה בשנת 2006.", "https://example.co.il/about"),
-             ("צבע מלא 350 שקלים.", "https://example.co.il/prices")]
+    assert Lookup(facts)("מתי נפתחה המספרה?") == Passage(
+        "המספרה נפתחה בשנת 2006.", "https://example.co.il/about", "עלינו")
+    assert Lookup(facts)("כמה עולה צבע מלא?").source == "facts.yaml:6"  # not the unreviewed
+    again = [("המספרה נפתחה בשנת 2006.", "https://example.co.il/about", "עלינו"),
+             ("צבע מלא 350 שקלים.", "https://example.co.il/prices", "מחירון")]
     assert write_review(review, "https://example.co.il", again) == 1
     data = yaml.safe_load(review.read_text(encoding="utf-8"))
     assert [(p["text"], p["reviewed"]) for p in data["passages"]] == [
