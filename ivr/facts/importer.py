@@ -22,6 +22,7 @@ from .facts import imported_entries
 
 AGENT = "ivr-facts-importer"  # the name robots.txt rules address
 USER_AGENT = f"{AGENT}/1.0 (a phone line reading its owner's site for the owner to review)"
+REDIRECTS = 3  # robots.txt may move (http → https, another path) this many times
 PASSAGE_CHARS = 400  # a list's items are joined into passages up to about this long
 ITEM = re.compile(r"([-*+]|\d+\.|\|)\s")  # a block of list items or table rows (Markdown)
 MARKUP = re.compile(r"^\s*(#+|[-*+]|\d+\.)\s+|\*\*|__|`|\s*\|\s*")  # said without it
@@ -54,6 +55,16 @@ class Crawl:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (url, why)
 
 
+@dataclass(frozen=True)
+class Page:
+    """One answer of the site: its status, Content-Type, redirect target and body."""
+
+    status: int
+    kind: str
+    location: str
+    body: bytes
+
+
 class Fetcher:
     """HTTP GETs with the importer's User-Agent, a delay between them, and one deadline."""
 
@@ -67,8 +78,8 @@ class Fetcher:
     def left(self) -> float:
         return self.ends - time.monotonic()
 
-    def get(self, url: str) -> tuple[int, str, bytes] | str:
-        """(status, content type, body up to the size cap) or why not."""
+    def get(self, url: str) -> Page | str:
+        """The answer (its body within the size cap, redirects not followed), or why none."""
         wait = self.last + self.delay - time.monotonic()
         if wait > 0:
             time.sleep(min(wait, max(self.left(), 0)))
@@ -84,9 +95,8 @@ class Fetcher:
                         return f"larger than {self.limits.page_bytes} bytes"
                     if self.left() <= 0:
                         return "the import's deadline passed"
-                kind = response.headers.get("Content-Type", "")
-                location = response.headers.get("Location", "")
-                return response.status_code, location or kind, body
+                return Page(response.status_code, response.headers.get("Content-Type", ""),
+                            response.headers.get("Location", ""), body)
         except requests.RequestException as exc:
             return f"{type(exc).__name__}"
         finally:
@@ -99,16 +109,18 @@ def robots(fetcher: Fetcher, start: str) -> urllib.robotparser.RobotFileParser |
     parts = urlsplit(start)
     rules = urllib.robotparser.RobotFileParser(f"{parts.scheme}://{parts.netloc}/robots.txt")
     got = fetcher.get(rules.url)
+    for _ in range(REDIRECTS):
+        if isinstance(got, str) or not (300 <= got.status < 400 and got.location):
+            break
+        got = fetcher.get(urljoin(rules.url, got.location))
     if isinstance(got, str):
         return got
-    if got[0] >= 500:
+    if got.status >= 500 or got.status in (401, 403) or 300 <= got.status < 400:
         rules.disallow_all = True  # cannot tell what the owner allows: read nothing
-    elif got[0] in (401, 403):
-        rules.disallow_all = True
-    elif got[0] >= 400:
+    elif got.status >= 400:
         rules.allow_all = True
     else:
-        rules.parse(got[2].decode("utf-8", "replace").splitlines())
+        rules.parse(got.body.decode("utf-8", "replace").splitlines())
     delay = rules.crawl_delay(AGENT)
     fetcher.delay = max(fetcher.delay, float(delay or 0))
     return rules
@@ -183,16 +195,15 @@ def crawl(start: str, limits: Limits = Limits()) -> Crawl:
         if isinstance(got, str):
             result.skipped.append((url, got))
             continue
-        status, kind, body = got
-        if 300 <= status < 400 and kind:
-            found = [page_url(urljoin(url, kind))]
-        elif status != 200 or "html" not in kind:
-            result.skipped.append((url, f"HTTP {status} {kind}".strip()))
+        if 300 <= got.status < 400 and got.location:
+            found = [page_url(urljoin(url, got.location))]  # followed on the same site only
+        elif got.status != 200 or "html" not in got.kind:
+            result.skipped.append((url, f"HTTP {got.status} {got.kind}".strip()))
             continue
         else:
             result.fetched.append(url)
-            found = links(body, url)
-            text = trafilatura.extract(body, url=url, output_format="markdown",
+            found = links(got.body, url)
+            text = trafilatura.extract(got.body, url=url, output_format="markdown",
                                        include_comments=False, include_tables=True) or ""
             for passage, title in passages(text):
                 if passage not in texts:  # a block every page repeats: once

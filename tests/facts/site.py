@@ -28,6 +28,7 @@ BODIES = {
 הדף הזה לא מיועד ללקוחות ולא לרובוטים, ואין לאסוף אותו לשום מטרה.</p>""",
 }
 ROBOTS = "User-agent: *\nDisallow: /private/\n"
+MOVED = "moved to "  # a body "moved to /new" is a 301 to /new
 
 
 def page(body: str, offsite: str) -> bytes:
@@ -37,7 +38,8 @@ def page(body: str, offsite: str) -> bytes:
 
 
 class Site:
-    """`Site(pages)` serves `pages` (path → HTML body, or bytes) and ROBOTS on 127.0.0.1;
+    """`Site(pages)` serves `pages` (path → HTML body, bytes, or MOVED + where) and ROBOTS on
+    127.0.0.1;
     `requests`: (path, User-Agent, monotonic time) of each request, in order."""
 
     def __init__(self, bodies: dict[str, str | bytes] | None = None, offsite: str = "",
@@ -54,12 +56,16 @@ class Site:
                 body = (bodies if bodies is not None else BODIES).get(self.path)
                 if body is None:
                     return self.answer(404, "text/html", b"<p>not found</p>")
+                if isinstance(body, str) and body.startswith(MOVED):
+                    return self.answer(301, "text/html", b"", body[len(MOVED):])
                 html = body if isinstance(body, bytes) else page(body, offsite or site.url)
                 return self.answer(200, "text/html; charset=utf-8", html)
 
-            def answer(self, status: int, kind: str, body: bytes) -> None:
+            def answer(self, status: int, kind: str, body: bytes, location: str = "") -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

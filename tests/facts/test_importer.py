@@ -11,7 +11,7 @@ from ivr.facts.importer import USER_AGENT, Limits, crawl, write_review
 from ivr.facts.retrieval import Lookup
 
 from .samples import facts_file
-from .site import Site
+from .site import MOVED, Site
 
 DELAY = 0.2  # seconds between two requests in these tests
 
@@ -89,3 +89,16 @@ def test_a_site_that_cannot_be_read_is_one_line_and_status_1(tmp_path, capsys):
     assert "no page of http://127.0.0.1:9/ could be read" in out.err
     assert "skipped http://127.0.0.1:9/: its robots.txt cannot be read" in out.out
     assert main(["import-site", "ftp://example.com/"]) == 2
+
+
+def test_a_redirect_is_followed_on_the_site_only(sites):
+    site, other = sites
+    moved = Site({"/": '<p><a href="/old">ישן</a> <a href="/away">רחוק</a></p>',
+                  "/old": MOVED + "/new", "/new": "<p>חדש</p>",
+                  "/away": MOVED + other.url.replace("127.0.0.1", "localhost") + "/blog"})
+    try:
+        result = crawl(moved.url, Limits(delay_sec=0))
+    finally:
+        moved.stop()
+    assert result.fetched == [moved.url + "/", moved.url + "/new"]
+    assert other.paths() == []
