@@ -1,6 +1,8 @@
 """The scripted line answers from the business's facts, end to end through the emulator: a
 question only the facts answer is said in the facts' words; one they do not answer is not."""
 
+import os
+
 import pytest
 
 from ivr.engines.fake import FakeASR
@@ -26,3 +28,24 @@ def test_a_question_only_the_facts_answer_is_said_in_the_facts_words(phone_line,
                       turn_mode="stream", facts_file=str(facts_file(tmp_path)))
     clarify = line.runtime.engines.llm.flow["clarify"]
     assert said_in_a_call(line, "יש חניה?", "אתם מוכרים אופניים?") == [PARKING, clarify]
+
+
+def test_a_broken_edit_of_the_facts_is_on_healthz_while_the_last_good_facts_answer(tmp_path):
+    from ivr.app import create_app
+
+    from ..conftest import make_settings
+    from .samples import FACTS, LINES
+    path = facts_file(tmp_path)
+    app = create_app(make_settings(tmp_path, llm_engine="scripted", facts_file=str(path)))
+    try:
+        client, llm = app.test_client(), app.extensions["ivr"].engines.llm
+        assert client.get("/healthz").json["problems"] == []
+        path.write_text(FACTS.replace("address:", "\taddress:"), encoding="utf-8")
+        info = path.stat()
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json["problems"][0].startswith(f"{path}:{LINES['address']}:1: a tab")
+        assert llm.reply([], "יש חניה?") == PARKING  # the last good facts
+    finally:
+        app.extensions["ivr"].close()
