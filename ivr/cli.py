@@ -1,4 +1,5 @@
-"""python -m ivr check | serve | prewarm | purge | doctor | carrier | call: thin commands."""
+"""python -m ivr check | serve | prewarm | purge | doctor | import-site | carrier | call: thin
+commands."""
 
 from __future__ import annotations
 
@@ -93,10 +94,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     from .engines import EngineError, build_engines
     from .engines.scripted import DEFAULT_FLOW
+    from .facts.facts import LiveFacts
     from .owner import Owner
     try:
         build_engines(settings)
         owner = Owner.from_settings(settings, settings.flow_file or DEFAULT_FLOW)
+        facts = LiveFacts.from_settings(settings)
     except (EngineError, OSError, ValueError) as exc:
         print(f"bad configuration: {exc}", file=sys.stderr)
         return 1
@@ -112,9 +115,19 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"reply_mode={settings.reply_mode} asr={settings.asr_engine} llm={settings.llm_engine} "
           f"tts={settings.tts_engine} twilio={mode} workers={settings.workers}")
     print(owner_line(settings, owner))
+    print(facts_line(facts))
     if not settings.inspector_token and not settings.public_on_loopback:
         print("inspector: locked (401) until INSPECTOR_TOKEN is set")
     return 0
+
+
+def facts_line(facts) -> str:
+    """What the line knows of the business: its facts file's passages, and the site's reviewed
+    ones (and a broken review file named)."""
+    now = facts.current()
+    line = f"facts: {len(now.passages) - now.from_site} passages from {facts.source.path}"
+    line += f", {now.from_site} reviewed from the site" if now.from_site else ""
+    return line + (f" ({facts.problem})" if facts.problem else "")
 
 
 def models_ok(settings: Settings) -> bool:
@@ -201,13 +214,20 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
-def retention_days(raw: str) -> int:
-    """--days: the RETENTION_DAYS range, reported the way argparse reports bad values."""
+def int_arg(low: int, high: int):
+    """An argparse type: an integer from low to high (config.int_range), reported as argparse
+    reports bad values."""
     from .config import int_range
-    try:
-        return int_range(1, 3650)(raw)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def parse(raw: str) -> int:
+        try:
+            return int_range(low, high)(raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+retention_days = int_arg(1, 3650)  # --days: the RETENTION_DAYS range
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -241,6 +261,33 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(check.ok for check in results) else 1
 
 
+def cmd_import_site(args: argparse.Namespace) -> int:
+    """Read a few pages of the owner's site into the review file beside the facts file."""
+    from urllib.parse import urlsplit
+
+    from .facts.facts import DEFAULT_FACTS, IMPORTED
+    from .facts.importer import Limits, crawl, write_review
+    if urlsplit(args.url).scheme not in ("http", "https") or not urlsplit(args.url).hostname:
+        print(f"import-site: {args.url!r}: expected the site's http(s):// address",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else \
+        Path(Settings.from_env().facts_file or DEFAULT_FACTS).parent / IMPORTED
+    limits = Limits(pages=args.pages, page_bytes=args.page_kb * 1024,
+                    deadline_sec=args.deadline, delay_sec=args.delay)
+    result = crawl(args.url, limits)
+    for url, why in result.skipped:
+        print(f"import-site: skipped {url}: {why}")
+    if not result.fetched:
+        print(f"import-site: no page of {args.url} could be read", file=sys.stderr)
+        return 1
+    new = write_review(out, args.url, result.passages)
+    print(f"import-site: {len(result.fetched)} pages read, {len(result.passages)} passages "
+          f"({new} new) written to {out}: read them and set reviewed: true for each the line "
+          "may use")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ivr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -264,6 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--token", help="TWILIO_AUTH_TOKEN (default: the environment's)")
     doctor.add_argument("--account", help="TWILIO_ACCOUNT_SID (default: the environment's)")
     doctor.set_defaults(func=cmd_doctor)
+    site = sub.add_parser("import-site", help="read a few pages of the business's site into "
+                          "facts_imported.yaml beside FACTS_FILE, for review")
+    site.add_argument("url", help="the site's address, e.g. https://example.co.il")
+    site.add_argument("--pages", type=int_arg(1, 100), default=10, help="pages to read (10)")
+    site.add_argument("--page-kb", type=int_arg(1, 20000), default=1000,
+                      help="a larger page is skipped (1000 KB)")
+    site.add_argument("--deadline", type=int_arg(1, 3600), default=60,
+                      help="seconds the whole import may take (60)")
+    site.add_argument("--delay", type=float, default=1.0,
+                      help="seconds between two requests (1; more if robots.txt asks)")
+    site.add_argument("--out", help="the review file (default facts_imported.yaml beside "
+                      "FACTS_FILE)")
+    site.set_defaults(func=cmd_import_site)
     from .sim.cli import add_commands
     add_commands(sub)
     return parser

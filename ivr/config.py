@@ -309,6 +309,8 @@ class Settings:
     espeak_speed: int = setting(160, int_range(80, 450), "espeak-ng words per minute")
     flow_file: str = setting(  # the running line reads an edit; keeps the last good one
         "", text, "the flow (default ivr/flows/default_he.yaml); edits apply without restart")
+    facts_file: str = setting(  # and its reviewed facts_imported.yaml; keeps the last good one
+        "", text, "the business's facts (default ivr/flows/facts_he.yaml); edits apply live")
     system_prompt_file: str = setting(
         "", text, "the LLM's system prompt (default ivr/prompts/system_he.txt)")
     tts_dir: str = setting(str(ROOT / "static" / "tts"), text, "TTS MP3 cache")
@@ -546,7 +548,7 @@ def _check_urls(values: dict, problems: list[str]) -> None:
     values["openai_websocket_base_url"] = url
     if url and (urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname):
         problems.append(f"OPENAI_WEBSOCKET_BASE_URL={url!r}: expected a ws(s):// URL")
-    for name in ("flow_file", "system_prompt_file"):
+    for name in ("flow_file", "facts_file", "system_prompt_file"):
         if values[name] and not Path(values[name]).is_file():
             problems.append(f"{name.upper()}={values[name]!r}: expected a readable file")
     if values["database_url"].startswith("sqlite:///"):

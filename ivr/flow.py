@@ -58,17 +58,26 @@ def read_flow(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise FlowFileError(f"{path}: expected keys such as greeting: at the top, "
+        raise FlowFileError(f"{path}: expected keys (name: value) at the top, "
                             f"found a {type(data).__name__}")
     return data
 
 
 def entry_line(path: Path, key: str) -> int | None:
     """The line of the entry `key` ("hours.sun", "intents.2.answer") in the YAML file, if any."""
+    return node_line(composed(path), key)
+
+
+def composed(path: Path) -> yaml.Node | None:
+    """The YAML file's node tree (yaml.compose: each entry with its line), None if unreadable."""
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"))
+        return yaml.compose(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
+
+
+def node_line(node: yaml.Node | None, key: str) -> int | None:
+    """The line of the entry `key` under a composed YAML `node` (yaml.compose), if any."""
     for part in key.split("."):
         if isinstance(node, yaml.MappingNode):
             node = next((v for k, v in node.value if k.value == part), None)
@@ -85,10 +94,12 @@ def entry_line(path: Path, key: str) -> int | None:
 class FlowFile:
     """One flow file as the line uses it. `current()` looks at the file (a stat) and reads it
     again when it changed: a good edit is used from then on; a bad one (YAML or a failed check)
-    is logged once and kept as `problem` while the previous flow goes on answering."""
+    is logged once and kept as `problem` while the previous flow goes on answering. `kind`
+    names it in the log (FLOW_ERR, FLOW_RELOADED; FACTS_… for the facts file)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, kind: str = "FLOW"):
         self.path = Path(path)
+        self.kind = kind
         self.checks: list[Check] = []
         self.lock = threading.Lock()
         self.seen = self._signature()
@@ -136,24 +147,24 @@ class FlowFile:
             for check in self.checks:
                 self._run(check, data)
         except FlowFileError as exc:
-            self.problem = f"{exc}; the line goes on with the flow it read before"
-            log.error("FLOW_ERR %s", self.problem)
+            self.problem = f"{exc}; the line goes on with the {self.kind.lower()} it read before"
+            log.error("%s_ERR %s", self.kind, self.problem)
             return
         self.data, self.problem = data, ""
-        log.info("FLOW_RELOADED path=%s", self.path)
+        log.info("%s_RELOADED path=%s", self.kind, self.path)
 
 
 _files: dict[Path, FlowFile] = {}
 _files_lock = threading.Lock()
 
 
-def watch(path: str | Path | None) -> FlowFile:
+def watch(path: str | Path | None, kind: str = "FLOW") -> FlowFile:
     """The process's one FlowFile of `path` (default: the shipped flow), read on first use;
     FlowFileError when that first reading fails."""
     key = Path(path or DEFAULT_FLOW).resolve()
     with _files_lock:
         if key not in _files:
-            _files[key] = FlowFile(key)
+            _files[key] = FlowFile(key, kind)
         return _files[key]
 
 

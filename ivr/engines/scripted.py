@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import yaml
 
+from ..facts.facts import LiveFacts, Passage
+from ..facts.retrieval import Lookup
 from ..flow import DEFAULT_FLOW, FlowFileError, watch
 from ..owner import BusinessHours, person_texts
 from .base import (
@@ -106,11 +108,15 @@ def with_hours(flow: dict) -> dict:
 
 class ScriptedLLM(LLM):
     """Answers from the owner's YAML flow; takes a message (name, phone, reason) as a lead.
-    The flow is the file as it is now (flow.FlowFile): an edit is used from the next turn."""
+    The flow is the file as it is now (flow.FlowFile): an edit is used from the next turn.
+    A question no intent answers is looked up in the business's facts (`lookup`: the passage
+    that answers it, or None) before the flow's `clarify`."""
 
     name = "scripted"
 
-    def __init__(self, flow_path: str | Path = DEFAULT_FLOW):
+    def __init__(self, flow_path: str | Path = DEFAULT_FLOW,
+                 lookup: Callable[[str], Passage | None] | None = None):
+        self.lookup = lookup
         self.source = watch(flow_path)
         self.path = self.source.path
         self.source.add_check(check_script)
@@ -143,10 +149,13 @@ class ScriptedLLM(LLM):
 
     @classmethod
     def from_settings(cls, settings) -> ScriptedLLM:
-        return cls(getattr(settings, "flow_file", "") or DEFAULT_FLOW)
+        """The flow of FLOW_FILE, answering from the facts of FACTS_FILE."""
+        return cls(getattr(settings, "flow_file", "") or DEFAULT_FLOW,
+                   Lookup(LiveFacts.from_settings(settings)))
 
     def texts(self) -> list[str]:
-        """Every fixed sentence of the flow (the prewarm script synthesises them)."""
+        """Every fixed sentence of the flow and of the facts (the prewarm script synthesises
+        them)."""
         out = [self.flow["greeting"], self.flow["goodbye"], self.flow["clarify"]]
         out += [self.flow["menu"]] if self.flow.get("menu") else []
         out += [i["answer"] for i in self.intents if i.get("answer")]
@@ -154,7 +163,8 @@ class ScriptedLLM(LLM):
         out += [self.flow[k] for k in ("transferring", "owner_unavailable") if self.flow.get(k)]
         out += [text for text in (self.flow.get("booking_texts") or {}).values()
                 if isinstance(text, str) and "{" not in text]  # said as they are
-        return out
+        facts = getattr(self.lookup, "facts", None)  # a Lookup: the facts' passages are said too
+        return out + ([p.text for p in facts.current().passages] if facts else [])
 
     def match(self, text: str) -> dict | None:
         words = normalize(text)
@@ -197,6 +207,8 @@ class ScriptedLLM(LLM):
         intent = self.match(text)
         if booking_step(history) and not (intent and intent.get("lead") and text.isdigit()):
             return "", BOOK  # the booking's question is answered (its person key leaves it)
+        if intent is None and (passage := self.from_facts(text)):
+            return passage.text, None
         if intent is None:
             last = last_said(history, "assistant")
             return (self.flow.get("menu") or self.lead_texts["ask_name"]
@@ -206,6 +218,12 @@ class ScriptedLLM(LLM):
         if intent.get("booking"):
             return "", BOOK
         return intent["answer"], HANG_UP if intent.get("hangup") else None
+
+    def from_facts(self, text: str) -> Passage | None:
+        """The facts' passage that answers the caller's words (not a key they pressed)."""
+        if self.lookup is None or normalize(text).replace(" ", "").isdigit():
+            return None
+        return self.lookup(text)
 
     def lead(self, history: list[dict], text: str) -> dict | None:
         """The message taken when the caller has answered the last lead question, else None."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, jsonify, send_file
 
 from .. import flow, programs
+from ..facts.facts import DEFAULT_FACTS, IMPORTED
 from ..runtime import Runtime, current_runtime
 from ..tts_cache import is_public_name
 
@@ -48,8 +49,8 @@ def livez() -> Response:
 @bp.route("/healthz", methods=["GET"])
 def healthz() -> Response:
     """Engines chosen, the programs they run found, scheduler running, database writable, disk
-    not full, requests not waiting for threads nor the event loop late, the flow file's last
-    edit usable; 503 with the reasons when something is wrong."""
+    not full, requests not waiting for threads nor the event loop late, the flow file's and the
+    facts files' last edits usable; 503 with the reasons when something is wrong."""
     rt = current_runtime()
     s = rt.settings
     load = load_report(rt)
@@ -62,6 +63,8 @@ def healthz() -> Response:
     problems += disk_problems([s.var_dir, s.tts_dir], s.min_free_disk_mb)
     problems += programs.problems(s)
     problems += [flow_problem] if (flow_problem := flow.problem(s.flow_file)) else []
+    facts = Path(s.facts_file or DEFAULT_FACTS)
+    problems += [p for p in (flow.problem(facts), flow.problem(facts.parent / IMPORTED)) if p]
     body = {
         "status": "degraded" if problems else "ok", "problems": problems,
         "engines": {"asr": s.asr_engine, "llm": s.llm_engine, "tts": s.tts_engine},

@@ -110,3 +110,17 @@ def test_a_message_begun_and_hung_up_on_is_its_answers_so_far(flow):
                    flow.lead_texts["ask_reason"])
     assert flow.partial_lead(history) == {"name": "דנה כהן", "phone": "0529876543", "reason": ""}
     assert flow.partial_lead(said([], "כמה זה עולה?", flow.intents[2]["answer"])) is None
+
+
+def test_a_question_no_intent_takes_is_answered_from_the_facts_before_clarify(tmp_path):
+    from ivr.facts.facts import LiveFacts
+    from ivr.facts.retrieval import Lookup
+
+    from ..facts.samples import PARKING, facts_file
+    flow = ScriptedLLM(lookup=Lookup(LiveFacts(facts_file(tmp_path))))
+    assert flow.reply([], "יש חניה?") == PARKING
+    assert flow.reply([], "אפשר לבוא עם הכלב?") == "כלבים קטנים מוזמנים, ברצועה."
+    assert flow.reply([], "מה שעות הפתיחה?").startswith("אנחנו פתוחים")  # the flow's first
+    assert flow.reply([], "האם אתם מוכרים חדי קרן?") == flow.flow["clarify"]
+    assert flow.reply([], "9") == flow.flow["clarify"]  # a key is not a question
+    assert PARKING in flow.texts()  # prewarmed like the flow's sentences
