@@ -161,9 +161,13 @@ def keep_line_log(path: Path) -> None:
     """The lines' own log (one `KIND key=value` line per event) in a file beside the results,
     not on the terminal: the table is what the run prints."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger("ivr")
+    for old in [h for h in root.handlers if getattr(h, "eval_log", False)]:
+        root.removeHandler(old)
+        old.close()
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.eval_log = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
