@@ -145,15 +145,16 @@ def ring(scenario: Scenario, engine: str, judge: Judge) -> dict:
 
 def table(rows: list[dict]) -> str:
     """The results, a row per scenario × engine."""
-    lines = [f"{'scenario':<34} {'engine':<9} {'result':<6} {'first audio':>11}  failing check",
+    lines = [f"{'scenario':<34} {'engine':<9} {'result':<6} {'first audio':>16}  failing check",
              "-" * 100]
     for row in rows:
-        audio = "—" if row["first_audio_s"] is None else f"{row['first_audio_s']:.2f} s"
+        audio = "—" if row["first_audio_s"] is None else \
+            f"{row['first_audio_s']:.2f} s (×{row['speed']:g})"
         why = row["failures"][0] if row["failures"] else ""
         if len(row["failures"]) > 1:
             why += f" (+{len(row['failures']) - 1} more)"
         lines.append(f"{row['scenario']:<34} {row['engine']:<9} "
-                     f"{'pass' if row['passed'] else 'FAIL':<6} {audio:>11}  {why}")
+                     f"{'pass' if row['passed'] else 'FAIL':<6} {audio:>16}  {why}")
     return "\n".join(lines)
 
 

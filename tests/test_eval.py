@@ -31,7 +31,7 @@ def test_the_scripted_line_passes_the_hours_scenario(tmp_path, monkeypatch, caps
     (row,) = results(out)
     assert (row["scenario"], row["engine"], row["passed"]) == ("hours", "scripted", True)
     assert row["conversation"][1][1].startswith("אנחנו פתוחים")
-    assert 0 < row["first_audio_s"] <= 20  # emulator seconds
+    assert 0 < row["first_audio_s"] <= 30  # emulator seconds at speed 5
     printed = capsys.readouterr().out
     assert "judge: off (no key)" in printed and "1 of 1 passed" in printed
 
