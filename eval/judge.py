@@ -3,8 +3,11 @@ politeness and correctness against the flow's facts; without a key the rule chec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+
+from ivr.config import Settings
 
 PROMPT = ("You grade a phone call between a caller and a small business's Hebrew phone line. "
           "The business's facts are below; the line must not state anything the facts do not "
@@ -12,12 +15,18 @@ PROMPT = ("You grade a phone call between a caller and a small business's Hebrew
           '{"polite": 1-5, "correct": 1-5, "note": "one short sentence"}.\n\nFACTS:\n')
 
 
+def chat_model() -> str:
+    """The line's chat model (OPENAI_MODEL, or its default)."""
+    default = next(f.default for f in dataclasses.fields(Settings) if f.name == "openai_model")
+    return os.environ.get("OPENAI_MODEL") or default
+
+
 class Judge:
     """Grades calls with a real model; `state` says why it is off when it is."""
 
     def __init__(self, model: str | None = None):
         self.client, self.state = None, "off (no key)"
-        self.model = model or os.environ.get("EVAL_JUDGE_MODEL") or "gpt-6-luna"
+        self.model = model or os.environ.get("EVAL_JUDGE_MODEL") or chat_model()
         if os.environ.get("OPENAI_API_KEY"):
             try:
                 import openai
