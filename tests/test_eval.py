@@ -3,6 +3,7 @@ stand-in books one, a line that invents a promotion and a price fails its checks
 every shipped scenario loads (the whole set runs in `make eval`, not here)."""
 
 import json
+import logging
 
 import pytest
 
@@ -10,6 +11,18 @@ from eval import run
 from eval.lines import start_line
 
 pytestmark = pytest.mark.live  # rings whole calls through the emulator
+
+
+@pytest.fixture(autouse=True)
+def line_log_restored():
+    """The runner sends the lines' log to a file beside its results: put the logger back."""
+    logger = logging.getLogger("ivr")
+    kept = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for handler in logger.handlers:
+        if handler not in kept[0]:
+            handler.close()
+    logger.handlers[:], logger.level, logger.propagate = kept
 
 
 def results(path) -> list[dict]:
