@@ -10,7 +10,7 @@ PORT ?= 5000
 export PORT
 comma := ,
 
-.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
+.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast eval lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -55,6 +55,12 @@ test: setup
 
 test-fast: setup  # the quick tests: no process started, no PostgreSQL/nginx/browser, no whole call
 	$(PY) -m pytest -q -m "not live and not cluster"
+
+# make eval: the Hebrew call scenarios (eval/scenarios) rung through the emulator on the scripted
+# line and the OpenAI stand-in; a table, eval/results/eval.json, exit 1 on a failure. Minutes,
+# not in make test. ENGINE=scripted|openai, ONLY=<scenario>; OPENAI_API_KEY set: a judge too.
+eval: setup
+	$(PY) -m eval.run $(if $(ENGINE),--engine $(ENGINE)) $(if $(ONLY),--only '$(ONLY)')
 
 bench-frame: setup
 	$(PY) -m bench.frame_cost

@@ -1,0 +1,1 @@
+"""Hebrew call scenarios (`make eval`): whole calls through the emulator, checked by rule."""
