@@ -164,6 +164,7 @@ def end_listening(rt: Runtime, call_sid: str, ending: str) -> None:
         rt.calls.hand_to_owner(call_sid)
         rt.events.emit("TRANSFER", call_sid, to=rt.owner.phone,
                        timeout=rt.owner.dial_timeout)
-    else:
-        rt.calls.set_outcome(call_sid, "line-hangup")
+    else:  # a goodbye to a silent caller keeps its reason (silent-hangup)
+        if rt.calls.ensure(call_sid).get("outcome") != "silent-hangup":
+            rt.calls.set_outcome(call_sid, "line-hangup")
         rt.events.emit("LINE_HANGUP", call_sid)
