@@ -92,3 +92,4 @@ def test_a_caller_who_answers_the_reprompt_is_answered_and_their_silence_counts_
     # the answer reset the count: two more silent turns before the goodbye
     assert [d["count"] for d in details(line, result.call_sid, "SILENT_TURN")] == [1, 1, 2]
     assert result.timeline[-1]["who"] == "line" and result.timeline[-1]["text"] == "hangs up"
+    assert line.store.get_call(result.call_sid)["outcome"] == "silent-hangup"

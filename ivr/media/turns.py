@@ -335,8 +335,7 @@ class StreamTurns:
         self.rt.store.add_turn(self.call_sid, turn=turn, source="stream",
                                reply_text=self.rt.prompts.texts.get(prompt, ""),
                                audio_url=self.rt.prompts.name(prompt), fallback="silence")
-        if prompt == GOODBYE:
-            self.rt.calls.set_outcome(self.call_sid, "silent-hangup")
+        if prompt == GOODBYE:  # its outcome (silent-hangup) is noted once it is heard
             return self.prompt_reply(GOODBYE, ending="hangup")
         return self.prompt_reply(FALLBACK)
 
