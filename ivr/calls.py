@@ -82,6 +82,11 @@ class Calls:
         self.store.update_call(call_sid, turn=turn, silent_turns=0)
         return turn
 
+    def caller_spoke(self, call_sid: str) -> None:
+        """The stream heard the caller (or a key): no silent turns in a row."""
+        if self.ensure(call_sid).get("silent_turns"):
+            self.store.update_call(call_sid, silent_turns=0)
+
     def count_silent_turn(self, call_sid: str) -> int:
         """Nothing was heard this turn; how many turns in a row now."""
         silent = (self.ensure(call_sid).get("silent_turns") or 0) + 1

@@ -272,6 +272,9 @@ class Settings:
         6.0, float_range(0.5, 120), "watchdog: a stream without media moves to Record")
     max_silent_turns: int = setting(
         3, int_range(1, 20), "silent turns before a goodbye and hang-up")
+    stream_silence_sec: float = setting(
+        5.0, float_range(0.5, 120),
+        "stream mode: a caller silent this long after the line spoke is re-prompted")
     validate_twilio_signature: bool | None = setting(
         None, boolean, "check X-Twilio-Signature (default: when a token is set)")
     twilio_webhook_shared_key: str = setting(

@@ -164,6 +164,8 @@ def end_listening(rt: Runtime, call_sid: str, ending: str) -> None:
         rt.calls.hand_to_owner(call_sid)
         rt.events.emit("TRANSFER", call_sid, to=rt.owner.phone,
                        timeout=rt.owner.dial_timeout)
-    else:
-        rt.calls.set_outcome(call_sid, "line-hangup")
+    else:  # the goodbye to a caller silent MAX_SILENT_TURNS (on a stream): silent-hangup
+        silent = rt.calls.ensure(call_sid).get("silent_turns") or 0
+        rt.calls.set_outcome(call_sid, "silent-hangup" if silent >= rt.settings.max_silent_turns
+                             else "line-hangup")
         rt.events.emit("LINE_HANGUP", call_sid)

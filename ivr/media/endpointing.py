@@ -38,13 +38,17 @@ class TurnParams:
     barge_in: bool
     barge_in_voice_frames: int
     greeting: bool = False
+    silence_sec: float = 0.0  # re-prompt a caller silent this long after the line spoke (0: never)
+    line_spoke: bool = False  # the line has spoken before this stream (its silence counts at once)
 
     @classmethod
-    def from_settings(cls, settings, greeting: bool = False) -> TurnParams:
+    def from_settings(cls, settings, greeting: bool = False,
+                      line_spoke: bool = False) -> TurnParams:
         return cls(vad_rms=settings.vad_rms, hangover_ms=settings.vad_hangover_ms,
                    min_utt_sec=settings.min_utt_sec, max_utt_sec=settings.max_utt_sec,
                    refractory_ms=settings.reply_refractory_ms, barge_in=settings.barge_in,
-                   barge_in_voice_frames=settings.barge_in_voice_frames, greeting=greeting)
+                   barge_in_voice_frames=settings.barge_in_voice_frames, greeting=greeting,
+                   silence_sec=settings.stream_silence_sec, line_spoke=line_spoke)
 
 
 @dataclass
@@ -92,6 +96,12 @@ class Greet:
     click is dropped) after the stream started: speak the greeting now."""
 
 
+@dataclass
+class Silence:
+    """The line has spoken (its mark played) and the caller has said nothing since for
+    STREAM_SILENCE_SEC: a silent turn (re-prompt, or goodbye)."""
+
+
 class NoiseFloor:
     """The line's noise level: the quietest frame of the last `window` frames (a sliding
     minimum), so a quiet caller is heard over a quiet line and steady noise never is."""
@@ -134,7 +144,8 @@ class VoiceRun:
 
 
 class TurnDetector:
-    """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn and Greet back.
+    """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn, Greet and
+    Silence back.
 
     Voice starts at a frame louder than NOISE_RATIO times the line's noise floor (at least
     VOICE_MIN_RMS), never needing more than VAD_RMS, and holds (its onset just before, its
@@ -142,7 +153,8 @@ class TurnDetector:
     over the line's own audio, needs VAD_RMS. The refractory (REPLY_REFRACTORY_MS) starts
     when the reply starts going out; what is left of it when Twilio's mark says the reply has
     played keeps its frames: an answer begun inside it is whole, and only voice that also
-    ended inside it is dropped.
+    ended inside it is dropped. Silence counts the frames with no voice while listening
+    after the line has spoken; any voice (even a click) starts the count again.
     """
 
     LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
@@ -165,6 +177,9 @@ class TurnDetector:
         self.frames_seen = 0
         self.heard_voice = False
         self.greeted = not params.greeting
+        self.silence_frames = frames(params.silence_sec) if params.silence_sec > 0 else 0
+        self.quiet = 0  # frames without voice since the line spoke, while `counting`
+        self.counting = params.line_spoke
 
     @property
     def buffer(self) -> list[bytes]:
@@ -176,6 +191,7 @@ class TurnDetector:
         """Back to listening with no refractory (a turn produced nothing to say)."""
         self.state = self.LISTENING
         self.refractory_left = 0
+        self.counting, self.quiet = True, 0  # the caller's turn again: their silence counts
         self._reset()
 
     def take_turn(self) -> str:
@@ -184,6 +200,7 @@ class TurnDetector:
         before = self.state
         self.state = self.THINKING
         self.greeted = True  # a caller who pressed a key first is answered, not greeted
+        self.counting = False  # a turn's end (its reply's mark) starts the count again
         self._reset()
         return before
 
@@ -198,6 +215,7 @@ class TurnDetector:
     def bot_done(self) -> None:
         """The reply has played (Twilio's mark): listen, through what is left of the refractory."""
         self.state = self.LISTENING
+        self.counting, self.quiet = True, 0
         self._reset()
 
     def stop(self) -> Dropped | None:
@@ -239,10 +257,25 @@ class TurnDetector:
                 and self.frames_seen >= frames(GREETING_WAIT_SEC):
             self.greeted = True
             events.append(Greet())
-        if self._hear(self.run, pcm, starts, holds) and self._ended(self.run):
-            events.append(self._finish(in_refractory))
-            self.heard_voice |= isinstance(events[-1], Utterance)
+        if self._hear(self.run, pcm, starts, holds):
+            self.quiet = 0
+            if self._ended(self.run):
+                events.append(self._finish(in_refractory))
+                self.heard_voice |= isinstance(events[-1], Utterance)
+        elif self._silent_long(events):
+            events.append(Silence())
         return events
+
+    def _silent_long(self, events: list) -> bool:
+        """One more frame without voice; True (and thinking: the silent turn is in flight)
+        once the caller has been silent STREAM_SILENCE_SEC since the line spoke."""
+        if not (self.counting and self.silence_frames) or events:
+            return False
+        self.quiet += 1
+        if self.quiet < self.silence_frames:
+            return False
+        self.take_turn()
+        return True
 
     def _hear(self, run: VoiceRun, pcm: bytes, starts: bool, holds: bool) -> bool:
         """The frame into `run`: once open, voiced while it holds; opened by a frame that

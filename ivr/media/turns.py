@@ -15,8 +15,8 @@ from ..engines.base import LiveRecognition
 from ..phrases import LLM_FALLBACK
 from ..reply import Chunk, SpokenReply
 from ..runtime import Runtime
-from ..tts_cache import GREETING, THINKING
-from .endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
+from ..tts_cache import FALLBACK, GOODBYE, GREETING, THINKING
+from .endpointing import BargeIn, Dropped, Greet, Silence, TurnDetector, TurnParams, Utterance
 
 log = logging.getLogger("ivr")
 
@@ -43,7 +43,8 @@ class StreamTurns:
         self.fork = fork  # a <Start><Stream> over the Plays before `turn`: it only listens
         self.carrying = False  # the fork heard the caller: its frames go to the next stream
         greeting = turn == 1 and greets_on_stream(rt) and not fork
-        self.detector = TurnDetector(TurnParams.from_settings(rt.settings, greeting))
+        line_spoke = not fork and (turn > 1 or rt.settings.twiml_play_greeting)
+        self.detector = TurnDetector(TurnParams.from_settings(rt.settings, greeting, line_spoke))
         self.detector_lock = threading.Lock()
         self.lock = threading.Lock()
         self.turn_id = 0
@@ -88,6 +89,8 @@ class StreamTurns:
                 self.barge_in(event)
             elif isinstance(event, Greet):
                 self.greet()
+            elif isinstance(event, Silence):
+                self._submit(silent=True)
             elif isinstance(event, Dropped):
                 self.dropped(event.reason, event.seconds, event.voiced_frames)
 
@@ -243,7 +246,7 @@ class StreamTurns:
     # ---- on the turn pool ---------------------------------------------------------------------
     def _submit(self, pcm: bytes | None = None, text: str | None = None,
                 greeting: bool = False, speech_end: float | None = None,
-                live: LiveRecognition | None = None) -> bool:
+                live: LiveRecognition | None = None, silent: bool = False) -> bool:
         """Start a turn on the turn pool; False (and none) for a call that is over."""
         if self.rt.watchdog.has_ended(self.call_sid):
             if live is not None:
@@ -261,7 +264,7 @@ class StreamTurns:
             timer.daemon = True
             timer.start()
         self.rt.turn_pool.submit(self._run, my_id, pcm, text, greeting,
-                                 speech_end or time.monotonic(), live)
+                                 speech_end or time.monotonic(), live, silent)
         return True
 
     def _thinking_hint(self, my_id: int) -> None:
@@ -281,12 +284,16 @@ class StreamTurns:
                                 url=url)
 
     def _run(self, my_id: int, pcm: bytes | None, text: str | None, greeting: bool,
-             speech_end: float, live: LiveRecognition | None = None) -> None:
+             speech_end: float, live: LiveRecognition | None = None,
+             silent: bool = False) -> None:
         turn = self.rt.calls.turn(self.call_sid) or self.turn
         try:
             if greeting:
                 outcome = TurnOutcome(turn=turn, reply=self.prompt_reply(GREETING))
+            elif silent:
+                outcome = TurnOutcome(turn=turn, reply=self.silent_turn(turn))
             else:
+                self.rt.calls.caller_spoke(self.call_sid)
                 outcome = self.rt.dialog.start_turn(self.call_sid, turn, pcm=pcm, text=text,
                                                     live=live, source="stream",
                                                     speech_end=speech_end)
@@ -318,6 +325,20 @@ class StreamTurns:
             log.exception("delivery crashed")
             self.rt.events.emit("DELIVERY_ERR", self.call_sid, logging.ERROR, err=repr(exc))
 
+    def silent_turn(self, turn: int) -> SpokenReply:
+        """The caller said nothing STREAM_SILENCE_SEC after the line spoke: the re-prompt the
+        webhook modes say, or after MAX_SILENT_TURNS the goodbye, then the line hangs up."""
+        s = self.rt.settings
+        silent = self.rt.calls.count_silent_turn(self.call_sid)
+        self.rt.events.emit("SILENT_TURN", self.call_sid, count=silent, limit=s.max_silent_turns)
+        prompt = GOODBYE if silent >= s.max_silent_turns else FALLBACK
+        self.rt.store.add_turn(self.call_sid, turn=turn, source="stream",
+                               reply_text=self.rt.prompts.texts.get(prompt, ""),
+                               audio_url=self.rt.prompts.name(prompt), fallback="silence")
+        if prompt == GOODBYE:  # its outcome (silent-hangup) is noted once it is heard
+            return self.prompt_reply(GOODBYE, ending="hangup")
+        return self.prompt_reply(FALLBACK)
+
     def fallback_chunk(self, why: str) -> Chunk:
         """The fallback sound (fallback_he.mp3, or the beep) as a chunk that ends a reply."""
         path = self.rt.cache.last_resort()
@@ -327,14 +348,14 @@ class StreamTurns:
         """A reply of one chunk: the fallback sound."""
         return one_chunk_reply(self.fallback_chunk(why), why)
 
-    def prompt_reply(self, alias: str) -> SpokenReply:
+    def prompt_reply(self, alias: str, ending: str = "") -> SpokenReply:
         """A reply of one chunk: a fixed prompt's cached MP3 (made once if missing; the
         fallback sound, or the beep, when it cannot be)."""
         name = self.rt.prompts.name(alias)
         why = "" if name == alias else "prompt-missing"
         text = self.rt.prompts.texts.get(alias, "") if name == alias else LLM_FALLBACK
         chunk = Chunk(text, self.rt.cache.path(name), self.rt.cache.duration(name), why)
-        return one_chunk_reply(chunk, why)
+        return one_chunk_reply(chunk, why, ending)
 
     def _first_chunk(self, outcome: TurnOutcome) -> SpokenReply | None:
         """The reply to deliver once its first chunk is ready (the thinking hint stays armed
@@ -484,9 +505,11 @@ def greets_on_stream(rt: Runtime) -> bool:
     return s.stream_greeting and not s.twiml_play_greeting and rt.prompts.has(GREETING)
 
 
-def one_chunk_reply(chunk: Chunk, why: str = "") -> SpokenReply:
-    """A finished reply of one ready chunk (a fixed prompt or the fallback sound)."""
+def one_chunk_reply(chunk: Chunk, why: str = "", ending: str = "") -> SpokenReply:
+    """A finished reply of one ready chunk (a fixed prompt or the fallback sound); `ending`:
+    what the line does once it is heard ("hangup")."""
     reply = SpokenReply()
+    reply.ending = ending
     reply.add(chunk.text)
     reply.set_audio(0, chunk.audio, chunk.seconds, why)
     reply.close()

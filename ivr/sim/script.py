@@ -18,7 +18,8 @@ from .call import Call
 SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
 DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False,
-            "expect": None, "hang_up_after": None}  # hang_up_after: s into a sentence
+            "expect": None, "hang_up_after": None,  # hang_up_after: s into a sentence
+            "after_replies": 0}  # wait until the line has spoken this often (greeting, re-prompt)
 SPOKEN = ("say", "barge_in", "dtmf")  # the steps the line answers, each with a turn
 DIAL_OUTCOMES = ("answer", "no-answer", "busy", "failed")
 
@@ -256,6 +257,10 @@ class Caller:
     def wait_for_turn(self, step: Step) -> Generator[Wait, bool, None]:
         """Wait for the reply to what we said last, then for the line to listen in silence."""
         timeout = self.script.reply_timeout
+        spoken = int(step.opt("after_replies"))
+        if spoken and not (yield from self.wait_until(lambda: self.line.replies >= spoken,
+                                                      timeout, True)):
+            self.run_.log("caller", f"the line spoke {self.line.replies} of {spoken} times")
         if step.opt("wait_reply") and self.replies_seen is not None:
             seen = self.replies_seen
             if not (yield from self.wait_until(lambda: self.line.replies > seen, timeout, True)):

@@ -6,7 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.config import Settings
-from ivr.media.endpointing import BargeIn, Dropped, Greet, TurnDetector, TurnParams, Utterance
+from ivr.media.endpointing import (
+    BargeIn,
+    Dropped,
+    Greet,
+    Silence,
+    TurnDetector,
+    TurnParams,
+    Utterance,
+)
 
 LOUD, QUIET = 2000, 20
 SOFT = 100  # a quiet caller: under VAD_RMS (210), well over a quiet line's noise
@@ -249,3 +257,39 @@ def test_voice_still_being_said_when_the_stream_ends_is_reported():
     assert detector.stop() == Dropped("stream-ended", 33, 30) and detector.stop() is None
     feed(detector, [(LOUD, 30), (QUIET, 30), (LOUD, 20)], listen_after=False)  # then thinks
     assert detector.stop() == Dropped("thinking", 20, 20)
+
+
+def silences(events):
+    return [i for i, e in events if isinstance(e, Silence)]
+
+
+def test_a_caller_silent_after_the_line_spoke_gets_one_silent_turn_at_the_set_time():
+    detector = after_a_reply(50, silence_sec=2.0, refractory_ms=0)
+    events = feed(detector, [(QUIET, 300)])
+    assert silences(events) == [99]  # the 100th silent frame after the mark: 2 s
+    assert detector.state == detector.THINKING  # one turn in flight: the re-prompt
+    detector.bot_speaking()
+    feed(detector, [(QUIET, 50)])  # nothing counts while the line speaks
+    detector.bot_done()
+    assert silences(feed(detector, [(QUIET, 150)])) == [99]  # counted again from its mark
+
+
+def test_voice_starts_the_count_again():
+    detector = after_a_reply(50, silence_sec=2.0, refractory_ms=0)
+    events = feed(detector, [(QUIET, 80), (LOUD, 2), (QUIET, 80)], listen_after=False)
+    assert silences(events) == [] and [e.reason for e in dropped(events)] == ["short"]
+    (ended, _), = [(i, e) for i, e in events if isinstance(e, Dropped)]
+    assert ended == 82 + 17  # the click is over after 0.36 s of silence
+    events = feed(detector, [(QUIET, 100)])
+    assert silences(events) == [ended + 100 - 162]  # 2 s of silence counted from its end
+
+
+def test_no_silent_turn_before_the_line_spoke_or_while_it_thinks_or_when_off():
+    assert silences(feed(new_detector(silence_sec=0.5), [(QUIET, 200)])) == []  # no greeting
+    thinking = after_a_reply(10, silence_sec=0.5)
+    thinking.take_turn()
+    assert silences(feed(thinking, [(QUIET, 200)])) == []
+    off = after_a_reply(10, silence_sec=0.0)
+    assert silences(feed(off, [(QUIET, 500)])) == []
+    spoke_before = new_detector(silence_sec=0.5, line_spoke=True)  # after the reply's Plays
+    assert silences(feed(spoke_before, [(QUIET, 60)])) == [24]
