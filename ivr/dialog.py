@@ -91,13 +91,15 @@ class Dialog:
                  cache: TTSCache, owner: Owner | None = None,
                  on_lead: Callable[[str, dict], None] | None = None,
                  on_late_turn: Callable[[str], None] | None = None,
-                 desk: Desk | None = None):
+                 desk: Desk | None = None,
+                 on_gap: Callable[[str, str, str], None] | None = None):
         self.s, self.store, self.events, self.engines, self.cache = (
             settings, store, events, engines, cache)
         self.desk = desk  # the appointments the LLM's booking tools reach
         self.owner = owner or Owner()
         self.on_lead = on_lead  # told of each message left (the owner's notifications)
         self.on_late_turn = on_late_turn  # a message's answer kept after the call ended
+        self.on_gap = on_gap  # told of each question the line could not answer (call, words, why)
         self.calls = Calls(store)
         self.pool = threads.executor("engine")  # engine calls
         self.writers = threads.executor("reply")  # replies being written (they wait)
@@ -273,6 +275,9 @@ class Dialog:
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
                 if reply.cancelled.is_set() or reply.done:
                     return
+                if isinstance(delta, Action) and delta.kind == "unanswered":
+                    self.note_gap(call_sid, outcome.user_text, delta.why)
+                    continue
                 if isinstance(delta, Action) and delta.kind == "book":
                     instead = self._book(call_sid, history, outcome)
                     continue
@@ -304,6 +309,7 @@ class Dialog:
                              after_chunks=len(reply.chunks))
             outcome.fallback = "llm-error"
             held = [LLM_FALLBACK]
+            self.note_gap(call_sid, outcome.user_text, "the line failed to answer")
             if reply.ending == "transfer":
                 self.calls.give_back_transfer(call_sid)
             reply.ending = ""  # the caller did not hear what the action was for
@@ -401,6 +407,15 @@ class Dialog:
             return None
         caller = (self.calls.get(call_sid) or {}).get("from_number") or ""
         return BookingTools(self.desk, call_sid, caller, self.s.slot_key, self.s.timezone)
+
+    def note_gap(self, call_sid: str, question: str, why: str) -> None:
+        """The caller's question went unanswered: the owner's inbox is told (never raises)."""
+        if self.on_gap is None or not question.strip():
+            return
+        try:
+            self.on_gap(call_sid, question, why)
+        except Exception as exc:  # noqa: BLE001 - the call goes on; the failure is logged
+            self.events.emit("GAP_ERR", call_sid, logging.ERROR, err=repr(exc))
 
     def _keep_lead(self, call_sid: str, llm, context: list[dict], text: str) -> None:
         lead = llm.lead(context, text)

@@ -39,8 +39,10 @@ ACTIONS = len(LEAD_CALL["steps"])
 RING_EVERY_SEC = 0.3
 NOTABLE = {"STREAM_FALLBACK", "REPLY_LOST", "REPLY_LATE", "WATCHDOG_REDIRECT_OK",
            "WATCHDOG_STALLED_TURN", "TURN_STALE", "TTS_ERR", "BARGE_IN"}  # counted in the figures
+# Its callers wait out reply_pause (6 s) of the line's silence before speaking: the line's own
+# re-prompt of a silent caller (STREAM_SILENCE_SEC, 5 s by default) must wait longer than they do.
 ENGINES = {"ASR_ENGINE": "fake", "LLM_ENGINE": "scripted", "TTS_ENGINE": "fake",
-           "TURN_MODE": "stream"}
+           "TURN_MODE": "stream", "STREAM_SILENCE_SEC": "30"}
 
 pytestmark = [pytest.mark.live, pytest.mark.cluster, pytest.mark.skipif(
     postgres_bin() is None or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),

@@ -28,7 +28,7 @@ QUICK_SEC = 0.5  # the timeout of a stage a test stalls for good
 @pytest.fixture
 def make_dialog(tmp_path):
     def build(timeouts: dict | None = None, owner: Owner | None = None, on_lead=None,
-              on_late_turn=None, **engines):
+              on_late_turn=None, on_gap=None, **engines):
         limits = {"asr_timeout_sec": ROOMY_SEC, "llm_timeout_sec": ROOMY_SEC,
                   "tts_timeout_sec": ROOMY_SEC, **(timeouts or {})}
         settings = make_settings(tmp_path).replace(dedup_window_sec=14, **limits)
@@ -38,7 +38,7 @@ def make_dialog(tmp_path):
                  **engines}
         cache = TTSCache(settings.tts_dir)
         return Dialog(settings, store, EventLog(store), Engines(**parts), cache, owner,
-                      on_lead, on_late_turn), store
+                      on_lead, on_late_turn, on_gap=on_gap), store
     return build
 
 
@@ -223,3 +223,21 @@ def test_a_message_s_answer_kept_after_the_call_ended_has_the_owner_told_again(m
     assert told == [SID]
     assert flow.partial_lead(store.history(SID)) == {"name": "דנה כהן", "phone": "",
                                                      "reason": ""}
+
+
+def test_a_question_the_line_cannot_answer_is_handed_to_the_owners_inbox(make_dialog):
+    told = []
+    dialog, _ = make_dialog(llm=ScriptedLLM(), on_gap=lambda *gap: told.append(gap))
+    dialog.run_turn(SID, 1, text="מה שעות הפתיחה?", source="gather")  # answered: no gap
+    outcome = dialog.run_turn(SID, 2, text="אתם מוכרים כרטיסי מתנה לחתונה?", source="gather")
+    assert outcome.reply_text == ScriptedLLM().flow["clarify"]
+    assert told == [(SID, "אתם מוכרים כרטיסי מתנה לחתונה?", "not understood")]
+
+
+def test_a_failed_answer_is_a_gap_and_a_failing_inbox_does_not_stop_the_call(make_dialog):
+    def broken_inbox(*gap):
+        raise OSError("disk full")
+    dialog, store = make_dialog(llm=FakeLLM(fail=True), on_gap=broken_inbox)
+    outcome = dialog.run_turn(SID, 1, text="כמה עולה תספורת?", source="gather")
+    assert outcome.fallback == "llm-error" and outcome.audio.is_file()
+    assert "GAP_ERR" in kinds(store)

@@ -30,10 +30,13 @@ class Action:
     """What the line does once the reply is said, yielded by an LLM among the reply's text."""
 
     kind: str  # "transfer": to the owner (in business hours); "hangup": end the call;
-    # "book": the booking conversation says the reply (ivr/booking/conversation.py)
+    # "book": the booking conversation says the reply (ivr/booking/conversation.py);
+    # "unanswered": the line could not answer the caller's question (a gap for the owner)
+    why: str = ""  # for "unanswered": why ("no intent", "not in the facts", …)
 
 
 TRANSFER, HANG_UP, BOOK = Action("transfer"), Action("hangup"), Action("book")
+UNANSWERED = Action("unanswered", "not understood")
 
 
 class Tools(Protocol):

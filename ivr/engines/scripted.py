@@ -18,6 +18,7 @@ from .base import (
     HANG_UP,
     LLM,
     TRANSFER,
+    UNANSWERED,
     Action,
     booking_step,
     last_said,
@@ -212,7 +213,7 @@ class ScriptedLLM(LLM):
         if intent is None:
             last = last_said(history, "assistant")
             return (self.flow.get("menu") or self.lead_texts["ask_name"]
-                    if last == self.flow["clarify"] else self.flow["clarify"]), None
+                    if last == self.flow["clarify"] else self.flow["clarify"]), UNANSWERED
         if intent.get("lead"):
             return self.lead_texts["ask_name"], TRANSFER
         if intent.get("booking"):
