@@ -23,7 +23,7 @@ pytestmark = pytest.mark.live  # rings whole calls through the emulator
 
 SCRIPT = CallerScript.load("barge_in")
 SENTENCES = [step.value for step in SCRIPT.steps if step.action in ("say", "barge_in")]
-PRICES = "שירות בסיסי עולה"  # how the default flow's prices answer begins
+PRICES = "תספורת עולה 80"  # how the default flow's prices answer begins
 
 
 def loudness(pcm: bytes) -> list[int]:
