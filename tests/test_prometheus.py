@@ -133,6 +133,7 @@ def test_prometheus_scrapes_the_line_and_its_rules_read_the_calls(tmp_path):
         lower, upper = bucket_of(median)
         p50 = prometheus.value('ivr:first_audio_seconds:p50{mode="play"}')
         assert lower <= p50 <= upper, (p50, median, [t["first_audio_ms"] for t in turns])
+        print(f"PROMETHEUS_FIRST_AUDIO_P50_SEC={p50:.3f} (the turns' median {median:.3f})")
         assert prometheus.value('sum(ivr_turn_stage_seconds_count{stage="asr"})') == 3
         wait_until(scraped('ivr_calls_ended_total{outcome="completed"}', 1), ROOMY_SEC, 0.2)
         assert prometheus.value('up{job="line"}') == 1
