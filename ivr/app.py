@@ -9,7 +9,7 @@ from datetime import date
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
 
-from . import threads, twilio_alerts, twiml
+from . import metrics, threads, twilio_alerts, twiml
 from .blob_store import shared_media
 from .booking.desk import Desk
 from .booking.notices import BookingNotices
@@ -37,6 +37,7 @@ from .watchdog import Watchdog
 MAX_WEBHOOK_BYTES = 256 * 1024
 CALENDAR_SYNC_JOB = "calendar-sync"
 CALENDAR_SYNC_SEC = 60  # a booking the owner's calendar missed reaches it within this
+METRICS_JOB = "metrics-sample"
 
 
 def configure_logging() -> None:
@@ -97,12 +98,15 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
     schedule_daily(runtime)
     twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
+    scheduler.add_job(metrics.sample, "interval", seconds=metrics.SAMPLE_SEC, id=METRICS_JOB,
+                      replace_existing=True, max_instances=1, coalesce=True)  # pools' queues
     app.extensions["ivr"] = runtime
 
-    from .web import calendar_feed, inspector, public, webhooks
+    from .web import calendar_feed, inspector, public, scrape, webhooks
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(inspector.bp)
+    app.register_blueprint(scrape.bp)
     app.register_blueprint(calendar_feed.bp)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,

@@ -28,6 +28,7 @@ LANES = ("calls", "turns", "continuations", "static", "other")  # ivr/threads.py
 LANE_OF_ROUTE = {  # the rest: "other" (the inspector, unknown paths)
     "/webhook/incoming_call": "calls", "/webhook/call_status": "calls",
     "/webhook/stream_status": "calls", "/healthz": "calls", "/livez": "calls",
+    "/metrics": "calls",
     "/webhook/handle_gather": "turns", "/webhook/handle_recording": "turns",
     "/webhook/dial_result": "turns", "/webhook/stream_ended": "turns",
     "/webhook/reply_continue": "continuations",

@@ -56,12 +56,19 @@ class Calls:
         """The call's row, created if no webhook has made it yet."""
         return self.store.ensure_call(call_sid)
 
-    def end(self, call_sid: str, status: str, duration_sec: int | None) -> None:
+    def end(self, call_sid: str, status: str, duration_sec: int | None) -> str:
         """Twilio says the call is over: close its record (made now if no webhook's row has
-        landed: an end is never lost), keeping an earlier outcome."""
-        outcome = self.ensure(call_sid).get("outcome") or status
-        self.store.update_call(call_sid, status=status, ended=True, ended_at=time.time(),
-                               duration_sec=duration_sec, outcome=outcome)
+        landed: an end is never lost), keeping an earlier outcome. Returns the outcome the
+        first time the call ends, "" for a repeated end (Twilio sent its status again)."""
+        call = self.ensure(call_sid)
+        outcome = call.get("outcome") or status
+        closing = {"status": status, "ended": True, "ended_at": time.time(),
+                   "duration_sec": duration_sec, "outcome": outcome}
+        if not call.get("ended") and self.store.claim(call_sid, {"ended": call.get("ended")},
+                                                      **closing):
+            return outcome
+        self.store.update_call(call_sid, **closing)
+        return ""
 
     def set_status(self, call_sid: str, status: str) -> None:
         self.store.update_call(call_sid, status=status)

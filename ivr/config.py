@@ -282,6 +282,8 @@ class Settings:
         secret=True)
     inspector_token: str = setting(
         "", text, "unlocks /inspector (not needed on loopback)", secret=True)
+    metrics_token: str = setting(
+        "", text, "unlocks /metrics alone (Bearer); unset: the inspector's lock", secret=True)
     tts_cache_max_mb: int = setting(500, int_range(1, 100000), "TTS MP3 cache budget")
     asr_timeout_sec: float = setting(8.0, float_range(0.1, 120), "ASR stage timeout")
     llm_timeout_sec: float = setting(8.0, float_range(0.1, 120), "LLM stage timeout")

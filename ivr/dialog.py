@@ -555,6 +555,7 @@ class Dialog:
                             first_audio_ms=timings.get("first_audio"),
                             timings=json.dumps(timings))
         self.events.emit("TURN", call_sid, turn=outcome.turn, source=source,
+                         mode=self.s.reply_mode if source == "stream" else source,
                          user=outcome.user_text, reply=reply.text, chunks=len(names),
                          audio=names[0] if names else "", fallback=outcome.fallback,
                          ending=reply.ending,

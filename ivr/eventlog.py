@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from . import metrics
 from .store import Store
 
 log = logging.getLogger("ivr")
@@ -67,8 +68,10 @@ class EventLog:
              **detail: Any) -> None:
         """Log `KIND call=… key=value…` and store the event without waiting for the database:
         the store's writer lands it with the other rows queued meanwhile, in one transaction,
-        before any later read; storage failure never raises."""
+        before any later read; storage failure never raises. Each event is counted once in
+        the line's figures (ivr/metrics.py)."""
         detail = clip(self.redact(detail))
+        metrics.event(kind, detail)
         fields = ([f"call={format_value(call_sid)}"] if call_sid else []) + [
             f"{k}={format_value(v)}" for k, v in detail.items() if not isinstance(v, dict)]
         log.log(level, "%s %s", kind, " ".join(fields))

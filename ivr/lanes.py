@@ -8,10 +8,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from .media.loop import LagProbe
+from .threads import executor
 
 
 class Lane:
@@ -19,7 +20,7 @@ class Lane:
 
     def __init__(self, name: str, threads: int):
         self.name, self.threads = name, threads
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self.pool = executor(name, threads)
         self.lock = threading.Lock()
         self.busy = 0
         self.queued: OrderedDict[int, float] = OrderedDict()  # ticket → when it was queued

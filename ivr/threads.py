@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ class Pool:
 
 POOLS = {pool.name: pool for pool in (
     # the request lanes (ivr/lanes.py, chosen by route in ivr/asgi.py)
-    Pool("calls", 16, "incoming_call, call_status, stream_status, /healthz, /livez: quick, "
-                      "never behind turns"),
+    Pool("calls", 16, "incoming_call, call_status, stream_status, /healthz, /livez, /metrics: "
+                      "quick, never behind turns"),
     Pool("turns", 32, "handle_gather, handle_recording, dial_result, stream_ended: each waits "
                       "for its reply's first chunks (up to Twilio's 15 s)"),
     Pool("continuations", 8, "reply_continue: waits for a reply's next chunk (8 beyond "
@@ -59,9 +60,26 @@ def size(name: str) -> int:
     return POOLS[name].size
 
 
+MADE: dict[str, weakref.WeakSet] = {}  # the executors made of each pool, while they live
+MADE_LOCK = threading.Lock()
+
+
 def executor(name: str, threads: int | None = None) -> ThreadPoolExecutor:
     """The pool `name` (its threads carry the name: py-spy and tracebacks say which)."""
-    return ThreadPoolExecutor(threads or size(name), thread_name_prefix=name)
+    pool = ThreadPoolExecutor(threads or size(name), thread_name_prefix=name)
+    with MADE_LOCK:
+        MADE.setdefault(name, weakref.WeakSet()).add(pool)
+    return pool
+
+
+def queued() -> dict[str, int]:
+    """Jobs waiting for a thread, by pool: each pool this process made an executor of, summed
+    over its executors (a lane's queue included)."""
+    with MADE_LOCK:
+        made = {name: list(pools) for name, pools in MADE.items()}
+    return {name: sum(pool._work_queue.qsize() for pool in pools  # the jobs not yet taken
+                      if not pool._shutdown)  # (a closed one's queue holds its stop sign)
+            for name, pools in made.items()}
 
 
 def start(name: str, target: Callable[..., object], *args, tag: str = "") -> threading.Thread:

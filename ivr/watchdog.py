@@ -206,7 +206,7 @@ class Watchdog:
         if not call or call["ended"] or (call["stream_started_turn"] or 0) >= turn:
             return
         self.redirect_to_record(call_sid, turn, f"no stream start for turn {turn}",
-                                unstarted=True)
+                                "start", unstarted=True)
 
     def _still_streaming(self, call_sid: str, turn: int) -> dict | None:
         """The call, if it is live, streaming, and still on `turn`; else None."""
@@ -225,7 +225,7 @@ class Watchdog:
         if last and quiet < timeout:
             self._at(f"{call_sid}:media", timeout - quiet, "media", call_sid, turn)
             return
-        self.redirect_to_record(call_sid, turn, f"no media for {timeout:g} s")
+        self.redirect_to_record(call_sid, turn, f"no media for {timeout:g} s", "media")
 
     def check_turn(self, call_sid: str, turn: int) -> None:
         """A turn still thinking after all its stage timeouts: play the fallback phrase."""
@@ -243,11 +243,12 @@ class Watchdog:
         if self.delivery.update(call_sid, doc, "WATCHDOG_FALLBACK", url=url):
             self.expect_stream(call_sid, turn + 1, after_sec=3.0)
 
-    def redirect_to_record(self, call_sid: str, turn: int, reason: str,
+    def redirect_to_record(self, call_sid: str, turn: int, reason: str, check: str = "error",
                            unstarted: bool = False) -> bool:
-        """Claim the call for the Record fallback and move it there with calls.update."""
+        """Claim the call for the Record fallback and move it there with calls.update
+        (`check`: which check found it stuck: start, media or error)."""
         if not self.calls.fall_back_to_record(call_sid, turn, reason, unstarted):
             return False
         doc = twiml.record_turn(self.settings.public_base_url, self.prompt_url(FALLBACK))
         return self.delivery.update(call_sid, doc, "WATCHDOG_REDIRECT", "OK", reason=reason,
-                                    turn=turn, **self._lateness())
+                                    check=check, turn=turn, **self._lateness())

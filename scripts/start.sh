@@ -11,6 +11,7 @@ export BIND_HOST="${BIND_HOST:-0.0.0.0}"
 export WORKERS="${WORKERS:-1}"
 "$PY" -m ivr check --port
 # --no-control-socket: gunicorn's default ~/.gunicorn/gunicorn.ctl is one path for every master
-# on the machine (a second line, a cluster's instances); the line does not use it
+# on the machine (a second line, a cluster's instances); the line does not use it.
+# -c python:ivr.gunicorn_conf: the workers' /metrics files in VAR_DIR/metrics, summed when scraped
 exec "$PY" -m gunicorn -w "$WORKERS" -k ivr.asgi.Worker --graceful-timeout 5 --no-control-socket \
-  -b "$BIND_HOST:$PORT" app:app
+  -c python:ivr.gunicorn_conf -b "$BIND_HOST:$PORT" app:app

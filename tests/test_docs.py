@@ -154,8 +154,7 @@ def test_every_thread_the_line_starts_is_a_kind_the_table_names():
     found = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ivr").rglob("*.py")
              if "sim" not in p.parts and p.name != "threads.py"
              and makers.search(p.read_text(encoding="utf-8")))
-    assert found == ["ivr/doctor.py", "ivr/lanes.py"]  # the doctor: its own process; a lane: sized
-    # from ivr/threads.py by asgi.py
+    assert found == ["ivr/doctor.py"]  # the doctor: its own process
 
 
 def test_readme_is_short_and_names_what_ci_runs():

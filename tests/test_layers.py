@@ -15,6 +15,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.schema", "ivr.google_voices",
      "ivr.signatures", "ivr.twilio_fields", "ivr.chunking", "ivr.reply", "ivr.speakable",
      "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
+     "ivr.metrics",
      "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words",
      "ivr.booking", "ivr.booking.hebrew_numbers", "ivr.booking.when",
      "ivr.booking.services", "ivr.booking.slots", "ivr.booking.sayings",
@@ -34,8 +35,9 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
     {"ivr.runtime"},
     {"ivr.media.turns", "ivr.reply_twiml"},
     {"ivr.media.session", "ivr.web.webhooks", "ivr.web.public", "ivr.web.inspector",
-     "ivr.web.calendar_feed"},
-    {"ivr.asgi", "ivr.media.wire", "ivr.app", "ivr.doctor", "ivr.cli", "ivr.__main__"},
+     "ivr.web.calendar_feed", "ivr.web.scrape"},
+    {"ivr.asgi", "ivr.media.wire", "ivr.app", "ivr.doctor", "ivr.cli", "ivr.__main__",
+     "ivr.gunicorn_conf"},
 ]
 
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from .. import metrics
+
 CHECK_EVERY_SEC = 0.5
 
 
@@ -46,7 +48,7 @@ class LagProbe:
     """How late the event loop runs: every media frame waits at most that long to be handled.
     A histogram of the lateness of a 20 ms tick (1 ms bins below a second, 10 ms bins up to
     60 s, then one bin for later), read as before/after snapshots; and the lag now and lately
-    (any thread may ask: /healthz)."""
+    (any thread may ask: /healthz). Each tick is also observed in the line's figures."""
 
     FINE_MS, MAX_MS, COARSE_STEP_MS = 1000, 60_000, 10
     BIN_MS = [*range(FINE_MS), *range(FINE_MS, MAX_MS + 1, COARSE_STEP_MS)]  # each bin's floor
@@ -75,6 +77,7 @@ class LagProbe:
         late = (now - expected) * 1000
         self.max_ms = max(self.max_ms, late)
         self.bins[self.bin_of(late)] += 1
+        metrics.loop_lag(late / 1000)
         self._keep_window(late)
         self._schedule(now)
 

@@ -315,11 +315,14 @@ def what_the_call_does(rt: Runtime, call_sid: str, call: dict) -> str:
 @twilio_webhook(_no_content)
 def call_status(rt: Runtime, params: dict, call_sid: str) -> Response:
     status, duration = params.get("CallStatus", ""), params.get("CallDuration", "")
+    ended = {}  # the outcome, the first time the call ends (counted once in the figures)
     if status in ENDED_STATUSES:
-        rt.calls.end(call_sid, status, int(duration) if duration else None)  # bounded digits
+        outcome = rt.calls.end(call_sid, status, int(duration) if duration else None)  # digits
+        ended = {"outcome": outcome} if outcome else {}
     else:
         rt.calls.set_status(call_sid, status)
-    rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"))
+    rt.events.emit("CALL_STATUS", call_sid, status=status, duration=params.get("CallDuration"),
+                   **ended)
     if status in ENDED_STATUSES:
         rt.watchdog.cancel(call_sid)
         if rt.notifier is not None:  # once words the hang-up cut off are in the history
