@@ -21,6 +21,7 @@ from .dialog import Dialog
 from .engines import build_engines
 from .engines.openai_models import model_notes
 from .eventlog import EventLog, RejectionTally
+from .facts.gaps import Inbox
 from .flow import watch
 from .lanes import Slots
 from .notify.notifier import Notifier
@@ -76,6 +77,7 @@ def create_app(config: Settings | None = None) -> Flask:
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
     desk = Desk.from_settings(settings, store, watch(settings.flow_file), events)
+    inbox = Inbox(store)  # the questions the line could not answer, for the owner
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
@@ -83,14 +85,15 @@ def create_app(config: Settings | None = None) -> Flask:
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
-                                         notifier.lead_left, notifier.call_ended, desk),
+                                         notifier.lead_left, notifier.call_ended, desk,
+                                         on_gap=inbox.record),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
         owner=owner, notifier=notifier,
-        desk=desk)
+        desk=desk, inbox=inbox)
     wire_bookings(runtime)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
