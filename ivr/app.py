@@ -106,6 +106,7 @@ def create_app(config: Settings | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(inspector.bp)
+    inspector.protect_forms(app, settings)
     app.register_blueprint(calendar_feed.bp)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,

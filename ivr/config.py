@@ -436,6 +436,13 @@ class Settings:
         key: every worker and instance with the same TWILIO_AUTH_TOKEN reads the others' ids."""
         return hmac.new(self.signing_key.encode(), b"ivr booking slot ids", hashlib.sha256).digest()
 
+    @property
+    def session_key(self) -> bytes:
+        """Key of the inspector's session cookie (its forms' CSRF token), derived from the
+        signing key: a form shown by one instance is accepted by every other."""
+        return hmac.new(self.signing_key.encode(), b"ivr inspector session", hashlib.sha256
+                        ).digest()
+
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""
         values = [getattr(self, f.name) for f in env_fields() if f.metadata["secret"]]
