@@ -24,6 +24,7 @@ from .eventlog import EventLog, RejectionTally
 from .facts.gaps import Inbox
 from .flow import watch
 from .lanes import Slots
+from .notify.digest import Digest
 from .notify.notifier import Notifier
 from .owner import LiveOwner
 from .reply import PendingReplies
@@ -98,6 +99,9 @@ def create_app(config: Settings | None = None) -> Flask:
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
+    runtime.digest = Digest(settings, inbox, notifier, events)
+    runtime.digest.recover()  # the day's digest of new gaps, when notifications are set
+    runtime.digest.start(scheduler)
     schedule_daily(runtime)
     twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
     app.extensions["ivr"] = runtime

@@ -345,6 +345,8 @@ class Settings:
         "", email_list, "the notifications' From address (default: the SMTP user)")
     notify_every_call: bool = setting(
         False, boolean, "notify after every call, not only when a message was left")
+    inbox_digest_hour: int = setting(
+        19, int_range(0, 23), "the hour (TIMEZONE) the day's new unanswered questions are sent")
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     calendar_url: str = setting(

@@ -22,6 +22,7 @@ from .facts.gaps import Inbox
 from .lanes import Lanes, Slots
 from .media.last_words import LastWords
 from .media.overheard import Overheard
+from .notify.digest import Digest
 from .notify.notifier import Notifier
 from .owner import Owner
 from .reply import PendingReplies
@@ -61,6 +62,7 @@ class Runtime:
     desk: Desk | None = None  # the appointments callers book (the flow's booking: section)
     reminders: Reminders | None = None  # the reminder SMS before each appointment
     inbox: Inbox | None = None  # the questions the line could not answer, and the answers
+    digest: Digest | None = None  # the day's SMS and e-mail of the new ones
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""
