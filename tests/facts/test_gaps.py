@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from ivr.cli import facts_line
 from ivr.facts.facts import LiveFacts
 from ivr.facts.gaps import MIN_SIMILARITY, Inbox, is_question, question_words, similarity
 from ivr.facts.retrieval import Lookup
@@ -121,6 +122,8 @@ class TestTheInbox:
         assert inbox.answer(group, answer)
         now = facts.current()
         assert now is not before and now.from_inbox == 1 and "600" in now.figures
+        assert facts_line(facts).endswith("passages from " + settings.facts_file
+                                          + ", 1 answer from the inbox")  # `check` says so
         passage = lookup("עושים אצלכם החלקה יפנית?")
         assert (passage.text, passage.source) == (answer, f"inbox:{group}")
         assert passage.title == "אתם עושים החלקה יפנית? / יש אצלכם החלקה יפנית?"
