@@ -78,7 +78,7 @@ def create_app(config: Settings | None = None) -> Flask:
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
     desk = Desk.from_settings(settings, store, watch(settings.flow_file), events)
-    inbox = Inbox(store)  # the questions the line could not answer, for the owner
+    inbox = Inbox(store, events)  # the questions the line could not answer, for the owner
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")

@@ -156,16 +156,17 @@ class InboxAnswers:
         self.failing = ""
 
     def _engine(self) -> Engine | None:
-        """The database's engine, once there is a database (SQLite: its file exists)."""
-        if self.engine is None:
-            if self.url.startswith("sqlite:///"):
-                if not Path(self.url[len("sqlite:///"):]).is_file():
-                    return None
-                self.engine = create_engine(self.url, poolclass=NullPool)
-            else:
-                self.engine = create_engine(self.url, pool_size=1, max_overflow=4,
-                                            pool_pre_ping=True)
-        return self.engine
+        """The database's engine, once there is a database (SQLite: its file exists). A
+        connection PostgreSQL dropped fails one look (logged) and is replaced for the next."""
+        with self.lock:
+            if self.engine is None:
+                if self.url.startswith("sqlite:///"):
+                    if not Path(self.url[len("sqlite:///"):]).is_file():
+                        return None
+                    self.engine = create_engine(self.url, poolclass=NullPool)
+                else:
+                    self.engine = create_engine(self.url, pool_size=1, max_overflow=4)
+            return self.engine
 
     def current(self) -> tuple[Passage, ...]:
         """The answered groups as passages, oldest group first (the same tuple while the

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import delete, func, select, text, update
 
+from ..eventlog import EventLog
 from ..schema import capped, gap_groups, gaps, inbox_revision
 from ..store import Store
 from .words import content_words
@@ -29,16 +31,16 @@ CALL_LINKS = 10  # calls linked per group
 TITLE_QUESTIONS = 10  # a group's questions that title its answer's passage
 
 
-def question_words(question: str) -> list[frozenset[str]]:
-    """The words of `question` that say what it asks, each as its folded forms (words.py:
-    prefixes ו/ה/ב/ל/מ/ש/כ and plural endings off), without fillers, generic verbs, digits."""
-    out = []
-    for forms in content_words(question):
-        word = forms[0]
-        if word in FILLERS or word in GENERIC or word.isdigit() or len(word) < 2:
-            continue
-        out.append(frozenset(forms))
-    return out
+@lru_cache(maxsize=RECENT_QUESTIONS)
+def question_words(question: str) -> tuple[frozenset[str], ...]:
+    """The words of `question` that say what it asks, each as the keys it is matched by: its
+    folded forms (words.py: prefixes ו/ה/ב/ל/מ/ש/כ and plural endings off) and each of four
+    letters or more without its last letter (construct state: החלקה/החלקת, שוברי/שובר); no
+    fillers, generic verbs, digits. Kept for the recent questions: a new one meets them all."""
+    return tuple(frozenset(forms) | {f[:-1] for f in forms if len(f) >= 4}
+                 for forms in content_words(question)
+                 if not (forms[0] in FILLERS or forms[0] in GENERIC or forms[0].isdigit()
+                         or len(forms[0]) < 2))
 
 
 def is_question(text_said: str) -> bool:
@@ -47,22 +49,11 @@ def is_question(text_said: str) -> bool:
     return bool(question_words(text_said))
 
 
-def same_word(a: frozenset[str], b: frozenset[str]) -> bool:
-    """Two words alike: a folded form in common, or forms equal but for a last letter
-    (construct state: החלקה/החלקת, שוברי/שובר) of four letters or more."""
-    if a & b:
-        return True
-    cut_a = {f[:-1] for f in a if len(f) >= 4} | a
-    cut_b = {f[:-1] for f in b if len(f) >= 4} | b
-    return bool(cut_a & cut_b)
-
-
-def similarity(a: list[frozenset[str]], b: list[frozenset[str]]) -> float:
+def similarity(a: tuple[frozenset[str], ...], b: tuple[frozenset[str], ...]) -> float:
     """Dice over words: the words of each that the other has, of all the words of both."""
     if not a or not b:
         return 0.0
-    held = sum(any(same_word(x, y) for y in b) for x in a) \
-        + sum(any(same_word(y, x) for x in a) for y in b)
+    held = sum(any(x & y for y in b) for x in a) + sum(any(y & x for x in a) for y in b)
     return held / (len(a) + len(b))
 
 
@@ -89,8 +80,9 @@ class Inbox:
     for one question). A call's asking is a row whose (group, call) is unique: asked again in
     the same call, on any instance, it adds nothing."""
 
-    def __init__(self, store: Store, min_similarity: float = MIN_SIMILARITY):
-        self.store, self.min_similarity = store, min_similarity
+    def __init__(self, store: Store, events: EventLog | None = None,
+                 min_similarity: float = MIN_SIMILARITY):
+        self.store, self.events, self.min_similarity = store, events, min_similarity
 
     def record(self, call_sid: str, question: str, why: str = "") -> int | None:
         """Keep the caller's question in the group of the most similar one asked before (a new
@@ -117,15 +109,19 @@ class Inbox:
             if added:
                 conn.execute(update(gap_groups).where(gap_groups.c.id == group_id)
                              .values(**capped(gap_groups, {"last_at": now, "why": why})))
+        if added and self.events is not None:
+            self.events.emit("GAP", call_sid, group=group_id, why=why)
         return group_id if added else None
 
-    def _closest(self, conn, words: list[frozenset[str]]) -> int | None:
+    def _closest(self, conn, words: tuple[frozenset[str], ...]) -> int | None:
         """The recent group holding the question most like `words`, if like enough."""
         recent = (select(gap_groups.c.id).order_by(gap_groups.c.last_at.desc())
                   .limit(RECENT_GROUPS).scalar_subquery())
+        newest = func.max(gaps.c.created_at)
         asked = conn.execute(select(gaps.c.group_id, gaps.c.question)
                              .where(gaps.c.group_id.in_(recent))
-                             .order_by(gaps.c.created_at.desc()).limit(RECENT_QUESTIONS)).all()
+                             .group_by(gaps.c.group_id, gaps.c.question)
+                             .order_by(newest.desc()).limit(RECENT_QUESTIONS)).all()
         best, best_score = None, self.min_similarity
         for group_id, question in asked:
             score = similarity(words, question_words(question))

@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from ivr.cli import facts_line
+from ivr.eventlog import EventLog
 from ivr.facts.facts import LiveFacts
 from ivr.facts.gaps import MIN_SIMILARITY, Inbox, is_question, question_words, similarity
 from ivr.facts.retrieval import Lookup
@@ -67,7 +68,7 @@ def store(tmp_path):
 @pytest.mark.usefixtures("database")
 class TestTheInbox:
     def test_questions_are_grouped_and_counted_once_per_call(self, store):
-        inbox = Inbox(store)
+        inbox = Inbox(store, EventLog(store))
         first = inbox.record(CALL_A, "אתם עושים החלקה יפנית?", "not understood")
         assert first is not None
         assert inbox.record(CALL_A, "שאלתי אם יש אצלכם החלקה יפנית", "not understood") is None
@@ -81,6 +82,8 @@ class TestTheInbox:
         assert groups[1].examples == ["יש אצלכם החלקה יפנית?", "אתם עושים החלקה יפנית?"]
         assert groups[1].call_sids == [CALL_B, CALL_A]
         assert groups[0].why == "the line failed to answer"
+        assert [(e["kind"], e["detail"]) for e in store.events(CALL_A)] == [
+            ("GAP", {"group": first, "why": "not understood"})]  # in the call's timeline
 
     def test_instances_asking_at_once_keep_one_row_per_call_and_one_group(self, tmp_path,
                                                                            database):
