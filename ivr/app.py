@@ -21,8 +21,10 @@ from .dialog import Dialog
 from .engines import build_engines
 from .engines.openai_models import model_notes
 from .eventlog import EventLog, RejectionTally
+from .facts.gaps import Inbox
 from .flow import watch
 from .lanes import Slots
+from .notify.digest import Digest
 from .notify.notifier import Notifier
 from .owner import LiveOwner
 from .reply import PendingReplies
@@ -77,6 +79,7 @@ def create_app(config: Settings | None = None) -> Flask:
     notifier = Notifier(settings, store, events, delivery, engines.llm)
 
     desk = Desk.from_settings(settings, store, watch(settings.flow_file), events)
+    inbox = Inbox(store, events)  # the questions the line could not answer, for the owner
 
     def prompt_url(alias: str) -> str:
         return twiml.abs_url(settings.public_base_url, f"/static/tts/{prompts.name(alias)}")
@@ -84,18 +87,22 @@ def create_app(config: Settings | None = None) -> Flask:
         settings=settings, store=store, calls=calls, events=events,
         rejections=RejectionTally(events), scheduler=scheduler, engines=engines, cache=cache,
         prompts=prompts, dialog=Dialog(settings, store, events, engines, cache, owner,
-                                         notifier.lead_left, notifier.call_ended, desk),
+                                         notifier.lead_left, notifier.call_ended, desk,
+                                         on_gap=inbox.record),
         delivery=delivery,
         watchdog=Watchdog(settings, scheduler, calls, events, delivery, prompt_url),
         turn_pool=threads.executor("turn"),
         replies=PendingReplies(share=reply_log.observer), reply_log=reply_log, media=media,
         continuations=Slots(settings.continue_max_waiting),
         owner=owner, notifier=notifier,
-        desk=desk)
+        desk=desk, inbox=inbox)
     wire_bookings(runtime)
     runtime.watchdog.recover()  # before the first sweep, which may run what it counts
     runtime.watchdog.start()
     runtime.notifier.start(scheduler)  # resumes the retries a stopped process left pending
+    runtime.digest = Digest(settings, inbox, notifier, events)
+    runtime.digest.recover()  # the day's digest of new gaps, when notifications are set
+    runtime.digest.start(scheduler)
     schedule_daily(runtime)
     twilio_alerts.schedule_daily(runtime)  # Twilio's own warnings, read back once a day
     scheduler.add_job(metrics.sample, "interval", seconds=metrics.SAMPLE_SEC, id=METRICS_JOB,
@@ -107,6 +114,7 @@ def create_app(config: Settings | None = None) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(inspector.bp)
     app.register_blueprint(scrape.bp)
+    inspector.protect_forms(app, settings)
     app.register_blueprint(calendar_feed.bp)
     runtime.events.emit("APP_START", turn_mode=settings.turn_mode, reply_mode=settings.reply_mode,
                         asr=settings.asr_engine, llm=settings.llm_engine, tts=settings.tts_engine,

@@ -122,11 +122,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def facts_line(facts) -> str:
-    """What the line knows of the business: its facts file's passages, and the site's reviewed
-    ones (and a broken review file named)."""
+    """What the line knows of the business: its facts file's passages, the site's reviewed
+    ones and the owner's answers in the inbox (and a broken review file named)."""
     now = facts.current()
-    line = f"facts: {len(now.passages) - now.from_site} passages from {facts.source.path}"
+    own = len(now.passages) - now.from_site - now.from_inbox
+    line = f"facts: {own} passages from {facts.source.path}"
     line += f", {now.from_site} reviewed from the site" if now.from_site else ""
+    if now.from_inbox:
+        line += f", {now.from_inbox} answer{'s' if now.from_inbox != 1 else ''} from the inbox"
     return line + (f" ({facts.problem})" if facts.problem else "")
 
 

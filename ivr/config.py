@@ -347,6 +347,8 @@ class Settings:
         "", email_list, "the notifications' From address (default: the SMTP user)")
     notify_every_call: bool = setting(
         False, boolean, "notify after every call, not only when a message was left")
+    inbox_digest_hour: int = setting(
+        19, int_range(0, 23), "the hour (TIMEZONE) the day's new unanswered questions are sent")
     notify_retry_sec: float = setting(
         5.0, float_range(0.01, 3600), "first wait before a failed notification is retried")
     calendar_url: str = setting(
@@ -437,6 +439,13 @@ class Settings:
         """Key of the booking tools' slot ids (ivr/booking/tools.py), derived from the signing
         key: every worker and instance with the same TWILIO_AUTH_TOKEN reads the others' ids."""
         return hmac.new(self.signing_key.encode(), b"ivr booking slot ids", hashlib.sha256).digest()
+
+    @property
+    def session_key(self) -> bytes:
+        """Key of the inspector's session cookie (its forms' CSRF token), derived from the
+        signing key: a form shown by one instance is accepted by every other."""
+        return hmac.new(self.signing_key.encode(), b"ivr inspector session", hashlib.sha256
+                        ).digest()
 
     def secrets(self) -> list[str]:
         """Secret values that must never reach a log line or an event row."""

@@ -12,6 +12,7 @@ from . import recordings
 from .blob_store import SharedMedia
 from .config import Settings
 from .eventlog import EventLog
+from .facts.gaps import Inbox
 from .notify.outbox import NotifyQueue
 from .reply_store import ReplyLog
 from .store import Store
@@ -37,6 +38,7 @@ def purge(settings: Settings, store: Store, events: EventLog, cache: TTSCache | 
     counts["reply_rows"] = ReplyLog(store).purge_before(before)
     counts["notification_rows"] = NotifyQueue(store).purge_before(before)
     counts["twilio_alert_rows"] = AlertLog(store).purge_before(before)
+    counts["gap_rows"] = Inbox(store).purge_before(before)
     events.emit("PURGE", None, logging.INFO, days=days, **counts)
     return counts
 

@@ -18,9 +18,11 @@ from .delivery import Delivery
 from .dialog import Dialog
 from .engines import Engines
 from .eventlog import EventLog, RejectionTally
+from .facts.gaps import Inbox
 from .lanes import Lanes, Slots
 from .media.last_words import LastWords
 from .media.overheard import Overheard
+from .notify.digest import Digest
 from .notify.notifier import Notifier
 from .owner import Owner
 from .reply import PendingReplies
@@ -59,6 +61,8 @@ class Runtime:
     last_words: LastWords = field(default_factory=LastWords)  # cut off by the hang-up
     desk: Desk | None = None  # the appointments callers book (the flow's booking: section)
     reminders: Reminders | None = None  # the reminder SMS before each appointment
+    inbox: Inbox | None = None  # the questions the line could not answer, and the answers
+    digest: Digest | None = None  # the day's SMS and e-mail of the new ones
 
     def url(self, path: str) -> str:
         """Absolute public URL of a path on this service."""

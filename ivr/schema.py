@@ -1,4 +1,4 @@
-"""Tables (calls, turns, events, leads, notices, media, replies, checks, alerts, bookings), caps."""
+"""Tables (calls, turns, events, leads, notices, media, replies, checks, alerts, bookings, gaps)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 DOCTOR_FROM = "doctor"  # the From of `python -m ivr doctor`'s probe call (no phone number is)
@@ -235,4 +236,34 @@ appointment_cells = Table(  # the places a booking holds, 5 minutes a row: claim
     Column("unit", Integer, primary_key=True),
     Column("cell", Integer, primary_key=True),  # 5-minute pieces of time since the epoch
     Column("appointment_id", String(32), index=True),
+)
+
+
+# ---- the owner's inbox of questions the line could not answer (issue 25: ivr/facts/gaps.py) -----
+gap_groups = Table(  # one question, however callers worded it: the owner answers it once
+    "gap_groups", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("question", Text, default=""),  # the first caller's words
+    Column("why", String(200), default=""),  # why the line could not answer, the last time
+    Column("first_at", Float),
+    Column("last_at", Float, index=True),  # the last call that asked it: newest first
+    Column("answer", Text, default=""),  # the owner's answer ("": none yet): a passage of facts
+    Column("answered_at", Float),
+)
+
+gaps = Table(  # a call that asked a group's question: once per call and group (the unique key)
+    "gaps", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("group_id", Integer, index=True),
+    Column("call_sid", String(64), index=True),
+    Column("question", Text, default=""),  # the caller's words
+    Column("why", String(200), default=""),
+    Column("created_at", Float, index=True),
+    UniqueConstraint("group_id", "call_sid", name="gaps_once_per_call"),
+)
+
+inbox_revision = Table(  # one row: moves on with every change of an answer, so every instance
+    "inbox_revision", metadata,  # reads the answers again only when it moved
+    Column("id", Integer, primary_key=True),
+    Column("revision", Integer, default=0),
 )

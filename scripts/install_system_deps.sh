@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install espeak-ng and ffmpeg (with --with-cluster also PostgreSQL's server binaries and nginx,
-# for scripts/cluster.sh; with --with-browser what the tests need: those, chromium and
-# Prometheus, which scrapes /metrics in tests/test_prometheus.py) with apt when missing and allowed.
+# for scripts/cluster.sh; with --with-browser what the tests need: those, chromium and its
+# chromedriver, and Prometheus, which scrapes /metrics in tests/test_prometheus.py) with apt when
+# missing and allowed.
 set -u
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
-if [ "${1:-}" = "--with-browser" ]; then  # the inspector's browser test needs it, the line not
+if [ "${1:-}" = "--with-browser" ]; then  # the inspector's browser tests need them, the line not
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)  # Selenium drives it
 fi
 if [ "${1:-}" = "--with-browser" ] || [ "${1:-}" = "--with-cluster" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)

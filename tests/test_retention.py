@@ -12,9 +12,10 @@ from sqlalchemy import update
 
 from ivr import recordings
 from ivr.eventlog import EventLog
+from ivr.facts.gaps import Inbox
 from ivr.notify.outbox import NotifyQueue
 from ivr.retention import JOB_ID, purge, run_scheduled, schedule_daily
-from ivr.schema import notifications
+from ivr.schema import gaps, notifications
 from ivr.store import Store
 from ivr.tts_cache import ALIASES, TTSCache
 from ivr.twilio_alerts import Alert, AlertLog
@@ -42,6 +43,12 @@ def fill(store: Store, var_dir: str, tts_dir: str) -> dict:
     with store.writing() as conn:
         conn.execute(update(notifications).where(notifications.c.call_sid == OLD)
                      .values(created_at=time.time() - 100 * 86400))
+    inbox = Inbox(store)  # questions the line could not answer: an old one, a recent one, and
+    inbox.record(OLD, "יש לכם וויפיי?")  # an old one the owner answered
+    inbox.record(NEW, "יש לכם מזגן?")
+    inbox.answer(inbox.record(OLD, "אתם עושים החלקה יפנית?"), "כן, 600 ש\"ח.")
+    with store.writing() as conn:
+        conn.execute(update(gaps).where(gaps.c.call_sid == OLD).values(created_at=LONG_AGO))
     store.add_event(None, "APP_START", {})
     for sid, at in ((OLD, LONG_AGO), (NEW, time.time())):  # Twilio's alerts about the two calls
         AlertLog(store).add(Alert("NO" + sid[2:], 13331, "warning", "Invalid language", "", sid,
@@ -68,6 +75,9 @@ def assert_only_the_recent_is_left(store: Store, files: dict) -> None:
     assert (files["old_rec"].parent / "REnew.wav").exists()
     assert not files["old_mp3"].exists() and files["new_mp3"].exists()
     assert all(alias.exists() for alias in files["aliases"])  # prompts, fallback, beep
+    left = {g.question: (g.calls, g.answer) for g in Inbox(store).groups()}
+    assert left == {"יש לכם מזגן?": (1, ""),  # the old unanswered one is gone; the answered
+                    "אתם עושים החלקה יפנית?": (0, "כן, 600 ש\"ח.")}  # stays: it is a fact
 
 
 def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_path):
@@ -77,7 +87,7 @@ def test_purge_deletes_the_old_keeps_the_recent_and_the_leads_and_counts(tmp_pat
     counts = purge(settings, store, EventLog(store))
     assert counts == {"calls": 1, "turns": 1, "events": 2, "recordings": 1, "tts_files": 1,
                       "media_rows": 0, "reply_rows": 0,  # rows only with PostgreSQL
-                      "notification_rows": 1, "twilio_alert_rows": 1}
+                      "notification_rows": 1, "twilio_alert_rows": 1, "gap_rows": 2}
     assert_only_the_recent_is_left(store, files)
     line = [(e["kind"], e["detail"]) for e in store.events("")]
     assert line == [("APP_START", {}), ("PURGE", {"days": 90, **counts})]
@@ -95,7 +105,8 @@ def test_purge_command_deletes_with_a_days_override_and_prints_the_counts(tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("purge: older than 30 days: calls=1 turns=1 events=2 "
                                    "recordings=1 tts_files=1 media_rows=0 reply_rows=0 "
-                                   "notification_rows=1 twilio_alert_rows=1 (leads kept)")
+                                   "notification_rows=1 twilio_alert_rows=1 gap_rows=2 "
+                                   "(leads kept)")
     store = Store(env["DATABASE_URL"])
     assert_only_the_recent_is_left(store, files)
     assert store.events("")[-1]["detail"]["days"] == 30

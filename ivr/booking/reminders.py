@@ -21,6 +21,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from ..config import Settings
 from ..due_checks import LEASE_SEC, Check, DueChecks
 from ..eventlog import EventLog
+from ..jobs import every
 from ..notify.send import describe
 from .appointments import BOOKED, Appointment
 from .desk import Desk
@@ -87,11 +88,7 @@ class Reminders:
 
     def start(self, scheduler: BaseScheduler) -> None:
         """Sweep the due reminders every `sweep_sec` (starting the scheduler if it is not)."""
-        scheduler.add_job(self.sweep, "interval", seconds=self.sweep_sec, id=SWEEP_JOB,
-                          replace_existing=True, max_instances=1, coalesce=True,
-                          misfire_grace_time=None)
-        if not scheduler.running:
-            scheduler.start()
+        every(scheduler, self.sweep_sec, self.sweep, SWEEP_JOB)
 
     def sweep(self) -> int:
         """Claim the due reminders and run each; how many were claimed."""

@@ -1,5 +1,4 @@
-"""The owner's facts file (YAML beside the flow) and the site's reviewed passages, as passages
-with their sources and the figures they name; read again when either file changes."""
+"""The owner's facts file, the site's reviewed passages and the inbox's answers, as passages."""
 
 from __future__ import annotations
 
@@ -9,11 +8,18 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
 from ..flow import FlowFile, FlowFileError, composed, node_line, watch
+from ..schema import gap_groups, gaps, inbox_revision
 from .figures import figures
 
 DEFAULT_FACTS = Path(__file__).resolve().parent.parent / "flows" / "facts_he.yaml"
 IMPORTED = "facts_imported.yaml"  # the site importer's passages, beside the facts file
+INBOX = "inbox:"  # an inbox answer's source: "inbox:<group id>"
+TITLE_QUESTIONS = 10  # the questions of a group that title its answer
 SERVICE_TITLE = "שירות מחיר עולה עלות"  # what a question about a service says
 TEXTS = {"hours": "שעות הפתיחה", "address": "הכתובת", "parking": "חניה"}  # key → its title
 NOTHING: dict = {}  # no review file
@@ -33,19 +39,22 @@ class Passage:
 
 @dataclass(frozen=True)
 class Facts:
-    """The passages the line may answer from (the last `from_site` of them the site's, as the
-    owner reviewed them), and every figure they name (figures.figures)."""
+    """The passages the line may answer from: the facts file's, then `from_inbox` answers the
+    owner wrote in the inbox, then the last `from_site` the site's, as the owner reviewed
+    them; and every figure they name (figures.figures)."""
 
     passages: tuple[Passage, ...] = ()
     figures: frozenset[str] = field(default_factory=frozenset)
     from_site: int = 0
+    from_inbox: int = 0
 
     @classmethod
-    def of(cls, passages: list[Passage], site: list[Passage] = ()) -> Facts:
+    def of(cls, passages: list[Passage], site: list[Passage] = (),
+           inbox: tuple[Passage, ...] = ()) -> Facts:
         found: set[str] = set()
-        for passage in [*passages, *site]:
+        for passage in [*passages, *inbox, *site]:
             found |= figures(passage.text)
-        return cls((*passages, *site), frozenset(found), len(site))
+        return cls((*passages, *inbox, *site), frozenset(found), len(site), len(inbox))
 
 
 def _text(value, key: str) -> str:
@@ -132,22 +141,95 @@ def reviewed_passages(data: dict) -> list[Passage]:
             for _, text, url, title, reviewed in imported_entries(data) if reviewed]
 
 
-class LiveFacts:
-    """The facts as the files say now: the facts file (FACTS_FILE) and the reviewed passages of
-    facts_imported.yaml beside it. An edit is used from the next look; a broken one is logged
-    (FACTS_ERR, file:line:column) while the last good version answers (flow.FlowFile)."""
+class InboxAnswers:
+    """The answers the owner wrote in the inspector's inbox (ivr/facts/gaps.py), as Q&A
+    passages (title: the group's questions, text: the answer, source "inbox:<id>"), read from
+    the line's database, so an answer written on one instance is used by the next call on any.
+    Each look reads one row (the inbox's revision); the answers are read again only when it
+    moved. A database that cannot be read leaves the last answers read (logged once)."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, url: str):
+        self.url = url
+        self.engine: Engine | None = None
+        self.lock = threading.Lock()
+        self.read: tuple[int | None, tuple[Passage, ...]] = (None, ())
+        self.failing = ""
+
+    def _engine(self) -> Engine | None:
+        """The database's engine, once there is a database (SQLite: its file exists). A
+        connection PostgreSQL dropped fails one look (logged) and is replaced for the next."""
+        with self.lock:
+            if self.engine is None:
+                if self.url.startswith("sqlite:///"):
+                    if not Path(self.url[len("sqlite:///"):]).is_file():
+                        return None
+                    self.engine = create_engine(self.url, poolclass=NullPool)
+                else:
+                    self.engine = create_engine(self.url, pool_size=1, max_overflow=4)
+            return self.engine
+
+    def current(self) -> tuple[Passage, ...]:
+        """The answered groups as passages, oldest group first (the same tuple while the
+        inbox's revision stays)."""
+        try:
+            engine = self._engine()
+            if engine is None:
+                return self.read[1]
+            with engine.connect() as conn:
+                revision = conn.execute(select(inbox_revision.c.revision)
+                                        .where(inbox_revision.c.id == 1)).scalar() or 0
+                if revision == self.read[0]:
+                    return self.read[1]
+                answered = conn.execute(select(gap_groups.c.id, gap_groups.c.question,
+                                               gap_groups.c.answer)
+                                        .where(gap_groups.c.answer != "")
+                                        .order_by(gap_groups.c.id)).all()
+                asked = conn.execute(select(gaps.c.group_id, gaps.c.question)
+                                     .where(gaps.c.group_id.in_([r[0] for r in answered]))
+                                     .order_by(gaps.c.created_at)).all()
+        except Exception as exc:  # noqa: BLE001 - the facts files still answer
+            if repr(exc) != self.failing:
+                self.failing = repr(exc)
+                log.error("FACTS_ERR the inbox's answers cannot be read: %s",
+                          str(exc).splitlines()[0][:200])
+            return self.read[1]
+        self.failing = ""
+        questions: dict[int, list[str]] = {gid: [first] for gid, first, _ in answered}
+        for group_id, question in asked:
+            said = questions[group_id]
+            if question not in said and len(said) < TITLE_QUESTIONS:
+                said.append(question)
+        passages = tuple(Passage(answer, f"{INBOX}{gid}", " / ".join(questions[gid]))
+                         for gid, _, answer in answered)
+        with self.lock:
+            if self.read[1] != passages:
+                self.read = (revision, passages)
+            else:  # the same answers: the same tuple, so nothing is rebuilt on it
+                self.read = (revision, self.read[1])
+            return self.read[1]
+
+
+class LiveFacts:
+    """The facts as they are now: the facts file (FACTS_FILE), the reviewed passages of
+    facts_imported.yaml beside it, and the owner's answers in the inbox (`answers`). An edit
+    is used from the next look; a broken file is logged (FACTS_ERR, file:line:column) while
+    its last good version answers (flow.FlowFile)."""
+
+    def __init__(self, path: str | Path | None = None, answers: InboxAnswers | None = None):
         self.source = watch(path or DEFAULT_FACTS, kind="FACTS")
         self.source.add_check(check_facts)
         self.imported_path = self.source.path.parent / IMPORTED
+        self.answers = answers
         self.lock = threading.Lock()
         self.built: tuple[tuple, Facts] = ((), Facts())
         self.unread: tuple[tuple | None, str] = (None, "")  # the review file's version, why
 
     @classmethod
     def from_settings(cls, settings) -> LiveFacts:
-        return cls(getattr(settings, "facts_file", "") or DEFAULT_FACTS)
+        """The facts of FACTS_FILE, with the inbox's answers in DATABASE_URL's database."""
+        url = getattr(settings, "database_url", "")
+        return cls(getattr(settings, "facts_file", "") or DEFAULT_FACTS,
+                   InboxAnswers(url) if url else None)
 
     def _imported(self) -> FlowFile | None:
         """The review file while there is one that could be read (a version that cannot is
@@ -178,13 +260,16 @@ class LiveFacts:
         return "; ".join(p for p in problems if p)
 
     def current(self) -> Facts:
-        """The facts as the files say now (the last good version of each)."""
+        """The facts as they are now (the last good version of each file): the same Facts
+        while nothing changed."""
         data = self.source.current()
         imported = self._imported()
         extra = imported.current() if imported else NOTHING
+        inbox = self.answers.current() if self.answers else ()
         with self.lock:
             seen = self.built[0]
-            if len(seen) != 2 or seen[0] is not data or seen[1] is not extra:
-                self.built = ((data, extra), Facts.of(passages_of(data, self.source.path),
-                                                      reviewed_passages(extra)))
+            if len(seen) != 3 or seen[0] is not data or seen[1] is not extra \
+                    or seen[2] is not inbox:
+                self.built = ((data, extra, inbox), Facts.of(
+                    passages_of(data, self.source.path), reviewed_passages(extra), inbox))
             return self.built[1]

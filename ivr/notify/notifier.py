@@ -15,6 +15,7 @@ from ..config import Settings
 from ..delivery import Delivery
 from ..engines.base import LLM
 from ..eventlog import EventLog
+from ..jobs import every
 from ..schema import DOCTOR_FROM
 from ..store import Store
 from .outbox import LEASE_SEC, MAX_ATTEMPTS, NotifyQueue
@@ -64,11 +65,7 @@ class Notifier:
 
     def start(self, scheduler: BaseScheduler) -> None:
         """Sweep the due attempts every `sweep_sec` (starting the scheduler if it is not)."""
-        scheduler.add_job(self.sweep, "interval", seconds=self.sweep_sec, id=SWEEP_JOB,
-                          replace_existing=True, max_instances=1, coalesce=True,
-                          misfire_grace_time=None)
-        if not scheduler.running:
-            scheduler.start()
+        every(scheduler, self.sweep_sec, self.sweep, SWEEP_JOB)
 
     def close(self) -> None:
         """Stop here; a row not sent goes to another process (or the next start): when due if

@@ -1,4 +1,4 @@
-"""The owner's notification texts (Hebrew): an e-mail's subject and body, and a short SMS."""
+"""The owner's notification texts (Hebrew): an e-mail's subject and body, a short SMS, a digest."""
 
 from __future__ import annotations
 
@@ -88,6 +88,51 @@ def sms_body(notice: Notice, tz: str) -> str:
         topic = short(one_line(first), SMS_REASON_CHARS)
         head = f"שיחה מ-{notice.caller or 'מספר חסוי'}: {topic}"
     return f"{head}\n{local_time(notice.at, tz)}\n{notice.link}"
+
+
+DIGEST_SMS_QUESTIONS = 3  # the SMS names the most asked ones; the link has them all
+DIGEST_QUESTION_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question the line could not answer, in the digest: its words, how many calls asked it
+    in the day, in which other words."""
+
+    question: str
+    calls: int
+    examples: tuple[str, ...] = ()
+
+
+def digest_subject(asked: list[Asked]) -> str:
+    if len(asked) == 1:
+        return "שאלה חדשה שהקו לא ידע לענות עליה"
+    return f"{len(asked)} שאלות חדשות שהקו לא ידע לענות עליהן"
+
+
+def _times(calls: int) -> str:
+    return "שיחה אחת" if calls == 1 else f"{calls} שיחות"
+
+
+def digest_email(asked: list[Asked], link: str) -> str:
+    """The e-mail: each question (the most asked first), how many calls asked it, its other
+    words, and the inbox page where the owner answers."""
+    lines = [f"{digest_subject(asked)}:", ""]
+    for item in asked:
+        lines.append(f"• {one_line(item.question)} ({_times(item.calls)})")
+        lines += [f"  גם: {one_line(other)}" for other in item.examples
+                  if one_line(other) != one_line(item.question)]
+    lines += ["", "כתבו תשובה, והקו יענה בה מהשיחה הבאה:", link]
+    return "\n".join(lines) + "\n"
+
+
+def digest_sms(asked: list[Asked], link: str) -> str:
+    """The SMS: how many, the most asked questions cut short, the inbox page."""
+    named = [f"• {short(one_line(a.question), DIGEST_QUESTION_CHARS)} ({_times(a.calls)})"
+             for a in asked[:DIGEST_SMS_QUESTIONS]]
+    more = len(asked) - DIGEST_SMS_QUESTIONS
+    tail = [f"ועוד {more}"] if more > 0 else []
+    return "\n".join([f"{digest_subject(asked)}:", *named, *tail, link])
 
 
 def short(text: str, limit: int) -> str:

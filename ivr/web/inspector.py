@@ -1,4 +1,4 @@
-"""/inspector: every call and each call's timeline, server-rendered, locked by INSPECTOR_TOKEN."""
+"""/inspector: every call, each call's timeline, the inbox of gaps; locked by INSPECTOR_TOKEN."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ import re
 import time
 import zoneinfo
 from pathlib import PurePath
+from urllib.parse import urlsplit
 from xml.dom import minidom
 
-from flask import Blueprint, Response, abort, redirect, render_template, request
+from flask import Blueprint, Flask, Response, abort, redirect, render_template, request
+from flask_wtf.csrf import CSRFProtect
 
 from .. import recordings
-from ..config import is_loopback_host
+from ..config import Settings, is_loopback_host
 from ..runtime import Runtime, current_runtime
 from ..schema import DOCTOR_FROM
 from ..tts_cache import GREETING
 from ..twilio_alerts import AlertLog
 
 bp = Blueprint("inspector", __name__)
+csrf = CSRFProtect()  # the inspector's forms: a token per session (Flask-WTF), checked on POST
 COOKIE = "inspector_token"
+SESSION_COOKIE = "inspector_session"  # holds the forms' CSRF token (signed: Settings.session_key)
+ANSWER_MAX_CHARS = 1000  # an answer is said on the phone: a few sentences
 ERROR_CODE = re.compile(r"\b(1[0-9]{4}|2[0-9]{4}|3[0-9]{4})\b")
 PROBLEM = re.compile(r"(_ERR|_FAIL|REJECTED|REFUSED|_BAD)$")
 QUIET_KINDS = frozenset({"WS_MEDIA", "WS_TX"})
@@ -55,6 +60,42 @@ def locked_reason(rt: Runtime) -> str | None:
     return "401: the inspector needs INSPECTOR_TOKEN (?token=… once, or Authorization: Bearer)"
 
 
+def protect_forms(app: Flask, settings: Settings) -> None:
+    """The inspector's forms carry a CSRF token (Flask-WTF's CSRFProtect) kept in a session
+    cookie signed with a key every instance derives alike; only the inspector's POSTs are
+    checked (Twilio's webhooks are signed instead)."""
+    app.secret_key = settings.session_key
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False, WTF_CSRF_TIME_LIMIT=None,  # the session's whole life
+        SESSION_COOKIE_NAME=SESSION_COOKIE, SESSION_COOKIE_PATH="/inspector",
+        SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"))
+    csrf.init_app(app)
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] as a browser's Origin header writes it (no default port)."""
+    parts = urlsplit(url)
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    port = parts.port if parts.port and (scheme, parts.port) not in (("http", 80),
+                                                                     ("https", 443)) else None
+    return f"{scheme}://{host}" + (f":{port}" if port else "")
+
+
+def cross_site(rt: Runtime) -> str | None:
+    """Why a POST comes from another site (its Origin, or the browser's Sec-Fetch-Site, says
+    so), or None. The CSRF token is checked after this, whatever it says."""
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        return "403: a form of another site may not change the inspector"
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    if origin not in {origin_of(rt.settings.public_base_url), origin_of(request.host_url)}:
+        return f"403: a form from {origin[:100]} may not change the inspector"
+    return None
+
+
 @bp.before_request
 def guard():
     rt = current_runtime()
@@ -62,6 +103,11 @@ def guard():
     if reason:
         return Response(reason + "\n", status=401, mimetype="text/plain",
                         headers={"WWW-Authenticate": 'Bearer realm="inspector"'})
+    if request.method == "POST":
+        refused = cross_site(rt)
+        if refused:
+            return Response(refused + "\n", status=403, mimetype="text/plain")
+        csrf.protect()  # 400 (CSRFError) without this session's token
     if "token" in request.args:  # keep the token out of URLs, history and logs
         response = redirect(request.path)
         secure = request.is_secure or rt.settings.public_base_url.startswith("https://")
@@ -135,6 +181,34 @@ def call(call_sid: str) -> str:
                            alerts=AlertLog(rt.store).recent(call_sid=call_sid),
                            tts=lambda name: rt.tts_url(name) if name else "",
                            recording=lambda path: f"/inspector/recordings/{PurePath(path).name}")
+
+
+@bp.route("/inspector/inbox")
+def inbox() -> str:
+    """The questions the line could not answer, grouped, the most recently asked first; a form
+    per group for the owner's answer."""
+    rt = current_runtime()
+    return render_template("inspector_inbox.html", groups=rt.inbox.groups(), when=when_in(rt),
+                           zone=rt.settings.timezone, max_chars=ANSWER_MAX_CHARS)
+
+
+@bp.route("/inspector/inbox/<int:group_id>/<any(answer, remove, delete):change>",
+          methods=["POST"])
+def inbox_change(group_id: int, change: str) -> Response:
+    """Save the owner's answer to a group (the next call uses it), remove the answer, or delete
+    the group (not a real question)."""
+    rt = current_runtime()
+    answer = " ".join(request.form.get("answer", "").split()) if change == "answer" else ""
+    if len(answer) > ANSWER_MAX_CHARS:
+        return Response(f"400: an answer is said on the phone: {ANSWER_MAX_CHARS} characters "
+                        "at most\n", status=400, mimetype="text/plain")
+    done = rt.inbox.delete(group_id) if change == "delete" else rt.inbox.answer(group_id, answer)
+    if not done:
+        abort(404)
+    kind = {"answer": "INBOX_ANSWERED" if answer else "INBOX_ANSWER_REMOVED",
+            "remove": "INBOX_ANSWER_REMOVED", "delete": "INBOX_DELETED"}[change]
+    rt.events.emit(kind, None, group=group_id, chars=len(answer))
+    return redirect("/inspector/inbox" + ("" if change == "delete" else f"#g{group_id}"), 303)
 
 
 APPOINTMENTS_DAYS_BACK = 30  # the appointments page: the last 30 days and all coming ones
