@@ -107,13 +107,13 @@ def phones(text: str) -> tuple[set[str], str]:
 
 
 def keys(figure: str) -> set[str]:
-    """The ways `figure` may be said: a time also as its hour on a 12-hour clock ("18:00" is
-    "שש"; "8:30" is "שמונה וחצי", whose words name the 8)."""
+    """The ways an allowed `figure` may be said: a time also on a 12-hour clock ("18:00" as
+    "6:00") and as its hour alone ("שש"; "8:30" is "שמונה וחצי", whose words name the 8)."""
     time = TIME.fullmatch(figure)
     if time is None:
         return {figure}
-    hour = int(time[1]) % 12
-    return {figure, f"t{hour}:{time[2]}", f"h{hour}"}
+    hour = int(time[1])
+    return {figure, f"t{hour % 12}:{time[2]}", f"h{hour % 12}", f"H{hour}"}
 
 
 def tool_texts(messages: Iterable[dict]) -> list[str]:
@@ -172,15 +172,20 @@ class Allowed:
                 self.known |= keys(figure)
 
     def supports(self, figure: str) -> bool:
-        """Whether `figure` may be said: allowed as it is, a time as the same time on a
-        12-hour clock, an hour (1–24) as the hour of an allowed time, a phone number as the
-        digits the caller said."""
+        """Whether `figure` may be said: allowed as it is; a time written on a 12-hour clock
+        ("7:00") as an allowed time ("19:00"); an hour alone as the hour of an allowed time
+        (1–12 on a 12-hour clock, 13–24 as it is); a phone number as digits the caller said."""
         time = TIME.fullmatch(figure)
-        if figure in self.known or time and f"t{int(time[1]) % 12}:{time[2]}" in self.known:
+        if figure in self.known or time and int(time[1]) <= 12 \
+                and f"t{int(time[1]) % 12}:{time[2]}" in self.known:
             return True
-        if figure.isdigit() and len(figure) >= PHONE_DIGITS:
+        if not figure.isdigit():
+            return False
+        if len(figure) >= PHONE_DIGITS:
             return figure in self.digits  # the caller's own number, read back
-        return figure.isdigit() and 0 < int(figure) <= 24 and f"h{int(figure) % 12}" in self.known
+        hour = int(figure)
+        return 0 < hour <= 12 and f"h{hour % 12}" in self.known \
+            or 12 < hour <= 24 and f"H{hour}" in self.known
 
     def unsupported(self, chunk: str) -> list[str]:
         """The figures `chunk` names that the line may not say, sorted ([] when none)."""
