@@ -117,7 +117,9 @@ class Receptionist:
             return " ".join(p.text for p in passages if PRICE in p.text) if asks_price else ""
         hits = Retriever(passages).search(rest, limit=3)
         if asks_price:
-            hits = [h for h in hits if PRICE in h.passage.text] or hits
+            hits = [h for h in hits if PRICE in h.passage.text]
+            if not hits:  # a price of nothing the facts name: the prices there are
+                return " ".join(p.text for p in passages if PRICE in p.text)
         return hits[0].passage.text if hits else ""
 
     def intent(self, words: str) -> dict | None:

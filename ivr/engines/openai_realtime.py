@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Iterator
 
 from .. import audio, threads
+from ..facts.figures import figures
+from ..facts.grounding import Allowed
 from .base import TTS, EngineError, TranscriptMismatch
 from .openai_engines import OpenAITTS, openai_client
 
@@ -50,9 +52,11 @@ def spoken_words(text: str) -> list[str]:
 
 def reads_as(text: str, transcript: str) -> bool:
     """Whether `transcript` (what the voice says it said) reads `text`, word for word, give
-    or take a word in five (a number said otherwise, a word the transcript splits)."""
+    or take a word in five (a number said otherwise, a word the transcript splits), and names
+    no figure the text does not (the voice is a model too: its words went unchecked)."""
     said, meant = spoken_words(transcript), spoken_words(text)
-    return difflib.SequenceMatcher(None, meant, said, autojunk=False).ratio() >= MATCH_RATIO
+    return difflib.SequenceMatcher(None, meant, said, autojunk=False).ratio() >= MATCH_RATIO \
+        and not Allowed.of(figures(text), texts=[text]).unsupported(transcript)
 
 
 class OpenAISpeech:
