@@ -1,7 +1,8 @@
 """`make eval`'s runner, on a few of its scenarios: the scripted line passes one, the OpenAI
 stand-in books one, a line that confirms a made-up promotion fails its checks by name (the price
 it invents is never said: the line's check of figures), the stand-in's own made-up price is
-kept from the caller, and every shipped scenario loads (the whole set runs in `make eval`, not here)."""
+kept from the caller, and every shipped scenario loads (the whole set runs in `make eval`, not
+here)."""
 
 import json
 import logging
