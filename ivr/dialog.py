@@ -274,8 +274,9 @@ class Dialog:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
             streams = type(llm).reply_tokens is not LLM.reply_tokens
+            facts = llm.grounding()  # None: the engine's words are the owner's own
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
-                if check is None and (facts := llm.grounding()) is not None:
+                if check is None and facts is not None:  # once the turn's tools are known
                     check = ReplyCheck(self._allowed(call_sid, facts, history, outcome),
                                        outcome.tools.kept if outcome.tools else None)
                 if reply.cancelled.is_set() or reply.done:
