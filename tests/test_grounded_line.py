@@ -13,8 +13,9 @@ from eval.lines import start_line
 from eval.model import INVENTED
 from eval.run import records
 from ivr.facts.figures import figures
-from ivr.phrases import CHECK_BACK
+from ivr.phrases import CHECK_BACK, DONT_KNOW
 from ivr.sim.script import CallerScript
+from tests.providers import Called
 
 pytestmark = pytest.mark.live  # rings whole calls through the emulator
 
@@ -77,3 +78,11 @@ def test_a_price_the_model_makes_up_is_never_heard(line):
     assert event["detail"]["figure"] == "60" and event["detail"]["chunk"] == INVENTED
     assert line.gaps == [(result.call_sid, "שמעתי שיש אצלכם מבצע, כמה זה עולה?",
                           "unsupported figure")]
+
+
+def test_a_model_that_only_calls_cannot_answer_still_says_it_does_not_know(line):
+    line.provider.model = lambda body: [Called("cannot_answer", {"question": "יש מניקור?"})]
+    result, turns, history, _ = call(line, "יש לכם מניקור?")
+    (turn,) = turns
+    assert turn["reply_text"] == DONT_KNOW and history[-1] == DONT_KNOW
+    assert line.gaps == [(result.call_sid, "יש לכם מניקור?", "not in the facts")]
