@@ -30,7 +30,6 @@ UNDERSTANDS = {**ENGLISH, "איפה": "כתובת", "נמצאים": "כתובת"
                "מגיעים": "כתובת", "פתוחים": "שעות הפתיחה", "פתוח": "שעות הפתיחה",
                "סוגרים": "שעות הפתיחה", "מתי": "שעות הפתיחה", "שעות": "שעות הפתיחה",
                "השעות": "שעות הפתיחה"}  # what a word asks about
-FILLER = {"ליד", "העסק", "לעסק", "גם"}  # words a question about the business says in passing
 PRICE_WORDS = {"כמה", "עולה", "עולים", "עולות", "מחיר", "מחירים", "המחיר", "המחירים", "עלות",
                "מחירון", "זה", "אצלכם"}  # the "model" understands these as "what does it cost"
 PRICE = "₪"  # a passage that names a price
@@ -110,7 +109,7 @@ class Receptionist:
         words (their price words understood); for a price alone, every price."""
         passages = prompt_passages(prompt)
         said = " ".join(UNDERSTANDS.get(w, w) for w in words.split()
-                        if w not in FILLER and (w in UNDERSTANDS or not w.isascii()))
+                        if w in UNDERSTANDS or not w.isascii())
         rest = " ".join(w for w in said.split() if w not in PRICE_WORDS)
         asks_price = rest != said
         if not content_words(rest):
