@@ -28,8 +28,9 @@ class Call:
     replies: list[str]  # its answers to the caller's turns (the turns it heard words in)
     leads: list[dict]
     booked: list  # the caller's coming appointments after the call
-    flow: str  # the flow's text the line answered from (the facts, for now)
+    flow: str  # the flow's text the line answered from
     owner: str
+    facts: str = ""  # the facts' passages the line answered from, their texts
     failures: list[str] = field(default_factory=list)
 
 
@@ -75,7 +76,7 @@ def words_check(call: Call, checks: dict) -> list[str]:
         if normalize(word) in spoken:
             failed.append(f"said {word!r}")
     if checks.get("figures", True):
-        known = flow_figures(call.flow)
+        known = flow_figures(call.flow) | {int(n) for n in FIGURE.findall(call.facts)}
         invented = sorted({n for n in FIGURE.findall(" ".join(call.said)) if int(n) not in known})
         if invented:
             failed.append(f"said figures not in the facts: {', '.join(invented)}")

@@ -1,21 +1,38 @@
-"""The stand-in's "model" for the eval: rules, not a language model. It answers from the flow's
-own texts (its intents' keywords and answers, Hebrew and a few English words), says it does not
-know anything else and offers a message, asks for a person and ends the call with the line's
-tools, and books, cancels and refuses through the booking tools as the system prompt says. It
-proves the line's plumbing on the OpenAI path (tools, transfer, hang-up, booking), not how a
-real model would phrase or decide."""
+"""The stand-in's "model" for the eval: rules, not a language model. It answers from the facts
+its system prompt carries (the passages retrieval finds for the caller's words, Hebrew and a
+few English words; a price question without a service: every price), calls `cannot_answer`
+for anything else and says it does not know with an offer, greets and says goodbye as the
+flow's hello and thanks do, asks for a person and ends the call with the line's tools, and
+books, cancels and refuses through the booking tools as the system prompt says. Asked about a
+promotion (INVENTS), it makes one up with a price, as a real model may: the line's check of
+figures must keep it from the caller. It proves the line's plumbing on the OpenAI path, not
+how a real model would phrase or decide."""
 
 from __future__ import annotations
 
 import json
 
 from ivr.engines.scripted import normalize, with_hours
+from ivr.facts.grounding import prompt_passages
+from ivr.facts.retrieval import Retriever
+from ivr.facts.words import content_words
 from tests.providers import Called
 
 DONT_KNOW = "אין לי מידע על זה. אפשר להשאיר הודעה לצוות או לבקש לדבר עם נציג."
-ENGLISH = {"hours": "hours", "open": "hours", "opening": "hours", "address": "address",
-           "where": "address", "price": "prices", "prices": "prices", "cost": "prices",
-           "hello": "hello", "hi": "hello", "bye": "thanks", "thanks": "thanks"}
+INVENTS = ("מבצע", "promotion")  # asked about these, the "model" makes up a price
+INVENTED = "יש אצלנו מבצע החודש על תספורת ב-60 ₪ בלבד."  # 60: in no facts
+CHAT_INTENTS = ("hello", "thanks")  # the flow's intents that are talk, not facts
+ENGLISH = {"hours": "שעות הפתיחה", "open": "שעות הפתיחה", "opening": "שעות הפתיחה",
+           "address": "כתובת", "where": "כתובת", "parking": "חניה", "price": "מחיר",
+           "prices": "מחיר", "cost": "מחיר", "hello": "שלום", "hi": "שלום", "bye": "תודה",
+           "thanks": "תודה"}
+UNDERSTANDS = {**ENGLISH, "איפה": "כתובת", "נמצאים": "כתובת", "להגיע": "כתובת",
+               "מגיעים": "כתובת", "פתוחים": "שעות הפתיחה", "פתוח": "שעות הפתיחה",
+               "סוגרים": "שעות הפתיחה", "מתי": "שעות הפתיחה", "שעות": "שעות הפתיחה",
+               "השעות": "שעות הפתיחה"}  # what a word asks about
+PRICE_WORDS = {"כמה", "עולה", "עולים", "עולות", "מחיר", "מחירים", "המחיר", "המחירים", "עלות",
+               "מחירון", "זה", "אצלכם"}  # the "model" understands these as "what does it cost"
+PRICE = "₪"  # a passage that names a price
 PERSON = ("נציג", "בן אדם", "מנהל", "לדבר עם", "בעל העסק", "manager", "person")
 CANCEL = ("לבטל", "ביטול")
 YES = ("כן", "yes", "בטח", "אפשר")
@@ -34,7 +51,8 @@ class Receptionist:
 
     def __init__(self, flow: dict):
         self.flow = with_hours(flow)
-        self.intents = {i["name"]: i for i in self.flow.get("intents") or []}
+        self.intents = {i["name"]: i for i in self.flow.get("intents") or []
+                        if i["name"] in CHAT_INTENTS}
         self.services = [s["name"] for s in (self.flow.get("booking") or {}).get("services", [])]
 
     def __call__(self, body: dict) -> list:
@@ -74,21 +92,42 @@ class Receptionist:
             when = when.removeprefix("ל").strip() if when.startswith("ל" + service) else when
             return [Called("find_free_times", {"service": service, "when_words": when})]
         intent = self.intent(words)
+        if any(w in words for w in INVENTS):
+            return [INVENTED]
+        found = self.from_facts(words, messages[0]["content"] if messages else "")
+        if found:
+            return [found]
         if intent is None:
-            return [DONT_KNOW]
+            return [Called("cannot_answer", {"question": text}), DONT_KNOW]
         if intent["name"] == "thanks":
             return [intent["answer"], Called("end_call")]
-        return [intent["answer"]] if intent.get("answer") else [DONT_KNOW]
+        return [intent["answer"]]
+
+    @staticmethod
+    def from_facts(words: str, prompt: str) -> str:
+        """The answer the prompt's facts give: the passage retrieval finds for the caller's
+        words (their price words understood); for a price alone, every price."""
+        passages = prompt_passages(prompt)
+        said = " ".join(UNDERSTANDS.get(w, w) for w in words.split()
+                        if w in UNDERSTANDS or not w.isascii())
+        rest = " ".join(w for w in said.split() if w not in PRICE_WORDS)
+        asks_price = rest != said
+        if not content_words(rest):
+            return " ".join(p.text for p in passages if PRICE in p.text) if asks_price else ""
+        hits = Retriever(passages).search(rest, limit=3)
+        if asks_price:
+            hits = [h for h in hits if PRICE in h.passage.text]
+            if not hits:  # a price of nothing the facts name: the prices there are
+                return " ".join(p.text for p in passages if PRICE in p.text)
+        return hits[0].passage.text if hits else ""
 
     def intent(self, words: str) -> dict | None:
         """The flow's intent with most of its keywords (or a key) in the caller's words."""
         if words.isdigit() and len(words) == 1:
             return next((i for i in self.intents.values() if str(i.get("dtmf")) == words), None)
-        scores = {name: sum(normalize(k) in words for k in i.get("keywords") or [])
+        said = " ".join(ENGLISH.get(w, w) for w in words.split())
+        scores = {name: sum(normalize(k) in said for k in i.get("keywords") or [])
                   for name, i in self.intents.items()}
-        for word in words.split():
-            if ENGLISH.get(word) in scores:
-                scores[ENGLISH[word]] += 1
         best = max(scores, key=lambda name: scores[name], default=None)
         return self.intents[best] if best and scores[best] else None
 

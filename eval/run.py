@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ivr.engines.scripted import normalize
+from ivr.facts.facts import LiveFacts
 from ivr.sim.script import CallerScript
 
 from .checks import Call, check_names, first_audio, run_checks
@@ -113,6 +114,12 @@ def records(line: Line, call_sid: str, expected: int) -> tuple[list[dict], list[
         time.sleep(0.05)
 
 
+def facts_text(line: Line) -> str:
+    """The texts of the facts the line answers from (FACTS_FILE, default the shipped one)."""
+    facts = LiveFacts.from_settings(line.runtime.settings).current()
+    return "\n".join(p.text for p in facts.passages)
+
+
 def ring(scenario: Scenario, engine: str, judge: Judge) -> dict:
     """One scenario on one engine: its line started, the call rung, checked, the line stopped."""
     started = time.monotonic()
@@ -127,7 +134,7 @@ def ring(scenario: Scenario, engine: str, judge: Judge) -> dict:
         desk = line.runtime.desk
         call = Call(result, script, said, [normalize(t["reply_text"] or "") for t in turns],
                     line.store.leads(), desk.of_caller(script.from_number) if desk else [],
-                    line.flow, line.runtime.settings.owner_phone)
+                    line.flow, line.runtime.settings.owner_phone, facts_text(line))
         failures = run_checks(call, checks_for(scenario.checks, engine))
         waits = first_audio(result)
         conversation = [(who, text) for t in turns

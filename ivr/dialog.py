@@ -32,8 +32,9 @@ from .engines.base import (
     last_said,
 )
 from .eventlog import EventLog
+from .facts.grounding import Allowed, ReplyCheck, tool_texts
 from .owner import Owner
-from .phrases import DEDUP_REPLY, LLM_FALLBACK, REPEAT_PROMPT
+from .phrases import CHECK_BACK, DEDUP_REPLY, DONT_KNOW, LLM_FALLBACK, REPEAT_PROMPT
 from .reply import LiveAudio, SpokenReply
 from .store import Store
 from .tts_cache import TTSCache
@@ -268,15 +269,21 @@ class Dialog:
         last_reply = last_said(history, "assistant")
         chunker, held, written, released = SpeakableChunks(), [], "", 0
         instead = ""  # what to say if the LLM asked for an action and wrote nothing
+        check = None  # each chunk's figures, for an LLM that writes freely
         try:
             if llm is None:
                 raise RuntimeError("no LLM engine configured")
             streams = type(llm).reply_tokens is not LLM.reply_tokens
+            facts = llm.grounding()  # None: the engine's words are the owner's own
             for delta in self._llm_deltas(call_sid, llm, context, outcome):
+                if check is None and facts is not None:  # once the turn's tools are known
+                    check = ReplyCheck(self._allowed(call_sid, facts, history, outcome),
+                                       outcome.tools.kept if outcome.tools else None)
                 if reply.cancelled.is_set() or reply.done:
                     return
                 if isinstance(delta, Action) and delta.kind == "unanswered":
                     self.note_gap(call_sid, outcome.user_text, delta.why)
+                    instead = instead or DONT_KNOW
                     continue
                 if isinstance(delta, Action) and delta.kind == "book":
                     instead = self._book(call_sid, history, outcome)
@@ -294,9 +301,10 @@ class Dialog:
                 repeating = bool(last_reply) and starts_like(last_reply, written)
                 go = held if not repeating else held[:1] if streams and not released else []
                 for text in go:
-                    self._add_chunk(call_sid, outcome, text)
+                    self._add_checked(call_sid, outcome, text, check)
                 released, held = released + len(go), held[len(go):]
-            held += chunker.finish()
+            checked = (self._checked(call_sid, outcome, c, check) for c in held + chunker.finish())
+            held = [c for c in checked if c]
             reply.mark("llm_done")
             outcome.ms["llm"] = reply.ms()["llm_done"] - reply.ms().get("asr", 0)
             if not written.strip() and instead:  # an action alone: its own sentence
@@ -319,6 +327,42 @@ class Dialog:
             held = [DEDUP_REPLY if not same_words(last_reply, DEDUP_REPLY) else LLM_FALLBACK]
         for text in held:
             self._add_chunk(call_sid, outcome, text)
+
+    def _allowed(self, call_sid: str, facts, history: list[dict],
+                 outcome: TurnOutcome) -> Allowed:
+        """The figures this turn's reply may name: the facts', the caller's in this call (and
+        their number), the owner's hours, the call's tool results (this turn's join as they
+        come: ReplyCheck)."""
+        caller = [m["text"] for m in history if m["role"] == "user"] + [outcome.user_text]
+        try:
+            hours = [self.owner.hours.spoken()]
+        except Exception:  # noqa: BLE001 - a flow without readable hours: none to allow
+            hours = []
+        earlier = tool_texts(t for m in history for t in (m.get("tools") or []))
+        return Allowed.of(facts, caller, hours + earlier,
+                          (self.calls.get(call_sid) or {}).get("from_number") or "")
+
+    def _checked(self, call_sid: str, outcome: TurnOutcome, text: str,
+                 check: ReplyCheck | None) -> str | None:
+        """The chunk as it may be spoken: itself when each figure it names is allowed (or no
+        check); else CHECK_BACK the first time in this reply (FIGURE_UNSUPPORTED logged, the
+        question noted as a gap), then nothing."""
+        unsupported = check.unsupported(text) if check is not None else []
+        if not unsupported:
+            return text
+        self.events.emit("FIGURE_UNSUPPORTED", call_sid, logging.WARNING, chunk=text,
+                         figure=",".join(unsupported))
+        if check.replaced:
+            return None
+        check.replaced = True
+        self.note_gap(call_sid, outcome.user_text, "unsupported figure")
+        return CHECK_BACK
+
+    def _add_checked(self, call_sid: str, outcome: TurnOutcome, text: str,
+                     check: ReplyCheck | None) -> None:
+        checked = self._checked(call_sid, outcome, text, check)
+        if checked:
+            self._add_chunk(call_sid, outcome, checked)
 
     def _act(self, call_sid: str, reply: SpokenReply, action: Action) -> str:
         """The LLM asks for an action: note what the line does after the reply (a transfer

@@ -8,3 +8,5 @@ THINKING_TEXT = "רגע, אני בודק."  # THINKING_HINT_MS: a reply is late
 TRANSFERRING = "מעביר אותך לבעל העסק, רק רגע."  # a caller who asked for a person, in hours
 OWNER_UNAVAILABLE = "בעל העסק לא זמין כרגע."  # the owner's phone did not answer
 TAKE_MESSAGE = "אשמח לרשום הודעה. מה השם שלך?"  # unless the flow has its own lead.ask_name
+DONT_KNOW = "אין לי מידע על זה. אפשר להשאיר הודעה, או לבקש לדבר עם נציג."  # not in the facts
+CHECK_BACK = "אבדוק את זה ואחזור אליך."  # instead of a reply's figure the facts do not hold

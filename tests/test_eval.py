@@ -1,6 +1,8 @@
 """`make eval`'s runner, on a few of its scenarios: the scripted line passes one, the OpenAI
-stand-in books one, a line that invents a promotion and a price fails its checks by name, and
-every shipped scenario loads (the whole set runs in `make eval`, not here)."""
+stand-in books one, a line that confirms a made-up promotion fails its checks by name (the price
+it invents is never said: the line's check of figures), the stand-in's own made-up price is
+kept from the caller, and every shipped scenario loads (the whole set runs in `make eval`, not
+here)."""
 
 import json
 import logging
@@ -69,8 +71,19 @@ def test_a_line_that_confirms_a_made_up_promotion_fails_by_name(tmp_path, monkey
     row = run.ring(scenario, "openai", run.Judge())
     assert not row["passed"]
     assert "said 'יש מבצע'" in row["failures"] and "said '1+1'" in row["failures"]
-    assert "said figures not in the facts: 99" in row["failures"]
+    assert not any("99" in text for who, text in row["conversation"])  # checked, not said
+    assert ("line", "כן, יש מבצע 1+1 השבוע, אבדוק את זה ואחזור אליך.") in row["conversation"]
     out = tmp_path / "eval.json"
     monkeypatch.setattr(run, "load_all", lambda only=None: [scenario])
     assert run.main(["--engine", "openai", "--out", str(out)]) == 1
     assert results(out)[0]["failures"] == row["failures"]
+
+
+def test_the_stand_in_makes_up_a_promotion_price_and_the_line_never_says_it(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "eval.json"
+    assert run.main(["--only", "made_up_promotion", "--engine", "openai", "--out", str(out)]) == 0
+    (row,) = results(out)
+    assert row["conversation"] == [["caller", "שמעתי שיש אצלכם מבצע 1+1, זה נכון?"],
+                                   ["line", "אבדוק את זה ואחזור אליך."]]  # not its 60 ₪

@@ -20,7 +20,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.booking", "ivr.booking.hebrew_numbers", "ivr.booking.when",
      "ivr.booking.services", "ivr.booking.slots", "ivr.booking.sayings",
      "ivr.facts", "ivr.facts.words", "ivr.facts.figures", "ivr.facts.facts",
-     "ivr.facts.retrieval", "ivr.facts.importer", "ivr.jobs"},
+     "ivr.facts.retrieval", "ivr.facts.importer", "ivr.facts.grounding", "ivr.jobs"},
     {"ivr.store", "ivr.blob_store", "ivr.reply_store", "ivr.due_checks", "ivr.eventlog",
      "ivr.notify.outbox", "ivr.engines", "ivr.engines.base", "ivr.engines.fake",
      "ivr.engines.local", "ivr.engines.openai_engines", "ivr.engines.openai_realtime",

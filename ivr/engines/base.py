@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import threads
+
+if TYPE_CHECKING:
+    from ..facts.facts import Facts
 
 
 def last_said(history: list[dict], role: str) -> str:
@@ -167,6 +170,12 @@ class LLM:
     def texts(self) -> list[str]:
         """Fixed sentences this engine says (worth prewarming in the TTS cache)."""
         return []
+
+    def grounding(self) -> Facts | None:
+        """The facts this engine's words are checked against, each chunk before it is spoken
+        (ivr/facts/grounding.py: its figures), or None when they need no check (the scripted
+        flow: its texts are the owner's own)."""
+        return None
 
     def summarize(self, history: list[dict], lead: dict | None) -> str:
         """Two lines for the owner: what the caller said, then the message left (or none)."""

@@ -8,6 +8,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .. import audio
+from ..facts.facts import Facts, LiveFacts
+from ..facts.grounding import chosen, facts_prompt
+from ..facts.retrieval import Lookup
+from ..phrases import CHECK_BACK, DONT_KNOW
 from .base import (
     ASR,
     HANG_UP,
@@ -28,6 +32,9 @@ PROMPT_FILE = Path(__file__).resolve().parent.parent / "prompts" / "system_he.tx
 PERSON_KEY = "0"  # a caller who presses 0 asks for a person, whatever the model makes of it
 PERSON_KEY_TEXT = "הקשתי 0: אני רוצה לדבר עם בעל העסק."
 NO_ARGUMENTS = {"type": "object", "properties": {}, "required": [], "additionalProperties": False}
+QUESTION = {"type": "object", "properties": {"question": {
+    "type": "string", "description": "the caller's question, in their words"}},
+    "required": ["question"], "additionalProperties": False}
 ACTION_TOOLS = [  # the actions the model may take besides talking: (name, description, schema)
     ("transfer_to_person",
      "The caller asks to speak with a person (the owner, a manager, staff). "
@@ -35,10 +42,15 @@ ACTION_TOOLS = [  # the actions the model may take besides talking: (name, descr
     ("end_call",
      "The conversation is over (the caller said goodbye or has nothing more):"
      " say a short goodbye, then the line hangs up.", NO_ARGUMENTS),
+    ("cannot_answer",
+     "The business's facts do not answer the caller's question: call it (the owner is told "
+     "of the question) and say plainly that you do not know, offering a message or a person.",
+     QUESTION),
 ]
 ACTION_DONE = '{"ok": true, "note": "the line does it once you have spoken"}'
 TOOL_ROUNDS = 4  # model → tools → model…: the last round may only talk (tool_choice "none")
-ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP}
+NOT_IN_FACTS = Action("unanswered", "not in the facts")
+ACTIONS = {"transfer_to_person": TRANSFER, "end_call": HANG_UP, "cannot_answer": NOT_IN_FACTS}
 SUMMARY_PROMPT = ("סכם את שיחת הטלפון בשתי שורות קצרות בעברית. שורה ראשונה: במה המתקשר התעניין. "
                   "שורה שנייה: ההודעה שהשאיר (שם, טלפון, סיבה), או 'לא הושארה הודעה'.")
 SUMMARY_MAX_TOKENS = 120
@@ -106,15 +118,22 @@ def lowest_effort(model: str) -> str:
 
 
 class OpenAILLM(LLM):
+    """Chat Completions, streamed: the system prompt, then the business's facts (`facts`: all
+    of them while they are small, else the passages found for the caller's words), the call so
+    far; the line's actions and the booking tools as functions."""
+
     name = "openai"
     runs_tools = True
 
     def __init__(self, client, model: str = "gpt-6-luna", system_prompt: str = "",
-                 max_chars: int = 420, shape: str = "auto", timeout: float = 8.0):
+                 max_chars: int = 420, shape: str = "auto", timeout: float = 8.0,
+                 facts: LiveFacts | None = None):
         self.client, self.model, self.system_prompt = client, model, system_prompt
         self.max_chars, self.shape = max_chars, chat_shape(model, shape)
         self.timeout = timeout  # LLM_TIMEOUT_SEC: one reply, its tool rounds included
         self.strict = is_listed(model, "chat")  # OpenAI's own models take strict schemas
+        self.facts = facts
+        self.lookup = Lookup(facts) if facts is not None else None
 
     @classmethod
     def from_settings(cls, settings) -> OpenAILLM:
@@ -122,7 +141,24 @@ class OpenAILLM(LLM):
         prompt = path.read_text(encoding="utf-8").format(min_chars=settings.llm_min_chars,
                                                          max_chars=settings.llm_max_chars)
         return cls(openai_client(settings), settings.openai_model, prompt, settings.llm_max_chars,
-                   settings.openai_chat_shape, settings.llm_timeout_sec)
+                   settings.openai_chat_shape, settings.llm_timeout_sec,
+                   LiveFacts.from_settings(settings))
+
+    def grounding(self) -> Facts:
+        """The facts as they are now (none without a facts file: then no figure of its own
+        may be said)."""
+        return self.facts.current() if self.facts is not None else Facts()
+
+    def texts(self) -> list[str]:
+        return [DONT_KNOW, CHECK_BACK]
+
+    def prompt(self, history: list[dict], text: str) -> str:
+        """The system prompt and the facts for this reply (ivr/facts/grounding.py)."""
+        if self.facts is None:
+            return self.system_prompt
+        before = [m["text"] for m in reversed(history) if m["role"] == "user"][:1]
+        passages = chosen(self.facts.current(), [text, *before], self.lookup.retriever())
+        return f"{self.system_prompt.rstrip()}\n{facts_prompt(passages)}"
 
     def limits(self, max_tokens: int, temperature: float) -> dict:
         """The length limit and sampling in the shape the model accepts (see REASONING_FAMILY)."""
@@ -134,7 +170,7 @@ class OpenAILLM(LLM):
     def messages(self, history: list[dict], text: str) -> list[dict]:
         """The chat so far: a turn whose reply used tools brings its calls and their results
         (kept in the history as "tools") before its words."""
-        messages = [{"role": "system", "content": self.system_prompt}]
+        messages = [{"role": "system", "content": self.prompt(history, text)}]
         for m in history:
             messages += m.get("tools") or []
             messages.append({"role": m["role"], "content": m["text"]})

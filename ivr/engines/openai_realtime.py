@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Iterator
 
 from .. import audio, threads
+from ..facts.figures import TIME, figures
+from ..facts.grounding import phones
 from .base import TTS, EngineError, TranscriptMismatch
 from .openai_engines import OpenAITTS, openai_client
 
@@ -50,9 +52,24 @@ def spoken_words(text: str) -> list[str]:
 
 def reads_as(text: str, transcript: str) -> bool:
     """Whether `transcript` (what the voice says it said) reads `text`, word for word, give
-    or take a word in five (a number said otherwise, a word the transcript splits)."""
+    or take a word in five (a number said otherwise, a word the transcript splits), and names
+    no figure the text does not (the voice is a model too: its words went unchecked)."""
     said, meant = spoken_words(transcript), spoken_words(text)
-    return difflib.SequenceMatcher(None, meant, said, autojunk=False).ratio() >= MATCH_RATIO
+    return difflib.SequenceMatcher(None, meant, said, autojunk=False).ratio() >= MATCH_RATIO \
+        and read_figures(transcript) <= read_figures(text)
+
+
+def read_figures(text: str) -> set[str]:
+    """The figures a reading names, as a listener tells them apart: an hour (a time, or a
+    number up to 24) as on a 12-hour clock, its minutes aside ("18:00", "שש", "6:30" are one),
+    a phone number as its digits."""
+    found, rest = phones(text)
+    out = set(found)
+    for figure in figures(rest):
+        time = TIME.fullmatch(figure)
+        hour = int(time[1]) if time else int(figure) if figure.isdigit() else None
+        out.add(str(hour % 12) if hour is not None and hour <= 24 else figure)
+    return out
 
 
 class OpenAISpeech:

@@ -119,6 +119,15 @@ def test_the_transcript_check_allows_punctuation_and_niqqud_not_other_words():
     assert not reads_as("מה שעות הפתיחה?", "אנחנו פתוחים עד שש")
 
 
+def test_a_voice_that_says_a_figure_the_text_does_not_has_not_read_it():
+    text = "תספורת עולה שמונים שקלים, ושירות מלא מאתיים וחמישים שקלים."
+    assert reads_as(text, "תספורת עולה שמונים שקלים ושירות מלא 250 שקלים")
+    assert not reads_as(text, "תספורת עולה תשעים שקלים, ושירות מלא מאתיים וחמישים שקלים.")
+    hours = "אנחנו פתוחים עד שש בערב, ובשישי עד שמונה וחצי."
+    assert reads_as(hours, "אנחנו פתוחים עד 6 בערב ובשישי עד שמונה וחצי")  # the same hours
+    assert not reads_as(hours, "אנחנו פתוחים עד שבע בערב, ובשישי עד שמונה וחצי.")
+
+
 @pytest.mark.parametrize("model, today", [("gpt-realtime-mini", datetime.date(2027, 1, 20)),
                                           ("gpt-realtime-9", None)])
 def test_a_retired_or_unknown_model_is_an_engine_error(model, today):

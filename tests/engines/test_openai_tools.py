@@ -147,8 +147,8 @@ def test_the_engine_runs_a_tool_and_streams_what_the_model_says_of_its_result(tm
     assert tools.ran == [("find_free_times", FIND.arguments)]  # the caller's words, verbatim
     first, second = (r["json"] for r in provider.requests)
     assert {t["function"]["name"] for t in first["tools"]} == {
-        "transfer_to_person", "end_call", "find_free_times", "book", "my_appointments",
-        "cancel", "move"}
+        "transfer_to_person", "end_call", "cannot_answer", "find_free_times", "book",
+        "my_appointments", "cancel", "move"}
     assert all(t["function"]["strict"] for t in first["tools"])
     assert first["parallel_tool_calls"] is False
     asked, answered = second["messages"][-2:]

@@ -18,6 +18,7 @@ def lookup(tmp_path_factory):
 
 @pytest.mark.parametrize("question, entry", [
     ("יש חניה?", "parking"),
+    ("יש חניה ליד העסק?", "parking"),  # "the business", "near": every question's
     ("יש לכם חניון?", "parking"),
     ("ובמחירים של צבע שורשים?", "services.1"),
     ("כמה עולה תספורת גברים?", "services.0"),
