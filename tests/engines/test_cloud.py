@@ -116,7 +116,8 @@ def test_a_tool_the_model_calls_is_the_lines_action(tmp_path, provider, tool, ac
     assert "".join(p for p in pieces if isinstance(p, str)) == "בשמחה."
     assert [p for p in pieces if not isinstance(p, str)] == [action]
     offered = provider.requests[-1]["json"]["tools"]
-    assert {t["function"]["name"] for t in offered} == {"transfer_to_person", "end_call", "cannot_answer"}
+    assert {t["function"]["name"] for t in offered} == {
+        "transfer_to_person", "end_call", "cannot_answer"}
 
 
 def test_key_0_asks_for_a_person_whatever_the_model_says(tmp_path, provider):
