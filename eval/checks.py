@@ -15,7 +15,7 @@ from ivr.sim.script import CallerScript, unmet_expectations, voice_ulaw
 
 FIGURE = re.compile(r"\d+")
 KNOWN = {"say", "not_say", "figures", "lead", "booking", "transfer", "hangup",
-         "first_audio_max", "turns", "heard_min"}
+         "first_audio_max", "turns", "heard_min", "gap"}
 
 
 @dataclass
@@ -31,6 +31,7 @@ class Call:
     flow: str  # the flow's text the line answered from
     owner: str
     facts: str = ""  # the facts' passages the line answered from, their texts
+    gaps: list = field(default_factory=list)  # the inbox's groups this call asked (facts.gaps)
     failures: list[str] = field(default_factory=list)
 
 
@@ -94,6 +95,16 @@ def kept_check(call: Call, checks: dict) -> list[str]:
                      for lead in call.leads):
             kept = [{k: lead[k] for k in ("name", "phone", "reason")} for lead in call.leads]
             failed.append(f"no message with {want}; kept: {kept}")
+    if "gap" in checks:
+        want = checks["gap"]
+        whys = [g.why for g in call.gaps]
+        if want in (None, "none", False):
+            if call.gaps:
+                failed.append(f"a gap was recorded: {[g.question for g in call.gaps]}")
+        elif len(call.gaps) != 1:
+            failed.append(f"{len(call.gaps)} gaps recorded for the call, not one")
+        elif isinstance(want, str) and want not in whys:
+            failed.append(f"the gap was recorded as {whys[0]!r}, not {want!r}")
     if "booking" in checks:
         want = checks["booking"]
         held = [a.start.strftime("%Y-%m-%d %H:%M") for a in call.booked]

@@ -134,7 +134,8 @@ def ring(scenario: Scenario, engine: str, judge: Judge) -> dict:
         desk = line.runtime.desk
         call = Call(result, script, said, [normalize(t["reply_text"] or "") for t in turns],
                     line.store.leads(), desk.of_caller(script.from_number) if desk else [],
-                    line.flow, line.runtime.settings.owner_phone, facts_text(line))
+                    line.flow, line.runtime.settings.owner_phone, facts_text(line),
+                    [g for g in line.runtime.inbox.groups() if result.call_sid in g.call_sids])
         failures = run_checks(call, checks_for(scenario.checks, engine))
         waits = first_audio(result)
         conversation = [(who, text) for t in turns
