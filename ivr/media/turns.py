@@ -90,6 +90,8 @@ class StreamTurns:
         if self.fork:
             return self.feed_fork(pcm)
         with self.detector_lock:
+            if self.live is not None and self.detector.state == TurnDetector.SPEAKING:
+                self.detector.hear_words(says_backchannel(self.live.partial))  # words so far
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
         for event in events:
@@ -153,8 +155,6 @@ class StreamTurns:
         session of the utterance this frame ended."""
         if self.live is not None:
             self.live.feed(pcm)
-            if self.detector.state == TurnDetector.SPEAKING:
-                self.detector.hear_words(says_backchannel(self.live.partial))
         ended = None
         if any(isinstance(e, Utterance) for e in events):
             ended, self.live = self.live, None
