@@ -233,6 +233,14 @@ class TurnDetector:
         voice over it (empty when none is)."""
         return self.burst.frames if self.state == self.SPEAKING else self.run.frames
 
+    @property
+    def hearing_voice(self) -> bool:
+        """Voice is being heard: an utterance, or over the line's speech a burst with
+        BARGE_IN_VOICE_FRAMES voiced (a click is not worth recognising)."""
+        if self.state == self.SPEAKING:
+            return self.burst.voiced >= self.p.barge_in_voice_frames
+        return bool(self.run.frames)
+
     def hear_words(self, backchannel: bool | None) -> None:
         """What live recognition heard of the burst so far: only backchannels (True), more
         (False: a barge-in at the next voiced frame), or nothing yet (None)."""

@@ -149,8 +149,9 @@ class StreamTurns:
 
     def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
-        opened at its first voiced frame (over the line's speech: of the burst, whose words so
-        far tell a backchannel from an interruption), fed every frame, finished by the turn,
+        opened at its first voiced frame (over the line's speech: once a burst has
+        BARGE_IN_VOICE_FRAMES voiced, and its words so far tell a backchannel from an
+        interruption), fed every frame, finished by the turn,
         cancelled when the detector drops it as a click or it was a backchannel. Returns the
         session of the utterance this frame ended."""
         if self.live is not None:
@@ -158,7 +159,7 @@ class StreamTurns:
         ended = None
         if any(isinstance(e, Utterance) for e in events):
             ended, self.live = self.live, None
-        if self.detector.buffer and self.live is None:
+        if self.detector.hearing_voice and self.live is None:
             self.live = self.live_asr.live()
             self.live.feed(b"".join(self.detector.buffer))
         elif not self.detector.buffer and self.live is not None:
