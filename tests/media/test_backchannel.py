@@ -191,15 +191,14 @@ def audio_frames(pcm: bytes) -> list[bytes]:
 
 def test_the_recorded_set_meets_issue_26_in_stream_and_play_mode():
     """Real Hebrew speech (espeak-ng) over a reply, through the line's own StreamTurns: over
-    the socket and over the Plays (a fork), backchannels and noise bursts keep the reply in
-    ≥ 90 % of the set, interruptions stop it in ≥ 95 %. Counts, not time."""
+    the socket and over the Plays (a fork), backchannels keep the reply in ≥ 90 % of the set
+    (and so do line noise bursts), interruptions stop it in ≥ 95 %. Counts, not time."""
     clips = recorded_set()
     table = figures(run(clips))
     assert set(table) == {"stream", "play"}
     for mode, row in table.items():
         assert row["clips"] == {"backchannel": 54, "interruption": 48, "noise": 20}
-        kept = (100 - row["false_barge_in_backchannel_pct"]) * 54 \
-            + (100 - row["false_barge_in_noise_pct"]) * 20
-        assert kept / 74 >= 90, (mode, row)
+        assert 100 - row["false_barge_in_backchannel_pct"] >= 90, (mode, row)
+        assert 100 - row["false_barge_in_noise_pct"] >= 90, (mode, row)
         assert 100 - row["missed_barge_in_pct"] >= 95, (mode, row)
         assert row["decision_ms"]["max"] <= 1200, (mode, row)  # audio frames, not wall-clock
