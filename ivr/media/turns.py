@@ -151,9 +151,9 @@ class StreamTurns:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
         opened at its first voiced frame (over the line's speech: once a burst has
         BARGE_IN_VOICE_FRAMES voiced, and its words so far tell a backchannel from an
-        interruption), fed every frame, finished by the turn,
-        cancelled when the detector drops it as a click or it was a backchannel. Returns the
-        session of the utterance this frame ended."""
+        interruption), fed every frame, finished by the turn, cancelled when the detector
+        drops it as a click or once a backchannel is over. Returns the session of the
+        utterance this frame ended."""
         if self.live is not None:
             self.live.feed(pcm)
         ended = None

@@ -277,13 +277,13 @@ class Caller:
         yield from self.wait_until(lambda: self.line.listening and not self.line.speaking,
                                    timeout, True)
 
-    def speak(self, text: str, hang_up_after: float | None = None, answered: bool = True
+    def speak(self, text: str, hang_up_after: float | None = None, backchannel: bool = False
               ) -> Generator[Wait, bool, None]:
-        """Say `text`; with `hang_up_after`, hang up that many seconds into it; not
-        `answered`: a backchannel, which no reply answers."""
-        self.run_.log("caller", f'says "{text}"' + ("" if answered else " (a backchannel)"))
+        """Say `text`; with `hang_up_after`, hang up that many seconds into it; a
+        `backchannel` no reply answers."""
+        self.run_.log("caller", f'says "{text}"' + (" (a backchannel)" if backchannel else ""))
         self.run_.result.said.append({"t": round(self.now, 3), "text": text})
-        if answered:
+        if not backchannel:
             self.replies_seen = self.line.replies  # a reply begun from now on answers this
         self.run_.dropped.discard(text)  # said again: this time it may be heard
         self.run_.mic.speak(voice_ulaw(text), text)
@@ -301,7 +301,7 @@ class Caller:
         elif step.action == "barge_in":
             yield from self.wait_until(lambda: self.line.speaking, self.script.reply_timeout, True)
             yield from self.pause(step.opt("after"))
-            yield from self.speak(step.value, answered=not step.opt("backchannel"))
+            yield from self.speak(step.value, backchannel=step.opt("backchannel"))
         elif step.action == "dtmf":
             if step.opt("during_reply"):  # a key pressed while the line speaks
                 yield from self.wait_until(lambda: self.line.speaking,
