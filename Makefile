@@ -10,7 +10,7 @@ PORT ?= 5000
 export PORT
 comma := ,
 
-.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast eval lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
+.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast eval lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-backchannel bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -77,6 +77,9 @@ bench-fallback: setup
 bench-barge: setup
 	$(PY) -m bench.barge_in
 
+bench-backchannel: setup
+	$(PY) -m bench.backchannel
+
 bench-concurrency: setup
 	$(PY) -m bench.concurrency
 
@@ -96,7 +99,7 @@ bench-webhooks: setup
 	@bash scripts/install_system_deps.sh --with-cluster
 	$(PY) -m bench.webhook_fuzz
 
-bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-concurrency bench-flood bench-latency bench-short bench-webhooks
+bench: bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-backchannel bench-concurrency bench-flood bench-latency bench-short bench-webhooks
 
 deploy-check:
 	python3 scripts/deploy_check.py $(DEPLOY_CHECK_ARGS)

@@ -259,7 +259,10 @@ class Settings:
         750, int_range(0, 10000), "from a reply's start: voice begun and ended in it is echo")
     barge_in: bool = setting(True, boolean, "the caller may interrupt the line")
     barge_in_voice_frames: int = setting(
-        3, int_range(1, 100), "voiced 20 ms frames that interrupt the line")
+        3, int_range(1, 100),
+        "voiced 20 ms frames that interrupt (BACKCHANNEL_SEC=0, or live words say so)")
+    backchannel_sec: float = setting(
+        0.5, float_range(0, 5.0), "voice over the line shorter than this (כן, אהה) goes on; 0: off")
     dedup_window_sec: float = setting(
         14.0, float_range(0, 3600), "the same caller text within this window is ignored")
     thinking_hint_ms: int = setting(

@@ -99,6 +99,7 @@ class LiveRecognition:
         self.thread: threading.Thread | None = None
         self.results: list[tuple[str, str]] = []
         self.error: Exception | None = None
+        self.partial = ""  # the words recognised so far (an engine that hears live: as they come)
 
     def feed(self, pcm16_8k: bytes) -> None:
         """The next audio of the utterance (20 ms a call, from the event loop: never blocks)."""

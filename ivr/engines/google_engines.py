@@ -157,7 +157,13 @@ class GoogleLiveRecognition(LiveRecognition):
             cancelled = self.cancelled
         if cancelled:
             responses.cancel()
-        return asr.results_of(responses)
+        results: list[tuple[str, str]] = []
+        for response in responses:  # the words so far: the finals, then the latest interim
+            results += asr.results_of([response])
+            finals = [text for kind, text in results if kind == "final"]
+            self.partial = " ".join(finals + [text for kind, text in results[-1:]
+                                              if kind == "interim"])
+        return results
 
 
 class GoogleTTS(TTS):

@@ -22,6 +22,14 @@ NOISE_RATIO = 3.0  # voice starts this many times louder than the floor (+9.5 dB
 HOLD_RATIO = 2.5  # …and, once started (or just before), goes on while this many times (+8 dB)…
 VOICE_MIN_RMS = 40  # …and louder than this (a line of digital silence); VAD_RMS is the ceiling
 LEAD_SEC = 0.1  # the nearly voiced frames just before voice starts belong to it (its onset)
+# over the line's speech, a burst of voice (begun by a frame over VAD_RMS, voiced while over
+# BURST_HOLD_SHARE of it) voiced no longer than BACKCHANNEL_SEC is a backchannel ("כן", "אהה"):
+# it ends after BURST_GAP_SEC without voice; voice again within BURST_KEEP_SEC continues it
+# (its frames are kept and counted: an interrupter's "רגע, …" is heard whole)
+BURST_GAP_SEC = 0.24
+BURST_KEEP_SEC = 0.8
+BURST_HOLD_SHARE = 0.6  # (a quieter caller's voice holds; the line's echo, 35 dB down, not)
+WORDS_MAX_SEC = 1.2  # when the live words are all backchannels, the burst may last this long
 def frames(seconds: float) -> int:
     return max(1, round(seconds / FRAME_SEC))
 
@@ -38,6 +46,7 @@ class TurnParams:
     barge_in: bool
     barge_in_voice_frames: int
     greeting: bool = False
+    backchannel_sec: float = 0.0  # voice over the line shorter than this goes on (0: none)
     silence_sec: float = 0.0  # re-prompt a caller silent this long after the line spoke (0: never)
     line_spoke: bool = False  # the line has spoken before this stream (its silence counts at once)
 
@@ -48,6 +57,7 @@ class TurnParams:
                    min_utt_sec=settings.min_utt_sec, max_utt_sec=settings.max_utt_sec,
                    refractory_ms=settings.reply_refractory_ms, barge_in=settings.barge_in,
                    barge_in_voice_frames=settings.barge_in_voice_frames, greeting=greeting,
+                   backchannel_sec=settings.backchannel_sec,
                    silence_sec=settings.stream_silence_sec, line_spoke=line_spoke)
 
 
@@ -88,6 +98,19 @@ class BargeIn:
     """The caller talked over the line: stop speaking (send `clear`) and listen."""
 
     voiced_frames: int
+
+
+@dataclass
+class Backchannel:
+    """The caller said something short over the line ("כן", "אהה") and stopped: the line goes
+    on speaking; no turn."""
+
+    frames: int
+    voiced_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames * FRAME_SEC
 
 
 @dataclass
@@ -143,9 +166,26 @@ class VoiceRun:
         return len(self.frames) - self.silence
 
 
+class Burst(VoiceRun):
+    """Voice over the line's speech: its frames from the first voiced one (a backchannel's
+    kept until the burst ends), and where its last part (after a backchannel) began."""
+
+    def __init__(self):
+        super().__init__()
+        self.part_voiced = 0  # its voiced frames before its last part
+        self.part = 0  # where that part began (frame index)
+        self.reported = False  # its last part was reported as a backchannel
+        self.words: bool | None = None  # the live words of it: all backchannels (None: none)
+
+    def add(self, pcm: bytes, voiced: bool) -> None:
+        if voiced and self.reported:
+            self.reported, self.part, self.part_voiced = False, len(self.frames), self.voiced
+        super().add(pcm, voiced)
+
+
 class TurnDetector:
-    """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn, Greet and
-    Silence back.
+    """Feed every inbound frame with its RMS; get Utterance, Dropped, BargeIn, Backchannel,
+    Greet and Silence back.
 
     Voice starts at a frame louder than NOISE_RATIO times the line's noise floor (at least
     VOICE_MIN_RMS), never needing more than VAD_RMS, and holds (its onset just before, its
@@ -153,8 +193,11 @@ class TurnDetector:
     over the line's own audio, needs VAD_RMS. The refractory (REPLY_REFRACTORY_MS) starts
     when the reply starts going out; what is left of it when Twilio's mark says the reply has
     played keeps its frames: an answer begun inside it is whole, and only voice that also
-    ended inside it is dropped. Silence counts the frames with no voice while listening
-    after the line has spoken; any voice (even a click) starts the count again.
+    ended inside it is dropped. With BACKCHANNEL_SEC, voice over the line interrupts only once
+    more of it is voiced (past BARGE_IN_VOICE_FRAMES when its live words say more than a
+    backchannel; up to WORDS_MAX_SEC when they say only that): a shorter burst is a
+    Backchannel. Silence counts the frames with no voice while listening after the line has
+    spoken; any voice (even a click) starts the count again.
     """
 
     LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
@@ -174,6 +217,9 @@ class TurnDetector:
         self.refractory_left = 0
         self.voice_in_row = 0
         self.recent: deque[bytes] = deque(maxlen=max(1, params.barge_in_voice_frames))
+        self.burst = Burst()  # voice over the line's speech, while it is not yet a barge-in
+        self.burst_frames = frames(params.backchannel_sec) if params.backchannel_sec > 0 else 0
+        self.gap_frames, self.keep_frames = frames(BURST_GAP_SEC), frames(BURST_KEEP_SEC)
         self.frames_seen = 0
         self.heard_voice = False
         self.greeted = not params.greeting
@@ -183,8 +229,22 @@ class TurnDetector:
 
     @property
     def buffer(self) -> list[bytes]:
-        """The frames of the utterance being heard (empty when none is)."""
-        return self.run.frames
+        """The frames of the utterance being heard, or while the line speaks of the burst of
+        voice over it (empty when none is)."""
+        return self.burst.frames if self.state == self.SPEAKING else self.run.frames
+
+    @property
+    def hearing_voice(self) -> bool:
+        """Voice is being heard: an utterance, or over the line's speech a burst with
+        BARGE_IN_VOICE_FRAMES voiced (a click is not worth recognising)."""
+        if self.state == self.SPEAKING:
+            return self.burst.voiced >= self.p.barge_in_voice_frames
+        return bool(self.run.frames)
+
+    def hear_words(self, backchannel: bool | None) -> None:
+        """What live recognition heard of the burst so far: only backchannels (True), more
+        (False: a barge-in at the next voiced frame), or nothing yet (None)."""
+        self.burst.words = backchannel
 
     # ---- control from the call ------------------------------------------------------------
     def listen(self) -> None:
@@ -210,17 +270,24 @@ class TurnDetector:
         self.refractory_left = round(self.p.refractory_ms / 1000 / FRAME_SEC)
         self.voice_in_row = 0
         self.recent.clear()
-        self.unheard = VoiceRun()
+        self.unheard, self.burst = VoiceRun(), Burst()
 
     def bot_done(self) -> None:
-        """The reply has played (Twilio's mark): listen, through what is left of the refractory."""
+        """The reply has played (Twilio's mark): listen, through what is left of the refractory.
+        Voice begun over its end and still going on is the start of the caller's utterance."""
+        burst = self.burst
         self.state = self.LISTENING
         self.counting, self.quiet = True, 0
         self._reset()
+        if burst.frames and not burst.reported:
+            self.run.frames, self.run.voiced = burst.frames, burst.voiced
+            self.run.silence = burst.silence
 
     def stop(self) -> Dropped | None:
         """The stream has ended: the voice being heard, if any, is dropped (and reported)."""
         run = self.run if self.run.frames else self.unheard
+        if not run.frames and self.burst.frames and not self.burst.reported:
+            run = self.burst  # said over the line, and not yet known to be a backchannel
         if not run.frames:
             return None
         self._reset()
@@ -245,7 +312,7 @@ class TurnDetector:
         self.frames_seen += 1
         floor = self.noise.add(level)
         if self.state == self.SPEAKING:
-            return self._while_speaking(pcm, level > self.p.vad_rms)
+            return self._while_speaking(pcm, level)
         start_at, hold_at = self.thresholds(floor)
         starts, holds = level > start_at, level > hold_at
         if self.state == self.THINKING:
@@ -296,18 +363,50 @@ class TurnDetector:
         run.add(pcm, True)
         return True
 
-    def _while_speaking(self, pcm: bytes, voiced: bool) -> list:
+    def _while_speaking(self, pcm: bytes, level: int) -> list:
         self.refractory_left = max(0, self.refractory_left - 1)
+        voiced = level > self.p.vad_rms
+        if self.burst_frames and self.p.barge_in:
+            return self._over_speech(pcm, voiced, level > self.p.vad_rms * BURST_HOLD_SHARE)
         self.recent.append(pcm)
         self.voice_in_row = self.voice_in_row + 1 if voiced else 0
         if not (self.p.barge_in and self.voice_in_row >= self.p.barge_in_voice_frames):
             return []
         heard = list(self.recent)
+        return [self._barge_in(heard, len(heard), 0)]
+
+    def _over_speech(self, pcm: bytes, voiced: bool, holds: bool) -> list:
+        """BACKCHANNEL_SEC: a burst of voice over the line is a barge-in once enough of it is
+        voiced, a Backchannel once it stops short of that; a backchannel's frames stay with
+        the burst while the caller may go on (an interrupter's first word is not lost)."""
+        burst = self.burst
+        if not (burst.frames or voiced):
+            return []
+        burst.add(pcm, holds)
+        needed = self.burst_frames
+        if burst.words is False:
+            needed = self.p.barge_in_voice_frames
+        elif burst.words:
+            needed = max(needed, frames(WORDS_MAX_SEC))
+        if burst.voiced > needed:  # voice that goes on past the threshold
+            return [self._barge_in(burst.frames, burst.voiced, burst.silence)]
+        if burst.silence >= self.keep_frames:
+            self.burst = Burst()
+        elif burst.silence >= self.gap_frames and not burst.reported:
+            burst.reported = True
+            voiced = burst.voiced - burst.part_voiced
+            if voiced >= self.p.barge_in_voice_frames:  # less is a click
+                return [Backchannel(burst.speech - burst.part, voiced)]
+        return []
+
+    def _barge_in(self, heard: list[bytes], voiced: int, silence: int) -> BargeIn:
+        """The caller interrupts: listen, with what was heard of them as their utterance."""
         self.state = self.LISTENING
         self.refractory_left = 0  # the caller's own voice: nothing of it is skipped
         self._reset()
-        self.run.frames, self.run.voiced, self.heard_voice = heard, len(heard), True
-        return [BargeIn(len(heard))]
+        self.run.frames, self.run.voiced, self.heard_voice = list(heard), voiced, True
+        self.run.silence = silence
+        return BargeIn(voiced)
 
     def _while_thinking(self, pcm: bytes, starts: bool, holds: bool) -> list:
         """One turn at a time: voice while the line prepares its reply is not answered, but
@@ -351,4 +450,5 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self.run, self.unheard, self.voice_in_row = VoiceRun(), VoiceRun(), 0
+        self.burst = Burst()
         self.lead.clear()

@@ -16,7 +16,17 @@ from ..phrases import LLM_FALLBACK
 from ..reply import Chunk, SpokenReply
 from ..runtime import Runtime
 from ..tts_cache import FALLBACK, GOODBYE, GREETING, THINKING
-from .endpointing import BargeIn, Dropped, Greet, Silence, TurnDetector, TurnParams, Utterance
+from .backchannel import says_backchannel
+from .endpointing import (
+    Backchannel,
+    BargeIn,
+    Dropped,
+    Greet,
+    Silence,
+    TurnDetector,
+    TurnParams,
+    Utterance,
+)
 
 log = logging.getLogger("ivr")
 
@@ -80,6 +90,8 @@ class StreamTurns:
         if self.fork:
             return self.feed_fork(pcm)
         with self.detector_lock:
+            if self.live is not None and self.detector.state == TurnDetector.SPEAKING:
+                self.detector.hear_words(says_backchannel(self.live.partial))  # words so far
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
         for event in events:
@@ -87,6 +99,8 @@ class StreamTurns:
                 self.dispatch(event, ended)
             elif isinstance(event, BargeIn):
                 self.barge_in(event)
+            elif isinstance(event, Backchannel):
+                self.backchannel(event)
             elif isinstance(event, Greet):
                 self.greet()
             elif isinstance(event, Silence):
@@ -102,6 +116,9 @@ class StreamTurns:
             events = self.detector.feed(pcm, audio.rms(pcm))
             barge = next((e for e in events if isinstance(e, BargeIn)), None)
             if barge is None:
+                for event in events:
+                    if isinstance(event, Backchannel):
+                        self.backchannel(event)
                 return
             self.rt.overheard.begin(self.call_sid, self.detector.buffer)
             self.detector.take_turn()
@@ -132,21 +149,30 @@ class StreamTurns:
 
     def _feed_live(self, pcm: bytes, events: list) -> LiveRecognition | None:
         """With an ASR that streams, the recognizer hears the utterance while it is spoken:
-        opened at its first voiced frame (or a barge-in), fed every frame, finished by the
-        turn, cancelled when the detector drops it as a click. Returns the session of the
+        opened at its first voiced frame (over the line's speech: once a burst has
+        BARGE_IN_VOICE_FRAMES voiced, and its words so far tell a backchannel from an
+        interruption), fed every frame, finished by the turn, cancelled when the detector
+        drops it as a click or once a backchannel is over. Returns the session of the
         utterance this frame ended."""
         if self.live is not None:
             self.live.feed(pcm)
         ended = None
         if any(isinstance(e, Utterance) for e in events):
             ended, self.live = self.live, None
-        if self.detector.buffer and self.live is None:
+        if self.detector.hearing_voice and self.live is None:
             self.live = self.live_asr.live()
             self.live.feed(b"".join(self.detector.buffer))
         elif not self.detector.buffer and self.live is not None:
             self.live.cancel()
             self.live = None
         return ended
+
+    def backchannel(self, event: Backchannel) -> None:
+        """The caller said "כן" or "אהה" over the line: it goes on speaking; no turn."""
+        words = self.live.partial if self.live is not None else ""
+        self.rt.events.emit("BACKCHANNEL", self.call_sid, sid=self.channel.stream_sid,
+                            sec=round(event.seconds, 2), voiced=event.voiced_frames,
+                            words=words, over="play" if self.fork else "stream")
 
     def dropped(self, reason: str, seconds: float, voiced: int) -> None:
         """What the caller said is not answered: never without a trace."""

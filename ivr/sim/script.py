@@ -19,7 +19,8 @@ SCRIPTS_DIR = Path(__file__).parent / "scripts"
 ACTIONS = ("say", "silence", "dtmf", "barge_in", "hangup")
 DEFAULTS = {"think": 0.6, "after": 0.5, "wait_reply": True, "during_reply": False,
             "expect": None, "hang_up_after": None,  # hang_up_after: s into a sentence
-            "after_replies": 0}  # wait until the line has spoken this often (greeting, re-prompt)
+            "after_replies": 0,  # wait until the line has spoken this often (greeting, re-prompt)
+            "backchannel": False}  # a barge_in the line is not to stop for, nor answer ("כן")
 SPOKEN = ("say", "barge_in", "dtmf")  # the steps the line answers, each with a turn
 DIAL_OUTCOMES = ("answer", "no-answer", "busy", "failed")
 
@@ -76,11 +77,16 @@ class CallerScript:
     @property
     def answered(self) -> int:
         """How many turns the line answers if it hears every step the caller speaks or keys."""
-        return sum(step.action in SPOKEN for step in self.steps)
+        return sum(answered(step) for step in self.steps)
 
     def dial_outcome(self, number: str) -> str:
         """How the far end of a <Dial> to `number` behaves; a number not listed: no-answer."""
         return self.dial.get(digits(number), self.dial.get("*", "no-answer"))
+
+
+def answered(step: Step) -> bool:
+    """Whether the line answers the step with a turn (a backchannel it does not)."""
+    return step.action in SPOKEN and not step.opt("backchannel")
 
 
 def digits(number: Any) -> str:
@@ -141,14 +147,17 @@ def parse_step(number: int, raw: Any) -> Step:
     value = raw[action]
     if action in ("say", "barge_in") and not (isinstance(value, str) and value.strip()):
         raise ScriptError(f"step {number}: {action} needs the sentence to speak")
+    if options.get("backchannel") and action != "barge_in":
+        raise ScriptError(f"step {number}: backchannel goes with a barge_in step")
     if action == "silence" and not isinstance(value, (int, float)):
         raise ScriptError(f"step {number}: silence needs a number of seconds")
     if action == "dtmf" and not str(value).strip("0123456789*#") == "":
         raise ScriptError(f"step {number}: dtmf keys are 0-9, * and #")
     expect = options.get("expect")
     if expect is not None:
-        if action not in SPOKEN:
-            raise ScriptError(f"step {number}: expect goes with a say, barge_in or dtmf step")
+        if action not in SPOKEN or options.get("backchannel"):
+            raise ScriptError(f"step {number}: expect goes with a say, barge_in or dtmf step "
+                              f"(not a backchannel)")
         words = [expect] if isinstance(expect, str) else expect
         if not (isinstance(words, list) and words and all(
                 isinstance(w, str) and w.strip() for w in words)):
@@ -164,7 +173,7 @@ def unmet_expectations(script: CallerScript, replies: list[str]) -> list[str]:
     unmet = []
     spoken = 0
     for number, step in enumerate(script.steps, 1):
-        if step.action not in SPOKEN:
+        if not answered(step):
             continue
         words = step.opt("expect")
         later = " ".join(replies[spoken:])
@@ -268,12 +277,14 @@ class Caller:
         yield from self.wait_until(lambda: self.line.listening and not self.line.speaking,
                                    timeout, True)
 
-    def speak(self, text: str, hang_up_after: float | None = None
+    def speak(self, text: str, hang_up_after: float | None = None, backchannel: bool = False
               ) -> Generator[Wait, bool, None]:
-        """Say `text`; with `hang_up_after`, hang up that many seconds into it."""
-        self.run_.log("caller", f'says "{text}"')
+        """Say `text`; with `hang_up_after`, hang up that many seconds into it; a
+        `backchannel` no reply answers."""
+        self.run_.log("caller", f'says "{text}"' + (" (a backchannel)" if backchannel else ""))
         self.run_.result.said.append({"t": round(self.now, 3), "text": text})
-        self.replies_seen = self.line.replies  # a reply begun from now on answers this
+        if not backchannel:
+            self.replies_seen = self.line.replies  # a reply begun from now on answers this
         self.run_.dropped.discard(text)  # said again: this time it may be heard
         self.run_.mic.speak(voice_ulaw(text), text)
         if hang_up_after is not None:
@@ -290,7 +301,7 @@ class Caller:
         elif step.action == "barge_in":
             yield from self.wait_until(lambda: self.line.speaking, self.script.reply_timeout, True)
             yield from self.pause(step.opt("after"))
-            yield from self.speak(step.value)
+            yield from self.speak(step.value, backchannel=step.opt("backchannel"))
         elif step.action == "dtmf":
             if step.opt("during_reply"):  # a key pressed while the line speaks
                 yield from self.wait_until(lambda: self.line.speaking,

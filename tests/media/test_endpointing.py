@@ -92,7 +92,7 @@ def test_thinking_ignores_the_caller_until_told_to_listen():
 
 
 def test_barge_in_after_three_voiced_frames_and_the_caller_is_heard():
-    detector = new_detector()
+    detector = new_detector(backchannel_sec=0)  # no backchannels: any voice interrupts
     detector.bot_speaking()
     events = feed(detector, [(QUIET, 20), (LOUD, 2), (QUIET, 1), (LOUD, 3), (LOUD, 40),
                              (QUIET, 30)])
@@ -130,10 +130,10 @@ def test_voice_begun_and_ended_in_the_refractory_of_a_very_short_reply_is_droppe
 def test_a_barge_in_is_heard_whatever_the_refractory():
     detector = new_detector()
     detector.bot_speaking()
-    events = feed(detector, [(QUIET, 5), (LOUD, 20), (QUIET, 30)])
+    events = feed(detector, [(QUIET, 5), (LOUD, 40), (QUIET, 30)])  # longer than a backchannel
     assert len([e for _, e in events if isinstance(e, BargeIn)]) == 1
     (utt,) = utterances(events)
-    assert utt.voiced_frames == 20
+    assert utt.voiced_frames == 40
 
 
 def test_a_quiet_caller_is_heard_over_a_quiet_line():
