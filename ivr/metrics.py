@@ -62,6 +62,9 @@ class Figures:
         self.barge_ins = Counter("ivr_barge_ins", "the caller interrupted the line, over what "
                                  "(play: the fork over <Play>; stream: the socket) and by what",
                                  ["over", "by"], registry=r)
+        self.backchannels = Counter("ivr_backchannels", "voice over the line's reply taken "
+                                    "for a backchannel (a short yes or uh-huh): it went on",
+                                    ["over"], registry=r)
         self.dropped = Counter("ivr_utterances_dropped", "voice not taken as an utterance, by "
                                "reason", ["reason"], registry=r)
         self.notifications = Counter("ivr_notifications", "the owner's notifications, by "
@@ -129,6 +132,7 @@ ON_EVENT: dict[str, Callable[[Figures, Mapping[str, Any]], None]] = {
     "WATCHDOG_REDIRECT_FAIL": _redirect("fail"),
     "BARGE_IN": lambda f, d: f.barge_ins.labels(label(d.get("over") or "stream"),
                                                 label(d.get("by"))).inc(),
+    "BACKCHANNEL": lambda f, d: f.backchannels.labels(label(d.get("over") or "stream")).inc(),
     "UTTERANCE_DROPPED": lambda f, d: f.dropped.labels(label(d.get("reason"))).inc(),
     "NOTIFY_SENT": _notification("sent"),
     "NOTIFY_RETRY": _notification("retry"),
