@@ -140,7 +140,8 @@ def ring(scenario: Scenario, engine: str, judge: Judge) -> dict:
         waits = first_audio(result)
         conversation = [(who, text) for t in turns
                         for who, text in (("caller", t["user_text"]), ("line", t["reply_text"]))]
-        verdict = judge.grade(line.flow, conversation) if judge.on else None
+        verdict = judge.grade(f"{line.flow}\n\n{call.facts}", conversation) \
+            if judge.on else None  # against the flow and the business's facts
     finally:
         line.close()
     return {"scenario": scenario.name, "engine": engine, "passed": not failures,
