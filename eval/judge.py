@@ -1,5 +1,6 @@
 """The optional judge: with OPENAI_API_KEY set and OpenAI reachable, a model grades each call's
-politeness and correctness against the flow and the business's facts; without a key the rule checks run alone."""
+politeness and correctness against the flow and the business's facts; without a key the rule
+checks run alone."""
 
 from __future__ import annotations
 
