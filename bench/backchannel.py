@@ -205,21 +205,23 @@ def runtime(tmp: str, **env: str):
            "TTS_DIR": f"{tmp}/tts", "VAR_DIR": f"{tmp}/var", "ASR_ENGINE": "fake",
            "LLM_ENGINE": "fake", "TTS_ENGINE": "fake", "TURN_MODE": "stream",
            "TWILIO_ACCOUNT_SID": "AC" + "b" * 32, "TWILIO_AUTH_TOKEN": "bench-backchannel", **env}
-    rt = create_app(Settings.from_env(env)).extensions["ivr"]
-    logging.getLogger("ivr").setLevel(logging.WARNING)  # not a line per barge-in
-    return rt
+    return create_app(Settings.from_env(env)).extensions["ivr"]
 
 
 def run(clips: list[Clip], modes: tuple[str, ...] = ("stream", "play"), **env: str
         ) -> list[dict]:
     """Every clip over a reply in every mode (`env`: the line's settings changed)."""
     line = Line(-65.0, seed=26)
+    logger = logging.getLogger("ivr")
+    level = logger.level
     with tempfile.TemporaryDirectory() as tmp:
         rt = runtime(tmp, **env)
+        logger.setLevel(logging.WARNING)  # not a line per barge-in
         try:
             return [trial(rt, clip, mode, n, line) for mode in modes
                     for n, clip in enumerate(clips)]
         finally:
+            logger.setLevel(level)  # as it was: the tests run it in the suite's process
             rt.close()
 
 
