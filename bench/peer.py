@@ -3,9 +3,10 @@ provider (bench/latency_profile.py), the same emulated caller and questions; end
 speech → first reply audio heard, and → the whole reply heard, p50/p95, and Pipecat ÷ line.
 
 Run: `make bench-peer` (it builds .venv-peer with Pipecat from PyPI, bench/requirements-peer.txt)
-or `python -m bench.peer [--turns 10]` once .venv-peer exists. The line runs REPLY_MODE=stream
-and play as `make bench-latency` runs them (OpenAI speech over /v1/audio/speech); the peer is
-bench/peer_bot.py in its own virtualenv, rung by the emulator's carrier exactly as the line is:
+or `python -m bench.peer [--turns 10] [--cold]` once .venv-peer exists. The line runs
+REPLY_MODE=stream and play as `make bench-latency` runs them (OpenAI speech over
+/v1/audio/speech); the peer is bench/peer_bot.py in its own virtualenv, rung by the
+emulator's carrier exactly as the line is:
 POST /webhook/incoming_call, its <Connect><Stream> TwiML, Media Streams over the WebSocket.
 Pipecat asks the speech endpoint for `response_format: pcm` (raw 24 kHz PCM16, as OpenAI serves
 it); the provider here answers that with PCM of the same length, latency and pace as its MP3.
@@ -29,7 +30,7 @@ from ivr.sim import Carrier
 
 from .common import percentile, write_result
 from .harness import ROOT, free_port, log
-from .latency import QUESTIONS, REPLY_PAUSE_SEC, run_mode, turn_times
+from .latency import QUESTIONS, REPLY_PAUSE_SEC, audio_heard, run_mode, turn_times
 from .latency_profile import CHARS_PER_AUDIO_SEC, LatencyProfile
 
 PEER_VENV = ROOT / ".venv-peer"
@@ -93,12 +94,13 @@ def script(turns: int) -> dict:
 
 
 def summarize(times: list[tuple[float, float, float]], turns: int) -> dict:
-    """p50/p95 of first audio, whole reply and the silence inside it (seconds)."""
-    def p(k: int) -> dict:
-        values = [t[k] for t in times]
+    """p50/p95 of first audio, whole reply, the silence inside it and the reply's audio (s)."""
+    def p(values: list[float]) -> dict:
         return {"p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2)}
-    return {"turns": turns, "answered": len(times), "first_audio_sec": p(0),
-            "whole_reply_sec": p(1), "silence_inside_reply_sec": p(2)}
+    return {"turns": turns, "answered": len(times), "first_audio_sec": p([t[0] for t in times]),
+            "whole_reply_sec": p([t[1] for t in times]),
+            "silence_inside_reply_sec": p([t[2] for t in times]),
+            "reply_audio_sec": p(audio_heard(times))}
 
 
 def run_peer(turns: int, profile: LatencyProfile) -> dict:
@@ -121,11 +123,12 @@ def ratios(runs: dict) -> dict:
 
 
 def table(runs: dict) -> str:
-    rows = ["                 first audio p50/p95   whole reply p50/p95   answered"]
+    rows = ["                 first audio p50/p95   whole reply p50/p95   its audio p50   answered"]
     for name, run in runs.items():
         first, whole = run["first_audio_sec"], run["whole_reply_sec"]
+        said = run.get("reply_audio_sec", {}).get("p50", "-")
         rows.append(f"{name:<16} {first['p50']:>6} / {first['p95']:<12} {whole['p50']:>6} / "
-                    f"{whole['p95']:<12} {run['answered']}/{run['turns']}")
+                    f"{whole['p95']:<12} {said:>6} s        {run['answered']}/{run['turns']}")
     for mode, ratio in ratios(runs).items():
         rows.append(f"Pipecat ÷ {mode}: first audio {ratio['first_audio_sec']}×, "
                     f"whole reply {ratio['whole_reply_sec']}×")
@@ -135,16 +138,20 @@ def table(runs: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--cold", action="store_true",
+                        help="every reply opens differently: no chunk comes from the MP3 cache")
     args = parser.parse_args()
-    profile = PcmProfile()
+    profile = PcmProfile(cold=args.cold)
     try:
         runs = {f"line {mode}": run_mode(mode, args.turns, profile, "speech", None)
                 for mode in ("stream", "play")}
         runs["pipecat"] = run_peer(args.turns, profile)
     finally:
         profile.stop()
-    path = write_result("peer", {"profile": "bench/latency_profile.py", "peer": "pipecat-ai "
-                                 + peer_version(), "modes": runs, "ratios": ratios(runs)})
+    path = write_result("peer-cold" if args.cold else "peer",
+                        {"profile": "bench/latency_profile.py", "cold": args.cold,
+                         "peer": "pipecat-ai " + peer_version(), "modes": runs,
+                         "ratios": ratios(runs)})
     print(table(runs) + f"\nwritten to {path}")
 
 
