@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from bench.peer import PCM_RATE, PcmProfile, PeerBot, ratios, table
+from bench.latency import audio_heard
+from bench.peer import PCM_RATE, PcmProfile, PeerBot, ratios, summarize, table
 from ivr import audio
 
 
@@ -54,3 +55,9 @@ def test_the_ratio_is_pipecats_p50_over_each_line_modes():
 def test_without_the_peer_virtualenv_it_says_how_to_build_it():
     with pytest.raises(SystemExit, match="make bench-peer"):
         PeerBot("http://127.0.0.1:9/v1", python=Path("/nonexistent/.venv-peer/bin/python"))
+
+
+def test_the_reply_audio_is_what_was_heard_not_the_wait_or_the_silence():
+    times = [(2.0, 15.0, 0.0), (6.5, 8.5, 0.0), (1.4, 12.4, 0.5)]  # (first, whole, silence)
+    assert [round(a, 2) for a in audio_heard(times)] == [13.0, 2.0, 10.5]
+    assert summarize(times, 3)["reply_audio_sec"] == {"p50": 10.5, "p95": 13.0}
