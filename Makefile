@@ -6,11 +6,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PEER_VENV := .venv-peer
+PEER_STAMP := $(PEER_VENV)/.installed
 PORT ?= 5000
 export PORT
 comma := ,
 
-.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast eval lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-backchannel bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks
+.PHONY: setup sysdeps run call doctor doctor-engines purge test test-fast eval lint clean cluster cluster-stop deploy-check bench bench-frame bench-turn bench-overhead bench-fallback bench-barge bench-backchannel bench-concurrency bench-flood bench-latency bench-sockets bench-short bench-webhooks bench-peer
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -91,6 +93,16 @@ bench-flood: setup
 
 bench-latency: setup
 	$(PY) -m bench.latency
+
+# make bench-peer: the line (stream, play) and a standard Pipecat Twilio bot from PyPI in its own
+# virtualenv (.venv-peer, bench/requirements-peer.txt: pins that conflict with the line's), one run
+bench-peer: setup $(PEER_STAMP)
+	$(PY) -m bench.peer
+
+$(PEER_STAMP): bench/requirements-peer.txt
+	@test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements-peer.txt
+	@touch $(PEER_STAMP)
 
 bench-short: setup
 	$(PY) -m bench.short_answers

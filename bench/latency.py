@@ -56,6 +56,11 @@ def turn_times(result) -> list[tuple[float, float, float]]:
     return times
 
 
+def audio_heard(times: list[tuple[float, float, float]]) -> list[float]:
+    """Seconds of reply audio heard in each turn (what was said, not when)."""
+    return [whole - first - silence for first, whole, silence in times]
+
+
 def server_stages(line) -> dict[str, int]:
     """The line's own record of each turn (its `timings`): p50 ms of each stage after the end
     of the caller's speech as the line saw it."""
@@ -95,6 +100,8 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
                                    "p95": round(percentile(whole, 95), 2)},
                "silence_inside_reply_sec": {"p50": round(percentile(silence, 50), 2),
                                             "p95": round(percentile(silence, 95), 2)},
+               "reply_audio_sec": {"p50": round(percentile(audio_heard(times), 50), 2),
+                                   "p95": round(percentile(audio_heard(times), 95), 2)},
                "server_stages_p50_ms": stages}
     log(f"{speech} REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
         f"{summary['first_audio_sec']['p50']} s, p95 {summary['first_audio_sec']['p95']} s; "
