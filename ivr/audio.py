@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import lameenc
 
+from . import threads
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop  # C speed; the audioop-lts package provides it on Python >= 3.13
@@ -151,8 +153,7 @@ def mp3_stream_to_ulaw(chunks: Iterator[bytes], wake_sec: float = 0.1) -> Iterat
                 decoder.stdin.close()
             except OSError:
                 pass
-    feeder = threading.Thread(target=feed, name="decode-feed", daemon=True)
-    feeder.start()
+    feeder = threads.start("mp3-feed", feed)
     out = decoder.stdout.fileno()
     try:
         while True:
