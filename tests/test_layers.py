@@ -17,7 +17,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
      "ivr.metrics",
      "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words",
-     "ivr.media.backchannel",
+     "ivr.media.backchannel", "ivr.media.turn_end",
      "ivr.booking", "ivr.booking.hebrew_numbers", "ivr.booking.when",
      "ivr.booking.services", "ivr.booking.slots", "ivr.booking.sayings",
      "ivr.facts", "ivr.facts.words", "ivr.facts.figures", "ivr.facts.facts",

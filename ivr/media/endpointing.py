@@ -235,6 +235,7 @@ class TurnDetector:
         self.heard_voice = False
         self.greeted = not params.greeting
         self.silence_frames = frames(params.silence_sec) if params.silence_sec > 0 else 0
+        self.end_sec: float | None = None  # live words' say on the silence that ends it
         self.early_frames = max(frames(params.early_sec), self.hangover_frames) \
             if params.early_sec > 0 else -1
         self.quiet = 0  # frames without voice since the line spoke, while `counting`
@@ -437,8 +438,16 @@ class TurnDetector:
         return [Dropped(reason, len(kept), run.voiced)]
 
     def _ended(self, run: VoiceRun) -> bool:
-        return run.silence >= self._silence_needed(run.speech) or \
-            len(run.frames) >= self.max_frames
+        needed = self._silence_needed(run.speech)
+        if run is self.run and self.end_sec is not None:
+            needed = frames(max(self.end_sec, self.p.hangover_ms / 1000))
+        return run.silence >= needed or len(run.frames) >= self.max_frames
+
+    def hear_end(self, seconds: float | None) -> None:
+        """Live words say how much silence ends the utterance being heard (ivr/media/
+        turn_end.py: a whole sentence less, a phrase that goes on MIN_UTT_SEC); None: the
+        rule by its length."""
+        self.end_sec = seconds
 
     def _silence_needed(self, speech_frames: int) -> int:
         needed = self.p.min_utt_sec
@@ -467,5 +476,6 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self.run, self.unheard, self.voice_in_row = VoiceRun(), VoiceRun(), 0
+        self.end_sec = None
         self.burst = Burst()
         self.lead.clear()

@@ -29,6 +29,7 @@ from .endpointing import (
     TurnParams,
     Utterance,
 )
+from .turn_end import silence_to_end
 
 log = logging.getLogger("ivr")
 
@@ -96,6 +97,9 @@ class StreamTurns:
         with self.detector_lock:
             if self.live is not None and self.detector.state == TurnDetector.SPEAKING:
                 self.detector.hear_words(says_backchannel(self.live.partial))  # words so far
+            elif self.live is not None and self.detector.state == TurnDetector.LISTENING:
+                self.detector.hear_end(silence_to_end(self.live.partial,
+                                                      self.rt.settings.min_utt_sec))
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
             if self.early is not None:
