@@ -2,8 +2,9 @@
 heard, and → the whole reply heard, for REPLY_MODE=play and REPLY_MODE=stream, with OpenAI
 speech over /v1/audio/speech and over the Realtime API.
 
-Run: `python -m bench.latency [--turns 10] [--speech realtime]` (or `make bench-latency`). The
-line runs with the OpenAI engines pointed at bench/latency_profile.py (ASR 350 ms; chat: first
+Run: `python -m bench.latency [--turns 10] [--speech realtime] [--cache cold]` (or
+`make bench-latency`: both speech APIs, warm and cold). The line runs with the OpenAI engines
+pointed at bench/latency_profile.py (ASR 350 ms; chat: first
 token 450 ms, then 150 characters a second; speech: first byte 300 ms, audio at 10× real time,
 14 characters a second of speech) and, for the Realtime voice, at tests/realtime_server.py with
 the same speech profile (first delta 300 ms after response.create, deltas of 100 ms of μ-law
