@@ -2,8 +2,9 @@
 heard, and → the whole reply heard, for REPLY_MODE=play and REPLY_MODE=stream, with OpenAI
 speech over /v1/audio/speech and over the Realtime API.
 
-Run: `python -m bench.latency [--turns 10] [--speech realtime]` (or `make bench-latency`). The
-line runs with the OpenAI engines pointed at bench/latency_profile.py (ASR 350 ms; chat: first
+Run: `python -m bench.latency [--turns 10] [--speech realtime] [--cache cold]` (or
+`make bench-latency`: both speech APIs, warm and cold). The line runs with the OpenAI engines
+pointed at bench/latency_profile.py (ASR 350 ms; chat: first
 token 450 ms, then 150 characters a second; speech: first byte 300 ms, audio at 10× real time,
 14 characters a second of speech) and, for the Realtime voice, at tests/realtime_server.py with
 the same speech profile (first delta 300 ms after response.create, deltas of 100 ms of μ-law
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+from itertools import pairwise
 
 from ivr import audio
 from ivr.sim.script import voice_ulaw
@@ -40,9 +42,9 @@ def ends(heard: dict) -> float:
     return heard.get("end", heard["t"] + heard["duration"])
 
 
-def turn_times(result) -> list[tuple[float, float, float]]:
-    """(end of speech → first audio, → whole reply heard, the silence inside the reply) of each
-    answered turn, in seconds."""
+def turn_times(result) -> list[tuple[float, float, float, float]]:
+    """(end of speech → first audio, → whole reply heard, the silence inside the reply, its
+    longest gap) of each answered turn, in seconds."""
     times = []
     said = result.said
     for i, sentence in enumerate(said):
@@ -52,7 +54,9 @@ def turn_times(result) -> list[tuple[float, float, float]]:
         if reply:
             span = ends(reply[-1]) - reply[0]["t"]
             silence = span - sum(h["duration"] for h in reply)
-            times.append((reply[0]["t"] - spoke_end, ends(reply[-1]) - spoke_end, silence))
+            gap = max([b["t"] - ends(a) for a, b in pairwise(reply)] + [0.0])
+            times.append((reply[0]["t"] - spoke_end, ends(reply[-1]) - spoke_end, silence,
+                          gap))
     return times
 
 
@@ -92,7 +96,7 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
         result = line.carrier.place_call(script, speed=1.0)
         stages = server_stages(line)
     times = turn_times(result)
-    first, whole, silence = ([t[k] for t in times] for k in range(3))
+    first, whole, silence, gaps = ([t[k] for t in times] for k in range(4))
     summary = {"turns": turns, "answered": len(times), "errors": result.error_codes,
                "first_audio_sec": {"p50": round(percentile(first, 50), 2),
                                    "p95": round(percentile(first, 95), 2)},
@@ -102,11 +106,15 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
                                             "p95": round(percentile(silence, 95), 2)},
                "reply_audio_sec": {"p50": round(percentile(audio_heard(times), 50), 2),
                                    "p95": round(percentile(audio_heard(times), 95), 2)},
+               "longest_gap_inside_reply_sec": {"p50": round(percentile(gaps, 50), 2),
+                                                "max": round(max(gaps, default=0.0), 2)},
                "server_stages_p50_ms": stages}
     log(f"{speech} REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
         f"{summary['first_audio_sec']['p50']} s, p95 {summary['first_audio_sec']['p95']} s; "
         f"whole reply p50 {summary['whole_reply_sec']['p50']} s, silence inside it p50 "
-        f"{summary['silence_inside_reply_sec']['p50']} s; the line's stages after the "
+        f"{summary['silence_inside_reply_sec']['p50']} s, its longest gap p50 "
+        f"{summary['longest_gap_inside_reply_sec']['p50']} s (max "
+        f"{summary['longest_gap_inside_reply_sec']['max']} s); the line's stages after the "
         f"end of speech (p50 ms): {stages}")
     return summary
 
@@ -114,24 +122,33 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--turns", type=int, default=10)
-    parser.add_argument("--cold", action="store_true",
-                        help="every reply opens differently: no chunk comes from the MP3 cache")
+    parser.add_argument("--cache", choices=["warm", "cold", "both"], default="both",
+                        help="warm: the reply's opener is cached after the first turn; cold: "
+                             "every reply opens differently (no chunk from the MP3 cache)")
     parser.add_argument("--speech", choices=["speech", "realtime", "both"], default="both",
                         help="OpenAI speech over /v1/audio/speech, the Realtime API, or both")
     args = parser.parse_args()
     speeches = ["speech", "realtime"] if args.speech == "both" else [args.speech]
-    profile, realtime = LatencyProfile(cold=args.cold), realtime_server()
+    caches = ["warm", "cold"] if args.cache == "both" else [args.cache]
+    runs, realtime = {}, realtime_server()
     try:
-        runs = {f"{speech} {mode}": run_mode(mode, args.turns, profile, speech, realtime)
-                for speech in speeches for mode in ("play", "stream")}
+        for cache in caches:
+            profile = LatencyProfile(cold=cache == "cold")
+            try:
+                for speech in speeches:
+                    for mode in ("play", "stream"):
+                        log(f"{cache} cache:")
+                        runs[f"{speech} {mode} {cache}"] = run_mode(mode, args.turns, profile,
+                                                                    speech, realtime)
+            finally:
+                profile.stop()
     finally:
-        profile.stop()
         realtime.stop()
-    path = write_result("latency-cold" if args.cold else "latency",
-                        {"profile": "bench/latency_profile.py", "cold": args.cold,
-                         "modes": runs})
-    print("first audio p50: " + ", ".join(f"{name} {run['first_audio_sec']['p50']} s"
-                                          for name, run in runs.items()) + f"; written to {path}")
+    path = write_result("latency", {"profile": "bench/latency_profile.py", "modes": runs})
+    print("first audio p50 / p95, longest gap inside a reply (max): " + "; ".join(
+        f"{name} {run['first_audio_sec']['p50']} / {run['first_audio_sec']['p95']} s, "
+        f"{run['longest_gap_inside_reply_sec']['max']} s" for name, run in runs.items())
+        + f"; written to {path}")
 
 
 if __name__ == "__main__":

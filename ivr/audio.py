@@ -5,14 +5,19 @@ from __future__ import annotations
 import io
 import math
 import os
+import select
 import shutil
 import struct
 import subprocess
 import tempfile
+import threading
 import warnings
 import wave
+from collections.abc import Iterator
 
 import lameenc
+
+from . import threads
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -109,6 +114,70 @@ def ffmpeg_decode(data: bytes, rate: int = RATE) -> bytes:
         raise ValueError(f"ffmpeg could not decode {len(data)} bytes: "
                          f"{result.stderr.decode(errors='replace').strip()[-200:]}")
     return result.stdout
+
+
+def mp3_stream_to_ulaw(chunks: Iterator[bytes], wake_sec: float = 0.1) -> Iterator[bytes]:
+    """8 kHz μ-law of an MP3 that arrives in `chunks`, decoded as they come (one
+    ffmpeg process, fed from a thread): the first audio after the first few frames, not after
+    the whole file. An empty piece every `wake_sec` meanwhile, so the reader may stop; closing
+    the iterator early stops the decoder and the feeding. A chunk source's error is raised."""
+    try:
+        decoder = subprocess.Popen(
+            [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-fflags", "nobuffer",
+             "-probesize", "32", "-analyzeduration", "0", "-f", "mp3", "-i", "pipe:0",
+             "-f", "mulaw", "-acodec", "pcm_mulaw", "-ac", "1", "-ar", str(RATE),
+             "-flush_packets", "1",
+             "pipe:1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg): it decodes MP3 "
+                           "for REPLY_MODE=stream") from None
+    failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def feed() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    break
+                decoder.stdin.write(chunk)
+                decoder.stdin.flush()
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader
+            failed.append(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            try:
+                decoder.stdin.close()
+            except OSError:
+                pass
+    feeder = threads.start("mp3-feed", feed)
+    out = decoder.stdout.fileno()
+    try:
+        while True:
+            ready, _, _ = select.select([out], [], [], wake_sec)
+            if not ready:
+                yield b""
+                continue
+            piece = os.read(out, 4096)
+            if not piece:
+                break
+            yield piece
+        feeder.join()
+        if failed:
+            raise failed[0]
+        if decoder.wait() != 0:
+            raise ValueError("ffmpeg could not decode the stream: "
+                             f"{decoder.stderr.read().decode(errors='replace').strip()[-200:]}")
+    finally:
+        stop.set()
+        if decoder.poll() is None:
+            decoder.kill()
+            decoder.wait()
+        decoder.stdout.close()
+        decoder.stderr.close()
 
 
 def pcm16_to_mp3(pcm: bytes, rate: int = RATE, kbps: int = 32) -> bytes:

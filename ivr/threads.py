@@ -41,6 +41,7 @@ POOLS = {pool.name: pool for pool in (
                       "synthesis, the turn added to the history"),
     Pool("llm", 0, "reading one reply's tokens from the LLM client"),
     Pool("live", 0, "one live recognition (ASR.live) fed while the caller speaks"),
+    Pool("mp3-feed", 0, "a streamed MP3's bytes handed to its decoder as they arrive"),
     Pool("realtime-read", 0, "a Realtime speech session's events (one per kept session)"),
     # keeping the line alive, telling the owner, keeping the record
     Pool("watchdog", 32, "the due checks a sweep claimed: move a stuck call to <Record>, "

@@ -63,6 +63,7 @@ class ProviderServer:
         self.model: Callable[[dict], list[str | Called]] | None = None
         self.held_speech = ""  # speech of a text containing this waits for `speech_go`
         self.speech_go = threading.Event()
+        self.speech_halfway = threading.Event()  # set: each MP3 stops halfway until it is clear
         self.speech_chars_per_sec = 0.0  # speech as long as the text says (else 0.5 s always)
         self.transcript = "מה שעות הפתיחה?"
         self.refusal: tuple[int, dict] | None = None  # every API request answered this way
@@ -193,7 +194,10 @@ class ProviderServer:
                 self.speech_go.wait(self.slow_sec)
             ms = round(1000 * len(text) / self.speech_chars_per_sec) \
                 if self.speech_chars_per_sec else 500
-            return Response(audio.pcm16_to_mp3(audio.beep_pcm16(ms)), mimetype="audio/mpeg")
+            mp3 = audio.pcm16_to_mp3(audio.beep_pcm16(ms))
+            if not self.speech_halfway.is_set():
+                return Response(mp3, mimetype="audio/mpeg")
+            return Response(self.halves(mp3), mimetype="audio/mpeg")
 
         @app.post("/v1/text:synthesize")
         def google_tts():
@@ -201,6 +205,13 @@ class ProviderServer:
                                   "auth": request.headers.get("Authorization")})
             mp3 = audio.pcm16_to_mp3(audio.beep_pcm16(500))
             return jsonify({"audioContent": base64.b64encode(mp3).decode()})
+
+    def halves(self, mp3: bytes):
+        """The MP3's first half, then (once `speech_halfway` is clear) the rest."""
+        yield mp3[:len(mp3) // 2]
+        while self.speech_halfway.is_set() and not self.release.is_set():
+            self.release.wait(0.01)
+        yield mp3[len(mp3) // 2:]
 
     def stop(self):
         self.release.set()

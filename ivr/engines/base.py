@@ -109,12 +109,16 @@ class LiveRecognition:
 
     def finish(self, timeout: float) -> list[tuple[str, str]]:
         """No more audio: (kind, text) results, interim first; TimeoutError after `timeout` s."""
+        self.end_audio()
+        return self.wait(timeout)
+
+    def end_audio(self) -> None:
+        """No more audio: recognition starts now, without waiting (finish then waits)."""
         with self.lock:
             if not self.closed and self.buffer:
                 pcm = bytes(self.buffer)
                 self.start(lambda: self.asr.transcribe_detailed(pcm))
             self.closed = True
-        return self.wait(timeout)
 
     def cancel(self) -> None:
         """The utterance was discarded: drop it (idempotent, and harmless after finish)."""

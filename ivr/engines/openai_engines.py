@@ -287,6 +287,7 @@ def clip(text: str, max_chars: int) -> str:
 
 class OpenAITTS(TTS):
     name = "openai"
+    speaks_live = True  # /v1/audio/speech streams its MP3: decoded as it comes (stream mode)
 
     def __init__(self, client, model: str = "gpt-4o-mini-tts", voice: str = "alloy"):
         self.client, self.model, self.voice = client, model, voice
@@ -299,6 +300,17 @@ class OpenAITTS(TTS):
         result = self.client.audio.speech.create(model=self.model, voice=self.voice, input=text,
                                                  response_format="mp3")
         return result.content
+
+    def live(self, text: str) -> Iterator[bytes]:
+        """μ-law 8 kHz as the MP3 streams in (the SDK's streaming response, decoded as its
+        bytes arrive): the first audio after the first MP3 frames, not the whole file."""
+        return audio.mp3_stream_to_ulaw(self._mp3_bytes(text))
+
+    def _mp3_bytes(self, text: str) -> Iterator[bytes]:
+        with self.client.audio.speech.with_streaming_response.create(
+                model=self.model, voice=self.voice, input=text,
+                response_format="mp3") as response:
+            yield from response.iter_bytes()  # each piece as it arrives (no size: no wait)
 
 
 def transcript(history: list[dict], lead: dict | None) -> str:

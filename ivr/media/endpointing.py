@@ -49,6 +49,7 @@ class TurnParams:
     backchannel_sec: float = 0.0  # voice over the line shorter than this goes on (0: none)
     silence_sec: float = 0.0  # re-prompt a caller silent this long after the line spoke (0: never)
     line_spoke: bool = False  # the line has spoken before this stream (its silence counts at once)
+    early_sec: float = 0.0  # a Pause after this much silence in an utterance (0: none)
 
     @classmethod
     def from_settings(cls, settings, greeting: bool = False,
@@ -58,7 +59,8 @@ class TurnParams:
                    refractory_ms=settings.reply_refractory_ms, barge_in=settings.barge_in,
                    barge_in_voice_frames=settings.barge_in_voice_frames, greeting=greeting,
                    backchannel_sec=settings.backchannel_sec,
-                   silence_sec=settings.stream_silence_sec, line_spoke=line_spoke)
+                   silence_sec=settings.stream_silence_sec, line_spoke=line_spoke,
+                   early_sec=settings.early_asr_sec)
 
 
 @dataclass
@@ -73,6 +75,15 @@ class Utterance:
     @property
     def seconds(self) -> float:
         return self.frames * FRAME_SEC
+
+
+@dataclass
+class Pause:
+    """The caller has been silent EARLY_ASR_SEC in an utterance that would be answered: its
+    audio as the Utterance will carry it if they stay silent (worth transcribing now)."""
+
+    pcm: bytes
+    frames: int  # the kept frames (an Utterance with as many carries the same audio)
 
 
 @dataclass
@@ -224,6 +235,9 @@ class TurnDetector:
         self.heard_voice = False
         self.greeted = not params.greeting
         self.silence_frames = frames(params.silence_sec) if params.silence_sec > 0 else 0
+        self.end_sec: float | None = None  # live words' say on the silence that ends it
+        self.early_frames = max(frames(params.early_sec), self.hangover_frames) \
+            if params.early_sec > 0 else -1
         self.quiet = 0  # frames without voice since the line spoke, while `counting`
         self.counting = params.line_spoke
 
@@ -329,6 +343,10 @@ class TurnDetector:
             if self._ended(self.run):
                 events.append(self._finish(in_refractory))
                 self.heard_voice |= isinstance(events[-1], Utterance)
+            elif self.run.silence == self.early_frames and not in_refractory \
+                    and self._is_speech(self.run):
+                kept = self._kept(self.run)
+                events.append(Pause(b"".join(kept), len(kept)))
         elif self._silent_long(events):
             events.append(Silence())
         return events
@@ -420,8 +438,16 @@ class TurnDetector:
         return [Dropped(reason, len(kept), run.voiced)]
 
     def _ended(self, run: VoiceRun) -> bool:
-        return run.silence >= self._silence_needed(run.speech) or \
-            len(run.frames) >= self.max_frames
+        needed = self._silence_needed(run.speech)
+        if run is self.run and self.end_sec is not None:
+            needed = frames(max(self.end_sec, self.p.hangover_ms / 1000))
+        return run.silence >= needed or len(run.frames) >= self.max_frames
+
+    def hear_end(self, seconds: float | None) -> None:
+        """Live words say how much silence ends the utterance being heard (ivr/media/
+        turn_end.py: a whole sentence less, a phrase that goes on MIN_UTT_SEC); None: the
+        rule by its length."""
+        self.end_sec = seconds
 
     def _silence_needed(self, speech_frames: int) -> int:
         needed = self.p.min_utt_sec
@@ -450,5 +476,6 @@ class TurnDetector:
 
     def _reset(self) -> None:
         self.run, self.unheard, self.voice_in_row = VoiceRun(), VoiceRun(), 0
+        self.end_sec = None
         self.burst = Burst()
         self.lead.clear()

@@ -17,16 +17,19 @@ from ..reply import Chunk, SpokenReply
 from ..runtime import Runtime
 from ..tts_cache import FALLBACK, GOODBYE, GREETING, THINKING
 from .backchannel import says_backchannel
+from .early_asr import EarlyRecognition
 from .endpointing import (
     Backchannel,
     BargeIn,
     Dropped,
     Greet,
+    Pause,
     Silence,
     TurnDetector,
     TurnParams,
     Utterance,
 )
+from .turn_end import silence_to_end
 
 log = logging.getLogger("ivr")
 
@@ -67,6 +70,8 @@ class StreamTurns:
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
         asr = rt.engines.asr
         self.live_asr = asr if asr is not None and asr.hears_live and not fork else None
+        self.early = EarlyRecognition(asr) if asr is not None and not asr.hears_live \
+            and not fork and rt.settings.early_asr_sec > 0 else None  # (a live one hears all)
         if fork:
             self.detector.bot_speaking()  # the Plays run: voice over them is a barge-in
         else:
@@ -92,8 +97,13 @@ class StreamTurns:
         with self.detector_lock:
             if self.live is not None and self.detector.state == TurnDetector.SPEAKING:
                 self.detector.hear_words(says_backchannel(self.live.partial))  # words so far
+            elif self.live is not None and self.detector.state == TurnDetector.LISTENING:
+                self.detector.hear_end(silence_to_end(self.live.partial,
+                                                      self.rt.settings.min_utt_sec))
             events = self.detector.feed(pcm, audio.rms(pcm))
             ended = self._feed_live(pcm, events) if self.live_asr else None
+            if self.early is not None:
+                ended = self._early(events) or ended
         for event in events:
             if isinstance(event, Utterance):
                 self.dispatch(event, ended)
@@ -107,6 +117,19 @@ class StreamTurns:
                 self._submit(silent=True)
             elif isinstance(event, Dropped):
                 self.dropped(event.reason, event.seconds, event.voiced_frames)
+
+    def _early(self, events: list) -> LiveRecognition | None:
+        """EARLY_ASR_SEC: the utterance's transcription begun at its Pause; the one this
+        frame's Utterance takes, if any."""
+        taken = None
+        for event in events:
+            if isinstance(event, Pause):
+                self.early.pause(event)
+            elif isinstance(event, Utterance):
+                taken = self.early.take(event)
+        if not taken:
+            self.early.check(self.detector)
+        return taken
 
     def feed_fork(self, pcm: bytes) -> None:
         if self.carrying:
@@ -190,6 +213,8 @@ class StreamTurns:
             if self.live is not None:
                 self.live.cancel()
                 self.live = None
+            if self.early is not None:
+                self.early.cancel()
         if cut is None:
             return
         self.dropped(cut.reason, cut.seconds, cut.voiced_frames)

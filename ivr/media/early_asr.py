@@ -1,0 +1,45 @@
+"""Transcription begun in the silence after an utterance, before the turn is sure to end."""
+
+from __future__ import annotations
+
+from ..engines.base import ASR, LiveRecognition
+from .endpointing import Pause, TurnDetector, Utterance
+
+
+class EarlyRecognition:
+    """At a Pause (EARLY_ASR_SEC of silence) the utterance's audio goes to the ASR at once,
+    so its text is on its way while the rest of the end-of-speech silence is waited out; the
+    Utterance that follows with the same audio takes it, and a caller who goes on (or audio
+    that was not answered after all) cancels it. `dropped` counts the transcriptions thrown
+    away (what this costs)."""
+
+    def __init__(self, asr: ASR):
+        self.asr = asr
+        self.pending: tuple[LiveRecognition, int] | None = None  # (recognition, its frames)
+        self.started = self.dropped = 0
+
+    def pause(self, event: Pause) -> None:
+        """The caller paused: transcribe what they said so far (without waiting)."""
+        self.cancel()
+        live = self.asr.live()
+        live.feed(event.pcm)
+        live.end_audio()
+        self.pending, self.started = (live, event.frames), self.started + 1
+
+    def take(self, utterance: Utterance) -> LiveRecognition | None:
+        """The recognition of this utterance if it was begun on the same audio (else None)."""
+        if self.pending is not None and self.pending[1] == utterance.frames:
+            live, self.pending = self.pending[0], None
+            return live
+        self.cancel()
+        return None
+
+    def check(self, detector: TurnDetector) -> None:
+        """After a frame: the caller went on (voice again) or the utterance was dropped."""
+        if self.pending is not None and detector.run.silence < detector.early_frames:
+            self.cancel()
+
+    def cancel(self) -> None:
+        if self.pending is not None:
+            self.pending[0].cancel()
+            self.pending, self.dropped = None, self.dropped + 1
