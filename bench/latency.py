@@ -60,9 +60,10 @@ def turn_times(result) -> list[tuple[float, float, float, float]]:
     return times
 
 
-def audio_heard(times: list[tuple[float, float, float]]) -> list[float]:
-    """Seconds of reply audio heard in each turn (what was said, not when)."""
-    return [whole - first - silence for first, whole, silence in times]
+def audio_heard(times: list[tuple[float, ...]]) -> list[float]:
+    """Seconds of reply audio heard in each turn (what was said, not when): from each turn's
+    (first audio, whole reply, silence inside it, …)."""
+    return [whole - first - silence for first, whole, silence, *_ in times]
 
 
 def server_stages(line) -> dict[str, int]:

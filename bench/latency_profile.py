@@ -1,6 +1,6 @@
 """A local OpenAI-compatible server with cloud-like latencies (the fast-turns issue's profile).
 
-- transcription: the text 350 ms after the request;
+- transcription: the text 350 ms after the request (a question with its own reference number);
 - chat: first token 450 ms after the request, then 150 characters a second, streamed (SSE) or,
   without `stream`, the whole reply after 450 ms + length/150 s;
 - speech: first byte 300 ms after the request, then the MP3 at 10× real time; the audio lasts
@@ -45,6 +45,7 @@ class LatencyProfile:
         self.numbers = itertools.count(48213)
         self.openers = itertools.cycle(OPENERS) if cold else itertools.repeat(OPENERS[0])
         self.lock = threading.Lock()
+        self.heard = 0  # the reference number of the last question heard
         self.mp3s: dict[int, bytes] = {}
         app = Flask("latency-profile")
         app.add_url_rule("/v1/audio/transcriptions", "asr", self.transcription, methods=["POST"])
@@ -60,12 +61,17 @@ class LatencyProfile:
 
     def reply_text(self) -> str:
         with self.lock:
-            return REPLY.format(opener=next(self.openers), n=next(self.numbers))
+            return REPLY.format(opener=next(self.openers), n=self.heard or next(self.numbers))
 
     def transcription(self) -> Response:
+        """Each question heard with its own reference number, which the reply reads back: no
+        two alike (the line would drop a repeated one, DEDUP), and the reply's number is one
+        the caller said (the line never speaks a figure nobody gave it)."""
         request.files["file"].read()
         time.sleep(ASR_SEC)
-        return jsonify({"text": "מה שעות הפתיחה שלכם היום?"})
+        with self.lock:
+            self.heard = next(self.numbers)
+        return jsonify({"text": f"מה שעות הפתיחה שלכם היום? מספר הפנייה שלי {self.heard}."})
 
     def chat(self) -> Response:
         body, text = request.get_json(), self.reply_text()
