@@ -159,7 +159,7 @@ def test_every_thread_the_line_starts_is_a_kind_the_table_names():
 
 def test_readme_is_short_and_names_what_ci_runs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert len(readme) < 6000
+    assert len(readme) < 7000  # the front page: the rest is in docs/ (plus the eval's table)
     for command in ("make run", "make test", "make call", ".venv/bin/python -m ivr"):
         assert command in readme
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
