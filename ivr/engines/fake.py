@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 
 from .. import audio
@@ -10,7 +11,9 @@ from .base import ASR, LLM, TTS, EngineError
 
 
 class FakeASR(ASR):
-    """Returns the next of `texts` (or describes the audio), after `delay` seconds."""
+    """Returns the next of `texts` (or describes the audio), after `delay` seconds. The same
+    utterance heard again, longer (an early request the caller talked on past, EARLY_ASR_SEC),
+    is the same words: its audio begins with the last request's, and takes no next text."""
 
     name = "fake"
 
@@ -18,16 +21,24 @@ class FakeASR(ASR):
         self.texts = itertools.cycle(texts) if texts else None
         self.delay, self.fail = delay, fail
         self.heard: list[float] = []
+        self.last: tuple[bytes, str] = (b"", "")  # the last request's audio and its words
+        self.lock = threading.Lock()
 
     def transcribe(self, pcm16_8k: bytes) -> str:
         time.sleep(self.delay)
         if self.fail:
             raise EngineError("fake ASR failure")
         seconds = audio.duration_sec(pcm16_8k)
-        self.heard.append(seconds)
-        if self.texts:
-            return next(self.texts)
-        return f"משפט {len(self.heard)} של {seconds:.1f} שניות"  # never two alike
+        with self.lock:
+            self.heard.append(seconds)
+            if self.last[0] and pcm16_8k.startswith(self.last[0]):
+                text = self.last[1]  # the same utterance, heard on past a pause
+            elif self.texts:
+                text = next(self.texts)
+            else:
+                text = f"משפט {len(self.heard)} של {seconds:.1f} שניות"  # never two alike
+            self.last = (pcm16_8k, text)
+            return text
 
 
 class FakeLLM(LLM):

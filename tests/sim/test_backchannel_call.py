@@ -75,7 +75,8 @@ def test_a_real_interruption_after_a_backchannel_still_clears_and_is_answered(ph
     assert len(kinds(line, result.call_sid, "BACKCHANNEL")) == 1
     assert result.heard[0]["duration"] < whole_first_reply(line, result.call_sid) - 0.3
     spoken = audio.duration_sec(audio.ulaw_to_pcm16(voice_ulaw(ASKED_AGAIN)))
-    # heard whole from its "רגע", with the "כן" said just before it (kept, never lost)
-    assert spoken - 0.1 <= asr.heard[1] <= spoken + 1.0, (asr.heard, spoken)
+    # heard whole from its "רגע", with the "כן" said just before it (kept, never lost); the
+    # last request: an early one (EARLY_ASR_SEC) may go at the pause after "רגע," and be dropped
+    assert spoken - 0.1 <= asr.heard[-1] <= spoken + 1.0, (asr.heard, spoken)
     turns = line.store.turns(result.call_sid)
     assert turns[1]["user_text"] == ASKED_AGAIN and turns[1]["reply_text"]  # and answered
