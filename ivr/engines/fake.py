@@ -13,7 +13,8 @@ from .base import ASR, LLM, TTS, EngineError
 class FakeASR(ASR):
     """Returns the next of `texts` (or describes the audio), after `delay` seconds. The same
     utterance heard again, longer (an early request the caller talked on past, EARLY_ASR_SEC),
-    is the same words: its audio begins with the last request's, and takes no next text."""
+    is the same words: its audio is longer and begins with the last request's, and takes no
+    next text (the same audio again is a new utterance)."""
 
     name = "fake"
 
@@ -31,7 +32,8 @@ class FakeASR(ASR):
         seconds = audio.duration_sec(pcm16_8k)
         with self.lock:
             self.heard.append(seconds)
-            if self.last[0] and pcm16_8k.startswith(self.last[0]):
+            if self.last[0] and len(pcm16_8k) > len(self.last[0]) \
+                    and pcm16_8k.startswith(self.last[0]):
                 text = self.last[1]  # the same utterance, heard on past a pause
             elif self.texts:
                 text = next(self.texts)
