@@ -4,18 +4,15 @@ Google's live words decide sooner; the recorded set (bench/backchannel.py) meets
 
 from dataclasses import replace
 
-import pytest
-
 from bench.backchannel import figures, recorded_set, run
 from ivr import audio
-from ivr.app import create_app
 from ivr.config import Settings
 from ivr.engines.google_engines import GoogleASR
 from ivr.media.backchannel import says_backchannel
 from ivr.media.endpointing import Backchannel, BargeIn, TurnDetector, TurnParams, Utterance
 from ivr.media.turns import StreamTurns
 
-from ..conftest import make_settings, wait_until
+from ..conftest import wait_until
 from ..providers import fake_google_speech  # noqa: F401 - the google_speech fixture
 from .test_turns import RecordingChannel
 
@@ -105,14 +102,6 @@ def test_voice_going_on_as_the_reply_ends_starts_the_callers_utterance():
     found.bot_done()  # the mark: the caller had already begun answering
     (_, utterance), = of(Utterance, feed(found, [(LOUD, 10), (QUIET, 40)]))
     assert utterance.voiced_frames == 20
-
-
-@pytest.fixture
-def runtime(tmp_path):
-    app = create_app(make_settings(tmp_path, asr_engine="fake", llm_engine="fake",
-                                   tts_engine="fake", turn_mode="stream", reply_mode="stream"))
-    yield app.extensions["ivr"]
-    app.extensions["ivr"].close()
 
 
 def speaking_turns(runtime, channel, fork: bool = False) -> StreamTurns:

@@ -4,12 +4,11 @@ that goes on waits MIN_UTT_SEC (never more)."""
 import pytest
 
 from ivr import audio
-from ivr.app import create_app
 from ivr.engines.google_engines import GoogleASR
 from ivr.media.turn_end import COMPLETE_SILENCE_SEC, silence_to_end
 from ivr.media.turns import StreamTurns
 
-from ..conftest import make_settings, wait_until
+from ..conftest import wait_until
 from ..providers import fake_google_speech  # noqa: F401 - the google_speech fixture
 from .test_endpointing import FRAME, LOUD, QUIET, feed, new_detector, utterances
 from .test_turns import RecordingChannel
@@ -74,14 +73,6 @@ def test_a_whole_sentence_ends_sooner_and_a_phrase_that_goes_on_waits():
     assert words_heard("מה שעות הפתיחה שלכם") == 15  # 0.3 s
     assert words_heard("המספר שלי הוא אפס חמש") == 24  # MIN_UTT_SEC, as without words
     assert words_heard("") == 24
-
-
-@pytest.fixture
-def runtime(tmp_path):
-    app = create_app(make_settings(tmp_path, asr_engine="fake", llm_engine="fake",
-                                   tts_engine="fake", turn_mode="stream", reply_mode="stream"))
-    yield app.extensions["ivr"]
-    app.extensions["ivr"].close()
 
 
 @pytest.mark.parametrize(("partial", "silent_frames"), [
