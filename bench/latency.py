@@ -128,7 +128,10 @@ def main() -> None:
                              "every reply opens differently (no chunk from the MP3 cache)")
     parser.add_argument("--speech", choices=["speech", "realtime", "both"], default="both",
                         help="OpenAI speech over /v1/audio/speech, the Realtime API, or both")
+    parser.add_argument("--mode", choices=["play", "stream", "both"], default="both",
+                        help="REPLY_MODE=play, REPLY_MODE=stream, or both")
     args = parser.parse_args()
+    modes = ["play", "stream"] if args.mode == "both" else [args.mode]
     speeches = ["speech", "realtime"] if args.speech == "both" else [args.speech]
     caches = ["warm", "cold"] if args.cache == "both" else [args.cache]
     runs, realtime = {}, realtime_server()
@@ -137,7 +140,7 @@ def main() -> None:
             profile = LatencyProfile(cold=cache == "cold")
             try:
                 for speech in speeches:
-                    for mode in ("play", "stream"):
+                    for mode in modes:
                         log(f"{cache} cache:")
                         runs[f"{speech} {mode} {cache}"] = run_mode(mode, args.turns, profile,
                                                                     speech, realtime)

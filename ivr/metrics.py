@@ -65,6 +65,10 @@ class Figures:
         self.backchannels = Counter("ivr_backchannels", "voice over the line's reply taken "
                                     "for a backchannel (a short yes or uh-huh): it went on",
                                     ["over"], registry=r)
+        self.early_asr = Counter("ivr_early_transcriptions", "transcriptions begun in the "
+                                 "silence before the turn was sure to end (EARLY_ASR_SEC): used "
+                                 "by the turn, or dropped (the caller went on)", ["result"],
+                                 registry=r)
         self.dropped = Counter("ivr_utterances_dropped", "voice not taken as an utterance, by "
                                "reason", ["reason"], registry=r)
         self.notifications = Counter("ivr_notifications", "the owner's notifications, by "
@@ -133,6 +137,7 @@ ON_EVENT: dict[str, Callable[[Figures, Mapping[str, Any]], None]] = {
     "BARGE_IN": lambda f, d: f.barge_ins.labels(label(d.get("over") or "stream"),
                                                 label(d.get("by"))).inc(),
     "BACKCHANNEL": lambda f, d: f.backchannels.labels(label(d.get("over") or "stream")).inc(),
+    "EARLY_ASR": lambda f, d: f.early_asr.labels(label(d.get("result"))).inc(),
     "UTTERANCE_DROPPED": lambda f, d: f.dropped.labels(label(d.get("reason"))).inc(),
     "NOTIFY_SENT": _notification("sent"),
     "NOTIFY_RETRY": _notification("retry"),

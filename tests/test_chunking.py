@@ -21,9 +21,24 @@ def test_the_first_chunk_comes_at_the_first_long_enough_clause():
     chunks = list(speakable_chunks(tokens(REPLY)))
     assert chunks == [
         "כן, בשמחה,",  # "כן," alone is too short; later clauses must be longer still
-        "אנחנו פתוחים היום עד שש בערב ומספר הפנייה שלך הוא 48213.",
+        "אנחנו פתוחים היום עד שש בערב",  # what follows an opener is short: ready before it ends
+        "ומספר הפנייה שלך הוא 48213.",
         "ביום שישי אנחנו פתוחים עד אחת בצהריים, ואפשר לקבוע תור בטלפון או באתר.",
         "אם תרצה, אשמח לרשום אותך כבר עכשיו לתור הקרוב."]
+
+
+def test_the_chunk_after_an_opener_ends_before_a_joining_word_or_at_a_space():
+    chunker = SpeakableChunks()
+    assert chunker.feed("בטח, בהחלט, אנחנו פתוחים היום עד שש ") == ["בטח, בהחלט,"]
+    assert chunker.feed("בערב ומ") == ["אנחנו פתוחים היום עד שש בערב"]  # at "ו…", not later
+    first, *rest = list(speakable_chunks(tokens(
+        "כן, בשמחה, יש לנו תספורת גברים תספורת נשים צבע פן החלקה טיפול שורשים ועוד הרבה.")))
+    assert rest == ["יש לנו תספורת גברים תספורת נשים צבע פן החלקה", "טיפול שורשים ועוד הרבה."]
+    # a long first sentence leaves the next one time: it is cut as before
+    assert list(speakable_chunks(tokens("בוקר טוב ותודה רבה על הפנייה. אנחנו פתוחים היום "
+                                        "עד שש בערב ומספר הפנייה שלך הוא 48213."))) == [
+        "בוקר טוב ותודה רבה על הפנייה.",
+        "אנחנו פתוחים היום עד שש בערב ומספר הפנייה שלך הוא 48213."]
 
 
 def test_a_chunk_is_out_as_soon_as_its_end_is_known():

@@ -94,6 +94,8 @@ def test_each_family_counts_its_events_and_no_label_carries_the_callers_words(ru
         (("BARGE_IN", {"by": "key"}), "ivr_barge_ins_total", {"over": "stream", "by": "key"}),
         (("BACKCHANNEL", {"sec": 0.3, "voiced": 12, "words": "כן", "over": "play"}),
          "ivr_backchannels_total", {"over": "play"}),
+        (("EARLY_ASR", {"result": "dropped", "sec": 1.2}),
+         "ivr_early_transcriptions_total", {"result": "dropped"}),
         (("UTTERANCE_DROPPED", {"reason": "refractory"}),
          "ivr_utterances_dropped_total", {"reason": "refractory"}),
         (("UTTERANCE_DROPPED", {"reason": "כן כן"}),

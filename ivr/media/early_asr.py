@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from ..audio import FRAME_SEC
 from ..engines.base import ASR, LiveRecognition
 from .endpointing import Pause, TurnDetector, Utterance
 
@@ -11,10 +14,11 @@ class EarlyRecognition:
     so its text is on its way while the rest of the end-of-speech silence is waited out; the
     Utterance that follows with the same audio takes it, and a caller who goes on (or audio
     that was not answered after all) cancels it. `dropped` counts the transcriptions thrown
-    away (what this costs)."""
+    away (what this costs); `told(result, seconds)` hears of each one's end ("used" or
+    "dropped", with the seconds of audio it carried)."""
 
-    def __init__(self, asr: ASR):
-        self.asr = asr
+    def __init__(self, asr: ASR, told: Callable[[str, float], None] = lambda *_: None):
+        self.asr, self.told = asr, told
         self.pending: tuple[LiveRecognition, int] | None = None  # (recognition, its frames)
         self.started = self.dropped = 0
 
@@ -29,7 +33,8 @@ class EarlyRecognition:
     def take(self, utterance: Utterance) -> LiveRecognition | None:
         """The recognition of this utterance if it was begun on the same audio (else None)."""
         if self.pending is not None and self.pending[1] == utterance.frames:
-            live, self.pending = self.pending[0], None
+            (live, frames), self.pending = self.pending, None
+            self.told("used", frames * FRAME_SEC)
             return live
         self.cancel()
         return None
@@ -41,5 +46,7 @@ class EarlyRecognition:
 
     def cancel(self) -> None:
         if self.pending is not None:
-            self.pending[0].cancel()
-            self.pending, self.dropped = None, self.dropped + 1
+            (live, frames), self.pending = self.pending, None
+            live.cancel()
+            self.dropped += 1
+            self.told("dropped", frames * FRAME_SEC)

@@ -70,8 +70,9 @@ class StreamTurns:
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
         asr = rt.engines.asr
         self.live_asr = asr if asr is not None and asr.hears_live and not fork else None
-        self.early = EarlyRecognition(asr) if asr is not None and not asr.hears_live \
-            and not fork and rt.settings.early_asr_sec > 0 else None  # (a live one hears all)
+        self.early = EarlyRecognition(asr, self.early_told) if asr is not None \
+            and not asr.hears_live and not fork and rt.settings.early_asr_sec > 0 \
+            else None  # (a live one hears all)
         if fork:
             self.detector.bot_speaking()  # the Plays run: voice over them is a barge-in
         else:
@@ -130,6 +131,11 @@ class StreamTurns:
         if not taken:
             self.early.check(self.detector)
         return taken
+
+    def early_told(self, result: str, seconds: float) -> None:
+        """An early transcription ended: taken by its turn, or thrown away (what it costs)."""
+        self.rt.events.emit("EARLY_ASR", self.call_sid, sid=self.channel.stream_sid,
+                            result=result, sec=round(seconds, 2))
 
     def feed_fork(self, pcm: bytes) -> None:
         if self.carrying:

@@ -3,6 +3,8 @@ ends; the turn takes that transcription, and a caller who goes on cancels it."""
 
 import threading
 
+import pytest
+
 from ivr.engines.base import ASR
 from ivr.media.early_asr import EarlyRecognition
 from ivr.media.endpointing import Pause, Utterance
@@ -27,7 +29,9 @@ def run(pattern, early_sec=0.2):
     """Frames through a detector and the early recognition as a stream's turns feed them:
     (the frame each transcription was asked at, the Utterance, the recognition it took)."""
     asr, detector = CountingASR(), new_detector(early_sec=early_sec)
-    early, asked_at, index, ended = EarlyRecognition(asr), [], 0, []
+    told = []
+    early, asked_at, index, ended = EarlyRecognition(asr, lambda *end: told.append(end)), [], 0, []
+    early.told_of = told
     for level, count in pattern:
         for _ in range(count):
             events = detector.feed(FRAME, level)
@@ -53,13 +57,15 @@ def test_the_transcription_starts_in_the_silence_and_the_turn_takes_it():
     assert at == 70 + 24 - 1  # MIN_UTT_SEC (0.48 s) of silence still ends the turn
     assert live is not None and live.finish(5) == [("final", f"{len(utterance.pcm)} bytes")]
     assert asr.heard == [len(utterance.pcm)]  # one request, of exactly the turn's audio
-    assert early.dropped == 0
+    assert early.dropped == 0 and early.told_of == [
+        ("used", pytest.approx(len(utterance.pcm) / 16000))]  # with the seconds it carried
 
 
 def test_a_caller_who_goes_on_after_the_pause_cancels_it_and_is_heard_whole():
     asr, early, asked_at, ended = run([(LOUD, 60), (QUIET, 15), (LOUD, 30), (QUIET, 40)])
     [(_, utterance, live)] = ended
     assert len(asked_at) == 2 and early.dropped == 1  # the first one thrown away
+    assert [result for result, _sec in early.told_of] == ["dropped", "used"]  # its cost, told
     assert live is not None and live.finish(5) == [("final", f"{len(utterance.pcm)} bytes")]
     assert asr.heard[-1] == len(utterance.pcm) > asr.heard[0]
 
