@@ -65,6 +65,10 @@ class Figures:
         self.backchannels = Counter("ivr_backchannels", "voice over the line's reply taken "
                                     "for a backchannel (a short yes or uh-huh): it went on",
                                     ["over"], registry=r)
+        self.drafts = Counter("ivr_drafts", "replies begun before the caller's turn ended "
+                              "(DRAFT_REPLY), by result: used, or dropped (the caller went on, "
+                              "other words, the history moved, the call ended)", ["result"],
+                              registry=r)
         self.dropped = Counter("ivr_utterances_dropped", "voice not taken as an utterance, by "
                                "reason", ["reason"], registry=r)
         self.notifications = Counter("ivr_notifications", "the owner's notifications, by "
@@ -133,6 +137,7 @@ ON_EVENT: dict[str, Callable[[Figures, Mapping[str, Any]], None]] = {
     "BARGE_IN": lambda f, d: f.barge_ins.labels(label(d.get("over") or "stream"),
                                                 label(d.get("by"))).inc(),
     "BACKCHANNEL": lambda f, d: f.backchannels.labels(label(d.get("over") or "stream")).inc(),
+    "DRAFT": lambda f, d: f.drafts.labels(label(d.get("result"))).inc(),
     "UTTERANCE_DROPPED": lambda f, d: f.dropped.labels(label(d.get("reason"))).inc(),
     "NOTIFY_SENT": _notification("sent"),
     "NOTIFY_RETRY": _notification("retry"),
