@@ -252,6 +252,8 @@ class Settings:
     vad_hangover_ms: int = setting(140, int_range(0, 5000), "silence that ends an utterance")
     early_asr_sec: float = setting(
         0.2, float_range(0, 5.0), "transcribe after this silence, before the turn ends; 0: off")
+    draft_reply: bool = setting(
+        True, boolean, "live ASR: the LLM asked at the EARLY_ASR_SEC pause after a whole sentence")
     vad_rms: int = setting(210, int_range(0, 32767),
                            "loudness always voice (less on a quiet line); barge-in needs it")
     max_utt_sec: float = setting(7.0, float_range(0.5, 60.0), "longest utterance")

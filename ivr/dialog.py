@@ -21,6 +21,7 @@ from .booking.desk import Desk
 from .booking.tools import BookingTools
 from .calls import Calls
 from .chunking import SpeakableChunks
+from .draft import END, Draft, DraftTools, Reading
 from .engines import Engines
 from .engines.base import (
     BOOKING_KEY,
@@ -40,7 +41,6 @@ from .store import Store
 from .tts_cache import TTSCache
 
 RECORD_WAIT_SEC = 30  # how long the turn's row waits for its first audio to go out
-END = object()  # the LLM's stream is over
 
 
 @dataclass
@@ -106,6 +106,8 @@ class Dialog:
         self.writers = threads.executor("reply")  # replies being written (they wait)
         self.history_lock = threading.Lock()
         self.booking = Conversation(desk) if desk is not None else None  # the scripted flow's
+        self.drafts: dict[str, Draft] = {}  # each call's reply begun before its turn ended
+        self.drafts_lock = threading.Lock()
 
     def _timed(self, stage: str, fn: Callable[[], Any], timeout: float,
                outcome: TurnOutcome) -> Any:
@@ -137,14 +139,16 @@ class Dialog:
         outcome.reply.mark("asr")
         outcome.user_text = text.strip()
         history = self.calls.history(call_sid)
+        draft = self._take_draft(call_sid)
         if outcome.user_text and self._repeated_user_text(history, outcome.user_text):
             self.events.emit("DEDUP", call_sid, kind="user", text=outcome.user_text)
+            self._drop(draft, "repeated")
             outcome.skipped = True
             outcome.fallback = "repeated"  # the caller said it again: not answered twice
             outcome.reply.close()
             self.writers.submit(self._record_line_turn, call_sid, outcome, source)
             return outcome
-        self.writers.submit(self._write_reply, call_sid, history, outcome, pcm, source)
+        self.writers.submit(self._write_reply, call_sid, history, outcome, pcm, source, draft)
         return outcome
 
     def run_turn(self, call_sid: str, turn: int, **how: Any) -> TurnOutcome:
@@ -214,7 +218,7 @@ class Dialog:
 
     # ---- the reply, written and synthesised chunk by chunk (on the engine pool) -------------
     def _write_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome,
-                     pcm: bytes | None, source: str) -> None:
+                     pcm: bytes | None, source: str, draft: Draft | None = None) -> None:
         started = time.perf_counter()
         try:
             if not outcome.user_text:
@@ -222,12 +226,13 @@ class Dialog:
                 outcome.booking = booking_step(history)  # its question still waits
                 self._add_chunk(call_sid, outcome, REPEAT_PROMPT)
             else:
-                self._stream_reply(call_sid, history, outcome)
+                self._stream_reply(call_sid, history, outcome, draft)
         except Exception as exc:  # noqa: BLE001 - whatever happens, the caller hears something
             self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc))
             outcome.fallback = outcome.fallback or "turn-crash"
             self._add_chunk(call_sid, outcome, LLM_FALLBACK)
         finally:
+            self._drop(draft, "turn-failed" if outcome.user_text else "other-words")
             outcome.reply.all_added()
             self._save_history(call_sid, outcome)  # before the reply's end can be played
             outcome.reply.close()
@@ -257,15 +262,15 @@ class Dialog:
         except Exception as exc:  # noqa: BLE001 - logged; the call itself goes on
             self.events.emit("TURN_ERR", call_sid, logging.ERROR, err=repr(exc), stage="late")
 
-    def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome) -> None:
+    def _stream_reply(self, call_sid: str, history: list[dict], outcome: TurnOutcome,
+                      draft: Draft | None = None) -> None:
         """LLM deltas → speakable chunks → TTS. The reply dedup holds chunks back while the
         reply could still turn out the same as the last one; a streaming LLM's first chunk
         goes at once all the same (replies often open alike), so a repeated reply is heard as
-        its opener, then DEDUP_REPLY."""
+        its opener, then DEDUP_REPLY. A draft begun on the same words and history is the
+        reply's LLM (not asked again)."""
         reply, llm = outcome.reply, self.engines.llm
-        context = [{"role": m["role"], "text": m["text"], **kept_tools(m),
-                    **({BOOKING_KEY: m[BOOKING_KEY]} if m.get(BOOKING_KEY) else {})}
-                   for m in history]
+        context = llm_context(history)
         last_reply = last_said(history, "assistant")
         chunker, held, written, released = SpeakableChunks(), [], "", 0
         instead = ""  # what to say if the LLM asked for an action and wrote nothing
@@ -275,7 +280,8 @@ class Dialog:
                 raise RuntimeError("no LLM engine configured")
             streams = type(llm).reply_tokens is not LLM.reply_tokens
             facts = llm.grounding()  # None: the engine's words are the owner's own
-            for delta in self._llm_deltas(call_sid, llm, context, outcome):
+            for delta in self._llm_deltas(call_sid, llm, context, outcome,
+                                          self._used(draft, history, outcome)):
                 if check is None and facts is not None:  # once the turn's tools are known
                     check = ReplyCheck(self._allowed(call_sid, facts, history, outcome),
                                        outcome.tools.kept if outcome.tools else None)
@@ -411,30 +417,27 @@ class Dialog:
         said = {"role": "assistant", "text": text, "at": time.time()}
         self.calls.change_history(call_sid, lambda history: history + [said])
 
-    def _llm_deltas(self, call_sid: str, llm, context: list[dict], outcome: TurnOutcome):
+    def _llm_deltas(self, call_sid: str, llm, context: list[dict], outcome: TurnOutcome,
+                    draft: Draft | None = None):
         """The LLM's deltas, read on a thread of their own so that a stalled stream times out
-        (LLM_TIMEOUT_SEC until each next piece) and a cancelled reply stops reading."""
-        pieces: queue.Queue = queue.Queue()
+        (LLM_TIMEOUT_SEC until each next piece) and a cancelled reply stops reading; with a
+        `draft` the turn took, its deltas (kept, then as they come) and no new request."""
         reply = outcome.reply
-        outcome.tools = self.booking_tools(call_sid, llm)
-        tools = {"tools": outcome.tools} if outcome.tools is not None else {}
-
-        def read() -> None:
-            try:
-                for delta in llm.reply_tokens(context, outcome.user_text, **tools):
-                    if reply.done:
-                        break  # cancelled or cut: closing the generator closes the stream
-                    pieces.put(delta)
-                pieces.put(END)
-            except Exception as exc:  # noqa: BLE001 - handed to the writer
-                pieces.put(exc)
-        threads.start("llm", read, tag=call_sid[-6:])
+        if draft is not None:
+            reading, outcome.tools = draft.reading, draft.tools
+        else:
+            reading = Reading(lambda: reply.done)
+            outcome.tools = self.booking_tools(call_sid, llm)
+            tools = {"tools": outcome.tools} if outcome.tools is not None else {}
+            threads.start("llm", reading.read,
+                          lambda: llm.reply_tokens(context, outcome.user_text, **tools),
+                          tag=call_sid[-6:])
         while True:
             timeout = self.s.llm_timeout_sec
             if outcome.budgeted():
                 timeout = max(0.1, min(timeout, outcome.deadline - time.monotonic()))
             try:
-                piece = pieces.get(timeout=timeout)
+                piece = reading.next(timeout)
             except queue.Empty:
                 raise TimeoutError(f"llm took longer than {timeout:.3g} s") from None
             if piece is END:
@@ -442,6 +445,69 @@ class Dialog:
             if isinstance(piece, Exception):
                 raise piece
             yield piece
+
+    # ---- the reply begun before the turn ended (DRAFT_REPLY, ivr/draft.py) ------------------
+    def begin_draft(self, call_sid: str, text: str) -> Draft | None:
+        """Ask the LLM now for the reply to `text` (the caller's words so far, a whole
+        sentence) with the call's history as it is: its deltas and Actions are kept, nothing is
+        done, synthesised or said until the turn takes it. Replaces the call's older draft.
+        Never blocks (the history is read on the draft's own thread)."""
+        llm = self.engines.llm
+        if llm is None or not text.strip():
+            return None
+        draft = Draft(call_sid, text.strip())
+        with self.drafts_lock:
+            older, self.drafts[call_sid] = self.drafts.get(call_sid), draft
+        self._drop(older, "other-words")
+        threads.start("llm", self._read_draft, draft, llm, tag=call_sid[-6:])
+        return draft
+
+    def _read_draft(self, draft: Draft, llm: LLM) -> None:
+        try:
+            draft.history = self.calls.history(draft.call_sid)
+            tools = self.booking_tools(draft.call_sid, llm)
+            draft.tools = DraftTools.of(tools, draft) if tools is not None else None
+            given = {"tools": draft.tools} if draft.tools is not None else {}
+            context = llm_context(draft.history)
+        except Exception as exc:  # noqa: BLE001 - the turn asks the LLM itself
+            draft.history = None
+            draft.reading.pieces.put(exc)
+            return
+        finally:
+            draft.ready.set()
+        draft.reading.read(lambda: llm.reply_tokens(context, draft.text, **given))
+
+    def drop_draft(self, call_sid: str, why: str) -> None:
+        """The call's draft is thrown away (the caller went on, the call ended)."""
+        with self.drafts_lock:
+            draft = self.drafts.pop(call_sid, None)
+        self._drop(draft, why)
+
+    def _take_draft(self, call_sid: str) -> Draft | None:
+        with self.drafts_lock:
+            return self.drafts.pop(call_sid, None)
+
+    def _used(self, draft: Draft | None, history: list[dict],
+              outcome: TurnOutcome) -> Draft | None:
+        """The draft, if the turn's words and the history are those it was begun on (used);
+        else it is dropped and None."""
+        if draft is None or draft.decided.is_set():
+            return None
+        if not draft.same_text(outcome.user_text):
+            return self._drop(draft, "other-words")
+        draft.ready.wait(self.s.llm_timeout_sec)
+        if draft.history is None or draft.history != history:
+            return self._drop(draft, "history-moved")
+        if not draft.decide(True, lambda: outcome.reply.done):
+            return None
+        self.events.emit("DRAFT", draft.call_sid, result="used", text=draft.text,
+                         chars=draft.reading.chars)
+        return draft
+
+    def _drop(self, draft: Draft | None, why: str) -> None:
+        if draft is not None and draft.decide(False):
+            self.events.emit("DRAFT", draft.call_sid, result="dropped", why=why,
+                             text=draft.text, chars=draft.reading.chars)
 
     # ---- the booking tools an LLM runs (ivr/booking/tools.py) ---------------------------------
     def booking_tools(self, call_sid: str, llm: LLM) -> BookingTools | None:
@@ -614,6 +680,13 @@ class Dialog:
                 return  # _record will write `heard` itself
             self.calls.change_history(call_sid, lambda history: cut_to_heard(
                 history, reply.text, heard))
+
+
+def llm_context(history: list[dict]) -> list[dict]:
+    """The history as the LLM is given it: each message's role and text, the tools it used,
+    the booking's step."""
+    return [{"role": m["role"], "text": m["text"], **kept_tools(m),
+             **({BOOKING_KEY: m[BOOKING_KEY]} if m.get(BOOKING_KEY) else {})} for m in history]
 
 
 def kept_tools(message: dict) -> dict:

@@ -69,6 +69,10 @@ class Figures:
                                  "silence before the turn was sure to end (EARLY_ASR_SEC): used "
                                  "by the turn, or dropped (the caller went on)", ["result"],
                                  registry=r)
+        self.drafts = Counter("ivr_drafts", "replies begun before the caller's turn ended "
+                              "(DRAFT_REPLY), by result: used, or dropped (the caller went on, "
+                              "other words, the history moved, the call ended)", ["result"],
+                              registry=r)
         self.dropped = Counter("ivr_utterances_dropped", "voice not taken as an utterance, by "
                                "reason", ["reason"], registry=r)
         self.notifications = Counter("ivr_notifications", "the owner's notifications, by "
@@ -138,6 +142,7 @@ ON_EVENT: dict[str, Callable[[Figures, Mapping[str, Any]], None]] = {
                                                 label(d.get("by"))).inc(),
     "BACKCHANNEL": lambda f, d: f.backchannels.labels(label(d.get("over") or "stream")).inc(),
     "EARLY_ASR": lambda f, d: f.early_asr.labels(label(d.get("result"))).inc(),
+    "DRAFT": lambda f, d: f.drafts.labels(label(d.get("result"))).inc(),
     "UTTERANCE_DROPPED": lambda f, d: f.dropped.labels(label(d.get("reason"))).inc(),
     "NOTIFY_SENT": _notification("sent"),
     "NOTIFY_RETRY": _notification("retry"),

@@ -33,7 +33,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.notify.notifier", "ivr.notify.send", "ivr.engines.errors", "ivr.engines.faults",
      "ivr.engines.probe", "ivr.twilio_alerts", "ivr.booking.caldav_sync",
      "ivr.booking.desk", "ivr.booking.tools", "ivr.booking.conversation"},
-    {"ivr.dialog", "ivr.watchdog", "ivr.retention", "ivr.booking.notices",
+    {"ivr.dialog", "ivr.draft", "ivr.watchdog", "ivr.retention", "ivr.booking.notices",
      "ivr.booking.reminders", "ivr.notify.digest"},
     {"ivr.runtime"},
     {"ivr.media.turns", "ivr.reply_twiml"},

@@ -77,8 +77,8 @@ def test_a_call_is_counted_once_by_its_outcome(client, twilio_post, runtime):
 
 def test_each_family_counts_its_events_and_no_label_carries_the_callers_words(runtime):
     """Fallbacks by kind, watchdog redirects by check, barge-ins over what, dropped utterances
-    by reason, notifications by result: each from its event, once; words outside the code's
-    own (Hebrew, a caller's) become `other`."""
+    by reason, notifications by result, drafts by result: each from its event, once; words
+    outside the code's own (Hebrew, a caller's) become `other`."""
     events = EventLog(runtime.store)
     cases = [
         (("TURN", {"mode": "play", "fallback": "llm-error"}),
@@ -96,6 +96,10 @@ def test_each_family_counts_its_events_and_no_label_carries_the_callers_words(ru
          "ivr_backchannels_total", {"over": "play"}),
         (("EARLY_ASR", {"result": "dropped", "sec": 1.2}),
          "ivr_early_transcriptions_total", {"result": "dropped"}),
+        (("DRAFT", {"result": "used", "text": "מה שעות הפתיחה", "chars": 12}),
+         "ivr_drafts_total", {"result": "used"}),
+        (("DRAFT", {"result": "dropped", "why": "went-on", "text": "מה", "chars": 0}),
+         "ivr_drafts_total", {"result": "dropped"}),
         (("UTTERANCE_DROPPED", {"reason": "refractory"}),
          "ivr_utterances_dropped_total", {"reason": "refractory"}),
         (("UTTERANCE_DROPPED", {"reason": "כן כן"}),

@@ -68,6 +68,8 @@ class StreamTurns:
         self.stop_speaking = threading.Event()
         self.speaking: tuple[SpokenReply, PlaySchedule] | None = None  # the reply being heard
         self.live: LiveRecognition | None = None  # the recognizer hearing the utterance
+        self.paused = False  # silent since a Pause in the utterance being heard
+        self.drafted: str | None = None  # the live words the reply was begun on (DRAFT_REPLY)
         asr = rt.engines.asr
         self.live_asr = asr if asr is not None and asr.hears_live and not fork else None
         self.early = EarlyRecognition(asr, self.early_told) if asr is not None \
@@ -102,6 +104,8 @@ class StreamTurns:
                 self.detector.hear_end(silence_to_end(self.live.partial,
                                                       self.rt.settings.min_utt_sec))
             events = self.detector.feed(pcm, audio.rms(pcm))
+            if self.live_asr is not None and self.rt.settings.draft_reply:
+                self._draft(events)
             ended = self._feed_live(pcm, events) if self.live_asr else None
             if self.early is not None:
                 ended = self._early(events) or ended
@@ -136,6 +140,29 @@ class StreamTurns:
         """An early transcription ended: taken by its turn, or thrown away (what it costs)."""
         self.rt.events.emit("EARLY_ASR", self.call_sid, sid=self.channel.stream_sid,
                             result=result, sec=round(seconds, 2))
+
+    def _draft(self, events: list) -> None:
+        """DRAFT_REPLY: in the silence after the caller's live words read as a whole sentence
+        (from the detector's Pause on), the reply is begun on them (again if they change);
+        voice again throws it away; the turn that ends the utterance takes it or drops it."""
+        run, detector = self.detector.run, self.detector
+        if any(isinstance(e, Utterance) for e in events):
+            self.paused, self.drafted = False, None  # the turn has the draft now
+            return
+        if any(isinstance(e, Pause) for e in events):
+            self.paused = True
+        elif not (detector.state == TurnDetector.LISTENING and run.frames and run.silence):
+            self.paused = False
+        if not self.paused:
+            if self.drafted is not None:
+                self.drafted = None
+                self.rt.dialog.drop_draft(self.call_sid, "went-on")
+            return
+        text = self.live.partial.strip() if self.live is not None else ""
+        ceiling = self.rt.settings.min_utt_sec
+        if text and text != self.drafted and silence_to_end(text, ceiling) not in (None, ceiling):
+            self.drafted = text
+            self.rt.dialog.begin_draft(self.call_sid, text)
 
     def feed_fork(self, pcm: bytes) -> None:
         if self.carrying:
@@ -221,6 +248,7 @@ class StreamTurns:
                 self.live = None
             if self.early is not None:
                 self.early.cancel()
+        self.rt.dialog.drop_draft(self.call_sid, "call-ended")
         if cut is None:
             return
         self.dropped(cut.reason, cut.seconds, cut.voiced_frames)
@@ -240,6 +268,7 @@ class StreamTurns:
                             sec=round(utterance.seconds, 2), voiced=utterance.voiced_frames)
         ended = time.monotonic() - utterance.silence_frames * audio.FRAME_SEC
         if not self._submit(pcm=utterance.pcm, speech_end=ended, live=live):
+            self.rt.dialog.drop_draft(self.call_sid, "call-ended")
             self.dropped("call-ended", utterance.seconds, utterance.voiced_frames)
 
     def dispatch_text(self, text: str) -> None:
