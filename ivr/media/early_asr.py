@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import threads
 from ..audio import FRAME_SEC
 from ..engines.base import ASR, LiveRecognition
 from .endpointing import Pause, TurnDetector, Utterance
@@ -15,10 +16,15 @@ class EarlyRecognition:
     Utterance that follows with the same audio takes it, and a caller who goes on (or audio
     that was not answered after all) cancels it. `dropped` counts the transcriptions thrown
     away (what this costs); `told(result, seconds)` hears of each one's end ("used" or
-    "dropped", with the seconds of audio it carried)."""
+    "dropped", with the seconds of audio it carried); `heard(live, text)` is given its words
+    as soon as they come, on the recognition's watcher thread (DRAFT_REPLY begins the reply on
+    them while the turn is not over yet)."""
 
-    def __init__(self, asr: ASR, told: Callable[[str, float], None] = lambda *_: None):
-        self.asr, self.told = asr, told
+    WATCH_SEC = 30.0  # a watcher outlives no recognition longer than this
+
+    def __init__(self, asr: ASR, told: Callable[[str, float], None] = lambda *_: None,
+                 heard: Callable[[LiveRecognition, str], None] | None = None):
+        self.asr, self.told, self.heard = asr, told, heard
         self.pending: tuple[LiveRecognition, int] | None = None  # (recognition, its frames)
         self.started = self.dropped = 0
 
@@ -29,6 +35,16 @@ class EarlyRecognition:
         live.feed(event.pcm)
         live.end_audio()
         self.pending, self.started = (live, event.frames), self.started + 1
+        if self.heard is not None and live.thread is not None:
+            threads.start("live", self._watch, live, tag=self.asr.name)
+
+    def _watch(self, live: LiveRecognition) -> None:
+        live.thread.join(self.WATCH_SEC)
+        if live.thread.is_alive() or live.cancelled or live.error is not None:
+            return
+        text = " ".join(t for kind, t in live.results if kind == "final" and t).strip()
+        if text:
+            self.heard(live, text)
 
     def take(self, utterance: Utterance) -> LiveRecognition | None:
         """The recognition of this utterance if it was begun on the same audio (else None)."""

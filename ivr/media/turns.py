@@ -72,9 +72,10 @@ class StreamTurns:
         self.drafted: str | None = None  # the live words the reply was begun on (DRAFT_REPLY)
         asr = rt.engines.asr
         self.live_asr = asr if asr is not None and asr.hears_live and not fork else None
-        self.early = EarlyRecognition(asr, self.early_told) if asr is not None \
-            and not asr.hears_live and not fork and rt.settings.early_asr_sec > 0 \
-            else None  # (a live one hears all)
+        self.early = EarlyRecognition(
+            asr, self.early_told, self.early_heard if rt.settings.draft_reply else None) \
+            if asr is not None and not asr.hears_live and not fork \
+            and rt.settings.early_asr_sec > 0 else None  # (a live one hears all)
         if fork:
             self.detector.bot_speaking()  # the Plays run: voice over them is a barge-in
         else:
@@ -137,9 +138,26 @@ class StreamTurns:
         return taken
 
     def early_told(self, result: str, seconds: float) -> None:
-        """An early transcription ended: taken by its turn, or thrown away (what it costs)."""
+        """An early transcription ended: taken by its turn, or thrown away (what it costs);
+        a reply begun on its words goes with it."""
         self.rt.events.emit("EARLY_ASR", self.call_sid, sid=self.channel.stream_sid,
                             result=result, sec=round(seconds, 2))
+        if result == "dropped" and self.drafted is not None:
+            self.drafted = None
+            self.rt.dialog.drop_draft(self.call_sid, "went-on")
+        elif result == "used":
+            self.drafted = None  # the turn has the draft now
+
+    def early_heard(self, live: LiveRecognition, text: str) -> None:
+        """DRAFT_REPLY with an ASR that does not hear live: the early transcription's words
+        came while the turn is not over (the caller is still silent, not yet MIN_UTT_SEC): the
+        reply is begun on them; the turn's words are these same ones, or it is dropped."""
+        with self.detector_lock:
+            pending = self.early.pending if self.early is not None else None
+            if pending is None or pending[0] is not live:
+                return  # the turn took it already (it asks the LLM itself), or it was dropped
+            self.drafted = text
+            self.rt.dialog.begin_draft(self.call_sid, text)
 
     def _draft(self, events: list) -> None:
         """DRAFT_REPLY: in the silence after the caller's live words read as a whole sentence

@@ -121,3 +121,29 @@ def test_a_caller_who_goes_on_after_the_pause_hears_only_the_reply_to_all_of_it(
     assert turn["user"] == MORE + "?" and turn["reply"] == "ביום שישי עד שתיים."
     assert tts.texts == ["ביום שישי עד שתיים."]  # nothing of the draft was ever synthesised
     assert drafts(runtime) == [("dropped", "went-on", QUESTION), ("used", None, MORE)]
+
+
+def test_without_live_words_the_reply_is_begun_on_the_early_transcription(runtime):
+    """An ASR that does not hear live (OpenAI's): the transcription sent at the pause
+    (EARLY_ASR_SEC) comes back while the caller is still silent, before MIN_UTT_SEC ends the
+    turn: the LLM is asked on its words at once, and the turn, whose words these are, takes it."""
+    llm, tts = QueuedLLM(), HeardTTS()
+    runtime.engines.llm, runtime.engines.tts = llm, tts
+    runtime.calls.answer(SID, "stream", "stream", "in-progress")
+    turns = StreamTurns(runtime, RecordingChannel(), SID, 2)
+    assert turns.early is not None and not runtime.engines.asr.hears_live
+    for _ in range(70):
+        turns.feed(VOICE)
+    for _ in range(PAUSE_FRAMES):
+        turns.feed(FRAME)
+    wait_until(lambda: len(llm.asked) == 1)  # asked on the early transcription's words
+    assert "UTTERANCE" not in kinds(runtime) and tts.texts == []
+    for piece in ("פתוח עד שמונה בערב.", None):
+        llm.feeds[0].put(piece)
+    until_utterance(turns, runtime)
+    turn = heard_reply(runtime)
+    assert llm.asked == [turn["user"]]  # once: the turn took the draft
+    assert turn["reply"] == "פתוח עד שמונה בערב." and tts.texts == ["פתוח עד שמונה בערב."]
+    assert drafts(runtime) == [("used", None, turn["user"])]
+    assert [e["detail"]["result"] for e in runtime.store.events(SID)
+            if e["kind"] == "EARLY_ASR"] == ["used"]

@@ -95,7 +95,8 @@ def test_a_yes_said_right_after_the_replys_mark_is_heard_whole_and_answered(phon
     assert result.streams[0]["marks"] == ["reply-2", "reply-3"]
     yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
     heard = line.runtime.engines.asr.heard
-    assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC  # its start was not lost
+    assert heard[-1] >= len(yes) * audio.FRAME_SEC  # its start was not lost (an early request
+    # may have gone at the comma after "שלום", EARLY_ASR_SEC, and been dropped)
     replies = [m["text"] for m in line.store.history(result.call_sid) if m["role"] == "assistant"]
     assert replies[1].startswith("תשובה 2")
     assert "UTTERANCE_DROPPED" not in kinds(line, result.call_sid)
@@ -110,7 +111,7 @@ def test_a_yes_said_as_the_next_stream_opens_is_heard_whole(phone_line):
     assert result.said[1]["t"] - result.connects[1]["opened"] <= 0.5  # at its first frames
     yes = [f for f in audio.frames_of(voice_ulaw("כן")) if audio.rms(audio.ulaw_to_pcm16(f))]
     heard = line.runtime.engines.asr.heard
-    assert len(heard) == 2 and heard[1] >= len(yes) * audio.FRAME_SEC
+    assert heard[-1] >= len(yes) * audio.FRAME_SEC
     assert [h["kind"] for h in result.heard] == ["play", "play"]
 
 
