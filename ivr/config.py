@@ -253,8 +253,7 @@ class Settings:
     early_asr_sec: float = setting(
         0.1, float_range(0, 5.0), "transcribe after this silence, before the turn ends; 0: off")
     draft_reply: bool = setting(
-        True, boolean, "the LLM asked on the caller's words before the turn ends (at the "
-        "EARLY_ASR_SEC pause after live words that read whole, or on the early transcription)")
+        True, boolean, "the LLM asked on the caller's words before the turn surely ends")
     vad_rms: int = setting(210, int_range(0, 32767),
                            "loudness always voice (less on a quiet line); barge-in needs it")
     max_utt_sec: float = setting(7.0, float_range(0.5, 60.0), "longest utterance")
