@@ -91,7 +91,7 @@ class Tracer:
 
 
 def call_hash(call_sid: str) -> str:
-    """The call's name in a trace: its SID's SHA-256, cut (the inspector finds it by hash)."""
+    """The call's name in a trace: its SID's SHA-256, cut (the same on every worker)."""
     return hashlib.sha256(call_sid.encode()).hexdigest()[:CALL_ID_CHARS]
 
 
