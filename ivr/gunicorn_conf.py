@@ -1,12 +1,11 @@
 """gunicorn's hooks (scripts/start.sh: `-c python:ivr.gunicorn_conf`): the master empties the
-workers' metrics files at its start; a worker's exit drops its live gauges, and the exiting
-worker sends the trace spans it still holds."""
+workers' metrics files at its start; a worker's exit drops its live gauges."""
 
 from __future__ import annotations
 
 import os
 
-from . import metrics, tracing
+from . import metrics
 from .config import Settings
 
 # gunicorn reads this module's names as its settings: only the hooks below are meant
@@ -23,9 +22,3 @@ def child_exit(server, worker) -> None:
     """A worker exited (stopped, crashed, killed): its counts stay in the sums, its live
     gauges go."""
     metrics.process_dead(worker.pid)
-
-
-def worker_exit(server, worker) -> None:
-    """In the worker, as it exits (its spans were started there, on its first turn): the spans
-    still queued go to the OTLP endpoint before the process ends."""
-    tracing.shutdown()

@@ -1,7 +1,9 @@
 """A turn's trace sent over OTLP/HTTP to a real receiver: its stages, its call, none of the
 caller's words or number; nothing of OpenTelemetry loaded when no endpoint is set."""
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ivr import tracing
 from ivr.sim.script import CallerScript
 
-from .livehelpers import ROOT, wait_until
+from .livehelpers import ROOT, free_port, start_script_env, wait_for, wait_until
 from .test_metrics import ASK, FAKES, turn_events
 
 CALLER = CallerScript.from_number  # the emulator's caller, +972…
@@ -127,23 +129,21 @@ def test_each_turn_of_a_call_is_a_turn_span_with_its_stages_in_the_calls_trace(
         assert not any(result.call_sid in str(v) for v in values)
 
 
-WORKER = """
-import os, sys
-from ivr import gunicorn_conf, tracing
+PROCESS = """
+import sys
+from ivr import tracing
 tracing.event("TURN", "CA" + "b" * 32, {"turn": 3, "mode": "play", "source": "play",
               "fallback": "llm-error", "user": "מה השעה", "turn_ms": 900, "asr_ms": 400,
               "first_audio_ms": 850})
-gunicorn_conf.worker_exit(None, None)
-print(any(name.startswith("opentelemetry") for name in sys.modules), flush=True)
-os._exit(0)  # no atexit: only the hook sends
+print(any(name.startswith("opentelemetry") for name in sys.modules))
 """
 
 
-def test_a_workers_exit_sends_the_spans_it_holds_under_otel_service_name(receiver):
-    """A gunicorn worker whose batch would wait 10 minutes: its exit hook sends the turn (with
-    its fallback as the span's error) before the process ends; OTEL_SERVICE_NAME wins."""
+def test_a_process_sends_the_spans_it_holds_as_it_exits_under_otel_service_name(receiver):
+    """A process whose batch would wait 10 minutes sends its turn (the fallback as the span's
+    error) before it ends; OTEL_SERVICE_NAME wins over `ivr`."""
     env = {**os.environ, "OTEL_SERVICE_NAME": "front-desk", "OTEL_BSP_SCHEDULE_DELAY": "600000"}
-    out = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, env=env, text=True,
+    out = subprocess.run([sys.executable, "-c", PROCESS], cwd=ROOT, env=env, text=True,
                          capture_output=True, check=True)
     assert out.stdout.strip() == "True" and "TRACING_ERR" not in out.stderr
     [turn] = receiver.named("turn")  # already there: no waiting
@@ -165,3 +165,42 @@ def test_with_no_endpoint_opentelemetry_is_never_imported():
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, text=True,
                          capture_output=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.live
+def test_under_gunicorn_the_worker_traces_and_sends_its_spans_as_it_stops(tmp_path, receiver):
+    """scripts/start.sh with an endpoint and a batch that would wait 10 minutes: the worker
+    makes the spans of a call's turn, and stopping the line (SIGTERM, as a host does) sends
+    them before the worker ends."""
+    from ivr.config import LOCAL_ACCOUNT_SID, local_auth_token
+    from ivr.sim import Carrier
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    carrier = Carrier(base, account_sid=LOCAL_ACCOUNT_SID,
+                      auth_token=local_auth_token(tmp_path / "var")).start()
+    env = start_script_env(tmp_path, port, TWILIO_API_BASE_URL=carrier.url,
+                           OTEL_BSP_SCHEDULE_DELAY="600000",
+                           **{k.upper(): v for k, v in FAKES.items()})
+    line = subprocess.Popen(["bash", "scripts/start.sh"], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(base + "/healthz", line)
+        result = carrier.place_call({"steps": [{"say": "כמה זה עולה?"}], "end": "hangup"})
+        assert result.error_codes == []
+
+        def turns() -> list[dict]:
+            with sqlite3.connect(tmp_path / "ivr.sqlite3") as conn:
+                return [json.loads(d) for (d,) in conn.execute(
+                    "SELECT detail FROM events WHERE kind = 'TURN'")]
+        [event] = wait_until(turns)
+        assert receiver.spans == []  # held by the worker's batch
+    finally:
+        line.terminate()
+        output = line.communicate(timeout=120)[0]
+        carrier.stop()
+    assert line.returncode == 0, output
+    [turn] = receiver.named("turn")
+    assert turn["resource"]["service.name"] == "ivr"
+    assert turn["attributes"]["ivr.call"] == tracing.call_hash(result.call_sid)
+    assert turn["end"] - turn["start"] == event["turn_ms"] * 1_000_000
+    assert "TRACING_ERR" not in output
