@@ -19,7 +19,7 @@ from flask import Flask
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from . import threads
+from . import threads, tracing
 from .lanes import Lanes
 from .media.session import MediaServer
 from .media.wire import MediaProtocol
@@ -96,9 +96,13 @@ class LineApp:
                 return
 
     def close(self) -> None:
+        """The worker stops (lifespan shutdown; uvicorn then ends the process by the signal it
+        got, so neither gunicorn's worker_exit nor atexit runs): the trace spans it still holds
+        are sent first."""
         self.lanes.close()
         self.media.starts.shutdown(wait=False, cancel_futures=True)
         self.runtime.close()
+        tracing.shutdown()
 
     async def http(self, scope: dict, receive, send) -> None:
         try:

@@ -670,7 +670,8 @@ class Dialog:
                          audio=names[0] if names else "", fallback=outcome.fallback,
                          ending=reply.ending,
                          first_audio_ms=timings.get("first_audio"), **{
-                             f"{k}_ms": v for k, v in outcome.ms.items() if k != "first_audio"})
+                             f"{k}_ms": v for k, v in outcome.ms.items() if k != "first_audio"},
+                         turn_ms=reply.age_ms())  # its end: a trace's turn (ivr/tracing.py)
 
     def keep_heard(self, call_sid: str, reply: SpokenReply, heard: str) -> None:
         """A barge-in cut the reply: the history keeps only what the caller heard of it."""

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from . import metrics
+from . import metrics, tracing
 from .store import Store
 
 log = logging.getLogger("ivr")
@@ -69,9 +69,10 @@ class EventLog:
         """Log `KIND call=… key=value…` and store the event without waiting for the database:
         the store's writer lands it with the other rows queued meanwhile, in one transaction,
         before any later read; storage failure never raises. Each event is counted once in
-        the line's figures (ivr/metrics.py)."""
+        the line's figures (ivr/metrics.py) and, a turn, in its trace (ivr/tracing.py)."""
         detail = clip(self.redact(detail))
         metrics.event(kind, detail)
+        tracing.event(kind, call_sid, detail)
         fields = ([f"call={format_value(call_sid)}"] if call_sid else []) + [
             f"{k}={format_value(v)}" for k, v in detail.items() if not isinstance(v, dict)]
         log.log(level, "%s %s", kind, " ".join(fields))

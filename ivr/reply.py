@@ -195,6 +195,10 @@ class SpokenReply:
         start = marks.pop("speech_end")
         return {k: round((t - start) * 1000) for k, t in marks.items()}
 
+    def age_ms(self) -> int:
+        """Milliseconds since the end of the caller's speech."""
+        return round((time.monotonic() - self.marks["speech_end"]) * 1000)
+
     # ---- the players --------------------------------------------------------------------------
     def wait(self, index: int, timeout: float) -> Chunk | None:
         """Chunk `index` once it is ready; None when the reply ended before it.

@@ -15,7 +15,7 @@ FLOORS = [  # lowest first; a module may import its own floor or lower ones
      "ivr.config", "ivr.phrases", "ivr.audio", "ivr.twiml", "ivr.schema", "ivr.google_voices",
      "ivr.signatures", "ivr.twilio_fields", "ivr.chunking", "ivr.reply", "ivr.speakable",
      "ivr.owner", "ivr.programs", "ivr.lanes", "ivr.flow", "ivr.notify.texts", "ivr.threads",
-     "ivr.metrics",
+     "ivr.metrics", "ivr.tracing",
      "ivr.media.endpointing", "ivr.media.loop", "ivr.media.overheard", "ivr.media.last_words",
      "ivr.media.backchannel", "ivr.media.turn_end",
      "ivr.booking", "ivr.booking.hebrew_numbers", "ivr.booking.when",
