@@ -186,7 +186,7 @@ class GoogleSpeechProfile(FakeGoogleSpeech):
                     self.configs.append(item.streaming_config)
                 received += len(item.audio_content)
                 hearing.hear(item.audio_content)
-        except Exception:  # noqa: BLE001 - grpc.RpcError: the client cancelled
+        except Exception:  # grpc.RpcError: the client cancelled
             hearing.end(gone=True)
             return
         with self.progress:
