@@ -91,8 +91,10 @@ bench-sockets: setup
 bench-flood: setup
 	$(PY) -m bench.socket_flood
 
+# make bench-latency ASR=google: the line hears the caller live through Google's streaming client
+# (bench/google_profile.py: a local stand-in over TLS) instead of the profile's transcription
 bench-latency: setup
-	$(PY) -m bench.latency
+	$(PY) -m bench.latency $(if $(ASR),--asr $(ASR))
 
 # make bench-peer: the line (stream, play) and a standard Pipecat Twilio bot from PyPI in its own
 # virtualenv (.venv-peer, bench/requirements-peer.txt: pins that conflict with the line's), one run

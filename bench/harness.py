@@ -42,7 +42,10 @@ class BenchLine:
         self.carrier = None if rest_url else Carrier(self.url, account_sid=LOCAL_ACCOUNT_SID,
                                                      auth_token=self.token)
         self.db = Path(self.tmp.name) / "bench.sqlite3"
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "OPENAI_"))}
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("TWILIO_", "OPENAI_", "GOOGLE_", "GCP_"))}
+        # start.sh runs .venv's Python, else python3 on the PATH: the bench's own, as tests do
+        base["PATH"] = str(Path(sys.executable).parent) + ":" + base.get("PATH", "")
         base.update(PORT=str(self.port), BIND_HOST="127.0.0.1", VAR_DIR=str(var),
                     TTS_DIR=f"{self.tmp.name}/tts", DATABASE_URL=f"sqlite:///{self.db}",
                     TWILIO_API_BASE_URL=rest_url or self.carrier.url, ASR_ENGINE="fake",

@@ -2,19 +2,24 @@
 heard, and → the whole reply heard, for REPLY_MODE=play and REPLY_MODE=stream, with OpenAI
 speech over /v1/audio/speech and over the Realtime API.
 
-Run: `python -m bench.latency [--turns 10] [--speech realtime] [--cache cold]` (or
-`make bench-latency`: both speech APIs, warm and cold). The line runs with the OpenAI engines
+Run: `python -m bench.latency [--turns 10] [--speech realtime] [--cache cold] [--asr google]`
+(or `make bench-latency`: both speech APIs, warm and cold). The line runs with the OpenAI engines
 pointed at bench/latency_profile.py (ASR 350 ms; chat: first
 token 450 ms, then 150 characters a second; speech: first byte 300 ms, audio at 10× real time,
 14 characters a second of speech) and, for the Realtime voice, at tests/realtime_server.py with
 the same speech profile (first delta 300 ms after response.create, deltas of 100 ms of μ-law
-at 10× real time), through the emulator in real time.
+at 10× real time), through the emulator in real time. `--asr google`: the line hears the caller
+live through Google's real client at bench/google_profile.py (the words so far while the caller
+speaks, the final 350 ms after the audio ends), and the summary adds the provider's count of
+chat requests per answered turn and of those cut off before their end (written to
+bench/results/latency-google.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 from itertools import pairwise
 
@@ -31,10 +36,15 @@ VAD_RMS = 210
 REPLY_PAUSE_SEC = 1.0  # the caller waits out pauses inside a reply up to this long
 
 
+def voiced_frames(text: str) -> list[int]:
+    """The indices of a sentence's voiced frames as the caller says it."""
+    frames = audio.frames_of(voice_ulaw(text))
+    return [i for i, f in enumerate(frames) if audio.rms(audio.ulaw_to_pcm16(f)) > VAD_RMS]
+
+
 def voiced_seconds(text: str) -> float:
     """Call time from the start of a sentence to its last voiced frame."""
-    frames = audio.frames_of(voice_ulaw(text))
-    voiced = [i for i, f in enumerate(frames) if audio.rms(audio.ulaw_to_pcm16(f)) > VAD_RMS]
+    voiced = voiced_frames(text)
     return (voiced[-1] + 1) * audio.FRAME_SEC if voiced else 0.0
 
 
@@ -84,18 +94,52 @@ def realtime_server():
     return RealtimeServer(speed=AUDIO_SPEEDUP, first_delta_sec=FIRST_BYTE_SEC, delta_sec=0.1)
 
 
-def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realtime) -> dict:
+def google_speech(profile: LatencyProfile):
+    """The Google streaming stand-in with the profile's timings, hearing QUESTIONS in turn."""
+    from .google_profile import GoogleSpeechProfile
+    return GoogleSpeechProfile(profile, [len(voiced_frames(q)) for q in QUESTIONS], VAD_RMS)
+
+
+def read_back(line) -> int:
+    """Turns whose reply says the reference number the caller was heard giving."""
+    with sqlite3.connect(line.db) as conn:
+        rows = conn.execute("SELECT user_text, reply_text FROM turns").fetchall()
+    return sum(bool(n) and n[-1] in (reply or "") for n, reply in
+               ((re.findall(r"\d+", heard or ""), reply) for heard, reply in rows))
+
+
+def hearing_summary(hearing, chats: tuple[int, ...], answered: int, read: int) -> dict:
+    """--asr google's additions: the stand-in's streams, and the streamed chat requests (a
+    draft reply begun before the end of the turn and thrown away is one cut off before its
+    end, with the characters it had streamed)."""
+    requests, cut_off, chars = chats
+    return {"asr_streams": hearing.streams(), "turns_reading_back_the_number": read,
+            "chat_streams": {"requests": requests, "per_answered_turn":
+                             round(requests / answered, 2) if answered else None,
+                             "cut_off": cut_off, "cut_off_chars": chars}}
+
+
+def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realtime,
+             hearing=None) -> dict:
+    """One call of `turns` questions in REPLY_MODE `mode`; `hearing`: the Google stand-in
+    (google_speech) hears the caller, not the profile's transcription."""
     env = {"OPENAI_API_KEY": "sk-bench-0000000000", "OPENAI_BASE_URL": profile.url + "/v1",
            "ASR_ENGINE": "openai", "LLM_ENGINE": "openai", "TTS_ENGINE": "openai",
            "OPENAI_TTS_MODEL": SPEECH_MODELS[speech], "REPLY_MODE": mode}
     if speech == "realtime":
         env["OPENAI_WEBSOCKET_BASE_URL"] = realtime.url + "/v1"
+    if hearing is not None:
+        env.update(hearing.line_env())
+        hearing.begin_call()
     script = {"steps": [{"say": QUESTIONS[i % len(QUESTIONS)]} for i in range(turns)],
               "end": "hangup", "reply_timeout": 30, "max_duration": 60 * turns,
               "reply_pause": REPLY_PAUSE_SEC}
+    chats_before = profile.chat_counts()
     with BenchLine(**env) as line:
         result = line.carrier.place_call(script, speed=1.0)
         stages = server_stages(line)
+        read = read_back(line)
+    chats = tuple(b - a for a, b in zip(chats_before, profile.chat_counts(), strict=True))
     times = turn_times(result)
     first, whole, silence, gaps = ([t[k] for t in times] for k in range(4))
     summary = {"turns": turns, "answered": len(times), "errors": result.error_codes,
@@ -110,6 +154,10 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
                "longest_gap_inside_reply_sec": {"p50": round(percentile(gaps, 50), 2),
                                                 "max": round(max(gaps, default=0.0), 2)},
                "server_stages_p50_ms": stages}
+    if hearing is not None:
+        summary.update(hearing_summary(hearing, chats, len(times), read))
+        log(f"google ASR: streams {summary['asr_streams']}; streamed chat requests "
+            f"{summary['chat_streams']}; {read} replies read back the caller's number")
     log(f"{speech} REPLY_MODE={mode}: {len(times)}/{turns} turns answered; first audio p50 "
         f"{summary['first_audio_sec']['p50']} s, p95 {summary['first_audio_sec']['p95']} s; "
         f"whole reply p50 {summary['whole_reply_sec']['p50']} s, silence inside it p50 "
@@ -130,6 +178,10 @@ def main() -> None:
                         help="OpenAI speech over /v1/audio/speech, the Realtime API, or both")
     parser.add_argument("--mode", choices=["play", "stream", "both"], default="both",
                         help="REPLY_MODE=play, REPLY_MODE=stream, or both")
+    parser.add_argument("--asr", choices=["openai", "google"], default="openai",
+                        help="openai: the profile's transcription after the utterance; google: "
+                             "Google's streaming client hears the caller live (bench/"
+                             "google_profile.py)")
     args = parser.parse_args()
     modes = ["play", "stream"] if args.mode == "both" else [args.mode]
     speeches = ["speech", "realtime"] if args.speech == "both" else [args.speech]
@@ -138,17 +190,26 @@ def main() -> None:
     try:
         for cache in caches:
             profile = LatencyProfile(cold=cache == "cold")
+            hearing = google_speech(profile) if args.asr == "google" else None
             try:
                 for speech in speeches:
                     for mode in modes:
                         log(f"{cache} cache:")
-                        runs[f"{speech} {mode} {cache}"] = run_mode(mode, args.turns, profile,
-                                                                    speech, realtime)
+                        name = f"{speech} {mode} {cache}"
+                        if hearing is not None:
+                            name = f"google {name}"
+                        runs[name] = run_mode(mode, args.turns, profile, speech, realtime,
+                                              hearing)
             finally:
+                if hearing is not None:
+                    hearing.stop()
                 profile.stop()
     finally:
         realtime.stop()
-    path = write_result("latency", {"profile": "bench/latency_profile.py", "modes": runs})
+    result = {"profile": "bench/latency_profile.py", "modes": runs}
+    if args.asr == "google":
+        result["asr"] = "bench/google_profile.py"
+    path = write_result("latency" if args.asr == "openai" else "latency-google", result)
     print("first audio p50 / p95, longest gap inside a reply (max): " + "; ".join(
         f"{name} {run['first_audio_sec']['p50']} / {run['first_audio_sec']['p95']} s, "
         f"{run['longest_gap_inside_reply_sec']['max']} s" for name, run in runs.items())

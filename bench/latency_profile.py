@@ -6,7 +6,9 @@
 - speech: first byte 300 ms after the request, then the MP3 at 10× real time; the audio lasts
   one second per 14 characters of input.
 The reply is about 230 characters in three sentences, with a number that changes every turn,
-so nothing comes from the line's MP3 cache.
+so nothing comes from the line's MP3 cache. It counts the streamed chat requests, and those
+whose client went away before their end (a draft reply thrown away). bench/google_profile.py
+hears the caller live with the same timings, as Google's streaming recognition.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ REPLY = ("{opener} אנחנו פתוחים היום עד שש בערב ומספ�
          "כבר עכשיו לתור הקרוב.")
 
 
+def question(n: int) -> str:
+    """What the provider hears the caller ask: a question with its own reference number."""
+    return f"מה שעות הפתיחה שלכם היום? מספר הפנייה שלי {n}."
+
+
 class LatencyProfile:
     """The profile's server on a loopback port; `url` + "/v1" is an OPENAI_BASE_URL."""
 
@@ -46,6 +53,9 @@ class LatencyProfile:
         self.openers = itertools.cycle(OPENERS) if cold else itertools.repeat(OPENERS[0])
         self.lock = threading.Lock()
         self.heard = 0  # the reference number of the last question heard
+        self.chats = self.cut_off = self.cut_off_chars = 0  # streamed chat requests (replies,
+        # drafts; not the call's summary); those whose client went away mid-stream, and the
+        # characters streamed to them until it did
         self.mp3s: dict[int, bytes] = {}
         app = Flask("latency-profile")
         app.add_url_rule("/v1/audio/transcriptions", "asr", self.transcription, methods=["POST"])
@@ -63,15 +73,31 @@ class LatencyProfile:
         with self.lock:
             return REPLY.format(opener=next(self.openers), n=self.heard or next(self.numbers))
 
+    def new_number(self) -> int:
+        """The reference number of the next question the caller asks."""
+        with self.lock:
+            return next(self.numbers)
+
+    def hear(self, number: int) -> None:
+        """The caller was heard saying `number`: the replies from now on read it back."""
+        with self.lock:
+            self.heard = number
+
     def transcription(self) -> Response:
         """Each question heard with its own reference number, which the reply reads back: no
         two alike (the line would drop a repeated one, DEDUP), and the reply's number is one
         the caller said (the line never speaks a figure nobody gave it)."""
         request.files["file"].read()
         time.sleep(ASR_SEC)
+        number = self.new_number()
+        self.hear(number)
+        return jsonify({"text": question(number)})
+
+    def chat_counts(self) -> tuple[int, int, int]:
+        """(streamed chat requests, those cut off mid-stream, characters streamed to those) so
+        far."""
         with self.lock:
-            self.heard = next(self.numbers)
-        return jsonify({"text": f"מה שעות הפתיחה שלכם היום? מספר הפנייה שלי {self.heard}."})
+            return self.chats, self.cut_off, self.cut_off_chars
 
     def chat(self) -> Response:
         body, text = request.get_json(), self.reply_text()
@@ -89,13 +115,22 @@ class LatencyProfile:
                                           "created": 0, "model": model, "choices": [{
                                               "index": 0, "delta": delta,
                                               "finish_reason": finish}]}) + "\n\n"
-        started = time.monotonic() + FIRST_TOKEN_SEC
+        with self.lock:
+            self.chats += 1
+        started, sent = time.monotonic() + FIRST_TOKEN_SEC, 0
         time.sleep(FIRST_TOKEN_SEC)
-        yield event({"role": "assistant", "content": ""})
-        for i in range(0, len(text), DELTA_CHARS):
-            due = started + i / CHARS_PER_SEC
-            time.sleep(max(0.0, due - time.monotonic()))
-            yield event({"content": text[i:i + DELTA_CHARS]})
+        try:
+            yield event({"role": "assistant", "content": ""})
+            for i in range(0, len(text), DELTA_CHARS):
+                due = started + i / CHARS_PER_SEC
+                time.sleep(max(0.0, due - time.monotonic()))
+                sent += len(text[i:i + DELTA_CHARS])
+                yield event({"content": text[i:i + DELTA_CHARS]})
+        except GeneratorExit:  # the server found the client gone (a write failed) and closed us
+            with self.lock:
+                self.cut_off += 1
+                self.cut_off_chars += sent
+            raise
         yield event({}, "stop")
         yield "data: [DONE]\n\n"
 

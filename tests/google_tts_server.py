@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import struct
 import threading
-from concurrent import futures
 
 import grpc
 
 from ivr import audio, google_voices
 
-from .providers import FakeGoogleSpeech
+from .providers import FakeGoogleSpeech, serve_grpc
 
 # streaming_synthesize's encodings (the SDK's StreamingAudioConfig: "Streaming supports PCM,
 # ALAW, MULAW and OGG_OPUS. All other encodings return an error")
@@ -59,10 +58,7 @@ class FakeGoogleTTS(FakeGoogleSpeech):
             "StreamingSynthesize": grpc.stream_stream_rpc_method_handler(
                 self.streaming, request_deserializer=tts.StreamingSynthesizeRequest.deserialize,
                 response_serializer=tts.StreamingSynthesizeResponse.serialize)})
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
+        self.server, self.port = serve_grpc(handler)
 
     def client(self):
         from google.cloud.texttospeech_v1 import TextToSpeechClient

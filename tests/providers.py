@@ -250,6 +250,16 @@ def fake_google_speech():
     server.stop()
 
 
+def serve_grpc(handler, tls: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, int]:
+    """A started gRPC server of `handler` on a loopback port (TLS with `tls`), and the port."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_secure_port("127.0.0.1:0", tls) if tls else \
+        server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
 class FakeGoogleSpeech:
     """google.cloud.speech.v1.Speech over an insecure loopback gRPC server.
 
@@ -262,7 +272,8 @@ class FakeGoogleSpeech:
     INTERIM_BYTES = 4000  # half a second of 8 kHz μ-law
     FINAL_SEC = 0.15
 
-    def __init__(self):
+    def __init__(self, tls: grpc.ServerCredentials | None = None):
+        """`tls`: served over TLS with these credentials (bench/google_profile.py), else plain."""
         from google.cloud.speech_v1.types import cloud_speech as cs
         self.cs = cs
         self.mode = "ok"
@@ -281,10 +292,7 @@ class FakeGoogleSpeech:
             "Recognize": grpc.unary_unary_rpc_method_handler(
                 self.recognize, request_deserializer=cs.RecognizeRequest.deserialize,
                 response_serializer=cs.RecognizeResponse.serialize)})
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
+        self.server, self.port = serve_grpc(handler, tls)
 
     def client(self):
         from google.cloud.speech_v1 import SpeechClient
