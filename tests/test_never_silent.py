@@ -1,5 +1,6 @@
 """Whatever breaks, the caller hears something and the call's record is complete."""
 
+import json
 import threading
 from datetime import date
 
@@ -70,7 +71,8 @@ def test_each_engine_timing_out_still_gives_a_sound(phone_line, stall, slow, phr
     line = phone_line(**timeouts, **FAKES)
     stall(getattr(line.runtime.engines, slow), slow)  # never answers: only its timeout helps
     result = line.carrier.place_call(ASK)
-    assert stall.entered == 1 and stall.answered == 0
+    assert stall.entered >= 1 and stall.answered == 0  # (an early transcription at the comma
+    # after "שלום", EARLY_ASR_SEC, is a second entry, dropped when the caller goes on)
     assert len(result.heard) == 1 and result.heard[0]["duration"] > 0.2
     (turn,) = line.store.turns(result.call_sid)
     if phrase:
@@ -91,9 +93,13 @@ def test_a_chat_model_shut_down_mid_call_gives_the_fallback_phrase(phone_line, o
     """OpenAI shuts gpt-4o-mini down on 2027-01-14: a call on its last day whose second turn
     falls on the shutdown day. The real client meets the strict stand-in's 404; the caller hears
     the LLM fallback phrase, and start-up had said the model was going (it went on all the same)."""
-    def day() -> date:  # the request being answered is already in `requests`
+    def day() -> date:  # the request being answered is already in `requests`: the second
+        # question is asked on the shutdown day (a reply begun early, DRAFT_REPLY, is one more
+        # request of the first question's)
         chats = [r for r in openai_server.requests if r["path"] == "/v1/chat/completions"]
-        return date(2027, 1, 13) if len(chats) <= 1 else date(2027, 1, 14)
+        asked = [json.dumps([m for m in r["json"]["messages"] if m["role"] == "user"][-1])
+                 for r in chats]
+        return date(2027, 1, 13) if asked[-1] == asked[0] else date(2027, 1, 14)
     openai_server.today = day
     line = phone_line(asr_engine="fake", llm_engine="openai", tts_engine="fake",
                       turn_mode="stream", openai_api_key="sk-test-key-123456",
@@ -187,7 +193,8 @@ def test_caller_hanging_up_mid_turn_leaves_no_job_and_no_error(phone_line, stall
     stall(line.runtime.engines.llm, "llm")  # the turn is still thinking when the caller leaves
     caller, _ = call_in_background(line, STAY)
     call_sid = the_call(line)
-    wait_until(lambda: stall.entered)  # a turn is in flight...
+    wait_until(lambda: stall.entered and "ASR_TEXT" in kinds(line, call_sid))  # a turn is in
+    # flight (its reply begun early on the words, DRAFT_REPLY, may have entered the LLM first)...
     line.carrier.calls[call_sid].hangup("caller")  # ...when the caller hangs up
     caller.join(60)
     wait_until(lambda: line.store.get_call(call_sid)["ended"])
@@ -226,7 +233,8 @@ def test_a_stalled_turn_gets_the_fallback_phrase_and_its_late_reply_is_dropped(p
     stall(line.runtime.engines.llm, "llm")  # the turn is thinking until the test says so
     caller, outcome = call_in_background(line, STAY)
     call_sid = the_call(line)
-    wait_until(lambda: stall.entered)
+    wait_until(lambda: stall.entered and "ASR_TEXT" in kinds(line, call_sid))  # the turn's, not
+    # only its reply begun early on the words (DRAFT_REPLY)
     line.runtime.watchdog.check_turn(call_sid, 1)  # as if the turn had outlived its timeouts
     run = line.carrier.calls[call_sid]
     wait_until(lambda: len(run.result.streams) == 2)  # the fallback played, a new stream opened

@@ -150,14 +150,20 @@ class StreamTurns:
 
     def early_heard(self, live: LiveRecognition, text: str) -> None:
         """DRAFT_REPLY with an ASR that does not hear live: the early transcription's words
-        came while the turn is not over (the caller is still silent, not yet MIN_UTT_SEC): the
-        reply is begun on them; the turn's words are these same ones, or it is dropped."""
+        came while the turn is not over (the caller is still silent, not yet MIN_UTT_SEC): when
+        they read whole, the reply is begun on them; the turn's words are these same ones."""
         with self.detector_lock:
             pending = self.early.pending if self.early is not None else None
             if pending is None or pending[0] is not live:
                 return  # the turn took it already (it asks the LLM itself), or it was dropped
-            self.drafted = text
-            self.rt.dialog.begin_draft(self.call_sid, text)
+            if self.reads_whole(text):
+                self.drafted = text
+                self.rt.dialog.begin_draft(self.call_sid, text)
+
+    def reads_whole(self, text: str) -> bool:
+        """The words read as a whole sentence (not "שלום," or "אני רוצה"): worth a draft."""
+        ceiling = self.rt.settings.min_utt_sec
+        return silence_to_end(text, ceiling) not in (None, ceiling)
 
     def _draft(self, events: list) -> None:
         """DRAFT_REPLY: in the silence after the caller's live words read as a whole sentence
@@ -177,8 +183,7 @@ class StreamTurns:
                 self.rt.dialog.drop_draft(self.call_sid, "went-on")
             return
         text = self.live.partial.strip() if self.live is not None else ""
-        ceiling = self.rt.settings.min_utt_sec
-        if text and text != self.drafted and silence_to_end(text, ceiling) not in (None, ceiling):
+        if text and text != self.drafted and self.reads_whole(text):
             self.drafted = text
             self.rt.dialog.begin_draft(self.call_sid, text)
 
