@@ -100,6 +100,21 @@ def google_speech(profile: LatencyProfile):
     return GoogleSpeechProfile(profile, [len(voiced_frames(q)) for q in QUESTIONS], VAD_RMS)
 
 
+def begun_early(line) -> dict[str, int]:
+    """What began before the turn ended, by how it went: the drafts (DRAFT_REPLY, `used` or
+    `dropped:<why>`) and the early transcriptions (EARLY_ASR_SEC, `asr used`/`asr dropped`)."""
+    with sqlite3.connect(line.db) as conn:
+        rows = conn.execute("SELECT kind, detail FROM events WHERE kind IN "
+                            "('DRAFT', 'EARLY_ASR')").fetchall()
+    counts: dict[str, int] = {}
+    for kind, detail in rows:
+        d = json.loads(detail or "{}")
+        key = (f"draft {d.get('result')}" + (f":{d['why']}" if d.get("why") else "")
+               if kind == "DRAFT" else f"asr {d.get('result')}")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def read_back(line) -> int:
     """Turns whose reply says the reference number the caller was heard giving."""
     with sqlite3.connect(line.db) as conn:
@@ -139,6 +154,7 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
         result = line.carrier.place_call(script, speed=1.0)
         stages = server_stages(line)
         read = read_back(line)
+        early = begun_early(line)
     chats = tuple(b - a for a, b in zip(chats_before, profile.chat_counts(), strict=True))
     times = turn_times(result)
     first, whole, silence, gaps = ([t[k] for t in times] for k in range(4))
@@ -153,7 +169,8 @@ def run_mode(mode: str, turns: int, profile: LatencyProfile, speech: str, realti
                                    "p95": round(percentile(audio_heard(times), 95), 2)},
                "longest_gap_inside_reply_sec": {"p50": round(percentile(gaps, 50), 2),
                                                 "max": round(max(gaps, default=0.0), 2)},
-               "server_stages_p50_ms": stages}
+               "server_stages_p50_ms": stages, "begun_early": early}
+    log(f"begun before the turn ended: {early or 'nothing'}")
     if hearing is not None:
         summary.update(hearing_summary(hearing, chats, len(times), read))
         log(f"google ASR: streams {summary['asr_streams']}; streamed chat requests "
@@ -182,7 +199,14 @@ def main() -> None:
                         help="openai: the profile's transcription after the utterance; google: "
                              "Google's streaming client hears the caller live (bench/"
                              "google_profile.py)")
+    parser.add_argument("--interim-lag", type=float, default=None,
+                        help="--asr google: seconds from a word's audio to its interim result "
+                             "(default bench/google_profile.py's LAG_SEC, 0.3: not documented "
+                             "by Google, an assumption)")
     args = parser.parse_args()
+    if args.interim_lag is not None:
+        from . import google_profile
+        google_profile.LAG_SEC = args.interim_lag
     modes = ["play", "stream"] if args.mode == "both" else [args.mode]
     speeches = ["speech", "realtime"] if args.speech == "both" else [args.speech]
     caches = ["warm", "cold"] if args.cache == "both" else [args.cache]
