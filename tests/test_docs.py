@@ -10,7 +10,7 @@ from ivr.media import session, wire
 from ivr.threads import POOLS
 
 ROOT = Path(__file__).resolve().parent.parent
-SKIP = {".git", ".venv", "var", "node_modules", ".pytest_cache", "static"}
+SKIP = {".git", ".venv", ".venv-peer", "var", "node_modules", ".pytest_cache", "static"}
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)
 CODE = re.compile(r"`[^`\n]*`")
